@@ -1,0 +1,51 @@
+import { z } from "zod";
+
+export { z };
+
+/** Environment variables every service reads. */
+export const commonEnvSchema = z.object({
+  DATABASE_URL: z.string().default("postgres://postgres@127.0.0.1:5432/longhaul"),
+  NATS_URL: z.string().default("nats://127.0.0.1:4222"),
+  /** Prefix of every JetStream stream and subject; lets meshes (and tests) share one server. */
+  LONGHAUL_NATS_PREFIX: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,30}$/, "lowercase letters, digits and _")
+    .default("longhaul"),
+  /** Shared by the services of one mesh; required on every internal RPC. */
+  LONGHAUL_INTERNAL_TOKEN: z.string().min(16, "at least 16 characters"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  SCHEDULER_ADDR: z.string().default("127.0.0.1:50051"),
+  INVOKER_ADDR: z.string().default("127.0.0.1:50052"),
+  NOTIFIER_ADDR: z.string().default("127.0.0.1:50053"),
+});
+
+export type CommonConfig = z.infer<typeof commonEnvSchema>;
+
+/** Thrown at start when the environment does not fit a service's schema. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/**
+ * Parses the environment once at start into a frozen, typed config. Every
+ * invalid variable is named in one error.
+ */
+export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): Readonly<z.infer<S>> {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  return Object.freeze(result.data);
+}
+
+/** zod helper: an integer read from an environment string. */
+export const envInt = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+
+/** zod helper: a boolean read from "true" / "false". */
+export const envBool = (def: boolean) =>
+  z
+    .enum(["true", "false", "1", "0"])
+    .default(def ? "true" : "false")
+    .transform((v) => v === "true" || v === "1");

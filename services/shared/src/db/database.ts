@@ -1,0 +1,94 @@
+import pg from "pg";
+import { Kysely, PostgresDialect, sql } from "kysely";
+import { Migrator, type Migration } from "kysely/migration";
+import type { Logger } from "pino";
+
+export { sql };
+export type { Migration };
+
+/** Options of {@link createDb}. */
+export interface DbOptions {
+  url: string;
+  log: Logger;
+  /** @default 10 */
+  poolSize?: number;
+  /** Sets `search_path` on each connection; lets a test use its own schema. */
+  schema?: string;
+}
+
+/**
+ * A Kysely instance on a pg Pool. Idle-client errors (a Postgres restart) are
+ * logged, never thrown into the process.
+ */
+export function createDb<DB>(options: DbOptions): Kysely<DB> {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+  });
+  pool.on("error", (err) => options.log.warn({ err }, "idle postgres client failed"));
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/**
+ * Creates the database named in `url` when it does not exist, so that a fresh
+ * server works with zero set-up. Connects to the `postgres` database for that.
+ */
+export async function ensureDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
+  if (!name) return;
+  const admin = new URL(url);
+  admin.pathname = "/postgres";
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const found = await client.query("select 1 from pg_database where datname = $1", [name]);
+    if (found.rowCount === 0) {
+      await client.query(`create database "${name.replaceAll('"', '""')}"`).catch((err: { code?: string }) => {
+        // 42P04 duplicate_database: another service created it meanwhile.
+        if (err.code !== "42P04") throw err;
+      });
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Runs a service's migrations, each service with its own migration table so
+ * that the services own their tables. Kysely's migrator takes a lock, so two
+ * copies starting together are safe.
+ */
+export async function migrate<DB>(
+  db: Kysely<DB>,
+  migrations: Record<string, Migration>,
+  tableName: string,
+  log: Logger,
+): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => migrations },
+    migrationTableName: tableName,
+    migrationLockTableName: `${tableName}_lock`,
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  for (const r of results ?? []) {
+    if (r.status === "Error") log.error({ migration: r.migrationName }, "migration failed");
+    else log.info({ migration: r.migrationName }, "migrated");
+  }
+  if (error) throw error;
+}
+
+/** True for the SQLSTATEs that mean Postgres cannot be reached or is going away. */
+export function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  if (typeof e?.code === "string" && (/^08/.test(e.code) || e.code === "57P01" || e.code === "ECONNREFUSED")) {
+    return true;
+  }
+  return /connect ECONNREFUSED|Connection terminated|timeout exceeded when trying to connect/i.test(
+    e?.message ?? "",
+  );
+}

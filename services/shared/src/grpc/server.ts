@@ -1,0 +1,175 @@
+import { readFileSync } from "node:fs";
+import {
+  Server,
+  ServerCredentials,
+  type Metadata,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, type ServingStatus } from "grpc-health-check";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "pino";
+import { LonghaulError, toServiceError } from "../errors.js";
+
+export const INTERNAL_TOKEN_METADATA_KEY = "x-longhaul-internal-token";
+
+/** What a handler learns of its call besides the request. */
+export interface CallContext {
+  metadata: Metadata;
+  /** Aborted when the client cancels or the deadline passes. */
+  signal: AbortSignal;
+}
+
+type Handler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
+
+/**
+ * Serializes buf's descriptors (ours and grpc.health.v1) for reflection.
+ * Fed from @grpc/proto-loader instead, method listing breaks (TOOLCHAIN.md).
+ */
+function loadDescriptorProtos(): Buffer[] {
+  const files = ["longhaul.binpb", "health.binpb"].flatMap((name) => {
+    const bytes = readFileSync(new URL(`../../descriptors/${name}`, import.meta.url));
+    return fromBinary(FileDescriptorSetSchema, bytes).file;
+  });
+  return files.map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f)));
+}
+
+function callSignal(call: { on(event: "cancelled", fn: () => void): unknown }): AbortSignal {
+  const controller = new AbortController();
+  call.on("cancelled", () => controller.abort(new LonghaulError("deadline_exceeded", "call cancelled")));
+  return controller.signal;
+}
+
+function reportError(log: Logger, method: string, err: unknown): LonghaulError {
+  const e = LonghaulError.from(err);
+  if (e.code === "internal") log.error({ err, method }, "internal error in handler");
+  return e;
+}
+
+/** Options of {@link createGrpcServer}. */
+export interface GrpcServerOptions {
+  log: Logger;
+  /** host:port to bind. */
+  address: string;
+  /** Required in `x-longhaul-internal-token` on the services added with `internal: true`. */
+  internalToken: string;
+  /** Message size limit in bytes. @default 16 MiB */
+  maxMessageBytes?: number;
+}
+
+/** A gRPC server with reflection, health and error mapping already wired. */
+export interface GrpcServer {
+  server: Server;
+  /** Adds a service; handlers are built with {@link unary} and {@link serverStream}. */
+  add(definition: ServiceDefinition, impl: UntypedServiceImplementation, opts?: { internal?: boolean }): void;
+  /** Sets the overall health ("" service) and each added service's. */
+  setServing(serving: boolean): void;
+  start(): Promise<number>;
+  stop(graceMs: number): Promise<void>;
+}
+
+export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
+  const maxBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
+  const server = new Server({
+    "grpc.max_receive_message_length": maxBytes,
+    "grpc.max_send_message_length": maxBytes,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+  });
+  const health = new HealthImplementation({ "": "NOT_SERVING" });
+  health.addToServer(server);
+  const serviceNames: string[] = [];
+
+  const add: GrpcServer["add"] = (definition, impl, opts = {}) => {
+    const first = Object.values(definition)[0];
+    const name = first?.path.split("/")[1];
+    if (name) serviceNames.push(name);
+    if (!opts.internal) {
+      server.addService(definition, impl);
+      return;
+    }
+    // Internal services answer only calls carrying the mesh's token.
+    const guarded: UntypedServiceImplementation = {};
+    for (const [key, handler] of Object.entries(impl)) {
+      guarded[key] = ((call: { metadata: Metadata }, cbOrUndefined?: sendUnaryData<unknown>) => {
+        const token = call.metadata.get(INTERNAL_TOKEN_METADATA_KEY)[0];
+        if (token !== options.internalToken) {
+          const err = toServiceError(new LonghaulError("unauthenticated", "internal RPC"));
+          if (typeof cbOrUndefined === "function") cbOrUndefined(err as never, null);
+          else (call as unknown as { emit(ev: string, e: unknown): void }).emit("error", err);
+          return;
+        }
+        (handler as (...a: unknown[]) => void)(call, cbOrUndefined);
+      }) as never;
+    }
+    server.addService(definition, guarded);
+  };
+
+  const setServing = (serving: boolean) => {
+    const status: ServingStatus = serving ? "SERVING" : "NOT_SERVING";
+    health.setStatus("", status);
+    for (const n of serviceNames) health.setStatus(n, status);
+  };
+
+  return {
+    server,
+    add,
+    setServing,
+    start: () =>
+      new Promise<number>((resolve, reject) => {
+        new ReflectionService({ longhaul: { fileDescriptorProtos: loadDescriptorProtos() } } as never).addToServer(
+          server,
+        );
+        server.bindAsync(options.address, ServerCredentials.createInsecure(), (err, port) =>
+          err ? reject(err) : resolve(port),
+        );
+      }),
+    stop: (graceMs) =>
+      new Promise<void>((resolve) => {
+        setServing(false);
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+/** Builds a unary handler from an async function; errors map to gRPC statuses once, here. */
+export function unary<Req, Res>(log: Logger, method: string, fn: Handler<Req, Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    fn(call.request, { metadata: call.metadata, signal: callSignal(call) }).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toServiceError(reportError(log, method, err)) as never, null),
+    );
+  };
+}
+
+/** Builds a server-streaming handler; `write` sends one message. */
+export function serverStream<Req, Res>(
+  log: Logger,
+  method: string,
+  fn: (request: Req, ctx: CallContext, write: (msg: Res) => void) => Promise<void>,
+) {
+  return (call: ServerWritableStream<Req, Res>): void => {
+    const signal = callSignal(call);
+    fn(call.request, { metadata: call.metadata, signal }, (msg) => {
+      if (!signal.aborted) call.write(msg);
+    }).then(
+      () => call.end(),
+      (err: unknown) => {
+        if (signal.aborted) return;
+        call.emit("error", toServiceError(reportError(log, method, err)));
+      },
+    );
+  };
+}

@@ -1,0 +1,131 @@
+import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  jetstreamManager,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
+import { context, propagation, type Context } from "@opentelemetry/api";
+import type { Logger } from "pino";
+import type { NatsNames } from "./names.js";
+
+export type { NatsConnection, MsgHdrs };
+
+const SECOND_NS = 1_000_000_000;
+
+/**
+ * Connects with endless reconnects (a NATS restart must not kill a service)
+ * and logs status changes. `onStatus` learns whether the link is up.
+ */
+export async function connectNats(
+  url: string,
+  name: string,
+  log: Logger,
+  onStatus?: (connected: boolean) => void,
+): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: url.split(","),
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    pingInterval: 10_000,
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        log.warn({ nats: s.type }, "nats disconnected");
+        onStatus?.(false);
+      } else if (s.type === "reconnect") {
+        log.info({ nats: s.type }, "nats reconnected");
+        onStatus?.(true);
+      }
+    }
+  })().catch((err: unknown) => log.error({ err }, "nats status loop failed"));
+  return nc;
+}
+
+/**
+ * Creates or updates the mesh's streams; safe to run from every service at
+ * every start. Dispatch is a work queue (one invoker takes each message);
+ * events keep a week so that a notifier down for a while catches up.
+ */
+export async function ensureStreams(nc: NatsConnection, names: NatsNames): Promise<JetStreamManager> {
+  const jsm = await jetstreamManager(nc);
+  const streams = [
+    {
+      name: names.dispatchStream,
+      subjects: [names.dispatchAll],
+      retention: RetentionPolicy.Workqueue,
+      max_age: 0,
+    },
+    {
+      name: names.eventsStream,
+      subjects: [names.finishedAll],
+      retention: RetentionPolicy.Limits,
+      max_age: 7 * 24 * 3600 * SECOND_NS,
+    },
+  ];
+  for (const s of streams) {
+    const config = {
+      ...s,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      duplicate_window: 120 * SECOND_NS,
+      num_replicas: 1,
+    };
+    try {
+      await jsm.streams.info(s.name);
+      await jsm.streams.update(s.name, config);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.streams.add(config);
+    }
+  }
+  return jsm;
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof Error && /not found/i.test(err.message);
+}
+
+/**
+ * Creates a durable pull consumer if missing (idempotent). `ackWaitSeconds`
+ * bounds how long a message may be held before redelivery; long work never
+ * depends on it, since ownership lives in Postgres.
+ */
+export async function ensureConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+  filterSubject: string,
+  ackWaitSeconds: number,
+): Promise<void> {
+  await jsm.consumers.add(stream, {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: filterSubject,
+    ack_wait: ackWaitSeconds * SECOND_NS,
+    max_deliver: -1,
+    max_ack_pending: 20_000,
+  });
+}
+
+/** Headers carrying the active W3C trace context. */
+export function traceHeaders(ctx: Context = context.active()): MsgHdrs {
+  const h = headers();
+  propagation.inject(ctx, h, { set: (carrier, key, value) => carrier.set(key, value) });
+  return h;
+}
+
+/** The trace context a message carried, to continue its trace. */
+export function contextFromHeaders(h: MsgHdrs | undefined): Context {
+  if (!h) return context.active();
+  return propagation.extract(context.active(), h, {
+    get: (carrier, key) => carrier.get(key) || undefined,
+    keys: (carrier) => carrier.keys(),
+  });
+}

@@ -1,0 +1,36 @@
+/**
+ * Names of every JetStream stream, consumer and subject of one mesh, derived
+ * from one prefix so that several meshes (or test files) share a server.
+ */
+export interface NatsNames {
+  dispatchStream: string;
+  eventsStream: string;
+  invokerConsumer: string;
+  notifierConsumer: string;
+  /** Work-queue subject of a run to start: `<p>.dispatch.<project>.<app>`. */
+  dispatch(project: string, app: string): string;
+  dispatchAll: string;
+  /** A run has ended: `<p>.run.finished.<project>`. */
+  finished(project: string): string;
+  finishedAll: string;
+  /** Core NATS broadcast asking the invoker holding a run to abort it. */
+  cancel: string;
+  /** Core NATS notice that a run changed, for watchers. */
+  runChanged(runId: string): string;
+}
+
+export function natsNames(prefix: string): NatsNames {
+  const upper = prefix.toUpperCase();
+  return {
+    dispatchStream: `${upper}_DISPATCH`,
+    eventsStream: `${upper}_EVENTS`,
+    invokerConsumer: "invoker",
+    notifierConsumer: "notifier",
+    dispatch: (project, app) => `${prefix}.dispatch.${project}.${app}`,
+    dispatchAll: `${prefix}.dispatch.>`,
+    finished: (project) => `${prefix}.run.finished.${project}`,
+    finishedAll: `${prefix}.run.finished.>`,
+    cancel: `${prefix}.control.cancel`,
+    runChanged: (runId) => `${prefix}.run.changed.${runId}`,
+  };
+}
