@@ -15,3 +15,4 @@ export * as appsPb from "./gen/longhaul/v1/apps.js";
 export * as schedulerPb from "./gen/longhaul/internal/v1/scheduler.js";
 export * as invokerPb from "./gen/longhaul/internal/v1/invoker.js";
 export * as notifierPb from "./gen/longhaul/internal/v1/notifier.js";
+export * from "./http/webhook-url.js";
