@@ -1,0 +1,302 @@
+// Starts the four Longhaul services as real processes wired to each other:
+// used by `npm start` (scripts/start.mjs) and by the end-to-end tests
+// (tests/helpers/mesh.ts). Types: mesh.d.mts beside this file.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+import { freePort } from "./net.mjs";
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+export const SERVICE_NAMES = ["scheduler", "invoker", "notifier", "ingress"];
+
+/** Port variables of each service (docs/ARCHITECTURE.md). */
+export const PORT_VARS = {
+  scheduler: ["SCHEDULER_GRPC_PORT", "SCHEDULER_METRICS_PORT"],
+  invoker: ["INVOKER_GRPC_PORT", "INVOKER_METRICS_PORT"],
+  notifier: ["NOTIFIER_GRPC_PORT", "NOTIFIER_METRICS_PORT"],
+  ingress: ["LONGHAUL_HTTP_PORT"],
+};
+
+/** Start order: each tier waits for the one before; stop runs it backwards. */
+const TIERS = [["scheduler"], ["invoker", "notifier"], ["ingress"]];
+const READY_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 10_000;
+const LAST_LINES = 40;
+
+/** True for the pino line a service logs once it serves. */
+function isReadyLine(line) {
+  if (!line.includes('"ready"')) return false;
+  try {
+    return JSON.parse(line).msg === "ready";
+  } catch {
+    return false;
+  }
+}
+
+function killGroup(pid, signal) {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Free ports, none handed out twice within one mesh. */
+function portPicker() {
+  const used = new Set();
+  return async (given) => {
+    if (given !== undefined && given !== "") {
+      used.add(Number(given));
+      return Number(given);
+    }
+    for (;;) {
+      const p = await freePort();
+      if (!used.has(p)) {
+        used.add(p);
+        return p;
+      }
+    }
+  };
+}
+
+/**
+ * Starts a mesh; see mesh.d.mts for the options and the handle. Throws (after
+ * stopping whatever it started) when a copy does not log ready within 30 s,
+ * with that copy's last 40 log lines in the message.
+ */
+export async function startMesh(options) {
+  const {
+    databaseUrl,
+    natsUrl,
+    natsPrefix,
+    env: extraEnv = {},
+    services: counts = {},
+    serviceEnv = {},
+    stdio = "pipe",
+    readyTimeoutMs = READY_TIMEOUT_MS,
+    entry = (name) => path.join(repoRoot, "services", name, "dist", "main.js"),
+    nodeArgs = ["--import", "@longhaul/shared/otel-register"],
+    formatLine = (name, index, line) => `[${name}#${index}] ${line}`,
+  } = options;
+  if (!databaseUrl || !natsUrl) throw new Error("startMesh needs databaseUrl and natsUrl");
+  const logDir = options.logDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "longhaul-mesh-"));
+  fs.mkdirSync(logDir, { recursive: true });
+
+  const internalToken = extraEnv.LONGHAUL_INTERNAL_TOKEN ?? randomBytes(24).toString("hex");
+  const apiKey = extraEnv.LONGHAUL_DEV_API_KEY ?? `lh_dev_${randomBytes(16).toString("hex")}`;
+
+  // Every port first, so that each service learns the others' addresses.
+  const pick = portPicker();
+  const copies = [];
+  for (const name of SERVICE_NAMES) {
+    const n = counts[name] ?? 1;
+    for (let index = 0; index < n; index++) {
+      const ports = {};
+      for (const v of PORT_VARS[name]) {
+        // A port given in env/serviceEnv applies to the first copy; others get free ones.
+        ports[v] = await pick(index === 0 ? (serviceEnv[name]?.[v] ?? extraEnv[v]) : undefined);
+      }
+      copies.push({ name, index, ports, logFile: path.join(logDir, `${name}-${index}.log`) });
+    }
+  }
+  const first = (name) => copies.find((c) => c.name === name);
+  const grpcAddr = async (name, v) =>
+    extraEnv[`${name.toUpperCase()}_ADDR`] ?? `127.0.0.1:${first(name)?.ports[v] ?? (await pick())}`;
+  const addresses = {
+    scheduler: await grpcAddr("scheduler", "SCHEDULER_GRPC_PORT"),
+    invoker: await grpcAddr("invoker", "INVOKER_GRPC_PORT"),
+    notifier: await grpcAddr("notifier", "NOTIFIER_GRPC_PORT"),
+  };
+  const ingress = first("ingress");
+  const ingressUrl = ingress ? `http://127.0.0.1:${ingress.ports.LONGHAUL_HTTP_PORT}` : undefined;
+  const metricsUrls = Object.fromEntries(
+    SERVICE_NAMES.map((name) => [
+      name,
+      copies
+        .filter((c) => c.name === name)
+        .map((c) =>
+          name === "ingress"
+            ? `http://127.0.0.1:${c.ports.LONGHAUL_HTTP_PORT}/metrics`
+            : `http://127.0.0.1:${c.ports[PORT_VARS[name][1]]}/metrics`,
+        ),
+    ]),
+  );
+
+  const baseEnv = {
+    DATABASE_URL: databaseUrl,
+    NATS_URL: natsUrl,
+    ...(natsPrefix ? { LONGHAUL_NATS_PREFIX: natsPrefix } : {}),
+    LONGHAUL_INTERNAL_TOKEN: internalToken,
+    LONGHAUL_DEV_API_KEY: apiKey,
+    SCHEDULER_ADDR: addresses.scheduler,
+    INVOKER_ADDR: addresses.invoker,
+    NOTIFIER_ADDR: addresses.notifier,
+    ...(ingressUrl ? { LONGHAUL_PUBLIC_URL: ingressUrl } : {}),
+  };
+  for (const c of copies) {
+    c.env = {
+      ...process.env,
+      ...baseEnv,
+      OTEL_SERVICE_NAME: `longhaul-${c.name}`,
+      LONGHAUL_INSTANCE_ID: `${c.name}-${c.index}`,
+      ...extraEnv,
+      ...serviceEnv[c.name],
+      ...Object.fromEntries(Object.entries(c.ports).map(([k, v]) => [k, String(v)])),
+    };
+    c.entry = entry(c.name);
+    c.child = undefined;
+    c.closed = Promise.resolve();
+  }
+
+  /** Spawns one copy and resolves once it logged ready. */
+  function launch(c) {
+    if (!fs.existsSync(c.entry)) {
+      return Promise.reject(new Error(`${c.entry} is missing: run \`npm run build\` first`));
+    }
+    let fd = fs.openSync(c.logFile, "a");
+    const closeLog = () => {
+      if (fd !== undefined) fs.closeSync(fd);
+      fd = undefined; // never write to a number the OS may have handed to another file
+    };
+    const child = spawn(process.execPath, [...nodeArgs, c.entry], {
+      cwd: repoRoot,
+      env: c.env,
+      detached: true, // own process group: kill() reaches anything it spawns, Ctrl-C does not
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    c.child = child;
+    c.recent = [];
+    let ready = false;
+    let onReady;
+    const readyLine = new Promise((resolve) => (onReady = resolve));
+    const onLine = (line) => {
+      if (fd !== undefined) fs.writeSync(fd, line + "\n"); // synchronous, so logs() is always current
+      c.recent.push(line);
+      if (c.recent.length > LAST_LINES) c.recent.shift();
+      if (stdio === "inherit") process.stdout.write(formatLine(c.name, c.index, line) + "\n");
+      if (!ready && isReadyLine(line)) {
+        ready = true;
+        onReady();
+      }
+    };
+    readline.createInterface({ input: child.stdout, crlfDelay: Infinity }).on("line", onLine);
+    readline.createInterface({ input: child.stderr, crlfDelay: Infinity }).on("line", onLine);
+    c.closed = new Promise((resolve) => {
+      child.once("error", (err) => {
+        onLine(`[mesh] cannot spawn: ${err.message}`);
+        closeLog();
+        resolve({ code: null, signal: null });
+      });
+      // 'close' comes after the pipes drained, so the last lines are in the log.
+      child.once("close", (code, signal) => {
+        closeLog();
+        if (stdio === "inherit") {
+          process.stdout.write(formatLine(c.name, c.index, `[mesh] exited (code ${code}, signal ${signal})`) + "\n");
+        }
+        resolve({ code, signal });
+      });
+    });
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`did not log {"msg":"ready"} within ${readyTimeoutMs} ms`)),
+        readyTimeoutMs,
+      );
+    });
+    const died = c.closed.then(({ code, signal }) => {
+      throw new Error(`exited before it was ready (code ${code}, signal ${signal})`);
+    });
+    return Promise.race([readyLine, timeout, died])
+      .catch(async (err) => {
+        await terminate(c, "SIGKILL");
+        throw new Error(
+          `${c.name}#${c.index} ${err.message}\n--- last ${LAST_LINES} lines of ${c.logFile} ---\n${c.recent.join("\n")}`,
+        );
+      })
+      .finally(() => clearTimeout(timer));
+  }
+
+  function alive(c) {
+    return c.child !== undefined && c.child.exitCode === null && c.child.signalCode === null;
+  }
+
+  /** Signals a copy's process group; SIGKILL after the grace period; resolves once it is gone. */
+  async function terminate(c, signal, graceMs = STOP_GRACE_MS) {
+    if (!c.child) return { code: null, signal: null };
+    if (alive(c)) killGroup(c.child.pid, signal);
+    const timer = setTimeout(() => killGroup(c.child.pid, "SIGKILL"), graceMs);
+    const result = await c.closed;
+    clearTimeout(timer);
+    return result;
+  }
+
+  const onExit = () => {
+    for (const c of copies) if (alive(c)) killGroup(c.child.pid, "SIGKILL");
+  };
+  process.on("exit", onExit);
+
+  let stopping;
+  async function stop() {
+    stopping ??= (async () => {
+      for (const tier of [...TIERS].reverse()) {
+        await Promise.all(copies.filter((c) => tier.includes(c.name)).map((c) => terminate(c, "SIGTERM")));
+      }
+      process.off("exit", onExit);
+    })();
+    return stopping;
+  }
+
+  try {
+    for (const tier of TIERS) {
+      await Promise.all(copies.filter((c) => tier.includes(c.name)).map(launch));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  const find = (name, index) => {
+    const c = copies.find((x) => x.name === name && x.index === index);
+    if (!c) throw new Error(`no copy ${name}#${index} in this mesh`);
+    return c;
+  };
+
+  return {
+    ingressUrl,
+    apiKey,
+    internalToken,
+    addresses,
+    metricsUrls,
+    logDir,
+    env: baseEnv,
+    get processes() {
+      return copies.map((c) => ({
+        name: c.name,
+        index: c.index,
+        pid: c.child?.pid,
+        alive: alive(c),
+        logFile: c.logFile,
+        ports: { ...c.ports },
+      }));
+    },
+    kill(name, index = 0, signal = "SIGTERM") {
+      return terminate(find(name, index), signal);
+    },
+    async start(name, index = 0) {
+      const c = find(name, index);
+      if (alive(c)) throw new Error(`${name}#${index} is still running`);
+      await launch(c);
+    },
+    stop,
+    logs(name, index = 0) {
+      const c = find(name, index);
+      return fs.existsSync(c.logFile) ? fs.readFileSync(c.logFile, "utf8") : "";
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// A whole Longhaul mesh (the four services as real processes) for an
+// end-to-end test file, on its own database and NATS prefix so that files run
+// in parallel against the Postgres and NATS that `npm test` provides.
+import { startMesh, type Mesh, type MeshOptions } from "../../scripts/lib/mesh.mjs";
+import { createTestDatabase, createTestNats } from "./isolation.js";
+
+export type { Mesh, MeshOptions, ServiceName } from "../../scripts/lib/mesh.mjs";
+
+export interface TestMesh extends Mesh {
+  /** The test file's own database (already wired into every service). */
+  database: { url: string; name: string };
+  /** The test file's own stream prefix (LONGHAUL_NATS_PREFIX). */
+  natsPrefix: string;
+  /** Stops the mesh, then drops the database and deletes the streams. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Starts a mesh for one test file. Options are startMesh's, less the URLs and
+ * prefix, which come from the isolation helpers. Typical use:
+ *
+ * ```ts
+ * let mesh: TestMesh;
+ * beforeAll(async () => { mesh = await startTestMesh(); });
+ * afterAll(async () => { await mesh?.cleanup(); });
+ * ```
+ */
+export async function startTestMesh(
+  options: Omit<MeshOptions, "databaseUrl" | "natsUrl" | "natsPrefix"> = {},
+): Promise<TestMesh> {
+  const database = await createTestDatabase();
+  const nats = await createTestNats();
+  let mesh: Mesh;
+  try {
+    mesh = await startMesh({ ...options, databaseUrl: database.url, natsUrl: nats.url, natsPrefix: nats.prefix });
+  } catch (err) {
+    await nats.cleanup().catch(() => {});
+    await database.drop().catch(() => {});
+    throw err;
+  }
+  let cleaned: Promise<void> | undefined;
+  // Extends the handle in place so that its live getter (processes) stays live.
+  return Object.assign(mesh, {
+    database: { url: database.url, name: database.name },
+    natsPrefix: nats.prefix,
+    cleanup: () =>
+      (cleaned ??= (async () => {
+        await mesh.stop();
+        await nats.cleanup();
+        await database.drop();
+      })()),
+  });
+}
