@@ -1,0 +1,124 @@
+import { Agent, type Dispatcher } from "undici";
+import type { HeaderPair, UpstreamPort, UpstreamRequest, UpstreamResult } from "../../core/ports.js";
+
+/** Options of the Agent that carries every call to the apps. */
+export interface UpstreamAgentOptions {
+  /** Idle time before the first TCP keep-alive probe. @default 30000 */
+  keepAliveInitialDelayMs?: number;
+  /** Time to open a connection before it counts as a connect error. @default 10000 */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * The undici Agent options. undici's `headersTimeout` / `bodyTimeout` default
+ * to 300 s and would cut a call that legitimately takes hours, so both are
+ * off: each call is bounded by its run's deadline (an AbortSignal) instead.
+ * TCP keep-alive probes keep NATs and load balancers from dropping a
+ * connection that carries no bytes for hours, and detect a dead peer.
+ */
+export function upstreamAgentOptions(o: UpstreamAgentOptions = {}): Agent.Options {
+  return {
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    connect: {
+      keepAlive: true,
+      keepAliveInitialDelay: o.keepAliveInitialDelayMs ?? 30_000,
+      timeout: o.connectTimeoutMs ?? 10_000,
+    },
+  };
+}
+
+export function createUpstreamAgent(o: UpstreamAgentOptions = {}): Agent {
+  return new Agent(upstreamAgentOptions(o));
+}
+
+/** Header pairs as undici's flat `[name, value, ...]` list, which keeps repeated names. */
+export function flatHeaders(headers: HeaderPair[]): string[] {
+  return headers.flatMap((h) => [h.name, h.value]);
+}
+
+/** undici's response headers as pairs; repeated names (set-cookie) become several pairs. */
+export function headerPairs(headers: Record<string, string | string[] | undefined>): HeaderPair[] {
+  const out: HeaderPair[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) out.push({ name, value: v });
+  }
+  return out;
+}
+
+/** A short message naming what went wrong on the wire, e.g. `ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:1`. */
+export function describeUpstreamError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  // undici wraps socket errors; the interesting code is often on the cause.
+  const cause = (err as { cause?: unknown }).cause;
+  const inner = cause instanceof Error ? cause : err;
+  const code = (inner as { code?: unknown }).code ?? (err as { code?: unknown }).code;
+  const message = inner.message || err.message || inner.name;
+  return typeof code === "string" ? `${code}: ${message}` : message;
+}
+
+export interface UpstreamClientOptions {
+  agent: Dispatcher;
+  /** Bytes of the response body kept; the rest is read and dropped. */
+  maxResponseBytes: number;
+}
+
+/**
+ * Makes an async run's call: the whole request body at once, the response
+ * body read up to `maxResponseBytes` (the rest drained so the app sees its
+ * answer consumed, and `bodyTruncated` set). Any failure before the whole
+ * answer is read is a connect error, unless the signal fired: then the run's
+ * owner decides (timeout, cancel, lost lease, drain).
+ */
+export function createUpstreamClient(o: UpstreamClientOptions): UpstreamPort {
+  return {
+    async call(req: UpstreamRequest): Promise<UpstreamResult> {
+      const { signal } = req;
+      if (signal.aborted) return { kind: "aborted" };
+      try {
+        const res = await o.agent.request({
+          ...originAndPath(req.url),
+          method: (req.method || "GET").toUpperCase() as Dispatcher.HttpMethod,
+          headers: flatHeaders(req.headers),
+          body: req.body.byteLength > 0 ? Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength) : null,
+          signal,
+        });
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        let truncated = false;
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          if (kept >= o.maxResponseBytes) {
+            truncated = true;
+            continue;
+          }
+          const room = o.maxResponseBytes - kept;
+          if (chunk.byteLength > room) {
+            chunks.push(chunk.subarray(0, room));
+            kept += room;
+            truncated = true;
+          } else {
+            chunks.push(chunk);
+            kept += chunk.byteLength;
+          }
+        }
+        return {
+          kind: "response",
+          statusCode: res.statusCode,
+          headers: headerPairs(res.headers),
+          body: Buffer.concat(chunks, kept),
+          bodyTruncated: truncated,
+        };
+      } catch (err) {
+        if (signal.aborted) return { kind: "aborted" };
+        return { kind: "connect_error", message: describeUpstreamError(err) };
+      }
+    },
+  };
+}
+
+/** Splits an absolute URL into undici's `origin` and `path` (path keeps the query). */
+export function originAndPath(url: string): { origin: string; path: string } {
+  const u = new URL(url);
+  return { origin: u.origin, path: `${u.pathname}${u.search}` };
+}

@@ -1,0 +1,135 @@
+import { jetstream, type JsMsg, type ConsumerMessages } from "@nats-io/jetstream";
+import {
+  context,
+  contextFromHeaders,
+  ensureConsumer,
+  ensureStreams,
+  type Logger,
+  type NatsConnection,
+  type NatsNames,
+} from "@longhaul/shared";
+import type { Capacity } from "../../core/capacity.js";
+import type { Dispatch } from "../../core/ports.js";
+import type { ClaimDecision } from "../../core/run-invoker.js";
+
+/** Delay before a dispatch is redelivered when the scheduler cannot answer a claim. */
+export const NAK_DELAY_MS = 2_000;
+/** JetStream ack wait of the `invoker` consumer: claims take seconds, never the call. */
+const ACK_WAIT_SECONDS = 30;
+
+export interface DispatchConsumerOptions {
+  nc: NatsConnection;
+  names: NatsNames;
+  capacity: Capacity;
+  log: Logger;
+  /** Claims one attempt (RunInvoker.claim). */
+  claim(dispatch: Dispatch): Promise<ClaimDecision>;
+  /** Most messages asked for in one pull. @default 256 */
+  batch?: number;
+  /** How long one pull waits for messages, ms (≥ 1000). @default 5000 */
+  expiresMs?: number;
+}
+
+export interface DispatchConsumer {
+  /** Stops pulling; messages already taken are still handled. Waits for the pull loop to end. */
+  stop(): Promise<void>;
+}
+
+/** Reads `{"run_id","attempt"}`; undefined when the payload is not one. */
+export function parseDispatch(data: Uint8Array): Dispatch | undefined {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(data)) as { run_id?: unknown; attempt?: unknown };
+    if (typeof v.run_id !== "string" || v.run_id === "") return undefined;
+    if (typeof v.attempt !== "number" || !Number.isInteger(v.attempt) || v.attempt < 0) return undefined;
+    return { runId: v.run_id, attempt: v.attempt };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Pulls dispatches from the work queue, never more than there are free call
+ * slots (backpressure: at INVOKER_MAX_IN_FLIGHT it stops pulling and the
+ * messages wait in the stream). Each message is claimed; claimed or refused
+ * → ack; scheduler unavailable → nak for a later redelivery. The call itself
+ * never depends on JetStream: ownership lives in the scheduler.
+ */
+export async function startDispatchConsumer(o: DispatchConsumerOptions): Promise<DispatchConsumer> {
+  const jsm = await ensureStreams(o.nc, o.names);
+  await ensureConsumer(jsm, o.names.dispatchStream, o.names.invokerConsumer, o.names.dispatchAll, ACK_WAIT_SECONDS);
+  const consumer = await jetstream(o.nc).consumers.get(o.names.dispatchStream, o.names.invokerConsumer);
+  const batch = o.batch ?? 256;
+  const expires = Math.max(1000, o.expiresMs ?? 5000);
+  const stopping = new AbortController();
+  let current: ConsumerMessages | undefined;
+
+  const handle = async (msg: JsMsg): Promise<void> => {
+    const dispatch = parseDispatch(msg.data);
+    if (!dispatch) {
+      o.log.error({ subject: msg.subject, seq: msg.seq }, "dispatch payload is not {run_id, attempt}; dropped");
+      // Ack, not term: a work queue then deletes it, and a redelivery could not fix it.
+      msg.ack();
+      return;
+    }
+    // The claim continues the trace of the dispatch message.
+    const ctx = contextFromHeaders(msg.headers);
+    const decision = await context.with(ctx, () => o.claim(dispatch));
+    switch (decision.kind) {
+      case "claimed":
+        msg.ack();
+        context.with(ctx, () => decision.start());
+        return;
+      case "refused":
+        msg.ack();
+        return;
+      case "retry":
+        msg.nak(NAK_DELAY_MS);
+        return;
+    }
+  };
+
+  const loop = async (): Promise<void> => {
+    while (!stopping.signal.aborted) {
+      await o.capacity.whenFree(stopping.signal);
+      const max = Math.min(o.capacity.free(), batch);
+      if (stopping.signal.aborted) break;
+      if (max === 0) continue;
+      try {
+        current = await consumer.fetch({ max_messages: max, expires });
+        for await (const msg of current) {
+          handle(msg).catch((err: unknown) => {
+            o.log.error({ err, seq: msg.seq }, "dispatch handling failed");
+            msg.nak(NAK_DELAY_MS);
+          });
+        }
+      } catch (err) {
+        if (stopping.signal.aborted) break;
+        o.log.warn({ err }, "pulling dispatches failed; retrying");
+        await sleep(1000, stopping.signal);
+      } finally {
+        current = undefined;
+      }
+    }
+  };
+
+  const running = loop().catch((err: unknown) => o.log.error({ err }, "dispatch loop failed"));
+  o.log.info({ stream: o.names.dispatchStream, consumer: o.names.invokerConsumer }, "consuming dispatches");
+  return {
+    async stop() {
+      stopping.abort();
+      current?.stop();
+      await running;
+    },
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}

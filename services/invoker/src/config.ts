@@ -1,0 +1,41 @@
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { commonEnvSchema, envInt, parseEnv, z } from "@longhaul/shared";
+
+/** Environment of the invoker; the only place that reads `process.env`. */
+export const invokerEnvSchema = commonEnvSchema.extend({
+  /** Address the gRPC server binds. @default "0.0.0.0" */
+  INVOKER_GRPC_HOST: z.string().default("0.0.0.0"),
+  /** Port of `longhaul.internal.v1.InvokerService`, health and reflection. @default 50052 */
+  INVOKER_GRPC_PORT: envInt(50052, 0, 65535),
+  /** Address `/metrics` binds. @default "0.0.0.0" */
+  INVOKER_METRICS_HOST: z.string().default("0.0.0.0"),
+  /** Port of `/metrics`. @default 9462 */
+  INVOKER_METRICS_PORT: envInt(9462, 0, 65535),
+  /**
+   * Name this copy claims runs under; it must differ between copies.
+   * @default `${hostname}-${pid}-${random}`
+   */
+  INVOKER_ID: z.string().min(1).max(200).optional(),
+  /**
+   * Calls held at once (async runs and sync pass-through together). At the
+   * limit the invoker stops pulling dispatches (backpressure); it never fails them.
+   * @default 10000
+   */
+  INVOKER_MAX_IN_FLIGHT: envInt(10_000, 1),
+  /** On SIGTERM, how long calls in flight may finish before they are handed back. @default 30 */
+  INVOKER_DRAIN_SECONDS: envInt(30, 0),
+  /** Bytes of an app's response body kept for a run; the rest is read and dropped. @default 10 MiB */
+  INVOKER_MAX_RESPONSE_BYTES: envInt(10 * 1024 * 1024, 0),
+  /** Heartbeat period override in ms. @default lease_seconds * 1000 / 3, as the scheduler says */
+  INVOKER_HEARTBEAT_MS: z.coerce.number().int().min(100).optional(),
+});
+
+export type InvokerConfig = Readonly<z.infer<typeof invokerEnvSchema>> & { invokerId: string };
+
+/** Parses and freezes the invoker's configuration. */
+export function loadConfig(env: NodeJS.ProcessEnv): InvokerConfig {
+  const parsed = parseEnv(invokerEnvSchema, env);
+  const invokerId = parsed.INVOKER_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+  return Object.freeze({ ...parsed, invokerId });
+}

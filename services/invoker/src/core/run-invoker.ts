@@ -1,0 +1,303 @@
+import {
+  LonghaulError,
+  SpanStatusCode,
+  context,
+  contextFromCarrier,
+  trace,
+  tracer,
+  type Logger,
+} from "@longhaul/shared";
+import type { Capacity } from "./capacity.js";
+import { runCallHeaders } from "./outbound-headers.js";
+import type {
+  CallOutcome,
+  ClaimedRun,
+  Clock,
+  Dispatch,
+  InvokerMetrics,
+  RunOutcome,
+  SchedulerPort,
+  UpstreamPort,
+  UpstreamResult,
+} from "./ports.js";
+import { parseRetryAfter } from "./retry-after.js";
+
+/** Why a held call was stopped before the app answered. */
+export type StopReason = "timeout" | "cancelled" | "lost" | "draining";
+
+/** What the dispatch consumer does with a message after the claim. */
+export type ClaimDecision =
+  /** Ack the message, then call `start()` to hold the call. */
+  | { kind: "claimed"; run: ClaimedRun; start(): void }
+  /** The scheduler refused the attempt (taken, cancelled, finished, stale): ack and drop. */
+  | { kind: "refused"; reason: string }
+  /** The scheduler could not answer: redeliver later. */
+  | { kind: "retry"; reason: string };
+
+export interface RunInvokerOptions {
+  invokerId: string;
+  scheduler: SchedulerPort;
+  upstream: UpstreamPort;
+  capacity: Capacity;
+  clock: Clock;
+  metrics: InvokerMetrics;
+  log: Logger;
+  /** Backoff of CompleteRun retries while the scheduler is unavailable. @default 250 ms doubling to 10 s */
+  completeBackoff?: { initialMs: number; maxMs: number };
+}
+
+interface HeldRun {
+  dispatch: Dispatch;
+  /** Aborted with a {@link StopReason}: ends the call or the completion retries. */
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/** Error codes after which retrying CompleteRun may succeed. */
+const TRANSIENT = new Set(["unavailable", "deadline_exceeded", "internal", "resource_exhausted"]);
+
+/**
+ * The heart of the invoker: claims attempts, holds their calls to the app up
+ * to the run's deadline, reports outcomes, and stops calls on cancel, lost
+ * lease or drain. Ownership lives in the scheduler (Postgres); this only
+ * tracks what this process holds.
+ */
+export class RunInvoker {
+  private readonly held = new Map<string, HeldRun>();
+  private readonly backoff: { initialMs: number; maxMs: number };
+  private leaseSecondsSeen = 0;
+
+  constructor(private readonly o: RunInvokerOptions) {
+    this.backoff = o.completeBackoff ?? { initialMs: 250, maxMs: 10_000 };
+  }
+
+  /** The attempts held now (calls running or outcomes not yet recorded), for heartbeats. */
+  heldRuns(): Dispatch[] {
+    return [...this.held.values()].map((h) => h.dispatch);
+  }
+
+  /** Lease length the last claim reported, 0 before any. */
+  leaseSeconds(): number {
+    return this.leaseSecondsSeen;
+  }
+
+  /** Claims one dispatched attempt. A slot is taken until the run is let go. */
+  async claim(dispatch: Dispatch): Promise<ClaimDecision> {
+    const { log } = this.o;
+    if (this.held.has(dispatch.runId)) {
+      // A redelivery of what we already hold (the ack was lost): nothing to do.
+      return { kind: "refused", reason: "already held here" };
+    }
+    const release = this.o.capacity.acquire();
+    let run: ClaimedRun;
+    try {
+      run = await this.o.scheduler.claimRun(dispatch, this.o.invokerId);
+    } catch (err) {
+      release();
+      const e = LonghaulError.from(err);
+      this.o.metrics.claimFailed(e.code);
+      if (e.code === "conflict" || e.code === "not_found" || e.code === "invalid_argument") {
+        log.info({ run_id: dispatch.runId, attempt: dispatch.attempt, code: e.code, reason: e.message }, "claim refused; dropping dispatch");
+        return { kind: "refused", reason: e.message };
+      }
+      log.warn({ run_id: dispatch.runId, attempt: dispatch.attempt, err: e }, "claim failed; dispatch will be redelivered");
+      return { kind: "retry", reason: e.message };
+    }
+    if (run.leaseSeconds > 0) this.leaseSecondsSeen = run.leaseSeconds;
+    const held: HeldRun = { dispatch, controller: new AbortController(), done: Promise.resolve() };
+    this.held.set(dispatch.runId, held);
+    let started = false;
+    return {
+      kind: "claimed",
+      run,
+      start: () => {
+        if (started) return;
+        started = true;
+        held.done = this.hold(run, held)
+          .catch((err: unknown) => log.error({ err, run_id: run.runId }, "run handling failed"))
+          .finally(() => {
+            if (this.held.get(run.runId) === held) this.held.delete(run.runId);
+            release();
+          });
+      },
+    };
+  }
+
+  /** Aborts a held call because its run was cancelled. True when it was held here. */
+  cancel(runId: string): boolean {
+    const h = this.held.get(runId);
+    if (!h) return false;
+    this.o.log.info({ run_id: runId, attempt: h.dispatch.attempt }, "cancel received; aborting call");
+    h.controller.abort("cancelled" satisfies StopReason);
+    return true;
+  }
+
+  /** Aborts the calls of attempts the scheduler says this invoker no longer owns. */
+  abortLost(lost: Dispatch[]): void {
+    for (const d of lost) {
+      const h = this.held.get(d.runId);
+      if (!h || h.dispatch.attempt !== d.attempt) continue;
+      this.o.log.warn({ run_id: d.runId, attempt: d.attempt }, "lease lost; aborting call");
+      h.controller.abort("lost" satisfies StopReason);
+    }
+  }
+
+  /**
+   * Waits up to `graceMs` for held runs to finish on their own, then aborts
+   * the rest and hands each back with ReleaseRun (reason `invoker_draining`).
+   */
+  async drain(graceMs: number): Promise<void> {
+    const all = () => Promise.all([...this.held.values()].map((h) => h.done));
+    const timeout = new AbortController();
+    const finished = await Promise.race([
+      all().then(() => true),
+      this.o.clock.sleep(graceMs, timeout.signal).then(() => false),
+    ]);
+    timeout.abort();
+    if (finished) return;
+    this.o.log.warn({ held: this.held.size }, "drain time is up; releasing the calls still held");
+    for (const h of this.held.values()) h.controller.abort("draining" satisfies StopReason);
+    await all();
+  }
+
+  private async hold(run: ClaimedRun, held: HeldRun): Promise<void> {
+    const parent = contextFromCarrier(run.traceparent, run.tracestate);
+    const span = tracer.startSpan(
+      "longhaul.invoker.call",
+      { attributes: { "longhaul.run_id": run.runId, "longhaul.attempt": run.attempt, "longhaul.app": run.app } },
+      parent,
+    );
+    return context.with(trace.setSpan(parent, span), async () => {
+      try {
+        await this.holdInContext(run, held, span);
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  private async holdInContext(run: ClaimedRun, held: HeldRun, span: ReturnType<typeof tracer.startSpan>): Promise<void> {
+    const { clock, metrics, log } = this.o;
+    const ids = { run_id: run.runId, attempt: run.attempt };
+    const signal = held.controller.signal;
+    const startedAt = clock.now();
+    const cancelTimer = clock.setTimer(
+      () => held.controller.abort("timeout" satisfies StopReason),
+      run.deadline.getTime() - startedAt,
+    );
+    metrics.callStarted("async");
+    log.info({ ...ids, method: run.method, url: run.url, deadline: run.deadline.toISOString() }, "calling app");
+
+    let result: UpstreamResult;
+    try {
+      result = await this.o.upstream.call({
+        url: run.url,
+        method: run.method,
+        headers: runCallHeaders(run.headers, run.runId, run.attempt),
+        body: run.body,
+        signal,
+      });
+    } finally {
+      cancelTimer();
+    }
+    const seconds = (clock.now() - startedAt) / 1000;
+    const reason = signal.aborted ? (signal.reason as StopReason) : undefined;
+
+    let outcome: RunOutcome;
+    let callOutcome: CallOutcome;
+    if (result.kind === "aborted") {
+      if (reason === "timeout" || reason === undefined) {
+        outcome = errorOutcome("timeout", `no answer before the run's deadline ${run.deadline.toISOString()}`);
+        callOutcome = "timeout";
+      } else {
+        callOutcome = reason === "draining" ? "released" : reason;
+        metrics.callEnded("async", callOutcome, seconds);
+        span.setAttribute("longhaul.stopped", callOutcome);
+        log.info({ ...ids, reason, seconds }, "call stopped before the app answered");
+        if (reason === "draining") await this.release(run);
+        return;
+      }
+    } else if (result.kind === "connect_error") {
+      outcome = errorOutcome("connect_error", result.message);
+      callOutcome = "connect_error";
+    } else {
+      const retryAfter = result.headers.find((h) => h.name.toLowerCase() === "retry-after")?.value;
+      outcome = {
+        statusCode: result.statusCode,
+        headers: result.headers,
+        body: result.body,
+        bodyTruncated: result.bodyTruncated,
+        errorCode: "",
+        errorMessage: "",
+        retryAfterSeconds: parseRetryAfter(retryAfter, clock.now()),
+      };
+      callOutcome = result.statusCode >= 200 && result.statusCode < 300 ? "succeeded" : "app_error";
+      span.setAttribute("http.response.status_code", result.statusCode);
+    }
+    metrics.callEnded("async", callOutcome, seconds);
+    if (callOutcome !== "succeeded") span.setStatus({ code: SpanStatusCode.ERROR, message: callOutcome });
+    log.info(
+      { ...ids, outcome: callOutcome, status_code: outcome.statusCode, error_code: outcome.errorCode, body_truncated: outcome.bodyTruncated, seconds },
+      "call ended",
+    );
+    await this.complete(run, held, outcome);
+  }
+
+  /** Reports an outcome, retrying with backoff while the scheduler cannot answer. */
+  private async complete(run: ClaimedRun, held: HeldRun, outcome: RunOutcome): Promise<void> {
+    const { log, clock, metrics } = this.o;
+    const ids = { run_id: run.runId, attempt: run.attempt };
+    const signal = held.controller.signal;
+    let delay = this.backoff.initialMs;
+    for (;;) {
+      if (signal.aborted) {
+        // Lost or cancelled meanwhile: the scheduler already decided. Draining: hand it back.
+        log.warn({ ...ids, reason: signal.reason as string }, "outcome not recorded: run let go while retrying");
+        if (signal.reason === "draining") await this.release(run);
+        return;
+      }
+      try {
+        const { accepted } = await this.o.scheduler.completeRun(held.dispatch, this.o.invokerId, outcome);
+        if (accepted) log.info(ids, "outcome recorded");
+        else log.warn(ids, "outcome refused as late or stale; dropped");
+        return;
+      } catch (err) {
+        const e = LonghaulError.from(err);
+        metrics.completeFailed(e.code);
+        if (!TRANSIENT.has(e.code)) {
+          log.error({ ...ids, err: e }, "outcome refused; dropped");
+          return;
+        }
+        log.warn({ ...ids, err: e, retry_in_ms: delay }, "could not record outcome; retrying");
+      }
+      await clock.sleep(delay, signal);
+      delay = Math.min(delay * 2, this.backoff.maxMs);
+    }
+  }
+
+  private async release(run: ClaimedRun): Promise<void> {
+    try {
+      const { accepted } = await this.o.scheduler.releaseRun(
+        { runId: run.runId, attempt: run.attempt },
+        this.o.invokerId,
+        "invoker_draining",
+      );
+      this.o.log.info({ run_id: run.runId, attempt: run.attempt, accepted }, "run released");
+    } catch (err) {
+      // The lease then runs out and the scheduler recovers the run by policy.
+      this.o.log.warn({ run_id: run.runId, attempt: run.attempt, err }, "release failed; the lease will expire");
+    }
+  }
+}
+
+function errorOutcome(errorCode: string, errorMessage: string): RunOutcome {
+  return {
+    statusCode: 0,
+    headers: [],
+    body: new Uint8Array(0),
+    bodyTruncated: false,
+    errorCode,
+    errorMessage,
+    retryAfterSeconds: 0,
+  };
+}

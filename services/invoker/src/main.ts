@@ -1,0 +1,123 @@
+import type { Server } from "node:http";
+import {
+  connectNats,
+  createGrpcServer,
+  createLogger,
+  createRegistry,
+  invokerPb,
+  natsNames,
+  onShutdown,
+  serveMetrics,
+  shutdownTelemetry,
+} from "@longhaul/shared";
+import { loadConfig } from "./config.js";
+import { createCapacity } from "./core/capacity.js";
+import { HeartbeatLoop } from "./core/heartbeat-loop.js";
+import { systemClock } from "./core/ports.js";
+import { RunInvoker } from "./core/run-invoker.js";
+import { createInvokeService } from "./adapters/grpc/invoke-service.js";
+import { createSchedulerClient } from "./adapters/grpc/scheduler-client.js";
+import { createUpstreamAgent, createUpstreamClient } from "./adapters/http/upstream-client.js";
+import { subscribeCancels } from "./adapters/nats/cancel-subscriber.js";
+import { startDispatchConsumer } from "./adapters/nats/dispatch-consumer.js";
+import { createInvokerMetrics } from "./metrics.js";
+
+/** Wiring only: config → logger → clients → core → servers → consumers → shutdown. */
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const log = createLogger("invoker", config.LOG_LEVEL).child({ invoker_id: config.invokerId });
+  const names = natsNames(config.LONGHAUL_NATS_PREFIX);
+  const drainMs = config.INVOKER_DRAIN_SECONDS * 1000;
+
+  const registry = createRegistry("invoker");
+  const metrics = createInvokerMetrics(registry);
+  const capacity = createCapacity(config.INVOKER_MAX_IN_FLIGHT);
+  const agent = createUpstreamAgent();
+  const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+  const invoker = new RunInvoker({
+    invokerId: config.invokerId,
+    scheduler,
+    upstream: createUpstreamClient({ agent, maxResponseBytes: config.INVOKER_MAX_RESPONSE_BYTES }),
+    capacity,
+    clock: systemClock,
+    metrics,
+    log,
+  });
+  const heartbeats = new HeartbeatLoop({
+    invokerId: config.invokerId,
+    scheduler,
+    clock: systemClock,
+    log,
+    held: () => invoker.heldRuns(),
+    onLost: (lost) => invoker.abortLost(lost),
+    claimLeaseSeconds: () => invoker.leaseSeconds(),
+    overrideMs: config.INVOKER_HEARTBEAT_MS,
+  });
+
+  const grpc = createGrpcServer({
+    log,
+    address: `${config.INVOKER_GRPC_HOST}:${config.INVOKER_GRPC_PORT}`,
+    internalToken: config.LONGHAUL_INTERNAL_TOKEN,
+  });
+  grpc.add(
+    invokerPb.InvokerServiceService,
+    createInvokeService({ agent, capacity, metrics, log, recordSyncRun: (r) => scheduler.recordSyncRun(r) }),
+    { internal: true },
+  );
+
+  let consuming = false;
+  let natsUp = true;
+  const nc = await connectNats(config.NATS_URL, `longhaul-invoker-${config.invokerId}`, log, (up) => {
+    natsUp = up;
+    grpc.setServing(consuming && natsUp);
+  });
+  const grpcPort = await grpc.start();
+  const metricsServer = await serveMetrics(registry, config.INVOKER_METRICS_HOST, config.INVOKER_METRICS_PORT);
+
+  heartbeats.start();
+  const cancels = subscribeCancels(nc, names, log, (runId) => invoker.cancel(runId));
+  const consumer = await startDispatchConsumer({ nc, names, capacity, log, claim: (d) => invoker.claim(d) });
+  consuming = true;
+  grpc.setServing(natsUp);
+
+  onShutdown(
+    log,
+    [
+      { name: "dispatch consumer", close: () => consumer.stop() },
+      {
+        // Held runs finish or are released; sync calls get the same time.
+        name: "calls in flight",
+        close: async () => {
+          grpc.setServing(false);
+          await Promise.all([invoker.drain(drainMs), grpc.stop(drainMs)]);
+        },
+      },
+      { name: "heartbeats", close: () => heartbeats.stop() },
+      { name: "cancel subscription", close: () => cancels.close() },
+      { name: "nats", close: () => nc.drain() },
+      { name: "scheduler client", close: async () => scheduler.close() },
+      { name: "upstream agent", close: () => agent.close() },
+      { name: "metrics server", close: () => closeServer(metricsServer) },
+      { name: "telemetry", close: () => shutdownTelemetry() },
+    ],
+    drainMs + 20_000,
+  );
+  log.info(
+    { grpc_port: grpcPort, metrics_port: config.INVOKER_METRICS_PORT, max_in_flight: config.INVOKER_MAX_IN_FLIGHT },
+    "ready",
+  );
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.close((err) => (err ? reject(err) : resolve()));
+    // Scrapers hold keep-alive connections that would keep close() waiting.
+    server.closeAllConnections();
+  });
+}
+
+main().catch((err: unknown) => {
+  // The logger may not exist yet (bad config): write the reason plainly.
+  console.error(err);
+  process.exit(1);
+});
