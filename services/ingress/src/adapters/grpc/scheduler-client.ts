@@ -1,0 +1,233 @@
+import {
+  Metadata,
+  makeGenericClientConstructor,
+  status as GrpcStatus,
+  type CallOptions,
+  type ChannelCredentials,
+  type Client,
+  type ClientOptions,
+  type ClientUnaryCall,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
+import {
+  LonghaulError,
+  appsPb,
+  callUnary,
+  createClient,
+  internalMetadata,
+  runsPb,
+  schedulerPb,
+} from "@longhaul/shared";
+import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, SignedResultsPort } from "../../core/ports.js";
+
+/** Deadline of the quick calls (SubmitRun commits before it answers). */
+const CALL_TIMEOUT_MS = 10_000;
+/** Slack on top of a long-poll's wait, for the scheduler to answer after it. */
+const LONG_POLL_SLACK_MS = 5_000;
+const HEALTH_TIMEOUT_MS = 2_000;
+
+/** `authorization` metadata: public services resolve the caller's key themselves. */
+function callerMetadata(caller: Caller): Metadata {
+  const md = new Metadata();
+  md.set("authorization", caller.authorization);
+  return md;
+}
+
+/** grpc.health.v1.Health/Check, built by hand: the request is empty, the answer one enum. */
+const HealthClient = makeGenericClientConstructor(
+  {
+    check: {
+      path: "/grpc.health.v1.Health/Check",
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: () => Buffer.alloc(0),
+      requestDeserialize: () => ({}),
+      responseSerialize: () => Buffer.alloc(0),
+      responseDeserialize: (bytes: Buffer) => decodeHealthStatus(bytes),
+    },
+  },
+  "grpc.health.v1.Health",
+) as unknown as new (address: string, creds: ChannelCredentials, options?: Partial<ClientOptions>) => HealthCheckClient;
+
+type HealthCheckClient = Client & {
+  check(
+    request: object,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (err: ServiceError | null, res: { status: number }) => void,
+  ): ClientUnaryCall;
+};
+
+/** The `status` field (1) of a HealthCheckResponse; 1 is SERVING. */
+function decodeHealthStatus(bytes: Buffer): { status: number } {
+  const reader = new BinaryReader(bytes);
+  let status = 0;
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1) status = reader.int32();
+    else reader.skip(wireType);
+  }
+  return { status };
+}
+
+/** The scheduler as the gateway sees it: key resolution, runs, apps, health. */
+export interface SchedulerClients {
+  keys: KeyResolver;
+  runs: RunsPort;
+  signedResults: SignedResultsPort;
+  apps: AppsPort;
+  health: HealthPort;
+  close(): void;
+}
+
+/** Clients of the scheduler's public and internal services at `address`. */
+export function createSchedulerClients(address: string, internalToken: string): SchedulerClients {
+  const runClient = createClient(runsPb.RunServiceClient, address);
+  const appClient = createClient(appsPb.AppServiceClient, address);
+  const internalClient = createClient(schedulerPb.SchedulerInternalServiceClient, address);
+  const healthClient = createClient(HealthClient, address);
+
+  const keys: KeyResolver = {
+    async resolve(apiKey) {
+      const res = await callUnary(
+        internalClient.authenticate.bind(internalClient),
+        { apiKey },
+        internalMetadata(internalToken),
+        CALL_TIMEOUT_MS,
+      );
+      if (!res.project) throw new LonghaulError("unauthenticated", "invalid API key");
+      return res.project;
+    },
+  };
+
+  const runs: RunsPort = {
+    submitRun: (caller, req, opts) =>
+      callUnary(runClient.submitRun.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+    async getRun(caller, runId, waitSeconds, opts) {
+      const res = await callUnary(
+        runClient.getRun.bind(runClient),
+        { runId, waitSeconds },
+        callerMetadata(caller),
+        waitSeconds * 1000 + (waitSeconds > 0 ? LONG_POLL_SLACK_MS : CALL_TIMEOUT_MS),
+        opts?.signal,
+      );
+      return requireRun(res.run);
+    },
+    getRunResult: (caller, runId, opts) =>
+      callUnary(runClient.getRunResult.bind(runClient), { runId }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+    listRuns: (caller, req, opts) =>
+      callUnary(runClient.listRuns.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+    async cancelRun(caller, runId, opts) {
+      const res = await callUnary(
+        runClient.cancelRun.bind(runClient),
+        { runId },
+        callerMetadata(caller),
+        CALL_TIMEOUT_MS,
+        opts?.signal,
+      );
+      return requireRun(res.run);
+    },
+    async retryRun(caller, runId, opts) {
+      const res = await callUnary(
+        runClient.retryRun.bind(runClient),
+        { runId },
+        callerMetadata(caller),
+        CALL_TIMEOUT_MS,
+        opts?.signal,
+      );
+      return res.runId;
+    },
+    async *watchRun(caller, runId, maxSeconds, signal) {
+      const call = runClient.watchRun({ runId }, callerMetadata(caller), {
+        deadline: Date.now() + maxSeconds * 1000,
+      });
+      const cancel = () => call.cancel();
+      signal.addEventListener("abort", cancel, { once: true });
+      try {
+        for await (const msg of call as AsyncIterable<runsPb.WatchRunResponse>) {
+          if (msg.run) yield msg.run;
+        }
+      } catch (err) {
+        // The stream's own deadline, or our cancel: an ordinary end of watching.
+        const code = (err as { code?: number }).code;
+        if (code === GrpcStatus.DEADLINE_EXCEEDED || (code === GrpcStatus.CANCELLED && signal.aborted)) return;
+        throw LonghaulError.from(err);
+      } finally {
+        signal.removeEventListener("abort", cancel);
+        call.cancel();
+      }
+    },
+  };
+
+  // A signed link carries no key, so the result is read through the internal
+  // GetDeliveryInput (by run id, read-only): the link's HMAC is the authorisation.
+  const signedResults: SignedResultsPort = {
+    async getResult(runId, opts) {
+      const res = await callUnary(
+        internalClient.getDeliveryInput.bind(internalClient),
+        { runId },
+        internalMetadata(internalToken),
+        CALL_TIMEOUT_MS,
+        opts?.signal,
+      );
+      return {
+        runId: res.runId,
+        project: res.project,
+        status: res.status,
+        statusCode: res.statusCode,
+        contentType: res.contentType,
+        body: res.body,
+        bodyTruncated: res.bodyTruncated,
+      };
+    },
+  };
+
+  const apps: AppsPort = {
+    async putApp(caller, app, opts) {
+      const res = await callUnary(appClient.putApp.bind(appClient), { app }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal);
+      if (!res.app) throw new LonghaulError("internal", "internal error", { cause: new Error("PutApp returned no app") });
+      return { app: res.app, created: res.created };
+    },
+    async getApp(caller, name, opts) {
+      const res = await callUnary(appClient.getApp.bind(appClient), { name }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal);
+      if (!res.app) throw new LonghaulError("not_found", `app ${name} not found`);
+      return res.app;
+    },
+    async deleteApp(caller, name, opts) {
+      await callUnary(appClient.deleteApp.bind(appClient), { name }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal);
+    },
+    async listApps(caller, opts) {
+      const res = await callUnary(appClient.listApps.bind(appClient), {}, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal);
+      return res.apps;
+    },
+  };
+
+  const health: HealthPort = {
+    async schedulerServing() {
+      try {
+        const res = await callUnary(healthClient.check.bind(healthClient), {}, new Metadata(), HEALTH_TIMEOUT_MS);
+        return res.status === 1;
+      } catch {
+        // Unreachable or failing: not serving. The answer itself is the report.
+        return false;
+      }
+    },
+  };
+
+  return {
+    keys,
+    runs,
+    signedResults,
+    apps,
+    health,
+    close() {
+      for (const c of [runClient, appClient, internalClient, healthClient]) c.close();
+    },
+  };
+}
+
+function requireRun(run: runsPb.Run | undefined): runsPb.Run {
+  if (!run) throw new LonghaulError("internal", "internal error", { cause: new Error("scheduler answered without a run") });
+  return run;
+}

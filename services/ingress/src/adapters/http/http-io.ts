@@ -1,0 +1,76 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { LonghaulError, errorBody, httpStatusOf, type Logger } from "@longhaul/shared";
+
+/** Reads the whole body up to `limit` bytes; a larger one is a 413 before anything is stored. */
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"] ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw tooLarge(limit);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (err instanceof LonghaulError) throw err;
+    // The client went away mid-upload: nothing to store, nobody to answer.
+    throw new LonghaulError("invalid_argument", "request body was cut off", { cause: err });
+  }
+  return Buffer.concat(chunks, size);
+}
+
+function tooLarge(limit: number): LonghaulError {
+  return new LonghaulError("payload_too_large", `request body is larger than ${limit} bytes`);
+}
+
+/** Reads and parses a JSON body; malformed JSON is a 400. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const body = await readBody(req, limit);
+  if (body.length === 0) throw new LonghaulError("invalid_argument", "a JSON body is required");
+  try {
+    return JSON.parse(body.toString("utf8")) as unknown;
+  } catch {
+    throw new LonghaulError("invalid_argument", "malformed JSON body");
+  }
+}
+
+/** Sends a JSON answer. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+    ...headers,
+  });
+  res.end(text);
+}
+
+/**
+ * Answers an error as `{"error":{"code","message"}}` with the status of its
+ * code. Unknown errors become a 500 "internal error" with the cause logged,
+ * never shown. When the answer has already begun, the connection is cut so
+ * the client sees a broken response rather than a silently short one.
+ */
+export function sendError(res: ServerResponse, err: unknown, log: Logger): void {
+  const e = LonghaulError.from(err);
+  if (e.code === "internal") log.error({ err: e.cause ?? err }, "internal error");
+  else if (e.code === "unavailable") log.warn({ err: e.cause ?? err }, "dependency unavailable");
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const status = httpStatusOf(e.code);
+  const headers: Record<string, string> = {};
+  if (e.retryAfterSeconds !== undefined && (status === 429 || status === 503)) {
+    headers["retry-after"] = String(Math.max(0, Math.ceil(e.retryAfterSeconds)));
+  } else if (status === 429) {
+    headers["retry-after"] = "1";
+  }
+  if (status === 401) headers["www-authenticate"] = 'Bearer realm="longhaul"';
+  // A 413 or 401 may leave an upload unread: close instead of draining it.
+  if (status === 413 || (!res.req.complete && status < 500)) headers["connection"] = "close";
+  sendJson(res, status, errorBody(e), headers);
+}

@@ -1,0 +1,141 @@
+import { LonghaulError, verifyResultUrl, type runsPb } from "@longhaul/shared";
+import { sendJson } from "./http-io.js";
+import { listRunsRequestFromQuery, resultToJson, runListToJson, runStatusName, runToJson } from "./json-mapping.js";
+import type { RequestContext, Route } from "./router.js";
+import type { RouteDeps } from "./route-deps.js";
+import { streamRunEvents } from "./run-events.js";
+
+/** Longest `?wait=` of a long-poll (proto: GetRunRequest.wait_seconds, max 60). */
+const MAX_WAIT_SECONDS = 60;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The `{id}` of a run route; anything that is not a UUID cannot be a run: 404. */
+export function runIdParam(ctx: RequestContext): string {
+  const id = ctx.params.id ?? "";
+  if (!UUID.test(id)) throw new LonghaulError("not_found", `run ${id} not found`);
+  return id.toLowerCase();
+}
+
+function parseWait(raw: string | null): number {
+  if (raw === null || raw === "") return 0;
+  if (!/^\d+$/.test(raw) || Number(raw) > MAX_WAIT_SECONDS) {
+    throw new LonghaulError("invalid_argument", `wait must be an integer from 0 to ${MAX_WAIT_SECONDS}`);
+  }
+  return Number(raw);
+}
+
+/** The control API over runs: `/v1/runs...` (DESIGN.md "HTTP API"). */
+export function runRoutes(deps: RouteDeps): Route[] {
+  const { runs } = deps.ports;
+  return [
+    {
+      method: "GET",
+      pattern: "/v1/runs",
+      auth: true,
+      handler: async (ctx) => {
+        const res = await runs.listRuns(ctx.caller, listRunsRequestFromQuery(ctx.query), { signal: ctx.signal });
+        sendJson(ctx.res, 200, runListToJson(res));
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/v1/runs/:id",
+      auth: true,
+      handler: async (ctx) => {
+        const id = runIdParam(ctx);
+        const wait = parseWait(ctx.query.get("wait"));
+        const run = await runs.getRun(ctx.caller, id, wait, { signal: ctx.signal });
+        sendJson(ctx.res, 200, runToJson(run));
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/v1/runs/:id/result",
+      // Either a key, or a signed link (expires + signature) handed out in webhooks.
+      auth: false,
+      handler: (ctx) => (ctx.query.has("signature") ? signedResult(deps, ctx) : keyedResult(deps, ctx)),
+    },
+    {
+      method: "POST",
+      pattern: "/v1/runs/:id/cancel",
+      auth: true,
+      handler: async (ctx) => {
+        const run = await runs.cancelRun(ctx.caller, runIdParam(ctx), { signal: ctx.signal });
+        sendJson(ctx.res, 200, runToJson(run));
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/v1/runs/:id/retry",
+      auth: true,
+      handler: async (ctx) => {
+        const runId = await runs.retryRun(ctx.caller, runIdParam(ctx));
+        deps.metrics.runsAccepted.inc({ existing: "false" });
+        sendJson(ctx.res, 202, { run_id: runId }, { location: `/v1/runs/${runId}` });
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/v1/runs/:id/events",
+      auth: true,
+      handler: (ctx) => streamRunEvents(deps, ctx, runIdParam(ctx)),
+    },
+  ];
+}
+
+async function keyedResult(deps: RouteDeps, ctx: RequestContext): Promise<void> {
+  const caller = await deps.authenticator.authenticate(ctx.req.headers.authorization);
+  const res = await deps.ports.runs.getRunResult(caller, runIdParam(ctx), { signal: ctx.signal });
+  if (wantsJson(ctx)) {
+    sendJson(ctx.res, 200, resultToJson(res));
+    return;
+  }
+  sendRawResult(ctx, res);
+}
+
+async function signedResult(deps: RouteDeps, ctx: RequestContext): Promise<void> {
+  const id = runIdParam(ctx);
+  const rejection = verifyResultUrl(id, ctx.query, deps.resultUrlKey, deps.now());
+  if (rejection === "expired") throw new LonghaulError("unauthenticated", "this result link has expired");
+  if (rejection !== null) throw new LonghaulError("unauthenticated", "invalid result link signature");
+  const stored = await deps.ports.signedResults.getResult(id, { signal: ctx.signal });
+  const res: runsPb.GetRunResultResponse = {
+    runId: stored.runId,
+    status: stored.status,
+    statusCode: stored.statusCode,
+    // The internal read carries the content type but not the other stored headers.
+    headers: stored.contentType ? [{ name: "content-type", value: stored.contentType }] : [],
+    body: stored.body,
+    contentType: stored.contentType,
+    bodyTruncated: stored.bodyTruncated,
+  };
+  if (wantsJson(ctx)) sendJson(ctx.res, 200, resultToJson(res));
+  else sendRawResult(ctx, res);
+}
+
+/** `?format=json` asks for the JSON envelope; anything else gets the raw body. */
+function wantsJson(ctx: RequestContext): boolean {
+  const format = ctx.query.get("format");
+  if (format === null || format === "raw") return false;
+  if (format === "json") return true;
+  throw new LonghaulError("invalid_argument", "format must be raw or json");
+}
+
+/**
+ * The app's stored body as it answered, under its content type; the app's
+ * status travels in `X-Longhaul-Status-Code` so that a 200 here always means
+ * "here is the stored result", whatever the app answered.
+ */
+function sendRawResult(ctx: RequestContext, res: runsPb.GetRunResultResponse): void {
+  const body = Buffer.from(res.body);
+  const headers: Record<string, string | number> = {
+    "content-type": res.contentType || "application/octet-stream",
+    "content-length": body.length,
+    "cache-control": "private, no-store",
+    "x-longhaul-run-status": runStatusName(res.status),
+    "x-longhaul-body-truncated": String(res.bodyTruncated),
+  };
+  if (res.statusCode) headers["x-longhaul-status-code"] = String(res.statusCode);
+  ctx.res.writeHead(200, headers);
+  ctx.res.end(body);
+}

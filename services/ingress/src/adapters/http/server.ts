@@ -1,0 +1,181 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { LonghaulError, type Logger, type Registry } from "@longhaul/shared";
+import type { Authenticator } from "../../core/auth.js";
+import type { MeshPorts } from "../../core/ports.js";
+import { appRoutes } from "./app-routes.js";
+import { gatewayRoutes } from "./gateway-routes.js";
+import { sendError, sendJson } from "./http-io.js";
+import { createHttpMetrics } from "./http-metrics.js";
+import { Router, type RequestContext, type Route } from "./router.js";
+import type { HttpLimits, RouteDeps } from "./route-deps.js";
+import { runRoutes } from "./run-routes.js";
+import { webhookRoutes } from "./webhook-routes.js";
+
+/*
+ * Why node:http and not fastify: the gateway's main job is raw streaming
+ * (any content type, bytes passed through untouched, a sync answer streamed
+ * back as it arrives for up to 12 h, SSE). With node:http the request and
+ * response are the streams themselves, with no body parsers to bypass and no
+ * reply lifecycle to fight; the control API needs only a small router.
+ */
+
+/** Options of {@link createHttpGateway}. */
+export interface HttpGatewayOptions {
+  log: Logger;
+  registry: Registry;
+  ports: MeshPorts;
+  authenticator: Authenticator;
+  limits: HttpLimits;
+  resultUrlKey: Buffer;
+  /**
+   * More routes, built from the same deps (the dashboard of issue 8 plugs in
+   * here as `/dashboard/...`); literal first segments are reserved from the
+   * gateway automatically.
+   */
+  extraRoutes?: (deps: RouteDeps) => Route[];
+  now?: () => Date;
+}
+
+/** The HTTP gateway: an unstarted server and its lifecycle. */
+export interface HttpGateway {
+  server: Server;
+  /** Starts listening; resolves with the bound port. */
+  listen(host: string, port: number): Promise<number>;
+  /** Stops accepting, lets answers in flight finish for up to `graceMs`, then cuts the rest. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Builds the gateway: `/{project}/{app}/...`, `/v1/...`, `/healthz`, `/metrics`. */
+export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
+  const { log, registry } = options;
+  const metrics = createHttpMetrics(registry);
+  const deps: RouteDeps = {
+    ports: options.ports,
+    authenticator: options.authenticator,
+    metrics,
+    limits: options.limits,
+    resultUrlKey: options.resultUrlKey,
+    now: options.now ?? (() => new Date()),
+  };
+
+  const router = new Router();
+  const routes = [
+    ...opsRoutes(options),
+    ...runRoutes(deps),
+    ...webhookRoutes(deps),
+    ...appRoutes(deps),
+    ...(options.extraRoutes?.(deps) ?? []),
+    ...gatewayRoutes(deps),
+  ];
+  for (const r of routes) router.add(r);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = process.hrtime.bigint();
+    const method = req.method ?? "GET";
+    const rawUrl = req.url ?? "/";
+    const q = rawUrl.indexOf("?");
+    const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
+    const rawQuery = q === -1 ? "" : rawUrl.slice(q + 1);
+    let routeLabel = "unmatched";
+    const gone = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) gone.abort(new LonghaulError("unavailable", "client went away"));
+      const status = res.headersSent ? String(res.statusCode) : "499";
+      metrics.requests.inc({ route: routeLabel, method, status });
+      metrics.duration.observe({ route: routeLabel, method }, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+    let reqLog = log;
+    try {
+      const match = rawPath.startsWith("/") ? router.match(method, rawPath) : undefined;
+      if (!match) throw new LonghaulError("not_found", `no route for ${method} ${rawPath}`);
+      routeLabel = match.route.pattern;
+      reqLog = log.child({ method, route: routeLabel });
+      const caller = match.route.auth ? await options.authenticator.authenticate(req.headers.authorization) : undefined;
+      const ctx: RequestContext = {
+        req,
+        res,
+        params: match.params,
+        rest: match.rest,
+        rawQuery,
+        query: new URLSearchParams(rawQuery),
+        signal: gone.signal,
+        log: reqLog,
+        get caller() {
+          if (!caller) throw new LonghaulError("internal", "internal error", { cause: new Error("route has no caller") });
+          return caller;
+        },
+      };
+      await match.route.handler(ctx);
+    } catch (err) {
+      if (gone.signal.aborted) {
+        // Nobody to answer; the gRPC call behind it was cancelled through the signal.
+        reqLog.debug({ err, route: routeLabel }, "client went away");
+        res.destroy();
+        return;
+      }
+      sendError(res, err, reqLog);
+    }
+  };
+
+  const server = createServer(
+    {
+      // Sync calls may upload slowly and be held up to 12 h: no whole-request
+      // timeout (Node's default is 300 s, TOOLCHAIN.md); headers must still come quickly.
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+    },
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        log.error({ err }, "request handler failed");
+        res.destroy();
+      });
+    },
+  );
+
+  return {
+    server,
+    listen: (host, port) =>
+      new Promise<number>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve((server.address() as AddressInfo).port);
+        });
+      }),
+    close: (graceMs) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}
+
+/** `/healthz` (200 while the scheduler answers its health check) and `/metrics`. */
+function opsRoutes(options: HttpGatewayOptions): Route[] {
+  return [
+    {
+      method: "GET",
+      pattern: "/healthz",
+      auth: false,
+      handler: async (ctx) => {
+        const serving = await options.ports.health.schedulerServing();
+        sendJson(ctx.res, serving ? 200 : 503, { status: serving ? "ok" : "scheduler unavailable" });
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/metrics",
+      auth: false,
+      handler: async (ctx) => {
+        const body = await options.registry.metrics();
+        ctx.res.writeHead(200, { "content-type": options.registry.contentType });
+        ctx.res.end(body);
+      },
+    },
+  ];
+}

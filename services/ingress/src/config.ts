@@ -1,0 +1,42 @@
+import { commonEnvSchema, envInt, parseEnv, z } from "@longhaul/shared";
+
+/**
+ * The ingress's environment. This file is the only reader of `process.env`
+ * (it is handed in by main.ts); everything else gets the frozen result.
+ */
+export const ingressEnvSchema = commonEnvSchema.extend({
+  /** Address the HTTP gateway binds. @default "0.0.0.0" */
+  LONGHAUL_HTTP_HOST: z.string().default("0.0.0.0"),
+  /** Port of the HTTP gateway (gateway, `/v1`, `/dashboard`, `/metrics`, `/healthz`). @default 8080 */
+  LONGHAUL_HTTP_PORT: envInt(8080, 0, 65_535),
+  /**
+   * Largest request body an async call may carry; a larger one is answered
+   * 413 and nothing is stored. Also caps JSON bodies of the control API.
+   * @default 10485760 (10 MiB)
+   */
+  LONGHAUL_MAX_BODY_BYTES: envInt(10 * 1024 * 1024, 1),
+  /**
+   * Base URL clients reach the gateway at, used in absolute links (the
+   * dashboard, printed URLs). Empty: links stay relative. @default ""
+   */
+  LONGHAUL_PUBLIC_URL: z.union([z.literal(""), z.url()]).default(""),
+  /** Seconds an API key's project (or its rejection) is cached. 0 turns the cache off. @default 5 */
+  INGRESS_AUTH_CACHE_SECONDS: envInt(5, 0, 3600),
+  /** Seconds between SSE heartbeat comments on `/v1/runs/{id}/events`. @default 15 */
+  INGRESS_SSE_HEARTBEAT_SECONDS: envInt(15, 1, 300),
+  /**
+   * Longest one SSE stream stays open; then it ends and EventSource clients
+   * reconnect (every gRPC call needs a deadline, and runs may wait for hours).
+   * @default 3600
+   */
+  INGRESS_SSE_MAX_SECONDS: envInt(3600, 10, 86_400),
+  /** Grace period for in-flight requests at shutdown, in milliseconds. @default 25000 */
+  INGRESS_SHUTDOWN_GRACE_MS: envInt(25_000, 0, 600_000),
+});
+
+export type IngressConfig = Readonly<z.infer<typeof ingressEnvSchema>>;
+
+/** Parses and freezes the ingress's configuration; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv): IngressConfig {
+  return parseEnv(ingressEnvSchema, env);
+}

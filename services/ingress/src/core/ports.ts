@@ -1,0 +1,109 @@
+import type { appsPb, invokerPb, notifierPb, runsPb } from "@longhaul/shared";
+
+/**
+ * The ports the gateway talks through. The gRPC adapters implement them; the
+ * HTTP adapter and core logic see only these interfaces, so tests can swap in
+ * plain fakes or real in-process gRPC servers.
+ */
+
+/** An authenticated HTTP caller: the project its key belongs to, and the key as sent. */
+export interface Caller {
+  project: string;
+  /** The caller's `Authorization` header value, forwarded to the public gRPC services. */
+  authorization: string;
+}
+
+/** Resolves an API key to its project (SchedulerInternalService/Authenticate). */
+export interface KeyResolver {
+  /** The key's project; throws LonghaulError `unauthenticated` for an unknown key. */
+  resolve(apiKey: string): Promise<string>;
+}
+
+/** Options every port call may take. */
+export interface CallOptions {
+  /** Aborted when the HTTP client goes away: the gRPC call is cancelled. */
+  signal?: AbortSignal;
+}
+
+/** RunService, called on the caller's behalf. */
+export interface RunsPort {
+  submitRun(caller: Caller, req: runsPb.SubmitRunRequest, opts?: CallOptions): Promise<runsPb.SubmitRunResponse>;
+  getRun(caller: Caller, runId: string, waitSeconds: number, opts?: CallOptions): Promise<runsPb.Run>;
+  getRunResult(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.GetRunResultResponse>;
+  listRuns(caller: Caller, req: runsPb.ListRunsRequest, opts?: CallOptions): Promise<runsPb.ListRunsResponse>;
+  cancelRun(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.Run>;
+  retryRun(caller: Caller, runId: string, opts?: CallOptions): Promise<string>;
+  /**
+   * The run now, then at each change; ends when the run is finished or when
+   * `maxSeconds` pass (the stream's deadline), whichever comes first.
+   */
+  watchRun(caller: Caller, runId: string, maxSeconds: number, signal: AbortSignal): AsyncIterable<runsPb.Run>;
+}
+
+/** A run's stored answer, read without an API key for a signed result link. */
+export interface StoredResult {
+  runId: string;
+  project: string;
+  status: runsPb.RunStatus;
+  statusCode: number;
+  contentType: string;
+  body: Buffer;
+  bodyTruncated: boolean;
+}
+
+/** Reads results for signed links; the link's signature is the authorisation. */
+export interface SignedResultsPort {
+  getResult(runId: string, opts?: CallOptions): Promise<StoredResult>;
+}
+
+/** AppService, called on the caller's behalf. */
+export interface AppsPort {
+  putApp(caller: Caller, app: appsPb.App, opts?: CallOptions): Promise<{ app: appsPb.App; created: boolean }>;
+  getApp(caller: Caller, name: string, opts?: CallOptions): Promise<appsPb.App>;
+  deleteApp(caller: Caller, name: string, opts?: CallOptions): Promise<void>;
+  listApps(caller: Caller, opts?: CallOptions): Promise<appsPb.App[]>;
+}
+
+/** NotifierInternalService; the project is always the authenticated caller's. */
+export interface WebhooksPort {
+  getSecret(project: string, opts?: CallOptions): Promise<notifierPb.GetWebhookSecretResponse>;
+  rotateSecret(project: string, opts?: CallOptions): Promise<notifierPb.RotateWebhookSecretResponse>;
+  listDeliveries(project: string, runId: string, opts?: CallOptions): Promise<notifierPb.Delivery | undefined>;
+  redeliver(project: string, runId: string, opts?: CallOptions): Promise<notifierPb.Delivery | undefined>;
+}
+
+/** One piece of the app's answer on a pass-through call. */
+export type InvokeResponsePart =
+  | { kind: "head"; statusCode: number; headers: runsPb.Header[] }
+  | { kind: "body"; chunk: Buffer };
+
+/** InvokerService/Invoke: one synchronous pass-through call. */
+export interface InvokerPort {
+  /**
+   * Sends the head, streams `body` in, and yields the app's answer as it
+   * arrives. `signal` cancels the call (client gone); `deadlineSeconds`
+   * bounds it.
+   */
+  invoke(
+    head: invokerPb.InvokeHead,
+    body: AsyncIterable<Buffer>,
+    deadlineSeconds: number,
+    signal: AbortSignal,
+  ): AsyncIterable<InvokeResponsePart>;
+}
+
+/** Whether the scheduler answers its health check. */
+export interface HealthPort {
+  schedulerServing(): Promise<boolean>;
+}
+
+/** Everything the HTTP adapter needs from the mesh. */
+export interface MeshPorts {
+  keys: KeyResolver;
+  runs: RunsPort;
+  signedResults: SignedResultsPort;
+  apps: AppsPort;
+  webhooks: WebhooksPort;
+  invoker: InvokerPort;
+  health: HealthPort;
+}

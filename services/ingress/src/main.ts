@@ -1,0 +1,66 @@
+import {
+  createLogger,
+  createRegistry,
+  onShutdown,
+  resultUrlKey,
+  shutdownTelemetry,
+} from "@longhaul/shared";
+import { createInvokerClient } from "./adapters/grpc/invoker-client.js";
+import { createNotifierClient } from "./adapters/grpc/notifier-client.js";
+import { createSchedulerClients } from "./adapters/grpc/scheduler-client.js";
+import { createHttpGateway } from "./adapters/http/server.js";
+import { loadConfig } from "./config.js";
+import { createAuthenticator } from "./core/auth.js";
+
+/** Wiring only: config → logger → gRPC clients → HTTP gateway → shutdown. */
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const log = createLogger("ingress", config.LOG_LEVEL);
+  const registry = createRegistry("ingress");
+
+  const scheduler = createSchedulerClients(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+  const notifier = createNotifierClient(config.NOTIFIER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+  const invoker = createInvokerClient(config.INVOKER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+  const authenticator = createAuthenticator(scheduler.keys, { cacheSeconds: config.INGRESS_AUTH_CACHE_SECONDS });
+
+  const gateway = createHttpGateway({
+    log,
+    registry,
+    ports: { ...scheduler, webhooks: notifier, invoker },
+    authenticator,
+    limits: {
+      maxBodyBytes: config.LONGHAUL_MAX_BODY_BYTES,
+      sseHeartbeatSeconds: config.INGRESS_SSE_HEARTBEAT_SECONDS,
+      sseMaxSeconds: config.INGRESS_SSE_MAX_SECONDS,
+    },
+    resultUrlKey: resultUrlKey(config.LONGHAUL_INTERNAL_TOKEN),
+  });
+  const port = await gateway.listen(config.LONGHAUL_HTTP_HOST, config.LONGHAUL_HTTP_PORT);
+
+  onShutdown(
+    log,
+    [
+      { name: "http", close: () => gateway.close(config.INGRESS_SHUTDOWN_GRACE_MS) },
+      {
+        name: "grpc-clients",
+        close: async () => {
+          scheduler.close();
+          notifier.close();
+          invoker.close();
+        },
+      },
+      { name: "telemetry", close: shutdownTelemetry },
+    ],
+    config.INGRESS_SHUTDOWN_GRACE_MS + 5_000,
+  );
+  log.info(
+    { host: config.LONGHAUL_HTTP_HOST, port, publicUrl: config.LONGHAUL_PUBLIC_URL || undefined },
+    "ready",
+  );
+}
+
+main().catch((err: unknown) => {
+  // Before the logger exists (bad config) stderr is all there is.
+  console.error(err);
+  process.exit(1);
+});
