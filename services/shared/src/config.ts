@@ -11,6 +11,12 @@ export const commonEnvSchema = z.object({
     .string()
     .regex(/^[a-z][a-z0-9_]{0,30}$/, "lowercase letters, digits and _")
     .default("longhaul"),
+  /**
+   * Replicas of each JetStream stream the services create (1 on a single
+   * server; 3 on the 3-node cluster of deploy/k8s).
+   * @default 1
+   */
+  LONGHAUL_NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   /** Shared by the services of one mesh; required on every internal RPC. */
   LONGHAUL_INTERNAL_TOKEN: z.string().min(16, "at least 16 characters"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

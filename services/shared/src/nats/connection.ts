@@ -51,8 +51,13 @@ export async function connectNats(
  * Creates or updates the mesh's streams; safe to run from every service at
  * every start. Dispatch is a work queue (one invoker takes each message);
  * events keep a week so that a notifier down for a while catches up.
+ * `replicas` is LONGHAUL_NATS_REPLICAS: 1 on one server, 3 on a cluster.
  */
-export async function ensureStreams(nc: NatsConnection, names: NatsNames): Promise<JetStreamManager> {
+export async function ensureStreams(
+  nc: NatsConnection,
+  names: NatsNames,
+  replicas = 1,
+): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
   const streams = [
     {
@@ -74,7 +79,7 @@ export async function ensureStreams(nc: NatsConnection, names: NatsNames): Promi
       storage: StorageType.File,
       discard: DiscardPolicy.Old,
       duplicate_window: 120 * SECOND_NS,
-      num_replicas: 1,
+      num_replicas: replicas,
     };
     try {
       await jsm.streams.info(s.name);
