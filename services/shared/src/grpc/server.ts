@@ -122,9 +122,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     setServing,
     start: () =>
       new Promise<number>((resolve, reject) => {
-        new ReflectionService({ longhaul: { fileDescriptorProtos: loadDescriptorProtos() } } as never).addToServer(
-          server,
-        );
+        // List only what this server serves (plus health and reflection itself).
+        new ReflectionService({ longhaul: { fileDescriptorProtos: loadDescriptorProtos() } } as never, {
+          services: [...serviceNames, "grpc.health.v1.Health"],
+        }).addToServer(server);
         server.bindAsync(options.address, ServerCredentials.createInsecure(), (err, port) =>
           err ? reject(err) : resolve(port),
         );

@@ -1,0 +1,45 @@
+import { Counter, Gauge, Histogram, type Registry } from "@longhaul/shared";
+import type { SchedulerMetrics, SchedulerStore } from "../core/ports.js";
+
+/** Prometheus metrics of the scheduler; queue depth is read from Postgres at scrape time. */
+export function createSchedulerMetrics(registry: Registry, store: SchedulerStore): SchedulerMetrics {
+  const accepted = new Counter({ name: "longhaul_runs_accepted_total", help: "Runs accepted", labelNames: ["app"], registers: [registry] });
+  const finished = new Counter({
+    name: "longhaul_runs_finished_total",
+    help: "Runs finished, by outcome",
+    labelNames: ["app", "status"],
+    registers: [registry],
+  });
+  const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+  const dispatchDelay = new Histogram({
+    name: "longhaul_run_dispatch_delay_seconds",
+    help: "Time from accept to dispatch",
+    buckets,
+    registers: [registry],
+  });
+  const startDelay = new Histogram({
+    name: "longhaul_run_start_delay_seconds",
+    help: "Time from accept to an invoker's claim of the first attempt",
+    buckets,
+    registers: [registry],
+  });
+  new Gauge({
+    name: "longhaul_queue_depth",
+    help: "Runs waiting in the queue, by app",
+    labelNames: ["project", "app", "state"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const c of await store.appCounts()) {
+        this.set({ project: c.project, app: c.app, state: "queued" }, c.queued);
+        this.set({ project: c.project, app: c.app, state: "in_flight" }, c.inFlight);
+      }
+    },
+  });
+  return {
+    runAccepted: (app) => accepted.inc({ app }),
+    runFinished: (app, status) => finished.inc({ app, status }),
+    dispatchDelay: (s) => dispatchDelay.observe(s),
+    startDelay: (s) => startDelay.observe(s),
+  };
+}

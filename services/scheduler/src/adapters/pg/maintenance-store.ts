@@ -1,0 +1,159 @@
+import { sql, type Kysely } from "kysely";
+import type { AppSettings, DispatchRef } from "../../core/model.js";
+import { findApp } from "./run-store.js";
+import type { SchedulerDb } from "./schema.js";
+
+/** Apps that have queued runs whose time has come. */
+export async function appsWithDueRuns(db: Kysely<SchedulerDb>, limit: number): Promise<{ project: string; app: string }[]> {
+  const rows = await db
+    .selectFrom("runs")
+    .select(["project_id", "app"])
+    .distinct()
+    .where("status", "=", "queued")
+    .where((eb) => eb.or([eb("not_before", "is", null), eb("not_before", "<=", sql<Date>`now()`)]))
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ project: r.project_id, app: r.app }));
+}
+
+/**
+ * Moves an app's due queued runs to `dispatched`, as many as its concurrency
+ * limit leaves room for, highest priority first and FIFO within a priority.
+ * The app row lock makes two schedulers count the same in-flight runs.
+ */
+export async function dispatchQueued(
+  db: Kysely<SchedulerDb>,
+  project: string,
+  appName: string,
+  batch: number,
+): Promise<DispatchRef[]> {
+  return db.transaction().execute(async (trx) => {
+    const app: AppSettings | undefined = await findApp(trx, project, appName);
+    let room = batch;
+    if (app && app.maxConcurrency > 0) {
+      await trx.selectFrom("apps").select("name").where("project_id", "=", project).where("name", "=", appName).forUpdate().execute();
+      const { n } = await trx
+        .selectFrom("runs")
+        .select(sql<number>`count(*)::int`.as("n"))
+        .where("project_id", "=", project)
+        .where("app", "=", appName)
+        .where("status", "in", ["dispatched", "running"])
+        .executeTakeFirstOrThrow();
+      room = Math.min(batch, app.maxConcurrency - n);
+    }
+    if (room <= 0) return [];
+    const rows = await trx
+      .updateTable("runs")
+      .set({ status: "dispatched", dispatched_at: sql<Date>`now()` as never })
+      .where(
+        "id",
+        "in",
+        trx
+          .selectFrom("runs")
+          .select("id")
+          .where("project_id", "=", project)
+          .where("app", "=", appName)
+          .where("status", "=", "queued")
+          .where((eb) => eb.or([eb("not_before", "is", null), eb("not_before", "<=", sql<Date>`now()`)]))
+          .orderBy("priority", "desc")
+          .orderBy("created_at")
+          .orderBy("id")
+          .limit(room)
+          .forUpdate()
+          .skipLocked(),
+      )
+      .returning(["id", "attempt", "project_id", "app", "traceparent"])
+      .execute();
+    return rows.map((r) => ({ runId: r.id, attempt: r.attempt, project: r.project_id, app: r.app, traceparent: r.traceparent }));
+  });
+}
+
+/** First attempts queued past their app's TTL become `expired`. */
+export async function expireQueued(db: Kysely<SchedulerDb>): Promise<{ id: string; project: string; app: string; webhook: boolean }[]> {
+  const rows = await sql<{ id: string; project_id: string; app: string; webhook_url: string | null }>`
+    update runs r set
+      status = 'expired', finished_at = now(),
+      error_code = 'queue_ttl_exceeded', error_message = 'waited in the queue past the app''s queue_ttl_seconds',
+      webhook_state = case when r.webhook_url is null then 'none' else 'pending' end
+    from apps a
+    where r.status = 'queued' and r.attempt = 1
+      and a.project_id = r.project_id and a.name = r.app and a.queue_ttl_seconds > 0
+      and r.created_at < now() - make_interval(secs => a.queue_ttl_seconds)
+    returning r.id, r.project_id, r.app, r.webhook_url`.execute(db);
+  return rows.rows.map((r) => ({ id: r.id, project: r.project_id, app: r.app, webhook: r.webhook_url !== null }));
+}
+
+/** Running attempts whose invoker stopped renewing its lease. */
+export async function expiredLeases(db: Kysely<SchedulerDb>, limit: number): Promise<{ id: string; attempt: number }[]> {
+  return db
+    .selectFrom("runs")
+    .select(["id", "attempt"])
+    .where("status", "=", "running")
+    .where("lease_expires_at", "<", sql<Date>`now()`)
+    .limit(limit)
+    .execute();
+}
+
+/**
+ * Dispatched runs nobody claimed within `afterSeconds`: JetStream may have lost
+ * the message (acks are not fsynced per message), so publish again. The
+ * message id dedups a republish that raced the original.
+ */
+export async function staleDispatches(db: Kysely<SchedulerDb>, afterSeconds: number, limit: number): Promise<DispatchRef[]> {
+  const rows = await sql<{ id: string; attempt: number; project_id: string; app: string; traceparent: string }>`
+    update runs set dispatched_at = now()
+    where id in (
+      select id from runs
+      where status = 'dispatched' and dispatched_at < now() - make_interval(secs => ${afterSeconds})
+      order by dispatched_at limit ${limit}
+      for update skip locked)
+    returning id, attempt, project_id, app, traceparent`.execute(db);
+  return rows.rows.map((r) => ({ runId: r.id, attempt: r.attempt, project: r.project_id, app: r.app, traceparent: r.traceparent }));
+}
+
+/** Finished runs whose webhook no notifier has taken within `afterSeconds`. */
+export async function untakenWebhooks(
+  db: Kysely<SchedulerDb>,
+  afterSeconds: number,
+  limit: number,
+): Promise<{ id: string; project: string; app: string; status: string }[]> {
+  const rows = await sql<{ id: string; project_id: string; app: string; status: string }>`
+    update runs set webhook_published_at = now()
+    where id in (
+      select id from runs
+      where webhook_state = 'pending' and webhook_taken_at is null
+        and finished_at < now() - make_interval(secs => ${afterSeconds})
+        and (webhook_published_at is null or webhook_published_at < now() - make_interval(secs => ${afterSeconds}))
+      limit ${limit}
+      for update skip locked)
+    returning id, project_id, app, status`.execute(db);
+  return rows.rows.map((r) => ({ id: r.id, project: r.project_id, app: r.app, status: r.status }));
+}
+
+/** Drops request and response bodies of runs finished before the retention period. */
+export async function dropOldBodies(db: Kysely<SchedulerDb>, retentionSeconds: number): Promise<number> {
+  const r = await sql`
+    update runs set request_body = null, response_body = null
+    where finished_at < now() - make_interval(secs => ${retentionSeconds})
+      and (request_body is not null or response_body is not null)`.execute(db);
+  return Number(r.numAffectedRows ?? 0);
+}
+
+/** Queue depth and runs in flight per app, for metrics and the apps API. */
+export async function appCounts(
+  db: Kysely<SchedulerDb>,
+  project?: string,
+): Promise<{ project: string; app: string; queued: number; inFlight: number }[]> {
+  let q = db
+    .selectFrom("runs")
+    .select([
+      "project_id",
+      "app",
+      sql<number>`count(*) filter (where status = 'queued')::int`.as("queued"),
+      sql<number>`count(*) filter (where status in ('dispatched', 'running'))::int`.as("in_flight"),
+    ])
+    .where("status", "in", ["queued", "dispatched", "running"]);
+  if (project) q = q.where("project_id", "=", project);
+  const rows = await q.groupBy(["project_id", "app"]).execute();
+  return rows.map((r) => ({ project: r.project_id, app: r.app, queued: r.queued, inFlight: r.in_flight }));
+}

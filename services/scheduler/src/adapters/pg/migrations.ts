@@ -1,0 +1,116 @@
+import { sql, type Kysely } from "kysely";
+import type { Migration } from "kysely/migration";
+
+/**
+ * The scheduler's schema. Migrations are append-only: a change is a new entry.
+ * Runs keep the app's name (not a foreign key) so that deleting an app keeps
+ * its history.
+ */
+export const schedulerMigrations: Record<string, Migration> = {
+  "0001_runs": {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("projects")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createTable("api_keys")
+        .addColumn("key_hash", "text", (c) => c.primaryKey())
+        .addColumn("project_id", "text", (c) => c.notNull().references("projects.id").onDelete("cascade"))
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createTable("apps")
+        .addColumn("project_id", "text", (c) => c.notNull().references("projects.id").onDelete("cascade"))
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("url", "text", (c) => c.notNull())
+        .addColumn("timeout_seconds", "integer", (c) => c.notNull())
+        .addColumn("max_concurrency", "integer", (c) => c.notNull())
+        .addColumn("max_attempts", "integer", (c) => c.notNull())
+        .addColumn("initial_backoff_seconds", "double precision", (c) => c.notNull())
+        .addColumn("max_backoff_seconds", "double precision", (c) => c.notNull())
+        .addColumn("idempotent", "boolean", (c) => c.notNull())
+        .addColumn("queue_ttl_seconds", "integer", (c) => c.notNull())
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("updated_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint("apps_pk", ["project_id", "name"])
+        .execute();
+      await db.schema
+        .createTable("runs")
+        .addColumn("id", "uuid", (c) => c.primaryKey())
+        .addColumn("project_id", "text", (c) => c.notNull())
+        .addColumn("app", "text", (c) => c.notNull())
+        .addColumn("mode", "text", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("method", "text", (c) => c.notNull())
+        .addColumn("path", "text", (c) => c.notNull())
+        .addColumn("query", "text", (c) => c.notNull().defaultTo(""))
+        // The app's URL at submit, so that a run calls where it was sent.
+        .addColumn("upstream_url", "text", (c) => c.notNull())
+        .addColumn("request_headers", "jsonb", (c) => c.notNull().defaultTo(sql`'[]'::jsonb`))
+        .addColumn("request_body", "bytea")
+        .addColumn("webhook_url", "text")
+        .addColumn("webhook_state", "text", (c) => c.notNull().defaultTo("none"))
+        .addColumn("webhook_taken_at", "timestamptz")
+        .addColumn("webhook_published_at", "timestamptz")
+        .addColumn("priority", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("timeout_seconds", "integer", (c) => c.notNull())
+        .addColumn("max_attempts", "integer", (c) => c.notNull())
+        .addColumn("attempt", "integer", (c) => c.notNull().defaultTo(1))
+        .addColumn("idempotency_key", "text")
+        .addColumn("retry_of", "uuid")
+        .addColumn("not_before", "timestamptz")
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("dispatched_at", "timestamptz")
+        .addColumn("started_at", "timestamptz")
+        .addColumn("finished_at", "timestamptz")
+        .addColumn("owner", "text")
+        .addColumn("lease_expires_at", "timestamptz")
+        .addColumn("status_code", "integer")
+        .addColumn("response_headers", "jsonb")
+        .addColumn("response_body", "bytea")
+        .addColumn("response_truncated", "boolean", (c) => c.notNull().defaultTo(false))
+        .addColumn("error_code", "text")
+        .addColumn("error_message", "text")
+        .addColumn("traceparent", "text", (c) => c.notNull().defaultTo(""))
+        .addColumn("tracestate", "text", (c) => c.notNull().defaultTo(""))
+        .execute();
+      // Listing: newest first per project, keyset on (created_at, id).
+      await sql`create index runs_project_created on runs (project_id, created_at desc, id desc)`.execute(db);
+      await sql`create index runs_project_app_created on runs (project_id, app, created_at desc, id desc)`.execute(db);
+      // The queue of an app: highest priority first, FIFO within a priority.
+      await sql`create index runs_queue on runs (project_id, app, priority desc, created_at, id) where status = 'queued'`.execute(
+        db,
+      );
+      // In-flight counting for concurrency limits.
+      await sql`create index runs_in_flight on runs (project_id, app) where status in ('dispatched', 'running')`.execute(db);
+      await sql`create index runs_leases on runs (lease_expires_at) where status = 'running'`.execute(db);
+      await sql`create index runs_dispatched on runs (dispatched_at) where status = 'dispatched'`.execute(db);
+      await sql`create index runs_webhook_pending on runs (finished_at) where webhook_state = 'pending' and webhook_taken_at is null`.execute(
+        db,
+      );
+      await db.schema
+        .createTable("run_attempts")
+        .addColumn("run_id", "uuid", (c) => c.notNull().references("runs.id").onDelete("cascade"))
+        .addColumn("attempt", "integer", (c) => c.notNull())
+        .addColumn("invoker_id", "text", (c) => c.notNull())
+        .addColumn("started_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("finished_at", "timestamptz")
+        .addColumn("status_code", "integer")
+        .addColumn("error_code", "text")
+        .addColumn("error_message", "text")
+        .addPrimaryKeyConstraint("run_attempts_pk", ["run_id", "attempt"])
+        .execute();
+      await db.schema
+        .createTable("idempotency_keys")
+        .addColumn("project_id", "text", (c) => c.notNull())
+        .addColumn("key", "text", (c) => c.notNull())
+        .addColumn("run_id", "uuid", (c) => c.notNull())
+        .addColumn("request_hash", "text", (c) => c.notNull())
+        .addColumn("expires_at", "timestamptz", (c) => c.notNull())
+        .addPrimaryKeyConstraint("idempotency_keys_pk", ["project_id", "key"])
+        .execute();
+    },
+  },
+};

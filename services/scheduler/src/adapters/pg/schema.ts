@@ -1,0 +1,109 @@
+import type { ColumnType, Generated, Insertable, Selectable } from "kysely";
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type GeneratedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null, Date | string | null>;
+
+export interface ProjectsTable {
+  id: string;
+  created_at: GeneratedTimestamp;
+}
+
+export interface ApiKeysTable {
+  key_hash: string;
+  project_id: string;
+  created_at: GeneratedTimestamp;
+}
+
+export interface AppsTable {
+  project_id: string;
+  name: string;
+  url: string;
+  timeout_seconds: number;
+  max_concurrency: number;
+  max_attempts: number;
+  initial_backoff_seconds: number;
+  max_backoff_seconds: number;
+  idempotent: boolean;
+  queue_ttl_seconds: number;
+  created_at: GeneratedTimestamp;
+  updated_at: GeneratedTimestamp;
+}
+
+export interface StoredHeader {
+  name: string;
+  value: string;
+}
+
+export interface RunsTable {
+  id: string;
+  project_id: string;
+  app: string;
+  mode: "async" | "sync";
+  status: string;
+  method: string;
+  path: string;
+  query: Generated<string>;
+  upstream_url: string;
+  request_headers: ColumnType<StoredHeader[], string, string>;
+  request_body: Buffer | null;
+  webhook_url: string | null;
+  webhook_state: Generated<string>;
+  webhook_taken_at: NullableTimestamp;
+  webhook_published_at: NullableTimestamp;
+  priority: Generated<number>;
+  timeout_seconds: number;
+  max_attempts: number;
+  attempt: Generated<number>;
+  idempotency_key: string | null;
+  retry_of: string | null;
+  not_before: NullableTimestamp;
+  created_at: GeneratedTimestamp;
+  dispatched_at: NullableTimestamp;
+  started_at: NullableTimestamp;
+  finished_at: NullableTimestamp;
+  owner: string | null;
+  lease_expires_at: NullableTimestamp;
+  status_code: number | null;
+  response_headers: ColumnType<StoredHeader[] | null, string | null, string | null>;
+  response_body: Buffer | null;
+  response_truncated: Generated<boolean>;
+  error_code: string | null;
+  error_message: string | null;
+  traceparent: Generated<string>;
+  tracestate: Generated<string>;
+}
+
+export interface RunAttemptsTable {
+  run_id: string;
+  attempt: number;
+  invoker_id: string;
+  started_at: GeneratedTimestamp;
+  finished_at: NullableTimestamp;
+  status_code: number | null;
+  error_code: string | null;
+  error_message: string | null;
+}
+
+export interface IdempotencyKeysTable {
+  project_id: string;
+  key: string;
+  run_id: string;
+  request_hash: string;
+  expires_at: Timestamp;
+}
+
+/** The scheduler's view of the database. */
+export interface SchedulerDb {
+  projects: ProjectsTable;
+  api_keys: ApiKeysTable;
+  apps: AppsTable;
+  runs: RunsTable;
+  run_attempts: RunAttemptsTable;
+  idempotency_keys: IdempotencyKeysTable;
+}
+
+export type RunRow = Selectable<RunsTable>;
+export type NewRun = Insertable<RunsTable>;
+export type AppRow = Selectable<AppsTable>;
+export type AttemptRow = Selectable<RunAttemptsTable>;

@@ -1,0 +1,54 @@
+import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared";
+
+/** The scheduler's settings; each variable is listed in the README's settings table. */
+const schema = commonEnvSchema.extend({
+  /** Address the gRPC server binds. @default 0.0.0.0 */
+  SCHEDULER_GRPC_HOST: z.string().default("0.0.0.0"),
+  /** @default 50051 */
+  SCHEDULER_GRPC_PORT: envInt(50051, 0, 65535),
+  SCHEDULER_METRICS_HOST: z.string().default("0.0.0.0"),
+  /** @default 9461 */
+  SCHEDULER_METRICS_PORT: envInt(9461, 0, 65535),
+  /** How often the reconciler runs. @default 500 */
+  SCHEDULER_TICK_MS: envInt(500, 50, 60_000),
+  /** An invoker's claim lasts this long unless renewed by heartbeats. @default 15 */
+  SCHEDULER_LEASE_SECONDS: envInt(15, 2, 600),
+  /** A dispatched run nobody claimed is republished after this. @default 15 */
+  SCHEDULER_REDISPATCH_AFTER_SECONDS: envInt(15, 1, 3600),
+  /** A finished run's webhook no notifier took is republished after this. @default 30 */
+  SCHEDULER_WEBHOOK_REPUBLISH_SECONDS: envInt(30, 1, 3600),
+  /** Largest request body stored. @default 10 MiB */
+  LONGHAUL_MAX_BODY_BYTES: envInt(10 * 1024 * 1024, 0, 64 * 1024 * 1024),
+  /** Submits to a concurrency-limited app answer 429 past this many queued runs. @default 100000 */
+  SCHEDULER_MAX_QUEUED_PER_APP: envInt(100_000, 1),
+  /** How long an Idempotency-Key keeps returning the same run. @default 86400 */
+  SCHEDULER_IDEMPOTENCY_TTL_SECONDS: envInt(86_400, 60),
+  /** Request and response bodies are dropped this long after a run ends. @default 7 */
+  LONGHAUL_RETENTION_DAYS: envInt(7, 1, 3650),
+  LONGHAUL_WEBHOOK_ALLOW_PRIVATE: envBool(false),
+  /** The development project's API key; when set, the `dev` project owns it. */
+  LONGHAUL_DEV_API_KEY: z.string().min(16).optional(),
+  /** More projects and keys, `project:key,project:key`. */
+  LONGHAUL_API_KEYS: z.string().default(""),
+  SCHEDULER_DB_POOL_SIZE: envInt(20, 1, 500),
+});
+
+export type SchedulerConfig = z.infer<typeof schema>;
+
+export function loadConfig(env: NodeJS.ProcessEnv): Readonly<SchedulerConfig> {
+  return parseEnv(schema, env);
+}
+
+/** `project:key` pairs of LONGHAUL_DEV_API_KEY and LONGHAUL_API_KEYS. */
+export function projectKeys(config: SchedulerConfig): { project: string; key: string }[] {
+  const pairs = config.LONGHAUL_API_KEYS.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((pair) => {
+      const at = pair.indexOf(":");
+      if (at <= 0 || at === pair.length - 1) throw new Error(`LONGHAUL_API_KEYS: '${pair.slice(0, 20)}…' is not project:key`);
+      return { project: pair.slice(0, at), key: pair.slice(at + 1) };
+    });
+  if (config.LONGHAUL_DEV_API_KEY) pairs.unshift({ project: "dev", key: config.LONGHAUL_DEV_API_KEY });
+  return pairs;
+}

@@ -1,0 +1,51 @@
+import type { Logger } from "@longhaul/shared";
+import type { DispatchRef, RunRecord } from "./model.js";
+import { isTerminal } from "./model.js";
+import type { EventBus, SchedulerMetrics, SchedulerStore } from "./ports.js";
+
+/** Tunables of the scheduler core, from config. */
+export interface SchedulerSettings {
+  leaseSeconds: number;
+  maxRequestBytes: number;
+  allowPrivateWebhooks: boolean;
+  maxQueuedPerApp: number;
+  idempotencyTtlSeconds: number;
+  redispatchAfterSeconds: number;
+  webhookRepublishAfterSeconds: number;
+  retentionSeconds: number;
+  authCacheMs: number;
+}
+
+export interface SchedulerDeps {
+  store: SchedulerStore;
+  bus: EventBus;
+  metrics: SchedulerMetrics;
+  settings: SchedulerSettings;
+  log: Logger;
+  random?: () => number;
+}
+
+/**
+ * Publishes what a commit implies. Publishing happens after the commit (the
+ * run is stored first, always); a lost publish is repaired by the reconciler.
+ */
+export function createEffects({ bus, log, metrics }: SchedulerDeps) {
+  return {
+    async dispatched(refs: DispatchRef[]): Promise<void> {
+      if (refs.length === 0) return;
+      await bus.publishDispatch(refs).catch((err: unknown) => log.warn({ err, runs: refs.length }, "dispatch publish failed; the reconciler will republish"));
+      for (const r of refs) bus.publishChanged(r.runId, "dispatched");
+    },
+    async changed(run: RunRecord): Promise<void> {
+      bus.publishChanged(run.id, run.status);
+      if (!isTerminal(run.status)) return;
+      metrics.runFinished(run.app, run.status);
+      if (!run.webhook_url) return;
+      await bus
+        .publishFinished({ id: run.id, project: run.project_id, app: run.app, status: run.status })
+        .catch((err: unknown) => log.warn({ err, run_id: run.id }, "finished publish failed; the reconciler will republish"));
+    },
+  };
+}
+
+export type Effects = ReturnType<typeof createEffects>;

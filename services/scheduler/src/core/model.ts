@@ -1,0 +1,132 @@
+/** States of a run (DESIGN.md "Run lifecycle"). */
+export type RunStatus =
+  | "queued"
+  | "dispatched"
+  | "running"
+  | "succeeded"
+  | "failed"
+  | "timed_out"
+  | "cancelled"
+  | "expired";
+
+export const RUN_STATUSES: readonly RunStatus[] = [
+  "queued",
+  "dispatched",
+  "running",
+  "succeeded",
+  "failed",
+  "timed_out",
+  "cancelled",
+  "expired",
+];
+
+const TERMINAL: ReadonlySet<RunStatus> = new Set(["succeeded", "failed", "timed_out", "cancelled", "expired"]);
+
+export function isTerminal(status: string): boolean {
+  return TERMINAL.has(status as RunStatus);
+}
+
+export type WebhookState = "none" | "pending" | "delivered" | "failed";
+
+/** Stable error codes recorded on runs and attempts. */
+export type RunErrorCode =
+  | "app_error"
+  | "connect_error"
+  | "timeout"
+  | "invoker_lost"
+  | "cancelled_by_user"
+  | "queue_ttl_exceeded"
+  | "response_too_large";
+
+/** An app's settings: where it lives and how its runs are scheduled. */
+export interface AppSettings {
+  name: string;
+  url: string;
+  timeoutSeconds: number;
+  /** 0 is unlimited. */
+  maxConcurrency: number;
+  maxAttempts: number;
+  initialBackoffSeconds: number;
+  maxBackoffSeconds: number;
+  /** Any failure may be retried, not only those the app cannot have processed. */
+  idempotent: boolean;
+  /** 0 is never. */
+  queueTtlSeconds: number;
+}
+
+/** What came of one attempt, as the invoker saw it. */
+export interface AttemptOutcome {
+  /** 0 when no HTTP response came back. */
+  statusCode: number;
+  /** Empty for an HTTP response; else connect_error, timeout, invoker_lost... */
+  errorCode: string;
+  errorMessage: string;
+  retryAfterSeconds: number;
+}
+
+/** The maximum and default run timeout: 12 hours (DESIGN.md). */
+export const MAX_TIMEOUT_SECONDS = 43_200;
+
+export interface HeaderPair {
+  name: string;
+  value: string;
+}
+
+/** A run as stored: the scheduler's record of it. */
+export interface RunRecord {
+  id: string;
+  project_id: string;
+  app: string;
+  mode: "async" | "sync";
+  status: string;
+  method: string;
+  path: string;
+  query: string;
+  upstream_url: string;
+  request_headers: HeaderPair[];
+  request_body: Buffer | null;
+  webhook_url: string | null;
+  webhook_state: string;
+  priority: number;
+  timeout_seconds: number;
+  max_attempts: number;
+  attempt: number;
+  idempotency_key: string | null;
+  retry_of: string | null;
+  not_before: Date | null;
+  created_at: Date;
+  dispatched_at: Date | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  owner: string | null;
+  lease_expires_at: Date | null;
+  status_code: number | null;
+  response_headers: HeaderPair[] | null;
+  response_body: Buffer | null;
+  response_truncated: boolean;
+  error_code: string | null;
+  error_message: string | null;
+  traceparent: string;
+  tracestate: string;
+}
+
+/** One attempt of a run. */
+export interface AttemptRecord {
+  run_id: string;
+  attempt: number;
+  invoker_id: string;
+  started_at: Date;
+  finished_at: Date | null;
+  status_code: number | null;
+  error_code: string | null;
+  error_message: string | null;
+}
+
+/** A run attempt to hand to an invoker. */
+export interface DispatchRef {
+  runId: string;
+  attempt: number;
+  project: string;
+  app: string;
+  traceparent: string;
+}

@@ -1,0 +1,106 @@
+import type { AppSettings, AttemptRecord, DispatchRef, HeaderPair, RunRecord } from "./model.js";
+import type { Decision } from "./retry-policy.js";
+
+/** A stored app with its timestamps. */
+export interface StoredApp extends AppSettings {
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface NewRun {
+  project: string;
+  app: AppSettings;
+  mode: "async" | "sync";
+  method: string;
+  path: string;
+  query: string;
+  headers: HeaderPair[];
+  body: Buffer;
+  webhookUrl: string | null;
+  timeoutSeconds: number;
+  priority: number;
+  idempotencyKey: string | null;
+  requestHash: string;
+  notBefore: Date | null;
+  retryOf: string | null;
+  traceparent: string;
+  tracestate: string;
+  maxQueuedPerApp: number;
+  idempotencyTtlSeconds: number;
+}
+
+export interface AttemptResult {
+  statusCode: number;
+  headers: HeaderPair[];
+  body: Buffer | null;
+  bodyTruncated: boolean;
+  errorCode: string;
+  errorMessage: string;
+}
+
+export interface ListFilter {
+  project: string;
+  app?: string | undefined;
+  status?: string | undefined;
+  createdAfter?: Date | undefined;
+  limit: number;
+  after?: { createdAt: Date; id: string } | undefined;
+}
+
+/** Everything the scheduler keeps in Postgres. One method, one statement or transaction. */
+export interface SchedulerStore {
+  projectOfKey(key: string): Promise<string | undefined>;
+  upsertApp(project: string, app: AppSettings): Promise<{ app: StoredApp; created: boolean }>;
+  getApp(project: string, name: string): Promise<StoredApp | undefined>;
+  listApps(project: string): Promise<StoredApp[]>;
+  deleteApp(project: string, name: string): Promise<boolean>;
+  appCounts(project?: string): Promise<{ project: string; app: string; queued: number; inFlight: number }[]>;
+
+  insertRun(run: NewRun): Promise<{ runId: string; existing: boolean; dispatch: DispatchRef | null }>;
+  insertSyncRun(r: {
+    project: string; app: string; upstreamUrl: string; method: string; path: string;
+    statusCode: number; errorCode: string; errorMessage: string; startedAt: Date; finishedAt: Date;
+  }): Promise<string>;
+  findRun(project: string | null, id: string): Promise<RunRecord | undefined>;
+  findAttempts(runId: string): Promise<AttemptRecord[]>;
+  listRuns(filter: ListFilter): Promise<RunRecord[]>;
+  claimRun(runId: string, attempt: number, invokerId: string, leaseSeconds: number): Promise<RunRecord | undefined>;
+  extendLeases(invokerId: string, held: { runId: string; attempt: number }[], leaseSeconds: number): Promise<Set<string>>;
+  endAttempt(
+    runId: string,
+    attempt: number,
+    owner: string | null,
+    result: AttemptResult,
+    decideFor: (run: RunRecord, app: AppSettings | undefined) => Decision,
+  ): Promise<{ run: RunRecord; decision: Decision } | undefined>;
+  cancelRun(project: string, runId: string): Promise<{ run: RunRecord; cancelled: boolean; previousOwner: string | null } | undefined>;
+  setWebhookState(runId: string, state: string): Promise<boolean>;
+
+  appsWithDueRuns(limit: number): Promise<{ project: string; app: string }[]>;
+  dispatchQueued(project: string, app: string, batch: number): Promise<DispatchRef[]>;
+  expireQueued(): Promise<{ id: string; project: string; app: string; webhook: boolean }[]>;
+  expiredLeases(limit: number): Promise<{ id: string; attempt: number }[]>;
+  staleDispatches(afterSeconds: number, limit: number): Promise<DispatchRef[]>;
+  untakenWebhooks(afterSeconds: number, limit: number): Promise<{ id: string; project: string; app: string; status: string }[]>;
+  dropOldBodies(retentionSeconds: number): Promise<number>;
+}
+
+/** The events the scheduler emits after a commit; each may fail, and the reconciler covers it. */
+export interface EventBus {
+  publishDispatch(refs: DispatchRef[]): Promise<void>;
+  publishFinished(run: { id: string; project: string; app: string; status: string }): Promise<void>;
+  publishCancel(runId: string): void;
+  publishChanged(runId: string, status: string): void;
+  /** Calls `onChange` whenever the run changes; returns an unsubscribe. */
+  watchChanges(runId: string, onChange: () => void): () => void;
+  /** False while the broker is unreachable: submits then answer 503. */
+  isConnected(): boolean;
+}
+
+/** Counters the core moves; the adapter maps them to Prometheus. */
+export interface SchedulerMetrics {
+  runAccepted(app: string): void;
+  runFinished(app: string, status: string): void;
+  dispatchDelay(seconds: number): void;
+  startDelay(seconds: number): void;
+}

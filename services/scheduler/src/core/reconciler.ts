@@ -1,0 +1,66 @@
+import type { SchedulerDeps } from "./deps.js";
+import { createEffects } from "./deps.js";
+import type { RunLifecycle } from "./run-lifecycle.js";
+
+const BATCH = 200;
+
+/**
+ * One pass of the scheduler's repairs (docs/ARCHITECTURE.md "Recovery"). Every
+ * copy of the scheduler runs it; row locks with SKIP LOCKED keep copies from
+ * doing the same work twice. Postgres is the truth; JetStream may lose a
+ * message, so anything left waiting too long is published again.
+ */
+export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
+  const { store, settings, log } = deps;
+  const effects = createEffects(deps);
+  let lastRetention = 0;
+
+  async function step(name: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      log.warn({ err, step: name }, "reconcile step failed; next tick retries");
+    }
+  }
+
+  return {
+    async tick(): Promise<void> {
+      await step("expire", async () => {
+        for (const r of await store.expireQueued()) {
+          log.info({ run_id: r.id, app: r.app }, "run expired in the queue");
+          const run = await store.findRun(null, r.id);
+          if (run) await effects.changed(run);
+        }
+      });
+      await step("leases", async () => {
+        for (const l of await store.expiredLeases(BATCH)) {
+          log.warn({ run_id: l.id, attempt: l.attempt }, "lease expired: invoker lost");
+          await lifecycle.expireLease(l.id, l.attempt);
+        }
+      });
+      await step("queued", async () => {
+        for (const a of await store.appsWithDueRuns(BATCH)) {
+          await effects.dispatched(await store.dispatchQueued(a.project, a.app, BATCH));
+        }
+      });
+      await step("redispatch", async () => {
+        const stale = await store.staleDispatches(settings.redispatchAfterSeconds, BATCH);
+        if (stale.length > 0) log.warn({ runs: stale.length }, "republishing unclaimed dispatches");
+        await effects.dispatched(stale);
+      });
+      await step("webhooks", async () => {
+        for (const r of await store.untakenWebhooks(settings.webhookRepublishAfterSeconds, BATCH)) {
+          log.warn({ run_id: r.id }, "republishing run.finished: no notifier took it");
+          await deps.bus.publishFinished(r);
+        }
+      });
+      if (Date.now() - lastRetention > 60_000) {
+        lastRetention = Date.now();
+        await step("retention", async () => {
+          const n = await store.dropOldBodies(settings.retentionSeconds);
+          if (n > 0) log.info({ runs: n }, "dropped bodies past retention");
+        });
+      }
+    },
+  };
+}

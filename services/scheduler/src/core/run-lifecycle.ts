@@ -1,0 +1,132 @@
+import { LonghaulError } from "@longhaul/shared";
+import type { SchedulerDeps } from "./deps.js";
+import { createEffects } from "./deps.js";
+import type { AppSettings, AttemptOutcome, RunRecord, WebhookState } from "./model.js";
+import type { AttemptResult } from "./ports.js";
+import { decide } from "./retry-policy.js";
+
+/** Settings used when a run's app was deleted while the run was in flight. */
+const DELETED_APP_POLICY: Omit<AppSettings, "name" | "url" | "timeoutSeconds"> = {
+  maxConcurrency: 0,
+  maxAttempts: 1,
+  initialBackoffSeconds: 1,
+  maxBackoffSeconds: 300,
+  idempotent: false,
+  queueTtlSeconds: 0,
+};
+
+export interface Completion extends AttemptResult {
+  retryAfterSeconds: number;
+}
+
+/**
+ * The invoker-facing half of the scheduler: claims, leases, outcomes. Every
+ * answer is decided in Postgres, so late and duplicate calls are harmless.
+ */
+export function createRunLifecycle(deps: SchedulerDeps) {
+  const { store, settings, log } = deps;
+  const effects = createEffects(deps);
+  const random = deps.random ?? Math.random;
+
+  const decideFor = (outcome: AttemptOutcome) => (run: RunRecord, app: AppSettings | undefined) =>
+    decide(
+      app ?? { ...DELETED_APP_POLICY, name: run.app, url: run.upstream_url, timeoutSeconds: run.timeout_seconds },
+      run.attempt,
+      run.max_attempts,
+      outcome,
+      random,
+    );
+
+  /** Ends an attempt and publishes what follows: a finished run, or room for queued ones. */
+  async function end(runId: string, attempt: number, owner: string | null, result: Completion) {
+    const ended = await store.endAttempt(
+      runId,
+      attempt,
+      owner,
+      result,
+      decideFor({
+        statusCode: result.statusCode,
+        errorCode: result.errorCode,
+        errorMessage: result.errorMessage,
+        retryAfterSeconds: result.retryAfterSeconds,
+      }),
+    );
+    if (!ended) return undefined;
+    const { run, decision } = ended;
+    log.info({ run_id: run.id, attempt, status: run.status, decision: decision.kind, status_code: result.statusCode }, "attempt ended");
+    await effects.changed(run);
+    // The attempt's slot is free: start what waits for it.
+    await effects.dispatched(await store.dispatchQueued(run.project_id, run.app, 50));
+    return run;
+  }
+
+  return {
+    async claim(runId: string, attempt: number, invokerId: string) {
+      const run = await store.claimRun(runId, attempt, invokerId, settings.leaseSeconds);
+      if (!run) {
+        throw new LonghaulError("conflict", `run ${runId} attempt ${attempt} is not waiting for an invoker`);
+      }
+      deps.metrics.startDelay((Date.now() - run.created_at.getTime()) / 1000);
+      deps.bus.publishChanged(run.id, run.status);
+      return run;
+    },
+
+    async heartbeat(invokerId: string, held: { runId: string; attempt: number }[]) {
+      const owned = await store.extendLeases(invokerId, held, settings.leaseSeconds);
+      return held.filter((h) => !owned.has(`${h.runId}:${h.attempt}`));
+    },
+
+    async complete(runId: string, attempt: number, invokerId: string, result: Completion) {
+      const run = await end(runId, attempt, invokerId, result);
+      if (!run) log.warn({ run_id: runId, attempt, invoker: invokerId }, "late or stale result refused");
+      return run;
+    },
+
+    /** An invoker hands an attempt back unfinished (draining): as if it were lost. */
+    async release(runId: string, attempt: number, invokerId: string, reason: string) {
+      return end(runId, attempt, invokerId, lostResult(`invoker released the call: ${reason}`));
+    },
+
+    /** What the notifier needs to deliver a run's webhook. */
+    async deliveryInput(runId: string): Promise<RunRecord> {
+      const run = await store.findRun(null, runId);
+      if (!run) throw new LonghaulError("not_found", `run ${runId} not found`);
+      return run;
+    },
+
+    async updateWebhookState(runId: string, state: WebhookState): Promise<void> {
+      if (!(await store.setWebhookState(runId, state))) throw new LonghaulError("not_found", `run ${runId} has no webhook`);
+      deps.bus.publishChanged(runId, `webhook_${state}`);
+    },
+
+    /** Records a finished pass-through call so it shows in listings and the dashboard. */
+    async recordSync(r: {
+      project: string; app: string; method: string; path: string; statusCode: number;
+      errorCode: string; errorMessage: string; startedAt: Date; finishedAt: Date;
+    }): Promise<string> {
+      const app = await store.getApp(r.project, r.app);
+      const id = await store.insertSyncRun({ ...r, upstreamUrl: app?.url ?? "" });
+      deps.metrics.runFinished(r.app, r.statusCode >= 200 && r.statusCode < 300 && !r.errorCode ? "succeeded" : "failed");
+      return id;
+    },
+
+    /** Ends an attempt whose lease ran out, whoever held it. */
+    async expireLease(runId: string, attempt: number) {
+      return end(runId, attempt, null, lostResult("the invoker holding the call stopped renewing its lease"));
+    },
+  };
+}
+
+function lostResult(message: string): Completion {
+  return {
+    statusCode: 0,
+    headers: [],
+    body: null,
+    bodyTruncated: false,
+    errorCode: "invoker_lost",
+    errorMessage: message,
+    retryAfterSeconds: 0,
+  };
+}
+
+export type RunLifecycle = ReturnType<typeof createRunLifecycle>;

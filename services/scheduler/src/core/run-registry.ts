@@ -1,0 +1,257 @@
+import { createHash } from "node:crypto";
+import { LonghaulError } from "@longhaul/shared";
+import type { SchedulerDeps } from "./deps.js";
+import { createEffects } from "./deps.js";
+import { isTerminal, RUN_STATUSES, type AttemptRecord, type RunRecord } from "./model.js";
+import { checkName, checkSubmit, normaliseApp, type AppInput, type SubmitInput } from "./validation.js";
+
+const MAX_WAIT_SECONDS = 60;
+const MAX_LIST_LIMIT = 500;
+/** Watchers re-read the run this often even without a change notice (core NATS is at-most-once). */
+const WATCH_POLL_MS = 2_000;
+
+export interface RunView {
+  run: RunRecord;
+  attempts: AttemptRecord[];
+}
+
+function notFound(id: string): LonghaulError {
+  return new LonghaulError("not_found", `run ${id} not found`);
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function checkRunId(id: string): string {
+  // Anything that is not a uuid cannot name a run: 404, as for an unknown one.
+  if (!UUID.test(id)) throw notFound(id);
+  return id.toLowerCase();
+}
+
+/** Cursor of a listing: the last (created_at, id) seen, opaque to clients. */
+export function encodeCursor(run: { created_at: Date; id: string }): string {
+  return Buffer.from(`${run.created_at.toISOString()}|${run.id}`).toString("base64url");
+}
+
+export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, "base64url").toString().split("|");
+  const createdAt = new Date(at ?? "");
+  if (!id || !UUID.test(id) || Number.isNaN(createdAt.getTime())) {
+    throw new LonghaulError("invalid_argument", "cursor: not a cursor returned by this API");
+  }
+  return { createdAt, id };
+}
+
+function requestHash(input: SubmitInput): string {
+  const h = createHash("sha256");
+  for (const part of [input.app, input.method, input.path, input.query, input.webhookUrl]) h.update(part).update("\0");
+  return h.update(input.body).digest("hex");
+}
+
+/**
+ * The client-facing half of the scheduler: apps, submits, reads, cancel,
+ * retry, watch. Every call is scoped to the caller's project.
+ */
+export function createRunRegistry(deps: SchedulerDeps) {
+  const { store, bus, settings, log } = deps;
+  const effects = createEffects(deps);
+  const keyCache = new Map<string, { project: string; until: number }>();
+
+  async function view(project: string, id: string): Promise<RunView> {
+    const run = await store.findRun(project, checkRunId(id));
+    if (!run) throw notFound(id);
+    return { run, attempts: await store.findAttempts(run.id) };
+  }
+
+  async function withCounts(project: string, apps: Awaited<ReturnType<typeof store.listApps>>) {
+    const counts = await store.appCounts(project);
+    return apps.map((a) => {
+      const c = counts.find((x) => x.app === a.name);
+      return { ...a, queued: c?.queued ?? 0, inFlight: c?.inFlight ?? 0 };
+    });
+  }
+
+  async function submit(project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }, retryOf: string | null = null) {
+    checkName("app", input.app);
+    if (!bus.isConnected()) throw new LonghaulError("unavailable", "the event broker is unreachable; try again", { retryAfterSeconds: 2 });
+    const app = await store.getApp(project, input.app);
+    if (!app) throw new LonghaulError("not_found", `app ${input.app} not found`);
+    const { timeoutSeconds } = checkSubmit(input, app, {
+      maxRequestBytes: settings.maxRequestBytes,
+      allowPrivateWebhooks: settings.allowPrivateWebhooks,
+      now: new Date(),
+    });
+    const result = await store.insertRun({
+      project,
+      app,
+      mode: "async",
+      method: input.method,
+      path: input.path,
+      query: input.query,
+      headers: input.headers,
+      body: input.body,
+      webhookUrl: input.webhookUrl || null,
+      timeoutSeconds,
+      priority: input.priority,
+      idempotencyKey: input.idempotencyKey || null,
+      requestHash: requestHash(input),
+      notBefore: input.notBefore ?? null,
+      retryOf,
+      traceparent: trace.traceparent,
+      tracestate: trace.tracestate,
+      maxQueuedPerApp: settings.maxQueuedPerApp,
+      idempotencyTtlSeconds: settings.idempotencyTtlSeconds,
+    });
+    if (!result.existing) {
+      deps.metrics.runAccepted(input.app);
+      log.info({ run_id: result.runId, app: input.app, project, dispatched: result.dispatch !== null }, "run accepted");
+    }
+    if (result.dispatch) await effects.dispatched([result.dispatch]);
+    return { runId: result.runId, existing: result.existing };
+  }
+
+  return {
+    async authenticate(key: string): Promise<string> {
+      const now = Date.now();
+      const hit = keyCache.get(key);
+      if (hit && hit.until > now) return hit.project;
+      const project = key ? await store.projectOfKey(key) : undefined;
+      if (!project) throw new LonghaulError("unauthenticated", "missing or unknown API key");
+      if (keyCache.size > 10_000) keyCache.clear();
+      keyCache.set(key, { project, until: now + settings.authCacheMs });
+      return project;
+    },
+
+    async putApp(project: string, input: AppInput) {
+      const app = normaliseApp(input);
+      const { app: stored, created } = await store.upsertApp(project, app);
+      const [withCount] = await withCounts(project, [stored]);
+      return { app: withCount!, created };
+    },
+
+    async getApp(project: string, name: string) {
+      checkName("name", name);
+      const app = await store.getApp(project, name);
+      if (!app) throw new LonghaulError("not_found", `app ${name} not found`);
+      return (await withCounts(project, [app]))[0]!;
+    },
+
+    async listApps(project: string) {
+      return withCounts(project, await store.listApps(project));
+    },
+
+    async deleteApp(project: string, name: string) {
+      checkName("name", name);
+      if (!(await store.deleteApp(project, name))) throw new LonghaulError("not_found", `app ${name} not found`);
+    },
+
+    submit: (project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }) => submit(project, input, trace),
+
+    getRun: view,
+
+    /** Long-polls until the run is finished or `waitSeconds` pass. */
+    async waitRun(project: string, id: string, waitSeconds: number, signal: AbortSignal): Promise<RunView> {
+      if (waitSeconds < 0 || waitSeconds > MAX_WAIT_SECONDS) {
+        throw new LonghaulError("invalid_argument", `wait_seconds: must be from 0 to ${MAX_WAIT_SECONDS}`);
+      }
+      let current = await view(project, id);
+      const deadline = Date.now() + waitSeconds * 1000;
+      while (!isTerminal(current.run.status) && Date.now() < deadline && !signal.aborted) {
+        await nextChange(current.run.id, Math.min(WATCH_POLL_MS, deadline - Date.now()), signal);
+        current = await view(project, id);
+      }
+      return current;
+    },
+
+    async listRuns(project: string, q: { app: string; status: string; createdAfter: Date | undefined; limit: number; cursor: string }) {
+      if (q.app) checkName("app", q.app);
+      if (q.status && !RUN_STATUSES.includes(q.status as never)) {
+        throw new LonghaulError("invalid_argument", `status: one of ${RUN_STATUSES.join(", ")}`);
+      }
+      if (q.limit < 0 || q.limit > MAX_LIST_LIMIT) throw new LonghaulError("invalid_argument", `limit: from 1 to ${MAX_LIST_LIMIT}`);
+      const limit = q.limit || 50;
+      const runs = await store.listRuns({
+        project,
+        app: q.app || undefined,
+        status: q.status || undefined,
+        createdAfter: q.createdAfter,
+        limit: limit + 1,
+        after: q.cursor ? decodeCursor(q.cursor) : undefined,
+      });
+      const page = runs.slice(0, limit);
+      const last = page[page.length - 1];
+      return { runs: page, nextCursor: runs.length > limit && last ? encodeCursor(last) : "" };
+    },
+
+    async cancel(project: string, id: string): Promise<RunRecord> {
+      const res = await store.cancelRun(project, checkRunId(id));
+      if (!res) throw notFound(id);
+      if (!res.cancelled) throw new LonghaulError("conflict", `run ${id} has already finished (${res.run.status})`);
+      // The invoker holding the call aborts it; its late result will be refused.
+      if (res.previousOwner) bus.publishCancel(res.run.id);
+      log.info({ run_id: res.run.id, held_by: res.previousOwner }, "run cancelled");
+      await effects.changed(res.run);
+      await effects.dispatched(await store.dispatchQueued(project, res.run.app, 50));
+      return res.run;
+    },
+
+    /** A new run with the request of an earlier one, linked to it. */
+    async retry(project: string, id: string, trace: { traceparent: string; tracestate: string }) {
+      const { run } = await view(project, id);
+      if (run.mode !== "async" || run.request_body === null) {
+        throw new LonghaulError("conflict", `run ${id} has no stored request to retry (sync call, or past retention)`);
+      }
+      return submit(
+        project,
+        {
+          app: run.app,
+          method: run.method,
+          path: run.path,
+          query: run.query,
+          headers: run.request_headers,
+          body: run.request_body,
+          webhookUrl: run.webhook_url ?? "",
+          timeoutSeconds: 0,
+          priority: run.priority,
+          idempotencyKey: "",
+          notBefore: undefined,
+        },
+        trace,
+        run.id,
+      );
+    },
+
+    /** Sends the run now and at each change until it is finished. */
+    async watch(project: string, id: string, signal: AbortSignal, send: (v: RunView) => void): Promise<void> {
+      let current = await view(project, id);
+      send(current);
+      let lastKey = stateKey(current);
+      while (!isTerminal(current.run.status) && !signal.aborted) {
+        await nextChange(current.run.id, WATCH_POLL_MS, signal);
+        current = await view(project, id);
+        const key = stateKey(current);
+        if (key !== lastKey) send(current);
+        lastKey = key;
+      }
+    },
+  };
+
+  function nextChange(runId: string, ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(ms, 0));
+      const unsubscribe = bus.watchChanges(runId, done);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+}
+
+function stateKey(v: RunView): string {
+  return `${v.run.status}|${v.run.attempt}|${v.run.webhook_state}|${v.attempts.length}|${v.attempts.at(-1)?.finished_at?.getTime() ?? ""}`;
+}
+
+export type RunRegistry = ReturnType<typeof createRunRegistry>;

@@ -1,0 +1,105 @@
+import { LonghaulError, validateWebhookUrl } from "@longhaul/shared";
+import { MAX_TIMEOUT_SECONDS, type AppSettings } from "./model.js";
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const METHOD = /^[A-Z][A-Z-]{0,19}$/;
+
+function invalid(field: string, message: string): LonghaulError {
+  return new LonghaulError("invalid_argument", `${field}: ${message}`);
+}
+
+/** App and project names: they appear in URLs and NATS subjects. */
+export function checkName(field: string, name: string): string {
+  if (!NAME.test(name)) throw invalid(field, "lowercase letters, digits, '-' and '_', at most 63, starting with a letter or digit");
+  return name;
+}
+
+function intIn(field: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw invalid(field, `must be an integer from ${min} to ${max}`);
+  return value;
+}
+
+function numberIn(field: string, value: number, min: number, max: number): number {
+  if (!Number.isFinite(value) || value < min || value > max) throw invalid(field, `must be a number from ${min} to ${max}`);
+  return value;
+}
+
+/** The app as sent by a client; zeros mean "the default" where zero is not a valid value. */
+export interface AppInput {
+  name: string;
+  url: string;
+  timeoutSeconds: number;
+  maxConcurrency: number;
+  queueTtlSeconds: number;
+  retry?: { maxAttempts: number; initialBackoffSeconds: number; maxBackoffSeconds: number; idempotent: boolean } | undefined;
+}
+
+/** Validates an app and fills its defaults (documented in the README's app table). */
+export function normaliseApp(input: AppInput): AppSettings {
+  checkName("name", input.name);
+  let url: URL;
+  try {
+    url = new URL(input.url);
+  } catch {
+    throw invalid("url", "must be an absolute http(s) URL");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw invalid("url", "must be an absolute http(s) URL");
+  const retry = input.retry;
+  const initial = retry?.initialBackoffSeconds || 1;
+  const max = retry?.maxBackoffSeconds || Math.max(300, initial);
+  const settings: AppSettings = {
+    name: input.name,
+    url: url.toString().replace(/\/$/, ""),
+    timeoutSeconds: intIn("timeout_seconds", input.timeoutSeconds || MAX_TIMEOUT_SECONDS, 1, MAX_TIMEOUT_SECONDS),
+    maxConcurrency: intIn("max_concurrency", input.maxConcurrency, 0, 1_000_000),
+    maxAttempts: intIn("retry.max_attempts", retry?.maxAttempts || 3, 1, 20),
+    initialBackoffSeconds: numberIn("retry.initial_backoff_seconds", initial, 0.1, 3600),
+    maxBackoffSeconds: numberIn("retry.max_backoff_seconds", max, initial, 86_400),
+    idempotent: retry?.idempotent ?? false,
+    queueTtlSeconds: intIn("queue_ttl_seconds", input.queueTtlSeconds, 0, 30 * 86_400),
+  };
+  return settings;
+}
+
+/** A submit as the core sees it, before validation. */
+export interface SubmitInput {
+  app: string;
+  method: string;
+  path: string;
+  query: string;
+  headers: { name: string; value: string }[];
+  body: Buffer;
+  webhookUrl: string;
+  timeoutSeconds: number;
+  priority: number;
+  idempotencyKey: string;
+  notBefore: Date | undefined;
+}
+
+export interface SubmitLimits {
+  maxRequestBytes: number;
+  allowPrivateWebhooks: boolean;
+  now: Date;
+}
+
+/** Checks a submit against the app and the limits; returns the effective timeout. */
+export function checkSubmit(input: SubmitInput, app: AppSettings, limits: SubmitLimits): { timeoutSeconds: number } {
+  if (!METHOD.test(input.method)) throw invalid("request.method", "must be an HTTP method in upper case");
+  if (!input.path.startsWith("/") || input.path.length > 8192) throw invalid("request.path", "must start with '/' and be at most 8192 characters");
+  if (input.query.length > 8192) throw invalid("request.query", "at most 8192 characters");
+  if (input.headers.length > 200) throw invalid("request.headers", "at most 200 headers");
+  if (input.body.length > limits.maxRequestBytes) {
+    throw new LonghaulError("payload_too_large", `request body is over ${limits.maxRequestBytes} bytes`);
+  }
+  if (input.webhookUrl) validateWebhookUrl(input.webhookUrl, { allowPrivate: limits.allowPrivateWebhooks });
+  intIn("priority", input.priority, -100, 100);
+  if (input.timeoutSeconds < 0 || !Number.isInteger(input.timeoutSeconds)) throw invalid("timeout_seconds", "must be a positive integer");
+  if (input.timeoutSeconds > app.timeoutSeconds) {
+    throw invalid("timeout_seconds", `must be at most the app's timeout (${app.timeoutSeconds})`);
+  }
+  if (input.idempotencyKey.length > 255) throw invalid("idempotency_key", "at most 255 characters");
+  if (input.notBefore && input.notBefore.getTime() > limits.now.getTime() + 30 * 86_400_000) {
+    throw invalid("not_before", "at most 30 days ahead");
+  }
+  return { timeoutSeconds: input.timeoutSeconds || app.timeoutSeconds };
+}

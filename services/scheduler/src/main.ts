@@ -1,0 +1,93 @@
+import {
+  appsPb,
+  connectNats,
+  createDb,
+  createGrpcServer,
+  createLogger,
+  createRegistry,
+  ensureDatabase,
+  ensureStreams,
+  migrate,
+  natsNames,
+  onShutdown,
+  runsPb,
+  schedulerPb,
+  serveMetrics,
+  shutdownTelemetry,
+} from "@longhaul/shared";
+import { loadConfig, projectKeys } from "./config.js";
+import { createRunLifecycle } from "./core/run-lifecycle.js";
+import { createReconciler } from "./core/reconciler.js";
+import { createRunRegistry } from "./core/run-registry.js";
+import { createInternalService } from "./adapters/grpc/internal-service.js";
+import { createAppService, createRunService } from "./adapters/grpc/public-services.js";
+import { createSchedulerMetrics } from "./adapters/metrics.js";
+import { createEventBus } from "./adapters/nats/event-bus.js";
+import { ensureProjectKey } from "./adapters/pg/app-store.js";
+import { schedulerMigrations } from "./adapters/pg/migrations.js";
+import { createPgStore } from "./adapters/pg/pg-store.js";
+import type { SchedulerDb } from "./adapters/pg/schema.js";
+
+const config = loadConfig(process.env);
+const log = createLogger("scheduler", config.LOG_LEVEL);
+
+await ensureDatabase(config.DATABASE_URL);
+const db = createDb<SchedulerDb>({ url: config.DATABASE_URL, log, poolSize: config.SCHEDULER_DB_POOL_SIZE });
+await migrate(db, schedulerMigrations, "scheduler_migrations", log);
+for (const { project, key } of projectKeys(config)) await ensureProjectKey(db, project, key);
+
+const names = natsNames(config.LONGHAUL_NATS_PREFIX);
+const grpc = createGrpcServer({ log, address: `${config.SCHEDULER_GRPC_HOST}:${config.SCHEDULER_GRPC_PORT}`, internalToken: config.LONGHAUL_INTERNAL_TOKEN });
+const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => grpc.setServing(up));
+await ensureStreams(nc, names);
+
+const registry = createRegistry("scheduler");
+const store = createPgStore(db);
+const deps = {
+  store,
+  bus: createEventBus(nc, names, log),
+  metrics: createSchedulerMetrics(registry, store),
+  log,
+  settings: {
+    leaseSeconds: config.SCHEDULER_LEASE_SECONDS,
+    maxRequestBytes: config.LONGHAUL_MAX_BODY_BYTES,
+    allowPrivateWebhooks: config.LONGHAUL_WEBHOOK_ALLOW_PRIVATE,
+    maxQueuedPerApp: config.SCHEDULER_MAX_QUEUED_PER_APP,
+    idempotencyTtlSeconds: config.SCHEDULER_IDEMPOTENCY_TTL_SECONDS,
+    redispatchAfterSeconds: config.SCHEDULER_REDISPATCH_AFTER_SECONDS,
+    webhookRepublishAfterSeconds: config.SCHEDULER_WEBHOOK_REPUBLISH_SECONDS,
+    retentionSeconds: config.LONGHAUL_RETENTION_DAYS * 86_400,
+    authCacheMs: 5_000,
+  },
+};
+const runRegistry = createRunRegistry(deps);
+const lifecycle = createRunLifecycle(deps);
+const reconciler = createReconciler(deps, lifecycle);
+
+grpc.add(runsPb.RunServiceService, createRunService(runRegistry, log));
+grpc.add(appsPb.AppServiceService, createAppService(runRegistry, log));
+grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log), {
+  internal: true,
+});
+const port = await grpc.start();
+const metricsServer = await serveMetrics(registry, config.SCHEDULER_METRICS_HOST, config.SCHEDULER_METRICS_PORT);
+
+// The reconciler: one pass at a time, every tick.
+let ticking: Promise<void> | undefined;
+const ticker = setInterval(() => {
+  ticking ??= reconciler.tick().finally(() => {
+    ticking = undefined;
+  });
+}, config.SCHEDULER_TICK_MS);
+
+grpc.setServing(true);
+log.info({ grpc_port: port, metrics_port: config.SCHEDULER_METRICS_PORT }, "ready");
+
+onShutdown(log, [
+  { name: "reconciler", close: async () => { clearInterval(ticker); await ticking; } },
+  { name: "grpc", close: () => grpc.stop(10_000) },
+  { name: "metrics", close: () => new Promise((r) => metricsServer.close(() => r())) },
+  { name: "nats", close: () => nc.drain() },
+  { name: "postgres", close: () => db.destroy() },
+  { name: "telemetry", close: shutdownTelemetry },
+]);
