@@ -27,6 +27,11 @@ export interface MeshOptions {
   stdio?: "inherit" | "pipe";
   /** How a forwarded line is printed when stdio is 'inherit'. @default `[name#index] line` */
   formatLine?: (name: ServiceName, index: number, line: string) => string;
+  /**
+   * Called whenever a copy's process ends; `expected` is false when it was not
+   * asked to (not by kill(), stop() or a failed start): a crash.
+   */
+  onExit?: (name: ServiceName, index: number, result: ExitResult & { expected: boolean }) => void;
   /** @default 30000 */
   readyTimeoutMs?: number;
   /** Script run for a service. @default `<repo>/services/<name>/dist/main.js` */

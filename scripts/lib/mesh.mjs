@@ -83,6 +83,7 @@ export async function startMesh(options) {
     entry = (name) => path.join(repoRoot, "services", name, "dist", "main.js"),
     nodeArgs = ["--import", "@longhaul/shared/otel-register"],
     formatLine = (name, index, line) => `[${name}#${index}] ${line}`,
+    onExit,
   } = options;
   if (!databaseUrl || !natsUrl) throw new Error("startMesh needs databaseUrl and natsUrl");
   const logDir = options.logDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "longhaul-mesh-"));
@@ -156,6 +157,7 @@ export async function startMesh(options) {
 
   /** Spawns one copy and resolves once it logged ready. */
   function launch(c) {
+    c.expectExit = false;
     if (!fs.existsSync(c.entry)) {
       return Promise.reject(new Error(`${c.entry} is missing: run \`npm run build\` first`));
     }
@@ -200,6 +202,7 @@ export async function startMesh(options) {
           process.stdout.write(formatLine(c.name, c.index, `[mesh] exited (code ${code}, signal ${signal})`) + "\n");
         }
         resolve({ code, signal });
+        onExit?.(c.name, c.index, { code, signal, expected: c.expectExit === true || stopping !== undefined });
       });
     });
     let timer;
@@ -214,6 +217,7 @@ export async function startMesh(options) {
     });
     return Promise.race([readyLine, timeout, died])
       .catch(async (err) => {
+        c.expectExit = true;
         await terminate(c, "SIGKILL");
         throw new Error(
           `${c.name}#${c.index} ${err.message}\n--- last ${LAST_LINES} lines of ${c.logFile} ---\n${c.recent.join("\n")}`,
@@ -286,11 +290,14 @@ export async function startMesh(options) {
       }));
     },
     kill(name, index = 0, signal = "SIGTERM") {
-      return terminate(find(name, index), signal);
+      const c = find(name, index);
+      c.expectExit = true;
+      return terminate(c, signal);
     },
     async start(name, index = 0) {
       const c = find(name, index);
       if (alive(c)) throw new Error(`${name}#${index} is still running`);
+      c.expectExit = false;
       await launch(c);
     },
     stop,

@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+// `npm start`: Postgres + NATS JetStream (DATABASE_URL / NATS_URL when they
+// answer, else our own, kept in .longhaul/ between runs) and the four services
+// on their default ports, logs in this terminal. Ctrl-C stops all of it:
+// the services first, then the dependencies we started.
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { ensureDeps } from "./lib/deps.mjs";
+import { createLineFormatter } from "./lib/log-format.mjs";
+import { repoRoot, startMesh } from "./lib/mesh.mjs";
+
+const env = process.env;
+const stateDir = path.join(repoRoot, ".longhaul");
+const log = (m) => console.error(`[longhaul] ${m}`);
+
+/** Default ports (DESIGN.md "Ports and names"), each overridable by its variable. */
+const PORTS = {
+  LONGHAUL_HTTP_PORT: 8080,
+  SCHEDULER_GRPC_PORT: 50051,
+  INVOKER_GRPC_PORT: 50052,
+  NOTIFIER_GRPC_PORT: 50053,
+  SCHEDULER_METRICS_PORT: 9461,
+  INVOKER_METRICS_PORT: 9462,
+  NOTIFIER_METRICS_PORT: 9463,
+};
+
+/** A secret from env, else from .longhaul/<file>, else a new one saved there: restarts keep it. */
+function keptSecret(varName, file, make) {
+  if (env[varName]) return { value: env[varName], from: `$${varName}` };
+  const p = path.join(stateDir, file);
+  if (fs.existsSync(p)) {
+    const value = fs.readFileSync(p, "utf8").trim();
+    if (value) return { value, from: path.relative(repoRoot, p) };
+  }
+  const value = make();
+  fs.writeFileSync(p, value + "\n", { mode: 0o600 });
+  return { value, from: `${path.relative(repoRoot, p)} (new)` };
+}
+
+function portFree(port) {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen({ host: "127.0.0.1", port }, () => server.close(() => resolve(true)));
+  });
+}
+
+async function main() {
+  fs.mkdirSync(stateDir, { recursive: true, mode: 0o755 });
+
+  const ports = {};
+  for (const [name, def] of Object.entries(PORTS)) {
+    const raw = env[name] ?? String(def);
+    const port = Number(raw);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${name}=${raw} is not a port`);
+    if (!(await portFree(port))) {
+      throw new Error(`port ${port} (${name}) is in use; stop what holds it or set ${name} to another port`);
+    }
+    ports[name] = String(port);
+  }
+
+  const apiKey = keptSecret("LONGHAUL_DEV_API_KEY", "dev-api-key", () => `lh_dev_${randomBytes(16).toString("hex")}`);
+  const internalToken = keptSecret("LONGHAUL_INTERNAL_TOKEN", "internal-token", () => randomBytes(24).toString("hex"));
+  const allowPrivate = env.LONGHAUL_WEBHOOK_ALLOW_PRIVATE ?? "true";
+  log(
+    `LONGHAUL_WEBHOOK_ALLOW_PRIVATE=${allowPrivate}` +
+      (allowPrivate === "true" ? ": webhooks may target loopback and private addresses (local development only)" : ""),
+  );
+
+  const deps = await ensureDeps({ dataDir: stateDir, log, handleSignals: false });
+
+  // Logs of this run only; the previous run's are kept once as *.log.1.
+  const logDir = path.join(stateDir, "logs");
+  fs.mkdirSync(logDir, { recursive: true });
+  for (const f of fs.readdirSync(logDir).filter((f) => f.endsWith(".log"))) {
+    fs.renameSync(path.join(logDir, f), path.join(logDir, `${f}.1`));
+  }
+
+  let shuttingDown = false;
+  let mesh;
+  const shutdown = async (reason, code) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log(`${reason}: stopping the services…`);
+    await mesh?.stop();
+    if (deps.started.postgres || deps.started.nats) log("stopping the Postgres / NATS we started…");
+    await deps.stop();
+    log("stopped");
+    process.exit(code);
+  };
+  let signals = 0;
+  const onSignal = (signal) => {
+    // A second Ctrl-C: stop waiting. The exit hooks SIGKILL the services and stop the deps.
+    if (++signals > 1) process.exit(130);
+    void shutdown(signal, 0);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    mesh = await startMesh({
+      databaseUrl: deps.databaseUrl,
+      natsUrl: deps.natsUrl,
+      env: {
+        ...ports,
+        LONGHAUL_DEV_API_KEY: apiKey.value,
+        LONGHAUL_INTERNAL_TOKEN: internalToken.value,
+        LONGHAUL_WEBHOOK_ALLOW_PRIVATE: allowPrivate,
+      },
+      logDir,
+      stdio: "inherit",
+      formatLine: createLineFormatter(),
+      onExit: (name, index, { code, signal, expected }) => {
+        if (!expected && !shuttingDown) void shutdown(`${name}#${index} exited unexpectedly (code ${code}, signal ${signal})`, 1);
+      },
+    });
+  } catch (err) {
+    log(err.message);
+    await deps.stop();
+    process.exit(1);
+  }
+
+  const gw = mesh.ingressUrl;
+  const banner = [
+    "",
+    "Longhaul is running.",
+    `  gateway      ${gw}   (dashboard ${gw}/dashboard, metrics ${gw}/metrics)`,
+    `  scheduler    ${mesh.addresses.scheduler}   gRPC: longhaul.v1.RunService, longhaul.v1.AppService (metrics ${mesh.metricsUrls.scheduler[0]})`,
+    `  invoker      ${mesh.addresses.invoker}   gRPC, internal (metrics ${mesh.metricsUrls.invoker[0]})`,
+    `  notifier     ${mesh.addresses.notifier}   gRPC, internal (metrics ${mesh.metricsUrls.notifier[0]})`,
+    `  postgres     ${deps.databaseUrl}${deps.started.postgres ? "   (ours, data in .longhaul/pg)" : ""}`,
+    `  nats         ${deps.natsUrl}${deps.started.nats ? "   (ours, JetStream store in .longhaul/nats)" : ""}`,
+    `  logs         ${path.relative(repoRoot, logDir)}/<service>-0.log`,
+    "",
+    `  dev API key  ${mesh.apiKey}   (project "dev"; from ${apiKey.from})`,
+    "",
+    "Try it:",
+    `  export LONGHAUL_KEY=${mesh.apiKey}`,
+    `  curl -X PUT ${gw}/v1/apps/httpbin -H "Authorization: Bearer $LONGHAUL_KEY" \\`,
+    `       -H 'content-type: application/json' -d '{"url":"http://127.0.0.1:9000"}'`,
+    `  curl -X POST "${gw}/dev/httpbin/anything?async=true" -H "Authorization: Bearer $LONGHAUL_KEY" -d 'hello'`,
+    `  curl "${gw}/v1/runs/<run_id>?wait=30" -H "Authorization: Bearer $LONGHAUL_KEY"`,
+    "",
+    "Ctrl-C stops everything.",
+    "",
+  ];
+  process.stdout.write(banner.join("\n") + "\n");
+}
+
+main().catch(async (err) => {
+  log(err.stack ?? String(err));
+  process.exit(1);
+});
