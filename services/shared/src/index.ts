@@ -16,3 +16,4 @@ export * as schedulerPb from "./gen/longhaul/internal/v1/scheduler.js";
 export * as invokerPb from "./gen/longhaul/internal/v1/invoker.js";
 export * as notifierPb from "./gen/longhaul/internal/v1/notifier.js";
 export * from "./http/webhook-url.js";
+export * from "./http/result-url.js";

@@ -1,0 +1,82 @@
+import {
+  LonghaulError,
+  callUnary,
+  createClient,
+  internalMetadata,
+  runsPb,
+  schedulerPb,
+} from "@longhaul/shared";
+import type { DeliveryState, RunSource, RunStatusName } from "../../core/ports.js";
+
+const statusNames: Record<number, RunStatusName> = {
+  [runsPb.RunStatus.RUN_STATUS_QUEUED]: "queued",
+  [runsPb.RunStatus.RUN_STATUS_DISPATCHED]: "dispatched",
+  [runsPb.RunStatus.RUN_STATUS_RUNNING]: "running",
+  [runsPb.RunStatus.RUN_STATUS_SUCCEEDED]: "succeeded",
+  [runsPb.RunStatus.RUN_STATUS_FAILED]: "failed",
+  [runsPb.RunStatus.RUN_STATUS_TIMED_OUT]: "timed_out",
+  [runsPb.RunStatus.RUN_STATUS_CANCELLED]: "cancelled",
+  [runsPb.RunStatus.RUN_STATUS_EXPIRED]: "expired",
+};
+
+const webhookStates: Record<DeliveryState, runsPb.WebhookState> = {
+  pending: runsPb.WebhookState.WEBHOOK_STATE_PENDING,
+  delivered: runsPb.WebhookState.WEBHOOK_STATE_DELIVERED,
+  failed: runsPb.WebhookState.WEBHOOK_STATE_FAILED,
+};
+
+/** Options of {@link createSchedulerRunSource}. */
+export interface SchedulerRunSourceOptions {
+  /** host:port of the scheduler (SCHEDULER_ADDR). */
+  address: string;
+  internalToken: string;
+  /** Deadline of each call. */
+  timeoutMs: number;
+}
+
+/**
+ * The scheduler as the notifier's {@link RunSource}, over
+ * SchedulerInternalService. Every call has a deadline; a missing run
+ * (NOT_FOUND) is null, anything else is thrown as a LonghaulError.
+ */
+export function createSchedulerRunSource(options: SchedulerRunSourceOptions): RunSource & { close(): void } {
+  const client = createClient(schedulerPb.SchedulerInternalServiceClient, options.address);
+  const metadata = () => internalMetadata(options.internalToken);
+
+  return {
+    async getDeliveryInput(runId) {
+      let res: schedulerPb.GetDeliveryInputResponse;
+      try {
+        res = await callUnary(client.getDeliveryInput.bind(client), { runId }, metadata(), options.timeoutMs);
+      } catch (err) {
+        if (err instanceof LonghaulError && err.code === "not_found") return null;
+        throw err;
+      }
+      return {
+        runId: res.runId,
+        project: res.project,
+        app: res.app,
+        webhookUrl: res.webhookUrl,
+        status: statusNames[res.status] ?? "unspecified",
+        statusCode: res.statusCode,
+        contentType: res.contentType,
+        body: res.body,
+        bodyTruncated: res.bodyTruncated,
+        errorCode: res.errorCode,
+        errorMessage: res.errorMessage,
+        traceparent: res.traceparent,
+      };
+    },
+
+    async updateWebhookState(runId, state) {
+      await callUnary(
+        client.updateWebhookState.bind(client),
+        { runId, state: webhookStates[state] },
+        metadata(),
+        options.timeoutMs,
+      );
+    },
+
+    close: () => client.close(),
+  };
+}

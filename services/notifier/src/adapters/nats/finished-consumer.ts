@@ -1,0 +1,101 @@
+import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import {
+  context,
+  contextFromHeaders,
+  ensureConsumer,
+  z,
+  type Logger,
+  type NatsConnection,
+  type NatsNames,
+} from "@longhaul/shared";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { NotifierCore } from "../../core/notifier-core.js";
+
+/** `run.finished` payload (ARCHITECTURE.md): `{"run_id","project","app","status"}`. */
+const finishedEvent = z.object({
+  run_id: z.uuid(),
+  project: z.string().min(1),
+  app: z.string().optional(),
+  status: z.string().optional(),
+});
+
+/** Events taken at once; each costs a scheduler call and a few statements. */
+const CONCURRENCY = 16;
+/** Wait before an event that could not be handled is offered again. */
+const RETRY_DELAY_MS = 5_000;
+/** The consumer's ack wait: handling an event takes a few calls, never a webhook attempt. */
+const ACK_WAIT_SECONDS = 60;
+
+/** Options of {@link startFinishedConsumer}. */
+export interface FinishedConsumerOptions {
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  names: NatsNames;
+  core: NotifierCore;
+  log: Logger;
+}
+
+/**
+ * Consumes `run.finished` with the durable `notifier` consumer: records the
+ * delivery and reports it pending, then acks and sends the first attempt.
+ * Any failure before the ack leaves the event to be offered again (the
+ * core is idempotent), so no finished run is lost to a crash.
+ */
+export async function startFinishedConsumer(options: FinishedConsumerOptions): Promise<{ stop(): Promise<void> }> {
+  const { names, core, log } = options;
+  await ensureConsumer(options.jsm, names.eventsStream, names.notifierConsumer, names.finishedAll, ACK_WAIT_SECONDS);
+  const consumer = await jetstream(options.nc).consumers.get(names.eventsStream, names.notifierConsumer);
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: CONCURRENCY * 2 });
+  const handling = new Set<Promise<void>>();
+
+  async function handle(m: JsMsg): Promise<void> {
+    const parsed = finishedEvent.safeParse(safeJson(m));
+    if (!parsed.success) {
+      // A malformed event will never parse: drop it rather than loop on it.
+      log.error({ subject: m.subject, seq: m.seq }, "malformed run.finished event dropped");
+      m.term("malformed");
+      return;
+    }
+    const event = { runId: parsed.data.run_id, project: parsed.data.project };
+    await context.with(contextFromHeaders(m.headers), async () => {
+      let accepted;
+      try {
+        accepted = await core.acceptFinished(event);
+      } catch (err) {
+        log.warn({ err, run_id: event.runId }, "run.finished not handled; offered again later");
+        m.nak(RETRY_DELAY_MS);
+        return;
+      }
+      m.ack();
+      if (accepted.result !== "accepted") return;
+      await core.deliverNow(event.runId, accepted.input).catch((err: unknown) =>
+        log.warn({ err, run_id: event.runId }, "first attempt left to the poller"),
+      );
+    });
+  }
+
+  const loop = (async () => {
+    for await (const m of messages) {
+      const p = handle(m).catch((err: unknown) => log.error({ err }, "run.finished handler failed"));
+      handling.add(p);
+      void p.finally(() => handling.delete(p));
+      if (handling.size >= CONCURRENCY) await Promise.race(handling);
+    }
+  })().catch((err: unknown) => log.error({ err }, "run.finished consumer stopped"));
+
+  return {
+    async stop() {
+      await messages.close();
+      await loop;
+      await Promise.all(handling);
+    },
+  };
+}
+
+function safeJson(m: JsMsg): unknown {
+  try {
+    return m.json();
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,247 @@
+import { LonghaulError, type Logger } from "@longhaul/shared";
+import type {
+  Delivery,
+  DeliveryAttempt,
+  DeliveryInput,
+  DeliveryStore,
+  NotifierMetrics,
+  RunSource,
+  SecretStore,
+  WebhookSecrets,
+  WebhookSender,
+} from "./ports.js";
+import { classify, nextDelayMs, parseRetryAfter, withJitter } from "./retry-policy.js";
+import { newWebhookSecret, signingSecrets } from "./signing.js";
+import { buildWebhookRequest, type PayloadOptions } from "./webhook-payload.js";
+
+/** Everything the core is built from. */
+export interface NotifierCoreOptions {
+  store: DeliveryStore;
+  secrets: SecretStore;
+  runs: RunSource;
+  sender: WebhookSender;
+  log: Logger;
+  payload: PayloadOptions;
+  /** Seconds before each attempt of a series (NOTIFIER_RETRY_SCHEDULE). */
+  retryScheduleSeconds: readonly number[];
+  /** Bounds one POST; the lease of an attempt is derived from it. */
+  attemptTimeoutMs: number;
+  /** Deadline of each scheduler call; part of the lease too. */
+  rpcTimeoutMs: number;
+  /** Attempts run at once by this notifier. */
+  maxConcurrency: number;
+  secretOverlapSeconds: number;
+  metrics?: NotifierMetrics;
+  now?: () => Date;
+  random?: () => number;
+  newToken?: () => string;
+}
+
+/** A finished run as announced on JetStream (`run.finished`). */
+export interface FinishedEvent {
+  runId: string;
+  project: string;
+}
+
+/** What became of a `run.finished` event. */
+export type AcceptResult =
+  | { result: "accepted"; input: DeliveryInput }
+  | { result: "no_webhook" | "run_gone"; input?: undefined };
+
+/** Wait before retrying when the scheduler could not say what to send. */
+const INPUT_UNAVAILABLE_RETRY_MS = 10_000;
+const ERROR_TEXT_LIMIT = 1_000;
+
+/**
+ * The notifier: turns finished runs into deliveries, runs their attempts under
+ * Postgres leases (so two notifiers never send one attempt at once and a dead
+ * notifier's attempt is retried), decides retries, and keeps the scheduler told
+ * of each delivery's state.
+ */
+export function createNotifierCore(options: NotifierCoreOptions) {
+  const { store, secrets, runs, sender, log } = options;
+  const now = options.now ?? (() => new Date());
+  const random = options.random ?? Math.random;
+  const newToken = options.newToken ?? (() => crypto.randomUUID());
+  const schedule = options.retryScheduleSeconds;
+  // The lease outlives the longest attempt: input fetch, secret read, POST, write.
+  const leaseMs = options.attemptTimeoutMs + 2 * options.rpcTimeoutMs + 30_000;
+  const inFlight = new Set<Promise<void>>();
+
+  function track(p: Promise<void>): void {
+    const tracked = p.catch((err: unknown) => log.error({ err }, "webhook attempt failed unexpectedly"));
+    inFlight.add(tracked);
+    void tracked.finally(() => inFlight.delete(tracked));
+  }
+
+  /** Tells the scheduler a delivery's state unless it knows it already. */
+  async function report(runId: string): Promise<void> {
+    await store.reportState(runId, (state) => runs.updateWebhookState(runId, state));
+  }
+
+  async function reportQuietly(runId: string): Promise<void> {
+    // The poller's sweep retries any state left untold, so a failure here only delays it.
+    await report(runId).catch((err: unknown) => log.warn({ err, run_id: runId }, "webhook state not reported yet"));
+  }
+
+  async function projectSecrets(projectId: string): Promise<WebhookSecrets> {
+    return secrets.getOrCreate(projectId, newWebhookSecret);
+  }
+
+  async function attempt(delivery: Delivery, token: string, prefetched?: DeliveryInput): Promise<void> {
+    const runId = delivery.runId;
+    let input;
+    try {
+      input = prefetched ?? (await runs.getDeliveryInput(runId));
+    } catch (err) {
+      log.warn({ err, run_id: runId }, "run input unavailable; delivery postponed");
+      const message = err instanceof Error ? err.message : String(err);
+      await store.release(runId, token, withJitter(INPUT_UNAVAILABLE_RETRY_MS, random), `scheduler: ${message}`);
+      return;
+    }
+    if (!input) {
+      // The run was deleted (retention): nothing left to send, ever.
+      await store.finishAttempt(runId, token, null, { state: "failed", nextAttemptInMs: null, lastError: "run no longer exists" });
+      await reportQuietly(runId);
+      return;
+    }
+    const startedAt = now();
+    const keys = signingSecrets(await projectSecrets(delivery.projectId), startedAt);
+    const request = buildWebhookRequest(delivery, input, keys, options.payload, startedAt);
+    const result = await sender.send(request);
+    const durationMs = Math.max(0, now().getTime() - startedAt.getTime());
+
+    const number = delivery.attemptsMade + 1;
+    const { verdict, reason } = classify(result);
+    let outcome: { state: Delivery["state"]; nextAttemptInMs: number | null };
+    if (verdict === "delivered") outcome = { state: "delivered", nextAttemptInMs: null };
+    else if (verdict === "stop") outcome = { state: "failed", nextAttemptInMs: null };
+    else {
+      const retryAfter = result.kind === "response" ? parseRetryAfter(result.retryAfter, now()) : null;
+      const delay = nextDelayMs(schedule, number - delivery.seriesStart, random, retryAfter);
+      outcome = delay === null ? { state: "failed", nextAttemptInMs: null } : { state: "pending", nextAttemptInMs: delay };
+    }
+    const error = reason ?? (result.kind === "response" ? (result.bodyError ?? null) : null);
+    const record: DeliveryAttempt = {
+      runId,
+      attempt: number,
+      startedAt,
+      durationMs,
+      statusCode: result.kind === "response" ? result.statusCode : 0,
+      error: error?.slice(0, ERROR_TEXT_LIMIT) ?? null,
+      responseExcerpt: result.kind === "response" ? result.excerpt : null,
+    };
+    const kept = await store.finishAttempt(runId, token, record, { ...outcome, lastError: record.error });
+    options.metrics?.attempt(outcome.state === "pending" ? "retrying" : outcome.state, durationMs);
+    if (!kept) {
+      log.warn({ run_id: runId, attempt: number }, "lease lost during a webhook attempt; its record is dropped");
+      return;
+    }
+    log.info(
+      { run_id: runId, attempt: number, status_code: record.statusCode, state: outcome.state, error: record.error },
+      "webhook attempt",
+    );
+    if (outcome.state !== "pending") await reportQuietly(runId);
+  }
+
+  function startAttempts(claimed: Delivery[], token: string, prefetched?: DeliveryInput): void {
+    for (const d of claimed) track(attempt(d, token, prefetched));
+  }
+
+  /**
+   * Sends a run's due attempt now, if this notifier has room and no other
+   * holds it; `input`, when just fetched, saves asking the scheduler again.
+   */
+  async function deliverNow(runId: string, input?: DeliveryInput): Promise<void> {
+    if (inFlight.size >= options.maxConcurrency) return; // the poller takes it later
+    const token = newToken();
+    startAttempts(await store.claimDue(1, leaseMs, token, runId), token, input);
+  }
+
+  async function listDeliveries(projectId: string, runId: string) {
+    const found = await store.get(runId);
+    if (!found || found.delivery.projectId !== projectId) {
+      throw new LonghaulError("not_found", "this run has no webhook delivery");
+    }
+    return found;
+  }
+
+  return {
+    /**
+     * Records the delivery of a finished run and tells the scheduler it is
+     * pending. Idempotent: a repeated event finds the row and re-reports its
+     * state. Throws when the scheduler or Postgres cannot be reached, so that
+     * the event is redelivered.
+     */
+    async acceptFinished(event: FinishedEvent): Promise<AcceptResult> {
+      const input = await runs.getDeliveryInput(event.runId);
+      if (!input) return { result: "run_gone" };
+      if (!input.webhookUrl) return { result: "no_webhook" };
+      await store.create({
+        runId: input.runId,
+        projectId: input.project,
+        webhookId: `msg_${input.runId}`,
+        url: input.webhookUrl,
+        firstAttemptInMs: withJitter((schedule[0] ?? 0) * 1000, random),
+      });
+      await report(input.runId);
+      return { result: "accepted", input };
+    },
+
+    deliverNow,
+
+    /**
+     * One look for due work: leases as many due deliveries as there is room
+     * for and starts their attempts; tells the scheduler states left untold.
+     * Returns how many attempts it started.
+     */
+    async pollOnce(): Promise<number> {
+      const room = options.maxConcurrency - inFlight.size;
+      let started = 0;
+      if (room > 0) {
+        const token = newToken();
+        const claimed = await store.claimDue(room, leaseMs, token);
+        startAttempts(claimed, token);
+        started = claimed.length;
+      }
+      for (const runId of await store.listUnreported(20)) await reportQuietly(runId);
+      return started;
+    },
+
+    /** Attempts running now. */
+    inFlightCount: () => inFlight.size,
+
+    /** Waits for the attempts in flight (each bounded by the attempt timeout). */
+    async drain(): Promise<void> {
+      while (inFlight.size > 0) await Promise.all([...inFlight]);
+    },
+
+    async getSecret(projectId: string): Promise<WebhookSecrets> {
+      return projectSecrets(projectId);
+    },
+
+    async rotateSecret(projectId: string): Promise<WebhookSecrets> {
+      return secrets.rotate(projectId, newWebhookSecret(), options.secretOverlapSeconds);
+    },
+
+    /** A run's delivery and attempts; not_found when absent or another project's. */
+    listDeliveries,
+
+    /** Sends a delivery again now, in a new retry series; attempts keep their numbering. */
+    async redeliver(projectId: string, runId: string) {
+      await listDeliveries(projectId, runId);
+      const result = await store.redeliver(runId);
+      if (result === null) throw new LonghaulError("not_found", "this run has no webhook delivery");
+      if (result === "locked") {
+        throw new LonghaulError("conflict", "an attempt of this webhook is in flight; try again when it ends", {
+          retryAfterSeconds: Math.ceil(options.attemptTimeoutMs / 1000),
+        });
+      }
+      await reportQuietly(runId);
+      void deliverNow(runId).catch((err: unknown) => log.warn({ err, run_id: runId }, "redelivery left to the poller"));
+      return listDeliveries(projectId, runId);
+    },
+  };
+}
+
+export type NotifierCore = ReturnType<typeof createNotifierCore>;

@@ -1,0 +1,171 @@
+/**
+ * The notifier core's view of the world: what it stores, what it asks the
+ * scheduler, and how it sends. Adapters in ../adapters implement these with
+ * Postgres, gRPC and undici; unit tests use plain in-memory fakes.
+ */
+
+/** A delivery's state, as stored and as reported to the scheduler. */
+export type DeliveryState = "pending" | "delivered" | "failed";
+
+/** A run's status as the scheduler names it (lower case, as in the HTTP API). */
+export type RunStatusName =
+  | "queued"
+  | "dispatched"
+  | "running"
+  | "succeeded"
+  | "failed"
+  | "timed_out"
+  | "cancelled"
+  | "expired"
+  | "unspecified";
+
+/** One run's webhook delivery: one row per run. */
+export interface Delivery {
+  runId: string;
+  projectId: string;
+  /** `webhook-id` header: stable across attempts so receivers can drop duplicates. */
+  webhookId: string;
+  url: string;
+  state: DeliveryState;
+  attemptsMade: number;
+  /** attemptsMade when the current series began (0, or at the last redelivery): the retry schedule counts from it. */
+  seriesStart: number;
+  nextAttemptAt: Date | null;
+  lastError: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** One POST to the receiver, as recorded. */
+export interface DeliveryAttempt {
+  runId: string;
+  attempt: number;
+  startedAt: Date;
+  durationMs: number;
+  /** 0 when no HTTP answer came back. */
+  statusCode: number;
+  error: string | null;
+  responseExcerpt: string | null;
+}
+
+/** How an attempt leaves its delivery. */
+export interface AttemptOutcome {
+  state: DeliveryState;
+  /** Milliseconds from now until the next attempt; null unless still pending. */
+  nextAttemptInMs: number | null;
+  lastError: string | null;
+}
+
+/** Postgres in production: deliveries, their attempts and their leases. */
+export interface DeliveryStore {
+  /** Inserts the delivery unless the run already has one; returns the row as stored. */
+  create(d: { runId: string; projectId: string; webhookId: string; url: string; firstAttemptInMs: number }): Promise<{
+    delivery: Delivery;
+    created: boolean;
+  }>;
+  /**
+   * Leases up to `limit` pending deliveries that are due and not leased by
+   * another notifier (`for update skip locked`), for `leaseMs`, under `token`.
+   * With `runId`, leases only that one.
+   */
+  claimDue(limit: number, leaseMs: number, token: string, runId?: string): Promise<Delivery[]>;
+  /**
+   * Records an attempt (null: none was made) and the delivery's outcome in one
+   * transaction, only while the lease `token` still holds. False when the
+   * lease was lost (nothing written).
+   */
+  finishAttempt(runId: string, token: string, attempt: DeliveryAttempt | null, outcome: AttemptOutcome): Promise<boolean>;
+  /** Gives a lease back without an attempt; the delivery is due again in `retryInMs`. */
+  release(runId: string, token: string, retryInMs: number, lastError: string): Promise<void>;
+  /** The delivery and its attempts, oldest first, or null. */
+  get(runId: string): Promise<{ delivery: Delivery; attempts: DeliveryAttempt[] } | null>;
+  /**
+   * Makes the delivery pending and due now, starting a new retry series.
+   * "locked" while an attempt is in flight; null when there is no delivery.
+   */
+  redeliver(runId: string): Promise<Delivery | "locked" | null>;
+  /**
+   * Runs `report(state)` for a delivery whose state the scheduler has not yet
+   * been told, holding the row so that two reports of one run never cross,
+   * and marks it told when `report` resolves. Resolves "skipped" when another
+   * notifier holds the row, "none" when nothing is left to tell.
+   */
+  reportState(runId: string, report: (state: DeliveryState) => Promise<void>): Promise<"reported" | "skipped" | "none">;
+  /** Run ids whose state the scheduler has not been told yet. */
+  listUnreported(limit: number): Promise<string[]>;
+}
+
+/** A project's signing secrets. */
+export interface WebhookSecrets {
+  projectId: string;
+  secret: string;
+  previousSecret: string | null;
+  previousExpiresAt: Date | null;
+}
+
+export interface SecretStore {
+  /** The project's secrets, creating `fresh()` as its first secret when it has none. */
+  getOrCreate(projectId: string, fresh: () => string): Promise<WebhookSecrets>;
+  /** Replaces the secret by `next`; the old one keeps signing for `overlapSeconds`. */
+  rotate(projectId: string, next: string, overlapSeconds: number): Promise<WebhookSecrets>;
+}
+
+/** What the scheduler tells about a finished run (GetDeliveryInput). */
+export interface DeliveryInput {
+  runId: string;
+  project: string;
+  app: string;
+  webhookUrl: string;
+  status: RunStatusName;
+  /** The app's HTTP status; 0 when it never answered. */
+  statusCode: number;
+  contentType: string;
+  body: Uint8Array;
+  bodyTruncated: boolean;
+  errorCode: string;
+  errorMessage: string;
+  traceparent: string;
+}
+
+/** The scheduler, over gRPC in production. */
+export interface RunSource {
+  /** Null when the run does not exist (any more). */
+  getDeliveryInput(runId: string): Promise<DeliveryInput | null>;
+  updateWebhookState(runId: string, state: DeliveryState): Promise<void>;
+}
+
+/** One signed POST, ready to send. */
+export interface WebhookRequest {
+  url: string;
+  headers: Record<string, string>;
+  body: Buffer;
+  /** The run's W3C traceparent, so the POST joins the run's trace. */
+  traceparent: string;
+}
+
+/** What came of one POST. The sender never throws: every failure is a result. */
+export type SendResult =
+  | {
+      kind: "response";
+      statusCode: number;
+      /** The receiver's Retry-After header, if any. */
+      retryAfter: string | null;
+      /** The first bytes of the answer, as text. */
+      excerpt: string;
+      /** Set when the answer's body failed after the status came (e.g. timed out mid-body). */
+      bodyError?: string;
+    }
+  | { kind: "network"; message: string }
+  | { kind: "timeout"; message: string }
+  /** The target resolved to a forbidden address, or could not be parsed. */
+  | { kind: "refused"; message: string };
+
+/** HTTP out, pinned to checked addresses, in production. */
+export interface WebhookSender {
+  send(request: WebhookRequest): Promise<SendResult>;
+}
+
+/** Counters the core reports to; prom-client in production. */
+export interface NotifierMetrics {
+  attempt(outcome: "delivered" | "retrying" | "failed", durationMs: number): void;
+}

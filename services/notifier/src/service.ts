@@ -1,0 +1,142 @@
+import type { Server } from "node:http";
+import {
+  connectNats,
+  createDb,
+  createGrpcServer,
+  createRegistry,
+  ensureDatabase,
+  ensureStreams,
+  isConnectionError,
+  migrate,
+  natsNames,
+  notifierPb,
+  resultUrlKey,
+  serveMetrics,
+  type Logger,
+} from "@longhaul/shared";
+import type { NotifierConfig } from "./config.js";
+import { createNotifierCore } from "./core/notifier-core.js";
+import { startPoller } from "./core/poller.js";
+import { createSchedulerRunSource } from "./adapters/grpc/scheduler-client.js";
+import { notifierServiceImpl } from "./adapters/grpc/notifier-service.js";
+import { createWebhookSender, type Resolver } from "./adapters/http/webhook-sender.js";
+import { createNotifierMetrics } from "./adapters/metrics.js";
+import { startFinishedConsumer } from "./adapters/nats/finished-consumer.js";
+import { countPendingDeliveries, createPgDeliveryStore } from "./adapters/pg/delivery-store.js";
+import { notifierMigrations } from "./adapters/pg/migrations.js";
+import type { NotifierDatabase } from "./adapters/pg/schema.js";
+import { createPgSecretStore } from "./adapters/pg/secret-store.js";
+
+/** A running notifier, as main.ts and the tests hold it. */
+export interface RunningNotifier {
+  grpcPort: number;
+  metricsPort: number;
+  /** Stops taking work, lets attempts in flight end, closes every connection. */
+  stop(): Promise<void>;
+}
+
+/** Test-only seams; production passes none. */
+export interface NotifierSeams {
+  /** Stands in for DNS (the pinning tests). */
+  resolve?: Resolver;
+}
+
+/**
+ * Wires the notifier: Postgres (migrated) and NATS, the core, the gRPC server,
+ * `/metrics`, the `run.finished` consumer and the poller. Resolves once all of
+ * them run; health turns SERVING then, and NOT_SERVING while NATS or Postgres
+ * is down.
+ */
+export async function startNotifier(config: NotifierConfig, log: Logger, seams: NotifierSeams = {}): Promise<RunningNotifier> {
+  await ensureDatabase(config.DATABASE_URL);
+  const db = createDb<NotifierDatabase>({ url: config.DATABASE_URL, log, poolSize: 20 });
+  await migrate(db, notifierMigrations, "notifier_migrations", log);
+
+  let natsUp = true;
+  let pgUp = true;
+  let started = false;
+  const grpc = createGrpcServer({
+    log,
+    address: `${config.NOTIFIER_GRPC_HOST}:${config.NOTIFIER_GRPC_PORT}`,
+    internalToken: config.LONGHAUL_INTERNAL_TOKEN,
+  });
+  const refreshHealth = () => grpc.setServing(started && natsUp && pgUp);
+
+  const names = natsNames(config.LONGHAUL_NATS_PREFIX);
+  const nc = await connectNats(config.NATS_URL, "longhaul-notifier", log, (up) => {
+    natsUp = up;
+    refreshHealth();
+  });
+  const jsm = await ensureStreams(nc, names);
+
+  const registry = createRegistry("notifier");
+  const runs = createSchedulerRunSource({
+    address: config.SCHEDULER_ADDR,
+    internalToken: config.LONGHAUL_INTERNAL_TOKEN,
+    timeoutMs: config.NOTIFIER_RPC_TIMEOUT_MS,
+  });
+  const core = createNotifierCore({
+    store: createPgDeliveryStore(db),
+    secrets: createPgSecretStore(db),
+    runs,
+    sender: createWebhookSender({
+      allowPrivate: config.LONGHAUL_WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: config.NOTIFIER_ATTEMPT_TIMEOUT_SECONDS * 1000,
+      maxResponseBytes: config.NOTIFIER_MAX_RESPONSE_BYTES,
+      ...(seams.resolve ? { resolve: seams.resolve } : {}),
+    }),
+    log,
+    payload: {
+      maxInlineBytes: config.NOTIFIER_MAX_INLINE_BYTES,
+      publicUrl: config.LONGHAUL_PUBLIC_URL,
+      resultUrlKey: resultUrlKey(config.LONGHAUL_INTERNAL_TOKEN),
+      resultUrlTtlSeconds: config.NOTIFIER_RESULT_URL_TTL_SECONDS,
+    },
+    retryScheduleSeconds: config.NOTIFIER_RETRY_SCHEDULE,
+    attemptTimeoutMs: config.NOTIFIER_ATTEMPT_TIMEOUT_SECONDS * 1000,
+    rpcTimeoutMs: config.NOTIFIER_RPC_TIMEOUT_MS,
+    maxConcurrency: config.NOTIFIER_MAX_CONCURRENCY,
+    secretOverlapSeconds: config.NOTIFIER_SECRET_OVERLAP_SECONDS,
+    metrics: createNotifierMetrics(registry, () => countPendingDeliveries(db)),
+  });
+
+  grpc.add(notifierPb.NotifierInternalServiceService, notifierServiceImpl(core, log), { internal: true });
+  const grpcPort = await grpc.start();
+  const metricsServer: Server = await serveMetrics(registry, config.NOTIFIER_METRICS_HOST, config.NOTIFIER_METRICS_PORT);
+  const metricsAddress = metricsServer.address();
+  const metricsPort = typeof metricsAddress === "object" && metricsAddress ? metricsAddress.port : 0;
+
+  const consumer = await startFinishedConsumer({ nc, jsm, names, core, log });
+  const poller = startPoller({
+    poll: core.pollOnce,
+    intervalMs: config.NOTIFIER_POLL_MS,
+    onResult: (ok, err) => {
+      if (!ok) log.warn({ err }, "webhook poll failed");
+      // Only a lost database makes the service unhealthy; other errors are logged.
+      const up = ok || !isConnectionError(err);
+      if (up !== pgUp) {
+        pgUp = up;
+        refreshHealth();
+      }
+    },
+  });
+  started = true;
+  refreshHealth();
+
+  return {
+    grpcPort,
+    metricsPort,
+    async stop() {
+      started = false;
+      refreshHealth();
+      await consumer.stop();
+      await poller.stop();
+      await core.drain();
+      await grpc.stop(5_000);
+      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+      runs.close();
+      await nc.drain();
+      await db.destroy();
+    },
+  };
+}
