@@ -18,6 +18,8 @@ const HOP_BY_HOP = new Set([
   "host",
   "content-length",
   "proxy-connection",
+  // 100-continue is negotiated by each hop itself (Node answers it here).
+  "expect",
 ]);
 
 /** Query parameters that belong to Longhaul and never reach the app. */
