@@ -48,7 +48,11 @@ export interface RunInvokerOptions {
 
 interface HeldRun {
   dispatch: Dispatch;
-  /** Aborted with a {@link StopReason}: ends the call or the completion retries. */
+  /**
+   * Aborted (with a {@link StopReason}) when the run is let go: cancelled,
+   * lost or drained. Ends the call and any CompleteRun retries. The deadline
+   * ends only the call, whose outcome (timeout) is still reported.
+   */
   controller: AbortController;
   done: Promise<void>;
 }
@@ -179,10 +183,14 @@ export class RunInvoker {
   private async holdInContext(run: ClaimedRun, held: HeldRun, span: ReturnType<typeof tracer.startSpan>): Promise<void> {
     const { clock, metrics, log } = this.o;
     const ids = { run_id: run.runId, attempt: run.attempt };
-    const signal = held.controller.signal;
+    const call = new AbortController();
+    const signal = call.signal;
+    const letGo = () => call.abort(held.controller.signal.reason);
+    if (held.controller.signal.aborted) letGo();
+    held.controller.signal.addEventListener("abort", letGo, { once: true });
     const startedAt = clock.now();
     const cancelTimer = clock.setTimer(
-      () => held.controller.abort("timeout" satisfies StopReason),
+      () => call.abort("timeout" satisfies StopReason),
       run.deadline.getTime() - startedAt,
     );
     metrics.callStarted("async");
@@ -197,8 +205,13 @@ export class RunInvoker {
         body: run.body,
         signal,
       });
+    } catch (err) {
+      // The adapter maps wire errors itself; anything else still ends the attempt.
+      log.error({ ...ids, err }, "upstream call threw");
+      result = signal.aborted ? { kind: "aborted" } : { kind: "connect_error", message: String(err) };
     } finally {
       cancelTimer();
+      held.controller.signal.removeEventListener("abort", letGo);
     }
     const seconds = (clock.now() - startedAt) / 1000;
     const reason = signal.aborted ? (signal.reason as StopReason) : undefined;

@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import { createLogger } from "@longhaul/shared";
+import { HeartbeatLoop } from "./heartbeat-loop.js";
+import type { Dispatch } from "./ports.js";
+import { FakeClock, FakeScheduler, settle, unavailable } from "../testing/fakes.js";
+
+const log = createLogger("invoker-test", "silent");
+
+function setup(over: { overrideMs?: number; claimLease?: number } = {}) {
+  const clock = new FakeClock();
+  const scheduler = new FakeScheduler();
+  let held: Dispatch[] = [{ runId: "r1", attempt: 1 }];
+  const lost: Dispatch[][] = [];
+  const loop = new HeartbeatLoop({
+    invokerId: "inv-1",
+    scheduler,
+    clock,
+    log,
+    held: () => held,
+    onLost: (l) => lost.push(l),
+    claimLeaseSeconds: () => over.claimLease ?? 0,
+    overrideMs: over.overrideMs,
+  });
+  return { clock, scheduler, loop, lost, setHeld: (h: Dispatch[]) => (held = h) };
+}
+
+describe("HeartbeatLoop", () => {
+  it("beats every lease/3 with the held runs, learning the lease from claims and answers", async () => {
+    const t = setup({ claimLease: 60 });
+    t.scheduler.heartbeatImpl = async () => ({ lost: [], leaseSeconds: 9 });
+    t.loop.start();
+    await t.clock.advance(19_999);
+    expect(t.scheduler.heartbeats).toHaveLength(0);
+    await t.clock.advance(1);
+    expect(t.scheduler.heartbeats).toEqual([[{ runId: "r1", attempt: 1 }]]);
+    // The answer said 9 s: the next beat comes 3 s later.
+    expect(t.loop.periodMs()).toBe(3_000);
+    await t.clock.advance(3_000);
+    expect(t.scheduler.heartbeats).toHaveLength(2);
+    await t.loop.stop();
+    await t.clock.advance(60_000);
+    expect(t.scheduler.heartbeats).toHaveLength(2);
+  });
+
+  it("uses INVOKER_HEARTBEAT_MS when set", async () => {
+    const t = setup({ overrideMs: 500, claimLease: 60 });
+    t.loop.start();
+    await t.clock.advance(1_500);
+    expect(t.scheduler.heartbeats).toHaveLength(3);
+    await t.loop.stop();
+  });
+
+  it("passes the runs named lost on, and keeps beating after a failure", async () => {
+    const t = setup({ overrideMs: 1_000 });
+    let calls = 0;
+    t.scheduler.heartbeatImpl = async () => {
+      calls += 1;
+      if (calls === 1) throw unavailable();
+      return { lost: [{ runId: "r1", attempt: 1 }], leaseSeconds: 30 };
+    };
+    t.loop.start();
+    await t.clock.advance(1_000);
+    expect(t.lost).toEqual([]);
+    await t.clock.advance(1_000);
+    expect(t.lost).toEqual([[{ runId: "r1", attempt: 1 }]]);
+    await t.loop.stop();
+  });
+
+  it("sends nothing while nothing is held", async () => {
+    const t = setup({ overrideMs: 1_000 });
+    t.setHeld([]);
+    t.loop.start();
+    await t.clock.advance(5_000);
+    await settle();
+    expect(t.scheduler.heartbeats).toHaveLength(0);
+    await t.loop.stop();
+  });
+});
