@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDb, createLogger, LonghaulError, migrate } from "@longhaul/shared";
+import type { Kysely } from "kysely";
+import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";
+import { normaliseApp } from "../../core/validation.js";
+import { decide } from "../../core/retry-policy.js";
+import type { NewRun, SchedulerStore } from "../../core/ports.js";
+import { ensureProjectKey } from "./app-store.js";
+import { schedulerMigrations } from "./migrations.js";
+import { createPgStore } from "./pg-store.js";
+import type { SchedulerDb } from "./schema.js";
+
+const log = createLogger("test", "silent");
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+// Two pools: two schedulers' views of one database.
+let dbA: Kysely<SchedulerDb>;
+let dbB: Kysely<SchedulerDb>;
+let a: SchedulerStore;
+let b: SchedulerStore;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  dbA = createDb<SchedulerDb>({ url: database.url, log });
+  dbB = createDb<SchedulerDb>({ url: database.url, log });
+  await migrate(dbA, schedulerMigrations, "scheduler_migrations", log);
+  await ensureProjectKey(dbA, "p1", "key-one-0123456789");
+  await ensureProjectKey(dbA, "p2", "key-two-0123456789");
+  a = createPgStore(dbA);
+  b = createPgStore(dbB);
+});
+
+afterAll(async () => {
+  await dbA?.destroy();
+  await dbB?.destroy();
+  await database?.drop();
+});
+
+function newRun(app: ReturnType<typeof normaliseApp>, patch: Partial<NewRun> = {}): NewRun {
+  return {
+    project: "p1",
+    app,
+    mode: "async",
+    method: "POST",
+    path: "/x",
+    query: "a=1",
+    headers: [{ name: "content-type", value: "application/json" }],
+    body: Buffer.from('{"n":1}'),
+    webhookUrl: null,
+    timeoutSeconds: 60,
+    priority: 0,
+    idempotencyKey: null,
+    requestHash: "h1",
+    notBefore: null,
+    retryOf: null,
+    traceparent: "",
+    tracestate: "",
+    maxQueuedPerApp: 1000,
+    idempotencyTtlSeconds: 3600,
+    ...patch,
+  };
+}
+
+const ok = { statusCode: 200, headers: [], body: Buffer.from("ok"), bodyTruncated: false, errorCode: "", errorMessage: "" };
+
+describe("pg store", () => {
+  it("keys resolve to their project only", async () => {
+    expect(await a.projectOfKey("key-one-0123456789")).toBe("p1");
+    expect(await a.projectOfKey("nope")).toBeUndefined();
+  });
+
+  it("holds a concurrency limit across two schedulers submitting at once", async () => {
+    const app = normaliseApp({ name: "limited", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 2, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).insertRun(newRun(app))));
+    expect(results.filter((r) => r.dispatch !== null)).toHaveLength(2);
+    // Freeing nothing: the queue pass from either side dispatches nothing more.
+    const more = await Promise.all([a.dispatchQueued("p1", "limited", 10), b.dispatchQueued("p1", "limited", 10)]);
+    expect(more.flat()).toHaveLength(0);
+    // One finishes: exactly one more may start, whichever scheduler looks.
+    const first = results.find((r) => r.dispatch)!.dispatch!;
+    expect(await a.claimRun(first.runId, 1, "inv-1", 30)).toBeDefined();
+    const app2 = (await a.getApp("p1", "limited"))!;
+    await a.endAttempt(first.runId, 1, "inv-1", ok, (run) => decide(app2, run.attempt, run.max_attempts, { statusCode: 200, errorCode: "", errorMessage: "", retryAfterSeconds: 0 }));
+    const next = await Promise.all([a.dispatchQueued("p1", "limited", 10), b.dispatchQueued("p1", "limited", 10)]);
+    expect(next.flat()).toHaveLength(1);
+  });
+
+  it("dispatches the queue by priority, FIFO within a priority", async () => {
+    const app = normaliseApp({ name: "prio", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 1, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const blocker = await a.insertRun(newRun(app));
+    expect(blocker.dispatch).not.toBeNull();
+    const low = await a.insertRun(newRun(app, { priority: 0 }));
+    const high1 = await a.insertRun(newRun(app, { priority: 5 }));
+    const high2 = await a.insertRun(newRun(app, { priority: 5 }));
+    await a.cancelRun("p1", blocker.runId);
+    expect((await a.dispatchQueued("p1", "prio", 10)).map((d) => d.runId)).toEqual([high1.runId]);
+    await a.cancelRun("p1", high1.runId);
+    expect((await a.dispatchQueued("p1", "prio", 10)).map((d) => d.runId)).toEqual([high2.runId]);
+    await a.cancelRun("p1", high2.runId);
+    expect((await a.dispatchQueued("p1", "prio", 10)).map((d) => d.runId)).toEqual([low.runId]);
+  });
+
+  it("returns the same run for a repeated Idempotency-Key and refuses another body", async () => {
+    const app = normaliseApp({ name: "idem", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const [x, y] = await Promise.all([
+      a.insertRun(newRun(app, { idempotencyKey: "k1" })),
+      b.insertRun(newRun(app, { idempotencyKey: "k1" })),
+    ]);
+    expect(x!.runId).toBe(y!.runId);
+    expect([x!.existing, y!.existing].sort()).toEqual([false, true]);
+    await expect(a.insertRun(newRun(app, { idempotencyKey: "k1", requestHash: "other" }))).rejects.toMatchObject({ code: "unprocessable" });
+    // Another project may use the same key for its own run.
+    await a.upsertApp("p2", app);
+    const other = await a.insertRun(newRun(app, { project: "p2", idempotencyKey: "k1" }));
+    expect(other.runId).not.toBe(x!.runId);
+  });
+
+  it("lets one invoker claim an attempt, refuses a late result and a second claim", async () => {
+    const app = normaliseApp({ name: "claims", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const { runId } = await a.insertRun(newRun(app));
+    const [c1, c2] = await Promise.all([a.claimRun(runId, 1, "inv-a", 30), b.claimRun(runId, 1, "inv-b", 30)]);
+    expect([c1, c2].filter(Boolean)).toHaveLength(1);
+    const owner = c1 ? "inv-a" : "inv-b";
+    const stranger = c1 ? "inv-b" : "inv-a";
+    const policy = (run: { attempt: number; max_attempts: number }) =>
+      decide(app, run.attempt, run.max_attempts, { statusCode: 200, errorCode: "", errorMessage: "", retryAfterSeconds: 0 });
+    expect(await a.endAttempt(runId, 1, stranger, ok, policy)).toBeUndefined();
+    const ended = await a.endAttempt(runId, 1, owner, ok, policy);
+    expect(ended?.run.status).toBe("succeeded");
+    expect(ended?.run.response_body?.toString()).toBe("ok");
+    expect(await a.endAttempt(runId, 1, owner, ok, policy)).toBeUndefined();
+    expect(await a.findAttempts(runId)).toMatchObject([{ attempt: 1, invoker_id: owner, status_code: 200 }]);
+  });
+
+  it("finds leases that ran out and keeps those renewed", async () => {
+    const app = normaliseApp({ name: "leases", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const r1 = await a.insertRun(newRun(app));
+    const r2 = await a.insertRun(newRun(app));
+    await a.claimRun(r1.runId, 1, "inv", 1);
+    await a.claimRun(r2.runId, 1, "inv", 1);
+    const owned = await a.extendLeases("inv", [{ runId: r1.runId, attempt: 1 }, { runId: r2.runId, attempt: 2 }], 60);
+    expect([...owned]).toEqual([`${r1.runId}:1`]);
+    await new Promise((r) => setTimeout(r, 1200));
+    const expired = (await a.expiredLeases(100)).map((l) => l.id);
+    expect(expired).toContain(r2.runId);
+    expect(expired).not.toContain(r1.runId);
+  });
+
+  it("expires first attempts queued past the app's TTL", async () => {
+    const app = normaliseApp({ name: "ttl", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 1, queueTtlSeconds: 1 });
+    await a.upsertApp("p1", app);
+    await a.insertRun(newRun(app));
+    const waiting = await a.insertRun(newRun(app, { webhookUrl: "http://example.com/h" }));
+    await new Promise((r) => setTimeout(r, 1100));
+    const expired = await a.expireQueued();
+    expect(expired.map((e) => e.id)).toEqual([waiting.runId]);
+    expect(await a.findRun("p1", waiting.runId)).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", webhook_state: "pending" });
+  });
+
+  it("lists newest first with a stable cursor, scoped to the project", async () => {
+    const app = normaliseApp({ name: "listing", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await a.insertRun(newRun(app))).runId);
+    const page1 = await a.listRuns({ project: "p1", app: "listing", limit: 2 });
+    expect(page1.map((r) => r.id)).toEqual([ids[4], ids[3]]);
+    await a.insertRun(newRun(app)); // a concurrent insert does not shift later pages
+    const last = page1[1]!;
+    const page2 = await a.listRuns({ project: "p1", app: "listing", limit: 2, after: { createdAt: last.created_at, id: last.id } });
+    expect(page2.map((r) => r.id)).toEqual([ids[2], ids[1]]);
+    expect(await a.listRuns({ project: "p2", app: "listing", limit: 10 })).toEqual([]);
+    expect(await a.findRun("p2", ids[0]!)).toBeUndefined();
+  });
+
+  it("refuses a submit with 429 when a limited app's queue is full", async () => {
+    const app = normaliseApp({ name: "full", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 1, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    await a.insertRun(newRun(app, { maxQueuedPerApp: 1 }));
+    await a.insertRun(newRun(app, { maxQueuedPerApp: 1 }));
+    const err = await a.insertRun(newRun(app, { maxQueuedPerApp: 1 })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LonghaulError);
+    expect(err).toMatchObject({ code: "resource_exhausted", retryAfterSeconds: 5 });
+  });
+});
