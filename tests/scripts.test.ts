@@ -111,9 +111,11 @@ describe("startMesh", () => {
   });
 
   it("wires, restarts and stops every copy", async () => {
+    const exits: string[] = [];
     // Each copy must listen on its own port (the fake binds its *_GRPC_PORT / LONGHAUL_HTTP_PORT).
     const mesh: Mesh = await startMesh({
       ...base(),
+      onExit: (name, index, r) => exits.push(`${name}#${index}:${r.expected ? "expected" : "crash"}`),
       natsPrefix: "t_mesh",
       services: { scheduler: 2, invoker: 2 },
       env: { EXTRA: "x" },
@@ -158,6 +160,11 @@ describe("startMesh", () => {
       expect(after.pid).not.toBe(before.pid);
       expect(after.ports).toEqual(before.ports);
       expect(mesh.logs("invoker", 1).match(/"msg":"ready"/g)).toHaveLength(2);
+
+      // A copy that dies by itself is reported as a crash.
+      process.kill(-after.pid!, "SIGKILL");
+      await expect.poll(() => exits).toContain("invoker#1:crash");
+      expect(exits).toEqual(["invoker#1:expected", "invoker#1:crash"]);
     } finally {
       await mesh.stop();
     }

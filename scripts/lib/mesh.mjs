@@ -240,10 +240,10 @@ export async function startMesh(options) {
     return result;
   }
 
-  const onExit = () => {
+  const killAllOnExit = () => {
     for (const c of copies) if (alive(c)) killGroup(c.child.pid, "SIGKILL");
   };
-  process.on("exit", onExit);
+  process.on("exit", killAllOnExit);
 
   let stopping;
   async function stop() {
@@ -251,7 +251,7 @@ export async function startMesh(options) {
       for (const tier of [...TIERS].reverse()) {
         await Promise.all(copies.filter((c) => tier.includes(c.name)).map((c) => terminate(c, "SIGTERM")));
       }
-      process.off("exit", onExit);
+      process.off("exit", killAllOnExit);
     })();
     return stopping;
   }
