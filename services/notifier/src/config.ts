@@ -31,7 +31,7 @@ export const notifierEnvSchema = commonEnvSchema.extend({
   LONGHAUL_WEBHOOK_ALLOW_PRIVATE: envBool(false),
   /**
    * Seconds to wait before each attempt, after the previous one; each delay
-   * gets ±10 % jitter. @default "0,5,300,1800,7200,18000,36000,36000" (8 attempts over ~16.5 h)
+   * gets ±10 % jitter. @default "0,5,300,1800,7200,18000,36000,36000" (8 attempts over ~27.6 h)
    */
   NOTIFIER_RETRY_SCHEDULE: retrySchedule,
   /** Seconds one attempt may take, connect to last byte read. @default 15 */

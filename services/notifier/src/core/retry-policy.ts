@@ -71,6 +71,8 @@ export function parseRetryAfter(value: string | null | undefined, now: Date): nu
   if (!value) return null;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  // An HTTP date names a weekday and a month; Date.parse alone would read "-5" as a year.
+  if (!/[a-z]/i.test(trimmed)) return null;
   const at = Date.parse(trimmed);
   if (Number.isNaN(at)) return null;
   return Math.max(0, at - now.getTime());

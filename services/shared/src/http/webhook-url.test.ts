@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest";
+import { LonghaulError } from "../errors.js";
+import { isForbiddenAddress, validateWebhookUrl } from "./webhook-url.js";
+
+const strict = { allowPrivate: false };
+
+describe("validateWebhookUrl refuses hostile URLs", () => {
+  it.each([
+    // 127.0.0.1 in every spelling WHATWG URL parsing accepts.
+    ["dotted loopback", "http://127.0.0.1/hook"],
+    ["decimal loopback", "http://2130706433/hook"],
+    ["octal loopback", "http://017700000001/hook"],
+    ["dotted octal loopback", "http://0177.0.0.01/hook"],
+    ["hex loopback", "http://0x7f000001/hook"],
+    ["dotted hex loopback", "http://0x7f.0x0.0x0.0x1/hook"],
+    ["short loopback", "http://127.1/hook"],
+    ["loopback with port", "http://127.0.0.1:8080/hook"],
+    ["other loopback", "http://127.255.255.254/"],
+    ["localhost", "http://localhost:3000/hook"],
+    ["sub.localhost", "http://api.localhost/hook"],
+    ["private 10/8", "http://10.0.0.5/hook"],
+    ["private 10/8 decimal", "http://167772165/hook"],
+    ["private 172.16/12", "https://172.16.3.4/hook"],
+    ["private 192.168/16", "http://192.168.1.1/"],
+    ["metadata", "http://169.254.169.254/latest/meta-data/"],
+    ["metadata hex", "http://0xa9fea9fe/latest/meta-data/"],
+    ["link-local", "http://169.254.1.1/"],
+    ["CGNAT", "http://100.64.0.1/"],
+    ["CGNAT top", "http://100.127.255.254/"],
+    ["unspecified", "http://0.0.0.0/"],
+    ["zero short", "http://0/"],
+    ["broadcast", "http://255.255.255.255/"],
+    ["multicast", "http://224.0.0.1/"],
+    ["IPv6 loopback", "http://[::1]/hook"],
+    ["IPv6 unspecified", "http://[::]/hook"],
+    ["IPv4-mapped loopback", "http://[::ffff:127.0.0.1]/hook"],
+    ["IPv4-mapped private hex", "http://[::ffff:a00:1]/hook"],
+    ["IPv4-mapped metadata", "http://[::ffff:169.254.169.254]/"],
+    ["unique local", "http://[fd00::1]/hook"],
+    ["IPv6 link-local", "http://[fe80::1]/hook"],
+    ["NAT64 of loopback", "http://[64:ff9b::7f00:1]/"],
+    ["6to4 of private", "http://[2002:a00:1::]/"],
+    ["metadata .internal name", "http://metadata.google.internal/"],
+    ["userinfo", "https://user:pass@example.com/hook"],
+    ["userinfo name only", "https://user@example.com/hook"],
+    ["ftp", "ftp://example.com/hook"],
+    ["file", "file:///etc/passwd"],
+    ["javascript", "javascript:alert(1)"],
+    ["gopher", "gopher://example.com:70/"],
+    ["relative path", "/hook"],
+    ["relative host", "//example.com/hook"],
+    ["no scheme", "example.com/hook"],
+    ["empty", ""],
+    ["too long", `https://example.com/${"a".repeat(2100)}`],
+  ])("%s: %s", (_name, url) => {
+    expect(() => validateWebhookUrl(url, strict)).toThrow(LonghaulError);
+    try {
+      validateWebhookUrl(url, strict);
+    } catch (err) {
+      expect((err as LonghaulError).code).toBe("invalid_argument");
+    }
+  });
+});
+
+describe("validateWebhookUrl accepts public targets", () => {
+  it.each([
+    "https://example.com/hook",
+    "https://hooks.example.com:8443/a/b?c=d",
+    "http://93.184.216.34/hook",
+    "http://8.8.8.8/",
+    "https://[2606:4700:4700::1111]/hook",
+    "https://172.32.0.1/", // just past 172.16/12
+    "https://100.128.0.1/", // just past 100.64/10
+  ])("%s", (url) => {
+    expect(validateWebhookUrl(url, strict)).toBeInstanceOf(URL);
+  });
+});
+
+describe("allowPrivate", () => {
+  it.each(["http://127.0.0.1:9000/hook", "http://localhost:9000/hook", "http://[::1]:9000/", "http://10.1.2.3/"])(
+    "accepts %s when an operator allows private targets",
+    (url) => {
+      expect(validateWebhookUrl(url, { allowPrivate: true })).toBeInstanceOf(URL);
+    },
+  );
+  it("still refuses other schemes and credentials", () => {
+    expect(() => validateWebhookUrl("ftp://127.0.0.1/", { allowPrivate: true })).toThrow(LonghaulError);
+    expect(() => validateWebhookUrl("http://a:b@127.0.0.1/", { allowPrivate: true })).toThrow(LonghaulError);
+  });
+});
+
+describe("isForbiddenAddress", () => {
+  it.each(["127.0.0.1", "10.0.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "::ffff:127.0.0.1", "fd00::1", "fe80::1", "not-an-ip"])(
+    "forbids %s",
+    (a) => expect(isForbiddenAddress(a)).toBe(true),
+  );
+  it.each(["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"])("allows %s", (a) =>
+    expect(isForbiddenAddress(a)).toBe(false),
+  );
+});
