@@ -343,6 +343,12 @@ describe("runs API", () => {
     signed.searchParams.set("signature", "forged");
     expect((await fetch(signed)).status).toBe(401);
     expect((await fetch(`${base}/v1/runs/${run.id}/result`)).status).toBe(401);
+
+    const unfinished = mesh.addRun("dev", "echo", runsPb.RunStatus.RUN_STATUS_RUNNING);
+    mesh.results.set(unfinished.id, { ...mesh.results.get(run.id)!, runId: unfinished.id, status: unfinished.status });
+    const early = await fetch(`${base}/v1/runs/${unfinished.id}/result`, { headers: DEV });
+    expect(early.status).toBe(409);
+    expect((await errorOf(early)).message).toMatch(/running/);
   });
 
   it("streams state changes as SSE frames, with heartbeats, and ends when finished", async () => {

@@ -1,6 +1,6 @@
 import { LonghaulError, verifyResultUrl, type runsPb } from "@longhaul/shared";
 import { sendJson } from "./http-io.js";
-import { listRunsRequestFromQuery, resultToJson, runListToJson, runStatusName, runToJson } from "./json-mapping.js";
+import { isFinished, listRunsRequestFromQuery, resultToJson, runListToJson, runStatusName, runToJson } from "./json-mapping.js";
 import type { RequestContext, Route } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";
 import { streamRunEvents } from "./run-events.js";
@@ -86,6 +86,7 @@ export function runRoutes(deps: RouteDeps): Route[] {
 async function keyedResult(deps: RouteDeps, ctx: RequestContext): Promise<void> {
   const caller = await deps.authenticator.authenticate(ctx.req.headers.authorization);
   const res = await deps.ports.runs.getRunResult(caller, runIdParam(ctx), { signal: ctx.signal });
+  requireFinished(res.runId, res.status);
   if (wantsJson(ctx)) {
     sendJson(ctx.res, 200, resultToJson(res));
     return;
@@ -99,6 +100,7 @@ async function signedResult(deps: RouteDeps, ctx: RequestContext): Promise<void>
   if (rejection === "expired") throw new LonghaulError("unauthenticated", "this result link has expired");
   if (rejection !== null) throw new LonghaulError("unauthenticated", "invalid result link signature");
   const stored = await deps.ports.signedResults.getResult(id, { signal: ctx.signal });
+  requireFinished(id, stored.status);
   const res: runsPb.GetRunResultResponse = {
     runId: stored.runId,
     status: stored.status,
@@ -111,6 +113,13 @@ async function signedResult(deps: RouteDeps, ctx: RequestContext): Promise<void>
   };
   if (wantsJson(ctx)) sendJson(ctx.res, 200, resultToJson(res));
   else sendRawResult(ctx, res);
+}
+
+/** A result exists only once the run is finished; before that it is a 409, not an empty 200. */
+function requireFinished(runId: string, status: runsPb.RunStatus): void {
+  if (!isFinished(status)) {
+    throw new LonghaulError("conflict", `run ${runId} is ${runStatusName(status)}: no result yet`);
+  }
 }
 
 /** `?format=json` asks for the JSON envelope; anything else gets the raw body. */
