@@ -112,8 +112,8 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     intervalMs: config.NOTIFIER_POLL_MS,
     onResult: (ok, err) => {
       if (!ok) log.warn({ err }, "webhook poll failed");
-      // Only a lost database makes the service unhealthy; other errors are logged.
-      const up = ok || !isConnectionError(err);
+      // A poll that works proves Postgres up; only a connection error proves it down.
+      const up = ok ? true : isConnectionError(err) ? false : pgUp;
       if (up !== pgUp) {
         pgUp = up;
         refreshHealth();
