@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { LonghaulError, errorBody, httpStatusOf, type Logger } from "@longhaul/shared";
+import { ERROR_CODE_METADATA_KEY, LonghaulError, errorBody, httpStatusOf, type Logger } from "@longhaul/shared";
 
 /** Reads the whole body up to `limit` bytes; a larger one is a 413 before anything is stored. */
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -63,6 +63,7 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger): void 
     return;
   }
   const status = httpStatusOf(e.code);
+  const shown = fromTransport(e) ? new LonghaulError(e.code, TRANSPORT_MESSAGES[e.code] ?? e.message) : e;
   const headers: Record<string, string> = {};
   if (e.retryAfterSeconds !== undefined && (status === 429 || status === 503)) {
     headers["retry-after"] = String(Math.max(0, Math.ceil(e.retryAfterSeconds)));
@@ -72,5 +73,21 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger): void 
   if (status === 401) headers["www-authenticate"] = 'Bearer realm="longhaul"';
   // A 413 or 401 may leave an upload unread: close instead of draining it.
   if (status === 413 || (!res.req.complete && status < 500)) headers["connection"] = "close";
-  sendJson(res, status, errorBody(e), headers);
+  sendJson(res, status, errorBody(shown), headers);
+}
+
+/** What a client is told when a gRPC call failed in transport (addresses and resolver notes stay in the log). */
+const TRANSPORT_MESSAGES: Partial<Record<LonghaulError["code"], string>> = {
+  unavailable: "a Longhaul service is unavailable; try again",
+  deadline_exceeded: "a Longhaul service did not answer in time",
+};
+
+/**
+ * True when the error is grpc-js's own (no connection, deadline) rather than
+ * one a Longhaul service sent on purpose, which always carries its code in
+ * the `longhaul-error-code` trailer.
+ */
+function fromTransport(e: LonghaulError): boolean {
+  const cause = e.cause as { metadata?: { get(key: string): unknown[] } } | undefined;
+  return typeof cause?.metadata?.get === "function" && cause.metadata.get(ERROR_CODE_METADATA_KEY).length === 0;
 }
