@@ -48,6 +48,10 @@ function portFree(port) {
 }
 
 async function main() {
+  // With the terminal or a pipe reader gone, writes fail with EPIPE; the log
+  // files still have every line, and shutdown must go on.
+  process.stdout.on("error", () => {});
+  process.stderr.on("error", () => {});
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o755 });
 
   const ports = {};
@@ -69,24 +73,25 @@ async function main() {
       (allowPrivate === "true" ? ": webhooks may target loopback and private addresses (local development only)" : ""),
   );
 
-  const deps = await ensureDeps({ dataDir: stateDir, log, handleSignals: false });
-
-  // Logs of this run only; the previous run's are kept once as *.log.1.
-  const logDir = path.join(stateDir, "logs");
-  fs.mkdirSync(logDir, { recursive: true });
-  for (const f of fs.readdirSync(logDir).filter((f) => f.endsWith(".log"))) {
-    fs.renameSync(path.join(logDir, f), path.join(logDir, `${f}.1`));
-  }
-
+  // Signals are handled from here on, so that a Ctrl-C at any moment stops
+  // what was started so far: services first, then the deps.
   let shuttingDown = false;
+  let deps;
+  let depsStarting;
   let mesh;
+  let meshStarting;
+  const startAbort = new AbortController();
   const shutdown = async (reason, code) => {
     if (shuttingDown) return;
     shuttingDown = true;
-    log(`${reason}: stopping the services…`);
+    log(`${reason}: stopping…`);
+    startAbort.abort(); // when still starting, startMesh stops what it launched
+    await meshStarting?.catch(() => {});
     await mesh?.stop();
-    if (deps.started.postgres || deps.started.nats) log("stopping the Postgres / NATS we started…");
-    await deps.stop();
+    // ensureDeps cannot be cut short; it stops what it started if it fails.
+    deps ??= await depsStarting?.catch(() => undefined);
+    if (deps?.started.postgres || deps?.started.nats) log("stopping the Postgres / NATS we started…");
+    await deps?.stop();
     log("stopped");
     process.exit(code);
   };
@@ -98,25 +103,42 @@ async function main() {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // The terminal went away (closed tab, tmux pane): stop cleanly rather than die mid-way.
+  process.on("SIGHUP", onSignal);
 
+  depsStarting = ensureDeps({ dataDir: stateDir, log, handleSignals: false });
+  deps = await depsStarting;
+  if (shuttingDown) return;
+
+  // Logs of this run only; the previous run's are kept once as *.log.1.
+  const logDir = path.join(stateDir, "logs");
+  fs.mkdirSync(logDir, { recursive: true });
+  for (const f of fs.readdirSync(logDir).filter((f) => f.endsWith(".log"))) {
+    fs.renameSync(path.join(logDir, f), path.join(logDir, `${f}.1`));
+  }
+
+  meshStarting = startMesh({
+    databaseUrl: deps.databaseUrl,
+    natsUrl: deps.natsUrl,
+    env: {
+      ...ports,
+      LONGHAUL_DEV_API_KEY: apiKey.value,
+      LONGHAUL_INTERNAL_TOKEN: internalToken.value,
+      LONGHAUL_WEBHOOK_ALLOW_PRIVATE: allowPrivate,
+    },
+    logDir,
+    stdio: "inherit",
+    formatLine: createLineFormatter(),
+    signal: startAbort.signal,
+    onExit: (name, index, { code, signal, expected }) => {
+      // Only once running: a copy failing during start makes startMesh reject instead.
+      if (mesh && !expected) void shutdown(`${name}#${index} exited unexpectedly (code ${code}, signal ${signal})`, 1);
+    },
+  });
   try {
-    mesh = await startMesh({
-      databaseUrl: deps.databaseUrl,
-      natsUrl: deps.natsUrl,
-      env: {
-        ...ports,
-        LONGHAUL_DEV_API_KEY: apiKey.value,
-        LONGHAUL_INTERNAL_TOKEN: internalToken.value,
-        LONGHAUL_WEBHOOK_ALLOW_PRIVATE: allowPrivate,
-      },
-      logDir,
-      stdio: "inherit",
-      formatLine: createLineFormatter(),
-      onExit: (name, index, { code, signal, expected }) => {
-        if (!expected && !shuttingDown) void shutdown(`${name}#${index} exited unexpectedly (code ${code}, signal ${signal})`, 1);
-      },
-    });
+    mesh = await meshStarting;
   } catch (err) {
+    if (shuttingDown) return; // Ctrl-C during start: shutdown() finishes the job
     log(err.message);
     await deps.stop();
     process.exit(1);
@@ -136,12 +158,13 @@ async function main() {
     "",
     `  dev API key  ${mesh.apiKey}   (project "dev"; from ${apiKey.from})`,
     "",
-    "Try it:",
+    "Try it (with any HTTP app listening on 127.0.0.1:9000):",
     `  export LONGHAUL_KEY=${mesh.apiKey}`,
-    `  curl -X PUT ${gw}/v1/apps/httpbin -H "Authorization: Bearer $LONGHAUL_KEY" \\`,
+    `  curl -X PUT ${gw}/v1/apps/myapp -H "Authorization: Bearer $LONGHAUL_KEY" \\`,
     `       -H 'content-type: application/json' -d '{"url":"http://127.0.0.1:9000"}'`,
-    `  curl -X POST "${gw}/dev/httpbin/anything?async=true" -H "Authorization: Bearer $LONGHAUL_KEY" -d 'hello'`,
+    `  curl -X POST "${gw}/dev/myapp/some/path?async=true" -H "Authorization: Bearer $LONGHAUL_KEY" -d 'hello'`,
     `  curl "${gw}/v1/runs/<run_id>?wait=30" -H "Authorization: Bearer $LONGHAUL_KEY"`,
+    `  curl "${gw}/v1/runs/<run_id>/result" -H "Authorization: Bearer $LONGHAUL_KEY"`,
     "",
     "Ctrl-C stops everything.",
     "",
@@ -150,6 +173,6 @@ async function main() {
 }
 
 main().catch(async (err) => {
-  log(err.stack ?? String(err));
+  log(err instanceof Error ? err.message : String(err));
   process.exit(1);
 });

@@ -49,6 +49,7 @@ const forward = (signal) => {
 };
 process.on("SIGINT", forward);
 process.on("SIGTERM", forward);
+process.on("SIGHUP", forward);
 
 const code = await new Promise((resolve) => {
   child.once("error", (err) => {

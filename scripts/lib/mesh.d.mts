@@ -32,6 +32,8 @@ export interface MeshOptions {
    * asked to (not by kill(), stop() or a failed start): a crash.
    */
   onExit?: (name: ServiceName, index: number, result: ExitResult & { expected: boolean }) => void;
+  /** Aborting stops the copies started so far and rejects startMesh. */
+  signal?: AbortSignal;
   /** @default 30000 */
   readyTimeoutMs?: number;
   /** Script run for a service. @default `<repo>/services/<name>/dist/main.js` */

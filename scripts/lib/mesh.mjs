@@ -84,6 +84,7 @@ export async function startMesh(options) {
     nodeArgs = ["--import", "@longhaul/shared/otel-register"],
     formatLine = (name, index, line) => `[${name}#${index}] ${line}`,
     onExit,
+    signal,
   } = options;
   if (!databaseUrl || !natsUrl) throw new Error("startMesh needs databaseUrl and natsUrl");
   const logDir = options.logDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "longhaul-mesh-"));
@@ -146,6 +147,8 @@ export async function startMesh(options) {
       ...baseEnv,
       OTEL_SERVICE_NAME: `longhaul-${c.name}`,
       LONGHAUL_INSTANCE_ID: `${c.name}-${c.index}`,
+      // Loopback only (the services default to 0.0.0.0); `env` may say otherwise.
+      ...Object.fromEntries(PORT_VARS[c.name].map((v) => [v.replace(/_PORT$/, "_HOST"), "127.0.0.1"])),
       ...extraEnv,
       ...serviceEnv[c.name],
       ...Object.fromEntries(Object.entries(c.ports).map(([k, v]) => [k, String(v)])),
@@ -154,6 +157,15 @@ export async function startMesh(options) {
     c.child = undefined;
     c.closed = Promise.resolve();
   }
+
+  // Aborting (Ctrl-C during `npm start`) ends the wait for readiness; the
+  // catch below then stops every copy launched so far.
+  const aborted = new Promise((_, reject) => {
+    const onAbort = () => reject(new Error("start aborted"));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => {});
 
   /** Spawns one copy and resolves once it logged ready. */
   function launch(c) {
@@ -215,10 +227,10 @@ export async function startMesh(options) {
     const died = c.closed.then(({ code, signal }) => {
       throw new Error(`exited before it was ready (code ${code}, signal ${signal})`);
     });
-    return Promise.race([readyLine, timeout, died])
+    return Promise.race([readyLine, timeout, died, aborted])
       .catch(async (err) => {
         c.expectExit = true;
-        await terminate(c, "SIGKILL");
+        await terminate(c, signal?.aborted ? "SIGTERM" : "SIGKILL");
         throw new Error(
           `${c.name}#${c.index} ${err.message}\n--- last ${LAST_LINES} lines of ${c.logFile} ---\n${c.recent.join("\n")}`,
         );
@@ -243,7 +255,8 @@ export async function startMesh(options) {
   const killAllOnExit = () => {
     for (const c of copies) if (alive(c)) killGroup(c.child.pid, "SIGKILL");
   };
-  process.on("exit", killAllOnExit);
+  // Prepended: on exit the services die before any dependency's exit hook stops Postgres or NATS.
+  process.prependListener("exit", killAllOnExit);
 
   let stopping;
   async function stop() {
@@ -258,6 +271,7 @@ export async function startMesh(options) {
 
   try {
     for (const tier of TIERS) {
+      if (signal?.aborted) throw new Error("start aborted");
       await Promise.all(copies.filter((c) => tier.includes(c.name)).map(launch));
     }
   } catch (err) {
