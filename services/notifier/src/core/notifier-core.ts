@@ -76,12 +76,26 @@ export function createNotifierCore(options: NotifierCoreOptions) {
 
   /** Tells the scheduler a delivery's state unless it knows it already. */
   async function report(runId: string): Promise<void> {
-    await store.reportState(runId, (state) => runs.updateWebhookState(runId, state));
+    await store.reportState(runId, async (state) => {
+      try {
+        await runs.updateWebhookState(runId, state);
+      } catch (err) {
+        // A run the scheduler no longer has (retention) has nobody left to tell.
+        if (err instanceof LonghaulError && err.code === "not_found") return;
+        throw err;
+      }
+    });
   }
 
-  async function reportQuietly(runId: string): Promise<void> {
-    // The poller's sweep retries any state left untold, so a failure here only delays it.
-    await report(runId).catch((err: unknown) => log.warn({ err, run_id: runId }, "webhook state not reported yet"));
+  /** Like report, but a failure is logged and left to the poller's sweep; false when it failed. */
+  async function reportQuietly(runId: string): Promise<boolean> {
+    try {
+      await report(runId);
+      return true;
+    } catch (err) {
+      log.warn({ err, run_id: runId }, "webhook state not reported yet");
+      return false;
+    }
   }
 
   async function projectSecrets(projectId: string): Promise<WebhookSecrets> {
@@ -204,7 +218,10 @@ export function createNotifierCore(options: NotifierCoreOptions) {
         startAttempts(claimed, token);
         started = claimed.length;
       }
-      for (const runId of await store.listUnreported(20)) await reportQuietly(runId);
+      for (const runId of await store.listUnreported(20)) {
+        // One failure most likely means the scheduler is away: try again next poll, not 20 times now.
+        if (!(await reportQuietly(runId))) break;
+      }
       return started;
     },
 

@@ -1,0 +1,260 @@
+import { describe, expect, it } from "vitest";
+import { LonghaulError, createLogger } from "@longhaul/shared";
+import { createNotifierCore } from "./notifier-core.js";
+import type {
+  Delivery,
+  DeliveryAttempt,
+  DeliveryInput,
+  DeliveryState,
+  DeliveryStore,
+  RunSource,
+  SecretStore,
+  SendResult,
+  WebhookRequest,
+} from "./ports.js";
+
+// The core with plain in-memory fakes of its ports (the Postgres store is
+// tested against the real database in adapters/pg).
+
+function memoryStore() {
+  const rows = new Map<string, Delivery & { token: string | null; dueInMs: number | null; reported: DeliveryState | null }>();
+  const attempts: DeliveryAttempt[] = [];
+  const store: DeliveryStore = {
+    async create(d) {
+      const found = rows.get(d.runId);
+      if (found) return { delivery: found, created: false };
+      const now = new Date();
+      const row = {
+        ...d,
+        state: "pending" as const,
+        attemptsMade: 0,
+        seriesStart: 0,
+        nextAttemptAt: now,
+        lastError: null,
+        createdAt: now,
+        updatedAt: now,
+        token: null,
+        dueInMs: d.firstAttemptInMs,
+        reported: null,
+      };
+      rows.set(d.runId, row);
+      return { delivery: row, created: true };
+    },
+    async claimDue(limit, _leaseMs, token, runId) {
+      const due = [...rows.values()].filter(
+        (r) => r.state === "pending" && r.token === null && r.dueInMs === 0 && (runId === undefined || r.runId === runId),
+      );
+      return due.slice(0, limit).map((r) => {
+        r.token = token;
+        return { ...r };
+      });
+    },
+    async finishAttempt(runId, token, attempt, outcome) {
+      const r = rows.get(runId);
+      if (!r || r.token !== token) return false;
+      if (attempt) {
+        attempts.push(attempt);
+        r.attemptsMade = attempt.attempt;
+      }
+      Object.assign(r, { state: outcome.state, dueInMs: outcome.nextAttemptInMs, lastError: outcome.lastError, token: null });
+      return true;
+    },
+    async release(runId, token, retryInMs, lastError) {
+      const r = rows.get(runId);
+      if (r?.token === token) Object.assign(r, { token: null, dueInMs: retryInMs, lastError });
+    },
+    async get(runId) {
+      const r = rows.get(runId);
+      return r ? { delivery: r, attempts: attempts.filter((a) => a.runId === runId) } : null;
+    },
+    async redeliver(runId) {
+      const r = rows.get(runId);
+      if (!r) return null;
+      if (r.token) return "locked";
+      Object.assign(r, { state: "pending", dueInMs: 0, seriesStart: r.attemptsMade });
+      return r;
+    },
+    async reportState(runId, report) {
+      const r = rows.get(runId);
+      if (!r) return "skipped";
+      if (r.reported === r.state) return "none";
+      await report(r.state);
+      r.reported = r.state;
+      return "reported";
+    },
+    async listUnreported(limit) {
+      return [...rows.values()].filter((r) => r.reported !== r.state).slice(0, limit).map((r) => r.runId);
+    },
+  };
+  /** Makes every pending delivery due now, as time passing would. */
+  const advance = () => rows.forEach((r) => r.state === "pending" && (r.dueInMs = 0));
+  return { store, rows, attempts, advance };
+}
+
+const secrets: SecretStore = {
+  getOrCreate: async (projectId, fresh) => ({ projectId, secret: fresh(), previousSecret: null, previousExpiresAt: null }),
+  rotate: async (projectId, next) => ({ projectId, secret: next, previousSecret: null, previousExpiresAt: null }),
+};
+
+function setup(answers: SendResult[], over: { schedule?: number[]; maxConcurrency?: number; runs?: Partial<RunSource> } = {}) {
+  const mem = memoryStore();
+  const sent: WebhookRequest[] = [];
+  const told: Array<[string, DeliveryState]> = [];
+  const input: DeliveryInput = {
+    runId: "5d0c0a8e-8c1f-4a57-9a43-6a4f1f4f2b10",
+    project: "dev",
+    app: "echo",
+    webhookUrl: "https://hooks.example/x",
+    status: "succeeded",
+    statusCode: 200,
+    contentType: "text/plain",
+    body: Buffer.from("hi"),
+    bodyTruncated: false,
+    errorCode: "",
+    errorMessage: "",
+    traceparent: "",
+  };
+  const runs: RunSource = {
+    getDeliveryInput: async (id) => (id === input.runId ? input : null),
+    updateWebhookState: async (id, state) => {
+      told.push([id, state]);
+    },
+    ...over.runs,
+  };
+  let i = 0;
+  const core = createNotifierCore({
+    store: mem.store,
+    secrets,
+    runs,
+    sender: {
+      send: async (req) => {
+        sent.push(req);
+        return answers[Math.min(i++, answers.length - 1)]!;
+      },
+    },
+    log: createLogger("test", "silent"),
+    payload: { maxInlineBytes: 1024, publicUrl: "http://x", resultUrlKey: Buffer.alloc(32), resultUrlTtlSeconds: 60 },
+    retryScheduleSeconds: over.schedule ?? [0, 5, 300],
+    attemptTimeoutMs: 1_000,
+    rpcTimeoutMs: 1_000,
+    maxConcurrency: over.maxConcurrency ?? 10,
+    secretOverlapSeconds: 60,
+    random: () => 0.5,
+  });
+  return { core, mem, sent, told, input };
+}
+
+const http = (statusCode: number, retryAfter: string | null = null): SendResult => ({ kind: "response", statusCode, retryAfter, excerpt: "" });
+
+async function runOnce(core: ReturnType<typeof setup>["core"]) {
+  const n = await core.pollOnce();
+  await core.drain();
+  return n;
+}
+
+describe("notifier core", () => {
+  it("delivers on a 2xx and tells the scheduler pending, then delivered", async () => {
+    const { core, mem, sent, told, input } = setup([http(204)]);
+    expect((await core.acceptFinished({ runId: input.runId, project: "dev" })).result).toBe("accepted");
+    expect(await runOnce(core)).toBe(1);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.headers["webhook-id"]).toBe(`msg_${input.runId}`);
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "delivered", attemptsMade: 1 });
+    expect(told).toEqual([
+      [input.runId, "pending"],
+      [input.runId, "delivered"],
+    ]);
+  });
+
+  it("schedules retries by the schedule, then fails after the last attempt", async () => {
+    const { core, mem, told, input } = setup([http(500)], { schedule: [0, 5, 300] });
+    await core.acceptFinished({ runId: input.runId, project: "dev" });
+    await runOnce(core);
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "pending", dueInMs: 5_000, lastError: "HTTP 500" });
+    mem.advance();
+    await runOnce(core);
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "pending", dueInMs: 300_000 });
+    mem.advance();
+    await runOnce(core);
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "failed", attemptsMade: 3, dueInMs: null });
+    expect(told.at(-1)).toEqual([input.runId, "failed"]);
+  });
+
+  it("waits for a Retry-After later than the schedule", async () => {
+    const { core, mem, input } = setup([http(429, "60")]);
+    await core.acceptFinished({ runId: input.runId, project: "dev" });
+    await runOnce(core);
+    expect(mem.rows.get(input.runId)?.dueInMs).toBe(60_000);
+  });
+
+  it("fails at once on a refused target, a 3xx, a 410 or another 4xx", async () => {
+    for (const answer of [{ kind: "refused", message: "private" } as const, http(301), http(410), http(422)]) {
+      const { core, mem, input } = setup([answer]);
+      await core.acceptFinished({ runId: input.runId, project: "dev" });
+      await runOnce(core);
+      expect(mem.rows.get(input.runId)).toMatchObject({ state: "failed", attemptsMade: 1 });
+    }
+  });
+
+  it("starts a new retry series on redelivery", async () => {
+    const { core, mem, input } = setup([http(500)], { schedule: [0, 5] });
+    await core.acceptFinished({ runId: input.runId, project: "dev" });
+    await runOnce(core);
+    mem.advance();
+    await runOnce(core);
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "failed", attemptsMade: 2 });
+    await core.redeliver("dev", input.runId);
+    await core.drain();
+    // Attempt 3 is the first of the new series: its failure is retried, not final.
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "pending", attemptsMade: 3, seriesStart: 2, dueInMs: 5_000 });
+  });
+
+  it("takes no more attempts at once than its concurrency", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // The first attempt is held at the scheduler call until the gate opens.
+    const { core, mem, input } = setup([http(200)], {
+      maxConcurrency: 1,
+      runs: { getDeliveryInput: async () => (await gate, null) },
+    });
+    await mem.store.create({ runId: input.runId, projectId: "dev", webhookId: "msg_a", url: "https://a/", firstAttemptInMs: 0 });
+    await mem.store.create({ runId: "other", projectId: "dev", webhookId: "msg_b", url: "https://b/", firstAttemptInMs: 0 });
+    expect(await core.pollOnce()).toBe(1);
+    expect(await core.pollOnce()).toBe(0);
+    await core.deliverNow("other");
+    expect(core.inFlightCount()).toBe(1);
+    release();
+    await core.drain();
+    expect(await core.pollOnce()).toBe(1);
+    await core.drain();
+    expect(core.inFlightCount()).toBe(0);
+  });
+
+  it("treats a run the scheduler no longer has as told, and stops the sweep at the first failure", async () => {
+    let down = false;
+    const calls: string[] = [];
+    const { core, mem } = setup([http(200)], {
+      runs: {
+        updateWebhookState: async (id) => {
+          calls.push(id);
+          if (id === "gone") throw new LonghaulError("not_found", "no such run");
+          if (down) throw new LonghaulError("unavailable", "scheduler down");
+        },
+      },
+    });
+    for (const runId of ["gone", "a", "b"]) {
+      await mem.store.create({ runId, projectId: "dev", webhookId: `msg_${runId}`, url: "https://x/", firstAttemptInMs: 60_000 });
+    }
+    await core.pollOnce();
+    expect(calls).toEqual(["gone", "a", "b"]);
+    expect([...mem.rows.values()].every((r) => r.reported === "pending")).toBe(true);
+
+    await core.redeliver("dev", "a"); // pending again, reported again
+    mem.rows.get("a")!.reported = null;
+    mem.rows.get("b")!.reported = null;
+    down = true;
+    calls.length = 0;
+    await core.pollOnce();
+    expect(calls).toHaveLength(1);
+  });
+});
