@@ -18,6 +18,9 @@ export const channelOptions: Partial<ChannelOptions> = {
   "grpc.keepalive_permit_without_calls": 1,
   "grpc.max_receive_message_length": 16 * 1024 * 1024,
   "grpc.max_send_message_length": 16 * 1024 * 1024,
+  // grpc-js backs off reconnects up to 120 s by default, and calls fail fast
+  // meanwhile: a peer back after a restart would stay "unavailable" for minutes.
+  "grpc.max_reconnect_backoff_ms": 5_000,
 };
 
 /** Creates a plaintext client of a generated service for one address. */
