@@ -1,4 +1,5 @@
 import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import {
   connectNats,
   createGrpcServer,
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
     drainMs + 20_000,
   );
   log.info(
-    { grpc_port: grpcPort, metrics_port: config.INVOKER_METRICS_PORT, max_in_flight: config.INVOKER_MAX_IN_FLIGHT },
+    { grpc_port: grpcPort, metrics_port: (metricsServer.address() as AddressInfo).port, max_in_flight: config.INVOKER_MAX_IN_FLIGHT },
     "ready",
   );
 }

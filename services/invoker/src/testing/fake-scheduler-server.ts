@@ -19,11 +19,14 @@ export interface FakeRun {
   /** ms from the claim to the deadline. @default 60000 */
   timeoutMs?: number;
   claimedBy?: string;
+  /** The submit's trace context, handed back by ClaimRun. */
+  traceparent?: string;
 }
 
 export class FakeSchedulerServer {
   readonly runs = new Map<string, FakeRun>();
-  readonly claims: Array<{ runId: string; attempt: number; at: number }> = [];
+  /** Each ClaimRun, with the `traceparent` its gRPC metadata carried. */
+  readonly claims: Array<{ runId: string; attempt: number; at: number; traceparent: string }> = [];
   readonly completions: schedulerPb.CompleteRunRequest[] = [];
   readonly releases: schedulerPb.ReleaseRunRequest[] = [];
   readonly heartbeats: schedulerPb.HeartbeatRequest[] = [];
@@ -45,8 +48,9 @@ export class FakeSchedulerServer {
     const log = createLogger("fake-scheduler", "silent");
     this.server = createGrpcServer({ log, address: "127.0.0.1:0", internalToken: this.token });
     const impl: Partial<Record<keyof schedulerPb.SchedulerInternalServiceServer, unknown>> = {
-      claimRun: unary(log, "ClaimRun", async (req: schedulerPb.ClaimRunRequest) => {
-        this.claims.push({ runId: req.runId, attempt: req.attempt, at: Date.now() });
+      claimRun: unary(log, "ClaimRun", async (req: schedulerPb.ClaimRunRequest, ctx) => {
+        const traceparent = String(ctx.metadata.get("traceparent")[0] ?? "");
+        this.claims.push({ runId: req.runId, attempt: req.attempt, at: Date.now(), traceparent });
         if (this.claimUnavailable > 0) {
           this.claimUnavailable -= 1;
           throw new LonghaulError("unavailable", "scheduler busy");
@@ -64,6 +68,7 @@ export class FakeSchedulerServer {
           request: { method: run.method ?? "POST", path: "/", query: "", headers: [], body: Buffer.from("payload") },
           deadline: new Date(Date.now() + (run.timeoutMs ?? 60_000)),
           leaseSeconds: this.leaseSeconds,
+          traceparent: run.traceparent ?? "",
         });
       }),
       heartbeat: unary(log, "Heartbeat", async (req: schedulerPb.HeartbeatRequest) => {
