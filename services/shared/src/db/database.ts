@@ -29,6 +29,12 @@ export function createDb<DB>(options: DbOptions): Kysely<DB> {
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
   pool.on("error", (err) => options.log.warn({ err }, "idle postgres client failed"));
+  // pg-pool drops its listener while a client is checked out, and a pg client
+  // emits "error" when its socket dies (even after failing the query in hand):
+  // without a listener of its own, a Postgres outage crashes the process.
+  pool.on("connect", (client) => {
+    client.on("error", (err) => options.log.warn({ err }, "postgres connection failed"));
+  });
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
 }
 
