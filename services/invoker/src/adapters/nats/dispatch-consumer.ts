@@ -96,7 +96,14 @@ export async function startDispatchConsumer(o: DispatchConsumerOptions): Promise
       if (max === 0) continue;
       try {
         current = await consumer.fetch({ max_messages: max, expires });
+        if (stopping.signal.aborted) current.stop();
         for await (const msg of current) {
+          if (stopping.signal.aborted) {
+            // Taken as we stopped: hand it straight to another invoker instead of
+            // letting it wait out the ack wait.
+            msg.nak();
+            continue;
+          }
           handle(msg).catch((err: unknown) => {
             o.log.error({ err, seq: msg.seq }, "dispatch handling failed");
             msg.nak(NAK_DELAY_MS);
