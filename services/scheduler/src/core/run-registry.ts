@@ -153,13 +153,18 @@ export function createRunRegistry(deps: SchedulerDeps) {
       if (waitSeconds < 0 || waitSeconds > MAX_WAIT_SECONDS) {
         throw new LonghaulError("invalid_argument", `wait_seconds: must be from 0 to ${MAX_WAIT_SECONDS}`);
       }
-      let current = await view(project, id);
-      const deadline = Date.now() + waitSeconds * 1000;
-      while (!isTerminal(current.run.status) && Date.now() < deadline && !signal.aborted) {
-        await nextChange(current.run.id, Math.min(WATCH_POLL_MS, deadline - Date.now()), signal);
-        current = await view(project, id);
+      const changes = subscribe(checkRunId(id), signal);
+      try {
+        let current = await view(project, id);
+        const deadline = Date.now() + waitSeconds * 1000;
+        while (!isTerminal(current.run.status) && Date.now() < deadline && !signal.aborted) {
+          await changes.next(Math.min(WATCH_POLL_MS, deadline - Date.now()));
+          current = await view(project, id);
+        }
+        return current;
+      } finally {
+        changes.close();
       }
-      return current;
     },
 
     async listRuns(project: string, q: { app: string; status: string; createdAfter: Date | undefined; limit: number; cursor: string }) {
@@ -222,31 +227,57 @@ export function createRunRegistry(deps: SchedulerDeps) {
 
     /** Sends the run now and at each change until it is finished. */
     async watch(project: string, id: string, signal: AbortSignal, send: (v: RunView) => void): Promise<void> {
-      let current = await view(project, id);
-      send(current);
-      let lastKey = stateKey(current);
-      while (!isTerminal(current.run.status) && !signal.aborted) {
-        await nextChange(current.run.id, WATCH_POLL_MS, signal);
-        current = await view(project, id);
-        const key = stateKey(current);
-        if (key !== lastKey) send(current);
-        lastKey = key;
+      // Subscribe before the first read, so that no change falls in between.
+      const changes = subscribe(checkRunId(id), signal);
+      try {
+        let current = await view(project, id);
+        send(current);
+        let lastKey = stateKey(current);
+        while (!isTerminal(current.run.status) && !signal.aborted) {
+          await changes.next(WATCH_POLL_MS);
+          current = await view(project, id);
+          const key = stateKey(current);
+          if (key !== lastKey) send(current);
+          lastKey = key;
+        }
+      } finally {
+        changes.close();
       }
     },
   };
 
-  function nextChange(runId: string, ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        unsubscribe();
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, Math.max(ms, 0));
-      const unsubscribe = bus.watchChanges(runId, done);
-      signal.addEventListener("abort", done, { once: true });
+  /**
+   * Change notices of one run. `next(ms)` resolves at the next notice (or one
+   * that came since the last call), after `ms`, or on abort.
+   */
+  function subscribe(runId: string, signal: AbortSignal) {
+    let pending = false;
+    let wake: (() => void) | undefined;
+    const unsubscribe = bus.watchChanges(runId, () => {
+      pending = true;
+      wake?.();
     });
+    return {
+      next(ms: number): Promise<void> {
+        if (pending || signal.aborted) {
+          pending = false;
+          return Promise.resolve();
+        }
+        return new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", done);
+            wake = undefined;
+            pending = false;
+            resolve();
+          };
+          const timer = setTimeout(done, Math.max(ms, 0));
+          signal.addEventListener("abort", done, { once: true });
+          wake = done;
+        });
+      },
+      close: unsubscribe,
+    };
   }
 }
 
