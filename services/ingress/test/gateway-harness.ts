@@ -1,0 +1,73 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { expect } from "vitest";
+import { appsPb, createLogger, createRegistry, resultUrlKey } from "@longhaul/shared";
+import { createInvokerClient } from "../src/adapters/grpc/invoker-client.js";
+import { createNotifierClient } from "../src/adapters/grpc/notifier-client.js";
+import { createSchedulerClients } from "../src/adapters/grpc/scheduler-client.js";
+import { createHttpGateway, type HttpGateway } from "../src/adapters/http/server.js";
+import { createAuthenticator } from "../src/core/auth.js";
+import type { MeshPorts } from "../src/core/ports.js";
+import { TOKEN, startFakeMesh, type FakeMesh } from "./fake-mesh.js";
+
+/** A gateway under test: real HTTP in front of real gRPC clients of the fake mesh. */
+
+export const MAX_BODY = 1024;
+export const DEV = { authorization: "Bearer key-dev" };
+
+/** A gateway on an ephemeral port over the given ports. */
+export async function startGateway(ports: MeshPorts): Promise<{ gateway: HttpGateway; base: string }> {
+  const gateway = createHttpGateway({
+    log: createLogger("ingress-test", "silent"),
+    registry: createRegistry("ingress-test"),
+    ports,
+    authenticator: createAuthenticator(ports.keys, { cacheSeconds: 5 }),
+    limits: { maxBodyBytes: MAX_BODY, sseHeartbeatSeconds: 1, sseMaxSeconds: 30 },
+    resultUrlKey: resultUrlKey(TOKEN),
+  });
+  const port = await gateway.listen("127.0.0.1", 0);
+  return { gateway, base: `http://127.0.0.1:${port}` };
+}
+
+/** The ingress's real gRPC clients of the given addresses, as mesh ports. */
+export function meshPorts(schedulerAddr: string, invokerAddr: string, notifierAddr: string) {
+  const scheduler = createSchedulerClients(schedulerAddr, TOKEN);
+  const notifier = createNotifierClient(notifierAddr, TOKEN);
+  const invoker = createInvokerClient(invokerAddr, TOKEN);
+  return {
+    ports: { ...scheduler, webhooks: notifier, invoker } as MeshPorts,
+    close: () => [scheduler, notifier, invoker].forEach((c) => c.close()),
+  };
+}
+
+/** A port nothing listens on. */
+export async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** The `error` object of a JSON error answer. */
+export async function errorOf(res: Response): Promise<{ code: string; message: string }> {
+  expect(res.headers.get("content-type")).toMatch(/application\/json/);
+  return ((await res.json()) as { error: { code: string; message: string } }).error;
+}
+
+/** A fake mesh with app `dev/echo`, and a gateway over it. */
+export async function startHarness(): Promise<{ mesh: FakeMesh; base: string; stop(): Promise<void> }> {
+  const mesh = await startFakeMesh();
+  const clients = meshPorts(mesh.schedulerAddr, mesh.invokerAddr, mesh.notifierAddr);
+  const { gateway, base } = await startGateway(clients.ports);
+  mesh.apps.set("dev/echo", appsPb.App.fromPartial({ name: "echo", url: "http://app.internal:9000/base", timeoutSeconds: 60 }));
+  return {
+    mesh,
+    base,
+    async stop() {
+      await gateway.close(100);
+      clients.close();
+      await mesh.stop();
+    },
+  };
+}
