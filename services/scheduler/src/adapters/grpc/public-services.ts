@@ -75,6 +75,14 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
       const { run } = await registry.getRun(await projectOf(registry, ctx), req.runId);
       return resultToProto(run);
     }),
+    getRunInput: unary(log, "GetRunInput", async (req: runsPb.GetRunInputRequest, ctx) => {
+      const { run } = await registry.getRun(await projectOf(registry, ctx), req.runId);
+      return {
+        runId: run.id,
+        request: { method: run.method, path: run.path, query: run.query, headers: run.request_headers, body: run.request_body ?? Buffer.alloc(0) },
+        bodyStored: run.request_body !== null,
+      };
+    }),
     listRuns: unary(log, "ListRuns", async (req: runsPb.ListRunsRequest, ctx) => {
       const project = await projectOf(registry, ctx);
       if (req.status === runsPb.RunStatus.UNRECOGNIZED) throw new LonghaulError("invalid_argument", "status: unknown value");

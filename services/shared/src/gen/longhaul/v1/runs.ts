@@ -293,6 +293,22 @@ export interface WatchRunResponse {
   run?: Run | undefined;
 }
 
+export interface GetRunInputRequest {
+  runId: string;
+}
+
+export interface GetRunInputResponse {
+  runId: string;
+  request?:
+    | HttpRequest
+    | undefined;
+  /**
+   * False once the body was dropped after the retention period (or never
+   * stored, for sync calls).
+   */
+  bodyStored: boolean;
+}
+
 function createBaseHeader(): Header {
   return { name: "", value: "" };
 }
@@ -2582,6 +2598,190 @@ export const WatchRunResponse: MessageFns<WatchRunResponse> = {
   },
 };
 
+function createBaseGetRunInputRequest(): GetRunInputRequest {
+  return { runId: "" };
+}
+
+export const GetRunInputRequest: MessageFns<GetRunInputRequest> = {
+  encode(message: GetRunInputRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRunInputRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRunInputRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRunInputRequest {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetRunInputRequest): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRunInputRequest>, I>>(base?: I): GetRunInputRequest {
+    return GetRunInputRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRunInputRequest>, I>>(object: I): GetRunInputRequest {
+    const message = createBaseGetRunInputRequest();
+    message.runId = object.runId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetRunInputResponse(): GetRunInputResponse {
+  return { runId: "", request: undefined, bodyStored: false };
+}
+
+export const GetRunInputResponse: MessageFns<GetRunInputResponse> = {
+  encode(message: GetRunInputResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.request !== undefined) {
+      HttpRequest.encode(message.request, writer.uint32(18).fork()).join();
+    }
+    if (message.bodyStored !== false) {
+      writer.uint32(24).bool(message.bodyStored);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRunInputResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRunInputResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = HttpRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bodyStored = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRunInputResponse {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      request: isSet(object.request) ? HttpRequest.fromJSON(object.request) : undefined,
+      bodyStored: isSet(object.bodyStored)
+        ? globalThis.Boolean(object.bodyStored)
+        : isSet(object.body_stored)
+        ? globalThis.Boolean(object.body_stored)
+        : false,
+    };
+  },
+
+  toJSON(message: GetRunInputResponse): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.request !== undefined) {
+      obj.request = HttpRequest.toJSON(message.request);
+    }
+    if (message.bodyStored !== false) {
+      obj.bodyStored = message.bodyStored;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRunInputResponse>, I>>(base?: I): GetRunInputResponse {
+    return GetRunInputResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRunInputResponse>, I>>(object: I): GetRunInputResponse {
+    const message = createBaseGetRunInputResponse();
+    message.runId = object.runId ?? "";
+    message.request = (object.request !== undefined && object.request !== null)
+      ? HttpRequest.fromPartial(object.request)
+      : undefined;
+    message.bodyStored = object.bodyStored ?? false;
+    return message;
+  },
+};
+
 /**
  * RunService is the public API over runs. Every call carries the project's API
  * key in the `authorization` metadata (`Bearer <key>`); a run of another project
@@ -2648,6 +2848,19 @@ export const RunServiceService = {
     responseDeserialize: (value: Buffer): RetryRunResponse => RetryRunResponse.decode(value),
   },
   /**
+   * GetRunInput returns the request stored for the run (bodies are kept for
+   * the retention period).
+   */
+  getRunInput: {
+    path: "/longhaul.v1.RunService/GetRunInput" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRunInputRequest): Buffer => Buffer.from(GetRunInputRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRunInputRequest => GetRunInputRequest.decode(value),
+    responseSerialize: (value: GetRunInputResponse): Buffer => Buffer.from(GetRunInputResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRunInputResponse => GetRunInputResponse.decode(value),
+  },
+  /**
    * WatchRun streams the run as it is now, then each state change, and ends
    * once the run is finished.
    */
@@ -2672,6 +2885,11 @@ export interface RunServiceServer extends UntypedServiceImplementation {
   cancelRun: handleUnaryCall<CancelRunRequest, CancelRunResponse>;
   /** RetryRun submits a new run with the request of an earlier one. */
   retryRun: handleUnaryCall<RetryRunRequest, RetryRunResponse>;
+  /**
+   * GetRunInput returns the request stored for the run (bodies are kept for
+   * the retention period).
+   */
+  getRunInput: handleUnaryCall<GetRunInputRequest, GetRunInputResponse>;
   /**
    * WatchRun streams the run as it is now, then each state change, and ends
    * once the run is finished.
@@ -2772,6 +2990,25 @@ export interface RunServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RetryRunResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetRunInput returns the request stored for the run (bodies are kept for
+   * the retention period).
+   */
+  getRunInput(
+    request: GetRunInputRequest,
+    callback: (error: ServiceError | null, response: GetRunInputResponse) => void,
+  ): ClientUnaryCall;
+  getRunInput(
+    request: GetRunInputRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRunInputResponse) => void,
+  ): ClientUnaryCall;
+  getRunInput(
+    request: GetRunInputRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRunInputResponse) => void,
   ): ClientUnaryCall;
   /**
    * WatchRun streams the run as it is now, then each state change, and ends
