@@ -1,6 +1,7 @@
 // A whole Longhaul mesh (the four services as real processes) for an
 // end-to-end test file, on its own database and NATS prefix so that files run
 // in parallel against the Postgres and NATS that `npm test` provides.
+import { rmSync } from "node:fs";
 import { startMesh, type Mesh, type MeshOptions } from "../../scripts/lib/mesh.mjs";
 import { createTestDatabase, createTestNats } from "./isolation.js";
 
@@ -11,7 +12,10 @@ export interface TestMesh extends Mesh {
   database: { url: string; name: string };
   /** The test file's own stream prefix (LONGHAUL_NATS_PREFIX). */
   natsPrefix: string;
-  /** Stops the mesh, then drops the database and deletes the streams. */
+  /**
+   * Stops the mesh, then drops the database, deletes the streams and removes
+   * the temp log dir (kept when LONGHAUL_KEEP_LOGS is set or `logDir` was given).
+   */
   cleanup(): Promise<void>;
 }
 
@@ -48,6 +52,8 @@ export async function startTestMesh(
         await mesh.stop();
         await nats.cleanup();
         await database.drop();
+        // A temp log dir of our own goes too, unless asked to keep it for a post-mortem.
+        if (!options.logDir && !process.env.LONGHAUL_KEEP_LOGS) rmSync(mesh.logDir, { recursive: true, force: true });
       })()),
   });
 }
