@@ -120,6 +120,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
       }
     },
   });
+  core.onCapacity(poller.wake);
   started = true;
   refreshHealth();
 

@@ -96,7 +96,10 @@ const secrets: SecretStore = {
   rotate: async (projectId, next) => ({ projectId, secret: next, previousSecret: null, previousExpiresAt: null }),
 };
 
-function setup(answers: SendResult[], over: { schedule?: number[]; maxConcurrency?: number; runs?: Partial<RunSource> } = {}) {
+function setup(
+  answers: SendResult[],
+  over: { schedule?: number[]; maxConcurrency?: number; runs?: Partial<RunSource>; now?: () => Date } = {},
+) {
   const mem = memoryStore();
   const sent: WebhookRequest[] = [];
   const told: Array<[string, DeliveryState]> = [];
@@ -140,6 +143,7 @@ function setup(answers: SendResult[], over: { schedule?: number[]; maxConcurrenc
     maxConcurrency: over.maxConcurrency ?? 10,
     secretOverlapSeconds: 60,
     random: () => 0.5,
+    ...(over.now ? { now: over.now } : {}),
   });
   return { core, mem, sent, told, input };
 }
@@ -233,7 +237,9 @@ describe("notifier core", () => {
   it("treats a run the scheduler no longer has as told, and stops the sweep at the first failure", async () => {
     let down = false;
     const calls: string[] = [];
+    let clock = Date.now();
     const { core, mem } = setup([http(200)], {
+      now: () => new Date(clock),
       runs: {
         updateWebhookState: async (id) => {
           calls.push(id);
@@ -254,6 +260,9 @@ describe("notifier core", () => {
     mem.rows.get("b")!.reported = null;
     down = true;
     calls.length = 0;
+    await core.pollOnce();
+    expect(calls).toHaveLength(0); // the sweep runs once a second, not at every poll
+    clock += 1_000;
     await core.pollOnce();
     expect(calls).toHaveLength(1);
   });

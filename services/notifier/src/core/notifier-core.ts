@@ -51,6 +51,7 @@ export type AcceptResult =
 /** Wait before retrying when the scheduler could not say what to send. */
 const INPUT_UNAVAILABLE_RETRY_MS = 10_000;
 const ERROR_TEXT_LIMIT = 1_000;
+const REPORT_SWEEP_INTERVAL_MS = 1_000;
 
 /**
  * The notifier: turns finished runs into deliveries, runs their attempts under
@@ -67,11 +68,22 @@ export function createNotifierCore(options: NotifierCoreOptions) {
   // The lease outlives the longest attempt: input fetch, secret read, POST, write.
   const leaseMs = options.attemptTimeoutMs + 2 * options.rpcTimeoutMs + 30_000;
   const inFlight = new Set<Promise<void>>();
+  // Set when the last poll filled every slot, so more may be due: a slot that
+  // frees up then calls the poller back at once instead of at its next tick.
+  let backlog = false;
+  let onCapacity: (() => void) | undefined;
+  let lastSweep = 0;
 
   function track(p: Promise<void>): void {
     const tracked = p.catch((err: unknown) => log.error({ err }, "webhook attempt failed unexpectedly"));
     inFlight.add(tracked);
-    void tracked.finally(() => inFlight.delete(tracked));
+    void tracked.finally(() => {
+      inFlight.delete(tracked);
+      if (backlog) {
+        backlog = false;
+        onCapacity?.();
+      }
+    });
   }
 
   /** Tells the scheduler a delivery's state unless it knows it already. */
@@ -217,12 +229,25 @@ export function createNotifierCore(options: NotifierCoreOptions) {
         const claimed = await store.claimDue(room, leaseMs, token);
         startAttempts(claimed, token);
         started = claimed.length;
+        backlog = started === room;
+      } else {
+        backlog = true;
       }
-      for (const runId of await store.listUnreported(20)) {
-        // One failure most likely means the scheduler is away: try again next poll, not 20 times now.
-        if (!(await reportQuietly(runId))) break;
+      // States left untold are rare (a failed report); look for them once a
+      // second, not at every poll, which runs after every attempt under load.
+      if (now().getTime() - lastSweep >= REPORT_SWEEP_INTERVAL_MS) {
+        lastSweep = now().getTime();
+        for (const runId of await store.listUnreported(20)) {
+          // One failure most likely means the scheduler is away: try again later, not 20 times now.
+          if (!(await reportQuietly(runId))) break;
+        }
       }
       return started;
+    },
+
+    /** Registers the one listener called when a slot frees up while due work may wait (the poller's wake). */
+    onCapacity(listener: () => void): void {
+      onCapacity = listener;
     },
 
     /** Attempts running now. */
