@@ -1,4 +1,4 @@
-import { LonghaulError, type Logger } from "@longhaul/shared";
+import { LonghaulError, SpanStatusCode, context, contextFromCarrier, tracer, type Logger } from "@longhaul/shared";
 import type {
   Delivery,
   DeliveryAttempt,
@@ -131,6 +131,29 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       await reportQuietly(runId);
       return;
     }
+    // The attempt joins the run's trace (one run is one trace): its span is
+    // the parent of the POST's, and its log lines carry the run's trace id.
+    const found = input;
+    await context.with(contextFromCarrier(found.traceparent), () =>
+      tracer.startActiveSpan(
+        "webhook attempt",
+        { attributes: { "longhaul.run_id": runId, "longhaul.attempt": delivery.attemptsMade + 1 } },
+        async (span) => {
+          try {
+            const state = await send(delivery, token, found);
+            span.setAttribute("longhaul.webhook_state", state);
+            if (state === "failed") span.setStatus({ code: SpanStatusCode.ERROR });
+          } finally {
+            span.end();
+          }
+        },
+      ),
+    );
+  }
+
+  /** One POST and its record; resolves with the state it left the delivery in. */
+  async function send(delivery: Delivery, token: string, input: DeliveryInput): Promise<Delivery["state"]> {
+    const runId = delivery.runId;
     const startedAt = now();
     const keys = signingSecrets(await projectSecrets(delivery.projectId), startedAt);
     const request = buildWebhookRequest(delivery, input, keys, options.payload, startedAt);
@@ -161,13 +184,14 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     options.metrics?.attempt(outcome.state === "pending" ? "retrying" : outcome.state, durationMs);
     if (!kept) {
       log.warn({ run_id: runId, attempt: number }, "lease lost during a webhook attempt; its record is dropped");
-      return;
+      return outcome.state;
     }
     log.info(
       { run_id: runId, attempt: number, status_code: record.statusCode, state: outcome.state, error: record.error },
       "webhook attempt",
     );
     if (outcome.state !== "pending") await reportQuietly(runId);
+    return outcome.state;
   }
 
   function startAttempts(claimed: Delivery[], token: string, prefetched?: DeliveryInput): void {

@@ -6,6 +6,7 @@ import {
   context,
   contextFromCarrier,
   isForbiddenAddress,
+  trace,
   traceCarrier,
   validateWebhookUrl,
 } from "@longhaul/shared";
@@ -120,7 +121,8 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
     if ("refused" in pinned) return { kind: "refused", message: pinned.refused };
 
     const headers = { ...req.headers };
-    const ctx = contextFromCarrier(req.traceparent);
+    // Inside the caller's span when there is one, else in the run's trace.
+    const ctx = trace.getSpan(context.active()) ? context.active() : contextFromCarrier(req.traceparent);
     // With the OpenTelemetry SDK running, undici's instrumentation adds the
     // traceparent of its client span; without it, pass the run's own on.
     if (req.traceparent && !traceCarrier(ctx).traceparent) headers.traceparent = req.traceparent;
