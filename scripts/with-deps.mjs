@@ -24,6 +24,12 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "longhaul-deps-"));
 fs.chmodSync(dataDir, 0o755);
 const removeDataDir = () => fs.rmSync(dataDir, { recursive: true, force: true });
 
+// A signal while the deps start: let ensureDeps finish (it cannot be cut
+// short), then stop them instead of running CMD.
+let interrupted;
+const onEarlySignal = (signal) => (interrupted = signal);
+for (const s of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(s, onEarlySignal);
+
 let deps;
 try {
   deps = await ensureDeps({ dataDir, log, fast: true, handleSignals: false });
@@ -31,6 +37,13 @@ try {
   log(`could not provide Postgres and NATS: ${err.message}`);
   removeDataDir();
   process.exit(1);
+}
+for (const s of ["SIGINT", "SIGTERM", "SIGHUP"]) process.off(s, onEarlySignal);
+if (interrupted) {
+  log(`${interrupted}: stopping the dependencies`);
+  await deps.stop();
+  removeDataDir();
+  process.exit(130);
 }
 
 const env = {
