@@ -1,6 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
-import { findApp } from "./run-store.js";
+import { findApp } from "./run-queries.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** Apps that have queued runs whose time has come. */

@@ -2,7 +2,10 @@ import type { Kysely } from "kysely";
 import type { SchedulerStore } from "../../core/ports.js";
 import * as apps from "./app-store.js";
 import * as maintenance from "./maintenance-store.js";
-import * as runs from "./run-store.js";
+import * as claims from "./claim-run.js";
+import * as ends from "./end-attempt.js";
+import * as inserts from "./insert-run.js";
+import * as runs from "./run-queries.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** The scheduler's store on Postgres: the repositories bound to one database. */
@@ -14,15 +17,15 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     listApps: (project) => apps.listApps(db, project),
     deleteApp: (project, name) => apps.deleteApp(db, project, name),
     appCounts: (project) => maintenance.appCounts(db, project),
-    insertRun: (run) => runs.insertRun(db, run),
+    insertRun: (run) => inserts.insertRun(db, run),
     insertSyncRun: (r) => runs.insertSyncRun(db, r),
     findRun: (project, id) => runs.findRun(db, project, id),
     findAttempts: (runId) => runs.findAttempts(db, runId),
     listRuns: (filter) => runs.listRuns(db, filter),
-    claimRun: (runId, attempt, invokerId, lease) => runs.claimRun(db, runId, attempt, invokerId, lease),
-    extendLeases: (invokerId, held, lease) => runs.extendLeases(db, invokerId, held, lease),
-    endAttempt: (runId, attempt, owner, result, decideFor) => runs.endAttempt(db, runId, attempt, owner, result, decideFor),
-    cancelRun: (project, runId) => runs.cancelRun(db, project, runId),
+    claimRun: (runId, attempt, invokerId, lease) => claims.claimRun(db, runId, attempt, invokerId, lease),
+    extendLeases: (invokerId, held, lease) => claims.extendLeases(db, invokerId, held, lease),
+    endAttempt: (runId, attempt, owner, result, decideFor) => ends.endAttempt(db, runId, attempt, owner, result, decideFor),
+    cancelRun: (project, runId) => ends.cancelRun(db, project, runId),
     setWebhookState: (runId, state) => runs.setWebhookState(db, runId, state),
     appsWithDueRuns: (limit) => maintenance.appsWithDueRuns(db, limit),
     dispatchQueued: (project, app, batch) => maintenance.dispatchQueued(db, project, app, batch),

@@ -1,0 +1,150 @@
+import { randomUUID } from "node:crypto";
+import { sql, type Kysely, type Transaction } from "kysely";
+import { LonghaulError } from "@longhaul/shared";
+import type { AppSettings, DispatchRef, HeaderPair } from "../../core/model.js";
+import type { SchedulerDb } from "./schema.js";
+
+/** A run to insert, validated by the core. */
+export interface NewRunInput {
+  project: string;
+  app: AppSettings;
+  mode: "async" | "sync";
+  method: string;
+  path: string;
+  query: string;
+  headers: HeaderPair[];
+  body: Buffer;
+  webhookUrl: string | null;
+  timeoutSeconds: number;
+  priority: number;
+  idempotencyKey: string | null;
+  requestHash: string;
+  notBefore: Date | null;
+  retryOf: string | null;
+  traceparent: string;
+  tracestate: string;
+  /** Refuse with 429 when an app with a concurrency limit has this many queued. */
+  maxQueuedPerApp: number;
+  idempotencyTtlSeconds: number;
+}
+
+export interface SubmitResult {
+  runId: string;
+  existing: boolean;
+  /** Set when the run was inserted as dispatched: publish it after commit. */
+  dispatch: DispatchRef | null;
+}
+
+/** Counts the app's runs in flight under a lock on its row, so two schedulers agree. */
+async function roomForApp(trx: Transaction<SchedulerDb>, project: string, app: AppSettings): Promise<number> {
+  if (app.maxConcurrency === 0) return Number.POSITIVE_INFINITY;
+  await trx.selectFrom("apps").select("name").where("project_id", "=", project).where("name", "=", app.name).forUpdate().execute();
+  const { n } = await trx
+    .selectFrom("runs")
+    .select(sql<number>`count(*)::int`.as("n"))
+    .where("project_id", "=", project)
+    .where("app", "=", app.name)
+    .where("status", "in", ["dispatched", "running"])
+    .executeTakeFirstOrThrow();
+  return app.maxConcurrency - n;
+}
+
+/**
+ * Stores a run in one transaction (one commit on the hot path): claims the
+ * idempotency key, and inserts the run as `dispatched` when the app has room
+ * and nothing delays it, else `queued`.
+ */
+export async function insertRun(db: Kysely<SchedulerDb>, input: NewRunInput): Promise<SubmitResult> {
+  return db.transaction().execute(async (trx) => {
+    const runId = randomUUID();
+    if (input.idempotencyKey) {
+      const claimed = await trx
+        .insertInto("idempotency_keys")
+        .values({
+          project_id: input.project,
+          key: input.idempotencyKey,
+          run_id: runId,
+          request_hash: input.requestHash,
+          expires_at: sql<Date>`now() + make_interval(secs => ${input.idempotencyTtlSeconds})` as never,
+        })
+        .onConflict((oc) =>
+          oc
+            .columns(["project_id", "key"])
+            .doUpdateSet({
+              run_id: (eb) => eb.ref("excluded.run_id"),
+              request_hash: (eb) => eb.ref("excluded.request_hash"),
+              expires_at: (eb) => eb.ref("excluded.expires_at"),
+            })
+            .where("idempotency_keys.expires_at", "<", sql<Date>`now()`),
+        )
+        .returning("run_id")
+        .executeTakeFirst();
+      if (!claimed) {
+        const prior = await trx
+          .selectFrom("idempotency_keys")
+          .select(["run_id", "request_hash"])
+          .where("project_id", "=", input.project)
+          .where("key", "=", input.idempotencyKey)
+          .executeTakeFirstOrThrow();
+        if (prior.request_hash !== input.requestHash) {
+          throw new LonghaulError("unprocessable", "Idempotency-Key was used with a different request");
+        }
+        return { runId: prior.run_id, existing: true, dispatch: null };
+      }
+    }
+    const delayed = input.notBefore !== null && input.notBefore.getTime() > Date.now();
+    let status: "queued" | "dispatched" = "queued";
+    if (!delayed) {
+      const room = await roomForApp(trx, input.project, input.app);
+      if (room > 0) status = "dispatched";
+      else await refuseWhenQueueFull(trx, input);
+    }
+    await trx
+      .insertInto("runs")
+      .values({
+        id: runId,
+        project_id: input.project,
+        app: input.app.name,
+        mode: input.mode,
+        status,
+        method: input.method,
+        path: input.path,
+        query: input.query,
+        upstream_url: input.app.url,
+        request_headers: JSON.stringify(input.headers),
+        request_body: input.body,
+        webhook_url: input.webhookUrl,
+        priority: input.priority,
+        timeout_seconds: input.timeoutSeconds,
+        max_attempts: input.app.maxAttempts,
+        idempotency_key: input.idempotencyKey,
+        retry_of: input.retryOf,
+        not_before: input.notBefore,
+        dispatched_at: status === "dispatched" ? sql<Date>`now()` as never : null,
+        traceparent: input.traceparent,
+        tracestate: input.tracestate,
+      })
+      .execute();
+    const dispatch =
+      status === "dispatched"
+        ? { runId, attempt: 1, project: input.project, app: input.app.name, traceparent: input.traceparent }
+        : null;
+    return { runId, existing: false, dispatch };
+  });
+}
+
+async function refuseWhenQueueFull(trx: Transaction<SchedulerDb>, input: NewRunInput): Promise<void> {
+  const { n } = await trx
+    .selectFrom("runs")
+    .select(sql<number>`count(*)::int`.as("n"))
+    .where("project_id", "=", input.project)
+    .where("app", "=", input.app.name)
+    .where("status", "=", "queued")
+    .executeTakeFirstOrThrow();
+  if (n >= input.maxQueuedPerApp) {
+    throw new LonghaulError("resource_exhausted", `app ${input.app.name} has ${n} runs queued, its limit`, {
+      retryAfterSeconds: 5,
+    });
+  }
+}
+

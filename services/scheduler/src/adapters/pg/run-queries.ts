@@ -1,0 +1,103 @@
+import { randomUUID } from "node:crypto";
+import { sql } from "kysely";
+import type { AppSettings, AttemptRecord, RunRecord } from "../../core/model.js";
+import { runColumns, type Db } from "./run-columns.js";
+
+/** Inserts a finished pass-through call, without bodies. */
+export async function insertSyncRun(
+  db: Db,
+  r: { project: string; app: string; upstreamUrl: string; method: string; path: string; statusCode: number; errorCode: string; errorMessage: string; startedAt: Date; finishedAt: Date },
+): Promise<string> {
+  const id = randomUUID();
+  const ok = r.statusCode >= 200 && r.statusCode < 300 && !r.errorCode;
+  await db
+    .insertInto("runs")
+    .values({
+      id,
+      project_id: r.project,
+      app: r.app,
+      mode: "sync",
+      status: ok ? "succeeded" : "failed",
+      method: r.method,
+      path: r.path,
+      upstream_url: r.upstreamUrl,
+      request_headers: "[]",
+      request_body: null,
+      webhook_url: null,
+      timeout_seconds: 0,
+      max_attempts: 1,
+      idempotency_key: null,
+      retry_of: null,
+      not_before: null,
+      created_at: r.startedAt,
+      dispatched_at: r.startedAt,
+      started_at: r.startedAt,
+      finished_at: r.finishedAt,
+      status_code: r.statusCode || null,
+      error_code: ok ? null : r.errorCode || "app_error",
+      error_message: ok ? null : r.errorMessage || `app answered ${r.statusCode}`,
+    })
+    .execute();
+  return id;
+}
+
+export async function findRun(db: Db, project: string | null, id: string): Promise<RunRecord | undefined> {
+  let q = db.selectFrom("runs").select(runColumns).where("id", "=", id);
+  if (project !== null) q = q.where("project_id", "=", project);
+  return (await q.executeTakeFirst()) as RunRecord | undefined;
+}
+
+export async function findAttempts(db: Db, runId: string): Promise<AttemptRecord[]> {
+  return (await db.selectFrom("run_attempts").selectAll().where("run_id", "=", runId).orderBy("attempt").execute()) as AttemptRecord[];
+}
+
+/** Filters of a run listing; the cursor is the last (created_at, id) seen. */
+export interface ListFilter {
+  project: string;
+  app?: string | undefined;
+  status?: string | undefined;
+  createdAfter?: Date | undefined;
+  limit: number;
+  after?: { createdAt: Date; id: string } | undefined;
+}
+
+/** Newest first, keyset-paginated so that inserts do not shift pages. */
+export async function listRuns(db: Db, f: ListFilter): Promise<RunRecord[]> {
+  let q = db
+    .selectFrom("runs")
+    .select(runColumns.filter((c) => c !== "request_body" && c !== "response_body"))
+    .select([sql<null>`null`.as("request_body"), sql<null>`null`.as("response_body")])
+    .where("project_id", "=", f.project);
+  if (f.app) q = q.where("app", "=", f.app);
+  if (f.status) q = q.where("status", "=", f.status);
+  if (f.createdAfter) q = q.where("created_at", ">", f.createdAfter);
+  if (f.after) q = q.where(sql<boolean>`(created_at, id) < (${f.after.createdAt}, ${f.after.id}::uuid)`);
+  return (await q.orderBy("created_at", "desc").orderBy("id", "desc").limit(f.limit).execute()) as unknown as RunRecord[];
+}
+
+export async function findApp(db: Db, project: string, name: string): Promise<AppSettings | undefined> {
+  const row = await db.selectFrom("apps").selectAll().where("project_id", "=", project).where("name", "=", name).executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    name: row.name,
+    url: row.url,
+    timeoutSeconds: row.timeout_seconds,
+    maxConcurrency: row.max_concurrency,
+    maxAttempts: row.max_attempts,
+    initialBackoffSeconds: row.initial_backoff_seconds,
+    maxBackoffSeconds: row.max_backoff_seconds,
+    idempotent: row.idempotent,
+    queueTtlSeconds: row.queue_ttl_seconds,
+  };
+}
+
+/** Sets the webhook state the notifier reports; the first report marks the run as taken. */
+export async function setWebhookState(db: Db, runId: string, state: string): Promise<boolean> {
+  const r = await db
+    .updateTable("runs")
+    .set({ webhook_state: state, webhook_taken_at: sql<Date>`coalesce(webhook_taken_at, now())` as never })
+    .where("id", "=", runId)
+    .where("webhook_url", "is not", null)
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
