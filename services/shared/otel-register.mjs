@@ -2,8 +2,18 @@
 // instrumentation loader hook must be registered first, or gRPC and HTTP spans
 // are silently missing (TOOLCHAIN.md). Run a service as
 //   node --import @longhaul/shared/otel-register dist/main.js
-// Configured only by the standard OTEL_* variables; with no OTLP endpoint set,
-// nothing is exported and context still propagates.
+//
+// Configured only by the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT,
+// OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...;
+// OTEL_SDK_DISABLED=true turns it all off). Traces are exported when an OTLP
+// endpoint is set or OTEL_TRACES_EXPORTER names an exporter.
+//
+// With no endpoint a tracer provider is still installed, with a span processor
+// that drops every span: the SDK would otherwise install none (exporter
+// "none"), spans would be non-recording, a request arriving without a
+// traceparent would get the all-zero trace id, and logs would carry no usable
+// trace id. This way context is created and propagated (HTTP, gRPC, NATS,
+// the app, the webhook) and nothing is exported.
 import { register } from "node:module";
 import path from "node:path";
 
@@ -16,9 +26,13 @@ if (!env.OTEL_SERVICE_NAME) {
   const at = parts.lastIndexOf("services");
   env.OTEL_SERVICE_NAME = at >= 0 && parts[at + 1] ? `longhaul-${parts[at + 1]}` : "longhaul";
 }
-if (!env.OTEL_TRACES_EXPORTER && !env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
-  env.OTEL_TRACES_EXPORTER = "none";
-}
+const exporters = (env.OTEL_TRACES_EXPORTER ?? "")
+  .split(",")
+  .map((s) => s.trim())
+  .filter((s) => s !== "" && s !== "none");
+const exportTraces =
+  exporters.length > 0 ||
+  (!env.OTEL_TRACES_EXPORTER && Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT));
 env.OTEL_METRICS_EXPORTER ??= "none"; // metrics are served by prom-client on /metrics
 env.OTEL_LOGS_EXPORTER ??= "none"; // logs go to stdout as JSON
 
@@ -28,16 +42,27 @@ const { GrpcInstrumentation } = await import("@opentelemetry/instrumentation-grp
 const { PgInstrumentation } = await import("@opentelemetry/instrumentation-pg");
 const { UndiciInstrumentation } = await import("@opentelemetry/instrumentation-undici");
 
+/** Records nothing: spans exist (ids, context, sampling) but go nowhere. */
+const dropSpans = {
+  onStart() {},
+  onEnd() {},
+  forceFlush: () => Promise.resolve(),
+  shutdown: () => Promise.resolve(),
+};
+
 const sdk = new NodeSDK({
   instrumentations: [
     new HttpInstrumentation({
-      // /metrics scrapes are not part of any run's trace.
-      ignoreIncomingRequestHook: (req) => req.url === "/metrics",
+      // Scrapes and probes are not part of any run's trace.
+      ignoreIncomingRequestHook: (req) => req.url === "/metrics" || req.url === "/healthz",
     }),
+    // Health checks and reflection would fill traces with noise.
     new GrpcInstrumentation({ ignoreGrpcMethods: ["Check", "Watch", "ServerReflectionInfo"] }),
     new PgInstrumentation({ requireParentSpan: true }),
     new UndiciInstrumentation(),
   ],
+  // Undefined: the SDK builds the exporters OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_* name.
+  ...(exportTraces ? {} : { spanProcessors: [dropSpans] }),
 });
 sdk.start();
 globalThis[Symbol.for("longhaul.otel.sdk")] = sdk;
