@@ -57,6 +57,12 @@ export interface SchedulerStore {
   appCounts(project?: string): Promise<{ project: string; app: string; queued: number; inFlight: number }[]>;
 
   insertRun(run: NewRun): Promise<{ runId: string; existing: boolean; dispatch: DispatchRef | null }>;
+  /** Finds the app and inserts the run `build` makes of it, in one transaction. */
+  submitRun(
+    project: string,
+    app: string,
+    build: (app: AppSettings) => NewRun,
+  ): Promise<{ runId: string; existing: boolean; dispatch: DispatchRef | null }>;
   insertSyncRun(r: {
     project: string; app: string; upstreamUrl: string; method: string; path: string;
     statusCode: number; errorCode: string; errorMessage: string; startedAt: Date; finishedAt: Date;
@@ -72,7 +78,7 @@ export interface SchedulerStore {
     owner: string | null,
     result: AttemptResult,
     decideFor: (run: RunRecord, app: AppSettings | undefined) => Decision,
-  ): Promise<{ run: RunRecord; decision: Decision } | undefined>;
+  ): Promise<{ run: RunRecord; decision: Decision; limited: boolean } | undefined>;
   cancelRun(project: string, runId: string): Promise<{ run: RunRecord; cancelled: boolean; previousOwner: string | null } | undefined>;
   setWebhookState(runId: string, state: string): Promise<boolean>;
 

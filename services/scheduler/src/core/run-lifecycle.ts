@@ -52,11 +52,13 @@ export function createRunLifecycle(deps: SchedulerDeps) {
       }),
     );
     if (!ended) return undefined;
-    const { run, decision } = ended;
+    const { run, decision, limited } = ended;
     log.info({ run_id: run.id, attempt, status: run.status, decision: decision.kind, status_code: result.statusCode }, "attempt ended");
     await effects.changed(run);
-    // The attempt's slot is free: start what waits for it.
-    await effects.dispatched(await store.dispatchQueued(run.project_id, run.app, 50));
+    // The attempt's slot is free: start what waits for it. Apps without a
+    // limit never queue for a slot (their delayed runs are the tick's), so
+    // they skip this transaction: the async path stays at three commits.
+    if (limited) await effects.dispatched(await store.dispatchQueued(run.project_id, run.app, 50));
     return run;
   }
 

@@ -73,14 +73,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
   async function submit(project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }, retryOf: string | null = null) {
     checkName("app", input.app);
     if (!bus.isConnected()) throw new LonghaulError("unavailable", "the event broker is unreachable; try again", { retryAfterSeconds: 2 });
-    const app = await store.getApp(project, input.app);
-    if (!app) throw new LonghaulError("not_found", `app ${input.app} not found`);
-    const { timeoutSeconds } = checkSubmit(input, app, {
-      maxRequestBytes: settings.maxRequestBytes,
-      allowPrivateWebhooks: settings.allowPrivateWebhooks,
-      now: new Date(),
-    });
-    const result = await store.insertRun({
+    const result = await store.submitRun(project, input.app, (app) => ({
       project,
       app,
       mode: "async",
@@ -90,7 +83,6 @@ export function createRunRegistry(deps: SchedulerDeps) {
       headers: input.headers,
       body: input.body,
       webhookUrl: input.webhookUrl || null,
-      timeoutSeconds,
       priority: input.priority,
       idempotencyKey: input.idempotencyKey || null,
       requestHash: requestHash(input),
@@ -100,7 +92,12 @@ export function createRunRegistry(deps: SchedulerDeps) {
       tracestate: trace.tracestate,
       maxQueuedPerApp: settings.maxQueuedPerApp,
       idempotencyTtlSeconds: settings.idempotencyTtlSeconds,
-    });
+      timeoutSeconds: checkSubmit(input, app, {
+        maxRequestBytes: settings.maxRequestBytes,
+        allowPrivateWebhooks: settings.allowPrivateWebhooks,
+        now: new Date(),
+      }).timeoutSeconds,
+    }));
     if (!result.existing) {
       deps.metrics.runAccepted(input.app);
       log.info({ run_id: result.runId, app: input.app, project, dispatched: result.dispatch !== null }, "run accepted");

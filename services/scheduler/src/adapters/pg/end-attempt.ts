@@ -15,7 +15,8 @@ export interface AttemptResult {
   errorMessage: string;
 }
 
-export type EndedRun = { run: RunRecord; decision: Decision };
+/** `limited`: the app has a concurrency limit, so the freed slot may start a queued run. */
+export type EndedRun = { run: RunRecord; decision: Decision; limited: boolean };
 
 /**
  * Ends the attempt `attempt` of a run held by `owner` (null: whoever holds
@@ -86,7 +87,7 @@ export async function endAttempt(
             .where("id", "=", runId)
             .returning(runColumns)
             .executeTakeFirstOrThrow();
-    return { run: updated as RunRecord, decision };
+    return { run: updated as RunRecord, decision, limited: (app?.maxConcurrency ?? 0) > 0 };
   });
 }
 

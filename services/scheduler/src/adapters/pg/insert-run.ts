@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared";
 import type { AppSettings, DispatchRef, HeaderPair } from "../../core/model.js";
+import { findApp } from "./run-queries.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** A run to insert, validated by the core. */
@@ -55,7 +56,29 @@ async function roomForApp(trx: Transaction<SchedulerDb>, project: string, app: A
  * and nothing delays it, else `queued`.
  */
 export async function insertRun(db: Kysely<SchedulerDb>, input: NewRunInput): Promise<SubmitResult> {
+  return db.transaction().execute((trx) => insertRunIn(trx, input));
+}
+
+/**
+ * Looks the app up and stores the run built from it in one transaction, so a
+ * submit costs one commit. `build` validates against the app and may throw:
+ * then nothing is stored.
+ */
+export async function submitRun(
+  db: Kysely<SchedulerDb>,
+  project: string,
+  appName: string,
+  build: (app: AppSettings) => NewRunInput,
+): Promise<SubmitResult> {
   return db.transaction().execute(async (trx) => {
+    const app = await findApp(trx, project, appName);
+    if (!app) throw new LonghaulError("not_found", `app ${appName} not found`);
+    return insertRunIn(trx, build(app));
+  });
+}
+
+async function insertRunIn(trx: Transaction<SchedulerDb>, input: NewRunInput): Promise<SubmitResult> {
+  {
     const runId = randomUUID();
     if (input.idempotencyKey) {
       const claimed = await trx
@@ -130,7 +153,7 @@ export async function insertRun(db: Kysely<SchedulerDb>, input: NewRunInput): Pr
         ? { runId, attempt: 1, project: input.project, app: input.app.name, traceparent: input.traceparent }
         : null;
     return { runId, existing: false, dispatch };
-  });
+  }
 }
 
 async function refuseWhenQueueFull(trx: Transaction<SchedulerDb>, input: NewRunInput): Promise<void> {

@@ -18,6 +18,7 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     deleteApp: (project, name) => apps.deleteApp(db, project, name),
     appCounts: (project) => maintenance.appCounts(db, project),
     insertRun: (run) => inserts.insertRun(db, run),
+    submitRun: (project, app, build) => inserts.submitRun(db, project, app, build),
     insertSyncRun: (r) => runs.insertSyncRun(db, r),
     findRun: (project, id) => runs.findRun(db, project, id),
     findAttempts: (runId) => runs.findAttempts(db, runId),
