@@ -9,6 +9,7 @@ export * from "./grpc/client.js";
 export * from "./nats/names.js";
 export * from "./nats/connection.js";
 export * from "./db/database.js";
+export * from "./health.js";
 
 export * as runsPb from "./gen/longhaul/v1/runs.js";
 export * as appsPb from "./gen/longhaul/v1/apps.js";

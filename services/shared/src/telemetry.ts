@@ -1,6 +1,15 @@
-import { context, propagation, trace, SpanStatusCode, type Attributes, type Context, type Span } from "@opentelemetry/api";
+import {
+  context,
+  propagation,
+  trace,
+  SpanKind,
+  SpanStatusCode,
+  type Attributes,
+  type Context,
+  type Span,
+} from "@opentelemetry/api";
 
-export { context, propagation, trace, SpanStatusCode };
+export { context, propagation, trace, SpanKind, SpanStatusCode };
 export type { Attributes, Context, Span };
 
 /** Flushes and stops the SDK started by otel-register.mjs, if it runs. */
@@ -14,6 +23,20 @@ export async function shutdownTelemetry(): Promise<void> {
 /** The tracer of Longhaul's own spans. */
 export const tracer = trace.getTracer("longhaul");
 
+/**
+ * Attribute names of Longhaul's spans (issue 6: "spans carry the run id, app,
+ * attempt and outcome"). One spelling everywhere, so a trace backend can
+ * search every hop of a run by `longhaul.run_id`.
+ */
+export const RunAttr = {
+  runId: "longhaul.run_id",
+  project: "longhaul.project",
+  app: "longhaul.app",
+  attempt: "longhaul.attempt",
+  /** How the hop ended: a run status, a call outcome, a webhook state. */
+  outcome: "longhaul.outcome",
+} as const;
+
 /** The W3C `traceparent` / `tracestate` of a context, for storing beside a run. */
 export function traceCarrier(ctx: Context = context.active()): { traceparent: string; tracestate: string } {
   const carrier: Record<string, string> = {};
@@ -25,4 +48,41 @@ export function traceCarrier(ctx: Context = context.active()): { traceparent: st
 export function contextFromCarrier(traceparent: string, tracestate = ""): Context {
   if (!traceparent) return context.active();
   return propagation.extract(context.active(), tracestate ? { traceparent, tracestate } : { traceparent });
+}
+
+/**
+ * The context in which to start a span of a run whose trace is `traceparent`
+ * (stored at submit): the active one when it already belongs to that trace
+ * (a message or RPC of this run carried it, so the span lands under that
+ * hop), else the stored one. Work done for a run from elsewhere (a reconciler
+ * pass, another run's completion freeing a slot, a retry timer) thus still
+ * joins the run's own trace: one run is one trace.
+ */
+export function runContext(traceparent: string, tracestate = ""): Context {
+  const active = trace.getSpanContext(context.active());
+  const traceId = traceparent.split("-")[1];
+  if (!traceId || (active && trace.isSpanContextValid(active) && active.traceId === traceId)) return context.active();
+  return contextFromCarrier(traceparent, tracestate);
+}
+
+/**
+ * Runs `fn` in a new active span and ends it after; an error thrown marks the
+ * span failed (and is rethrown unchanged).
+ */
+export async function inSpan<T>(
+  name: string,
+  options: { kind?: SpanKind; attributes?: Attributes; parent?: Context },
+  fn: (span: Span) => Promise<T>,
+): Promise<T> {
+  const parent = options.parent ?? context.active();
+  const span = tracer.startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes ?? {} }, parent);
+  try {
+    return await context.with(trace.setSpan(parent, span), () => fn(span));
+  } catch (err) {
+    span.recordException(err instanceof Error ? err : String(err));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+    throw err;
+  } finally {
+    span.end();
+  }
 }
