@@ -2,6 +2,7 @@ import {
   appsPb,
   connectNats,
   createDb,
+  createDependencyHealth,
   createGrpcServer,
   createLogger,
   createRegistry,
@@ -10,6 +11,7 @@ import {
   migrate,
   natsNames,
   onShutdown,
+  probePostgres,
   runsPb,
   schedulerPb,
   serveMetrics,
@@ -38,7 +40,10 @@ for (const { project, key } of projectKeys(config)) await ensureProjectKey(db, p
 
 const names = natsNames(config.LONGHAUL_NATS_PREFIX);
 const grpc = createGrpcServer({ log, address: `${config.SCHEDULER_GRPC_HOST}:${config.SCHEDULER_GRPC_PORT}`, internalToken: config.LONGHAUL_INTERNAL_TOKEN });
-const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => grpc.setServing(up));
+// Health: NOT_SERVING while NATS or Postgres is unreachable (issue 6).
+const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
+const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => health.set("nats", up));
+const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
 await ensureStreams(nc, names);
 
 const registry = createRegistry("scheduler");
@@ -80,12 +85,13 @@ const ticker = setInterval(() => {
   });
 }, config.SCHEDULER_TICK_MS);
 
-grpc.setServing(true);
+health.started();
 log.info({ grpc_port: port, metrics_port: config.SCHEDULER_METRICS_PORT }, "ready");
 
 onShutdown(log, [
   { name: "reconciler", close: async () => { clearInterval(ticker); await ticking; } },
   { name: "grpc", close: () => grpc.stop(10_000) },
+  { name: "postgres probe", close: async () => pgProbe.stop() },
   { name: "metrics", close: () => new Promise((r) => metricsServer.close(() => r())) },
   { name: "nats", close: () => nc.drain() },
   { name: "postgres", close: () => db.destroy() },

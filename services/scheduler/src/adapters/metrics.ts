@@ -13,7 +13,7 @@ export function createSchedulerMetrics(registry: Registry, store: SchedulerStore
   const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
   const dispatchDelay = new Histogram({
     name: "longhaul_run_dispatch_delay_seconds",
-    help: "Time from accept to dispatch",
+    help: "Time from accept to the dispatch of the first attempt that an invoker took",
     buckets,
     registers: [registry],
   });

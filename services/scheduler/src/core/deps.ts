@@ -42,7 +42,7 @@ export function createEffects({ bus, log, metrics }: SchedulerDeps) {
       metrics.runFinished(run.app, run.status);
       if (!run.webhook_url) return;
       await bus
-        .publishFinished({ id: run.id, project: run.project_id, app: run.app, status: run.status })
+        .publishFinished({ id: run.id, project: run.project_id, app: run.app, status: run.status, traceparent: run.traceparent })
         .catch((err: unknown) => log.warn({ err, run_id: run.id }, "finished publish failed; the reconciler will republish"));
     },
   };

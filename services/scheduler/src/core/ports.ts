@@ -94,7 +94,8 @@ export interface SchedulerStore {
 /** The events the scheduler emits after a commit; each may fail, and the reconciler covers it. */
 export interface EventBus {
   publishDispatch(refs: DispatchRef[]): Promise<void>;
-  publishFinished(run: { id: string; project: string; app: string; status: string }): Promise<void>;
+  /** `traceparent`: the run's stored one, so the event joins the run's trace wherever it is published from. */
+  publishFinished(run: { id: string; project: string; app: string; status: string; traceparent?: string }): Promise<void>;
   publishCancel(runId: string): void;
   publishChanged(runId: string, status: string): void;
   /** Calls `onChange` whenever the run changes; returns an unsubscribe. */

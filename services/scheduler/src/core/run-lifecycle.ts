@@ -68,7 +68,14 @@ export function createRunLifecycle(deps: SchedulerDeps) {
       if (!run) {
         throw new LonghaulError("conflict", `run ${runId} attempt ${attempt} is not waiting for an invoker`);
       }
-      deps.metrics.startDelay((Date.now() - run.created_at.getTime()) / 1000);
+      if (run.attempt === 1) {
+        // Accept → dispatch from the row's own timestamps (dispatched_at is
+        // set in the commit right before the publish, and again by a
+        // republish: this is the dispatch that was taken). Retries are left
+        // out: their backoff is not queueing.
+        if (run.dispatched_at) deps.metrics.dispatchDelay((run.dispatched_at.getTime() - run.created_at.getTime()) / 1000);
+        deps.metrics.startDelay((Date.now() - run.created_at.getTime()) / 1000);
+      }
       deps.bus.publishChanged(run.id, run.status);
       return run;
     },

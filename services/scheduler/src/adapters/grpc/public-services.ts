@@ -1,5 +1,7 @@
 import {
+  RunAttr,
   appsPb,
+  inSpan,
   runsPb,
   serverStream,
   traceCarrier,
@@ -43,27 +45,32 @@ function appToProto(a: StoredApp & { queued: number; inFlight: number }): appsPb
 /** `longhaul.v1.RunService` on the core registry. */
 export function createRunService(registry: RunRegistry, log: Logger): runsPb.RunServiceServer {
   return {
-    submitRun: unary(log, "SubmitRun", async (req: runsPb.SubmitRunRequest, ctx) => {
-      const project = await projectOf(registry, ctx);
-      const r = req.request;
-      return registry.submit(
-        project,
-        {
-          app: req.app,
-          method: r?.method ?? "",
-          path: r?.path ?? "",
-          query: r?.query ?? "",
-          headers: r?.headers ?? [],
-          body: r?.body ?? Buffer.alloc(0),
-          webhookUrl: req.webhookUrl,
-          timeoutSeconds: req.timeoutSeconds,
-          priority: req.priority,
-          idempotencyKey: req.idempotencyKey,
-          notBefore: req.notBefore,
-        },
-        traceCarrier(),
-      );
-    }),
+    // `run.submit` is the run's own first span: the run stores its context
+    // (traceCarrier), and every later hop of the run joins it.
+    submitRun: unary(log, "SubmitRun", (req: runsPb.SubmitRunRequest, ctx) =>
+      inSpan("run.submit", { attributes: { [RunAttr.app]: req.app } }, async (span) => {
+        const project = await projectOf(registry, ctx);
+        const r = req.request;
+        const accepted = await registry.submit(
+          project,
+          {
+            app: req.app,
+            method: r?.method ?? "",
+            path: r?.path ?? "",
+            query: r?.query ?? "",
+            headers: r?.headers ?? [],
+            body: r?.body ?? Buffer.alloc(0),
+            webhookUrl: req.webhookUrl,
+            timeoutSeconds: req.timeoutSeconds,
+            priority: req.priority,
+            idempotencyKey: req.idempotencyKey,
+            notBefore: req.notBefore,
+          },
+          traceCarrier(),
+        );
+        span.setAttributes({ [RunAttr.runId]: accepted.runId, [RunAttr.project]: project, "longhaul.existing": accepted.existing });
+        return accepted;
+      })),
     getRun: unary(log, "GetRun", async (req: runsPb.GetRunRequest, ctx) => {
       const project = await projectOf(registry, ctx);
       const v = req.waitSeconds
@@ -100,10 +107,12 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
       await registry.cancel(project, req.runId);
       return { run: runToProto(await registry.getRun(project, req.runId)) };
     }),
-    retryRun: unary(log, "RetryRun", async (req: runsPb.RetryRunRequest, ctx) => {
-      const { runId } = await registry.retry(await projectOf(registry, ctx), req.runId, traceCarrier());
-      return { runId };
-    }),
+    retryRun: unary(log, "RetryRun", (req: runsPb.RetryRunRequest, ctx) =>
+      inSpan("run.submit", { attributes: { "longhaul.retry_of": req.runId } }, async (span) => {
+        const { runId } = await registry.retry(await projectOf(registry, ctx), req.runId, traceCarrier());
+        span.setAttribute(RunAttr.runId, runId);
+        return { runId };
+      })),
     watchRun: serverStream(log, "WatchRun", async (req: runsPb.WatchRunRequest, ctx, write: (m: runsPb.WatchRunResponse) => void) => {
       const project = await projectOf(registry, ctx);
       await registry.watch(project, req.runId, ctx.signal, (v) => write({ run: runToProto(v) }));

@@ -1,6 +1,9 @@
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import {
-  contextFromCarrier,
+  RunAttr,
+  SpanKind,
+  inSpan,
+  runContext,
   traceHeaders,
   type Logger,
   type NatsConnection,
@@ -26,22 +29,43 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
   })().catch((err: unknown) => log.error({ err }, "nats status loop failed"));
 
   return {
+    // Each publish is a producer span in the run's own trace (a queued run may
+    // be dispatched by another run's completion or by the reconciler), and the
+    // message carries that span's context to the consumer.
     async publishDispatch(refs) {
       await Promise.all(
         refs.map((r) =>
-          js.publish(names.dispatch(r.project, r.app), encoder.encode(JSON.stringify({ run_id: r.runId, attempt: r.attempt })), {
-            msgID: `${r.runId}:${r.attempt}`,
-            headers: traceHeaders(contextFromCarrier(r.traceparent)),
-            timeout: 5_000,
-          }),
+          inSpan(
+            "run.dispatch",
+            {
+              kind: SpanKind.PRODUCER,
+              parent: runContext(r.traceparent),
+              attributes: { [RunAttr.runId]: r.runId, [RunAttr.app]: r.app, [RunAttr.project]: r.project, [RunAttr.attempt]: r.attempt },
+            },
+            () =>
+              js.publish(names.dispatch(r.project, r.app), encoder.encode(JSON.stringify({ run_id: r.runId, attempt: r.attempt })), {
+                msgID: `${r.runId}:${r.attempt}`,
+                headers: traceHeaders(),
+                timeout: 5_000,
+              }),
+          ),
         ),
       );
     },
     async publishFinished(run) {
-      await js.publish(
-        names.finished(run.project),
-        encoder.encode(JSON.stringify({ run_id: run.id, project: run.project, app: run.app, status: run.status })),
-        { msgID: `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
+      await inSpan(
+        "run.finished",
+        {
+          kind: SpanKind.PRODUCER,
+          parent: runContext(run.traceparent ?? ""),
+          attributes: { [RunAttr.runId]: run.id, [RunAttr.app]: run.app, [RunAttr.project]: run.project, [RunAttr.outcome]: run.status },
+        },
+        () =>
+          js.publish(
+            names.finished(run.project),
+            encoder.encode(JSON.stringify({ run_id: run.id, project: run.project, app: run.app, status: run.status })),
+            { msgID: `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
+          ),
       );
     },
     publishCancel(runId) {
