@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
-import { Registry, collectDefaultMetrics } from "prom-client";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 
 export { Counter, Gauge, Histogram, Registry } from "prom-client";
 
@@ -9,6 +10,72 @@ export function createRegistry(service: string): Registry {
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry });
   return registry;
+}
+
+/** How long a scrape waits for JetStream before leaving the consumer's gauges out. */
+const CONSUMER_INFO_TIMEOUT_MS = 2_000;
+
+/**
+ * `longhaul_jetstream_consumer_pending{stream,consumer}` (messages not yet
+ * delivered: the backlog) and `longhaul_jetstream_consumer_ack_pending`
+ * (delivered, not yet acked) of durable consumers, read with
+ * `$JS.API.CONSUMER.INFO` at scrape time. While JetStream does not answer, the
+ * series are absent rather than stale. Call once per consumer.
+ */
+export function registerConsumerPending(
+  registry: Registry,
+  jsm: Pick<JetStreamManager, "consumers">,
+  stream: string,
+  consumer: string,
+): void {
+  const gauges = consumerGauges(registry);
+  gauges.consumers.push({ jsm, stream, consumer });
+}
+
+type WatchedConsumer = { jsm: Pick<JetStreamManager, "consumers">; stream: string; consumer: string };
+
+const perRegistry = new WeakMap<Registry, { consumers: WatchedConsumer[] }>();
+
+function consumerGauges(registry: Registry): { consumers: WatchedConsumer[] } {
+  const known = perRegistry.get(registry);
+  if (known) return known;
+  const state = { consumers: [] as WatchedConsumer[] };
+  perRegistry.set(registry, state);
+  const labelNames = ["stream", "consumer"] as const;
+  const ackPending = new Gauge({
+    name: "longhaul_jetstream_consumer_ack_pending",
+    help: "Messages a durable JetStream consumer delivered and that are not yet acked",
+    labelNames,
+    registers: [registry],
+  });
+  new Gauge({
+    name: "longhaul_jetstream_consumer_pending",
+    help: "Messages of its stream a durable JetStream consumer has not delivered yet (its backlog)",
+    labelNames,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      ackPending.reset();
+      await Promise.all(
+        state.consumers.map(async (c) => {
+          const info = await withTimeout(c.jsm.consumers.info(c.stream, c.consumer), CONSUMER_INFO_TIMEOUT_MS).catch(() => undefined);
+          if (!info) return;
+          const labels = { stream: c.stream, consumer: c.consumer };
+          this.set(labels, info.num_pending);
+          ackPending.set(labels, info.num_ack_pending);
+        }),
+      );
+    },
+  });
+  return state;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Serves `/metrics` (and `/healthz`) on its own port, for services with no HTTP server. */
