@@ -1,5 +1,6 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { jetstreamManager } from "@nats-io/jetstream";
 import {
   connectNats,
   createGrpcServer,
@@ -8,6 +9,7 @@ import {
   invokerPb,
   natsNames,
   onShutdown,
+  registerConsumerPending,
   serveMetrics,
   shutdownTelemetry,
 } from "@longhaul/shared";
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
   heartbeats.start();
   const cancels = subscribeCancels(nc, names, log, (runId) => invoker.cancel(runId));
   const consumer = await startDispatchConsumer({ nc, names, capacity, log, claim: (d) => invoker.claim(d) });
+  registerConsumerPending(registry, await jetstreamManager(nc), names.dispatchStream, names.invokerConsumer);
   consuming = true;
   grpc.setServing(natsUp);
 

@@ -1,11 +1,14 @@
 import {
   LonghaulError,
+  RunAttr,
+  SpanKind,
   SpanStatusCode,
   context,
-  contextFromCarrier,
+  runContext,
   trace,
   tracer,
   type Logger,
+  type Span,
 } from "@longhaul/shared";
 import type { Capacity } from "./capacity.js";
 import { runCallHeaders } from "./outbound-headers.js";
@@ -165,22 +168,31 @@ export class RunInvoker {
   }
 
   private async hold(run: ClaimedRun, held: HeldRun): Promise<void> {
-    const parent = contextFromCarrier(run.traceparent, run.tracestate);
+    // Under the dispatch when it carried this run's trace, else under the
+    // run's stored context: either way in the run's one trace.
+    const parent = runContext(run.traceparent, run.tracestate);
+    // `run.call` is a client span for the whole hold (issue 6): it ends when
+    // the app answers or the call is stopped; reporting the outcome follows
+    // beside it, in the parent's context.
     const span = tracer.startSpan(
-      "longhaul.invoker.call",
-      { attributes: { "longhaul.run_id": run.runId, "longhaul.attempt": run.attempt, "longhaul.app": run.app } },
+      "run.call",
+      {
+        kind: SpanKind.CLIENT,
+        attributes: { [RunAttr.runId]: run.runId, [RunAttr.attempt]: run.attempt, [RunAttr.app]: run.app, [RunAttr.project]: run.project },
+      },
       parent,
     );
-    return context.with(trace.setSpan(parent, span), async () => {
-      try {
-        await this.holdInContext(run, held, span);
-      } finally {
-        span.end();
-      }
-    });
+    let report: (() => Promise<void>) | undefined;
+    try {
+      report = await context.with(trace.setSpan(parent, span), () => this.callApp(run, held, span));
+    } finally {
+      span.end();
+    }
+    if (report) await context.with(parent, report);
   }
 
-  private async holdInContext(run: ClaimedRun, held: HeldRun, span: ReturnType<typeof tracer.startSpan>): Promise<void> {
+  /** Holds the call to the app; resolves with what reports its outcome (CompleteRun or ReleaseRun), if anything does. */
+  private async callApp(run: ClaimedRun, held: HeldRun, span: Span): Promise<(() => Promise<void>) | undefined> {
     const { clock, metrics, log } = this.o;
     const ids = { run_id: run.runId, attempt: run.attempt };
     const call = new AbortController();
@@ -225,10 +237,9 @@ export class RunInvoker {
       } else {
         callOutcome = reason === "draining" ? "released" : reason;
         metrics.callEnded("async", callOutcome, seconds);
-        span.setAttribute("longhaul.stopped", callOutcome);
+        span.setAttributes({ "longhaul.stopped": callOutcome, [RunAttr.outcome]: callOutcome });
         log.info({ ...ids, reason, seconds }, "call stopped before the app answered");
-        if (reason === "draining") await this.release(run);
-        return;
+        return reason === "draining" ? () => this.release(run) : undefined;
       }
     } else if (result.kind === "connect_error") {
       outcome = errorOutcome("connect_error", result.message);
@@ -248,12 +259,13 @@ export class RunInvoker {
       span.setAttribute("http.response.status_code", result.statusCode);
     }
     metrics.callEnded("async", callOutcome, seconds);
+    span.setAttribute(RunAttr.outcome, callOutcome);
     if (callOutcome !== "succeeded") span.setStatus({ code: SpanStatusCode.ERROR, message: callOutcome });
     log.info(
       { ...ids, outcome: callOutcome, status_code: outcome.statusCode, error_code: outcome.errorCode, body_truncated: outcome.bodyTruncated, seconds },
       "call ended",
     );
-    await this.complete(run, held, outcome);
+    return () => this.complete(run, held, outcome);
   }
 
   /** Reports an outcome, retrying with backoff while the scheduler cannot answer. */
