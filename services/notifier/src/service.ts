@@ -10,6 +10,7 @@ import {
   migrate,
   natsNames,
   notifierPb,
+  registerConsumerPending,
   resultUrlKey,
   serveMetrics,
   type Logger,
@@ -107,6 +108,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   const metricsPort = typeof metricsAddress === "object" && metricsAddress ? metricsAddress.port : 0;
 
   const consumer = await startFinishedConsumer({ nc, jsm, names, core, log });
+  registerConsumerPending(registry, jsm, names.eventsStream, names.notifierConsumer);
   const poller = startPoller({
     poll: core.pollOnce,
     intervalMs: config.NOTIFIER_POLL_MS,

@@ -1,4 +1,4 @@
-import { LonghaulError, SpanStatusCode, context, contextFromCarrier, tracer, type Logger } from "@longhaul/shared";
+import { LonghaulError, RunAttr, SpanStatusCode, context, runContext, tracer, type Logger } from "@longhaul/shared";
 import type {
   Delivery,
   DeliveryAttempt,
@@ -131,17 +131,26 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       await reportQuietly(runId);
       return;
     }
-    // The attempt joins the run's trace (one run is one trace): its span is
-    // the parent of the POST's, and its log lines carry the run's trace id.
+    // The attempt joins the run's trace (one run is one trace): under the
+    // run.finished event that carried it, else (a retry from the poller)
+    // under the run's stored context. Its span is the parent of the POST's,
+    // and its log lines carry the run's trace id.
     const found = input;
-    await context.with(contextFromCarrier(found.traceparent), () =>
+    await context.with(runContext(found.traceparent), () =>
       tracer.startActiveSpan(
         "webhook attempt",
-        { attributes: { "longhaul.run_id": runId, "longhaul.attempt": delivery.attemptsMade + 1 } },
+        {
+          attributes: {
+            [RunAttr.runId]: runId,
+            [RunAttr.app]: found.app,
+            [RunAttr.project]: found.project,
+            "longhaul.webhook_attempt": delivery.attemptsMade + 1,
+          },
+        },
         async (span) => {
           try {
             const state = await send(delivery, token, found);
-            span.setAttribute("longhaul.webhook_state", state);
+            span.setAttributes({ "longhaul.webhook_state": state, [RunAttr.outcome]: state });
             if (state === "failed") span.setStatus({ code: SpanStatusCode.ERROR });
           } finally {
             span.end();
