@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError, RunAttr, trace } from "@longhaul/shared";
 import { appResponseHeaders, headerPairs, prefersAsync } from "../../core/app-request.js";
 import {
   buildInvokeHead,
@@ -57,6 +57,8 @@ async function submitAsync(
   // Idempotency-Key a retrying client gets the same run either way.
   const res = await deps.ports.runs.submitRun(ctx.caller, request);
   deps.metrics.runsAccepted.inc({ existing: String(res.existing) });
+  // The request's server span is the root of the run's trace: name the run on it.
+  trace.getActiveSpan()?.setAttributes({ [RunAttr.runId]: res.runId, [RunAttr.app]: app, [RunAttr.project]: ctx.caller.project });
   const headers: Record<string, string> = { location: `/v1/runs/${res.runId}` };
   if (prefersAsync(call.headers)) headers["preference-applied"] = "respond-async";
   sendJson(ctx.res, 202, { run_id: res.runId }, headers);
