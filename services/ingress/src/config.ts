@@ -1,4 +1,4 @@
-import { commonEnvSchema, envInt, parseEnv, z } from "@longhaul/shared";
+import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared";
 
 /**
  * The ingress's environment. This file is the only reader of `process.env`
@@ -30,6 +30,16 @@ export const ingressEnvSchema = commonEnvSchema.extend({
    * @default 3600
    */
   INGRESS_SSE_MAX_SECONDS: envInt(3600, 10, 86_400),
+  /**
+   * Milliseconds between the looks of a project feed (`GET /v1/events`, the
+   * dashboard's live table) for new runs; state changes of the runs it
+   * watches arrive at once either way. @default 1000
+   */
+  INGRESS_EVENTS_POLL_MS: envInt(1000, 100, 60_000),
+  /** Unfinished runs one project feed watches at most (one WatchRun stream each). @default 100 */
+  INGRESS_EVENTS_MAX_WATCHED: envInt(100, 1, 1000),
+  /** Serve the dashboard at `/dashboard`. @default true */
+  INGRESS_DASHBOARD_ENABLED: envBool(true),
   /** Grace period for in-flight requests at shutdown, in milliseconds. @default 25000 */
   INGRESS_SHUTDOWN_GRACE_MS: envInt(25_000, 0, 600_000),
 });

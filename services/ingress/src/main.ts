@@ -8,6 +8,8 @@ import {
 import { createInvokerClient } from "./adapters/grpc/invoker-client.js";
 import { createNotifierClient } from "./adapters/grpc/notifier-client.js";
 import { createSchedulerClients } from "./adapters/grpc/scheduler-client.js";
+import { loadDashboardAssets } from "./adapters/http/dashboard-assets.js";
+import { dashboardRoutes } from "./adapters/http/dashboard-routes.js";
 import { createHttpGateway } from "./adapters/http/server.js";
 import { loadConfig } from "./config.js";
 import { createAuthenticator } from "./core/auth.js";
@@ -22,6 +24,7 @@ async function main(): Promise<void> {
   const notifier = createNotifierClient(config.NOTIFIER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
   const invoker = createInvokerClient(config.INVOKER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
   const authenticator = createAuthenticator(scheduler.keys, { cacheSeconds: config.INGRESS_AUTH_CACHE_SECONDS });
+  const dashboard = config.INGRESS_DASHBOARD_ENABLED ? await loadDashboardAssets() : undefined;
 
   const gateway = createHttpGateway({
     log,
@@ -32,7 +35,10 @@ async function main(): Promise<void> {
       maxBodyBytes: config.LONGHAUL_MAX_BODY_BYTES,
       sseHeartbeatSeconds: config.INGRESS_SSE_HEARTBEAT_SECONDS,
       sseMaxSeconds: config.INGRESS_SSE_MAX_SECONDS,
+      feedPollMs: config.INGRESS_EVENTS_POLL_MS,
+      feedMaxWatched: config.INGRESS_EVENTS_MAX_WATCHED,
     },
+    extraRoutes: dashboard ? () => dashboardRoutes(dashboard) : undefined,
     resultUrlKey: resultUrlKey(config.LONGHAUL_INTERNAL_TOKEN),
   });
   const port = await gateway.listen(config.LONGHAUL_HTTP_HOST, config.LONGHAUL_HTTP_PORT);
@@ -54,7 +60,12 @@ async function main(): Promise<void> {
     config.INGRESS_SHUTDOWN_GRACE_MS + 5_000,
   );
   log.info(
-    { host: config.LONGHAUL_HTTP_HOST, port, publicUrl: config.LONGHAUL_PUBLIC_URL || undefined },
+    {
+      host: config.LONGHAUL_HTTP_HOST,
+      port,
+      publicUrl: config.LONGHAUL_PUBLIC_URL || undefined,
+      dashboard: dashboard ? `/dashboard (assets ${dashboard.version})` : "off",
+    },
     "ready",
   );
 }

@@ -52,6 +52,10 @@ export interface FakeMesh {
   watch: EventEmitter;
   /** Per-app errors SubmitRun throws (e.g. resource_exhausted). */
   submitErrors: Map<string, LonghaulError>;
+  /** Stored requests GetRunInput answers with (else: no body stored). */
+  inputs: Map<string, runsPb.HttpRequest>;
+  /** Every ListRuns request received. */
+  listCalls: runsPb.ListRunsRequest[];
   addRun(project: string, app: string, status?: runsPb.RunStatus): runsPb.Run;
   stop(): Promise<void>;
 }
@@ -74,6 +78,8 @@ export async function startFakeMesh(): Promise<FakeMesh> {
   const watch = new EventEmitter();
   watch.setMaxListeners(100);
   const submitErrors = new Map<string, LonghaulError>();
+  const inputs = new Map<string, runsPb.HttpRequest>();
+  const listCalls: runsPb.ListRunsRequest[] = [];
 
   const ownRun = (project: string, runId: string): runsPb.Run => {
     const run = runs.get(runId);
@@ -136,8 +142,21 @@ export async function startFakeMesh(): Promise<FakeMesh> {
     }),
     listRuns: unary(log, "ListRuns", async (req: runsPb.ListRunsRequest, ctx) => {
       const project = projectOf(ctx.metadata);
-      const list = [...runs.values()].filter((r) => r.project === project && (!req.app || r.app === req.app));
-      return { runs: list.slice(0, req.limit || 50), nextCursor: list.length > (req.limit || 50) ? "next" : "" };
+      listCalls.push(req);
+      // Newest first, like the scheduler; the cursor is an offset here.
+      const list = [...runs.values()]
+        .filter((r) => r.project === project && (!req.app || r.app === req.app))
+        .filter((r) => !req.status || r.status === req.status)
+        .filter((r) => !req.createdAfter || (r.createdAt?.getTime() ?? 0) > req.createdAfter.getTime())
+        .sort((a, b) => (b.createdAt?.getTime() ?? 0) - (a.createdAt?.getTime() ?? 0));
+      const from = Number(req.cursor || 0);
+      const limit = req.limit || 50;
+      return { runs: list.slice(from, from + limit), nextCursor: list.length > from + limit ? String(from + limit) : "" };
+    }),
+    getRunInput: unary(log, "GetRunInput", async (req: runsPb.GetRunInputRequest, ctx) => {
+      const run = ownRun(projectOf(ctx.metadata), req.runId);
+      const input = inputs.get(run.id);
+      return { runId: run.id, request: input ?? { method: run.method, path: run.path, query: "", headers: [], body: Buffer.alloc(0) }, bodyStored: input !== undefined };
     }),
     cancelRun: unary(log, "CancelRun", async (req: runsPb.CancelRunRequest, ctx) => {
       const run = ownRun(projectOf(ctx.metadata), req.runId);
@@ -261,6 +280,8 @@ export async function startFakeMesh(): Promise<FakeMesh> {
     invokes,
     watch,
     submitErrors,
+    inputs,
+    listCalls,
     addRun,
     async stop() {
       await Promise.all(servers.map((s) => s.stop(100)));

@@ -33,6 +33,8 @@ export interface RunsPort {
   listRuns(caller: Caller, req: runsPb.ListRunsRequest, opts?: CallOptions): Promise<runsPb.ListRunsResponse>;
   cancelRun(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.Run>;
   retryRun(caller: Caller, runId: string, opts?: CallOptions): Promise<string>;
+  /** The request stored for the run (RunService/GetRunInput). */
+  getRunInput(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.GetRunInputResponse>;
   /**
    * The run now, then at each change; ends when the run is finished or when
    * `maxSeconds` pass (the stream's deadline), whichever comes first.

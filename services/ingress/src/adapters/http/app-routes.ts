@@ -1,6 +1,7 @@
 import { LonghaulError } from "@longhaul/shared";
 import { readJson, sendJson } from "./http-io.js";
-import { appFromJson, appToJson } from "./json-mapping.js";
+import { countAppOutcomes } from "../../core/app-outcomes.js";
+import { appFromJson, appToJson, runStatusName } from "./json-mapping.js";
 import type { RequestContext, Route } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";
 
@@ -13,7 +14,23 @@ function appName(ctx: RequestContext): string {
   return name;
 }
 
-/** `PUT|GET|DELETE /v1/apps/{app}`, `GET /v1/apps` (DESIGN.md "HTTP API"). */
+/** Longest `?window_seconds=` of outcome counts: a day. */
+const MAX_WINDOW_SECONDS = 86_400;
+
+/** `?window_seconds=` of outcome counts, default an hour. */
+function windowSeconds(ctx: RequestContext): number {
+  const raw = ctx.query.get("window_seconds");
+  if (raw === null || raw === "") return 3600;
+  if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_WINDOW_SECONDS) {
+    throw new LonghaulError("invalid_argument", `window_seconds must be an integer from 1 to ${MAX_WINDOW_SECONDS}`);
+  }
+  return Number(raw);
+}
+
+/**
+ * `PUT|GET|DELETE /v1/apps/{app}`, `GET /v1/apps` (DESIGN.md "HTTP API"),
+ * and `GET /v1/apps/{app}/outcomes` (runs of the last window by status).
+ */
 export function appRoutes(deps: RouteDeps): Route[] {
   const { apps } = deps.ports;
   const jsonLimit = Math.min(MAX_APP_JSON_BYTES, deps.limits.maxBodyBytes);
@@ -34,6 +51,29 @@ export function appRoutes(deps: RouteDeps): Route[] {
       handler: async (ctx) => {
         const app = await apps.getApp(ctx.caller, appName(ctx), { signal: ctx.signal });
         sendJson(ctx.res, 200, appToJson(app));
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/v1/apps/:app/outcomes",
+      auth: true,
+      handler: async (ctx) => {
+        const name = appName(ctx);
+        // An unknown app is a 404, not an empty count.
+        await apps.getApp(ctx.caller, name, { signal: ctx.signal });
+        const outcomes = await countAppOutcomes(
+          deps.ports.runs,
+          ctx.caller,
+          { app: name, windowSeconds: windowSeconds(ctx), now: deps.now(), statusName: runStatusName },
+          { signal: ctx.signal },
+        );
+        sendJson(ctx.res, 200, {
+          app: outcomes.app,
+          since: outcomes.since.toISOString(),
+          counts: outcomes.counts,
+          total: outcomes.total,
+          capped: outcomes.capped,
+        });
       },
     },
     {

@@ -10,6 +10,10 @@ export interface HttpLimits {
   sseHeartbeatSeconds: number;
   /** Longest one SSE stream stays open before the client must reconnect. */
   sseMaxSeconds: number;
+  /** Milliseconds between the project feed's looks for new runs (`GET /v1/events`). */
+  feedPollMs: number;
+  /** Runs one project feed watches for changes at most. */
+  feedMaxWatched: number;
 }
 
 /** What every group of routes is built from. */

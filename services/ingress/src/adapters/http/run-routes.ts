@@ -1,6 +1,15 @@
 import { LonghaulError, verifyResultUrl, type runsPb } from "@longhaul/shared";
+import { DEFAULT_PREVIEW_BYTES } from "../../core/body-preview.js";
 import { sendJson } from "./http-io.js";
-import { isFinished, listRunsRequestFromQuery, resultToJson, runListToJson, runStatusName, runToJson } from "./json-mapping.js";
+import { resultPreviewToJson, runInputToJson } from "./preview-json.js";
+import {
+  isFinished,
+  listRunsRequestFromQuery,
+  resultToJson,
+  runListToJson,
+  runStatusName,
+  runToJson,
+} from "./json-mapping.js";
 import type { RequestContext, Route } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";
 import { streamRunEvents } from "./run-events.js";
@@ -76,6 +85,15 @@ export function runRoutes(deps: RouteDeps): Route[] {
     },
     {
       method: "GET",
+      pattern: "/v1/runs/:id/request",
+      auth: true,
+      handler: async (ctx) => {
+        const input = await runs.getRunInput(ctx.caller, runIdParam(ctx), { signal: ctx.signal });
+        sendJson(ctx.res, 200, runInputToJson(input, previewBytes(ctx)));
+      },
+    },
+    {
+      method: "GET",
       pattern: "/v1/runs/:id/events",
       auth: true,
       handler: (ctx) => streamRunEvents(deps, ctx, runIdParam(ctx)),
@@ -87,11 +105,10 @@ async function keyedResult(deps: RouteDeps, ctx: RequestContext): Promise<void> 
   const caller = await deps.authenticator.authenticate(ctx.req.headers.authorization);
   const res = await deps.ports.runs.getRunResult(caller, runIdParam(ctx), { signal: ctx.signal });
   requireFinished(res.runId, res.status);
-  if (wantsJson(ctx)) {
-    sendJson(ctx.res, 200, resultToJson(res));
-    return;
-  }
-  sendRawResult(ctx, res);
+  const format = resultFormat(ctx);
+  if (format === "json") sendJson(ctx.res, 200, resultToJson(res));
+  else if (format === "preview") sendJson(ctx.res, 200, resultPreviewToJson(res, previewBytes(ctx)));
+  else sendRawResult(ctx, res);
 }
 
 async function signedResult(deps: RouteDeps, ctx: RequestContext): Promise<void> {
@@ -111,7 +128,9 @@ async function signedResult(deps: RouteDeps, ctx: RequestContext): Promise<void>
     contentType: stored.contentType,
     bodyTruncated: stored.bodyTruncated,
   };
-  if (wantsJson(ctx)) sendJson(ctx.res, 200, resultToJson(res));
+  const format = resultFormat(ctx);
+  if (format === "json") sendJson(ctx.res, 200, resultToJson(res));
+  else if (format === "preview") sendJson(ctx.res, 200, resultPreviewToJson(res, previewBytes(ctx)));
   else sendRawResult(ctx, res);
 }
 
@@ -122,12 +141,28 @@ function requireFinished(runId: string, status: runsPb.RunStatus): void {
   }
 }
 
-/** `?format=json` asks for the JSON envelope; anything else gets the raw body. */
-function wantsJson(ctx: RequestContext): boolean {
-  const format = ctx.query.get("format");
-  if (format === null || format === "raw") return false;
-  if (format === "json") return true;
-  throw new LonghaulError("invalid_argument", "format must be raw or json");
+/**
+ * `?format=json` asks for the JSON envelope (whole body, base64),
+ * `?format=preview` for what a person reads (secrets masked, body capped,
+ * text when UTF-8); no format (or `raw`) gets the raw body.
+ */
+function resultFormat(ctx: RequestContext): "raw" | "json" | "preview" {
+  const format = ctx.query.get("format") ?? "raw";
+  if (format === "raw" || format === "json" || format === "preview") return format;
+  throw new LonghaulError("invalid_argument", "format must be raw, json or preview");
+}
+
+/** Largest `?preview_bytes=` of a body preview. */
+const MAX_PREVIEW_BYTES = 1024 * 1024;
+
+/** `?preview_bytes=` (default 64 KiB): how much of a body a preview holds. */
+function previewBytes(ctx: RequestContext): number {
+  const raw = ctx.query.get("preview_bytes");
+  if (raw === null || raw === "") return DEFAULT_PREVIEW_BYTES;
+  if (!/^\d+$/.test(raw) || Number(raw) > MAX_PREVIEW_BYTES) {
+    throw new LonghaulError("invalid_argument", `preview_bytes must be an integer from 0 to ${MAX_PREVIEW_BYTES}`);
+  }
+  return Number(raw);
 }
 
 /**

@@ -4,6 +4,7 @@ import { LonghaulError, type Logger, type Registry } from "@longhaul/shared";
 import type { Authenticator } from "../../core/auth.js";
 import type { MeshPorts } from "../../core/ports.js";
 import { appRoutes } from "./app-routes.js";
+import { feedRoutes } from "./feed-routes.js";
 import { gatewayRoutes } from "./gateway-routes.js";
 import { sendError, sendJson } from "./http-io.js";
 import { createHttpMetrics } from "./http-metrics.js";
@@ -65,6 +66,7 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
     ...runRoutes(deps),
     ...webhookRoutes(deps),
     ...appRoutes(deps),
+    ...feedRoutes(deps),
     ...(options.extraRoutes?.(deps) ?? []),
     ...gatewayRoutes(deps),
   ];
