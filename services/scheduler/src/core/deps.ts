@@ -31,9 +31,9 @@ export interface SchedulerDeps {
  */
 export function createEffects({ bus, log, metrics }: SchedulerDeps) {
   return {
-    async dispatched(refs: DispatchRef[]): Promise<void> {
+    async dispatched(refs: DispatchRef[], options: { republish?: boolean } = {}): Promise<void> {
       if (refs.length === 0) return;
-      await bus.publishDispatch(refs).catch((err: unknown) => log.warn({ err, runs: refs.length }, "dispatch publish failed; the reconciler will republish"));
+      await bus.publishDispatch(refs, options).catch((err: unknown) => log.warn({ err, runs: refs.length }, "dispatch publish failed; the reconciler will republish"));
       for (const r of refs) bus.publishChanged(r.runId, "dispatched");
     },
     async changed(run: RunRecord): Promise<void> {

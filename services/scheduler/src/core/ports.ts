@@ -93,7 +93,11 @@ export interface SchedulerStore {
 
 /** The events the scheduler emits after a commit; each may fail, and the reconciler covers it. */
 export interface EventBus {
-  publishDispatch(refs: DispatchRef[]): Promise<void>;
+  /**
+   * `republish`: the attempt was published before and nobody claimed it; send
+   * it under a new message id so that JetStream's dedup window does not drop it.
+   */
+  publishDispatch(refs: DispatchRef[], options?: { republish?: boolean }): Promise<void>;
   /** `traceparent`: the run's stored one, so the event joins the run's trace wherever it is published from. */
   publishFinished(run: { id: string; project: string; app: string; status: string; traceparent?: string }): Promise<void>;
   publishCancel(runId: string): void;

@@ -46,7 +46,7 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
       await step("redispatch", async () => {
         const stale = await store.staleDispatches(settings.redispatchAfterSeconds, BATCH);
         if (stale.length > 0) log.warn({ runs: stale.length }, "republishing unclaimed dispatches");
-        await effects.dispatched(stale);
+        await effects.dispatched(stale, { republish: true });
       });
       await step("webhooks", async () => {
         for (const r of await store.untakenWebhooks(settings.webhookRepublishAfterSeconds, BATCH)) {

@@ -108,15 +108,27 @@ export async function ensureConsumer(
   filterSubject: string,
   ackWaitSeconds: number,
 ): Promise<void> {
-  await jsm.consumers.add(stream, {
-    durable_name: durable,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    filter_subject: filterSubject,
-    ack_wait: ackWaitSeconds * SECOND_NS,
-    max_deliver: -1,
-    max_ack_pending: 20_000,
+  const editable = { ack_wait: ackWaitSeconds * SECOND_NS, max_deliver: -1, max_ack_pending: 20_000 };
+  const existing = await jsm.consumers.info(stream, durable).catch((err: unknown) => {
+    if (isNotFound(err)) return undefined;
+    throw err;
   });
+  if (!existing) {
+    await jsm.consumers.add(stream, {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: filterSubject,
+      ...editable,
+    });
+    return;
+  }
+  // A consumer made by an older version keeps its position; its editable
+  // settings follow this version's.
+  const c = existing.config;
+  if (c.ack_wait !== editable.ack_wait || c.max_ack_pending !== editable.max_ack_pending) {
+    await jsm.consumers.update(stream, durable, editable);
+  }
 }
 
 /** Headers carrying the active W3C trace context. */

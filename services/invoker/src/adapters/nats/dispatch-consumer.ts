@@ -14,8 +14,13 @@ import type { ClaimDecision } from "../../core/run-invoker.js";
 
 /** Delay before a dispatch is redelivered when the scheduler cannot answer a claim. */
 export const NAK_DELAY_MS = 2_000;
-/** JetStream ack wait of the `invoker` consumer: claims take seconds, never the call. */
-const ACK_WAIT_SECONDS = 30;
+/**
+ * JetStream ack wait of the `invoker` consumer: it covers the claim only (the
+ * message is acked right after it), never the call. Short, because a message
+ * handed to a paused or dying invoker waits this long before another invoker
+ * gets it.
+ */
+const ACK_WAIT_SECONDS = 10;
 
 export interface DispatchConsumerOptions {
   nc: NatsConnection;

@@ -32,7 +32,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
     // Each publish is a producer span in the run's own trace (a queued run may
     // be dispatched by another run's completion or by the reconciler), and the
     // message carries that span's context to the consumer.
-    async publishDispatch(refs) {
+    async publishDispatch(refs, options = {}) {
       await Promise.all(
         refs.map((r) =>
           inSpan(
@@ -44,7 +44,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
             },
             () =>
               js.publish(names.dispatch(r.project, r.app), encoder.encode(JSON.stringify({ run_id: r.runId, attempt: r.attempt })), {
-                msgID: `${r.runId}:${r.attempt}`,
+                msgID: options.republish ? `${r.runId}:${r.attempt}:${Date.now()}` : `${r.runId}:${r.attempt}`,
                 headers: traceHeaders(),
                 timeout: 5_000,
               }),
