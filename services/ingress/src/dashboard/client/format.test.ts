@@ -1,0 +1,111 @@
+import { describe, expect, it } from "vitest";
+import { compareRuns, formatBytes, formatDuration, formatTime, prettyBody, runDurationMs, timeline } from "./format.js";
+import type { Delivery, Run } from "./types.js";
+
+// The dashboard's pure helpers (they run in Node as well as in the browser).
+
+function run(over: Partial<Run> = {}): Run {
+  return {
+    run_id: "00000000-0000-4000-8000-000000000001",
+    project: "dev",
+    app: "a",
+    status: "queued",
+    mode: "async",
+    method: "POST",
+    path: "/x",
+    attempt: 0,
+    max_attempts: 3,
+    priority: 0,
+    timeout_seconds: 60,
+    webhook_url: null,
+    webhook_state: "none",
+    status_code: null,
+    error_code: null,
+    error_message: null,
+    retry_of: null,
+    idempotency_key: null,
+    created_at: "2026-05-01T12:00:00.000Z",
+    not_before: null,
+    dispatched_at: null,
+    started_at: null,
+    finished_at: null,
+    attempts: [],
+    ...over,
+  };
+}
+
+describe("formatting", () => {
+  it("formats durations in the units that matter", () => {
+    expect([null, 0, 850, 12_340, 245_000, 7_380_000].map(formatDuration)).toEqual(["—", "0 ms", "850 ms", "12.3 s", "4 m 05 s", "2 h 03 m"]);
+  });
+
+  it("formats times short today and dated otherwise (local time)", () => {
+    const now = new Date(2026, 4, 1, 18, 0, 0);
+    expect(formatTime(new Date(2026, 4, 1, 14, 3, 7).toISOString(), now)).toBe("14:03:07");
+    expect(formatTime(new Date(2026, 3, 30, 9, 5, 0).toISOString(), now)).toBe("2026-04-30 09:05:00");
+    expect(formatTime(null, now)).toBe("—");
+  });
+
+  it("formats sizes, and pretty-prints JSON bodies only", () => {
+    expect([10, 2048, 3 * 1024 * 1024].map(formatBytes)).toEqual(["10 B", "2.0 KiB", "3.0 MiB"]);
+    expect(prettyBody('{"a":[1,2]}', "application/json")).toBe('{\n  "a": [\n    1,\n    2\n  ]\n}');
+    expect(prettyBody('[{"a":1}]', null)).toBe('[\n  {\n    "a": 1\n  }\n]');
+    expect(prettyBody('{"cut": "of', "application/json")).toBe('{"cut": "of');
+    expect(prettyBody("plain {text}", "text/plain")).toBe("plain {text}");
+  });
+
+  it("measures a run from its first attempt's start to its end, or to now while it runs", () => {
+    const started = "2026-05-01T12:00:01.000Z";
+    const now = Date.parse("2026-05-01T12:00:11.000Z");
+    expect(runDurationMs(run(), now)).toBeNull();
+    expect(runDurationMs(run({ status: "running", started_at: started }), now)).toBe(10_000);
+    expect(runDurationMs(run({ status: "succeeded", started_at: started, finished_at: "2026-05-01T12:00:03.500Z" }), now)).toBe(2500);
+    expect(runDurationMs(run({ status: "expired", finished_at: "2026-05-01T12:01:00.000Z" }), now)).toBeNull();
+  });
+
+  it("orders runs newest first, ties by id", () => {
+    const a = run({ run_id: "a", created_at: "2026-05-01T12:00:00.000Z" });
+    const b = run({ run_id: "b", created_at: "2026-05-01T12:00:01.000Z" });
+    const c = run({ run_id: "c", created_at: "2026-05-01T12:00:00.000Z" });
+    expect([a, b, c].sort(compareRuns).map((r) => r.run_id)).toEqual(["b", "c", "a"]);
+  });
+});
+
+describe("timeline", () => {
+  it("puts every step of a run and its webhook in time order", () => {
+    const r = run({
+      status: "succeeded",
+      status_code: 200,
+      dispatched_at: "2026-05-01T12:00:05.000Z",
+      finished_at: "2026-05-01T12:00:09.000Z",
+      attempts: [
+        { attempt: 1, invoker_id: "inv-1", started_at: "2026-05-01T12:00:01.000Z", finished_at: "2026-05-01T12:00:02.000Z", status_code: 503, error_code: "app_error", error_message: null },
+        { attempt: 2, invoker_id: "inv-2", started_at: "2026-05-01T12:00:06.000Z", finished_at: "2026-05-01T12:00:09.000Z", status_code: 200, error_code: null, error_message: null },
+      ],
+    });
+    const d: Delivery = {
+      run_id: r.run_id,
+      webhook_id: "msg_1",
+      url: "https://hooks.example/x",
+      state: "pending",
+      attempts_made: 1,
+      next_attempt_at: "2026-05-01T12:00:40.000Z",
+      attempts: [{ attempt: 1, started_at: "2026-05-01T12:00:10.000Z", duration_ms: 30, status_code: null, error: "connect ECONNREFUSED", response_excerpt: null }],
+    };
+    const steps = timeline(r, d);
+    expect(steps.map((s) => s.label)).toEqual([
+      "Accepted",
+      "Attempt 1 started",
+      "Attempt 1 ended",
+      "Dispatched",
+      "Attempt 2 started",
+      "Attempt 2 ended",
+      "Finished succeeded",
+      "Webhook attempt 1",
+      "Next webhook attempt",
+    ]);
+    expect(steps.filter((s) => s.bad).map((s) => s.label)).toEqual(["Attempt 1 ended", "Webhook attempt 1"]);
+    expect(steps[2]!.detail).toBe("HTTP 503 · app_error · 1.0 s");
+    expect(steps[7]!.detail).toBe("connect ECONNREFUSED · 30 ms");
+  });
+});

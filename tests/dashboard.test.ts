@@ -1,0 +1,244 @@
+// Issue 8 end to end: the dashboard in headless Chromium (Debian's package,
+// driven by playwright-core) against the real mesh. It signs in, sees runs
+// submitted through the API appear and change state live, opens runs,
+// cancels a running one, reads the apps page, takes the README's screenshot
+// at 1280 px and checks that a 390 px phone never scrolls sideways.
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
+import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const SCREENSHOT = join(dirname(fileURLToPath(import.meta.url)), "..", "docs", "dashboard.png");
+/** Set to a folder to get a screenshot of every page checked at 390 px too (for reviewing the layout). */
+const EXTRA_SHOTS = process.env.DASHBOARD_SCREENSHOTS_DIR;
+/** How long the page may take to show a change the API made. */
+const LIVE_MS = 10_000;
+
+let mesh: TestMesh;
+let app: Peer;
+let hooks: Peer;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let api: ReturnType<typeof gateway>;
+const closedHolds = new Set<string>();
+
+beforeAll(async () => {
+  // Fail loudly: a missing browser is a broken machine, never a skipped test.
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+  const t0 = Date.now();
+  [mesh, app, hooks, browser] = await Promise.all([
+    startTestMesh({ env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", SCHEDULER_TICK_MS: "200", INGRESS_EVENTS_POLL_MS: "500" } }),
+    startPeer(),
+    startPeer(),
+    chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 30_000 }),
+  ]);
+  console.log(`dashboard: mesh and browser started in ${Date.now() - t0} ms`);
+  api = gateway(mesh.ingressUrl, mesh.apiKey);
+  app.handle(async (req, res, raw) => {
+    const u = new URL(req.url, "http://x");
+    if (u.pathname === "/hold") {
+      // A long job: answers only when told to, or never (until cancelled).
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Number(u.searchParams.get("ms") ?? 60_000));
+        raw.socket.once("close", () => {
+          clearTimeout(t);
+          closedHolds.add(u.searchParams.get("tag") ?? "");
+          resolve();
+        });
+      });
+      if (!res.destroyed) res.end("held");
+      return;
+    }
+    if (u.pathname === "/fail") {
+      res.writeHead(500, { "content-type": "text/plain" });
+      res.end("boom");
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json", "x-request-id": "r-1", "x-session-token": "app-secret" });
+    res.end(JSON.stringify({ ok: true, thumbnails: [{ size: "small", url: "https://cdn.example/s.png" }], took_ms: 12 }));
+  });
+  await api.putApp("thumbnails", { url: app.url, timeout_seconds: 600, retry: { max_attempts: 3, initial_backoff_seconds: 1 } });
+  await api.putApp("reports", { url: app.url, max_concurrency: 1, timeout_seconds: 3600 });
+  context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  page = await context.newPage();
+});
+
+afterAll(async () => {
+  // Calls still held would make the invokers drain at shutdown: end them first.
+  if (api) {
+    for (const status of ["running", "queued", "dispatched"]) {
+      const { runs } = (await api.call("GET", `/v1/runs?status=${status}`)).json as { runs: { run_id: string }[] };
+      await Promise.all(runs.map((r) => api.call("POST", `/v1/runs/${r.run_id}/cancel`)));
+    }
+  }
+  await context?.close();
+  await browser?.close();
+  await mesh?.cleanup();
+  await app?.close();
+  await hooks?.close();
+});
+
+async function submit(appName: string, path: string, headers: Record<string, string> = {}, body = '{"image":"cat.png"}') {
+  const r = await api.call("POST", `/dev/${appName}${path}${path.includes("?") ? "&" : "?"}async=true`, body, {
+    "content-type": "application/json",
+    ...headers,
+  });
+  expect(r.status, r.text).toBe(202);
+  return r.json.run_id as string;
+}
+
+const row = (id: string, status?: string) => `tr[data-run-id="${id}"]${status ? `[data-status="${status}"]` : ""}`;
+
+/** True when the page is no wider than the window (no sideways scrolling). */
+async function fitsWidth(p: Page): Promise<{ scroll: number; inner: number }> {
+  return p.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
+}
+
+describe("dashboard", () => {
+  it("serves a small, cacheable page", async () => {
+    const res = await fetch(`${mesh.ingressUrl}/dashboard`, { headers: { "accept-encoding": "br" } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toBe("no-cache");
+    expect(res.headers.get("content-security-policy")).toContain("script-src 'self'");
+    const html = await res.text();
+    const asset = /src="(\/dashboard\/assets\/[0-9a-f]+\/main\.js)"/.exec(html)?.[1];
+    expect(asset).toBeDefined();
+    const js = await fetch(`${mesh.ingressUrl}${asset}`);
+    expect(js.headers.get("cache-control")).toContain("immutable");
+    const again = await fetch(`${mesh.ingressUrl}/dashboard`, { headers: { "if-none-match": res.headers.get("etag")! } });
+    expect(again.status).toBe(304);
+  });
+
+  it("signs in with an API key and shows that key's project", async () => {
+    const t0 = Date.now();
+    await page.goto(`${mesh.ingressUrl}/dashboard`);
+    await page.getByLabel("API key").fill("lh_not_a_key");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByText("This key is not valid.").waitFor();
+    await page.getByLabel("API key").fill(mesh.apiKey);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Runs" }).waitFor();
+    expect(await page.locator(".project b").textContent()).toBe("dev");
+    const nav = await page.evaluate(() => (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming).duration);
+    console.log(`dashboard: page load ${Math.round(nav)} ms, signed in after ${Date.now() - t0} ms`);
+  });
+
+  it("shows runs submitted through the API appear and change state live, without a reload", async () => {
+    await page.locator(".live[data-live=on]").waitFor({ timeout: LIVE_MS });
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+
+    const held = await submit("thumbnails", "/hold?ms=60000&tag=held", { "x-api-key": "sk_live_123", "x-visible": "yes" });
+    const t0 = Date.now();
+    await page.locator(row(held)).waitFor({ timeout: LIVE_MS });
+    const appeared = Date.now() - t0;
+    await page.locator(row(held, "running")).waitFor({ timeout: LIVE_MS });
+
+    const quick = await submit("thumbnails", `/render?size=small&webhookEndpoint=${encodeURIComponent(`${hooks.url}/hook`)}`);
+    await page.locator(row(quick, "succeeded")).waitFor({ timeout: LIVE_MS });
+    // More runs, so that the screenshot shows every colour.
+    const late = await submit("thumbnails", "/hold?ms=30000&tag=late", { "x-longhaul-timeout": "1" });
+    await submit("thumbnails", "/render?size=large");
+    const failing = await submit("reports", "/fail");
+    await page.locator(row(failing, "failed")).waitFor({ timeout: LIVE_MS });
+    // A sync pass-through call is recorded too (without bodies).
+    expect((await api.call("GET", "/dev/thumbnails/render?size=tiny")).status).toBe(200);
+    await page.locator("tr:has(.badge-mode-sync)").first().waitFor({ timeout: LIVE_MS });
+    // The webhook state settles after the run finished: the periodic refresh brings it.
+    await page.locator(`${row(quick)} .badge-wh-delivered`).waitFor({ timeout: LIVE_MS * 2 });
+
+    await page.locator(row(late, "timed_out")).waitFor({ timeout: LIVE_MS });
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
+    console.log(`dashboard: a new run appeared ${appeared} ms after its 202`);
+  });
+
+  it("opens a run: masked request headers, timeline; cancels it and sees it end cancelled", async () => {
+    const { runs } = (await api.call("GET", "/v1/runs?app=thumbnails&status=running")).json as { runs: { run_id: string; path: string }[] };
+    const held = runs.find((r) => r.path === "/hold")!.run_id;
+    await page.locator(`${row(held)} a`).click();
+    await page.waitForURL(`**/dashboard/runs/${held}`);
+    await page.locator('.run-status [data-status="running"]').waitFor();
+    const request = page.locator("section", { has: page.getByRole("heading", { name: "Request" }) });
+    await request.getByText("x-visible").waitFor();
+    const text = await request.textContent();
+    expect(text).toContain("yes");
+    expect(text).not.toContain("sk_live_123");
+    expect(text).toContain("••••••");
+    expect(text).toContain('"image": "cat.png"');
+
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await page.locator('.run-status [data-status="cancelled"]').waitFor({ timeout: LIVE_MS });
+    await page.locator(".timeline").getByText("Finished cancelled").waitFor();
+    await eventually(async () => closedHolds.has("held"), 5_000, "the app to see its call aborted");
+    expect((await api.getRun(held)).json).toMatchObject({ status: "cancelled", error_code: "cancelled_by_user" });
+  });
+
+  it("shows a finished run's response pretty-printed and its webhook delivery", async () => {
+    const { runs } = (await api.call("GET", "/v1/runs?app=thumbnails&status=succeeded")).json as { runs: { run_id: string; mode: string; webhook_url: string | null }[] };
+    const quick = runs.find((r) => r.webhook_url)!.run_id;
+    await page.goto(`${mesh.ingressUrl}/dashboard/runs/${quick}`);
+    const response = page.locator("section", { has: page.getByRole("heading", { name: "Response" }) });
+    await response.getByText("HTTP 200").waitFor();
+    expect(await response.locator("pre").textContent()).toContain('"thumbnails": [\n');
+    expect(await response.textContent()).not.toContain("app-secret");
+    await page.locator("table.deliveries").getByText("HTTP 200").waitFor({ timeout: LIVE_MS });
+    for (const step of ["Accepted", "Attempt 1 started", "Attempt 1 ended", "Finished succeeded", "Webhook attempt 1"]) {
+      await page.locator(".timeline").getByText(step, { exact: true }).waitFor();
+    }
+    if (EXTRA_SHOTS) await page.screenshot({ path: join(EXTRA_SHOTS, "run-1280.png"), fullPage: true });
+  });
+
+  it("shows each app's settings, calls in flight, queue depth and recent outcomes", async () => {
+    // reports takes one call at a time: one runs, one waits.
+    await submit("reports", "/hold?ms=60000&tag=r1");
+    await submit("reports", "/hold?ms=60000&tag=r2");
+    await page.getByRole("link", { name: "Apps" }).click();
+    const card = page.locator('[data-app="reports"]');
+    await card.locator('[data-gauge="in_flight"]', { hasText: "1" }).waitFor({ timeout: LIVE_MS });
+    await card.locator('[data-gauge="queued"]', { hasText: "1" }).waitFor({ timeout: LIVE_MS });
+    await card.locator('[data-outcome="failed"]').waitFor();
+    expect(await card.textContent()).toContain("Concurrency1");
+    await page.locator('[data-app="thumbnails"] [data-outcome="cancelled"]').waitFor();
+    if (EXTRA_SHOTS) await page.screenshot({ path: join(EXTRA_SHOTS, "apps-1280.png"), fullPage: true });
+  });
+
+  it("takes the README screenshot at 1280 px and fits a 390 px phone", async () => {
+    await page.getByRole("link", { name: "Runs", exact: true }).click();
+    await page.locator('tr[data-status="queued"]').waitFor({ timeout: LIVE_MS });
+    expect(await fitsWidth(page)).toMatchObject({ inner: 1280, scroll: 1280 });
+    await mkdir(dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, animations: "disabled" });
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${mesh.ingressUrl}/dashboard/runs`);
+    await page.locator("tr[data-run-id]").first().waitFor();
+    if (EXTRA_SHOTS) await page.screenshot({ path: join(EXTRA_SHOTS, "runs-390.png"), fullPage: true });
+    expect(await fitsWidth(page), "the runs page overflows a 390 px screen").toMatchObject({ inner: 390, scroll: 390 });
+    const first = await page.locator("tr[data-run-id]").first().getAttribute("data-run-id");
+    await page.goto(`${mesh.ingressUrl}/dashboard/runs/${first}`);
+    await page.locator(".timeline li").first().waitFor();
+    await page.locator("section", { has: page.getByRole("heading", { name: "Request" }) }).locator("table, p.muted").first().waitFor();
+    if (EXTRA_SHOTS) await page.screenshot({ path: join(EXTRA_SHOTS, "run-390.png"), fullPage: true });
+    expect(await fitsWidth(page), "a run page overflows a 390 px screen").toMatchObject({ inner: 390, scroll: 390 });
+    await page.goto(`${mesh.ingressUrl}/dashboard/apps`);
+    await page.locator("[data-app]").first().waitFor();
+    if (EXTRA_SHOTS) await page.screenshot({ path: join(EXTRA_SHOTS, "apps-390.png"), fullPage: true });
+    expect(await fitsWidth(page), "the apps page overflows a 390 px screen").toMatchObject({ inner: 390, scroll: 390 });
+  });
+});
