@@ -1,35 +1,59 @@
 import { trace } from "@opentelemetry/api";
-import { pino, type Logger } from "pino";
+import { pino, type DestinationStream, type Logger } from "pino";
 
 export type { Logger } from "pino";
 
+/** Field and header names whose values are secrets: API keys, tokens, webhook secrets, passwords. */
+const SECRET_NAME = /authorization|api[-_]?key|secret|token|password|passwd|cookie|signature/i;
+/** `scheme://user:password@` in a URL. */
+const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^\s/:@]*:)[^\s/@]*@/gi;
+/** `?api_key=...`, `&token=...` and the like in a URL's query. */
+const SECRET_QUERY = /([?&][^=&#\s]*(?:key|token|secret|password|signature|sig)[^=&#\s]*=)[^&#\s]*/gi;
+
+const REDACTED = "[redacted]";
+/** How deep a logged object is searched for secrets; log objects are shallow. */
+const MAX_DEPTH = 4;
+
+/** A string with the passwords and secret query values of any URL in it masked. */
+export function maskUrlSecrets(text: string): string {
+  if (!text.includes("://") && !text.includes("=")) return text;
+  return text.replace(URL_PASSWORD, `$1${REDACTED}@`).replace(SECRET_QUERY, `$1${REDACTED}`);
+}
+
+/**
+ * A copy of a log object with secrets masked: values of secret-named fields,
+ * `{name, value}` header pairs with a secret name, and passwords or secret
+ * query values inside URLs. Errors are left to pino's serializer.
+ */
+function scrub(value: unknown, depth: number): unknown {
+  if (typeof value === "string") return maskUrlSecrets(value);
+  if (value === null || typeof value !== "object" || depth >= MAX_DEPTH) return value;
+  if (value instanceof Error || value instanceof Date || ArrayBuffer.isView(value)) return value;
+  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = SECRET_NAME.test(k) ? REDACTED : scrub(v, depth + 1);
+  if (typeof out.name === "string" && "value" in out && SECRET_NAME.test(out.name)) out.value = REDACTED;
+  return out;
+}
+
 /**
  * A JSON logger whose every line carries the active trace and span ids, so a
- * log line leads to its trace. Secrets are redacted by path.
+ * log line leads to its trace (and a run's lines share its trace id). Secrets
+ * (API keys, the internal token, webhook secrets, authorization headers, URL
+ * passwords) are masked on every line. `destination` is for tests.
  */
-export function createLogger(service: string, level = "info"): Logger {
-  return pino({
+export function createLogger(service: string, level = "info", destination?: DestinationStream): Logger {
+  const options = {
     level,
     base: { service },
     timestamp: pino.stdTimeFunctions.isoTime,
-    redact: {
-      paths: [
-        "apiKey",
-        "*.apiKey",
-        "authorization",
-        "*.authorization",
-        "headers.authorization",
-        "secret",
-        "*.secret",
-        "webhookSecret",
-        "*.webhookSecret",
-        "internalToken",
-      ],
-      censor: "[redacted]",
+    formatters: {
+      log: (obj: Record<string, unknown>) => scrub(obj, 0) as Record<string, unknown>,
     },
     mixin() {
       const ctx = trace.getActiveSpan()?.spanContext();
-      return ctx ? { trace_id: ctx.traceId, span_id: ctx.spanId } : {};
+      return ctx && trace.isSpanContextValid(ctx) ? { trace_id: ctx.traceId, span_id: ctx.spanId } : {};
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

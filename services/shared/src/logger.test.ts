@@ -1,0 +1,57 @@
+import { Writable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { createLogger, maskUrlSecrets } from "./logger.js";
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const raw: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      raw.push(chunk.toString());
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { lines, raw, log: createLogger("test", "info", stream) };
+}
+
+describe("createLogger", () => {
+  it("writes JSON lines with the service and level", () => {
+    const { lines, log } = capture();
+    log.info({ run_id: "r1" }, "hello");
+    expect(lines[0]).toMatchObject({ service: "test", level: 30, run_id: "r1", msg: "hello" });
+  });
+
+  it("never writes API keys, tokens, webhook secrets or authorization headers", () => {
+    const { raw, lines, log } = capture();
+    log.info(
+      {
+        apiKey: "lh_key_1",
+        config: { LONGHAUL_INTERNAL_TOKEN: "tok_2", LONGHAUL_DEV_API_KEY: "lh_key_3", DATABASE_URL: "postgres://u:pw4@db/x" },
+        headers: { authorization: "Bearer lh_key_5", "x-longhaul-internal-token": "tok_6", accept: "*/*" },
+        request: { headers: [{ name: "Authorization", value: "Bearer lh_key_7" }, { name: "x-ok", value: "kept" }] },
+        webhookSecret: "whsec_8",
+        secrets: ["whsec_9"],
+      },
+      "a line",
+    );
+    for (const s of ["lh_key_1", "tok_2", "lh_key_3", "pw4", "lh_key_5", "tok_6", "lh_key_7", "whsec_8", "whsec_9"]) {
+      expect(raw.join(""), s).not.toContain(s);
+    }
+    expect(lines[0]).toMatchObject({
+      headers: { accept: "*/*" },
+      request: { headers: [{ name: "Authorization", value: "[redacted]" }, { name: "x-ok", value: "kept" }] },
+      config: { DATABASE_URL: "postgres://u:[redacted]@db/x" },
+    });
+  });
+
+  it("masks passwords and secret query values in URLs", () => {
+    expect(maskUrlSecrets("https://user:hunter2@app.example/predict?x=1&api_key=abc&token=def")).toBe(
+      "https://user:[redacted]@app.example/predict?x=1&api_key=[redacted]&token=[redacted]",
+    );
+    expect(maskUrlSecrets("http://127.0.0.1:8080/dev/echo?lang=fr")).toBe("http://127.0.0.1:8080/dev/echo?lang=fr");
+    const { lines, log } = capture();
+    log.info({ url: "https://u:p@h/x?sig=s" }, "calling app");
+    expect(lines[0]!.url).toBe("https://u:[redacted]@h/x?sig=[redacted]");
+  });
+});

@@ -1,0 +1,47 @@
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+
+const run = promisify(execFile);
+const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
+
+// A process started as the services are (node --import otel-register), with no
+// OTEL_* variable at all: nothing is exported, yet spans get real ids, logs
+// carry them and NATS headers propagate them (the all-zero trace id seen when
+// the SDK installed no tracer provider must not come back).
+const script = `
+import { createLogger, inSpan, runContext, traceCarrier, traceHeaders, context, trace } from "@longhaul/shared";
+const log = createLogger("probe");
+await inSpan("probe", {}, async (span) => {
+  log.info("inside");
+  const headers = traceHeaders();
+  const stored = traceCarrier().traceparent;
+  console.log(JSON.stringify({ recording: span.isRecording(), header: headers.get("traceparent"), stored }));
+});
+// Later, outside any span: a stored traceparent still names the run's trace.
+const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+context.with(runContext(tp), () => log.info({ run_id: "r" }, "about the run"));
+`;
+
+describe("otel-register without an endpoint", () => {
+  it("installs a tracer provider: real trace ids in spans, logs and message headers", async () => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")));
+    const { stdout, stderr } = await run(
+      process.execPath,
+      ["--import", "@longhaul/shared/otel-register", "--input-type=module", "-e", script],
+      { cwd: repoRoot, env, timeout: 30_000 },
+    );
+    expect(stderr).toBe("");
+    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const inside = lines.find((l) => l.msg === "inside")!;
+    const probe = lines.find((l) => "header" in l)!;
+    const about = lines.find((l) => l.msg === "about the run")!;
+    expect(inside.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(inside.trace_id).not.toBe("0".repeat(32));
+    expect(probe.recording).toBe(true);
+    expect(String(probe.header).split("-")[1]).toBe(inside.trace_id);
+    expect(String(probe.stored).split("-")[1]).toBe(inside.trace_id);
+    expect(about.trace_id).toBe("0af7651916cd43dd8448eb211c80319c");
+  });
+});
