@@ -130,6 +130,8 @@ async function main() {
     stdio: "inherit",
     formatLine: createLineFormatter(),
     signal: startAbort.signal,
+    // A first start on a busy laptop (cold caches, tsc just ran) can be slow.
+    readyTimeoutMs: 120_000,
     onExit: (name, index, { code, signal, expected }) => {
       // Only once running: a copy failing during start makes startMesh reject instead.
       if (mesh && !expected) void shutdown(`${name}#${index} exited unexpectedly (code ${code}, signal ${signal})`, 1);
