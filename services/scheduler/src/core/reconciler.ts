@@ -1,3 +1,4 @@
+import { context, runContext } from "@longhaul/shared";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import type { RunLifecycle } from "./run-lifecycle.js";
@@ -27,9 +28,12 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
     async tick(): Promise<void> {
       await step("expire", async () => {
         for (const r of await store.expireQueued()) {
-          log.info({ run_id: r.id, app: r.app }, "run expired in the queue");
           const run = await store.findRun(null, r.id);
-          if (run) await effects.changed(run);
+          // In the run's trace, so the line carries its trace id.
+          await context.with(runContext(run?.traceparent ?? ""), async () => {
+            log.info({ run_id: r.id, app: r.app }, "run expired in the queue");
+            if (run) await effects.changed(run);
+          });
         }
       });
       await step("leases", async () => {

@@ -1,4 +1,4 @@
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError, context, runContext } from "@longhaul/shared";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import type { AppSettings, AttemptOutcome, RunRecord, WebhookState } from "./model.js";
@@ -53,8 +53,12 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     );
     if (!ended) return undefined;
     const { run, decision, limited } = ended;
-    log.info({ run_id: run.id, attempt, status: run.status, decision: decision.kind, status_code: result.statusCode }, "attempt ended");
-    await effects.changed(run);
+    // In the run's trace even when the reconciler ended it (a lost lease):
+    // the log line carries the run's trace id, the run.finished event joins it.
+    await context.with(runContext(run.traceparent, run.tracestate), async () => {
+      log.info({ run_id: run.id, attempt, status: run.status, decision: decision.kind, status_code: result.statusCode }, "attempt ended");
+      await effects.changed(run);
+    });
     // The attempt's slot is free: start what waits for it. Apps without a
     // limit never queue for a slot (their delayed runs are the tick's), so
     // they skip this transaction: the async path stays at three commits.
