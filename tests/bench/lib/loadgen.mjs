@@ -1,0 +1,185 @@
+// The load generator, in a process of its own (forked by run.mjs). Open loop:
+// request i is due at t0 + i/rate whatever happened to the ones before, and
+// its latency is counted from that intended time, so a system that stalls is
+// charged for the requests that queued behind the stall (no coordinated
+// omission). Bounded in count and time: after the last intended send it waits
+// `drainMs` at most, then aborts what is still open and counts it failed.
+//
+// Targets: `http` (POST, the id read from the JSON answer), `pg` (a
+// single-row INSERT of a run-sized row per request on a pool of connections),
+// `nats` (a JetStream publish awaiting its ack).
+import http from "node:http";
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import { connect } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+import { now } from "./clock.mjs";
+import { serve } from "./ipc.mjs";
+
+/** @type {{ fire(i: number, done: (ok: boolean, id?: string) => void): () => void, close(): Promise<void> } | undefined} */
+let target;
+/** Requests fired and not yet settled, across runs (a cut pg query still runs on). */
+let inFlight = 0;
+
+/** A prompt-like payload of the size of a typical async request (~250 bytes). */
+function payload(i) {
+  return JSON.stringify({ prompt: "Summarise the attached quarterly report in three bullet points. ".repeat(3), n: i });
+}
+
+function httpTarget({ url, headers = {}, sockets = 128, idField = "run_id", expectStatus = 202 }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets });
+  const u = new URL(url);
+  return {
+    fire(i, done) {
+      const body = payload(i);
+      const req = http.request(
+        {
+          agent,
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname + u.search,
+          method: "POST",
+          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers },
+        },
+        (res) => {
+          const chunks = [];
+          res.on("data", (c) => chunks.push(c));
+          res.on("end", () => {
+            if (res.statusCode !== expectStatus) return done(false);
+            try {
+              done(true, String(JSON.parse(Buffer.concat(chunks).toString())[idField]));
+            } catch {
+              done(false);
+            }
+          });
+          res.on("error", () => done(false));
+        },
+      );
+      req.on("error", () => done(false));
+      req.end(body);
+      return () => req.destroy();
+    },
+    async close() {
+      agent.destroy();
+    },
+  };
+}
+
+function pgTarget({ url, poolSize, table }) {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  pool.on("error", () => {}); // an idle client's error: the next query reports it
+  const sql =
+    `insert into ${table} (id, project_id, app, mode, status, method, path, query, upstream_url, ` +
+    `request_headers, request_body, webhook_url, timeout_seconds, max_attempts) ` +
+    `values ($1, 'dev', 'bench', 'async', 'dispatched', 'POST', '/predict', '', 'http://127.0.0.1:9/', $2, $3, $4, 43200, 3)`;
+  const headers = JSON.stringify([{ name: "content-type", value: "application/json" }, { name: "user-agent", value: "bench" }]);
+  return {
+    fire(i, done) {
+      const id = randomUUID();
+      pool.query(sql, [id, headers, Buffer.from(payload(i)), "http://127.0.0.1:9/hook"]).then(
+        () => done(true, id),
+        () => done(false),
+      );
+      return () => {}; // a query cannot be aborted from here; the drain deadline still counts it failed
+    },
+    close: () => pool.end(),
+  };
+}
+
+async function natsTarget({ url, subject }) {
+  const nc = await connect({ servers: url.split(",") });
+  const js = jetstream(nc);
+  return {
+    fire(i, done) {
+      const id = randomUUID();
+      js.publish(subject, JSON.stringify({ id, body: payload(i) }), { msgID: id }).then(
+        () => done(true, id),
+        () => done(false),
+      );
+      return () => {};
+    },
+    close: () => nc.close(),
+  };
+}
+
+/**
+ * One open-loop run. Returns per request its intended send time, the time its
+ * answer came (NaN when it failed or was cut at the deadline) and the id the
+ * system gave it.
+ */
+async function run({ rate, count, drainMs, startDelayMs = 20 }) {
+  if (!target) throw new Error("configure a target first");
+  const intended = new Float64Array(count);
+  const done = new Float64Array(count).fill(NaN);
+  const ids = new Array(count).fill("");
+  const aborts = new Map();
+  const interval = 1000 / rate;
+  const t0 = now() + startDelayMs;
+  for (let i = 0; i < count; i++) intended[i] = t0 + i * interval;
+  let finished = 0;
+  let resolveAll;
+  const all = new Promise((r) => (resolveAll = r));
+  let next = 0;
+  let maxLagMs = 0;
+
+  const fireOne = (i) => {
+    let settled = false;
+    inFlight++;
+    aborts.set(
+      i,
+      target.fire(i, (ok, id) => {
+        if (settled) return;
+        settled = true;
+        inFlight--;
+        aborts.delete(i);
+        if (ok) {
+          done[i] = now();
+          ids[i] = id ?? "";
+        }
+        if (++finished === count) resolveAll();
+      }),
+    );
+  };
+  // Fires everything due, then sleeps until the next intended time (timers
+  // are ms-grained; a late tick fires the backlog at once and the latency
+  // still counts from the intended times).
+  const tick = () => {
+    const t = now();
+    while (next < count && intended[next] <= t) {
+      maxLagMs = Math.max(maxLagMs, t - intended[next]);
+      fireOne(next++);
+    }
+    if (next < count) setTimeout(tick, Math.max(0, Math.min(5, intended[next] - now())));
+  };
+  setTimeout(tick, startDelayMs);
+  const deadline = t0 + count * interval + drainMs;
+  await Promise.race([all, new Promise((r) => setTimeout(r, deadline - now()))]);
+  // Past the deadline: still-open requests are failures; send no more.
+  next = count;
+  const cut = aborts.size;
+  for (const abort of aborts.values()) abort();
+  return { intended, done, ids, cut, maxSendLagMs: maxLagMs };
+}
+
+serve({
+  async configure(spec) {
+    await target?.close();
+    if (spec.kind === "http") target = httpTarget(spec);
+    else if (spec.kind === "pg") target = pgTarget(spec);
+    else if (spec.kind === "nats") target = await natsTarget(spec);
+    else throw new Error(`unknown target kind ${spec.kind}`);
+    return true;
+  },
+  run,
+  /** Waits (up to `timeoutMs`) until nothing fired is still open; resolves with what is left. */
+  async settle({ timeoutMs }) {
+    const until = now() + timeoutMs;
+    while (inFlight > 0 && now() < until) await new Promise((r) => setTimeout(r, 20));
+    return inFlight;
+  },
+  async close() {
+    await target?.close();
+    target = undefined;
+    return true;
+  },
+});

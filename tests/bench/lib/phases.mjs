@@ -1,0 +1,193 @@
+// How one system is measured, start to stop:
+//   warm-up → accept-throughput search → steady run at 50 % of that maximum
+//   (accept latency, CPU per 1,000 runs) → fixed-rate run whose runs all
+//   finish (dispatch and webhook latency) → [job systems] the same without
+//   webhooks → stop. Postgres commits are counted over the last two (commits.mjs).
+// Each phase is bounded in count and time (MODES).
+import { now, sleep } from "./clock.mjs";
+import { commitLedger } from "./commits.mjs";
+import { cpuMeter } from "./proc-cpu.mjs";
+import { acceptLatencies, arrivalLatencies, arrivalTimes, judgeStep, summary } from "./stats.mjs";
+
+/** Durations and rates of each mode; the full run fits 10 minutes on 2 cores, the quick one 1 minute. */
+export const MODES = {
+  full: {
+    warmup: { rate: 100, ms: 2000 },
+    stepMs: 3000,
+    startRate: 200,
+    factor: 1.5,
+    maxRampSteps: 12,
+    bisectSteps: 2,
+    maxRate: 30_000,
+    drainMs: 2000,
+    processDrainMs: 30_000,
+    pauseMs: 500,
+    steadyMs: 5000,
+    latencyRate: 100,
+    latencyMs: 8000,
+    noWebhookMs: 5000,
+    statsSettleMs: 11_000, // Postgres backends flush their statistics when idle after at most 10 s
+    idleWindowMs: 5000,
+    floorRate: 10,
+  },
+  quick: {
+    warmup: { rate: 50, ms: 300 },
+    stepMs: 500,
+    startRate: 100,
+    factor: 3,
+    maxRampSteps: 3,
+    bisectSteps: 1,
+    maxRate: 30_000,
+    drainMs: 1000,
+    processDrainMs: 5000,
+    pauseMs: 100,
+    steadyMs: 600,
+    latencyRate: 50,
+    latencyMs: 1000,
+    noWebhookMs: 500,
+    statsSettleMs: 1200,
+    idleWindowMs: 500,
+    floorRate: 10,
+  },
+};
+
+/**
+ * Measures one system.
+ * @param {import("../systems/types.mjs").SystemSpec} spec
+ * @param {object} env  loadgen, sinks (children), pg (admin), cfg (a MODES entry), startCtx, infra + harness process lists, log
+ */
+export async function measureSystem(spec, env) {
+  const { loadgen, sinks, pg, cfg, log } = env;
+  const result = { name: spec.name, label: spec.label, kind: spec.kind };
+  const t0 = now();
+  const sys = await spec.start(env.startCtx);
+  result.settings = sys.settings;
+  result.startSeconds = (now() - t0) / 1000;
+  let stopped = false;
+  const stop = async () => {
+    if (!stopped) {
+      stopped = true;
+      await sys.stop();
+    }
+  };
+  try {
+    await loadgen.request("configure", sys.target);
+    const arrivals = {
+      collect: async () => {
+        if (sys.collect) return sys.collect();
+        const a = await sinks.request("collect");
+        return { dispatch: a.app, processed: a.hooks };
+      },
+      count: async (what) => {
+        if (sys.counts) return (await sys.counts())[what];
+        const c = await sinks.request("counts");
+        return what === "processed" ? c.hooks : c.app;
+      },
+    };
+
+    /** One open-loop run; waits until its accepted runs are processed, or dispatched (bounded). */
+    const runAt = async (rate, ms, waitFor = "processed") => {
+      await arrivals.collect(); // forget stragglers of earlier runs
+      const count = Math.max(10, Math.round((rate * ms) / 1000));
+      const run = await loadgen.request("run", { rate, count, drainMs: cfg.drainMs });
+      const accepted = run.done.filter((v) => !Number.isNaN(v)).length;
+      let drained = true;
+      if (sys.processed) {
+        const until = now() + cfg.processDrainMs;
+        while ((await arrivals.count(waitFor)) < accepted && now() < until) await sleep(50);
+        drained = (await arrivals.count(waitFor)) >= accepted;
+      }
+      const left = await loadgen.request("settle", { timeoutMs: cfg.processDrainMs });
+      const got = sys.processed ? await arrivals.collect() : undefined;
+      return { run, accepted, drained: drained && left === 0, got };
+    };
+
+    log(`${spec.name}: warm-up`);
+    await runAt(cfg.warmup.rate, cfg.warmup.ms);
+
+    // Search: multiply the rate while steps pass, then bisect between the last pass and the first failure.
+    const steps = [];
+    const tryRate = async (rate) => {
+      const { run, got, drained } = await runAt(rate, cfg.stepMs);
+      const verdict = judgeStep(run, rate, got ? arrivalTimes(run, got.processed) : null);
+      if (!drained) verdict.note = "backlog not drained before the next step";
+      steps.push(verdict);
+      log(`${spec.name}: ${verdict.rate}/s ${verdict.pass ? "pass" : `fail (${verdict.reason})`}, p99 ${verdict.p99.toFixed(1)} ms`);
+      await sleep(cfg.pauseMs);
+      return verdict.pass;
+    };
+    let best = 0;
+    let fail = Infinity;
+    let rate = cfg.startRate;
+    for (let i = 0; i < cfg.maxRampSteps && rate <= cfg.maxRate; i++, rate *= cfg.factor) {
+      if (await tryRate(rate)) best = rate;
+      else {
+        fail = rate;
+        break;
+      }
+    }
+    for (let i = 0; i < cfg.bisectSteps && Number.isFinite(fail); i++) {
+      const mid = best > 0 ? Math.sqrt(best * fail) : fail / 2;
+      if (await tryRate(mid)) best = mid;
+      else fail = mid;
+    }
+    const limiting = steps.find((s) => !s.pass && Math.round(fail) === s.rate);
+    result.search = {
+      steps,
+      maxRate: Math.round(best),
+      limitedBy: Number.isFinite(fail) ? (limiting?.reason ?? "") : `not reached at ${Math.round(best)}/s (search cap)`,
+    };
+    // With no step passed (an overloaded machine), the later phases still run, at a floor rate, and say so.
+    const base = best > 0 ? best : 2 * cfg.floorRate;
+    if (best === 0) log(`${spec.name}: no step passed; later phases at ${cfg.floorRate}/s`);
+
+    // Steady: 50 % of its own maximum; accept latency, and CPU until every run is processed.
+    const meter = cpuMeter([...sys.processes, ...env.infraProcs, ...env.harnessProcs]);
+    const steadyRate = base / 2;
+    log(`${spec.name}: steady at ${Math.round(steadyRate)}/s`);
+    meter.start();
+    const steady = await runAt(steadyRate, cfg.steadyMs);
+    const cpu = meter.stop();
+    const own = sys.processes.map((p) => p.name);
+    result.steady = {
+      rate: Math.round(steadyRate),
+      accepted: steady.accepted,
+      drained: steady.drained,
+      accept: summary(acceptLatencies(steady.run)),
+      cpuSeconds: cpu,
+      cpuPer1000: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, (v / steady.accepted) * 1000])),
+      ownCpuPer1000: own.length > 0 ? (own.reduce((s, k) => s + (cpu[k] ?? 0), 0) / steady.accepted) * 1000 : null,
+    };
+
+    if (sys.dispatch) {
+      const latRate = Math.min(cfg.latencyRate, base / 2);
+      const ledger = sys.databases ? await commitLedger(pg, sys.databases, cfg) : undefined;
+      log(`${spec.name}: latency run at ${Math.round(latRate)}/s`);
+      const lat = await runAt(latRate, cfg.latencyMs);
+      const dispatchArrivals = lat.got?.dispatch ?? (await arrivals.collect()).dispatch;
+      result.latency = {
+        rate: Math.round(latRate),
+        accepted: lat.accepted,
+        drained: lat.drained,
+        accept: summary(acceptLatencies(lat.run)),
+        dispatch: summary(arrivalLatencies(lat.run, dispatchArrivals)),
+        webhook: sys.processed === "hooks" ? summary(arrivalLatencies(lat.run, lat.got.processed)) : null,
+      };
+      if (ledger) {
+        // Once more without a webhook: the async path proper (submit, claim, complete) alone.
+        const withWebhook = await ledger.close(lat.accepted);
+        await loadgen.request("configure", sys.targetNoWebhook);
+        log(`${spec.name}: run without webhooks at ${Math.round(latRate)}/s`);
+        const bare = await runAt(latRate, cfg.noWebhookMs, "dispatched");
+        await sleep(500); // the completion lands just after the app answered
+        await stop();
+        const withoutWebhook = await ledger.close(bare.accepted, { afterStop: true });
+        result.commits = { withWebhook, withoutWebhook };
+      }
+    }
+    return result;
+  } finally {
+    await stop();
+    await loadgen.request("close");
+  }
+}

@@ -1,0 +1,97 @@
+// CPU time of processes from /proc (Linux): user + system seconds, so that a
+// phase's cost can be charged per process. Also finds the Postgres server
+// (postmaster and its backends) and the nats-server the benchmark runs on.
+import fs from "node:fs";
+import { execFileSync } from "node:child_process";
+
+const TICKS = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** Fields of /proc/<pid>/stat after the command name; undefined when gone. */
+function statFields(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return s.slice(s.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds a live process used so far (its reaped children included when `withChildren`). */
+export function cpuSeconds(pid, withChildren = false) {
+  const f = statFields(pid);
+  if (!f) return NaN;
+  // After the name: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14).
+  let ticks = Number(f[11]) + Number(f[12]);
+  if (withChildren) ticks += Number(f[13]) + Number(f[14]);
+  return ticks / TICKS;
+}
+
+function allPids() {
+  return fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+}
+
+/** CPU seconds of a process tree root plus its live children and reaped ones (Postgres: postmaster + backends). */
+export function treeCpuSeconds(rootPid) {
+  let total = cpuSeconds(rootPid, true);
+  if (Number.isNaN(total)) return NaN;
+  for (const pid of allPids()) {
+    const f = statFields(pid);
+    if (f && Number(f[1]) === rootPid) total += cpuSeconds(pid);
+  }
+  return total;
+}
+
+/** The postmaster's pid, from postmaster.pid in the data directory (needs a superuser connection). */
+export async function postmasterPid(client) {
+  try {
+    const dir = (await client.query("show data_directory")).rows[0].data_directory;
+    return Number(fs.readFileSync(`${dir}/postmaster.pid`, "utf8").split("\n")[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid of the nats-server listening on the port of `natsUrl`, if it runs on this machine. */
+export function natsServerPid(natsUrl) {
+  const port = String(new URL(natsUrl.split(",")[0]).port || 4222);
+  const candidates = [];
+  for (const pid of allPids()) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "nats-server") continue;
+      const args = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const i = args.findIndex((a) => a === "-p" || a === "--port");
+      candidates.push({ pid, port: i >= 0 ? args[i + 1] : "4222" });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return candidates.find((c) => c.port === port)?.pid;
+}
+
+/**
+ * A CPU meter over named processes: `start()` then `stop()` gives the
+ * seconds each used in between. `tree` entries count their children too.
+ * @param {{ name: string, pid: number | undefined, tree?: boolean }[]} procs
+ */
+export function cpuMeter(procs) {
+  const read = () =>
+    Object.fromEntries(
+      procs.filter((p) => p.pid).map((p) => [p.name, p.tree ? treeCpuSeconds(p.pid) : cpuSeconds(p.pid)]),
+    );
+  let before = {};
+  return {
+    start() {
+      before = read();
+    },
+    stop() {
+      const after = read();
+      return Object.fromEntries(Object.keys(before).map((k) => [k, after[k] - before[k]]));
+    },
+  };
+}

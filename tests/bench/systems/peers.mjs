@@ -1,0 +1,95 @@
+// The two builds a user would pick instead of Longhaul: pg-boss and
+// graphile-worker, each as an API process and a worker process (the same
+// split as Longhaul's ingress and invoker), on a database of their own on the
+// same Postgres. Tuning is in PGBOSS_SETTINGS / GRAPHILE_SETTINGS and
+// explained in tests/bench/README.md; the aim is each one's best showing.
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { forkChild } from "../lib/ipc.mjs";
+import { API_KEY } from "./peer-common.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** pg-boss 12: LISTEN/NOTIFY on (`useListenNotify` + queue `notify`), batched fetch, burst while batches come back full. */
+export const PGBOSS_SETTINGS = {
+  poolSize: 20,
+  batchSize: 20,
+  localConcurrency: 4,
+  pollingIntervalSeconds: 0.5,
+};
+
+/** graphile-worker 0.18: LISTEN/NOTIFY is built in; local queue and batched completion as its performance guide advises. */
+export const GRAPHILE_SETTINGS = {
+  poolSize: 20,
+  concurrency: 32,
+  pollInterval: 2000,
+  localQueueSize: 33,
+  completeJobBatchDelay: 0,
+};
+
+function peerSystem({ name, label, script, settings, extra = {} }) {
+  return {
+    name,
+    label,
+    kind: "job",
+    async start(ctx) {
+      const db = await ctx.pg.createDatabase(name);
+      const env = {
+        ...process.env,
+        BENCH_PEER_SETTINGS: JSON.stringify({ connectionString: db.url, appUrl: ctx.appUrl, settings, ...extra }),
+      };
+      const file = path.join(here, script);
+      // The API first: it installs the schema (and the queue) the worker needs.
+      const api = await forkChild(file, { args: ["api"], env, name: `${name}-api`, logFile: path.join(ctx.logDir, `${name}-api.log`) });
+      let worker;
+      try {
+        worker = await forkChild(file, { args: ["worker"], env, name: `${name}-worker`, logFile: path.join(ctx.logDir, `${name}-worker.log`) });
+      } catch (err) {
+        await api.stop();
+        throw err;
+      }
+      const hook = encodeURIComponent(ctx.hookUrl);
+      return {
+        target: {
+          kind: "http",
+          url: `http://127.0.0.1:${api.info.port}/bench/predict?webhookEndpoint=${hook}`,
+          headers: { authorization: `Bearer ${API_KEY}` },
+        },
+        targetNoWebhook: {
+          kind: "http",
+          url: `http://127.0.0.1:${api.info.port}/bench/predict`,
+          headers: { authorization: `Bearer ${API_KEY}` },
+        },
+        processes: [
+          { name: "api", pid: api.pid },
+          { name: "worker", pid: worker.pid },
+        ],
+        databases: { [name]: db.name },
+        dispatch: "app",
+        processed: "hooks",
+        settings,
+        async stop() {
+          await api.stop();
+          await worker.stop();
+        },
+      };
+    },
+  };
+}
+
+/** @type {import("./types.mjs").SystemSpec} */
+export const pgboss = peerSystem({
+  name: "pgboss",
+  label: "pg-boss",
+  script: "pgboss-peer.mjs",
+  settings: PGBOSS_SETTINGS,
+  extra: { queue: "runs" },
+});
+
+/** @type {import("./types.mjs").SystemSpec} */
+export const graphile = peerSystem({
+  name: "graphile",
+  label: "graphile-worker",
+  script: "graphile-peer.mjs",
+  settings: GRAPHILE_SETTINGS,
+});
