@@ -79,7 +79,14 @@ async function main(): Promise<void> {
 
   heartbeats.start();
   const cancels = subscribeCancels(nc, names, log, (runId) => invoker.cancel(runId));
-  const consumer = await startDispatchConsumer({ nc, names, capacity, log, claim: (d) => invoker.claim(d) });
+  const consumer = await startDispatchConsumer({
+    nc,
+    names,
+    capacity,
+    log,
+    replicas: config.LONGHAUL_NATS_REPLICAS,
+    claim: (d) => invoker.claim(d),
+  });
   registerConsumerPending(registry, await jetstreamManager(nc), names.dispatchStream, names.invokerConsumer);
   consuming = true;
   grpc.setServing(natsUp);

@@ -68,7 +68,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     natsUp = up;
     refreshHealth();
   });
-  const jsm = await ensureStreams(nc, names);
+  const jsm = await ensureStreams(nc, names, config.LONGHAUL_NATS_REPLICAS);
 
   const registry = createRegistry("notifier");
   const runs = createSchedulerRunSource({

@@ -44,7 +44,7 @@ const grpc = createGrpcServer({ log, address: `${config.SCHEDULER_GRPC_HOST}:${c
 const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
 const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => health.set("nats", up));
 const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
-await ensureStreams(nc, names);
+await ensureStreams(nc, names, config.LONGHAUL_NATS_REPLICAS);
 
 const registry = createRegistry("scheduler");
 const store = createPgStore(db);

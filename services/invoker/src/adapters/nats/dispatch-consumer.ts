@@ -29,6 +29,8 @@ export interface DispatchConsumerOptions {
   log: Logger;
   /** Claims one attempt (RunInvoker.claim). */
   claim(dispatch: Dispatch): Promise<ClaimDecision>;
+  /** Replicas of the mesh's streams (LONGHAUL_NATS_REPLICAS). @default 1 */
+  replicas?: number;
   /** Most messages asked for in one pull. @default 256 */
   batch?: number;
   /** How long one pull waits for messages, ms (≥ 1000). @default 5000 */
@@ -60,7 +62,7 @@ export function parseDispatch(data: Uint8Array): Dispatch | undefined {
  * never depends on JetStream: ownership lives in the scheduler.
  */
 export async function startDispatchConsumer(o: DispatchConsumerOptions): Promise<DispatchConsumer> {
-  const jsm = await ensureStreams(o.nc, o.names);
+  const jsm = await ensureStreams(o.nc, o.names, o.replicas ?? 1);
   await ensureConsumer(jsm, o.names.dispatchStream, o.names.invokerConsumer, o.names.dispatchAll, ACK_WAIT_SECONDS);
   const consumer = await jetstream(o.nc).consumers.get(o.names.dispatchStream, o.names.invokerConsumer);
   const batch = o.batch ?? 256;
