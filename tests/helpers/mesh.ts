@@ -36,7 +36,8 @@ export async function startTestMesh(
   const nats = await createTestNats();
   let mesh: Mesh;
   try {
-    mesh = await startMesh({ ...options, databaseUrl: database.url, natsUrl: nats.url, natsPrefix: nats.prefix });
+    // CI runs two test files at once on two cores; a service may take a while to start there.
+    mesh = await startMesh({ readyTimeoutMs: 60_000, ...options, databaseUrl: database.url, natsUrl: nats.url, natsPrefix: nats.prefix });
   } catch (err) {
     await nats.cleanup().catch(() => {});
     await database.drop().catch(() => {});
