@@ -19,9 +19,20 @@ export interface TestMesh extends Mesh {
   cleanup(): Promise<void>;
 }
 
+/** startMesh's options, less the URLs and prefix, plus the overrides of a test that owns its dependencies. */
+export interface TestMeshOptions extends Omit<MeshOptions, "databaseUrl" | "natsUrl" | "natsPrefix"> {
+  /**
+   * A NATS server of the test's own (one it stops and starts, say) instead of
+   * NATS_URL; the stream prefix is still the file's own.
+   */
+  natsUrl?: string;
+  /** Rewrites the URL of the file's database the services get (e.g. to go through a TCP proxy). */
+  databaseUrl?: (url: string) => string;
+}
+
 /**
  * Starts a mesh for one test file. Options are startMesh's, less the URLs and
- * prefix, which come from the isolation helpers. Typical use:
+ * prefix, which come from the isolation helpers (or the overrides). Typical use:
  *
  * ```ts
  * let mesh: TestMesh;
@@ -29,15 +40,20 @@ export interface TestMesh extends Mesh {
  * afterAll(async () => { await mesh?.cleanup(); });
  * ```
  */
-export async function startTestMesh(
-  options: Omit<MeshOptions, "databaseUrl" | "natsUrl" | "natsPrefix"> = {},
-): Promise<TestMesh> {
+export async function startTestMesh(options: TestMeshOptions = {}): Promise<TestMesh> {
+  const { natsUrl, databaseUrl, ...meshOptions } = options;
   const database = await createTestDatabase();
   const nats = await createTestNats();
   let mesh: Mesh;
   try {
     // CI runs two test files at once on two cores; a service may take a while to start there.
-    mesh = await startMesh({ readyTimeoutMs: 60_000, ...options, databaseUrl: database.url, natsUrl: nats.url, natsPrefix: nats.prefix });
+    mesh = await startMesh({
+      readyTimeoutMs: 60_000,
+      ...meshOptions,
+      databaseUrl: databaseUrl ? databaseUrl(database.url) : database.url,
+      natsUrl: natsUrl ?? nats.url,
+      natsPrefix: nats.prefix,
+    });
   } catch (err) {
     await nats.cleanup().catch(() => {});
     await database.drop().catch(() => {});
@@ -51,7 +67,8 @@ export async function startTestMesh(
     cleanup: () =>
       (cleaned ??= (async () => {
         await mesh.stop();
-        await nats.cleanup();
+        // A NATS of the test's own is the test's to clean up.
+        if (!natsUrl) await nats.cleanup();
         await database.drop();
         // A temp log dir of our own goes too, unless asked to keep it for a post-mortem.
         if (!options.logDir && !process.env.LONGHAUL_KEEP_LOGS) rmSync(mesh.logDir, { recursive: true, force: true });
