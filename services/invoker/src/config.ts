@@ -23,6 +23,11 @@ export const invokerEnvSchema = commonEnvSchema.extend({
    * @default 10000
    */
   INVOKER_MAX_IN_FLIGHT: envInt(10_000, 1),
+  /**
+   * ClaimRun calls in flight at once; bounds the burst a dispatch backlog
+   * sends to the scheduler. @default 64
+   */
+  INVOKER_MAX_CONCURRENT_CLAIMS: envInt(64, 1),
   /** On SIGTERM, how long calls in flight may finish before they are handed back. @default 30 */
   INVOKER_DRAIN_SECONDS: envInt(30, 0),
   /** Bytes of an app's response body kept for a run; the rest is read and dropped. @default 10 MiB */

@@ -86,7 +86,7 @@ beforeAll(async () => {
   });
   let stderr = "";
   proc.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  await waitFor(() => lines.some((l) => l.msg === "ready"), 20_000).catch((err: unknown) => {
+  await waitFor(() => lines.some((l) => l.msg === "ready"), 60_000).catch((err: unknown) => {
     throw new Error(`invoker not ready: ${String(err)}\n${stderr}\n${JSON.stringify(lines)}`);
   });
 });

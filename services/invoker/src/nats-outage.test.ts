@@ -100,7 +100,7 @@ beforeAll(async () => {
   });
   let buf = "";
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("invoker not ready")), 20_000);
+    const timer = setTimeout(() => reject(new Error("invoker not ready")), 60_000);
     invoker.stdout!.on("data", (d: Buffer) => {
       buf += d.toString();
       for (const line of buf.split("\n")) {

@@ -8,7 +8,7 @@ import {
   type NatsConnection,
   type NatsNames,
 } from "@longhaul/shared";
-import type { Capacity } from "../../core/capacity.js";
+import { createCapacity, type Capacity } from "../../core/capacity.js";
 import type { Dispatch } from "../../core/ports.js";
 import type { ClaimDecision } from "../../core/run-invoker.js";
 
@@ -33,6 +33,12 @@ export interface DispatchConsumerOptions {
   replicas?: number;
   /** Most messages asked for in one pull. @default 256 */
   batch?: number;
+  /**
+   * ClaimRun calls in flight at once. Without a bound, a backlog would send
+   * thousands of claims to the scheduler together and push them past their
+   * deadline. @default 64
+   */
+  maxConcurrentClaims?: number;
   /** How long one pull waits for messages, ms (≥ 1000). @default 5000 */
   expiresMs?: number;
 }
@@ -67,6 +73,7 @@ export async function startDispatchConsumer(o: DispatchConsumerOptions): Promise
   const consumer = await jetstream(o.nc).consumers.get(o.names.dispatchStream, o.names.invokerConsumer);
   const batch = o.batch ?? 256;
   const expires = Math.max(1000, o.expiresMs ?? 5000);
+  const claimSlots = createCapacity(o.maxConcurrentClaims ?? 64);
   const stopping = new AbortController();
   let current: ConsumerMessages | undefined;
 
@@ -80,7 +87,8 @@ export async function startDispatchConsumer(o: DispatchConsumerOptions): Promise
     }
     // The claim continues the trace of the dispatch message.
     const ctx = contextFromHeaders(msg.headers);
-    const decision = await context.with(ctx, () => o.claim(dispatch));
+    const claimed = claimSlots.acquire();
+    const decision = await context.with(ctx, () => o.claim(dispatch)).finally(claimed);
     switch (decision.kind) {
       case "claimed":
         msg.ack();
@@ -98,7 +106,8 @@ export async function startDispatchConsumer(o: DispatchConsumerOptions): Promise
   const loop = async (): Promise<void> => {
     while (!stopping.signal.aborted) {
       await o.capacity.whenFree(stopping.signal);
-      const max = Math.min(o.capacity.free(), batch);
+      await claimSlots.whenFree(stopping.signal);
+      const max = Math.min(o.capacity.free(), claimSlots.free(), batch);
       if (stopping.signal.aborted) break;
       if (max === 0) continue;
       try {
