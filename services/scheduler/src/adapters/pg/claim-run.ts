@@ -5,7 +5,10 @@ import type { SchedulerDb } from "./schema.js";
 
 /**
  * Makes an invoker the owner of a dispatched attempt, with a lease, and opens
- * its attempt record. Undefined when the attempt is not claimable.
+ * its attempt record. The same invoker claiming the same attempt again gets
+ * it again (its first answer may have missed the deadline, and the dispatch
+ * came back): claims are idempotent per invoker. Undefined when the attempt
+ * is not claimable.
  */
 export async function claimRun(
   db: Kysely<SchedulerDb>,
@@ -25,10 +28,19 @@ export async function claimRun(
       })
       .where("id", "=", runId)
       .where("attempt", "=", attempt)
-      .where("status", "=", "dispatched")
+      .where((eb) =>
+        eb.or([eb("status", "=", "dispatched"), eb.and([eb("status", "=", "running"), eb("owner", "=", invokerId)])]),
+      )
       .returning(runColumns)
       .executeTakeFirst();
     if (!row) return undefined;
+    const existing = await trx
+      .selectFrom("run_attempts")
+      .select("attempt")
+      .where("run_id", "=", runId)
+      .where("attempt", "=", attempt)
+      .executeTakeFirst();
+    if (existing) return row as RunRecord;
     await trx.insertInto("run_attempts").values({ run_id: runId, attempt, invoker_id: invokerId }).execute();
     return row as RunRecord;
   });

@@ -125,6 +125,9 @@ describe("pg store", () => {
     expect([c1, c2].filter(Boolean)).toHaveLength(1);
     const owner = c1 ? "inv-a" : "inv-b";
     const stranger = c1 ? "inv-b" : "inv-a";
+    // The owner may claim again (its first answer was lost); a stranger may not.
+    expect(await a.claimRun(runId, 1, owner, 30)).toMatchObject({ id: runId, status: "running", owner });
+    expect(await a.claimRun(runId, 1, stranger, 30)).toBeUndefined();
     const policy = (run: { attempt: number; max_attempts: number }) =>
       decide(app, run.attempt, run.max_attempts, { statusCode: 200, errorCode: "", errorMessage: "", retryAfterSeconds: 0 });
     expect(await a.endAttempt(runId, 1, stranger, ok, policy)).toBeUndefined();
