@@ -10,8 +10,9 @@ import { runJob, startApi } from "./peer-common.mjs";
 const role = process.argv[2];
 const { connectionString, appUrl, settings } = JSON.parse(process.env.BENCH_PEER_SETTINGS ?? "{}");
 
-const pgPool = new pg.Pool({ connectionString, max: settings.poolSize });
+const pgPool = new pg.Pool({ connectionString, max: role === "api" ? settings.apiPoolSize : settings.poolSize });
 pgPool.on("error", (err) => console.error(`[graphile ${role}] pool`, err.message));
+pgPool.on("connect", (client) => client.on("error", (err) => console.error(`[graphile ${role}] client`, err.message)));
 
 let info = {};
 let stop;

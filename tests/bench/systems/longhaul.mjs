@@ -26,6 +26,7 @@ export const longhaul = {
       natsUrl: ctx.natsUrl,
       natsPrefix: prefix,
       logDir,
+      readyTimeoutMs: 120_000, // as npm start: a busy machine starts slowly
       env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true" },
       serviceEnv: { notifier: { DATABASE_URL: notifierDb.url } },
     });

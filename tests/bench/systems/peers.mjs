@@ -20,10 +20,11 @@ export const PGBOSS_SETTINGS = {
 
 /** graphile-worker 0.18: LISTEN/NOTIFY is built in; local queue and batched completion as its performance guide advises. */
 export const GRAPHILE_SETTINGS = {
-  poolSize: 20,
-  concurrency: 32,
+  apiPoolSize: 20,
+  poolSize: 26,
+  concurrency: 24,
   pollInterval: 2000,
-  localQueueSize: 33,
+  localQueueSize: 25,
   completeJobBatchDelay: 0,
 };
 
