@@ -42,13 +42,15 @@ beforeAll(async () => {
   // Fail loudly: a missing browser is a broken machine, never a skipped test.
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   const t0 = Date.now();
+  const took: Record<string, number> = {};
+  const timed = <T>(name: string, p: Promise<T>) => p.finally(() => (took[name] = Date.now() - t0));
   [mesh, app, hooks, browser] = await Promise.all([
-    startTestMesh({ env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", SCHEDULER_TICK_MS: "200", INGRESS_EVENTS_POLL_MS: "500" } }),
+    timed("mesh", startTestMesh({ env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", SCHEDULER_TICK_MS: "200", INGRESS_EVENTS_POLL_MS: "500" } })),
     startPeer(),
     startPeer(),
-    chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 30_000 }),
+    timed("chromium", chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 30_000 })),
   ]);
-  console.log(`dashboard: mesh and browser started in ${Date.now() - t0} ms`);
+  console.log(`dashboard: mesh started in ${took.mesh} ms, chromium in ${took.chromium} ms`);
   api = gateway(mesh.ingressUrl, mesh.apiKey);
   app.handle(async (req, res, raw) => {
     const u = new URL(req.url, "http://x");
@@ -80,18 +82,23 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  // Calls still held would make the invokers drain at shutdown: end them first.
+  const t0 = Date.now();
+  // Calls still held would make the invokers drain at shutdown: end them
+  // first (cancelling the running call of `reports` lets its queued one start).
   if (api) {
-    for (const status of ["running", "queued", "dispatched"]) {
-      const { runs } = (await api.call("GET", `/v1/runs?status=${status}`)).json as { runs: { run_id: string }[] };
-      await Promise.all(runs.map((r) => api.call("POST", `/v1/runs/${r.run_id}/cancel`)));
-    }
+    await eventually(async () => {
+      const { runs } = (await api.call("GET", "/v1/runs?limit=100")).json as { runs: { run_id: string; status: string }[] };
+      const open = runs.filter((r) => ["queued", "dispatched", "running"].includes(r.status));
+      await Promise.all(open.map((r) => api.call("POST", `/v1/runs/${r.run_id}/cancel`)));
+      return open.length === 0;
+    }, 10_000, "every run to be finished").catch((err: unknown) => console.error(err));
   }
   await context?.close();
   await browser?.close();
   await mesh?.cleanup();
   await app?.close();
   await hooks?.close();
+  console.log(`dashboard: stopped in ${Date.now() - t0} ms`);
 });
 
 async function submit(appName: string, path: string, headers: Record<string, string> = {}, body = '{"image":"cat.png"}') {

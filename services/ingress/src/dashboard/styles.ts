@@ -130,8 +130,11 @@ details.headers summary { cursor: pointer; color: var(--muted); }
 
 @media (max-width: 900px) { .two-col { grid-template-columns: 1fr; } }
 @media (max-width: 720px) {
-  .top { padding: 8px 12px; gap: 8px 12px; }
+  .top { padding: 8px 12px; gap: 8px; }
+  .top .tabs a { padding: 6px 8px; }
+  .top button { padding: 4px 8px; }
   .project { display: none; }
+  .kv th { width: 42%; }
   #view { padding: 12px 10px 40px; }
   .apps { grid-template-columns: 1fr; }
   table.runs thead, table.deliveries thead { display: none; }
