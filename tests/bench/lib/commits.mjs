@@ -39,7 +39,8 @@ export async function commitLedger(pg, parts, cfg) {
       const seconds = (bAt - markAt) / 1000;
       const byPart = Object.fromEntries(
         Object.entries(parts).map(([part, db]) => {
-          const total = (b[db] - mark[db]) / runs;
+          // No run finished (an overloaded machine): nothing to divide by.
+          const total = runs > 0 ? (b[db] - mark[db]) / runs : NaN;
           const background = (idlePerSecond[db] * seconds) / runs;
           return [part, { total, background, work: total - background, idlePerSecond: idlePerSecond[db] }];
         }),

@@ -19,8 +19,8 @@ export const MODES = {
     maxRampSteps: 12,
     bisectSteps: 2,
     maxRate: 30_000,
-    drainMs: 2000,
-    processDrainMs: 30_000,
+    drainMs: 5000,
+    processDrainMs: 20_000,
     pauseMs: 500,
     steadyMs: 5000,
     latencyRate: 100,
@@ -38,7 +38,7 @@ export const MODES = {
     maxRampSteps: 3,
     bisectSteps: 1,
     maxRate: 30_000,
-    drainMs: 1000,
+    drainMs: 3000,
     processDrainMs: 5000,
     pauseMs: 100,
     steadyMs: 600,
@@ -152,14 +152,15 @@ export async function measureSystem(spec, env) {
     const steady = await runAt(steadyRate, cfg.steadyMs);
     const cpu = meter.stop();
     const own = sys.processes.map((p) => p.name);
+    const per1000 = (seconds) => (steady.accepted > 0 ? (seconds / steady.accepted) * 1000 : null);
     result.steady = {
       rate: Math.round(steadyRate),
       accepted: steady.accepted,
       drained: steady.drained,
       accept: summary(acceptLatencies(steady.run)),
       cpuSeconds: cpu,
-      cpuPer1000: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, (v / steady.accepted) * 1000])),
-      ownCpuPer1000: own.length > 0 ? (own.reduce((s, k) => s + (cpu[k] ?? 0), 0) / steady.accepted) * 1000 : null,
+      cpuPer1000: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, per1000(v)])),
+      ownCpuPer1000: own.length > 0 ? per1000(own.reduce((s, k) => s + (cpu[k] ?? 0), 0)) : null,
     };
 
     if (sys.dispatch) {
