@@ -209,6 +209,18 @@ describe("dashboard", () => {
       await page.locator(".timeline").getByText(step, { exact: true }).waitFor();
     }
     if (EXTRA_SHOTS) await page.screenshot({ path: join(EXTRA_SHOTS, "run-1280.png"), fullPage: true });
+
+    // Redeliver: the receiver gets the webhook again and the page shows the second attempt.
+    await page.getByRole("button", { name: "Redeliver webhook" }).click();
+    await page.getByText("Webhook queued for redelivery.").waitFor();
+    await hooks.waitFor(2, "/hook", LIVE_MS);
+    await page.locator("table.deliveries tbody tr").nth(1).waitFor({ timeout: LIVE_MS });
+
+    // Retry: a new run with the same request, linked to this one, opened at once.
+    await page.getByRole("button", { name: "Retry" }).click();
+    await page.waitForURL((u) => /\/dashboard\/runs\/[0-9a-f-]{36}$/.test(u.pathname) && !u.pathname.endsWith(quick));
+    await page.locator('.run-status [data-status="succeeded"]').waitFor({ timeout: LIVE_MS });
+    await page.locator(".summary").getByText(quick).waitFor();
   });
 
   it("shows each app's settings, calls in flight, queue depth and recent outcomes", async () => {

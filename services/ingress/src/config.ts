@@ -36,8 +36,12 @@ export const ingressEnvSchema = commonEnvSchema.extend({
    * watches arrive at once either way. @default 1000
    */
   INGRESS_EVENTS_POLL_MS: envInt(1000, 100, 60_000),
-  /** Unfinished runs one project feed watches at most (one WatchRun stream each). @default 100 */
-  INGRESS_EVENTS_MAX_WATCHED: envInt(100, 1, 1000),
+  /**
+   * Unfinished runs one project feed watches at most (one WatchRun stream
+   * each, which the scheduler re-reads every 2 s); the dashboard shows 25 a
+   * page. @default 50
+   */
+  INGRESS_EVENTS_MAX_WATCHED: envInt(50, 1, 1000),
   /** Serve the dashboard at `/dashboard`. @default true */
   INGRESS_DASHBOARD_ENABLED: envBool(true),
   /** Grace period for in-flight requests at shutdown, in milliseconds. @default 25000 */

@@ -169,7 +169,7 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
     feedApp = filters.app;
     feedKnown = new Set(inFlight);
     let opened = false;
-    feed = openStream(`/v1/events${query({ app: filters.app, run: inFlight.slice(0, 100) })}`, {
+    feed = openStream(`/v1/events${query({ app: filters.app, run: inFlight.slice(0, PAGE_SIZE) })}`, {
       onLive: (on) => ctx.setLive(on),
       // After a reconnect, reload what the stream may have missed meanwhile.
       onOpen: () => {
