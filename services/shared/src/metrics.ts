@@ -78,7 +78,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Serves `/metrics` (and `/healthz`) on its own port, for services with no HTTP server. */
+/** Serves `/metrics` on its own port, for services with no HTTP server (their health is gRPC health). */
 export function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url === "/metrics") {
