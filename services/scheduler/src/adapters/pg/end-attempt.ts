@@ -1,19 +1,10 @@
 import { sql, type Kysely } from "kysely";
-import type { AppSettings, HeaderPair, RunRecord } from "../../core/model.js";
+import type { AppSettings, RunRecord } from "../../core/model.js";
+import type { AttemptResult } from "../../core/ports.js";
 import type { Decision } from "../../core/retry-policy.js";
 import { runColumns } from "./run-columns.js";
 import { findApp } from "./run-queries.js";
 import type { SchedulerDb } from "./schema.js";
-
-/** What an attempt ended with, to store. */
-export interface AttemptResult {
-  statusCode: number;
-  headers: HeaderPair[];
-  body: Buffer | null;
-  bodyTruncated: boolean;
-  errorCode: string;
-  errorMessage: string;
-}
 
 /** `limited`: the app has a concurrency limit, so the freed slot may start a queued run. */
 export type EndedRun = { run: RunRecord; decision: Decision; limited: boolean };

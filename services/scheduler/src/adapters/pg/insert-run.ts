@@ -1,33 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared";
-import type { AppSettings, DispatchRef, HeaderPair } from "../../core/model.js";
+import type { AppSettings, DispatchRef } from "../../core/model.js";
+import type { NewRun as NewRunInput } from "../../core/ports.js";
 import { findApp } from "./run-queries.js";
 import type { SchedulerDb } from "./schema.js";
-
-/** A run to insert, validated by the core. */
-export interface NewRunInput {
-  project: string;
-  app: AppSettings;
-  mode: "async" | "sync";
-  method: string;
-  path: string;
-  query: string;
-  headers: HeaderPair[];
-  body: Buffer;
-  webhookUrl: string | null;
-  timeoutSeconds: number;
-  priority: number;
-  idempotencyKey: string | null;
-  requestHash: string;
-  notBefore: Date | null;
-  retryOf: string | null;
-  traceparent: string;
-  tracestate: string;
-  /** Refuse with 429 when an app with a concurrency limit has this many queued. */
-  maxQueuedPerApp: number;
-  idempotencyTtlSeconds: number;
-}
 
 export interface SubmitResult {
   runId: string;

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import type { AppSettings, AttemptRecord, RunRecord } from "../../core/model.js";
+import type { ListFilter } from "../../core/ports.js";
 import { runColumns, type Db } from "./run-columns.js";
 
 /** Inserts a finished pass-through call, without bodies. */
@@ -49,16 +50,6 @@ export async function findRun(db: Db, project: string | null, id: string): Promi
 
 export async function findAttempts(db: Db, runId: string): Promise<AttemptRecord[]> {
   return (await db.selectFrom("run_attempts").selectAll().where("run_id", "=", runId).orderBy("attempt").execute()) as AttemptRecord[];
-}
-
-/** Filters of a run listing; the cursor is the last (created_at, id) seen. */
-export interface ListFilter {
-  project: string;
-  app?: string | undefined;
-  status?: string | undefined;
-  createdAfter?: Date | undefined;
-  limit: number;
-  after?: { createdAt: Date; id: string } | undefined;
 }
 
 /** Newest first, keyset-paginated so that inserts do not shift pages. */

@@ -1,3 +1,4 @@
+import type { HeaderPair } from "../../core/model.js";
 import type { ColumnType, Generated, Insertable, Selectable } from "kysely";
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -30,10 +31,8 @@ export interface AppsTable {
   updated_at: GeneratedTimestamp;
 }
 
-export interface StoredHeader {
-  name: string;
-  value: string;
-}
+/** Headers are stored as JSON arrays of name/value pairs. */
+export type StoredHeader = HeaderPair;
 
 export interface RunsTable {
   id: string;
