@@ -142,6 +142,34 @@ describe("run lifecycle", () => {
     await api.call("POST", `/v1/runs/${blocker}/cancel`);
   });
 
+  it("starts a delayed run no earlier than asked, and higher priority first in a queue", async () => {
+    app.handle((req, res) => res.end(`ok ${req.url}`));
+    await api.putApp("later", { url: app.url });
+    const submittedAt = Date.now();
+    const id = await submit("later", "/delayed", { "x-longhaul-delay": "2" });
+    const queued = (await api.getRun(id)).json;
+    expect(queued.status).toBe("queued");
+    expect(new Date(queued.not_before).getTime()).toBeGreaterThanOrEqual(submittedAt + 1500);
+    const run = await api.finished(id, 20_000);
+    expect(run.status).toBe("succeeded");
+    expect(new Date(run.started_at).getTime() - submittedAt).toBeGreaterThanOrEqual(1900);
+    expect((await api.call("POST", "/dev/later/x?async=true", "x", { "x-longhaul-delay": "-1" })).status).toBe(400);
+
+    // One slot, held; then a low and a high priority run wait: the high one goes first.
+    app.handle(async (req, res, raw) => {
+      if (req.url.startsWith("/hold")) await new Promise<void>((r) => { const t = setTimeout(r, 60_000); raw.socket.once("close", () => { clearTimeout(t); r(); }); });
+      if (!res.destroyed) res.end("ok");
+    });
+    await api.putApp("ranked", { url: app.url, max_concurrency: 1 });
+    const blocker = await submit("ranked", "/hold");
+    await eventually(async () => (await api.getRun(blocker)).json?.status === "running", 10_000, "blocker running");
+    const low = await submit("ranked", "/low", { "x-longhaul-priority": "-5" });
+    const high = await submit("ranked", "/high", { "x-longhaul-priority": "50" });
+    await api.call("POST", `/v1/runs/${blocker}/cancel`);
+    const [h, l] = await Promise.all([api.finished(high), api.finished(low)]);
+    expect(new Date(h.started_at).getTime()).toBeLessThan(new Date(l.started_at).getTime());
+  });
+
   it("holds a concurrency limit of 2 across two schedulers: the app never sees more than 2 at once", async () => {
     let inFlight = 0;
     let peak = 0;
