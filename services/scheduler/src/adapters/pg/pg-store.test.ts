@@ -179,6 +179,31 @@ describe("pg store", () => {
     expect(await a.findRun("p2", ids[0]!)).toBeUndefined();
   });
 
+  it("hands back dispatches nobody claimed, once per period, and finished webhooks no notifier took", async () => {
+    const app = normaliseApp({ name: "repair", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const lost = await a.insertRun(newRun(app, { webhookUrl: "http://example.com/h" }));
+    await new Promise((r) => setTimeout(r, 1100));
+    // Both schedulers look at once: the run is republished by exactly one of them.
+    const [x, y] = await Promise.all([a.staleDispatches(1, 100), b.staleDispatches(1, 100)]);
+    expect([...x, ...y].filter((d) => d.runId === lost.runId)).toHaveLength(1);
+    expect((await a.staleDispatches(1, 100)).map((d) => d.runId)).not.toContain(lost.runId);
+
+    // It finishes; no notifier reports taking its webhook: republished after the period, once.
+    await a.claimRun(lost.runId, 1, "inv", 30);
+    await a.endAttempt(lost.runId, 1, "inv", ok, (run) =>
+      decide(app, run.attempt, run.max_attempts, { statusCode: 200, errorCode: "", errorMessage: "", retryAfterSeconds: 0 }),
+    );
+    expect((await a.untakenWebhooks(1, 100)).map((w) => w.id)).not.toContain(lost.runId);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await a.untakenWebhooks(1, 100)).map((w) => w.id)).toContain(lost.runId);
+    expect((await a.untakenWebhooks(1, 100)).map((w) => w.id)).not.toContain(lost.runId);
+    // Once a notifier reports the delivery, it is never republished again.
+    await a.setWebhookState(lost.runId, "pending");
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await a.untakenWebhooks(1, 100)).map((w) => w.id)).not.toContain(lost.runId);
+  });
+
   it("refuses a submit with 429 when a limited app's queue is full", async () => {
     const app = normaliseApp({ name: "full", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 1, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);
