@@ -34,10 +34,10 @@ export function createEffects({ bus, log, metrics }: SchedulerDeps) {
     async dispatched(refs: DispatchRef[], options: { republish?: boolean } = {}): Promise<void> {
       if (refs.length === 0) return;
       await bus.publishDispatch(refs, options).catch((err: unknown) => log.warn({ err, runs: refs.length }, "dispatch publish failed; the reconciler will republish"));
-      for (const r of refs) bus.publishChanged(r.runId, "dispatched");
+      for (const r of refs) bus.publishChanged(r.project, r.runId, "dispatched");
     },
     async changed(run: RunRecord): Promise<void> {
-      bus.publishChanged(run.id, run.status);
+      bus.publishChanged(run.project_id, run.id, run.status);
       if (!isTerminal(run.status)) return;
       metrics.runFinished(run.app, run.status);
       if (!run.webhook_url) return;

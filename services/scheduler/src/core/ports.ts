@@ -70,6 +70,8 @@ export interface SchedulerStore {
   findRun(project: string | null, id: string): Promise<RunRecord | undefined>;
   findAttempts(runId: string): Promise<AttemptRecord[]>;
   listRuns(filter: ListFilter): Promise<RunRecord[]>;
+  /** The project's runs among `ids`, without bodies (as listRuns), in one statement. */
+  findRuns(project: string, ids: readonly string[]): Promise<RunRecord[]>;
   claimRun(runId: string, attempt: number, invokerId: string, leaseSeconds: number): Promise<RunRecord | undefined>;
   extendLeases(invokerId: string, held: { runId: string; attempt: number }[], leaseSeconds: number): Promise<Set<string>>;
   endAttempt(
@@ -80,7 +82,8 @@ export interface SchedulerStore {
     decideFor: (run: RunRecord, app: AppSettings | undefined) => Decision,
   ): Promise<{ run: RunRecord; decision: Decision; limited: boolean } | undefined>;
   cancelRun(project: string, runId: string): Promise<{ run: RunRecord; cancelled: boolean; previousOwner: string | null } | undefined>;
-  setWebhookState(runId: string, state: string): Promise<boolean>;
+  /** The run's project, or undefined when it has no webhook (or no such run). */
+  setWebhookState(runId: string, state: string): Promise<string | undefined>;
 
   appsWithDueRuns(limit: number): Promise<{ project: string; app: string }[]>;
   dispatchQueued(project: string, app: string, batch: number): Promise<DispatchRef[]>;
@@ -101,9 +104,12 @@ export interface EventBus {
   /** `traceparent`: the run's stored one, so the event joins the run's trace wherever it is published from. */
   publishFinished(run: { id: string; project: string; app: string; status: string; traceparent?: string }): Promise<void>;
   publishCancel(runId: string): void;
-  publishChanged(runId: string, status: string): void;
+  /** A run of `project` changed (created, state, webhook state): a core NATS notice, at most once. */
+  publishChanged(project: string, runId: string, status: string): void;
   /** Calls `onChange` whenever the run changes; returns an unsubscribe. */
   watchChanges(runId: string, onChange: () => void): () => void;
+  /** Calls `onChange` with the id of every run of `project` that changes; returns an unsubscribe. */
+  watchProject(project: string, onChange: (runId: string) => void): () => void;
   /** False while the broker is unreachable: submits then answer 503. */
   isConnected(): boolean;
 }

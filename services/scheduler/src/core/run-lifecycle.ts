@@ -80,7 +80,7 @@ export function createRunLifecycle(deps: SchedulerDeps) {
         if (run.dispatched_at) deps.metrics.dispatchDelay((run.dispatched_at.getTime() - run.created_at.getTime()) / 1000);
         deps.metrics.startDelay((Date.now() - run.created_at.getTime()) / 1000);
       }
-      deps.bus.publishChanged(run.id, run.status);
+      deps.bus.publishChanged(run.project_id, run.id, run.status);
       return run;
     },
 
@@ -108,8 +108,9 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     },
 
     async updateWebhookState(runId: string, state: WebhookState): Promise<void> {
-      if (!(await store.setWebhookState(runId, state))) throw new LonghaulError("not_found", `run ${runId} has no webhook`);
-      deps.bus.publishChanged(runId, `webhook_${state}`);
+      const project = await store.setWebhookState(runId, state);
+      if (project === undefined) throw new LonghaulError("not_found", `run ${runId} has no webhook`);
+      deps.bus.publishChanged(project, runId, `webhook_${state}`);
     },
 
     /** Records a finished pass-through call so it shows in listings and the dashboard. */
@@ -119,7 +120,10 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     }): Promise<string> {
       const app = await store.getApp(r.project, r.app);
       const id = await store.insertSyncRun({ ...r, upstreamUrl: app?.url ?? "" });
-      deps.metrics.runFinished(r.app, r.statusCode >= 200 && r.statusCode < 300 && !r.errorCode ? "succeeded" : "failed");
+      const status = r.statusCode >= 200 && r.statusCode < 300 && !r.errorCode ? "succeeded" : "failed";
+      deps.metrics.runFinished(r.app, status);
+      // Project watchers (the dashboard) see pass-through calls appear too.
+      deps.bus.publishChanged(r.project, id, status);
       return id;
     },
 

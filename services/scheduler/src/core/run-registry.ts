@@ -3,6 +3,7 @@ import { LonghaulError } from "@longhaul/shared";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import { isTerminal, RUN_STATUSES, type AttemptRecord, type RunRecord } from "./model.js";
+import { watchProjectRuns, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
 import { checkName, checkSubmit, normaliseApp, type AppInput, type SubmitInput } from "./validation.js";
 
 const MAX_WAIT_SECONDS = 60;
@@ -103,6 +104,8 @@ export function createRunRegistry(deps: SchedulerDeps) {
       log.info({ run_id: result.runId, app: input.app, project, dispatched: result.dispatch !== null }, "run accepted");
     }
     if (result.dispatch) await effects.dispatched([result.dispatch]);
+    // A new run that waits: project watchers still see it appear.
+    else if (!result.existing) bus.publishChanged(project, result.runId, "queued");
     return { runId: result.runId, existing: result.existing };
   }
 
@@ -221,6 +224,10 @@ export function createRunRegistry(deps: SchedulerDeps) {
         run.id,
       );
     },
+
+    /** Sends the project's runs as they change, until `signal` aborts (core/runs-watch.ts). */
+    watchRuns: (project: string, query: WatchRunsQuery, signal: AbortSignal, out: WatchRunsOutput) =>
+      watchProjectRuns(deps, project, query, signal, out),
 
     /** Sends the run now and at each change until it is finished. */
     async watch(project: string, id: string, signal: AbortSignal, send: (v: RunView) => void): Promise<void> {

@@ -15,8 +15,15 @@ export interface NatsNames {
   finishedAll: string;
   /** Core NATS broadcast asking the invoker holding a run to abort it. */
   cancel: string;
-  /** Core NATS notice that a run changed, for watchers. */
-  runChanged(runId: string): string;
+  /**
+   * Core NATS notice that a run changed, for watchers:
+   * `<p>.run.changed.<project>.<run_id>`, payload `{"run_id","status"}`.
+   */
+  runChanged(project: string, runId: string): string;
+  /** Every notice of one run, whatever its project: `<p>.run.changed.*.<run_id>`. */
+  runChangedOfRun(runId: string): string;
+  /** Every notice of one project's runs: `<p>.run.changed.<project>.>`. */
+  runChangedOfProject(project: string): string;
 }
 
 export function natsNames(prefix: string): NatsNames {
@@ -31,6 +38,8 @@ export function natsNames(prefix: string): NatsNames {
     finished: (project) => `${prefix}.run.finished.${project}`,
     finishedAll: `${prefix}.run.finished.>`,
     cancel: `${prefix}.control.cancel`,
-    runChanged: (runId) => `${prefix}.run.changed.${runId}`,
+    runChanged: (project, runId) => `${prefix}.run.changed.${project}.${runId}`,
+    runChangedOfRun: (runId) => `${prefix}.run.changed.*.${runId}`,
+    runChangedOfProject: (project) => `${prefix}.run.changed.${project}.>`,
   };
 }

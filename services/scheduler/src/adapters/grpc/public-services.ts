@@ -117,6 +117,13 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
       const project = await projectOf(registry, ctx);
       await registry.watch(project, req.runId, ctx.signal, (v) => write({ run: runToProto(v) }));
     }),
+    watchRuns: serverStream(log, "WatchRuns", async (req: runsPb.WatchRunsRequest, ctx, write: (m: runsPb.WatchRunsResponse) => void) => {
+      const project = await projectOf(registry, ctx);
+      await registry.watchRuns(project, { app: req.app, runIds: req.runIds, createdAfter: req.createdAfter }, ctx.signal, {
+        live: () => write({ run: undefined }),
+        run: (run) => write({ run: runToProto({ run, attempts: [] }) }),
+      });
+    }),
   };
 }
 

@@ -71,11 +71,18 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
     publishCancel(runId) {
       nc.publish(names.cancel, encoder.encode(JSON.stringify({ run_id: runId })));
     },
-    publishChanged(runId, status) {
-      nc.publish(names.runChanged(runId), encoder.encode(JSON.stringify({ run_id: runId, status })));
+    publishChanged(project, runId, status) {
+      nc.publish(names.runChanged(project, runId), encoder.encode(JSON.stringify({ run_id: runId, status })));
     },
     watchChanges(runId, onChange) {
-      const sub = nc.subscribe(names.runChanged(runId), { callback: () => onChange() });
+      const sub = nc.subscribe(names.runChangedOfRun(runId), { callback: () => onChange() });
+      return () => sub.unsubscribe();
+    },
+    watchProject(project, onChange) {
+      // The run id is the subject's last token (`<p>.run.changed.<project>.<run_id>`).
+      const sub = nc.subscribe(names.runChangedOfProject(project), {
+        callback: (_err, msg) => onChange(msg.subject.slice(msg.subject.lastIndexOf(".") + 1)),
+      });
       return () => sub.unsubscribe();
     },
     isConnected: () => connected && !nc.isClosed(),

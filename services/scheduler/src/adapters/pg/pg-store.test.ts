@@ -4,7 +4,8 @@ import type { Kysely } from "kysely";
 import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";
 import { normaliseApp } from "../../core/validation.js";
 import { decide } from "../../core/retry-policy.js";
-import type { NewRun, SchedulerStore } from "../../core/ports.js";
+import type { EventBus, NewRun, SchedulerStore } from "../../core/ports.js";
+import { watchProjectRuns } from "../../core/runs-watch.js";
 import { ensureProjectKey } from "./app-store.js";
 import { schedulerMigrations } from "./migrations.js";
 import { createPgStore } from "./pg-store.js";
@@ -202,6 +203,49 @@ describe("pg store", () => {
     await a.setWebhookState(lost.runId, "pending");
     await new Promise((r) => setTimeout(r, 1100));
     expect((await a.untakenWebhooks(1, 100)).map((w) => w.id)).not.toContain(lost.runId);
+  });
+
+  it("reads a watch's changed runs in one statement: the project's only, oldest first, without bodies", async () => {
+    const app = normaliseApp({ name: "watched", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    await a.upsertApp("p2", app);
+    const mine = [];
+    for (let i = 0; i < 3; i++) mine.push((await a.insertRun(newRun(app, { webhookUrl: "http://example.com/h" }))).runId);
+    const theirs = (await a.insertRun(newRun(app, { project: "p2" }))).runId;
+    const found = await a.findRuns("p1", [mine[2]!, theirs, mine[0]!, "00000000-0000-4000-8000-000000000000"]);
+    expect(found.map((r) => r.id)).toEqual([mine[0], mine[2]]);
+    expect(found[0]).toMatchObject({ project_id: "p1", app: "watched", status: "dispatched", request_body: null, response_body: null });
+    expect(await a.findRuns("p1", [])).toEqual([]);
+    // A webhook state change names the run's project (for its change notice); no webhook: undefined.
+    expect(await a.setWebhookState(mine[1]!, "pending")).toBe("p1");
+    expect(await a.setWebhookState(theirs, "pending")).toBeUndefined();
+  });
+
+  it("coalesces a burst of change notices into one read of Postgres", async () => {
+    const app = normaliseApp({ name: "bursty", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    let notify: (runId: string) => void = () => undefined;
+    const bus = { watchProject: (_p: string, fn: (runId: string) => void) => ((notify = fn), () => undefined) } as unknown as EventBus;
+    const reads: number[] = [];
+    const store = { ...a, findRuns: (project: string, ids: readonly string[]) => (reads.push(ids.length), a.findRuns(project, ids)) };
+    const ac = new AbortController();
+    const sent: string[] = [];
+    let live!: () => void;
+    const listening = new Promise<void>((r) => (live = r));
+    const done = watchProjectRuns({ store, bus }, "p1", { app: "bursty", runIds: [], createdAfter: undefined }, ac.signal, {
+      live,
+      run: (r) => sent.push(`${r.id}:${r.status}`),
+    });
+    await listening;
+    // 30 runs submitted, each noticed twice (created, dispatched), all before the watch looks.
+    const ids = (await Promise.all(Array.from({ length: 30 }, () => a.insertRun(newRun(app))))).map((r) => r.runId);
+    for (const id of [...ids, ...ids]) notify(id);
+    const until = Date.now() + 5000;
+    while (sent.length < 30 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    ac.abort();
+    await done;
+    expect(reads).toEqual([30]);
+    expect(sent.sort()).toEqual(ids.map((id) => `${id}:dispatched`).sort());
   });
 
   it("refuses a submit with 429 when a limited app's queue is full", async () => {

@@ -23,6 +23,7 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     findRun: (project, id) => runs.findRun(db, project, id),
     findAttempts: (runId) => runs.findAttempts(db, runId),
     listRuns: (filter) => runs.listRuns(db, filter),
+    findRuns: (project, ids) => runs.findRuns(db, project, ids),
     claimRun: (runId, attempt, invokerId, lease) => claims.claimRun(db, runId, attempt, invokerId, lease),
     extendLeases: (invokerId, held, lease) => claims.extendLeases(db, invokerId, held, lease),
     endAttempt: (runId, attempt, owner, result, decideFor) => ends.endAttempt(db, runId, attempt, owner, result, decideFor),

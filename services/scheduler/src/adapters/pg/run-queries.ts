@@ -52,18 +52,33 @@ export async function findAttempts(db: Db, runId: string): Promise<AttemptRecord
   return (await db.selectFrom("run_attempts").selectAll().where("run_id", "=", runId).orderBy("attempt").execute()) as AttemptRecord[];
 }
 
-/** Newest first, keyset-paginated so that inserts do not shift pages. */
-export async function listRuns(db: Db, f: ListFilter): Promise<RunRecord[]> {
-  let q = db
+/** Runs without their bodies: listings never carry them. */
+function selectRunsWithoutBodies(db: Db) {
+  return db
     .selectFrom("runs")
     .select(runColumns.filter((c) => c !== "request_body" && c !== "response_body"))
-    .select([sql<null>`null`.as("request_body"), sql<null>`null`.as("response_body")])
-    .where("project_id", "=", f.project);
+    .select([sql<null>`null`.as("request_body"), sql<null>`null`.as("response_body")]);
+}
+
+/** Newest first, keyset-paginated so that inserts do not shift pages. */
+export async function listRuns(db: Db, f: ListFilter): Promise<RunRecord[]> {
+  let q = selectRunsWithoutBodies(db).where("project_id", "=", f.project);
   if (f.app) q = q.where("app", "=", f.app);
   if (f.status) q = q.where("status", "=", f.status);
   if (f.createdAfter) q = q.where("created_at", ">", f.createdAfter);
   if (f.after) q = q.where(sql<boolean>`(created_at, id) < (${f.after.createdAt}, ${f.after.id}::uuid)`);
   return (await q.orderBy("created_at", "desc").orderBy("id", "desc").limit(f.limit).execute()) as unknown as RunRecord[];
+}
+
+/** The project's runs among `ids` (a project watch's batch of changed runs), oldest first. */
+export async function findRuns(db: Db, project: string, ids: readonly string[]): Promise<RunRecord[]> {
+  if (ids.length === 0) return [];
+  return (await selectRunsWithoutBodies(db)
+    .where("project_id", "=", project)
+    .where("id", "in", [...ids])
+    .orderBy("created_at")
+    .orderBy("id")
+    .execute()) as unknown as RunRecord[];
 }
 
 export async function findApp(db: Db, project: string, name: string): Promise<AppSettings | undefined> {
@@ -82,13 +97,18 @@ export async function findApp(db: Db, project: string, name: string): Promise<Ap
   };
 }
 
-/** Sets the webhook state the notifier reports; the first report marks the run as taken. */
-export async function setWebhookState(db: Db, runId: string, state: string): Promise<boolean> {
+/**
+ * Sets the webhook state the notifier reports; the first report marks the run
+ * as taken. Returns the run's project (for the change notice), undefined when
+ * the run has no webhook.
+ */
+export async function setWebhookState(db: Db, runId: string, state: string): Promise<string | undefined> {
   const r = await db
     .updateTable("runs")
     .set({ webhook_state: state, webhook_taken_at: sql<Date>`coalesce(webhook_taken_at, now())` as never })
     .where("id", "=", runId)
     .where("webhook_url", "is not", null)
+    .returning("project_id")
     .executeTakeFirst();
-  return Number(r.numUpdatedRows) > 0;
+  return r?.project_id;
 }

@@ -293,6 +293,27 @@ export interface WatchRunResponse {
   run?: Run | undefined;
 }
 
+export interface WatchRunsRequest {
+  /** Only runs of this app; "" for all. */
+  app: string;
+  /**
+   * Runs to send as they are now right after the first message (at most
+   * 1000; unknown ids and other projects' runs are skipped): a client that
+   * shows them catches up on changes made before it was listening.
+   */
+  runIds: string[];
+  /**
+   * When set, the runs created after this are sent right after the first
+   * message too (the newest 100, oldest first).
+   */
+  createdAfter?: Date | undefined;
+}
+
+export interface WatchRunsResponse {
+  /** Unset in the first message only (the stream is live). */
+  run?: Run | undefined;
+}
+
 export interface GetRunInputRequest {
   runId: string;
 }
@@ -2598,6 +2619,182 @@ export const WatchRunResponse: MessageFns<WatchRunResponse> = {
   },
 };
 
+function createBaseWatchRunsRequest(): WatchRunsRequest {
+  return { app: "", runIds: [], createdAfter: undefined };
+}
+
+export const WatchRunsRequest: MessageFns<WatchRunsRequest> = {
+  encode(message: WatchRunsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.app !== "") {
+      writer.uint32(10).string(message.app);
+    }
+    for (const v of message.runIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.createdAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRunsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRunsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.app = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runIds.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRunsRequest {
+    return {
+      app: isSet(object.app) ? globalThis.String(object.app) : "",
+      runIds: globalThis.Array.isArray(object?.runIds)
+        ? object.runIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.run_ids)
+        ? object.run_ids.map((e: any) => globalThis.String(e))
+        : [],
+      createdAfter: isSet(object.createdAfter)
+        ? fromJsonTimestamp(object.createdAfter)
+        : isSet(object.created_after)
+        ? fromJsonTimestamp(object.created_after)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WatchRunsRequest): unknown {
+    const obj: any = {};
+    if (message.app !== "") {
+      obj.app = message.app;
+    }
+    if (message.runIds?.length) {
+      obj.runIds = message.runIds;
+    }
+    if (message.createdAfter !== undefined) {
+      obj.createdAfter = message.createdAfter.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchRunsRequest>, I>>(base?: I): WatchRunsRequest {
+    return WatchRunsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRunsRequest>, I>>(object: I): WatchRunsRequest {
+    const message = createBaseWatchRunsRequest();
+    message.app = object.app ?? "";
+    message.runIds = object.runIds?.map((e) => e) || [];
+    message.createdAfter = object.createdAfter ?? undefined;
+    return message;
+  },
+};
+
+function createBaseWatchRunsResponse(): WatchRunsResponse {
+  return { run: undefined };
+}
+
+export const WatchRunsResponse: MessageFns<WatchRunsResponse> = {
+  encode(message: WatchRunsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.run !== undefined) {
+      Run.encode(message.run, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRunsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRunsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.run = Run.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRunsResponse {
+    return { run: isSet(object.run) ? Run.fromJSON(object.run) : undefined };
+  },
+
+  toJSON(message: WatchRunsResponse): unknown {
+    const obj: any = {};
+    if (message.run !== undefined) {
+      obj.run = Run.toJSON(message.run);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchRunsResponse>, I>>(base?: I): WatchRunsResponse {
+    return WatchRunsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRunsResponse>, I>>(object: I): WatchRunsResponse {
+    const message = createBaseWatchRunsResponse();
+    message.run = (object.run !== undefined && object.run !== null) ? Run.fromPartial(object.run) : undefined;
+    return message;
+  },
+};
+
 function createBaseGetRunInputRequest(): GetRunInputRequest {
   return { runId: "" };
 }
@@ -2873,6 +3070,25 @@ export const RunServiceService = {
     responseSerialize: (value: WatchRunResponse): Buffer => Buffer.from(WatchRunResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchRunResponse => WatchRunResponse.decode(value),
   },
+  /**
+   * WatchRuns streams the runs of the caller's project as they change: each
+   * creation, state change and webhook state change sends the run as it is
+   * then (without attempts). The first message has no run: it is sent once
+   * the scheduler listens, so a client that lists runs after it misses
+   * nothing. Bursts are coalesced (a run that changed twice within ~150 ms
+   * is sent once, in its later state). The stream never ends on its own:
+   * the client's deadline or cancel ends it. Change notices travel on core
+   * NATS (at most once): a client that reconnects should list again.
+   */
+  watchRuns: {
+    path: "/longhaul.v1.RunService/WatchRuns" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRunsRequest): Buffer => Buffer.from(WatchRunsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRunsRequest => WatchRunsRequest.decode(value),
+    responseSerialize: (value: WatchRunsResponse): Buffer => Buffer.from(WatchRunsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchRunsResponse => WatchRunsResponse.decode(value),
+  },
 } as const;
 
 export interface RunServiceServer extends UntypedServiceImplementation {
@@ -2895,6 +3111,17 @@ export interface RunServiceServer extends UntypedServiceImplementation {
    * once the run is finished.
    */
   watchRun: handleServerStreamingCall<WatchRunRequest, WatchRunResponse>;
+  /**
+   * WatchRuns streams the runs of the caller's project as they change: each
+   * creation, state change and webhook state change sends the run as it is
+   * then (without attempts). The first message has no run: it is sent once
+   * the scheduler listens, so a client that lists runs after it misses
+   * nothing. Bursts are coalesced (a run that changed twice within ~150 ms
+   * is sent once, in its later state). The stream never ends on its own:
+   * the client's deadline or cancel ends it. Change notices travel on core
+   * NATS (at most once): a client that reconnects should list again.
+   */
+  watchRuns: handleServerStreamingCall<WatchRunsRequest, WatchRunsResponse>;
 }
 
 export interface RunServiceClient extends Client {
@@ -3020,6 +3247,22 @@ export interface RunServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchRunResponse>;
+  /**
+   * WatchRuns streams the runs of the caller's project as they change: each
+   * creation, state change and webhook state change sends the run as it is
+   * then (without attempts). The first message has no run: it is sent once
+   * the scheduler listens, so a client that lists runs after it misses
+   * nothing. Bursts are coalesced (a run that changed twice within ~150 ms
+   * is sent once, in its later state). The stream never ends on its own:
+   * the client's deadline or cancel ends it. Change notices travel on core
+   * NATS (at most once): a client that reconnects should list again.
+   */
+  watchRuns(request: WatchRunsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchRunsResponse>;
+  watchRuns(
+    request: WatchRunsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchRunsResponse>;
 }
 
 export const RunServiceClient = makeGenericClientConstructor(
