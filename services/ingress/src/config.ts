@@ -31,15 +31,11 @@ export const ingressEnvSchema = commonEnvSchema.extend({
    */
   INGRESS_SSE_MAX_SECONDS: envInt(3600, 10, 86_400),
   /**
-   * Milliseconds between the looks of a project feed (`GET /v1/events`, the
-   * dashboard's live table) for new runs; state changes of the runs it
-   * watches arrive at once either way. @default 1000
-   */
-  INGRESS_EVENTS_POLL_MS: envInt(1000, 100, 60_000),
-  /**
-   * Unfinished runs one project feed watches at most (one WatchRun stream
-   * each, which the scheduler re-reads every 2 s); the dashboard shows 25 a
-   * page. @default 50
+   * Runs a project feed (`GET /v1/events`, the dashboard's live table) may
+   * name with `run=`: their current state is sent first, so a client catches
+   * up on what changed before the feed listened (the dashboard names the
+   * unfinished runs of its page of 25). At most 1000 (RunService/WatchRuns'
+   * limit). @default 50
    */
   INGRESS_EVENTS_MAX_WATCHED: envInt(50, 1, 1000),
   /** Serve the dashboard at `/dashboard`. @default true */

@@ -35,7 +35,6 @@ async function main(): Promise<void> {
       maxBodyBytes: config.LONGHAUL_MAX_BODY_BYTES,
       sseHeartbeatSeconds: config.INGRESS_SSE_HEARTBEAT_SECONDS,
       sseMaxSeconds: config.INGRESS_SSE_MAX_SECONDS,
-      feedPollMs: config.INGRESS_EVENTS_POLL_MS,
       feedMaxWatched: config.INGRESS_EVENTS_MAX_WATCHED,
     },
     extraRoutes: dashboard ? () => dashboardRoutes(dashboard) : undefined,

@@ -48,8 +48,13 @@ export interface FakeMesh {
   invokes: ReceivedInvoke[];
   /** Replace to change how the invoker answers. Default: echo status 200 and the body. */
   invokeScript: InvokeScript;
-  /** Emits `run:<id>` with a Run for WatchRun streams; `end:<id>` ends them. */
+  /**
+   * Emits `run:<id>` with a Run for WatchRun streams; `end:<id>` ends them.
+   * `changed` with a Run reaches WatchRuns streams (addRun emits it too).
+   */
   watch: EventEmitter;
+  /** Every WatchRuns request received. */
+  watchRunsCalls: runsPb.WatchRunsRequest[];
   /** Per-app errors SubmitRun throws (e.g. resource_exhausted). */
   submitErrors: Map<string, LonghaulError>;
   /** Stored requests GetRunInput answers with (else: no body stored). */
@@ -80,6 +85,7 @@ export async function startFakeMesh(): Promise<FakeMesh> {
   const submitErrors = new Map<string, LonghaulError>();
   const inputs = new Map<string, runsPb.HttpRequest>();
   const listCalls: runsPb.ListRunsRequest[] = [];
+  const watchRunsCalls: runsPb.WatchRunsRequest[] = [];
 
   const ownRun = (project: string, runId: string): runsPb.Run => {
     const run = runs.get(runId);
@@ -89,6 +95,7 @@ export async function startFakeMesh(): Promise<FakeMesh> {
   const addRun = (project: string, app: string, status = runsPb.RunStatus.RUN_STATUS_QUEUED) => {
     const run = runsPb.Run.fromPartial({ id: randomUUID(), project, app, status, mode: "async", createdAt: new Date() });
     runs.set(run.id, run);
+    watch.emit("changed", run);
     return run;
   };
 
@@ -182,6 +189,29 @@ export async function startFakeMesh(): Promise<FakeMesh> {
         watch.once(`end:${req.runId}`, done);
         ctx.signal.addEventListener("abort", done, { once: true });
       });
+    }),
+    // Like the scheduler: live first, then the catch-up, then each change of the project's runs.
+    watchRuns: serverStream(log, "WatchRuns", async (req: runsPb.WatchRunsRequest, ctx, write: (m: runsPb.WatchRunsResponse) => void) => {
+      const project = projectOf(ctx.metadata);
+      watchRunsCalls.push(req);
+      const mine = (r: runsPb.Run) => r.project === project && (!req.app || r.app === req.app);
+      const onChange = (run: runsPb.Run) => {
+        if (mine(run)) write({ run });
+      };
+      watch.on("changed", onChange);
+      try {
+        write({ run: undefined });
+        const after = req.createdAfter?.getTime();
+        const fresh = after === undefined ? [] : [...runs.values()].filter((r) => mine(r) && (r.createdAt?.getTime() ?? 0) > after);
+        for (const run of fresh.sort((a, b) => (a.createdAt?.getTime() ?? 0) - (b.createdAt?.getTime() ?? 0))) write({ run });
+        for (const id of req.runIds) {
+          const run = runs.get(id);
+          if (run && mine(run)) write({ run });
+        }
+        await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+      } finally {
+        watch.off("changed", onChange);
+      }
     }),
   });
   scheduler.add(appsPb.AppServiceService, {
@@ -282,6 +312,7 @@ export async function startFakeMesh(): Promise<FakeMesh> {
     submitErrors,
     inputs,
     listCalls,
+    watchRunsCalls,
     addRun,
     async stop() {
       await Promise.all(servers.map((s) => s.stop(100)));

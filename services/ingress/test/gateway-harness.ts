@@ -22,7 +22,7 @@ export async function startGateway(ports: MeshPorts): Promise<{ gateway: HttpGat
     registry: createRegistry("ingress-test"),
     ports,
     authenticator: createAuthenticator(ports.keys, { cacheSeconds: 5 }),
-    limits: { maxBodyBytes: MAX_BODY, sseHeartbeatSeconds: 1, sseMaxSeconds: 30, feedPollMs: 100, feedMaxWatched: 5 },
+    limits: { maxBodyBytes: MAX_BODY, sseHeartbeatSeconds: 1, sseMaxSeconds: 30, feedMaxWatched: 5 },
     resultUrlKey: resultUrlKey(TOKEN),
   });
   const port = await gateway.listen("127.0.0.1", 0);

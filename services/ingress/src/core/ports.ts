@@ -40,7 +40,16 @@ export interface RunsPort {
    * `maxSeconds` pass (the stream's deadline), whichever comes first.
    */
   watchRun(caller: Caller, runId: string, maxSeconds: number, signal: AbortSignal): AsyncIterable<runsPb.Run>;
+  /**
+   * The project's runs as they change (RunService/WatchRuns): `live` first,
+   * once the scheduler listens, then each changed run; ends when `maxSeconds`
+   * pass (the stream's deadline) or `signal` aborts.
+   */
+  watchRuns(caller: Caller, req: runsPb.WatchRunsRequest, maxSeconds: number, signal: AbortSignal): AsyncIterable<RunsWatchItem>;
 }
+
+/** One item of a project watch. */
+export type RunsWatchItem = { kind: "live" } | { kind: "run"; run: runsPb.Run };
 
 /** A run's stored answer, read without an API key for a signed result link. */
 export interface StoredResult {

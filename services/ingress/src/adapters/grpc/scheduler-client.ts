@@ -19,7 +19,7 @@ import {
   runsPb,
   schedulerPb,
 } from "@longhaul/shared";
-import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, SignedResultsPort } from "../../core/ports.js";
+import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, RunsWatchItem, SignedResultsPort } from "../../core/ports.js";
 
 /** Deadline of the quick calls (SubmitRun commits before it answers). */
 const CALL_TIMEOUT_MS = 10_000;
@@ -144,20 +144,15 @@ export function createSchedulerClients(address: string, internalToken: string): 
       const call = runClient.watchRun({ runId }, callerMetadata(caller), {
         deadline: Date.now() + maxSeconds * 1000,
       });
-      const cancel = () => call.cancel();
-      signal.addEventListener("abort", cancel, { once: true });
-      try {
-        for await (const msg of call as AsyncIterable<runsPb.WatchRunResponse>) {
-          if (msg.run) yield msg.run;
-        }
-      } catch (err) {
-        // The stream's own deadline, or our cancel: an ordinary end of watching.
-        const code = (err as { code?: number }).code;
-        if (code === GrpcStatus.DEADLINE_EXCEEDED || (code === GrpcStatus.CANCELLED && signal.aborted)) return;
-        throw LonghaulError.from(err);
-      } finally {
-        signal.removeEventListener("abort", cancel);
-        call.cancel();
+      for await (const msg of streamOf<runsPb.WatchRunResponse>(call, signal)) {
+        if (msg.run) yield msg.run;
+      }
+    },
+    async *watchRuns(caller, req, maxSeconds, signal): AsyncIterable<RunsWatchItem> {
+      const call = runClient.watchRuns(req, callerMetadata(caller), { deadline: Date.now() + maxSeconds * 1000 });
+      // The first message carries no run: the scheduler listens from then on.
+      for await (const msg of streamOf<runsPb.WatchRunsResponse>(call, signal)) {
+        yield msg.run ? { kind: "run", run: msg.run } : { kind: "live" };
       }
     },
   };
@@ -227,6 +222,27 @@ export function createSchedulerClients(address: string, internalToken: string): 
       for (const c of [runClient, appClient, internalClient, healthClient]) c.close();
     },
   };
+}
+
+/**
+ * The messages of a server stream until it ends; `signal` cancels it. The
+ * stream's own deadline, or our cancel, is an ordinary end; any other
+ * failure is thrown as a LonghaulError.
+ */
+async function* streamOf<T>(call: AsyncIterable<unknown> & { cancel(): void }, signal: AbortSignal): AsyncGenerator<T> {
+  const cancel = () => call.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  if (signal.aborted) cancel();
+  try {
+    for await (const msg of call) yield msg as T;
+  } catch (err) {
+    const code = (err as { code?: number }).code;
+    if (code === GrpcStatus.DEADLINE_EXCEEDED || (code === GrpcStatus.CANCELLED && signal.aborted)) return;
+    throw LonghaulError.from(err);
+  } finally {
+    signal.removeEventListener("abort", cancel);
+    call.cancel();
+  }
 }
 
 function requireRun(run: runsPb.Run | undefined): runsPb.Run {

@@ -45,30 +45,34 @@ describe("GET /v1/project", () => {
 });
 
 describe("GET /v1/events", () => {
-  it("streams new runs of the project and changes of watched ones", async () => {
+  it("streams the project's runs as they change, the named ones first", async () => {
     const watched = mesh.addRun("dev", "echo", runsPb.RunStatus.RUN_STATUS_RUNNING);
     watched.createdAt = new Date(Date.now() - 60_000);
     mesh.addRun("other", "echo"); // another project's run never shows
     const res = await fetch(`${base}/v1/events?run=${watched.id}`, { headers: DEV });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    // The 200 comes once WatchRuns is live: nothing after it is missed.
     const fresh = mesh.addRun("dev", "echo");
-    setTimeout(() => mesh.watch.emit(`run:${watched.id}`, { ...watched, status: runsPb.RunStatus.RUN_STATUS_SUCCEEDED }), 300);
+    mesh.addRun("other", "echo");
+    setTimeout(() => mesh.watch.emit("changed", { ...watched, status: runsPb.RunStatus.RUN_STATUS_SUCCEEDED }), 100);
     const { runs, text } = await readFrames(res, (rs) => rs.some((r) => r.run_id === fresh.id) && rs.some((r) => r.status === "succeeded"));
     expect(text.startsWith("retry: ")).toBe(true);
     expect(runs.map((r) => r.run_id)).toContain(fresh.id);
     expect(runs.filter((r) => r.run_id === watched.id).map((r) => r.status)).toEqual(["running", "succeeded"]);
     expect(runs.every((r) => mesh.runs.get(r.run_id)?.project === "dev")).toBe(true);
-    mesh.watch.emit(`end:${watched.id}`);
+    expect(mesh.watchRunsCalls.at(-1)).toMatchObject({ app: "", runIds: [watched.id] });
+    // `since` defaults to now, less the 5 s overlap.
+    expect(Date.now() - mesh.watchRunsCalls.at(-1)!.createdAfter!.getTime()).toBeGreaterThan(4000);
   });
 
-  it("filters new runs by app and answers bad filters with a 400 before streaming", async () => {
+  it("filters by app and answers bad filters with a 400 before streaming", async () => {
     const res = await fetch(`${base}/v1/events?app=echo`, { headers: DEV });
-    const mine = mesh.addRun("dev", "echo");
     mesh.addRun("dev", "thumbs");
+    const mine = mesh.addRun("dev", "echo");
     const { runs } = await readFrames(res, (rs) => rs.some((r) => r.run_id === mine.id));
     expect(new Set(runs.map((r) => mesh.runs.get(r.run_id)?.app))).toEqual(new Set(["echo"]));
-    expect(mesh.listCalls.at(-1)).toMatchObject({ app: "echo" });
+    expect(mesh.watchRunsCalls.at(-1)).toMatchObject({ app: "echo" });
 
     const bad = await fetch(`${base}/v1/events?run=nope`, { headers: DEV });
     expect(bad.status).toBe(400);

@@ -38,7 +38,7 @@ beforeAll(async () => {
     registry: createRegistry("ingress-test"),
     ports: clients.ports,
     authenticator: createAuthenticator(clients.ports.keys, { cacheSeconds: 5 }),
-    limits: { maxBodyBytes: 1024, sseHeartbeatSeconds: 1, sseMaxSeconds: 30, feedPollMs: 100, feedMaxWatched: 5 },
+    limits: { maxBodyBytes: 1024, sseHeartbeatSeconds: 1, sseMaxSeconds: 30, feedMaxWatched: 5 },
     resultUrlKey: resultUrlKey(TOKEN),
     extraRoutes: () => dashboardRoutes(assets),
   });

@@ -10,9 +10,7 @@ export interface HttpLimits {
   sseHeartbeatSeconds: number;
   /** Longest one SSE stream stays open before the client must reconnect. */
   sseMaxSeconds: number;
-  /** Milliseconds between the project feed's looks for new runs (`GET /v1/events`). */
-  feedPollMs: number;
-  /** Runs one project feed watches for changes at most. */
+  /** Runs a project feed (`GET /v1/events`) may name with `run=` to catch up on. */
   feedMaxWatched: number;
 }
 
