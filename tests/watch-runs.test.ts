@@ -28,7 +28,9 @@ beforeAll(async () => {
     res.writeHead(200, { "content-type": "text/plain" });
     res.end("done");
   });
-  hook.handle((_req, res) => res.end("ok"));
+  hook.handle((_req, res) => {
+    res.end("ok");
+  });
   mesh = await startTestMesh({
     env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", LONGHAUL_API_KEYS: `other:${OTHER_KEY}`, SCHEDULER_TICK_MS: "200" },
   });
