@@ -4,7 +4,6 @@
 // system is measured, so its own queries are not counted as the system's.
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { sleep } from "./clock.mjs";
 
 /** @param {string} baseUrl DATABASE_URL */
 export async function createPgAdmin(baseUrl) {
@@ -30,19 +29,6 @@ export async function createPgAdmin(baseUrl) {
     async commits(names) {
       const r = await client.query("select datname, xact_commit::bigint as c from pg_stat_database where datname = any($1)", [names]);
       return Object.fromEntries(names.map((n) => [n, Number(r.rows.find((row) => row.datname === n)?.c ?? NaN)]));
-    },
-    /**
-     * Waits until no session is connected to these databases: a backend that
-     * exits flushes its pending statistics, so counts read after this are exact.
-     */
-    async waitDisconnected(names, timeoutMs = 15_000) {
-      const until = Date.now() + timeoutMs;
-      while (Date.now() < until) {
-        const r = await client.query("select count(*)::int as n from pg_stat_activity where datname = any($1)", [names]);
-        if (r.rows[0].n === 0) return true;
-        await sleep(100);
-      }
-      return false;
     },
     async settings() {
       const r = await client.query(

@@ -17,15 +17,17 @@ export const MODES = {
     startRate: 200,
     factor: 1.5,
     maxRampSteps: 12,
+    confirmFailures: true,
     bisectSteps: 2,
     maxRate: 30_000,
     drainMs: 5000,
     processDrainMs: 20_000,
+    quietTimeoutMs: 60_000,
     pauseMs: 500,
     steadyMs: 5000,
     latencyRate: 100,
-    latencyMs: 8000,
-    noWebhookMs: 5000,
+    latencyMs: 6000,
+    noWebhookMs: 4000,
     statsSettleMs: 11_000, // Postgres backends flush their statistics when idle after at most 10 s
     idleWindowMs: 5000,
     floorRate: 10,
@@ -36,10 +38,12 @@ export const MODES = {
     startRate: 100,
     factor: 3,
     maxRampSteps: 3,
+    confirmFailures: false,
     bisectSteps: 1,
     maxRate: 30_000,
     drainMs: 3000,
     processDrainMs: 5000,
+    quietTimeoutMs: 5000,
     pauseMs: 100,
     steadyMs: 600,
     latencyRate: 50,
@@ -50,6 +54,22 @@ export const MODES = {
     floorRate: 10,
   },
 };
+
+/**
+ * Waits until no app call or webhook arrived for a second (bounded): the
+ * system has worked off what it accepted.
+ */
+async function waitQuiet(arrivals, timeoutMs) {
+  const until = now() + timeoutMs;
+  let last = -1;
+  while (now() < until) {
+    const seen = (await arrivals.count("processed")) + (await arrivals.count("dispatched"));
+    if (seen === last) return true;
+    last = seen;
+    await sleep(1000);
+  }
+  return false;
+}
 
 /**
  * Measures one system.
@@ -123,7 +143,9 @@ export async function measureSystem(spec, env) {
     let fail = Infinity;
     let rate = cfg.startRate;
     for (let i = 0; i < cfg.maxRampSteps && rate <= cfg.maxRate; i++, rate *= cfg.factor) {
-      if (await tryRate(rate)) best = rate;
+      // A failure is tried once more before the ramp ends: one stall of a
+      // busy machine should not decide the figure.
+      if ((await tryRate(rate)) || (cfg.confirmFailures && (await tryRate(rate)))) best = rate;
       else {
         fail = rate;
         break;
@@ -134,12 +156,17 @@ export async function measureSystem(spec, env) {
       if (await tryRate(mid)) best = mid;
       else fail = mid;
     }
-    const limiting = steps.find((s) => !s.pass && Math.round(fail) === s.rate);
+    const limiting = steps.findLast((s) => !s.pass && Math.round(fail) === s.rate);
     result.search = {
       steps,
       maxRate: Math.round(best),
-      limitedBy: Number.isFinite(fail) ? (limiting?.reason ?? "") : `not reached at ${Math.round(best)}/s (search cap)`,
+      limitedBy: Number.isFinite(fail) ? (limiting?.reason ?? "") : `none: the ramp ended at ${Math.round(best)}/s`,
     };
+    // A failed step can leave runs accepted but unprocessed; later phases
+    // measure CPU and commits, so they start only once the system is quiet.
+    result.quietAfterSearch = sys.processed ? await waitQuiet(arrivals, cfg.quietTimeoutMs) : true;
+    if (!result.quietAfterSearch) log(`${spec.name}: still processing after ${cfg.quietTimeoutMs} ms; later figures include that backlog`);
+
     // With no step passed (an overloaded machine), the later phases still run, at a floor rate, and say so.
     const base = best > 0 ? best : 2 * cfg.floorRate;
     if (best === 0) log(`${spec.name}: no step passed; later phases at ${cfg.floorRate}/s`);
@@ -148,9 +175,9 @@ export async function measureSystem(spec, env) {
     const meter = cpuMeter([...sys.processes, ...env.infraProcs, ...env.harnessProcs]);
     const steadyRate = base / 2;
     log(`${spec.name}: steady at ${Math.round(steadyRate)}/s`);
-    meter.start();
+    await meter.start();
     const steady = await runAt(steadyRate, cfg.steadyMs);
-    const cpu = meter.stop();
+    const cpu = await meter.stop();
     const own = sys.processes.map((p) => p.name);
     const per1000 = (seconds) => (steady.accepted > 0 ? (seconds / steady.accepted) * 1000 : null);
     result.steady = {
@@ -183,9 +210,7 @@ export async function measureSystem(spec, env) {
         await loadgen.request("configure", sys.targetNoWebhook);
         log(`${spec.name}: run without webhooks at ${Math.round(latRate)}/s`);
         const bare = await runAt(latRate, cfg.noWebhookMs, "dispatched");
-        await sleep(500); // the completion lands just after the app answered
-        await stop();
-        const withoutWebhook = await ledger.close(bare.accepted, { afterStop: true });
+        const withoutWebhook = await ledger.close(bare.accepted);
         result.commits = { withWebhook, withoutWebhook };
       }
     }

@@ -36,15 +36,31 @@ function allPids() {
   return fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
 }
 
-/** CPU seconds of a process tree root plus its live children and reaped ones (Postgres: postmaster + backends). */
-export function treeCpuSeconds(rootPid) {
+/**
+ * CPU seconds of a process tree root plus its live children and reaped ones
+ * (Postgres: postmaster + backends). `settled` is false while a child is a
+ * zombie: its time is in neither place until the root reaps it.
+ */
+function treeCpu(rootPid) {
   let total = cpuSeconds(rootPid, true);
-  if (Number.isNaN(total)) return NaN;
+  let settled = true;
   for (const pid of allPids()) {
     const f = statFields(pid);
-    if (f && Number(f[1]) === rootPid) total += cpuSeconds(pid);
+    if (!f || Number(f[1]) !== rootPid) continue;
+    if (f[0] === "Z") settled = false;
+    else total += cpuSeconds(pid);
   }
-  return total;
+  return { total, settled };
+}
+
+/** treeCpu, read again (a few times, 20 ms apart) while a child is between exit and reaping. */
+export async function treeCpuSeconds(rootPid) {
+  let r = treeCpu(rootPid);
+  for (let i = 0; i < 10 && !r.settled; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    r = treeCpu(rootPid);
+  }
+  return r.total;
 }
 
 /** The postmaster's pid, from postmaster.pid in the data directory (needs a superuser connection). */
@@ -80,17 +96,18 @@ export function natsServerPid(natsUrl) {
  * @param {{ name: string, pid: number | undefined, tree?: boolean }[]} procs
  */
 export function cpuMeter(procs) {
-  const read = () =>
-    Object.fromEntries(
-      procs.filter((p) => p.pid).map((p) => [p.name, p.tree ? treeCpuSeconds(p.pid) : cpuSeconds(p.pid)]),
-    );
+  const read = async () => {
+    const out = {};
+    for (const p of procs.filter((x) => x.pid)) out[p.name] = p.tree ? await treeCpuSeconds(p.pid) : cpuSeconds(p.pid);
+    return out;
+  };
   let before = {};
   return {
-    start() {
-      before = read();
+    async start() {
+      before = await read();
     },
-    stop() {
-      const after = read();
+    async stop() {
+      const after = await read();
       return Object.fromEntries(Object.keys(before).map((k) => [k, after[k] - before[k]]));
     },
   };

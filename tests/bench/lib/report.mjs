@@ -28,7 +28,7 @@ function commitLines(results) {
       const parts = (x) => Object.entries(x.parts).map(([k, p]) => `${k} ${fmtNum(p.work)}`).join(" + ");
       return (
         `  ${r.label}: with webhook ${parts(w)} (${w.runs} runs, +${fmtNum(w.background)} idle background); ` +
-        `without ${parts(n)} (${n.runs} runs, +${fmtNum(n.background)} idle)${w.exact && n.exact ? "" : " [not exact: sessions outlived the wait]"}`
+        `without ${parts(n)} (${n.runs} runs, +${fmtNum(n.background)} idle)`
       );
     });
 }
@@ -67,6 +67,19 @@ export function targets(results) {
     met: proper !== undefined && proper.work <= 3,
   });
   return out;
+}
+
+/** What makes a system's figures less trustworthy, said plainly. */
+function warnings(results) {
+  const out = [];
+  for (const r of results) {
+    if (r.error) continue;
+    if (r.search?.maxRate === 0) out.push(`${r.label}: no step passed, even at ${r.search.steps.at(-1)?.rate}/s; later phases ran at a floor rate`);
+    if (r.quietAfterSearch === false) out.push(`${r.label}: still working off the search's backlog when the later phases started`);
+    if (r.steady && !r.steady.drained) out.push(`${r.label}: the steady run's runs were not all processed in time`);
+    if (r.latency && !r.latency.drained) out.push(`${r.label}: the latency run's runs were not all processed in time`);
+  }
+  return out.length > 0 ? ["Warnings:", ...out.map((w) => `  ${w}`), ""] : [];
 }
 
 /** The text printed at the end of a run. */
@@ -111,9 +124,11 @@ export function renderReport(doc) {
     `Longhaul benchmark (${doc.mode}) — ${doc.finishedAt}`,
     `machine: ${m.cpus}× ${m.cpuModel}, ${m.memGiB} GiB, ${m.os}, node ${m.node}, postgres ${m.postgres.server_version} (fsync ${m.postgres.fsync}, synchronous_commit ${m.postgres.synchronous_commit}), nats-server ${m.natsServer}`,
     `load average before ${m.loadBefore.join(" ")}, after ${m.loadAfter.join(" ")}; ${Math.round(doc.seconds)} s`,
+    ...(doc.mode === "quick" ? ["quick mode: a smoke check (short steps, few runs, unsettled commit counts); compare figures of full runs only"] : []),
     "",
     table(rows),
     "",
+    ...warnings(doc.results),
     "latencies from each request's intended send time (open loop); →app/→webhook at a fixed rate with the app answering at once;",
     "commits/run: work per run (+ the idle background of the same window, per run); CPU at 50 % of each system's own maximum.",
     "",
