@@ -52,7 +52,7 @@ beforeAll(async () => {
   const took: Record<string, number> = {};
   const timed = <T>(name: string, p: Promise<T>) => p.finally(() => (took[name] = Date.now() - t0));
   [mesh, app, hooks, browser] = await Promise.all([
-    timed("mesh", startTestMesh({ env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", SCHEDULER_TICK_MS: "200", INGRESS_EVENTS_POLL_MS: "500" } })),
+    timed("mesh", startTestMesh({ env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", SCHEDULER_TICK_MS: "200" } })),
     startPeer(),
     startPeer(),
     timed("chromium", chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 30_000 })),
