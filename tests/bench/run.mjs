@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [-- --only a,b] [-- --json FILE]` (issue 7):
+// `npm run bench [-- --quick] [--only a,b] [--json FILE] [--app-delay-ms N]` (issue 7):
 // measures Longhaul, the builds a user would pick instead (pg-boss,
 // graphile-worker) and the limits of the parts (bare HTTP, raw INSERT, raw
 // JetStream) one after the other on this machine, then prints one table and
@@ -30,9 +30,15 @@ const { values: opts } = parseArgs({
     quick: { type: "boolean", default: false },
     only: { type: "string" },
     json: { type: "string" },
+    "app-delay-ms": { type: "string", default: "0" },
   },
 });
 const mode = opts.quick ? "quick" : "full";
+const appDelayMs = Number(opts["app-delay-ms"]);
+if (!Number.isInteger(appDelayMs) || appDelayMs < 0) {
+  console.error("--app-delay-ms: a whole number of milliseconds");
+  process.exit(2);
+}
 const cfg = MODES[mode];
 const selected = opts.only ? SYSTEMS.filter((s) => opts.only.split(",").includes(s.name)) : SYSTEMS;
 if (selected.length === 0) {
@@ -109,7 +115,7 @@ try {
     if (interrupted) break;
     const startCtx = { databaseUrl, natsUrl, pg, appUrl: sinks.info.appUrl, hookUrl: sinks.info.hookUrl, logDir, quick: opts.quick };
     try {
-      results.push(await measureSystem(spec, { loadgen, sinks, pg, cfg, log, startCtx, infraProcs, harnessProcs }));
+      results.push(await measureSystem(spec, { loadgen, sinks, pg, cfg, log, startCtx, infraProcs, harnessProcs, appDelayMs }));
     } catch (err) {
       log(`${spec.name} failed: ${err.stack ?? err}`);
       results.push({ name: spec.name, label: spec.label, kind: spec.kind, error: String(err.message ?? err) });
@@ -122,7 +128,8 @@ try {
 machine.loadAfter = os.loadavg().map((v) => v.toFixed(2));
 const doc = {
   mode,
-  command: `npm run bench${opts.quick ? " -- --quick" : ""}`,
+  command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim().replace(/ --$/, ""),
+  appDelayMs,
   finishedAt: new Date().toISOString(),
   seconds: (now() - started) / 1000,
   machine,

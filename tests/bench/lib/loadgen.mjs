@@ -26,7 +26,9 @@ function payload(i) {
   return JSON.stringify({ prompt: "Summarise the attached quarterly report in three bullet points. ".repeat(3), n: i });
 }
 
-function httpTarget({ url, headers = {}, sockets = 128, idField = "run_id", expectStatus = 202 }) {
+function httpTarget({ url, headers: given = {}, sockets = 128, idField = "run_id", expectStatus = 202, appDelayMs = 0 }) {
+  // The fake app answers after the delay a request asks for; every system passes the header on.
+  const headers = appDelayMs > 0 ? { ...given, "x-bench-delay-ms": String(appDelayMs) } : given;
   const agent = new http.Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets });
   const u = new URL(url);
   return {

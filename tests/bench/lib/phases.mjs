@@ -23,6 +23,7 @@ export const MODES = {
     drainMs: 5000,
     processDrainMs: 20_000,
     quietTimeoutMs: 60_000,
+    quietIntervalMs: 1000,
     pauseMs: 500,
     steadyMs: 5000,
     latencyRate: 100,
@@ -34,7 +35,7 @@ export const MODES = {
   },
   quick: {
     warmup: { rate: 50, ms: 300 },
-    stepMs: 500,
+    stepMs: 400,
     startRate: 100,
     factor: 3,
     maxRampSteps: 3,
@@ -44,6 +45,7 @@ export const MODES = {
     drainMs: 3000,
     processDrainMs: 5000,
     quietTimeoutMs: 5000,
+    quietIntervalMs: 300,
     pauseMs: 100,
     steadyMs: 600,
     latencyRate: 50,
@@ -56,17 +58,17 @@ export const MODES = {
 };
 
 /**
- * Waits until no app call or webhook arrived for a second (bounded): the
+ * Waits until no app call or webhook arrived for `intervalMs` (bounded): the
  * system has worked off what it accepted.
  */
-async function waitQuiet(arrivals, timeoutMs) {
+async function waitQuiet(arrivals, timeoutMs, intervalMs) {
   const until = now() + timeoutMs;
   let last = -1;
   while (now() < until) {
     const seen = (await arrivals.count("processed")) + (await arrivals.count("dispatched"));
     if (seen === last) return true;
     last = seen;
-    await sleep(1000);
+    await sleep(intervalMs);
   }
   return false;
 }
@@ -74,7 +76,8 @@ async function waitQuiet(arrivals, timeoutMs) {
 /**
  * Measures one system.
  * @param {import("../systems/types.mjs").SystemSpec} spec
- * @param {object} env  loadgen, sinks (children), pg (admin), cfg (a MODES entry), startCtx, infra + harness process lists, log
+ * @param {object} env  loadgen, sinks (children), pg (admin), cfg (a MODES entry), startCtx, infra + harness
+ *   process lists, log, appDelayMs (how long the fake app takes to answer each call)
  */
 export async function measureSystem(spec, env) {
   const { loadgen, sinks, pg, cfg, log } = env;
@@ -94,7 +97,7 @@ export async function measureSystem(spec, env) {
     }
   };
   try {
-    await loadgen.request("configure", sys.target);
+    await loadgen.request("configure", { ...sys.target, appDelayMs: env.appDelayMs });
     const arrivals = {
       collect: async () => {
         if (sys.collect) return sys.collect();
@@ -164,7 +167,7 @@ export async function measureSystem(spec, env) {
     };
     // A failed step can leave runs accepted but unprocessed; later phases
     // measure CPU and commits, so they start only once the system is quiet.
-    result.quietAfterSearch = sys.processed ? await waitQuiet(arrivals, cfg.quietTimeoutMs) : true;
+    result.quietAfterSearch = sys.processed ? await waitQuiet(arrivals, cfg.quietTimeoutMs, cfg.quietIntervalMs) : true;
     if (!result.quietAfterSearch) log(`${spec.name}: still processing after ${cfg.quietTimeoutMs} ms; later figures include that backlog`);
 
     // With no step passed (an overloaded machine), the later phases still run, at a floor rate, and say so.
@@ -207,7 +210,7 @@ export async function measureSystem(spec, env) {
       if (ledger) {
         // Once more without a webhook: the async path proper (submit, claim, complete) alone.
         const withWebhook = await ledger.close(lat.accepted);
-        await loadgen.request("configure", sys.targetNoWebhook);
+        await loadgen.request("configure", { ...sys.targetNoWebhook, appDelayMs: env.appDelayMs });
         log(`${spec.name}: run without webhooks at ${Math.round(latRate)}/s`);
         const bare = await runAt(latRate, cfg.noWebhookMs, "dispatched");
         const withoutWebhook = await ledger.close(bare.accepted);

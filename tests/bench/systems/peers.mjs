@@ -14,7 +14,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const PGBOSS_SETTINGS = {
   poolSize: 20,
   batchSize: 20,
-  localConcurrency: 4,
+  localConcurrency: 2,
   pollingIntervalSeconds: 0.5,
 };
 
@@ -28,12 +28,17 @@ export const GRAPHILE_SETTINGS = {
   completeJobBatchDelay: 0,
 };
 
-function peerSystem({ name, label, script, settings, extra = {} }) {
+/**
+ * @param {object} o
+ * @param {string} o.overrideVar  env variable whose JSON object overrides settings (to try other tunings)
+ */
+function peerSystem({ name, label, script, settings: defaults, overrideVar, extra = {} }) {
   return {
     name,
     label,
     kind: "job",
     async start(ctx) {
+      const settings = { ...defaults, ...JSON.parse(process.env[overrideVar] || "{}") };
       const db = await ctx.pg.createDatabase(name);
       const env = {
         ...process.env,
@@ -84,6 +89,7 @@ export const pgboss = peerSystem({
   label: "pg-boss",
   script: "pgboss-peer.mjs",
   settings: PGBOSS_SETTINGS,
+  overrideVar: "BENCH_PGBOSS_SETTINGS",
   extra: { queue: "runs" },
 });
 
@@ -93,4 +99,5 @@ export const graphile = peerSystem({
   label: "graphile-worker",
   script: "graphile-peer.mjs",
   settings: GRAPHILE_SETTINGS,
+  overrideVar: "BENCH_GRAPHILE_SETTINGS",
 });
