@@ -28,6 +28,12 @@ export const invokerEnvSchema = commonEnvSchema.extend({
    * sends to the scheduler. @default 64
    */
   INVOKER_MAX_CONCURRENT_CLAIMS: envInt(64, 1),
+  /**
+   * CompleteRun / ReleaseRun calls in flight at once; when many held calls end
+   * together (an app answering thousands at once, a drain) the rest wait their
+   * turn instead of racing their deadlines at the scheduler. @default 64
+   */
+  INVOKER_MAX_CONCURRENT_REPORTS: envInt(64, 1),
   /** On SIGTERM, how long calls in flight may finish before they are handed back. @default 30 */
   INVOKER_DRAIN_SECONDS: envInt(30, 0),
   /** Bytes of an app's response body kept for a run; the rest is read and dropped. @default 10 MiB */

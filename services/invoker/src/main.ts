@@ -45,6 +45,7 @@ async function main(): Promise<void> {
     clock: systemClock,
     metrics,
     log,
+    maxConcurrentReports: config.INVOKER_MAX_CONCURRENT_REPORTS,
   });
   const heartbeats = new HeartbeatLoop({
     invokerId: config.invokerId,

@@ -6,7 +6,7 @@ import { FakeClock, FakeScheduler, settle, unavailable } from "../testing/fakes.
 
 const log = createLogger("invoker-test", "silent");
 
-function setup(over: { overrideMs?: number; claimLease?: number } = {}) {
+function setup(over: { overrideMs?: number; claimLease?: number; batchSize?: number } = {}) {
   const clock = new FakeClock();
   const scheduler = new FakeScheduler();
   let held: Dispatch[] = [{ runId: "r1", attempt: 1 }];
@@ -20,6 +20,7 @@ function setup(over: { overrideMs?: number; claimLease?: number } = {}) {
     onLost: (l) => lost.push(l),
     claimLeaseSeconds: () => over.claimLease ?? 0,
     overrideMs: over.overrideMs,
+    ...(over.batchSize ? { batchSize: over.batchSize } : {}),
   });
   return { clock, scheduler, loop, lost, setHeld: (h: Dispatch[]) => (held = h) };
 }
@@ -63,6 +64,23 @@ describe("HeartbeatLoop", () => {
     expect(t.lost).toEqual([]);
     await t.clock.advance(1_000);
     expect(t.lost).toEqual([[{ runId: "r1", attempt: 1 }]]);
+    await t.loop.stop();
+  });
+
+  it("names many held runs in batches, one call after the other; a failed batch does not stop the rest", async () => {
+    const t = setup({ overrideMs: 1_000, batchSize: 2 });
+    t.setHeld([1, 2, 3, 4, 5].map((i) => ({ runId: `r${i}`, attempt: 1 })));
+    let calls = 0;
+    t.scheduler.heartbeatImpl = async (held) => {
+      calls += 1;
+      if (calls === 2) throw unavailable();
+      return { lost: held.filter((h) => h.runId === "r5"), leaseSeconds: 30 };
+    };
+    t.loop.start();
+    await t.clock.advance(1_000);
+    await settle();
+    expect(t.scheduler.heartbeats.map((b) => b.map((d) => d.runId))).toEqual([["r1", "r2"], ["r3", "r4"], ["r5"]]);
+    expect(t.lost).toEqual([[{ runId: "r5", attempt: 1 }]]);
     await t.loop.stop();
   });
 

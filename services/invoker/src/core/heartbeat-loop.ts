@@ -14,10 +14,19 @@ export interface HeartbeatLoopOptions {
   claimLeaseSeconds(): number;
   /** Fixed period (INVOKER_HEARTBEAT_MS); otherwise a third of the lease. */
   overrideMs?: number | undefined;
+  /** Most runs named in one Heartbeat call; more are sent in several calls, one after the other. @default 2000 */
+  batchSize?: number;
 }
 
 /** Lease assumed before the scheduler has told us one. */
 const DEFAULT_LEASE_SECONDS = 30;
+/**
+ * Runs per Heartbeat call. One call for 16,000 held runs blocked the event
+ * loop while its message was built and encoded (issue 5: event-loop p99), and
+ * its UPDATE takes two bind parameters per run, against Postgres' 65,535: in
+ * batches, each step is short and the scheduler's statement stays small.
+ */
+const DEFAULT_BATCH_SIZE = 2000;
 
 /**
  * Sends `Heartbeat(invoker_id, held runs)` every lease/3 so the scheduler
@@ -52,19 +61,26 @@ export class HeartbeatLoop {
     await this.inFlight;
   }
 
-  /** Sends one beat now (also used by tests). */
+  /** Sends one beat now (also used by tests): the held runs in batches, one call after the other. */
   async beat(): Promise<void> {
     const held = this.o.held();
     // An idle invoker owns nothing whose lease could lapse.
     if (held.length === 0) return;
-    try {
-      const res = await this.o.scheduler.heartbeat(this.o.invokerId, held);
-      if (res.leaseSeconds > 0) this.leaseSeconds = res.leaseSeconds;
-      if (res.lost.length > 0) this.o.onLost(res.lost);
-      this.o.log.debug({ held: held.length, lost: res.lost.length }, "heartbeat");
-    } catch (err) {
-      this.o.log.warn({ err: LonghaulError.from(err), held: held.length }, "heartbeat failed");
+    const size = Math.max(1, this.o.batchSize ?? DEFAULT_BATCH_SIZE);
+    let lost = 0;
+    for (let from = 0; from < held.length; from += size) {
+      const batch = held.slice(from, from + size);
+      try {
+        const res = await this.o.scheduler.heartbeat(this.o.invokerId, batch);
+        if (res.leaseSeconds > 0) this.leaseSeconds = res.leaseSeconds;
+        if (res.lost.length > 0) this.o.onLost(res.lost);
+        lost += res.lost.length;
+      } catch (err) {
+        // The other batches still go: a lease not renewed now has two more beats before it lapses.
+        this.o.log.warn({ err: LonghaulError.from(err), held: held.length, batch: batch.length }, "heartbeat failed");
+      }
     }
+    this.o.log.debug({ held: held.length, lost }, "heartbeat");
   }
 
   private schedule(): void {

@@ -14,7 +14,7 @@ import {
 
 const log = createLogger("invoker-test", "silent");
 
-function setup(limit = 10) {
+function setup(limit = 10, maxConcurrentReports?: number) {
   const clock = new FakeClock();
   const scheduler = new FakeScheduler();
   const upstream = new FakeUpstream();
@@ -29,6 +29,7 @@ function setup(limit = 10) {
     metrics,
     log,
     completeBackoff: { initialMs: 100, maxMs: 1000 },
+    ...(maxConcurrentReports ? { maxConcurrentReports } : {}),
   });
   return { clock, scheduler, upstream, metrics, capacity, invoker };
 }
@@ -50,6 +51,27 @@ async function claimAndStart(invoker: RunInvoker, runId: string, attempt = 1) {
 }
 
 describe("RunInvoker", () => {
+  it("sends at most maxConcurrentReports CompleteRun calls at once; the others wait their turn", async () => {
+    const t = setup(10, 2);
+    const answers: Array<() => void> = [];
+    t.scheduler.completeImpl = () => new Promise((resolve) => answers.push(() => resolve({ accepted: true })));
+    for (const id of ["r1", "r2", "r3", "r4"]) await claimAndStart(t.invoker, id);
+    for (const id of ["r1", "r2", "r3", "r4"]) t.upstream.answer(id, ok());
+    await settle();
+    expect(t.scheduler.completions.map((c) => c.dispatch.runId)).toEqual(["r1", "r2"]);
+    answers.shift()!();
+    await settle();
+    expect(t.scheduler.completions.map((c) => c.dispatch.runId)).toEqual(["r1", "r2", "r3"]);
+    for (;;) {
+      const next = answers.shift();
+      if (!next) break;
+      next();
+      await settle();
+    }
+    expect(t.scheduler.completions).toHaveLength(4);
+    expect(t.capacity.inUse()).toBe(0);
+  });
+
   it("holds a claimed call and reports the app's answer", async () => {
     const t = setup();
     await claimAndStart(t.invoker, "r1", 2);

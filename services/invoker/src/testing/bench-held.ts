@@ -1,58 +1,81 @@
 /**
- * Measures one invoker process holding N calls at once (not part of the build
- * or of `npm test`). Needs the built dist and the local NATS:
+ * Where an invoker's memory per held call goes: a profiling aid, not the
+ * benchmark (that is `npm run bench:held`, tests/bench/held/, against the
+ * real mesh). Needs the built dist and the local NATS:
  *
- *   cd services/invoker && npx tsc -b ../shared . && npx tsx src/testing/bench-held.ts 5000
+ *   cd services/invoker && npx tsc -b ../shared . && npx tsx src/testing/bench-held.ts 2000 [--snapshot [--keep]]
  *
- * Publishes N dispatches to a fresh prefix, the in-memory scheduler answers
- * ClaimRun, an app in this process holds every call; once all are held it
- * answers them all and waits for every CompleteRun. Prints one JSON line.
- * The invoker's log goes to /tmp/bench-invoker.log.
+ * The built invoker (under otel-register, as in production) takes N
+ * dispatches from a fresh stream prefix; an in-memory scheduler answers
+ * ClaimRun at once, so the fill is fast; an app in this process holds every
+ * call. Prints RSS per held call (delta over a warmed-up baseline) and, with
+ * `--snapshot`, a heap snapshot diff (before / while holding) by constructor:
+ * what each held call keeps alive. Then it answers them all and waits for
+ * every CompleteRun. The invoker's log goes to /tmp/bench-invoker.log.
  */
 import { spawn } from "node:child_process";
-import { createWriteStream, readFileSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { natsNames } from "@longhaul/shared";
 import { FakeSchedulerServer } from "./fake-scheduler-server.js";
+import { heapGrowth } from "./heap-diff.js";
 
-const N = Number(process.argv[2] ?? 5000);
+const N = Number(process.argv[2] ?? 2000);
+const SNAPSHOT = process.argv.includes("--snapshot");
 const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const TOKEN = "bench-internal-token-0123456789";
 const PREFIX = `bench_${Date.now()}`;
+const WARMUP = 200;
+const snapDir = mkdtempSync(join(tmpdir(), "invoker-heap-"));
 
 const held: ServerResponse[] = [];
+let quick = 0;
 const app = createServer((req, res) => {
   req.resume();
-  held.push(res);
+  if (req.url?.startsWith("/quick")) {
+    quick += 1;
+    res.end("ok");
+  } else held.push(res);
 });
 app.requestTimeout = 0;
-// A deep accept backlog: N connections arrive at once.
-await new Promise<void>((r) => app.listen({ port: 0, host: "127.0.0.1", backlog: 16_384 }, r));
+await new Promise<void>((r) => app.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, r));
 const base = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
 const scheduler = new FakeSchedulerServer(TOKEN);
 const schedulerAddr = await scheduler.start();
 
-const inv = spawn(process.execPath, ["--import", "@longhaul/shared/otel-register", fileURLToPath(new URL("../../dist/main.js", import.meta.url))], {
-  cwd: fileURLToPath(new URL("../..", import.meta.url)),
-  env: {
-    ...process.env,
-    LONGHAUL_INTERNAL_TOKEN: TOKEN,
-    SCHEDULER_ADDR: schedulerAddr,
-    NATS_URL,
-    LONGHAUL_NATS_PREFIX: PREFIX,
-    INVOKER_GRPC_HOST: "127.0.0.1",
-    INVOKER_GRPC_PORT: "0",
-    INVOKER_METRICS_HOST: "127.0.0.1",
-    INVOKER_METRICS_PORT: "0",
-    INVOKER_HEARTBEAT_MS: "2000",
+const inv = spawn(
+  process.execPath,
+  [
+    ...(SNAPSHOT ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${snapDir}`] : []),
+    "--import",
+    "@longhaul/shared/otel-register",
+    fileURLToPath(new URL("../../dist/main.js", import.meta.url)),
+  ],
+  {
+    cwd: fileURLToPath(new URL("../..", import.meta.url)),
+    env: {
+      ...process.env,
+      LONGHAUL_INTERNAL_TOKEN: TOKEN,
+      SCHEDULER_ADDR: schedulerAddr,
+      NATS_URL,
+      LONGHAUL_NATS_PREFIX: PREFIX,
+      INVOKER_GRPC_HOST: "127.0.0.1",
+      INVOKER_GRPC_PORT: "0",
+      INVOKER_METRICS_HOST: "127.0.0.1",
+      INVOKER_METRICS_PORT: "0",
+      INVOKER_HEARTBEAT_MS: "2000",
+      INVOKER_MAX_IN_FLIGHT: String(N + WARMUP),
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+    detached: true,
   },
-  stdio: ["ignore", "pipe", "inherit"],
-  detached: true,
-});
+);
 const killInvoker = () => {
   try {
     process.kill(-inv.pid!, "SIGKILL");
@@ -60,7 +83,12 @@ const killInvoker = () => {
     // already gone
   }
 };
-process.on("exit", killInvoker);
+process.on("exit", () => {
+  killInvoker();
+  // --keep leaves the two snapshots for Chrome DevTools (Memory → Load, then Comparison).
+  if (process.argv.includes("--keep")) console.log(`snapshots kept in ${snapDir}`);
+  else rmSync(snapDir, { recursive: true, force: true });
+});
 process.on("SIGTERM", () => process.exit(1));
 process.on("SIGINT", () => process.exit(1));
 
@@ -78,43 +106,58 @@ const nc = await connect({ servers: NATS_URL });
 const js = jetstream(nc);
 const names = natsNames(PREFIX);
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const t0 = Date.now();
-const progress = setInterval(
-  () =>
-    console.error(
-      JSON.stringify({ s: Math.round((Date.now() - t0) / 1000), claims: scheduler.claims.length, held: held.length, completed: scheduler.completions.length }),
-    ),
-  2000,
-);
-try {
-  for (let i = 0; i < N; i++) {
-    const runId = `b${i}`;
-    scheduler.add({ runId, attempt: 1, url: `${base}/hold/${runId}`, timeoutMs: 600_000 });
-    await js.publish(names.dispatch("dev", "bench"), JSON.stringify({ run_id: runId, attempt: 1 }), { msgID: `${runId}:1` });
+const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${inv.pid}/status`, "utf8"))![1]) * 1024;
+
+/** Asks the invoker for a heap snapshot and waits until the file is complete. */
+async function snapshot(): Promise<string> {
+  const before = new Set(readdirSync(snapDir));
+  process.kill(inv.pid!, "SIGUSR2");
+  for (;;) {
+    await wait(500);
+    const file = readdirSync(snapDir).find((f) => !before.has(f) && f.endsWith(".heapsnapshot"));
+    // Written synchronously on the invoker's main thread: complete once its /metrics answers again.
+    if (file && (await fetch(metricsUrl).then(() => true, () => false))) return join(snapDir, file);
   }
-  const tPublished = Date.now();
+}
+
+async function dispatch(runId: string, path: string): Promise<void> {
+  scheduler.add({ runId, attempt: 1, url: `${base}${path}`, timeoutMs: 600_000 });
+  await js.publish(names.dispatch("dev", "bench"), JSON.stringify({ run_id: runId, attempt: 1 }), { msgID: `${runId}:1` });
+}
+
+const metricsPort = Number(/"metrics_port":(\d+)/.exec(readFileSync("/tmp/bench-invoker.log", "utf8"))?.[1]);
+const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+try {
+  // Warm-up: code compiled, connections made, before the baseline.
+  for (let i = 0; i < WARMUP; i++) await dispatch(`w${i}`, `/quick/w${i}`);
+  while (scheduler.completions.length < WARMUP) await wait(50);
+  await wait(3000);
+  const rssBase = rss();
+  const snapBefore = SNAPSHOT ? await snapshot() : "";
+
+  const t0 = Date.now();
+  for (let i = 0; i < N; i++) await dispatch(`b${i}`, `/hold/b${i}`);
   while (held.length < N) await wait(50);
   const tHeld = Date.now();
-  const rssMb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${inv.pid}/status`, "utf8"))![1]) / 1024;
-  await wait(4_000); // a couple of heartbeats while everything is held
-  const heartbeatRuns = scheduler.heartbeats.at(-1)?.runs.length ?? 0;
+  await wait(5_000); // a couple of heartbeats while everything is held
+  const rssHeld = rss();
+  const snapAfter = SNAPSHOT ? await snapshot() : "";
   const tAnswer = Date.now();
   for (const res of held) res.end("done");
-  while (scheduler.completions.length < N) await wait(50);
-  const tDone = Date.now();
+  while (scheduler.completions.length < WARMUP + N) await wait(50);
   console.log(
     JSON.stringify({
       n: N,
-      publish_ms: tPublished - t0,
       all_held_ms: tHeld - t0,
-      invoker_rss_mb_holding_all: Math.round(rssMb),
-      last_heartbeat_runs: heartbeatRuns,
-      all_completed_after_answer_ms: tDone - tAnswer,
-      claims: scheduler.claims.length,
+      rss_base_mb: Math.round(rssBase / 2 ** 20),
+      rss_holding_mb: Math.round(rssHeld / 2 ** 20),
+      rss_per_held_call_kb: Math.round((rssHeld - rssBase) / N / 102.4) / 10,
+      last_heartbeat_runs: scheduler.heartbeats.at(-1)?.runs.length ?? 0,
+      all_completed_after_answer_ms: Date.now() - tAnswer,
     }),
   );
+  if (SNAPSHOT) console.log(heapGrowth(snapBefore, snapAfter, N));
 } finally {
-  clearInterval(progress);
   killInvoker();
   const jsm = await jetstreamManager(nc);
   await jsm.streams.delete(names.dispatchStream).catch(() => false);

@@ -38,6 +38,18 @@ const DEFAULT_DEADLINES: SchedulerDeadlines = {
   recordMs: 5_000,
 };
 
+/**
+ * The request body as bytes of its own. Decoded `bytes` are a view into the
+ * buffer the whole gRPC message arrived in; held for hours by the HTTP call,
+ * that view would keep the entire buffer alive (issue 5: memory per held call).
+ */
+function ownBytes(body: Uint8Array | undefined): Uint8Array {
+  if (!body || body.byteLength === 0) return new Uint8Array(0);
+  if (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) return body;
+  // Small copies come from Node's shared pool; large ones get their own memory.
+  return Buffer.from(body);
+}
+
 /** Upper bound of a run's call when the scheduler names no deadline (DESIGN: 12 h at most). */
 const MAX_CALL_MS = 12 * 3600 * 1000;
 
@@ -71,7 +83,7 @@ export function createSchedulerClient(
         url: res.url,
         method: req?.method || "GET",
         headers: req?.headers ?? [],
-        body: req?.body ?? new Uint8Array(0),
+        body: ownBytes(req?.body),
         deadline: res.deadline ?? new Date(Date.now() + MAX_CALL_MS),
         leaseSeconds: res.leaseSeconds,
         traceparent: res.traceparent,
