@@ -259,7 +259,7 @@ async function measureFloor(appUrls, appCounts, releaseAll) {
  * `finish` reads it.
  */
 async function measureWindow({ sample, start, probe, finish }) {
-  await start();
+  const opened = await start();
   const began = Date.now();
   const rss = [];
   const sampler = setInterval(() => rss.push(sample()), 1000);
@@ -268,7 +268,9 @@ async function measureWindow({ sample, start, probe, finish }) {
   if (rest > 0) await sleep(rest);
   clearInterval(sampler);
   const end = await finish();
-  return { rss: median(rss), rssMax: Math.max(...rss), ...end, probe: summarize(probeMs) };
+  // heapUsed counts garbage not yet collected: of the two readings, the lower is nearer the live heap.
+  const heapUsed = Math.min(end.heapUsed, opened?.nodejs_heap_size_used_bytes ?? Infinity);
+  return { rss: median(rss), rssMax: Math.max(...rss), ...end, heapUsed, probe: summarize(probeMs) };
 }
 
 async function sampleInvoker(pid, metricsUrl, count) {

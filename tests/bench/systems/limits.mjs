@@ -103,7 +103,11 @@ export const rawJetStream = {
       max_ack_pending: 20_000,
     });
     const env = { ...process.env, BENCH_JS_SETTINGS: JSON.stringify({ natsUrl: ctx.natsUrl, stream, durable: "bench" }) };
-    const consumer = await forkChild(path.join(here, "jetstream-consumer.mjs"), { env, name: "jetstream-consumer" });
+    const consumer = await forkChild(path.join(here, "jetstream-consumer.mjs"), { env, name: "jetstream-consumer" }).catch(async (err) => {
+      await jsm.streams.delete(stream).catch(() => false);
+      await nc.close();
+      throw err;
+    });
     return {
       target: { kind: "nats", url: ctx.natsUrl, subject },
       processes: [{ name: "consumer", pid: consumer.pid }],

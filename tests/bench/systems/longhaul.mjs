@@ -10,6 +10,17 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startMesh } from "../../../scripts/lib/mesh.mjs";
 
+/** Deletes the streams the services made under `prefix` (names as natsNames() gives them). */
+async function deleteStreams(natsUrl, prefix) {
+  const nc = await connect({ servers: natsUrl.split(",") });
+  try {
+    const jsm = await jetstreamManager(nc);
+    for (const s of ["DISPATCH", "EVENTS"]) await jsm.streams.delete(`${prefix.toUpperCase()}_${s}`).catch(() => false);
+  } finally {
+    await nc.close();
+  }
+}
+
 /** @type {import("./types.mjs").SystemSpec} */
 export const longhaul = {
   name: "longhaul",
@@ -29,6 +40,9 @@ export const longhaul = {
       readyTimeoutMs: 120_000, // as npm start: a busy machine starts slowly
       env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true" },
       serviceEnv: { notifier: { DATABASE_URL: notifierDb.url } },
+    }).catch(async (err) => {
+      await deleteStreams(ctx.natsUrl, prefix); // the scheduler may have made them before a later service failed
+      throw err;
     });
     try {
       const put = await fetch(`${mesh.ingressUrl}/v1/apps/bench`, {
@@ -39,6 +53,7 @@ export const longhaul = {
       if (put.status !== 201 && put.status !== 200) throw new Error(`PUT /v1/apps/bench answered ${put.status}: ${await put.text()}`);
     } catch (err) {
       await mesh.stop();
+      await deleteStreams(ctx.natsUrl, prefix);
       throw err;
     }
     const hook = encodeURIComponent(ctx.hookUrl);
@@ -60,13 +75,7 @@ export const longhaul = {
       settings: { services: "one copy each, defaults of npm start", LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", logDir },
       async stop() {
         await mesh.stop();
-        const nc = await connect({ servers: ctx.natsUrl.split(",") });
-        try {
-          const jsm = await jetstreamManager(nc);
-          for (const s of ["DISPATCH", "EVENTS"]) await jsm.streams.delete(`${prefix.toUpperCase()}_${s}`).catch(() => false);
-        } finally {
-          await nc.close();
-        }
+        await deleteStreams(ctx.natsUrl, prefix);
       },
     };
   },
