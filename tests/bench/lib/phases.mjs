@@ -159,6 +159,12 @@ export async function measureSystem(spec, env) {
       if (await tryRate(mid)) best = mid;
       else fail = mid;
     }
+    // Nothing passed yet: halve down to the floor rate, so a slow system still gets a figure.
+    while (best === 0 && fail / 2 >= cfg.floorRate) {
+      const lower = fail / 2;
+      if (await tryRate(lower)) best = lower;
+      else fail = lower;
+    }
     const limiting = steps.findLast((s) => !s.pass && Math.round(fail) === s.rate);
     result.search = {
       steps,
