@@ -192,7 +192,8 @@ export class RunInvoker {
     await all();
   }
 
-  private async hold(run: ClaimedRun, held: HeldRun): Promise<void> {
+  /** The run's call inside its `run.call` span, then the report of its outcome. Not async: see callApp. */
+  private hold(run: ClaimedRun, held: HeldRun): Promise<void> {
     // Under the dispatch when it carried this run's trace, else under the
     // run's stored context: either way in the run's one trace.
     const parent = runContext(run.traceparent, run.tracestate);
@@ -207,49 +208,82 @@ export class RunInvoker {
       },
       parent,
     );
-    let report: (() => Promise<void>) | undefined;
+    let calling: Promise<(() => Promise<void>) | undefined>;
     try {
-      report = await context.with(trace.setSpan(parent, span), () => this.callApp(run, held, span));
-    } finally {
+      calling = context.with(trace.setSpan(parent, span), () => this.callApp(run, held, span));
+    } catch (err) {
       span.end();
+      return Promise.reject(err);
     }
-    if (report) await context.with(parent, report);
+    return calling.then(
+      (report) => {
+        span.end();
+        return report ? context.with(parent, report) : undefined;
+      },
+      (err: unknown) => {
+        span.end();
+        throw err;
+      },
+    );
   }
 
-  /** Holds the call to the app; resolves with what reports its outcome (CompleteRun or ReleaseRun), if anything does. */
-  private async callApp(run: ClaimedRun, held: HeldRun, span: Span): Promise<(() => Promise<void>) | undefined> {
+  /**
+   * Starts the call to the app; resolves, once it ended, with what reports
+   * its outcome (CompleteRun or ReleaseRun), if anything does. Not an async
+   * function on purpose: one suspended for the whole hold would keep its
+   * frame, generator and await closures alive per held call (issue 5: memory
+   * per held call); a pending promise with one reaction is all this keeps.
+   */
+  private callApp(run: ClaimedRun, held: HeldRun, span: Span): Promise<(() => Promise<void>) | undefined> {
     const { clock, metrics, log } = this.o;
-    const ids = { run_id: run.runId, attempt: run.attempt };
     const call = new AbortController();
-    const signal = call.signal;
     held.abort = call;
     if (held.stopped) call.abort(held.stopped);
     const startedAt = clock.now();
     this.deadlines.add(call, run.deadline.getTime());
     metrics.callStarted("async");
-    log.info({ ...ids, method: run.method, url: run.url, deadline: run.deadline.toISOString() }, "calling app");
-
-    let result: UpstreamResult;
+    log.info(
+      { run_id: run.runId, attempt: run.attempt, method: run.method, url: run.url, deadline: run.deadline.toISOString() },
+      "calling app",
+    );
+    let request: Promise<UpstreamResult>;
     try {
-      const request = this.o.upstream.call({
+      request = this.o.upstream.call({
         url: run.url,
         method: run.method,
         headers: runCallHeaders(run.headers, run.runId, run.attempt),
         body: run.body,
-        signal,
+        signal: call.signal,
       });
-      // The HTTP client has its own copy now: the stored request is not kept for the hold.
-      run.headers = [];
-      run.body = EMPTY_BODY;
-      result = await request;
     } catch (err) {
-      // The adapter maps wire errors itself; anything else still ends the attempt.
-      log.error({ ...ids, err }, "upstream call threw");
-      result = signal.aborted ? { kind: "aborted" } : { kind: "connect_error", message: String(err) };
-    } finally {
+      request = Promise.reject(err);
+    }
+    // The HTTP client has its own copy now: the stored request is not kept for the hold.
+    run.headers = [];
+    run.body = EMPTY_BODY;
+    const ended = (result: UpstreamResult) => {
       this.deadlines.forget(call);
       held.abort = undefined;
-    }
+      return this.callEnded(run, held, span, call.signal, startedAt, result);
+    };
+    return request.then(ended, (err: unknown) => {
+      // The adapter maps wire errors itself; anything else still ends the attempt.
+      log.error({ run_id: run.runId, attempt: run.attempt, err }, "upstream call threw");
+      return ended(call.signal.aborted ? { kind: "aborted" } : { kind: "connect_error", message: String(err) });
+    });
+  }
+
+  /** Counts and logs how a call ended; returns what reports its outcome, if anything does. */
+  private callEnded(
+    run: ClaimedRun,
+    held: HeldRun,
+    span: Span,
+    signal: AbortSignal,
+    startedAt: number,
+    result: UpstreamResult,
+  ): (() => Promise<void>) | undefined {
+    const { clock, metrics, log } = this.o;
+    const ids = { run_id: run.runId, attempt: run.attempt };
     const seconds = (clock.now() - startedAt) / 1000;
     const reason = signal.aborted ? (signal.reason as StopReason) : undefined;
 

@@ -53,6 +53,8 @@ const inv = spawn(
   process.execPath,
   [
     ...(SNAPSHOT ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${snapDir}`] : []),
+    // e.g. BENCH_INVOKER_FLAGS=--trace-gc (not allowed in NODE_OPTIONS); the output lands in the log.
+    ...(process.env.BENCH_INVOKER_FLAGS ?? "").split(" ").filter(Boolean),
     "--import",
     "@longhaul/shared/otel-register",
     fileURLToPath(new URL("../../dist/main.js", import.meta.url)),
@@ -120,6 +122,14 @@ async function snapshot(): Promise<string> {
   }
 }
 
+/** The invoker's /metrics, first series of each name. */
+async function scrape(): Promise<Record<string, number>> {
+  const text = await (await fetch(metricsUrl)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^([a-zA-Z0-9_:]+)(?:\{[^}]*\})? (\S+)$/gm)) out[m[1]!] ??= Number(m[2]);
+  return out;
+}
+
 async function dispatch(runId: string, path: string): Promise<void> {
   scheduler.add({ runId, attempt: 1, url: `${base}${path}`, timeoutMs: 600_000 });
   await js.publish(names.dispatch("dev", "bench"), JSON.stringify({ run_id: runId, attempt: 1 }), { msgID: `${runId}:1` });
@@ -141,6 +151,10 @@ try {
   const tHeld = Date.now();
   await wait(5_000); // a couple of heartbeats while everything is held
   const rssHeld = rss();
+  // Event-loop delay while holding: prom-client resets its histogram at each scrape.
+  await scrape();
+  await wait(10_000);
+  const lag = await scrape();
   const snapAfter = SNAPSHOT ? await snapshot() : "";
   const tAnswer = Date.now();
   for (const res of held) res.end("done");
@@ -152,7 +166,9 @@ try {
       rss_base_mb: Math.round(rssBase / 2 ** 20),
       rss_holding_mb: Math.round(rssHeld / 2 ** 20),
       rss_per_held_call_kb: Math.round((rssHeld - rssBase) / N / 102.4) / 10,
-      last_heartbeat_runs: scheduler.heartbeats.at(-1)?.runs.length ?? 0,
+      event_loop_p99_ms: Math.round((lag.nodejs_eventloop_lag_p99_seconds ?? NaN) * 1000),
+      event_loop_max_ms: Math.round((lag.nodejs_eventloop_lag_max_seconds ?? NaN) * 1000),
+      heartbeat_calls: scheduler.heartbeats.length,
       all_completed_after_answer_ms: Date.now() - tAnswer,
     }),
   );

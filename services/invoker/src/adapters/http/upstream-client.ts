@@ -73,48 +73,69 @@ export interface UpstreamClientOptions {
  */
 export function createUpstreamClient(o: UpstreamClientOptions): UpstreamPort {
   return {
-    async call(req: UpstreamRequest): Promise<UpstreamResult> {
+    // Not an async function on purpose: while the app works (for hours), a
+    // call is undici's pending promise and one reaction, not a suspended
+    // function with its frame (issue 5: memory per held call).
+    call(req: UpstreamRequest): Promise<UpstreamResult> {
       const { signal } = req;
-      if (signal.aborted) return { kind: "aborted" };
+      if (signal.aborted) return Promise.resolve({ kind: "aborted" });
+      let pending: Promise<Dispatcher.ResponseData>;
       try {
-        const res = await o.agent.request({
+        pending = o.agent.request({
           ...originAndPath(req.url),
           method: (req.method || "GET").toUpperCase() as Dispatcher.HttpMethod,
           headers: flatHeaders(req.headers),
           body: req.body.byteLength > 0 ? Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength) : null,
           signal,
         });
-        const chunks: Buffer[] = [];
-        let kept = 0;
-        let truncated = false;
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          if (kept >= o.maxResponseBytes) {
-            truncated = true;
-            continue;
-          }
-          const room = o.maxResponseBytes - kept;
-          if (chunk.byteLength > room) {
-            chunks.push(chunk.subarray(0, room));
-            kept += room;
-            truncated = true;
-          } else {
-            chunks.push(chunk);
-            kept += chunk.byteLength;
-          }
-        }
-        return {
-          kind: "response",
-          statusCode: res.statusCode,
-          headers: headerPairs(res.headers),
-          body: Buffer.concat(chunks, kept),
-          bodyTruncated: truncated,
-        };
       } catch (err) {
-        if (signal.aborted) return { kind: "aborted" };
-        return { kind: "connect_error", message: describeUpstreamError(err) };
+        return Promise.resolve(failure(err, signal));
       }
+      return pending.then(
+        (res) => readAnswer(res, o.maxResponseBytes, signal),
+        (err: unknown) => failure(err, signal),
+      );
     },
   };
+}
+
+/** Reads the answer's body up to `max` bytes, draining the rest. */
+async function readAnswer(res: Dispatcher.ResponseData, max: number, signal: AbortSignal): Promise<UpstreamResult> {
+  try {
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    let truncated = false;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      if (kept >= max) {
+        truncated = true;
+        continue;
+      }
+      const room = max - kept;
+      if (chunk.byteLength > room) {
+        chunks.push(chunk.subarray(0, room));
+        kept += room;
+        truncated = true;
+      } else {
+        chunks.push(chunk);
+        kept += chunk.byteLength;
+      }
+    }
+    return {
+      kind: "response",
+      statusCode: res.statusCode,
+      headers: headerPairs(res.headers),
+      body: Buffer.concat(chunks, kept),
+      bodyTruncated: truncated,
+    };
+  } catch (err) {
+    return failure(err, signal);
+  }
+}
+
+/** A failure before the whole answer was read: the signal's owner decides when it fired, else a connect error. */
+function failure(err: unknown, signal: AbortSignal): UpstreamResult {
+  if (signal.aborted) return { kind: "aborted" };
+  return { kind: "connect_error", message: describeUpstreamError(err) };
 }
 
 /** Splits an absolute URL into undici's `origin` and `path` (path keeps the query). */
