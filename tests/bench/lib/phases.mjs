@@ -34,7 +34,7 @@ export const MODES = {
     floorRate: 10,
   },
   quick: {
-    warmup: { rate: 50, ms: 300 },
+    warmup: null, // quick figures are not compared, so no warm-up
     stepMs: 400,
     startRate: 100,
     factor: 3,
@@ -43,8 +43,8 @@ export const MODES = {
     bisectSteps: 1,
     maxRate: 30_000,
     drainMs: 3000,
-    processDrainMs: 5000,
-    quietTimeoutMs: 5000,
+    processDrainMs: 3000,
+    quietTimeoutMs: 3000,
     quietIntervalMs: 300,
     pauseMs: 100,
     steadyMs: 600,
@@ -128,8 +128,10 @@ export async function measureSystem(spec, env) {
       return { run, accepted, drained: drained && left === 0, got };
     };
 
-    log(`${spec.name}: warm-up`);
-    await runAt(cfg.warmup.rate, cfg.warmup.ms);
+    if (cfg.warmup) {
+      log(`${spec.name}: warm-up`);
+      await runAt(cfg.warmup.rate, cfg.warmup.ms);
+    }
 
     // Search: multiply the rate while steps pass, then bisect between the last pass and the first failure.
     const steps = [];
