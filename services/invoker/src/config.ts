@@ -31,9 +31,11 @@ export const invokerEnvSchema = commonEnvSchema.extend({
   /**
    * CompleteRun / ReleaseRun calls in flight at once; when many held calls end
    * together (an app answering thousands at once, a drain) the rest wait their
-   * turn instead of racing their deadlines at the scheduler. @default 64
+   * turn instead of racing their deadlines at the scheduler. Below the
+   * scheduler's pool (SCHEDULER_DB_POOL_SIZE, 20), so that heartbeats still
+   * find a connection during such a burst. @default 16
    */
-  INVOKER_MAX_CONCURRENT_REPORTS: envInt(64, 1),
+  INVOKER_MAX_CONCURRENT_REPORTS: envInt(16, 1),
   /** On SIGTERM, how long calls in flight may finish before they are handed back. @default 30 */
   INVOKER_DRAIN_SECONDS: envInt(30, 0),
   /** Bytes of an app's response body kept for a run; the rest is read and dropped. @default 10 MiB */

@@ -46,7 +46,8 @@ export function printResults(r) {
   const d = r.longhaulDrain;
   if (d) {
     console.log(
-      `after the app answered all held calls: runs ${JSON.stringify(d.statuses)} within ${(d.ms / 1000).toFixed(0)} s; ` +
+      `after the app answered all held calls: runs ${JSON.stringify(d.statuses)} within ${(d.ms / 1000).toFixed(0)} s ` +
+        `(${d.recordedPerSecond?.toFixed(0) ?? "?"} outcomes recorded per second); ` +
         `submits refused ${d.submitFailures}; calls closed by the invoker before the answer ${d.closedEarly}`,
     );
   }

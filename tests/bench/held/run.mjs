@@ -183,6 +183,7 @@ async function measureLonghaul(deps, appUrls, appCounts, releaseAll) {
       logRow("invoker", row);
     }
 
+    const beforeRelease = await byStatus();
     const releasedAt = Date.now();
     await releaseAll();
     // Bounded: on a busy machine 16,000 CompleteRuns take a while; the figure is how many got through.
@@ -190,7 +191,14 @@ async function measureLonghaul(deps, appUrls, appCounts, releaseAll) {
       const s = await byStatus();
       return { done: !s.running && !s.dispatched && !s.queued, s };
     }, DRAIN_WAIT_MS, 1000);
-    results.longhaulDrain = { ms: Date.now() - releasedAt, statuses: drained.s, submitFailures, closedEarly: (await appCounts()).closedEarly };
+    const runsRecorded = (drained.s.succeeded ?? 0) - (beforeRelease.succeeded ?? 0);
+    results.longhaulDrain = {
+      ms: Date.now() - releasedAt,
+      statuses: drained.s,
+      recordedPerSecond: runsRecorded / ((Date.now() - releasedAt) / 1000),
+      submitFailures,
+      closedEarly: (await appCounts()).closedEarly,
+    };
     log(`released: all ${JSON.stringify(drained.s)} after ${((Date.now() - releasedAt) / 1000).toFixed(1)} s; submit failures ${submitFailures}`);
     if (!drained.done || drained.s.failed || submitFailures || results.longhaulDrain.closedEarly) keepLogs = true;
   } finally {

@@ -53,7 +53,7 @@ export interface RunInvokerOptions {
    * CompleteRun / ReleaseRun calls in flight at once (INVOKER_MAX_CONCURRENT_REPORTS).
    * When thousands of held calls end together (the app answers them all, a
    * drain), the rest wait here rather than all racing their deadlines at the
-   * scheduler. @default 64
+   * scheduler. @default 16
    */
   maxConcurrentReports?: number;
 }
@@ -96,7 +96,7 @@ export class RunInvoker {
 
   constructor(private readonly o: RunInvokerOptions) {
     this.backoff = o.completeBackoff ?? { initialMs: 250, maxMs: 10_000 };
-    this.reports = createSemaphore(o.maxConcurrentReports ?? 64);
+    this.reports = createSemaphore(o.maxConcurrentReports ?? 16);
     this.deadlines = new Deadlines(o.clock);
   }
 
