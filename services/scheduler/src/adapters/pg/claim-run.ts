@@ -59,8 +59,10 @@ export async function extendLeases(
     .set({ lease_expires_at: sql<Date>`now() + make_interval(secs => ${leaseSeconds})` as never })
     .where("owner", "=", invokerId)
     .where("status", "=", "running")
+    // Two arrays unnested, not a row-value IN list: Postgres fails a list of
+    // several thousand tuples with "stack depth limit exceeded".
     .where(
-      sql<boolean>`(id, attempt) in (${sql.join(held.map((h) => sql`(${h.runId}::uuid, ${h.attempt}::int)`))})`,
+      sql<boolean>`(id, attempt) in (select * from unnest(${held.map((h) => h.runId)}::uuid[], ${held.map((h) => h.attempt)}::int[]))`,
     )
     .returning(["id", "attempt"])
     .execute();

@@ -148,6 +148,9 @@ describe("pg store", () => {
     await a.claimRun(r2.runId, 1, "inv", 1);
     const owned = await a.extendLeases("inv", [{ runId: r1.runId, attempt: 1 }, { runId: r2.runId, attempt: 2 }], 60);
     expect([...owned]).toEqual([`${r1.runId}:1`]);
+    // A heartbeat may name thousands of runs (16,000 held calls on one invoker).
+    const many = Array.from({ length: 20_000 }, (_, i) => ({ runId: r1.runId, attempt: i + 1 }));
+    expect([...(await a.extendLeases("inv", many, 60))]).toEqual([`${r1.runId}:1`]);
     await new Promise((r) => setTimeout(r, 1200));
     const expired = (await a.expiredLeases(100)).map((l) => l.id);
     expect(expired).toContain(r2.runId);
