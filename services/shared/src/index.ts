@@ -18,3 +18,4 @@ export * as invokerPb from "./gen/longhaul/internal/v1/invoker.js";
 export * as notifierPb from "./gen/longhaul/internal/v1/notifier.js";
 export * from "./http/webhook-url.js";
 export * from "./http/result-url.js";
+export * from "./run-status.js";

@@ -1,4 +1,4 @@
-import { LonghaulError, appsPb, runsPb, z, type notifierPb } from "@longhaul/shared";
+import { LonghaulError, RUN_STATUS_NAMES, appsPb, runStatusFromProto, runStatusToProto, runsPb, webhookStateFromProto, z, type notifierPb } from "@longhaul/shared";
 
 /**
  * The one place where the HTTP API's JSON meets the protos. JSON names are
@@ -6,31 +6,9 @@ import { LonghaulError, appsPb, runsPb, z, type notifierPb } from "@longhaul/sha
  * are ISO 8601 strings; absent values are `null`, never `""` or `0`.
  */
 
-const STATUS_NAMES: Record<runsPb.RunStatus, string> = {
-  [runsPb.RunStatus.RUN_STATUS_UNSPECIFIED]: "unknown",
-  [runsPb.RunStatus.RUN_STATUS_QUEUED]: "queued",
-  [runsPb.RunStatus.RUN_STATUS_DISPATCHED]: "dispatched",
-  [runsPb.RunStatus.RUN_STATUS_RUNNING]: "running",
-  [runsPb.RunStatus.RUN_STATUS_SUCCEEDED]: "succeeded",
-  [runsPb.RunStatus.RUN_STATUS_FAILED]: "failed",
-  [runsPb.RunStatus.RUN_STATUS_TIMED_OUT]: "timed_out",
-  [runsPb.RunStatus.RUN_STATUS_CANCELLED]: "cancelled",
-  [runsPb.RunStatus.RUN_STATUS_EXPIRED]: "expired",
-  [runsPb.RunStatus.UNRECOGNIZED]: "unknown",
-};
-
-const WEBHOOK_STATE_NAMES: Record<runsPb.WebhookState, string> = {
-  [runsPb.WebhookState.WEBHOOK_STATE_UNSPECIFIED]: "none",
-  [runsPb.WebhookState.WEBHOOK_STATE_NONE]: "none",
-  [runsPb.WebhookState.WEBHOOK_STATE_PENDING]: "pending",
-  [runsPb.WebhookState.WEBHOOK_STATE_DELIVERED]: "delivered",
-  [runsPb.WebhookState.WEBHOOK_STATE_FAILED]: "failed",
-  [runsPb.WebhookState.UNRECOGNIZED]: "none",
-};
-
 /** Lowercase name of a run status (`queued`, `succeeded`, ...). */
 export function runStatusName(status: runsPb.RunStatus): string {
-  return STATUS_NAMES[status] ?? "unknown";
+  return runStatusFromProto(status) ?? "unknown";
 }
 
 /** True once a run can change no more. */
@@ -40,11 +18,11 @@ export function isFinished(status: runsPb.RunStatus): boolean {
 
 /** The status a lowercase name stands for; a 400 for an unknown one. */
 export function parseRunStatus(name: string): runsPb.RunStatus {
-  for (const [value, n] of Object.entries(STATUS_NAMES)) {
-    if (n === name && n !== "unknown") return Number(value) as runsPb.RunStatus;
+  const status = runStatusToProto(name);
+  if (status === runsPb.RunStatus.RUN_STATUS_UNSPECIFIED) {
+    throw new LonghaulError("invalid_argument", `status must be one of ${RUN_STATUS_NAMES.join(", ")}`);
   }
-  const known = Object.values(STATUS_NAMES).filter((n) => n !== "unknown");
-  throw new LonghaulError("invalid_argument", `status must be one of ${[...new Set(known)].join(", ")}`);
+  return status;
 }
 
 const iso = (d: Date | undefined): string | null => (d ? d.toISOString() : null);
@@ -66,7 +44,7 @@ export function runToJson(run: runsPb.Run) {
     priority: run.priority,
     timeout_seconds: run.timeoutSeconds,
     webhook_url: orNull(run.webhookUrl),
-    webhook_state: WEBHOOK_STATE_NAMES[run.webhookState] ?? "none",
+    webhook_state: webhookStateFromProto(run.webhookState) ?? "none",
     status_code: codeOrNull(run.statusCode),
     error_code: orNull(run.errorCode),
     error_message: orNull(run.errorMessage),

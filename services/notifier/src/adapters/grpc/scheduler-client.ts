@@ -3,27 +3,11 @@ import {
   callUnary,
   createClient,
   internalMetadata,
-  runsPb,
+  runStatusFromProto,
   schedulerPb,
+  webhookStateToProto,
 } from "@longhaul/shared";
-import type { DeliveryState, RunSource, RunStatusName } from "../../core/ports.js";
-
-const statusNames: Record<number, RunStatusName> = {
-  [runsPb.RunStatus.RUN_STATUS_QUEUED]: "queued",
-  [runsPb.RunStatus.RUN_STATUS_DISPATCHED]: "dispatched",
-  [runsPb.RunStatus.RUN_STATUS_RUNNING]: "running",
-  [runsPb.RunStatus.RUN_STATUS_SUCCEEDED]: "succeeded",
-  [runsPb.RunStatus.RUN_STATUS_FAILED]: "failed",
-  [runsPb.RunStatus.RUN_STATUS_TIMED_OUT]: "timed_out",
-  [runsPb.RunStatus.RUN_STATUS_CANCELLED]: "cancelled",
-  [runsPb.RunStatus.RUN_STATUS_EXPIRED]: "expired",
-};
-
-const webhookStates: Record<DeliveryState, runsPb.WebhookState> = {
-  pending: runsPb.WebhookState.WEBHOOK_STATE_PENDING,
-  delivered: runsPb.WebhookState.WEBHOOK_STATE_DELIVERED,
-  failed: runsPb.WebhookState.WEBHOOK_STATE_FAILED,
-};
+import type { RunSource } from "../../core/ports.js";
 
 /** Options of {@link createSchedulerRunSource}. */
 export interface SchedulerRunSourceOptions {
@@ -57,7 +41,7 @@ export function createSchedulerRunSource(options: SchedulerRunSourceOptions): Ru
         project: res.project,
         app: res.app,
         webhookUrl: res.webhookUrl,
-        status: statusNames[res.status] ?? "unspecified",
+        status: runStatusFromProto(res.status) ?? "unspecified",
         statusCode: res.statusCode,
         contentType: res.contentType,
         body: res.body,
@@ -71,7 +55,7 @@ export function createSchedulerRunSource(options: SchedulerRunSourceOptions): Ru
     async updateWebhookState(runId, state) {
       await callUnary(
         client.updateWebhookState.bind(client),
-        { runId, state: webhookStates[state] },
+        { runId, state: webhookStateToProto(state) },
         metadata(),
         options.timeoutMs,
       );

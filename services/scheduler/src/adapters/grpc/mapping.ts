@@ -1,41 +1,16 @@
-import { runsPb } from "@longhaul/shared";
+import { runStatusFromProto, runStatusToProto, webhookStateFromProto, webhookStateToProto, type runsPb } from "@longhaul/shared";
 import type { RunView } from "../../core/run-registry.js";
-import type { RunRecord, RunStatus, WebhookState } from "../../core/model.js";
+import type { RunRecord } from "../../core/model.js";
 
-const { RunStatus: PbStatus, WebhookState: PbWebhook } = runsPb;
-
-const statusToPb: Record<RunStatus, runsPb.RunStatus> = {
-  queued: PbStatus.RUN_STATUS_QUEUED,
-  dispatched: PbStatus.RUN_STATUS_DISPATCHED,
-  running: PbStatus.RUN_STATUS_RUNNING,
-  succeeded: PbStatus.RUN_STATUS_SUCCEEDED,
-  failed: PbStatus.RUN_STATUS_FAILED,
-  timed_out: PbStatus.RUN_STATUS_TIMED_OUT,
-  cancelled: PbStatus.RUN_STATUS_CANCELLED,
-  expired: PbStatus.RUN_STATUS_EXPIRED,
-};
-
-const webhookToPb: Record<WebhookState, runsPb.WebhookState> = {
-  none: PbWebhook.WEBHOOK_STATE_NONE,
-  pending: PbWebhook.WEBHOOK_STATE_PENDING,
-  delivered: PbWebhook.WEBHOOK_STATE_DELIVERED,
-  failed: PbWebhook.WEBHOOK_STATE_FAILED,
-};
-
-export function statusToProto(status: string): runsPb.RunStatus {
-  return statusToPb[status as RunStatus] ?? PbStatus.RUN_STATUS_UNSPECIFIED;
-}
+/** The proto enum of a stored status. */
+export const statusToProto = runStatusToProto;
 
 /** The filter's status name, "" for unspecified. */
 export function statusFromProto(status: runsPb.RunStatus): string {
-  const found = Object.entries(statusToPb).find(([, v]) => v === status);
-  return found ? found[0] : "";
+  return runStatusFromProto(status) ?? "";
 }
 
-export function webhookStateFromProto(state: runsPb.WebhookState): WebhookState | undefined {
-  const found = Object.entries(webhookToPb).find(([, v]) => v === state);
-  return found?.[0] as WebhookState | undefined;
-}
+export { webhookStateFromProto };
 
 const orUndefined = (d: Date | null): Date | undefined => d ?? undefined;
 
@@ -54,7 +29,7 @@ export function runToProto({ run, attempts }: RunView): runsPb.Run {
     priority: run.priority,
     timeoutSeconds: run.timeout_seconds,
     webhookUrl: run.webhook_url ?? "",
-    webhookState: webhookToPb[run.webhook_state as WebhookState] ?? PbWebhook.WEBHOOK_STATE_UNSPECIFIED,
+    webhookState: webhookStateToProto(run.webhook_state),
     statusCode: run.status_code ?? 0,
     errorCode: run.error_code ?? "",
     errorMessage: run.error_message ?? "",
