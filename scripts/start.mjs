@@ -10,6 +10,9 @@ import path from "node:path";
 import { ensureDeps } from "./lib/deps.mjs";
 import { createLineFormatter } from "./lib/log-format.mjs";
 import { repoRoot, startMesh } from "./lib/mesh.mjs";
+import { ensureNodeVersion } from "./lib/node-version.mjs";
+
+ensureNodeVersion();
 
 const env = process.env;
 const stateDir = path.join(repoRoot, ".longhaul");

@@ -10,6 +10,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureDeps } from "./lib/deps.mjs";
+import { ensureNodeVersion } from "./lib/node-version.mjs";
+
+ensureNodeVersion();
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const [cmd, ...args] = process.argv.slice(2);
