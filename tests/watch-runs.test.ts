@@ -5,7 +5,8 @@
 // arrives on both, and another project's runs never do.
 import { Metadata, type ClientReadableStream } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient, runsPb } from "@longhaul/shared";
+import { createClient } from "@longhaul/shared/grpc";
+import { runsPb } from "@longhaul/shared/proto";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
 

@@ -1,4 +1,4 @@
-import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared";
+import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/config";
 
 /**
  * The ingress's environment. This file is the only reader of `process.env`

@@ -1,10 +1,8 @@
-import {
-  createLogger,
-  createRegistry,
-  onShutdown,
-  resultUrlKey,
-  shutdownTelemetry,
-} from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { shutdownTelemetry } from "@longhaul/shared/telemetry";
+import { createRegistry } from "@longhaul/shared/metrics";
+import { onShutdown } from "@longhaul/shared/service";
+import { resultUrlKey } from "@longhaul/shared/result-url";
 import { createInvokerClient } from "./adapters/grpc/invoker-client.js";
 import { createNotifierClient } from "./adapters/grpc/notifier-client.js";
 import { createSchedulerClients } from "./adapters/grpc/scheduler-client.js";

@@ -1,19 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Metadata, ServerDuplexStream } from "@grpc/grpc-js";
-import {
-  LonghaulError,
-  appsPb,
-  createGrpcServer,
-  createLogger,
-  invokerPb,
-  notifierPb,
-  runsPb,
-  schedulerPb,
-  serverStream,
-  unary,
-  type GrpcServer,
-} from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { createLogger } from "@longhaul/shared/logger";
+import { createGrpcServer, serverStream, unary, type GrpcServer } from "@longhaul/shared/grpc";
+import { appsPb, invokerPb, notifierPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 
 /**
  * Real grpc-js servers on ephemeral ports that implement the scheduler,

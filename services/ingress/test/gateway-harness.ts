@@ -1,7 +1,10 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { expect } from "vitest";
-import { appsPb, createLogger, createRegistry, resultUrlKey } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { createRegistry } from "@longhaul/shared/metrics";
+import { appsPb } from "@longhaul/shared/proto";
+import { resultUrlKey } from "@longhaul/shared/result-url";
 import { createInvokerClient } from "../src/adapters/grpc/invoker-client.js";
 import { createNotifierClient } from "../src/adapters/grpc/notifier-client.js";
 import { createSchedulerClients } from "../src/adapters/grpc/scheduler-client.js";

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { commonEnvSchema, envInt, parseEnv, z } from "@longhaul/shared";
+import { commonEnvSchema, envInt, parseEnv, z } from "@longhaul/shared/config";
 
 /** Environment of the invoker; the only place that reads `process.env`. */
 export const invokerEnvSchema = commonEnvSchema.extend({

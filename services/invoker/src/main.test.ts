@@ -13,7 +13,9 @@ import { jetstream } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import { service as healthService } from "grpc-health-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectNats, createLogger, internalMetadata, natsNames, type NatsConnection } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { internalMetadata } from "@longhaul/shared/grpc";
+import { connectNats, natsNames, type NatsConnection } from "@longhaul/shared/nats";
 import { createTestNats } from "../../../tests/helpers/isolation.js";
 import { FakeSchedulerServer } from "./testing/fake-scheduler-server.js";
 

@@ -1,18 +1,13 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { jetstreamManager } from "@nats-io/jetstream";
-import {
-  connectNats,
-  createGrpcServer,
-  createLogger,
-  createRegistry,
-  invokerPb,
-  natsNames,
-  onShutdown,
-  registerConsumerPending,
-  serveMetrics,
-  shutdownTelemetry,
-} from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { shutdownTelemetry } from "@longhaul/shared/telemetry";
+import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
+import { createGrpcServer } from "@longhaul/shared/grpc";
+import { invokerPb } from "@longhaul/shared/proto";
+import { connectNats, natsNames } from "@longhaul/shared/nats";
+import { onShutdown } from "@longhaul/shared/service";
 import { loadConfig } from "./config.js";
 import { createCapacity } from "./core/capacity.js";
 import { HeartbeatLoop } from "./core/heartbeat-loop.js";

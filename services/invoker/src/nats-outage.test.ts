@@ -15,7 +15,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { service as healthService } from "grpc-health-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { natsNames } from "@longhaul/shared";
+import { natsNames } from "@longhaul/shared/nats";
 import { FakeSchedulerServer } from "./testing/fake-scheduler-server.js";
 
 const TOKEN = "test-internal-token-0123456789";

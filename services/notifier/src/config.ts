@@ -1,4 +1,4 @@
-import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared";
+import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/config";
 
 /**
  * A comma-separated list of delays in seconds, each counted from the end of

@@ -4,16 +4,11 @@ import { service as healthService } from "grpc-health-check";
 import { randomUUID } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
-import {
-  LonghaulError,
-  createGrpcServer,
-  createLogger,
-  natsNames,
-  runsPb,
-  schedulerPb,
-  unary,
-  type GrpcServer,
-} from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { createLogger } from "@longhaul/shared/logger";
+import { createGrpcServer, unary, type GrpcServer } from "@longhaul/shared/grpc";
+import { runsPb, schedulerPb } from "@longhaul/shared/proto";
+import { natsNames } from "@longhaul/shared/nats";
 import { createTestDatabase, createTestNats } from "../../../tests/helpers/isolation.js";
 import { loadConfig } from "./config.js";
 import { startNotifier, type RunningNotifier } from "./service.js";

@@ -1,4 +1,6 @@
-import { createLogger, onShutdown, shutdownTelemetry } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { shutdownTelemetry } from "@longhaul/shared/telemetry";
+import { onShutdown } from "@longhaul/shared/service";
 import { loadConfig } from "./config.js";
 import { startNotifier } from "./service.js";
 

@@ -5,22 +5,12 @@ import { jetstream } from "@nats-io/jetstream";
 import { makeGenericClientConstructor, type Client } from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { Webhook } from "standardwebhooks";
-import {
-  LonghaulError,
-  callUnary,
-  createClient,
-  createGrpcServer,
-  createLogger,
-  internalMetadata,
-  natsNames,
-  notifierPb,
-  resultUrlKey,
-  runsPb,
-  schedulerPb,
-  unary,
-  verifyResultUrl,
-  type GrpcServer,
-} from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { createLogger } from "@longhaul/shared/logger";
+import { callUnary, createClient, createGrpcServer, internalMetadata, unary, type GrpcServer } from "@longhaul/shared/grpc";
+import { notifierPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
+import { natsNames } from "@longhaul/shared/nats";
+import { resultUrlKey, verifyResultUrl } from "@longhaul/shared/result-url";
 import { createTestDatabase, createTestNats } from "../../../tests/helpers/isolation.js";
 import { loadConfig } from "./config.js";
 import { startNotifier, type RunningNotifier } from "./service.js";

@@ -1,20 +1,11 @@
 import type { Server } from "node:http";
-import {
-  connectNats,
-  createDb,
-  createGrpcServer,
-  createRegistry,
-  ensureDatabase,
-  ensureStreams,
-  isConnectionError,
-  migrate,
-  natsNames,
-  notifierPb,
-  registerConsumerPending,
-  resultUrlKey,
-  serveMetrics,
-  type Logger,
-} from "@longhaul/shared";
+import type { Logger } from "@longhaul/shared/logger";
+import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
+import { createGrpcServer } from "@longhaul/shared/grpc";
+import { notifierPb } from "@longhaul/shared/proto";
+import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
+import { createDb, ensureDatabase, isConnectionError, migrate } from "@longhaul/shared/db";
+import { resultUrlKey } from "@longhaul/shared/result-url";
 import type { NotifierConfig } from "./config.js";
 import { createNotifierCore } from "./core/notifier-core.js";
 import { startPoller } from "./core/poller.js";

@@ -1,4 +1,4 @@
-import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared";
+import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/config";
 
 /** The scheduler's settings; each variable is listed in the README's settings table. */
 const schema = commonEnvSchema.extend({

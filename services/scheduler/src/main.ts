@@ -1,22 +1,11 @@
-import {
-  appsPb,
-  connectNats,
-  createDb,
-  createDependencyHealth,
-  createGrpcServer,
-  createLogger,
-  createRegistry,
-  ensureDatabase,
-  ensureStreams,
-  migrate,
-  natsNames,
-  onShutdown,
-  probePostgres,
-  runsPb,
-  schedulerPb,
-  serveMetrics,
-  shutdownTelemetry,
-} from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { shutdownTelemetry } from "@longhaul/shared/telemetry";
+import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
+import { createGrpcServer } from "@longhaul/shared/grpc";
+import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
+import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
+import { createDb, ensureDatabase, migrate, probePostgres } from "@longhaul/shared/db";
+import { createDependencyHealth, onShutdown } from "@longhaul/shared/service";
 import { loadConfig, projectKeys } from "./config.js";
 import { createRunLifecycle } from "./core/run-lifecycle.js";
 import { createReconciler } from "./core/reconciler.js";

@@ -11,7 +11,9 @@ const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 // carry them and NATS headers propagate them (the all-zero trace id seen when
 // the SDK installed no tracer provider must not come back).
 const script = `
-import { createLogger, inSpan, runContext, traceCarrier, traceHeaders, context, trace } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { inSpan, runContext, traceCarrier, context, trace } from "@longhaul/shared/telemetry";
+import { traceHeaders } from "@longhaul/shared/nats";
 const log = createLogger("probe");
 await inSpan("probe", {}, async (span) => {
   log.info("inside");

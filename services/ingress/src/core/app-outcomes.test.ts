@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runsPb } from "@longhaul/shared";
+import { runsPb } from "@longhaul/shared/proto";
 import { countAppOutcomes } from "./app-outcomes.js";
 import type { Caller, RunsPort } from "./ports.js";
 

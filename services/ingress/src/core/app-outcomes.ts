@@ -1,4 +1,4 @@
-import { runsPb } from "@longhaul/shared";
+import { runsPb } from "@longhaul/shared/proto";
 import type { CallOptions, Caller, RunsPort } from "./ports.js";
 
 /**

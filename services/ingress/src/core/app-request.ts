@@ -1,4 +1,4 @@
-import type { runsPb } from "@longhaul/shared";
+import type { runsPb } from "@longhaul/shared/proto";
 
 /**
  * How a client's request becomes the request Longhaul makes to the app

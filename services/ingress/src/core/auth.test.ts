@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import { bearerKey, createAuthenticator } from "./auth.js";
 import type { KeyResolver } from "./ports.js";
 

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import type { Caller, KeyResolver } from "./ports.js";
 
 /** Options of {@link createAuthenticator}. */

@@ -1,4 +1,4 @@
-import type { appsPb, invokerPb, notifierPb, runsPb } from "@longhaul/shared";
+import type { appsPb, invokerPb, notifierPb, runsPb } from "@longhaul/shared/proto";
 
 /**
  * The ports the gateway talks through. The gRPC adapters implement them; the

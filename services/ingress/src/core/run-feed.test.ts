@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { LonghaulError, runsPb } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { runsPb } from "@longhaul/shared/proto";
 import type { Caller, RunsPort, RunsWatchItem } from "./ports.js";
 import { openRunFeed, type RunFeedOptions } from "./run-feed.js";
 

@@ -1,4 +1,5 @@
-import { LonghaulError, runsPb } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { runsPb } from "@longhaul/shared/proto";
 import type { Caller, RunsPort } from "./ports.js";
 
 /**

@@ -1,4 +1,5 @@
-import { LonghaulError, type invokerPb, type runsPb } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { invokerPb, runsPb } from "@longhaul/shared/proto";
 import { appRequestHeaders, headerValue, joinAppUrl, prefersAsync, splitQuery } from "./app-request.js";
 
 /** 12 hours: the longest a call may be held (DESIGN.md "Run lifecycle"). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createLogger } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
 import { HeartbeatLoop } from "./heartbeat-loop.js";
 import type { Dispatch } from "./ports.js";
 import { FakeClock, FakeScheduler, settle, unavailable } from "../testing/fakes.js";

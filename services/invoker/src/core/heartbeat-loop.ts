@@ -1,4 +1,5 @@
-import { LonghaulError, type Logger } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
 import type { Clock, Dispatch, SchedulerPort } from "./ports.js";
 
 export interface HeartbeatLoopOptions {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { LonghaulError, createLogger } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { createLogger } from "@longhaul/shared/logger";
 import { createCapacity } from "./capacity.js";
 import { RunInvoker } from "./run-invoker.js";
 import {

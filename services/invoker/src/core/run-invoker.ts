@@ -1,15 +1,6 @@
-import {
-  LonghaulError,
-  RunAttr,
-  SpanKind,
-  SpanStatusCode,
-  context,
-  runContext,
-  trace,
-  tracer,
-  type Logger,
-  type Span,
-} from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
+import { RunAttr, SpanKind, SpanStatusCode, context, runContext, trace, tracer, type Span } from "@longhaul/shared/telemetry";
 import type { Capacity } from "./capacity.js";
 import { runCallHeaders } from "./outbound-headers.js";
 import type {

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { natsNames } from "@longhaul/shared";
+import { natsNames } from "@longhaul/shared/nats";
 import { FakeSchedulerServer } from "./fake-scheduler-server.js";
 import { heapGrowth } from "./heap-diff.js";
 

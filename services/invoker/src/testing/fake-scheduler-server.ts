@@ -2,14 +2,10 @@
  * A real grpc-js server implementing SchedulerInternalService from memory,
  * for the invoker's edge tests (the real scheduler is tested end to end).
  */
-import {
-  LonghaulError,
-  createGrpcServer,
-  createLogger,
-  schedulerPb,
-  unary,
-  type GrpcServer,
-} from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { createLogger } from "@longhaul/shared/logger";
+import { createGrpcServer, unary, type GrpcServer } from "@longhaul/shared/grpc";
+import { schedulerPb } from "@longhaul/shared/proto";
 
 export interface FakeRun {
   runId: string;

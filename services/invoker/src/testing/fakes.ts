@@ -1,7 +1,7 @@
 /**
  * Plain fakes of the core's ports, for unit tests (not part of the build).
  */
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import type {
   CallOutcome,
   ClaimedRun,

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from "@longhaul/shared";
+import { Counter, Gauge, Histogram, type Registry } from "@longhaul/shared/metrics";
 import type { NotifierMetrics } from "../core/ports.js";
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { LonghaulError, createLogger } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { createLogger } from "@longhaul/shared/logger";
 import { createNotifierCore } from "./notifier-core.js";
 import type {
   Delivery,

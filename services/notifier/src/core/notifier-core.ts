@@ -1,4 +1,6 @@
-import { LonghaulError, RunAttr, SpanStatusCode, context, runContext, tracer, type Logger } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
+import { RunAttr, SpanStatusCode, context, runContext, tracer } from "@longhaul/shared/telemetry";
 import type {
   Delivery,
   DeliveryAttempt,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Webhook, WebhookVerificationError } from "standardwebhooks";
-import { resultUrlKey, verifyResultUrl } from "@longhaul/shared";
+import { resultUrlKey, verifyResultUrl } from "@longhaul/shared/result-url";
 import { newWebhookSecret, signatureHeader, signingSecrets } from "./signing.js";
 import { buildWebhookRequest, webhookBody, type PayloadOptions } from "./webhook-payload.js";
 import type { Delivery, DeliveryInput } from "./ports.js";

@@ -1,4 +1,4 @@
-import { signResultUrl } from "@longhaul/shared";
+import { signResultUrl } from "@longhaul/shared/result-url";
 import type { Delivery, DeliveryInput, WebhookRequest } from "./ports.js";
 import { signatureHeader } from "./signing.js";
 

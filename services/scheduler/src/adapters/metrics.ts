@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from "@longhaul/shared";
+import { Counter, Gauge, Histogram, type Registry } from "@longhaul/shared/metrics";
 import type { SchedulerMetrics, SchedulerStore } from "../core/ports.js";
 
 /** Prometheus metrics of the scheduler; queue depth is read from Postgres at scrape time. */

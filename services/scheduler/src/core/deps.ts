@@ -1,4 +1,4 @@
-import type { Logger } from "@longhaul/shared";
+import type { Logger } from "@longhaul/shared/logger";
 import type { DispatchRef, RunRecord } from "./model.js";
 import { isTerminal } from "./model.js";
 import type { EventBus, SchedulerMetrics, SchedulerStore } from "./ports.js";

@@ -1,4 +1,4 @@
-import { context, runContext } from "@longhaul/shared";
+import { context, runContext } from "@longhaul/shared/telemetry";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import type { RunLifecycle } from "./run-lifecycle.js";

@@ -1,4 +1,5 @@
-import { LonghaulError, context, runContext } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { context, runContext } from "@longhaul/shared/telemetry";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import type { AppSettings, AttemptOutcome, RunRecord, WebhookState } from "./model.js";

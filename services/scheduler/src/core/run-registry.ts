@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import { isTerminal, RUN_STATUSES, type AttemptRecord, type RunRecord } from "./model.js";

@@ -1,4 +1,4 @@
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import type { RunRecord } from "./model.js";
 import type { EventBus, SchedulerStore } from "./ports.js";
 import { checkName } from "./validation.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import { checkSubmit, normaliseApp, type SubmitInput } from "./validation.js";
 import { decodeCursor, encodeCursor } from "./run-registry.js";
 

@@ -1,4 +1,5 @@
-import { LonghaulError, validateWebhookUrl } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { validateWebhookUrl } from "@longhaul/shared/egress";
 import { MAX_TIMEOUT_SECONDS, type AppSettings } from "./model.js";
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;

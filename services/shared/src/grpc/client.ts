@@ -6,7 +6,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { LonghaulError } from "../errors.js";
+import { fromGrpcError } from "./errors.js";
 import { INTERNAL_TOKEN_METADATA_KEY } from "./server.js";
 
 type ClientCtor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: Partial<ChannelOptions>) => C;
@@ -55,7 +55,7 @@ export function callUnary<Req, Res>(
 ): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
     const call = method(request, metadata, { deadline: Date.now() + timeoutMs }, (err, res) =>
-      err ? reject(LonghaulError.from(err)) : resolve(res),
+      err ? reject(fromGrpcError(err)) : resolve(res),
     );
     signal?.addEventListener("abort", () => call.cancel(), { once: true });
   });

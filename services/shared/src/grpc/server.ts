@@ -14,7 +14,8 @@ import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
-import { LonghaulError, toServiceError } from "../errors.js";
+import { LonghaulError } from "../errors.js";
+import { fromGrpcError, toServiceError } from "./errors.js";
 
 export const INTERNAL_TOKEN_METADATA_KEY = "x-longhaul-internal-token";
 
@@ -46,7 +47,7 @@ function callSignal(call: { on(event: "cancelled", fn: () => void): unknown }): 
 }
 
 function reportError(log: Logger, method: string, err: unknown): LonghaulError {
-  const e = LonghaulError.from(err);
+  const e = fromGrpcError(err);
   if (e.code === "internal") log.error({ err, method }, "internal error in handler");
   return e;
 }

@@ -1,6 +1,8 @@
 import { once } from "node:events";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
-import { LonghaulError, createClient, internalMetadata, invokerPb } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
+import { invokerPb } from "@longhaul/shared/proto";
 import type { InvokeResponsePart, InvokerPort } from "../../core/ports.js";
 
 /** Request body pieces sent per gRPC message; small enough to stream, big enough to be cheap. */
@@ -64,7 +66,7 @@ export function createInvokerClient(address: string, internalToken: string): Inv
         if (uploadError !== undefined) {
           throw new LonghaulError("invalid_argument", "request body was not received", { cause: uploadError });
         }
-        throw LonghaulError.from(err);
+        throw fromGrpcError(err);
       } finally {
         signal.removeEventListener("abort", cancel);
         stopUpload.abort();

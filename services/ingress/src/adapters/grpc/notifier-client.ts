@@ -1,4 +1,5 @@
-import { callUnary, createClient, internalMetadata, notifierPb } from "@longhaul/shared";
+import { callUnary, createClient, internalMetadata } from "@longhaul/shared/grpc";
+import { notifierPb } from "@longhaul/shared/proto";
 import type { WebhooksPort } from "../../core/ports.js";
 
 const CALL_TIMEOUT_MS = 10_000;

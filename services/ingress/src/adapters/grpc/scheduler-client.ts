@@ -10,15 +10,9 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import {
-  LonghaulError,
-  appsPb,
-  callUnary,
-  createClient,
-  internalMetadata,
-  runsPb,
-  schedulerPb,
-} from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { callUnary, createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
+import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, RunsWatchItem, SignedResultsPort } from "../../core/ports.js";
 
 /** Deadline of the quick calls (SubmitRun commits before it answers). */
@@ -238,7 +232,7 @@ async function* streamOf<T>(call: AsyncIterable<unknown> & { cancel(): void }, s
   } catch (err) {
     const code = (err as { code?: number }).code;
     if (code === GrpcStatus.DEADLINE_EXCEEDED || (code === GrpcStatus.CANCELLED && signal.aborted)) return;
-    throw LonghaulError.from(err);
+    throw fromGrpcError(err);
   } finally {
     signal.removeEventListener("abort", cancel);
     call.cancel();

@@ -1,4 +1,4 @@
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import { readJson, sendJson } from "./http-io.js";
 import { countAppOutcomes } from "../../core/app-outcomes.js";
 import { appFromJson, appToJson, runStatusName } from "./json-mapping.js";

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resultUrlKey, runsPb, signResultUrl } from "@longhaul/shared";
+import { runsPb } from "@longhaul/shared/proto";
+import { resultUrlKey, signResultUrl } from "@longhaul/shared/result-url";
 import { KEYS, TOKEN, type FakeMesh } from "../../../test/fake-mesh.js";
 import { DEV, errorOf, startHarness } from "../../../test/gateway-harness.js";
 

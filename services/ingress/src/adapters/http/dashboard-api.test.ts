@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runsPb } from "@longhaul/shared";
+import { runsPb } from "@longhaul/shared/proto";
 import type { FakeMesh } from "../../../test/fake-mesh.js";
 import { DEV, errorOf, startHarness } from "../../../test/gateway-harness.js";
 

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import type { Asset, DashboardAssets } from "./dashboard-assets.js";
 import type { Route } from "./router.js";
 

@@ -1,4 +1,4 @@
-import { LonghaulError, errorBody } from "@longhaul/shared";
+import { LonghaulError, errorBody } from "@longhaul/shared/errors";
 import { openRunFeed } from "../../core/run-feed.js";
 import { sendJson } from "./http-io.js";
 import { runToJson } from "./json-mapping.js";

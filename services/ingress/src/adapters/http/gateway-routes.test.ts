@@ -1,6 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import { echoScript, type FakeMesh } from "../../../test/fake-mesh.js";
 import { DEV, MAX_BODY, closedPort, errorOf, meshPorts, startGateway, startHarness } from "../../../test/gateway-harness.js";
 

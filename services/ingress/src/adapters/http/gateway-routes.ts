@@ -1,5 +1,6 @@
 import { once } from "node:events";
-import { LonghaulError, RunAttr, trace } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { RunAttr, trace } from "@longhaul/shared/telemetry";
 import { appResponseHeaders, headerPairs, prefersAsync } from "../../core/app-request.js";
 import {
   buildInvokeHead,

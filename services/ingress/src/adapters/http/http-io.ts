@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { ERROR_CODE_METADATA_KEY, LonghaulError, errorBody, httpStatusOf, type Logger } from "@longhaul/shared";
+import { LonghaulError, errorBody, httpStatusOf } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
+import { isTransportFailure } from "@longhaul/shared/grpc";
 
 /** Reads the whole body up to `limit` bytes; a larger one is a 413 before anything is stored. */
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -63,7 +65,7 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger): void 
     return;
   }
   const status = httpStatusOf(e.code);
-  const shown = fromTransport(e) ? new LonghaulError(e.code, TRANSPORT_MESSAGES[e.code] ?? e.message) : e;
+  const shown = isTransportFailure(e) ? new LonghaulError(e.code, TRANSPORT_MESSAGES[e.code] ?? e.message) : e;
   const headers: Record<string, string> = {};
   if (e.retryAfterSeconds !== undefined && (status === 429 || status === 503)) {
     headers["retry-after"] = String(Math.max(0, Math.ceil(e.retryAfterSeconds)));
@@ -81,13 +83,3 @@ const TRANSPORT_MESSAGES: Partial<Record<LonghaulError["code"], string>> = {
   unavailable: "a Longhaul service is unavailable; try again",
   deadline_exceeded: "a Longhaul service did not answer in time",
 };
-
-/**
- * True when the error is grpc-js's own (no connection, deadline) rather than
- * one a Longhaul service sent on purpose, which always carries its code in
- * the `longhaul-error-code` trailer.
- */
-function fromTransport(e: LonghaulError): boolean {
-  const cause = e.cause as { metadata?: { get(key: string): unknown[] } } | undefined;
-  return typeof cause?.metadata?.get === "function" && cause.metadata.get(ERROR_CODE_METADATA_KEY).length === 0;
-}

@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from "@longhaul/shared";
+import { Counter, Histogram, type Registry } from "@longhaul/shared/metrics";
 
 /** The gateway's own Prometheus metrics, registered on the service's registry. */
 export interface HttpMetrics {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { appsPb, runsPb } from "@longhaul/shared";
+import { appsPb, runsPb } from "@longhaul/shared/proto";
 import {
   appFromJson,
   appToJson,

@@ -1,4 +1,7 @@
-import { LonghaulError, RUN_STATUS_NAMES, appsPb, runStatusFromProto, runStatusToProto, runsPb, webhookStateFromProto, z, type notifierPb } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { RUN_STATUSES } from "@longhaul/shared/domain";
+import { z } from "@longhaul/shared/config";
+import { appsPb, runStatusFromProto, runStatusToProto, runsPb, webhookStateFromProto, type notifierPb } from "@longhaul/shared/proto";
 
 /**
  * The one place where the HTTP API's JSON meets the protos. JSON names are
@@ -20,7 +23,7 @@ export function isFinished(status: runsPb.RunStatus): boolean {
 export function parseRunStatus(name: string): runsPb.RunStatus {
   const status = runStatusToProto(name);
   if (status === runsPb.RunStatus.RUN_STATUS_UNSPECIFIED) {
-    throw new LonghaulError("invalid_argument", `status must be one of ${RUN_STATUS_NAMES.join(", ")}`);
+    throw new LonghaulError("invalid_argument", `status must be one of ${RUN_STATUSES.join(", ")}`);
   }
   return status;
 }

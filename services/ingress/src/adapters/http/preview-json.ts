@@ -1,4 +1,4 @@
-import type { runsPb } from "@longhaul/shared";
+import type { runsPb } from "@longhaul/shared/proto";
 import { bodyPreview } from "../../core/body-preview.js";
 import { maskHeaders, maskQuery } from "../../core/secret-mask.js";
 import { runStatusName } from "./json-mapping.js";

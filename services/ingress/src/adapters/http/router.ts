@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { LonghaulError, type Logger } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
 import type { Caller } from "../../core/ports.js";
 
 /** What a route handler gets besides the raw request and response. */

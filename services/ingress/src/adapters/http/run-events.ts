@@ -1,4 +1,4 @@
-import { LonghaulError, errorBody } from "@longhaul/shared";
+import { LonghaulError, errorBody } from "@longhaul/shared/errors";
 import { runToJson } from "./json-mapping.js";
 import type { RequestContext } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";

@@ -1,4 +1,6 @@
-import { LonghaulError, verifyResultUrl, type runsPb } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { runsPb } from "@longhaul/shared/proto";
+import { verifyResultUrl } from "@longhaul/shared/result-url";
 import { DEFAULT_PREVIEW_BYTES } from "../../core/body-preview.js";
 import { sendJson } from "./http-io.js";
 import { resultPreviewToJson, runInputToJson } from "./preview-json.js";

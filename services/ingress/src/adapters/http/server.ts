@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { LonghaulError, type Logger, type Registry } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
+import type { Registry } from "@longhaul/shared/metrics";
 import type { Authenticator } from "../../core/auth.js";
 import type { MeshPorts } from "../../core/ports.js";
 import { appRoutes } from "./app-routes.js";

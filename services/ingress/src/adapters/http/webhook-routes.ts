@@ -1,4 +1,4 @@
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import { sendJson } from "./http-io.js";
 import { deliveryToJson, secretToJson } from "./json-mapping.js";
 import type { RequestContext } from "./router.js";

@@ -2,7 +2,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient, createGrpcServer, createLogger, internalMetadata, invokerPb, type GrpcServer } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { createClient, createGrpcServer, internalMetadata, type GrpcServer } from "@longhaul/shared/grpc";
+import { invokerPb } from "@longhaul/shared/proto";
 import { createCapacity } from "../../core/capacity.js";
 import { FakeMetrics } from "../../testing/fakes.js";
 import { createUpstreamAgent } from "../http/upstream-client.js";

@@ -1,7 +1,10 @@
 import { Readable } from "node:stream";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { Dispatcher } from "undici";
-import { LonghaulError, toServiceError, type Logger, type invokerPb } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
+import { toServiceError } from "@longhaul/shared/grpc";
+import type { invokerPb } from "@longhaul/shared/proto";
 import type { Capacity } from "../../core/capacity.js";
 import { passableHeaders } from "../../core/outbound-headers.js";
 import type { CallOutcome, InvokerMetrics } from "../../core/ports.js";

@@ -1,4 +1,5 @@
-import { callUnary, createClient, internalMetadata, schedulerPb } from "@longhaul/shared";
+import { callUnary, createClient, internalMetadata } from "@longhaul/shared/grpc";
+import { schedulerPb } from "@longhaul/shared/proto";
 import type { ClaimedRun, Dispatch, RunOutcome, SchedulerPort } from "../../core/ports.js";
 
 /** A finished sync pass-through call, recorded without bodies. */

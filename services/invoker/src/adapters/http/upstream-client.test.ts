@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
 import { createCapacity } from "../../core/capacity.js";
 import { systemClock } from "../../core/ports.js";
 import { RunInvoker } from "../../core/run-invoker.js";

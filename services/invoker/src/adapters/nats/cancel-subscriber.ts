@@ -1,4 +1,5 @@
-import type { Logger, NatsConnection, NatsNames } from "@longhaul/shared";
+import type { Logger } from "@longhaul/shared/logger";
+import type { NatsConnection, NatsNames } from "@longhaul/shared/nats";
 
 /**
  * Subscribes (core NATS, every invoker) to `<p>.control.cancel`, payload

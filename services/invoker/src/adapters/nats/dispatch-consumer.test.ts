@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { connectNats, createLogger, natsNames, traceHeaders, type NatsConnection } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { connectNats, natsNames, traceHeaders, type NatsConnection } from "@longhaul/shared/nats";
 import { createTestNats } from "../../../../../tests/helpers/isolation.js";
 import { createCapacity, type Capacity } from "../../core/capacity.js";
 import { HeartbeatLoop } from "../../core/heartbeat-loop.js";

@@ -1,13 +1,7 @@
 import { jetstream, type JsMsg, type ConsumerMessages } from "@nats-io/jetstream";
-import {
-  context,
-  contextFromHeaders,
-  ensureConsumer,
-  ensureStreams,
-  type Logger,
-  type NatsConnection,
-  type NatsNames,
-} from "@longhaul/shared";
+import type { Logger } from "@longhaul/shared/logger";
+import { context } from "@longhaul/shared/telemetry";
+import { contextFromHeaders, ensureConsumer, ensureStreams, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import { createCapacity, type Capacity } from "../../core/capacity.js";
 import type { Dispatch } from "../../core/ports.js";
 import type { ClaimDecision } from "../../core/run-invoker.js";

@@ -1,4 +1,7 @@
-import { LonghaulError, unary, notifierPb, type Logger } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
+import { unary } from "@longhaul/shared/grpc";
+import { notifierPb } from "@longhaul/shared/proto";
 import type { NotifierCore } from "../../core/notifier-core.js";
 import type { Delivery, DeliveryAttempt, WebhookSecrets } from "../../core/ports.js";
 

@@ -1,12 +1,6 @@
-import {
-  LonghaulError,
-  callUnary,
-  createClient,
-  internalMetadata,
-  runStatusFromProto,
-  schedulerPb,
-  webhookStateToProto,
-} from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { callUnary, createClient, internalMetadata } from "@longhaul/shared/grpc";
+import { runStatusFromProto, schedulerPb, webhookStateToProto } from "@longhaul/shared/proto";
 import type { RunSource } from "../../core/ports.js";
 
 /** Options of {@link createSchedulerRunSource}. */

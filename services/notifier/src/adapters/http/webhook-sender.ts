@@ -2,14 +2,8 @@ import { lookup as dnsLookup } from "node:dns/promises";
 import type { LookupAddress } from "node:dns";
 import { isIP } from "node:net";
 import { Agent, request } from "undici";
-import {
-  context,
-  contextFromCarrier,
-  isForbiddenAddress,
-  trace,
-  traceCarrier,
-  validateWebhookUrl,
-} from "@longhaul/shared";
+import { context, contextFromCarrier, trace, traceCarrier } from "@longhaul/shared/telemetry";
+import { isForbiddenAddress, validateWebhookUrl } from "@longhaul/shared/egress";
 import type { SendResult, WebhookRequest, WebhookSender } from "../../core/ports.js";
 
 /** Resolves a host name to every address it has (dns.lookup with `all`). */

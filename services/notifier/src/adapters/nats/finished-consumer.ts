@@ -1,13 +1,8 @@
 import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import {
-  context,
-  contextFromHeaders,
-  ensureConsumer,
-  z,
-  type Logger,
-  type NatsConnection,
-  type NatsNames,
-} from "@longhaul/shared";
+import { z } from "@longhaul/shared/config";
+import type { Logger } from "@longhaul/shared/logger";
+import { context } from "@longhaul/shared/telemetry";
+import { contextFromHeaders, ensureConsumer, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NotifierCore } from "../../core/notifier-core.js";
 

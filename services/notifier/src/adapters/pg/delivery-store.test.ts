@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createDb, createLogger, migrate, resultUrlKey } from "@longhaul/shared";
+import { createLogger } from "@longhaul/shared/logger";
+import { createDb, migrate } from "@longhaul/shared/db";
+import { resultUrlKey } from "@longhaul/shared/result-url";
 import type { Kysely } from "kysely";
 import { Webhook } from "standardwebhooks";
 import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";

@@ -1,4 +1,4 @@
-import { sql, type Migration } from "@longhaul/shared";
+import { sql, type Migration } from "@longhaul/shared/db";
 
 /**
  * The notifier's schema, applied at start by `migrate` under the table

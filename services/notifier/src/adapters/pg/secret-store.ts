@@ -1,4 +1,4 @@
-import { sql } from "@longhaul/shared";
+import { sql } from "@longhaul/shared/db";
 import type { Kysely, Selectable } from "kysely";
 import type { SecretStore, WebhookSecrets } from "../../core/ports.js";
 import type { NotifierDatabase, WebhookSecretsTable } from "./schema.js";

@@ -1,4 +1,7 @@
-import { schedulerPb, unary, LonghaulError, type Logger } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
+import { unary } from "@longhaul/shared/grpc";
+import { schedulerPb } from "@longhaul/shared/proto";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
 import { contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";

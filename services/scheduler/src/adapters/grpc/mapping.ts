@@ -1,4 +1,4 @@
-import { runStatusFromProto, runStatusToProto, webhookStateFromProto, webhookStateToProto, type runsPb } from "@longhaul/shared";
+import { runStatusFromProto, runStatusToProto, webhookStateFromProto, webhookStateToProto, type runsPb } from "@longhaul/shared/proto";
 import type { RunView } from "../../core/run-registry.js";
 import type { RunRecord } from "../../core/model.js";
 

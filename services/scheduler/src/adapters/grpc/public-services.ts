@@ -1,15 +1,8 @@
-import {
-  RunAttr,
-  appsPb,
-  inSpan,
-  runsPb,
-  serverStream,
-  traceCarrier,
-  unary,
-  LonghaulError,
-  type CallContext,
-  type Logger,
-} from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { Logger } from "@longhaul/shared/logger";
+import { RunAttr, inSpan, traceCarrier } from "@longhaul/shared/telemetry";
+import { serverStream, unary, type CallContext } from "@longhaul/shared/grpc";
+import { appsPb, runsPb } from "@longhaul/shared/proto";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { StoredApp } from "../../core/ports.js";
 import { resultToProto, runToProto, statusFromProto } from "./mapping.js";

@@ -1,14 +1,7 @@
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import {
-  RunAttr,
-  SpanKind,
-  inSpan,
-  runContext,
-  traceHeaders,
-  type Logger,
-  type NatsConnection,
-  type NatsNames,
-} from "@longhaul/shared";
+import type { Logger } from "@longhaul/shared/logger";
+import { RunAttr, SpanKind, inSpan, runContext } from "@longhaul/shared/telemetry";
+import { traceHeaders, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import type { EventBus } from "../../core/ports.js";
 
 const encoder = new TextEncoder();

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
-import { LonghaulError } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
 import type { NewRun as NewRunInput } from "../../core/ports.js";
 import { findApp } from "./run-queries.js";

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDb, createLogger, LonghaulError, migrate } from "@longhaul/shared";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { createLogger } from "@longhaul/shared/logger";
+import { createDb, migrate } from "@longhaul/shared/db";
 import type { Kysely } from "kysely";
 import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";
 import { normaliseApp } from "../../core/validation.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { LonghaulError } from "../errors.js";
-import { isForbiddenAddress, validateWebhookUrl } from "./webhook-url.js";
+import { LonghaulError } from "./errors.js";
+import { isForbiddenAddress, validateWebhookUrl } from "./egress.js";
 
 const strict = { allowPrivate: false };
 

@@ -1,19 +1,7 @@
-import { RunStatus, WebhookState } from "./gen/longhaul/v1/runs.js";
+import { RunStatus, WebhookState } from "../gen/longhaul/v1/runs.js";
+import type { RunStatus as RunStatusName, WebhookState as WebhookStateName } from "../domain/run-status.js";
 
-/** A run's status by name, as the HTTP API, the logs and the database spell it. */
-export type RunStatusName =
-  | "queued"
-  | "dispatched"
-  | "running"
-  | "succeeded"
-  | "failed"
-  | "timed_out"
-  | "cancelled"
-  | "expired";
-
-/** A run's webhook delivery state by name. */
-export type WebhookStateName = "none" | "pending" | "delivered" | "failed";
-
+// One mapping of the domain's status and webhook state names to the proto enums.
 const runStatusToPb: Record<RunStatusName, RunStatus> = {
   queued: RunStatus.RUN_STATUS_QUEUED,
   dispatched: RunStatus.RUN_STATUS_DISPATCHED,
@@ -24,9 +12,6 @@ const runStatusToPb: Record<RunStatusName, RunStatus> = {
   cancelled: RunStatus.RUN_STATUS_CANCELLED,
   expired: RunStatus.RUN_STATUS_EXPIRED,
 };
-
-/** Every status name, in lifecycle order. */
-export const RUN_STATUS_NAMES = Object.keys(runStatusToPb) as readonly RunStatusName[];
 
 const webhookStateToPb: Record<WebhookStateName, WebhookState> = {
   none: WebhookState.WEBHOOK_STATE_NONE,

@@ -1,5 +1,5 @@
 import ipaddr from "ipaddr.js";
-import { LonghaulError } from "../errors.js";
+import { LonghaulError } from "./errors.js";
 
 /**
  * Address ranges a webhook may not reach unless an operator allows private

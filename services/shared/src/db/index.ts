@@ -1,0 +1,3 @@
+/** Postgres for the services: kysely pools with error listeners, migrations, and a health probe. */
+export * from "./database.js";
+export * from "./postgres-probe.js";

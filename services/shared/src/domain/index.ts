@@ -1,0 +1,12 @@
+/**
+ * Longhaul's domain rules, in one place and free of any transport or runtime
+ * dependency (the dashboard's browser modules import it too): run statuses
+ * and their sets, the 12-hour limit, the success rule, how an app's URL is
+ * joined, Retry-After, backoff and bearer tokens.
+ */
+export * from "./run-status.js";
+export * from "./limits.js";
+export * from "./app-url.js";
+export * from "./retry-after.js";
+export * from "./backoff.js";
+export * from "./bearer.js";

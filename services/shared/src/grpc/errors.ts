@@ -1,0 +1,79 @@
+import { Metadata, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
+import { LonghaulError, isErrorCode, type ErrorCode } from "../errors.js";
+
+/** Trailer that carries the Longhaul code across gRPC, where statuses are coarser. */
+export const ERROR_CODE_METADATA_KEY = "longhaul-error-code";
+const RETRY_AFTER_METADATA_KEY = "longhaul-retry-after";
+
+const grpcStatusByCode: Record<ErrorCode, GrpcStatus> = {
+  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  not_found: GrpcStatus.NOT_FOUND,
+  already_exists: GrpcStatus.ALREADY_EXISTS,
+  conflict: GrpcStatus.FAILED_PRECONDITION,
+  unprocessable: GrpcStatus.FAILED_PRECONDITION,
+  payload_too_large: GrpcStatus.RESOURCE_EXHAUSTED,
+  resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+  deadline_exceeded: GrpcStatus.DEADLINE_EXCEEDED,
+  internal: GrpcStatus.INTERNAL,
+};
+
+const codeByGrpcStatus: Partial<Record<GrpcStatus, ErrorCode>> = {
+  [GrpcStatus.INVALID_ARGUMENT]: "invalid_argument",
+  [GrpcStatus.UNAUTHENTICATED]: "unauthenticated",
+  [GrpcStatus.NOT_FOUND]: "not_found",
+  [GrpcStatus.ALREADY_EXISTS]: "already_exists",
+  [GrpcStatus.FAILED_PRECONDITION]: "conflict",
+  [GrpcStatus.RESOURCE_EXHAUSTED]: "resource_exhausted",
+  [GrpcStatus.UNAVAILABLE]: "unavailable",
+  [GrpcStatus.DEADLINE_EXCEEDED]: "deadline_exceeded",
+  [GrpcStatus.PERMISSION_DENIED]: "unauthenticated",
+};
+
+/** The gRPC status a code is sent with. */
+export function grpcStatusOf(code: ErrorCode): GrpcStatus {
+  return grpcStatusByCode[code];
+}
+
+/** True for an error grpc-js produced for a call: a status code and trailers. */
+export function isServiceError(err: unknown): err is ServiceError {
+  return err instanceof Error && typeof (err as ServiceError).code === "number" && "metadata" in err;
+}
+
+/**
+ * Normalises anything a gRPC call threw into a LonghaulError. A status sent by
+ * a Longhaul service keeps its exact code (carried in the `longhaul-error-code`
+ * trailer) and its Retry-After; grpc-js's own failures (no connection,
+ * deadline) map by status; anything else is {@link LonghaulError.from}'s.
+ */
+export function fromGrpcError(err: unknown): LonghaulError {
+  if (!isServiceError(err)) return LonghaulError.from(err);
+  const carried = err.metadata?.get(ERROR_CODE_METADATA_KEY)[0];
+  const code = isErrorCode(carried) ? carried : (codeByGrpcStatus[err.code] ?? "internal");
+  const retryAfter = Number(err.metadata?.get(RETRY_AFTER_METADATA_KEY)[0] ?? NaN);
+  const message = code === "internal" ? "internal error" : err.details || err.message;
+  return new LonghaulError(code, message, {
+    cause: err,
+    retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined,
+  });
+}
+
+/**
+ * True when a LonghaulError came from grpc-js itself (no connection, deadline)
+ * rather than from a Longhaul service, which always sends its code in the
+ * `longhaul-error-code` trailer.
+ */
+export function isTransportFailure(err: LonghaulError): boolean {
+  return isServiceError(err.cause) && err.cause.metadata.get(ERROR_CODE_METADATA_KEY).length === 0;
+}
+
+/** Turns a LonghaulError into the error object grpc-js sends, code kept in trailers. */
+export function toServiceError(err: LonghaulError): Partial<ServiceError> {
+  const metadata = new Metadata();
+  metadata.set(ERROR_CODE_METADATA_KEY, err.code);
+  if (err.retryAfterSeconds !== undefined) {
+    metadata.set(RETRY_AFTER_METADATA_KEY, String(err.retryAfterSeconds));
+  }
+  return { code: grpcStatusOf(err.code), details: err.message, metadata };
+}

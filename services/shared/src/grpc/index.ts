@@ -1,0 +1,4 @@
+/** gRPC for the mesh: the server bootstrap, clients with deadlines, and the error mapping at this edge. */
+export * from "./errors.js";
+export * from "./server.js";
+export * from "./client.js";

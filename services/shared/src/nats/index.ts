@@ -1,0 +1,3 @@
+/** NATS and JetStream for the mesh: names, connection, streams, consumers and trace headers. */
+export * from "./names.js";
+export * from "./connection.js";
