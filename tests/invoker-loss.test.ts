@@ -1,7 +1,8 @@
-// Issue 5: losing the invoker that holds a call. Two invokers share the work;
-// the one holding a run is killed (or paused past its lease), and the run
-// must end by policy within a bounded time: never stuck in `running`, never
-// with two outcomes.
+// Losing the invoker that holds a call. Two invokers share the work; the one
+// holding a run is killed (or paused past its lease), and the run must end by
+// policy within a bounded time: never stuck in `running`, never with two
+// outcomes, and never sent again to an app not declared idempotent (the
+// killed invoker had already sent it).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
@@ -55,9 +56,9 @@ async function submitHeld(appName: string, tag: string): Promise<{ id: string; i
 }
 
 describe("invoker loss", () => {
-  it("kill -9 of the invoker holding calls: runs fail with invoker_lost or retry on the other invoker, within the bound", async () => {
-    await api.putApp("once", { url: app.url, retry: { max_attempts: 1 } });
-    await api.putApp("twice", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2 } });
+  it("kill -9 of the invoker holding calls: a non-idempotent run fails `interrupted` after one call, an idempotent one is retried on the other invoker", async () => {
+    await api.putApp("once", { url: app.url, retry: { max_attempts: 3, initial_backoff_seconds: 0.2 } });
+    await api.putApp("twice", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2, idempotent: true } });
     const once = await submitHeld("once", "kill-once");
     const twice = await submitHeld("twice", "kill-twice");
     // Kill the invoker holding `once`; if `twice` is elsewhere, kill that one too later.
@@ -70,7 +71,8 @@ describe("invoker loss", () => {
     }
 
     const failed = await api.finished(once.id, 30_000);
-    expect(failed).toMatchObject({ status: "failed", error_code: "invoker_lost", attempt: 1 });
+    expect(failed).toMatchObject({ status: "failed", error_code: "interrupted", attempt: 1 });
+    expect(releases.get("kill-once")).toHaveLength(1); // the app saw it once, and only once
     // Noticed within the lease plus a few ticks, not minutes (the run's own finish time, not
     // the test's, which includes restarting invokers).
     expect(new Date(failed.finished_at).getTime() - killedAt).toBeLessThan((LEASE_SECONDS + 5) * 1000);
@@ -80,14 +82,14 @@ describe("invoker loss", () => {
     for (const r of releases.get("kill-twice") ?? []) r();
     const retried = await api.finished(twice.id, 30_000);
     expect(retried).toMatchObject({ status: "succeeded", attempt: 2 });
-    expect(retried.attempts.map((a: { error_code: string | null }) => a.error_code)).toEqual(["invoker_lost", null]);
+    expect(retried.attempts.map((a: { error_code: string | null }) => a.error_code)).toEqual(["interrupted", null]);
 
     // Bring the killed copy back for the next test.
     for (const p of mesh.processes) if (p.name === "invoker" && !p.alive) await mesh.start("invoker", p.index);
   });
 
   it("SIGSTOP past the lease then SIGCONT: the stale invoker's late result is refused, the run has one outcome", async () => {
-    await api.putApp("paused", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2 } });
+    await api.putApp("paused", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2, idempotent: true } });
     const held = await submitHeld("paused", "pause");
     const paused = mesh.processes.find((p) => p.name === "invoker" && p.index === held.invoker)!;
     process.kill(paused.pid!, "SIGSTOP");
@@ -110,13 +112,13 @@ describe("invoker loss", () => {
     run = await api.finished(held.id, 20_000);
     expect(run).toMatchObject({ status: "succeeded", attempt: 2 });
     expect(run.attempts).toHaveLength(2);
-    expect(run.attempts[0]).toMatchObject({ error_code: "invoker_lost" });
+    expect(run.attempts[0]).toMatchObject({ error_code: "interrupted" });
     // The resumed invoker logged that its result was refused or its lease lost.
     await eventually(async () => /lost|refused|stale|not accepted/i.test(mesh.logs("invoker", held.invoker)), 10_000, "stale result noticed");
   });
 
   it("SIGTERM drains: the held call is handed back and retried elsewhere, nothing left running", async () => {
-    await api.putApp("drained", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2 } });
+    await api.putApp("drained", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2, idempotent: true } });
     const held = await submitHeld("drained", "drain");
     const exit = await mesh.kill("invoker", held.invoker, "SIGTERM");
     expect(exit.code).toBe(0);

@@ -39,7 +39,7 @@ export interface RunOutcome {
   headers: HeaderPair[];
   body: Uint8Array;
   bodyTruncated: boolean;
-  /** "" on an HTTP answer; else `connect_error` or `timeout`. */
+  /** "" on an HTTP answer; else `connect_error`, `interrupted` or `timeout`. */
   errorCode: string;
   errorMessage: string;
   retryAfterSeconds: number;
@@ -74,8 +74,10 @@ export type UpstreamResult =
       body: Uint8Array;
       bodyTruncated: boolean;
     }
-  /** Refused, reset, DNS, protocol errors: no usable answer came back. */
+  /** No connection was ever made (DNS, TCP refused, TLS): the app cannot have seen the request. */
   | { kind: "connect_error"; message: string }
+  /** The connection broke after it was open (reset, closed mid-answer): the app may have taken the request. */
+  | { kind: "interrupted"; message: string }
   /** The request's signal fired; its reason says why. */
   | { kind: "aborted" };
 
@@ -98,6 +100,7 @@ export type CallOutcome =
   | "succeeded"
   | "app_error"
   | "connect_error"
+  | "interrupted"
   | "timeout"
   | "cancelled"
   | "lost"

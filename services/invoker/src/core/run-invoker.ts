@@ -260,7 +260,8 @@ export class RunInvoker {
     return request.then(ended, (err: unknown) => {
       // The adapter maps wire errors itself; anything else still ends the attempt.
       log.error({ run_id: run.runId, attempt: run.attempt, err }, "upstream call threw");
-      return ended(call.signal.aborted ? { kind: "aborted" } : { kind: "connect_error", message: String(err) });
+      // Whether the request reached the app is unknown: count it as sent.
+      return ended(call.signal.aborted ? { kind: "aborted" } : { kind: "interrupted", message: String(err) });
     });
   }
 
@@ -291,9 +292,9 @@ export class RunInvoker {
         log.info({ ...ids, reason, seconds }, "call stopped before the app answered");
         return reason === "draining" ? () => this.release(run) : undefined;
       }
-    } else if (result.kind === "connect_error") {
-      outcome = errorOutcome("connect_error", result.message);
-      callOutcome = "connect_error";
+    } else if (result.kind === "connect_error" || result.kind === "interrupted") {
+      outcome = errorOutcome(result.kind, result.message);
+      callOutcome = result.kind;
     } else {
       const retryAfter = result.headers.find((h) => h.name.toLowerCase() === "retry-after")?.value;
       outcome = {

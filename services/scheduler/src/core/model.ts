@@ -33,7 +33,8 @@ export type RunErrorCode =
   | "app_error"
   | "connect_error"
   | "timeout"
-  | "invoker_lost"
+  /** Cut after the request was sent: reset, lost invoker, drain deadline. */
+  | "interrupted"
   | "cancelled_by_user"
   | "queue_ttl_exceeded"
   | "response_too_large";
@@ -58,7 +59,7 @@ export interface AppSettings {
 export interface AttemptOutcome {
   /** 0 when no HTTP response came back. */
   statusCode: number;
-  /** Empty for an HTTP response; else connect_error, timeout, invoker_lost... */
+  /** Empty for an HTTP response; else connect_error, interrupted, timeout... */
   errorCode: string;
   errorMessage: string;
   retryAfterSeconds: number;

@@ -23,11 +23,11 @@ describe("decide", () => {
     expect(decide(app, 1, 3, http(204))).toEqual({ kind: "succeeded" });
   });
 
-  it.each([429, 502, 503, 504])("retries %i: the app cannot have processed it", (code) => {
+  it.each([429, 503])("retries %i: the app's own refusal", (code) => {
     expect(decide(app, 1, 3, http(code), half)).toMatchObject({ kind: "retry", errorCode: "app_error" });
   });
 
-  it.each([400, 404, 500, 501])("fails %i at once when the app is not idempotent", (code) => {
+  it.each([400, 404, 500, 501, 502, 504])("fails %i at once when the app is not idempotent (a proxy may have forwarded it)", (code) => {
     expect(decide(app, 1, 3, http(code), half)).toMatchObject({ kind: "final", status: "failed", errorCode: "app_error" });
   });
 
@@ -36,15 +36,24 @@ describe("decide", () => {
     expect(decide({ ...app, idempotent: true }, 1, 3, error("timeout"), half)).toMatchObject({ kind: "retry", errorCode: "timeout" });
   });
 
-  it("retries connection errors and lost invokers, never timeouts of a non-idempotent app", () => {
+  it("retries a call that never connected; never one that may have reached a non-idempotent app", () => {
     expect(decide(app, 1, 3, error("connect_error"), half)).toMatchObject({ kind: "retry", errorCode: "connect_error" });
-    expect(decide(app, 1, 3, error("invoker_lost"), half)).toMatchObject({ kind: "retry", errorCode: "invoker_lost" });
+    expect(decide(app, 1, 3, error("interrupted"), half)).toMatchObject({ kind: "final", status: "failed", errorCode: "interrupted" });
     expect(decide(app, 1, 3, error("timeout"), half)).toMatchObject({ kind: "final", status: "timed_out", errorCode: "timeout" });
+  });
+
+  it("retries an interrupted call of an idempotent app", () => {
+    expect(decide({ ...app, idempotent: true }, 1, 3, error("interrupted"), half)).toMatchObject({ kind: "retry", errorCode: "interrupted" });
+  });
+
+  it("reads the error code of older invokers as interrupted, and unknown codes too", () => {
+    expect(decide(app, 1, 3, error("invoker_lost"), half)).toMatchObject({ kind: "final", errorCode: "interrupted" });
+    expect(decide(app, 1, 3, error("something_new"), half)).toMatchObject({ kind: "final", errorCode: "interrupted" });
   });
 
   it("fails once the attempts are used up", () => {
     expect(decide(app, 3, 3, http(503), half)).toMatchObject({ kind: "final", status: "failed" });
-    expect(decide(app, 3, 3, error("invoker_lost"), half)).toMatchObject({ kind: "final", errorCode: "invoker_lost" });
+    expect(decide({ ...app, idempotent: true }, 3, 3, error("interrupted"), half)).toMatchObject({ kind: "final", errorCode: "interrupted" });
   });
 
   it("honours Retry-After, and gives up on one over an hour", () => {

@@ -6,33 +6,43 @@ export type Decision =
   | { kind: "retry"; delaySeconds: number; errorCode: RunErrorCode; errorMessage: string }
   | { kind: "final"; status: "failed" | "timed_out"; errorCode: RunErrorCode; errorMessage: string };
 
-/** Statuses that say the app did not process the request (issue 3). */
-const UNPROCESSED_STATUSES = new Set([429, 502, 503, 504]);
+/**
+ * Statuses that are the app's own refusal: it answered without doing the
+ * work (429 Too Many Requests, 503 Service Unavailable). 502 and 504 are not
+ * among them: a proxy in front of the app may have forwarded the request.
+ */
+const REFUSED_STATUSES = new Set([429, 503]);
 /** Retry-After beyond this is not waited for: the run fails instead. */
 const MAX_RETRY_AFTER_SECONDS = 3600;
 
+/**
+ * Names the failure and says whether the app provably never took the
+ * request (`unprocessed`): only then may a run of an app not declared
+ * idempotent be sent again. A request that may have reached the app is
+ * never repeated for such an app, whatever happened after it was sent.
+ */
 function classify(outcome: AttemptOutcome): { errorCode: RunErrorCode; message: string; unprocessed: boolean } {
   if (outcome.statusCode > 0) {
     return {
       errorCode: "app_error",
       message: outcome.errorMessage || `app answered ${outcome.statusCode}`,
-      unprocessed: UNPROCESSED_STATUSES.has(outcome.statusCode),
+      unprocessed: REFUSED_STATUSES.has(outcome.statusCode),
     };
   }
   switch (outcome.errorCode) {
     case "connect_error":
-      // The connection was never made: the app cannot have seen the request.
+      // DNS, TCP or TLS failed before a connection existed: nothing was sent.
       return { errorCode: "connect_error", message: outcome.errorMessage || "could not connect", unprocessed: true };
     case "timeout":
       return { errorCode: "timeout", message: outcome.errorMessage || "the app did not answer in time", unprocessed: false };
-    case "invoker_lost":
-      // The invoker died with the connection; the app lost it too. Retried
-      // like an unprocessed call so that no run is lost with its invoker.
-      return { errorCode: "invoker_lost", message: outcome.errorMessage || "the invoker holding the call was lost", unprocessed: true };
     case "response_too_large":
       return { errorCode: "response_too_large", message: outcome.errorMessage, unprocessed: false };
+    case "interrupted":
+    case "invoker_lost":
     default:
-      return { errorCode: "connect_error", message: outcome.errorMessage || outcome.errorCode, unprocessed: false };
+      // The call was cut after it was sent (connection reset, invoker lost,
+      // drain deadline): the app may have done the work.
+      return { errorCode: "interrupted", message: outcome.errorMessage || outcome.errorCode || "the call was interrupted", unprocessed: false };
   }
 }
 
@@ -48,8 +58,8 @@ export function backoffSeconds(app: AppSettings, attempt: number, retryAfterSeco
 
 /**
  * Decides the run's next step after an attempt: success on 2xx; a retry when
- * attempts remain and the failure is safe to retry (the app cannot have
- * processed it, or the app is idempotent); otherwise a final state.
+ * attempts remain and the failure is safe to retry (the app provably never
+ * took the request, or the app is declared idempotent); otherwise a final state.
  */
 export function decide(
   app: AppSettings,

@@ -141,7 +141,8 @@ function lostResult(message: string): Completion {
     headers: [],
     body: null,
     bodyTruncated: false,
-    errorCode: "invoker_lost",
+    // The call may have reached the app: retried only for an idempotent app.
+    errorCode: "interrupted",
     errorMessage: message,
     retryAfterSeconds: 0,
   };

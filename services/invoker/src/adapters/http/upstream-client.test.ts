@@ -140,9 +140,29 @@ describe("upstream client (real HTTP app)", () => {
     if (result.kind === "connect_error") expect(result.message).toMatch(/ECONNREFUSED/);
   });
 
-  it("reports a reset connection as a connect error", async () => {
-    routes.set("/reset", (req) => req.socket.destroy());
-    const result = await client.call({ url: `${base}/reset`, method: "GET", headers: [], body: new Uint8Array(0), signal: signal() });
+  it("reports a connection reset after the request was read as interrupted, not as a connect error", async () => {
+    let seen = 0;
+    routes.set("/reset", (req) => {
+      seen++;
+      req.socket.destroy();
+    });
+    const result = await client.call({ url: `${base}/reset`, method: "POST", headers: [], body: new Uint8Array([1, 2, 3]), signal: signal() });
+    expect(result.kind).toBe("interrupted");
+    expect(seen).toBe(1); // the app did see it: exactly why it must not be sent again
+  });
+
+  it("reports a connection cut in the middle of the answer as interrupted", async () => {
+    routes.set("/half", (_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain", "content-length": "1000" });
+      res.write("only part of it");
+      setTimeout(() => res.socket?.destroy(), 50);
+    });
+    const result = await client.call({ url: `${base}/half`, method: "GET", headers: [], body: new Uint8Array(0), signal: signal() });
+    expect(result.kind).toBe("interrupted");
+  });
+
+  it("reports a name that does not resolve as a connect error", async () => {
+    const result = await client.call({ url: "http://no-such-host.invalid/", method: "GET", headers: [], body: new Uint8Array(0), signal: signal() });
     expect(result.kind).toBe("connect_error");
   });
 

@@ -68,8 +68,10 @@ export interface UpstreamClientOptions {
  * Makes an async run's call: the whole request body at once, the response
  * body read up to `maxResponseBytes` (the rest drained so the app sees its
  * answer consumed, and `bodyTruncated` set). Any failure before the whole
- * answer is read is a connect error, unless the signal fired: then the run's
- * owner decides (timeout, cancel, lost lease, drain).
+ * answer is read is a connect error when no connection was ever made (the
+ * app cannot have seen the request), else an interruption (it may have),
+ * unless the signal fired: then the run's owner decides (timeout, cancel,
+ * lost lease, drain).
  */
 export function createUpstreamClient(o: UpstreamClientOptions): UpstreamPort {
   return {
@@ -132,10 +134,57 @@ async function readAnswer(res: Dispatcher.ResponseData, max: number, signal: Abo
   }
 }
 
-/** A failure before the whole answer was read: the signal's owner decides when it fired, else a connect error. */
+/**
+ * Error codes raised before a connection to the app existed: name resolution,
+ * TCP connect, TLS handshake (Node's and OpenSSL's codes), undici's connect
+ * timeout, and requests undici refused to build. Whatever else fails, a
+ * connection was open and the request may have been read by the app.
+ */
+const NEVER_CONNECTED = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EAI_FAIL",
+  "EAI_NONAME",
+  "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_INVALID_ARG",
+  "UND_ERR_NOT_SUPPORTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "ERR_TLS_HANDSHAKE_TIMEOUT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "ERR_SSL_WRONG_VERSION_NUMBER",
+]);
+
+/** The error codes on an error and its causes, outermost first. */
+function errorCodes(err: unknown): string[] {
+  const codes: string[] = [];
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") codes.push(code);
+  }
+  return codes;
+}
+
+/** True when the failure happened before any connection to the app existed. */
+export function neverConnected(err: unknown): boolean {
+  return errorCodes(err).some((c) => NEVER_CONNECTED.has(c));
+}
+
+/** A failure before the whole answer was read: the signal's owner decides when it fired, else the wire says. */
 function failure(err: unknown, signal: AbortSignal): UpstreamResult {
   if (signal.aborted) return { kind: "aborted" };
-  return { kind: "connect_error", message: describeUpstreamError(err) };
+  const message = describeUpstreamError(err);
+  return neverConnected(err) ? { kind: "connect_error", message } : { kind: "interrupted", message };
 }
 
 /** Splits an absolute URL into undici's `origin` and `path` (path keeps the query). */

@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// Usage: npm run bench:profile -- [--runs 2000] [--rate 100] [--no-webhook] [--out DIR] [--top 25]
+//
+// CPU profile of every Longhaul service under a steady load: starts the mesh
+// as `npm start` does but with `node --cpu-prof`, an app and a webhook
+// receiver in this process, sends `--runs` async runs at `--rate` per second
+// (open loop, bounded in count and time), waits until every webhook arrived
+// (or 60 s after the last send), stops the mesh with SIGTERM so that each
+// service writes its profile, and prints per service the top frames by self
+// time and the self time per package. The .cpuprofile files stay in --out
+// (open them in Chrome DevTools or speedscope). Figures are printed, never
+// asserted. Runs under scripts/with-deps.mjs (Postgres and NATS).
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { startMesh } from "../../scripts/lib/mesh.mjs";
+import { summariseProfile } from "./lib/cpu-profile.mjs";
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: "string", default: "2000" },
+    rate: { type: "string", default: "100" },
+    "no-webhook": { type: "boolean", default: false },
+    out: { type: "string" },
+    top: { type: "string", default: "20" },
+  },
+});
+const runs = Math.max(1, Math.min(100_000, Number(args.runs)));
+const rate = Math.max(1, Math.min(5_000, Number(args.rate)));
+const top = Number(args.top);
+const outDir = path.resolve(args.out ?? fs.mkdtempSync(path.join(os.tmpdir(), "longhaul-profile-")));
+fs.mkdirSync(outDir, { recursive: true });
+const log = (m) => console.error(`[profile] ${m}`);
+
+const databaseUrl = process.env.DATABASE_URL;
+const natsUrl = process.env.NATS_URL;
+if (!databaseUrl || !natsUrl) throw new Error("run under scripts/with-deps.mjs (npm run bench:profile)");
+
+// A database and stream prefix of our own, removed at the end.
+const dbName = `lh_profile_${randomBytes(4).toString("hex")}`;
+const admin = new pg.Client({ connectionString: databaseUrl });
+await admin.connect();
+await admin.query(`create database ${dbName}`);
+const dbUrl = new URL(databaseUrl);
+dbUrl.pathname = `/${dbName}`;
+const prefix = `prof_${randomBytes(4).toString("hex")}`;
+
+// The app answers at once; the receiver counts webhooks.
+let hooks = 0;
+let appCalls = 0;
+const answer = JSON.stringify({ ok: true, summary: ["revenue up", "costs flat"] });
+const appServer = http.createServer((req, res) => {
+  appCalls++;
+  req.resume();
+  req.on("end", () => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(answer);
+  });
+});
+const hookServer = http.createServer((req, res) => {
+  hooks++;
+  req.resume();
+  req.on("end", () => {
+    res.writeHead(204);
+    res.end();
+  });
+});
+const listen = (s) => new Promise((r) => s.listen(0, "127.0.0.1", () => r(s.address().port)));
+const appPort = await listen(appServer);
+const hookPort = await listen(hookServer);
+
+const profDir = (name) => path.join(outDir, name);
+const mesh = await startMesh({
+  databaseUrl: dbUrl.toString(),
+  natsUrl,
+  natsPrefix: prefix,
+  logDir: path.join(outDir, "logs"),
+  readyTimeoutMs: 120_000,
+  env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", LONGHAUL_APP_ALLOWED_NETWORKS: "127.0.0.0/8,::1/128" },
+  nodeArgs: ["--import", "@longhaul/shared/otel-register"],
+  serviceEnv: Object.fromEntries(
+    ["scheduler", "invoker", "notifier", "ingress"].map((n) => [n, { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir(n)}` }]),
+  ),
+});
+
+let failed = 0;
+try {
+  const auth = { authorization: `Bearer ${mesh.apiKey}` };
+  const put = await fetch(`${mesh.ingressUrl}/v1/apps/bench`, {
+    method: "PUT",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify({ url: `http://127.0.0.1:${appPort}` }),
+  });
+  if (put.status >= 300) throw new Error(`PUT /v1/apps/bench: ${put.status} ${await put.text()}`);
+
+  const hook = encodeURIComponent(`http://127.0.0.1:${hookPort}/hook`);
+  const url = new URL(`${mesh.ingressUrl}/dev/bench/predict?async=true${args["no-webhook"] ? "" : `&webhookEndpoint=${hook}`}`);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  const body = JSON.stringify({ prompt: "Summarise the attached quarterly report in three bullet points. ".repeat(3) });
+  const submit = () =>
+    new Promise((resolve) => {
+      const req = http.request(
+        { agent, host: url.hostname, port: url.port, path: url.pathname + url.search, method: "POST", headers: { ...auth, "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode === 202));
+        },
+      );
+      req.on("error", () => resolve(false));
+      req.end(body);
+    });
+
+  log(`sending ${runs} runs at ${rate}/s${args["no-webhook"] ? " without webhooks" : " with webhooks"}`);
+  const t0 = performance.now();
+  const pending = [];
+  for (let i = 0; i < runs; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    pending.push(submit().then((ok) => ok || failed++));
+  }
+  await Promise.all(pending);
+  const expected = runs - failed;
+  const until = Date.now() + 60_000;
+  const done = () => (args["no-webhook"] ? appCalls : hooks) >= expected;
+  while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+  log(`sent ${runs} (${failed} refused) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
+  agent.destroy();
+} finally {
+  await mesh.stop();
+  appServer.close();
+  hookServer.close();
+  const nc = await connect({ servers: natsUrl.split(",") });
+  const jsm = await jetstreamManager(nc);
+  for (const s of ["DISPATCH", "EVENTS"]) await jsm.streams.delete(`${prefix.toUpperCase()}_${s}`).catch(() => false);
+  await nc.close();
+  await admin.query(`drop database if exists ${dbName} with (force)`);
+  await admin.end();
+}
+
+for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
+  const dir = profDir(name);
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")) : [];
+  if (files.length === 0) {
+    console.log(`\n## ${name}: no profile written`);
+    continue;
+  }
+  const summary = summariseProfile(JSON.parse(fs.readFileSync(path.join(dir, files[0]), "utf8")), top);
+  console.log(`\n## ${name}: ${summary.totalMs.toFixed(0)} ms sampled, ${(summary.activeMs).toFixed(0)} ms busy (${((summary.activeMs / runs)).toFixed(2)} ms per run)`);
+  console.log("self time by package:");
+  for (const p of summary.packages.slice(0, 12)) console.log(`  ${p.pct.toFixed(1).padStart(5)} %  ${p.ms.toFixed(0).padStart(6)} ms  ${p.name}`);
+  console.log("top frames by self time:");
+  for (const f of summary.frames) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.ms.toFixed(0).padStart(6)} ms  ${f.name}`);
+}
+console.log(`\nprofiles in ${outDir}`);
