@@ -41,7 +41,7 @@ export async function countAppOutcomes(runs: RunsPort, caller: Caller, q: Outcom
   for (;;) {
     const page = await runs.listRuns(
       caller,
-      { app: q.app, status: runsPb.RunStatus.RUN_STATUS_UNSPECIFIED, createdAfter: since, limit: Math.min(PAGE, maxRuns - total), cursor },
+      runsPb.ListRunsRequest.fromPartial({ app: q.app, createdAfter: since, limit: Math.min(PAGE, maxRuns - total), cursor }),
       opts,
     );
     for (const run of page.runs) {

@@ -19,6 +19,18 @@ describe("parseRunOptions", () => {
     expect(() => parseRunOptions(call("async=maybe"), now)).toThrow(/async/);
   });
 
+  it("reads labels from every X-Longhaul-Labels header", () => {
+    const c: GatewayCall = {
+      ...call("async=true"),
+      headers: [
+        { name: "X-Longhaul-Labels", value: "team=ml, job=42" },
+        { name: "x-longhaul-labels", value: "env=prod" },
+      ],
+    };
+    expect(parseRunOptions(c, now).labels).toEqual({ team: "ml", job: "42", env: "prod" });
+    expect(parseRunOptions(call("async=true"), now).labels).toEqual({});
+  });
+
   it("reads timeout and priority from headers first, else the query", () => {
     const o = parseRunOptions(call("timeout=99&priority=1", { "X-Longhaul-Timeout": "30" }), now);
     expect(o.timeoutSeconds).toBe(30);
@@ -37,6 +49,8 @@ describe("parseRunOptions", () => {
       ["", { "X-Longhaul-Delay": "-1" }, /Delay/],
       ["", { "X-Longhaul-Delay": "5", "X-Longhaul-Not-Before": "2026-01-02T00:00:00Z" }, /exclude/],
       ["", { "Idempotency-Key": "k".repeat(256) }, /Idempotency-Key/],
+      ["", { "X-Longhaul-Labels": "team" }, /X-Longhaul-Labels: "team" is not key=value/],
+      ["", { "X-Longhaul-Labels": "a=1,a=2" }, /X-Longhaul-Labels: label a is given twice/],
     ] as const) {
       const err = (() => {
         try {
@@ -92,6 +106,7 @@ describe("buildSubmitRunRequest", () => {
       priority: 7,
       idempotencyKey: "id-1",
       notBefore: undefined,
+      labels: {},
     });
   });
 });
@@ -115,5 +130,7 @@ describe("buildInvokeHead", () => {
   it("refuses async-only options on a sync call", () => {
     const c = call("webhookEndpoint=https%3A%2F%2Fh");
     expect(() => buildInvokeHead("dev", app, c, parseRunOptions(c, now))).toThrow(/async/);
+    const labelled = call("", { "X-Longhaul-Labels": "team=ml" });
+    expect(() => buildInvokeHead("dev", app, labelled, parseRunOptions(labelled, now))).toThrow(/X-Longhaul-Labels needs an async call/);
   });
 });

@@ -1,5 +1,6 @@
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { invokerPb, runsPb } from "@longhaul/shared/proto";
+import { parseLabelsHeader, type Labels } from "@longhaul/shared/domain";
 import { appRequestHeaders, headerValue, joinAppUrl, prefersAsync, splitQuery } from "./app-request.js";
 
 /** 12 hours: the longest a call may be held (DESIGN.md "Run lifecycle"). */
@@ -27,6 +28,8 @@ export interface RunOptions {
   notBefore: Date | undefined;
   webhookUrl: string;
   idempotencyKey: string;
+  /** `X-Longhaul-Labels: team=ml,job=42` (every such header, joined). */
+  labels: Labels;
 }
 
 function badRequest(message: string): LonghaulError {
@@ -99,6 +102,9 @@ export function parseRunOptions(call: GatewayCall, now: Date): RunOptions {
     throw badRequest(`Idempotency-Key is longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
   }
 
+  const labelHeaders = call.headers.filter((h) => h.name.toLowerCase() === "x-longhaul-labels").map((h) => h.value);
+  const labels = parseLabelsHeader(labelHeaders);
+
   return {
     async: asyncFlag,
     timeoutSeconds,
@@ -107,6 +113,7 @@ export function parseRunOptions(call: GatewayCall, now: Date): RunOptions {
     // The scheduler checks the URL (http(s), no private targets) at submit.
     webhookUrl: params.get("webhookEndpoint") ?? "",
     idempotencyKey,
+    labels,
   };
 }
 
@@ -131,6 +138,7 @@ export function buildSubmitRunRequest(
     priority: options.priority,
     idempotencyKey: options.idempotencyKey,
     notBefore: options.notBefore,
+    labels: options.labels,
   };
 }
 
@@ -146,6 +154,8 @@ export function buildInvokeHead(
 ): invokerPb.InvokeHead {
   if (options.webhookUrl) throw badRequest("webhookEndpoint needs an async call (async=true)");
   if (options.notBefore) throw badRequest("X-Longhaul-Not-Before and X-Longhaul-Delay need an async call");
+  // A sync call is recorded without labels: refusing them says so at once.
+  if (Object.keys(options.labels).length > 0) throw badRequest("X-Longhaul-Labels needs an async call (async=true)");
   const appTimeout = app.timeoutSeconds > 0 ? app.timeoutSeconds : MAX_TIMEOUT_SECONDS;
   // As for async runs, a request may shorten the app's timeout, never lengthen it.
   const timeoutSeconds = options.timeoutSeconds > 0 ? Math.min(options.timeoutSeconds, appTimeout) : appTimeout;

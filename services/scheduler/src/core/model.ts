@@ -109,6 +109,8 @@ export interface RunRecord {
   error_message: string | null;
   traceparent: string;
   tracestate: string;
+  /** Labels the client set at submit ({} when none). */
+  labels: Record<string, string>;
 }
 
 /** One attempt of a run. */

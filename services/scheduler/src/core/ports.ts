@@ -25,6 +25,7 @@ export interface NewRun {
   retryOf: string | null;
   traceparent: string;
   tracestate: string;
+  labels: Record<string, string>;
   maxQueuedPerApp: number;
   idempotencyTtlSeconds: number;
 }
@@ -43,6 +44,13 @@ export interface ListFilter {
   app?: string | undefined;
   status?: string | undefined;
   createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+  /** The app's status code from min to max, both included. */
+  statusCode?: { min: number; max: number } | undefined;
+  /** Ids from `first` to `last` (a prefix's range, both included). */
+  idRange?: { first: string; last: string } | undefined;
+  /** Every one of these labels. */
+  labels?: Record<string, string> | undefined;
   limit: number;
   after?: { createdAt: Date; id: string } | undefined;
 }

@@ -4,12 +4,27 @@ import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import { isTerminal, RUN_STATUSES, type AttemptRecord, type RunRecord } from "./model.js";
 import { watchProjectRuns, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
-import { checkName, checkSubmit, normaliseApp, type AppInput, type SubmitInput } from "./validation.js";
+import { checkLabels } from "@longhaul/shared/domain";
+import { checkName, checkSubmit, idPrefixRange, normaliseApp, type AppInput, type SubmitInput } from "./validation.js";
 
 const MAX_WAIT_SECONDS = 60;
 const MAX_LIST_LIMIT = 500;
 /** Watchers re-read the run this often even without a change notice (core NATS is at-most-once). */
 const WATCH_POLL_MS = 2_000;
+
+/** The filters of a listing; empty strings, zeros and undefined filter nothing. */
+export interface ListQuery {
+  app: string;
+  status: string;
+  createdAfter: Date | undefined;
+  createdBefore?: Date | undefined;
+  statusCodeMin?: number;
+  statusCodeMax?: number;
+  idPrefix?: string;
+  labels?: Record<string, string>;
+  limit: number;
+  cursor: string;
+}
 
 export interface RunView {
   run: RunRecord;
@@ -91,6 +106,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
       retryOf,
       traceparent: trace.traceparent,
       tracestate: trace.tracestate,
+      labels: input.labels,
       maxQueuedPerApp: settings.maxQueuedPerApp,
       idempotencyTtlSeconds: settings.idempotencyTtlSeconds,
       timeoutSeconds: checkSubmit(input, app, {
@@ -167,18 +183,27 @@ export function createRunRegistry(deps: SchedulerDeps) {
       }
     },
 
-    async listRuns(project: string, q: { app: string; status: string; createdAfter: Date | undefined; limit: number; cursor: string }) {
+    async listRuns(project: string, q: ListQuery) {
       if (q.app) checkName("app", q.app);
       if (q.status && !RUN_STATUSES.includes(q.status as never)) {
         throw new LonghaulError("invalid_argument", `status: one of ${RUN_STATUSES.join(", ")}`);
       }
       if (q.limit < 0 || q.limit > MAX_LIST_LIMIT) throw new LonghaulError("invalid_argument", `limit: from 1 to ${MAX_LIST_LIMIT}`);
+      const codes = q.statusCodeMin || q.statusCodeMax ? { min: q.statusCodeMin ?? 0, max: q.statusCodeMax ?? 0 } : undefined;
+      if (codes && !(Number.isInteger(codes.min) && Number.isInteger(codes.max) && codes.min >= 100 && codes.min <= codes.max && codes.max <= 599)) {
+        throw new LonghaulError("invalid_argument", "status_code: min and max from 100 to 599, min at most max");
+      }
+      if (q.labels) checkLabels(q.labels, "labels");
       const limit = q.limit || 50;
       const runs = await store.listRuns({
         project,
         app: q.app || undefined,
         status: q.status || undefined,
         createdAfter: q.createdAfter,
+        createdBefore: q.createdBefore,
+        statusCode: codes,
+        idRange: q.idPrefix ? idPrefixRange(q.idPrefix) : undefined,
+        labels: q.labels,
         limit: limit + 1,
         after: q.cursor ? decodeCursor(q.cursor) : undefined,
       });
@@ -219,6 +244,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
           priority: run.priority,
           idempotencyKey: "",
           notBefore: undefined,
+          labels: run.labels,
         },
         trace,
         run.id,

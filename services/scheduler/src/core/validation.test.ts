@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { checkSubmit, normaliseApp, type SubmitInput } from "./validation.js";
+import { checkSubmit, idPrefixRange, normaliseApp, type SubmitInput } from "./validation.js";
 import { decodeCursor, encodeCursor } from "./run-registry.js";
 
 const base = { name: "echo", url: "http://127.0.0.1:9000/", timeoutSeconds: 0, maxConcurrency: 0, queueTtlSeconds: 0 };
@@ -16,6 +16,7 @@ const submit: SubmitInput = {
   priority: 0,
   idempotencyKey: "",
   notBefore: undefined,
+  labels: {},
 };
 const limits = { maxRequestBytes: 1024, allowPrivateWebhooks: false, now: new Date() };
 
@@ -73,6 +74,8 @@ describe("checkSubmit", () => {
     [{ webhookUrl: "http://user:pw@example.com/hook" }, "invalid_argument: webhookEndpoint"],
     [{ body: Buffer.alloc(1025) }, "payload_too_large"],
     [{ notBefore: new Date(Date.now() + 40 * 86_400_000) }, "invalid_argument: not_before"],
+    [{ labels: { "no spaces": "x" } }, "invalid_argument: labels"],
+    [{ labels: Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, "v"])) }, "invalid_argument: labels: at most 10"],
   ])("rejects %o", (patch, expected) => {
     expect(codeOf(() => checkSubmit({ ...submit, ...patch }, app, limits))).toMatch(new RegExp(`^${expected}`));
   });
@@ -81,6 +84,25 @@ describe("checkSubmit", () => {
     expect(codeOf(() => checkSubmit({ ...submit, webhookUrl: "http://127.0.0.1:9100/hook" }, app, { ...limits, allowPrivateWebhooks: true }))).toBe(
       "ok",
     );
+  });
+});
+
+describe("idPrefixRange", () => {
+  it("turns 8 to 32 hex digits, dashes and case aside, into a range of ids", () => {
+    expect(idPrefixRange("0B1C7A4E")).toEqual({
+      first: "0b1c7a4e-0000-0000-0000-000000000000",
+      last: "0b1c7a4e-ffff-ffff-ffff-ffffffffffff",
+    });
+    expect(idPrefixRange("0b1c7a4e-8f5")).toEqual({
+      first: "0b1c7a4e-8f50-0000-0000-000000000000",
+      last: "0b1c7a4e-8f5f-ffff-ffff-ffffffffffff",
+    });
+    const id = "0b1c7a4e-8f55-4c9e-9d4f-6c1d2e3f4a5b";
+    expect(idPrefixRange(id)).toEqual({ first: id, last: id });
+  });
+
+  it.each(["0b1c7a4", "0b1c7a4g", "", "0b1c7a4e-8f55-4c9e-9d4f-6c1d2e3f4a5b0"])("refuses %j naming id_prefix", (raw) => {
+    expect(codeOf(() => idPrefixRange(raw))).toMatch(/^invalid_argument: id_prefix/);
   });
 });
 

@@ -1,5 +1,6 @@
 import { LonghaulError } from "@longhaul/shared/errors";
 import { validateWebhookUrl } from "@longhaul/shared/egress";
+import { checkLabels } from "@longhaul/shared/domain";
 import { MAX_TIMEOUT_SECONDS, type AppSettings } from "./model.js";
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -62,6 +63,18 @@ export function normaliseApp(input: AppInput): AppSettings {
   return settings;
 }
 
+/**
+ * The range of run ids a prefix stands for: `id_prefix` of a listing is at
+ * least 8 hex digits of a run id (dashes and case ignored), so a run id
+ * copied from a log, whole or cut short, finds its run.
+ */
+export function idPrefixRange(prefix: string): { first: string; last: string } {
+  const hex = prefix.replace(/-/g, "").toLowerCase();
+  if (!/^[0-9a-f]{8,32}$/.test(hex)) throw invalid("id_prefix", "must be 8 to 32 hex digits of a run id (dashes allowed)");
+  const uuid = (h: string) => `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return { first: uuid(hex.padEnd(32, "0")), last: uuid(hex.padEnd(32, "f")) };
+}
+
 /** A submit as the core sees it, before validation. */
 export interface SubmitInput {
   app: string;
@@ -75,6 +88,8 @@ export interface SubmitInput {
   priority: number;
   idempotencyKey: string;
   notBefore: Date | undefined;
+  /** Labels to find the run by; checked here, whichever client sent them. */
+  labels: Record<string, string>;
 }
 
 export interface SubmitLimits {
@@ -99,6 +114,7 @@ export function checkSubmit(input: SubmitInput, app: AppSettings, limits: Submit
     throw invalid("timeout_seconds", `must be at most the app's timeout (${app.timeoutSeconds})`);
   }
   if (input.idempotencyKey.length > 255) throw invalid("idempotency_key", "at most 255 characters");
+  checkLabels(input.labels);
   if (input.notBefore && input.notBefore.getTime() > limits.now.getTime() + 30 * 86_400_000) {
     throw invalid("not_before", "at most 30 days ahead");
   }

@@ -10,3 +10,4 @@ export * from "./app-url.js";
 export * from "./retry-after.js";
 export * from "./backoff.js";
 export * from "./bearer.js";
+export * from "./labels.js";

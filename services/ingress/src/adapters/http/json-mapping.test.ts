@@ -127,11 +127,44 @@ describe("listRunsRequestFromQuery", () => {
       app: "echo",
       status: RS.RUN_STATUS_RUNNING,
       createdAfter: new Date("2026-01-01T00:00:00Z"),
+      createdBefore: undefined,
+      statusCodeMin: 0,
+      statusCodeMax: 0,
+      idPrefix: "",
+      labels: {},
       limit: 20,
       cursor: "abc",
     });
     expect(() => listRunsRequestFromQuery(new URLSearchParams("limit=-1"))).toThrow(/limit/);
     expect(() => listRunsRequestFromQuery(new URLSearchParams("created_after=yesterday"))).toThrow(/created_after/);
+  });
+
+  it("reads the search filters: time range, status code or class, id prefix, labels", () => {
+    const req = listRunsRequestFromQuery(
+      new URLSearchParams("created_before=2026-02-01T00:00:00Z&status_code=5xx&id_prefix=0b9e3c1e-8a&label=team:ml&label=job:42"),
+    );
+    expect(req).toMatchObject({
+      createdBefore: new Date("2026-02-01T00:00:00Z"),
+      statusCodeMin: 500,
+      statusCodeMax: 599,
+      idPrefix: "0b9e3c1e-8a",
+      labels: { team: "ml", job: "42" },
+    });
+    expect(listRunsRequestFromQuery(new URLSearchParams("status_code=404"))).toMatchObject({ statusCodeMin: 404, statusCodeMax: 404 });
+  });
+
+  it.each([
+    ["stauts=failed", /stauts: unknown query parameter; GET \/v1\/runs takes app, status/],
+    ["app=a&app=b", /app: given more than once/],
+    ["id_prefix=0b9e3c1", /id_prefix must be at least 8/],
+    ["id_prefix=", /id_prefix must be at least 8/],
+    ["status_code=700", /status_code must be/],
+    ["status_code=5XXX", /status_code must be/],
+    ["label=team", /label: "team" must be key:value/],
+    ["label=team:ml&label=team:cv", /label: team is asked for with two values/],
+    ["created_before=May%201", /created_before must be an ISO 8601/],
+  ])("refuses %s with a 400 naming the parameter", (q, message) => {
+    expect(() => listRunsRequestFromQuery(new URLSearchParams(q))).toThrow(message);
   });
 });
 

@@ -1,7 +1,8 @@
 import { LonghaulError } from "@longhaul/shared/errors";
-import { RUN_STATUSES } from "@longhaul/shared/domain";
+import { RUN_STATUSES, parseLabelFilter } from "@longhaul/shared/domain";
 import { z } from "@longhaul/shared/config";
 import { appsPb, runStatusFromProto, runStatusToProto, runsPb, webhookStateFromProto, type notifierPb } from "@longhaul/shared/proto";
+import { checkQueryParams, dateParam } from "./query-params.js";
 
 /**
  * The one place where the HTTP API's JSON meets the protos. JSON names are
@@ -58,6 +59,7 @@ export function runToJson(run: runsPb.Run) {
     dispatched_at: iso(run.dispatchedAt),
     started_at: iso(run.startedAt),
     finished_at: iso(run.finishedAt),
+    labels: { ...run.labels },
     attempts: run.attempts.map((a) => ({
       attempt: a.attempt,
       invoker_id: orNull(a.invokerId),
@@ -169,16 +171,31 @@ export function appFromJson(name: string, body: unknown): appsPb.App {
   });
 }
 
-/** The filters of `GET /v1/runs`, from its query; a 400 for a bad one. */
+/** The query parameters of `GET /v1/runs` (docs/HTTP-API.md). */
+export const LIST_RUNS_PARAMS = [
+  "app",
+  "status",
+  "created_after",
+  "created_before",
+  "status_code",
+  "id_prefix",
+  "label",
+  "limit",
+  "cursor",
+] as const;
+
+/** `status_code=502` (one code) or `status_code=5xx` (a class): the range it stands for. */
+export function parseStatusCodeFilter(raw: string): { min: number; max: number } {
+  const exact = /^([1-5]\d\d)$/.exec(raw);
+  if (exact) return { min: Number(exact[1]), max: Number(exact[1]) };
+  const cls = /^([1-5])xx$/i.exec(raw);
+  if (cls) return { min: Number(cls[1]) * 100, max: Number(cls[1]) * 100 + 99 };
+  throw new LonghaulError("invalid_argument", "status_code must be an HTTP status code (100-599) or a class like 5xx");
+}
+
+/** The filters of `GET /v1/runs`, from its query; a 400 naming a bad or unknown one. */
 export function listRunsRequestFromQuery(params: URLSearchParams): runsPb.ListRunsRequest {
-  const createdAfterRaw = params.get("created_after");
-  let createdAfter: Date | undefined;
-  if (createdAfterRaw) {
-    createdAfter = new Date(createdAfterRaw);
-    if (Number.isNaN(createdAfter.getTime())) {
-      throw new LonghaulError("invalid_argument", "created_after must be an ISO 8601 date-time");
-    }
-  }
+  checkQueryParams(params, "GET /v1/runs", LIST_RUNS_PARAMS, ["label"]);
   const limitRaw = params.get("limit");
   let limit = 0;
   if (limitRaw) {
@@ -186,10 +203,29 @@ export function listRunsRequestFromQuery(params: URLSearchParams): runsPb.ListRu
     limit = Number(limitRaw);
   }
   const status = params.get("status");
+  const codes = params.get("status_code") ? parseStatusCodeFilter(params.get("status_code")!) : { min: 0, max: 0 };
+  const labels: Record<string, string> = {};
+  for (const raw of params.getAll("label")) {
+    const [key, value] = parseLabelFilter(raw, "label");
+    if (Object.hasOwn(labels, key) && labels[key] !== value) {
+      // A run has one value per key: two values can never both match.
+      throw new LonghaulError("invalid_argument", `label: ${key} is asked for with two values`);
+    }
+    labels[key] = value;
+  }
+  const idPrefix = params.get("id_prefix");
+  if (idPrefix !== null && idPrefix.replace(/-/g, "").length < 8) {
+    throw new LonghaulError("invalid_argument", "id_prefix must be at least 8 characters of a run id");
+  }
   return {
     app: params.get("app") ?? "",
     status: status ? parseRunStatus(status) : runsPb.RunStatus.RUN_STATUS_UNSPECIFIED,
-    createdAfter,
+    createdAfter: dateParam(params, "created_after"),
+    createdBefore: dateParam(params, "created_before"),
+    statusCodeMin: codes.min,
+    statusCodeMax: codes.max,
+    idPrefix: idPrefix ?? "",
+    labels,
     limit,
     cursor: params.get("cursor") ?? "",
   };

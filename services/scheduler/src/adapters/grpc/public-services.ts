@@ -58,6 +58,7 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
             priority: req.priority,
             idempotencyKey: req.idempotencyKey,
             notBefore: req.notBefore,
+            labels: req.labels,
           },
           traceCarrier(),
         );
@@ -90,6 +91,11 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
         app: req.app,
         status: statusFromProto(req.status),
         createdAfter: req.createdAfter,
+        createdBefore: req.createdBefore,
+        statusCodeMin: req.statusCodeMin,
+        statusCodeMax: req.statusCodeMax,
+        idPrefix: req.idPrefix,
+        labels: req.labels,
         limit: req.limit,
         cursor: req.cursor,
       });

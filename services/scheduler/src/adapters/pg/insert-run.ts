@@ -123,6 +123,7 @@ async function insertRunIn(trx: Transaction<SchedulerDb>, input: NewRunInput): P
         dispatched_at: status === "dispatched" ? sql<Date>`now()` as never : null,
         traceparent: input.traceparent,
         tracestate: input.tracestate,
+        labels: JSON.stringify(input.labels),
       })
       .execute();
     const dispatch =

@@ -113,4 +113,13 @@ export const schedulerMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Labels a client sets at submit. The constant default makes the column
+  // instant to add on a large table; the GIN index holds only labelled runs,
+  // so runs without labels cost it nothing.
+  "0002_run_labels": {
+    async up(db: Kysely<unknown>) {
+      await sql`alter table runs add column labels jsonb not null default '{}'::jsonb`.execute(db);
+      await sql`create index runs_labels on runs using gin (labels jsonb_path_ops) where labels <> '{}'::jsonb`.execute(db);
+    },
+  },
 };

@@ -57,6 +57,7 @@ function newRun(app: ReturnType<typeof normaliseApp>, patch: Partial<NewRun> = {
     retryOf: null,
     traceparent: "",
     tracestate: "",
+    labels: {},
     maxQueuedPerApp: 1000,
     idempotencyTtlSeconds: 3600,
     ...patch,

@@ -66,6 +66,11 @@ export async function listRuns(db: Db, f: ListFilter): Promise<RunRecord[]> {
   if (f.app) q = q.where("app", "=", f.app);
   if (f.status) q = q.where("status", "=", f.status);
   if (f.createdAfter) q = q.where("created_at", ">", f.createdAfter);
+  if (f.createdBefore) q = q.where("created_at", "<", f.createdBefore);
+  if (f.statusCode) q = q.where("status_code", ">=", f.statusCode.min).where("status_code", "<=", f.statusCode.max);
+  // A prefix is a range of the primary key (uuids sort as their hex digits).
+  if (f.idRange) q = q.where("id", ">=", f.idRange.first).where("id", "<=", f.idRange.last);
+  if (f.labels && Object.keys(f.labels).length > 0) q = q.where(sql<boolean>`labels @> ${JSON.stringify(f.labels)}::jsonb`);
   if (f.after) q = q.where(sql<boolean>`(created_at, id) < (${f.after.createdAt}, ${f.after.id}::uuid)`);
   return (await q.orderBy("created_at", "desc").orderBy("id", "desc").limit(f.limit).execute()) as unknown as RunRecord[];
 }

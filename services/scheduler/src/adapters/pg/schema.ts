@@ -71,6 +71,7 @@ export interface RunsTable {
   error_message: string | null;
   traceparent: Generated<string>;
   tracestate: Generated<string>;
+  labels: ColumnType<Record<string, string>, string | undefined, string>;
 }
 
 export interface RunAttemptsTable {

@@ -207,6 +207,13 @@ export interface Run {
   finishedAt?: Date | undefined;
   notBefore?: Date | undefined;
   attempts: RunAttempt[];
+  /** Labels the client set at submit (at most 10), e.g. {"team": "ml"}. */
+  labels: { [key: string]: string };
+}
+
+export interface Run_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface SubmitRunRequest {
@@ -222,7 +229,19 @@ export interface SubmitRunRequest {
   priority: number;
   idempotencyKey: string;
   /** Do not start before this time. */
-  notBefore?: Date | undefined;
+  notBefore?:
+    | Date
+    | undefined;
+  /**
+   * Labels to find the run by (at most 10): a key is 1-63 of [A-Za-z0-9_.-]
+   * starting with a letter or digit, a value 1-128 of [A-Za-z0-9_.:/@+-].
+   */
+  labels: { [key: string]: string };
+}
+
+export interface SubmitRunRequest_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface SubmitRunResponse {
@@ -262,6 +281,28 @@ export interface ListRunsRequest {
   createdAfter?: Date | undefined;
   limit: number;
   cursor: string;
+  /** Only runs created before this time. */
+  createdBefore?:
+    | Date
+    | undefined;
+  /**
+   * Only runs whose app answered with a status code from min to max (both
+   * included); 0 and 0: no filter. 502 and 502 is one code, 500 and 599 the 5xx.
+   */
+  statusCodeMin: number;
+  statusCodeMax: number;
+  /**
+   * Only runs whose id starts with this (at least 8 hex digits; dashes and
+   * case are ignored): a run id from a log or a ticket, whole or cut short.
+   */
+  idPrefix: string;
+  /** Only runs carrying every one of these labels. */
+  labels: { [key: string]: string };
+}
+
+export interface ListRunsRequest_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface ListRunsResponse {
@@ -771,6 +812,7 @@ function createBaseRun(): Run {
     finishedAt: undefined,
     notBefore: undefined,
     attempts: [],
+    labels: {},
   };
 }
 
@@ -848,6 +890,9 @@ export const Run: MessageFns<Run> = {
     for (const v of message.attempts) {
       RunAttempt.encode(v!, writer.uint32(194).fork()).join();
     }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      Run_LabelsEntry.encode({ key: key as any, value }, writer.uint32(202).fork()).join();
+    });
     return writer;
   },
 
@@ -1056,6 +1101,17 @@ export const Run: MessageFns<Run> = {
             message.attempts.push(RunAttempt.decode(reader, reader.uint32()));
             continue;
           }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            const entry25 = Run_LabelsEntry.decode(reader, reader.uint32());
+            if (entry25.value !== undefined) {
+              message.labels[entry25.key] = entry25.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1152,6 +1208,20 @@ export const Run: MessageFns<Run> = {
       attempts: globalThis.Array.isArray(object?.attempts)
         ? object.attempts.map((e: any) => RunAttempt.fromJSON(e))
         : [],
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1229,6 +1299,15 @@ export const Run: MessageFns<Run> = {
     if (message.attempts?.length) {
       obj.attempts = message.attempts.map((e) => RunAttempt.toJSON(e));
     }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1261,6 +1340,100 @@ export const Run: MessageFns<Run> = {
     message.finishedAt = object.finishedAt ?? undefined;
     message.notBefore = object.notBefore ?? undefined;
     message.attempts = object.attempts?.map((e) => RunAttempt.fromPartial(e)) || [];
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseRun_LabelsEntry(): Run_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const Run_LabelsEntry: MessageFns<Run_LabelsEntry> = {
+  encode(message: Run_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Run_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRun_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Run_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Run_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Run_LabelsEntry>, I>>(base?: I): Run_LabelsEntry {
+    return Run_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Run_LabelsEntry>, I>>(object: I): Run_LabelsEntry {
+    const message = createBaseRun_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1274,6 +1447,7 @@ function createBaseSubmitRunRequest(): SubmitRunRequest {
     priority: 0,
     idempotencyKey: "",
     notBefore: undefined,
+    labels: {},
   };
 }
 
@@ -1300,6 +1474,9 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     if (message.notBefore !== undefined) {
       Timestamp.encode(toTimestamp(message.notBefore), writer.uint32(58).fork()).join();
     }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      SubmitRunRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
     return writer;
   },
 
@@ -1372,6 +1549,17 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
             message.notBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = SubmitRunRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.labels[entry9.key] = entry9.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1409,6 +1597,20 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
         : isSet(object.not_before)
         ? fromJsonTimestamp(object.not_before)
         : undefined,
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1435,6 +1637,15 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     if (message.notBefore !== undefined) {
       obj.notBefore = message.notBefore.toISOString();
     }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1452,6 +1663,100 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     message.priority = object.priority ?? 0;
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.notBefore = object.notBefore ?? undefined;
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSubmitRunRequest_LabelsEntry(): SubmitRunRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const SubmitRunRequest_LabelsEntry: MessageFns<SubmitRunRequest_LabelsEntry> = {
+  encode(message: SubmitRunRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitRunRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitRunRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitRunRequest_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SubmitRunRequest_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitRunRequest_LabelsEntry>, I>>(base?: I): SubmitRunRequest_LabelsEntry {
+    return SubmitRunRequest_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitRunRequest_LabelsEntry>, I>>(object: I): SubmitRunRequest_LabelsEntry {
+    const message = createBaseSubmitRunRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1968,7 +2273,18 @@ export const GetRunResultResponse: MessageFns<GetRunResultResponse> = {
 };
 
 function createBaseListRunsRequest(): ListRunsRequest {
-  return { app: "", status: 0, createdAfter: undefined, limit: 0, cursor: "" };
+  return {
+    app: "",
+    status: 0,
+    createdAfter: undefined,
+    limit: 0,
+    cursor: "",
+    createdBefore: undefined,
+    statusCodeMin: 0,
+    statusCodeMax: 0,
+    idPrefix: "",
+    labels: {},
+  };
 }
 
 export const ListRunsRequest: MessageFns<ListRunsRequest> = {
@@ -1988,6 +2304,21 @@ export const ListRunsRequest: MessageFns<ListRunsRequest> = {
     if (message.cursor !== "") {
       writer.uint32(42).string(message.cursor);
     }
+    if (message.createdBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(50).fork()).join();
+    }
+    if (message.statusCodeMin !== 0) {
+      writer.uint32(56).int32(message.statusCodeMin);
+    }
+    if (message.statusCodeMax !== 0) {
+      writer.uint32(64).int32(message.statusCodeMax);
+    }
+    if (message.idPrefix !== "") {
+      writer.uint32(74).string(message.idPrefix);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      ListRunsRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
     return writer;
   },
 
@@ -2044,6 +2375,49 @@ export const ListRunsRequest: MessageFns<ListRunsRequest> = {
             message.cursor = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.statusCodeMin = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.statusCodeMax = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.idPrefix = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const entry10 = ListRunsRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry10.value !== undefined) {
+              message.labels[entry10.key] = entry10.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2067,6 +2441,40 @@ export const ListRunsRequest: MessageFns<ListRunsRequest> = {
         : undefined,
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
       cursor: isSet(object.cursor) ? globalThis.String(object.cursor) : "",
+      createdBefore: isSet(object.createdBefore)
+        ? fromJsonTimestamp(object.createdBefore)
+        : isSet(object.created_before)
+        ? fromJsonTimestamp(object.created_before)
+        : undefined,
+      statusCodeMin: isSet(object.statusCodeMin)
+        ? globalThis.Number(object.statusCodeMin)
+        : isSet(object.status_code_min)
+        ? globalThis.Number(object.status_code_min)
+        : 0,
+      statusCodeMax: isSet(object.statusCodeMax)
+        ? globalThis.Number(object.statusCodeMax)
+        : isSet(object.status_code_max)
+        ? globalThis.Number(object.status_code_max)
+        : 0,
+      idPrefix: isSet(object.idPrefix)
+        ? globalThis.String(object.idPrefix)
+        : isSet(object.id_prefix)
+        ? globalThis.String(object.id_prefix)
+        : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -2087,6 +2495,27 @@ export const ListRunsRequest: MessageFns<ListRunsRequest> = {
     if (message.cursor !== "") {
       obj.cursor = message.cursor;
     }
+    if (message.createdBefore !== undefined) {
+      obj.createdBefore = message.createdBefore.toISOString();
+    }
+    if (message.statusCodeMin !== 0) {
+      obj.statusCodeMin = Math.round(message.statusCodeMin);
+    }
+    if (message.statusCodeMax !== 0) {
+      obj.statusCodeMax = Math.round(message.statusCodeMax);
+    }
+    if (message.idPrefix !== "") {
+      obj.idPrefix = message.idPrefix;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -2100,6 +2529,104 @@ export const ListRunsRequest: MessageFns<ListRunsRequest> = {
     message.createdAfter = object.createdAfter ?? undefined;
     message.limit = object.limit ?? 0;
     message.cursor = object.cursor ?? "";
+    message.createdBefore = object.createdBefore ?? undefined;
+    message.statusCodeMin = object.statusCodeMin ?? 0;
+    message.statusCodeMax = object.statusCodeMax ?? 0;
+    message.idPrefix = object.idPrefix ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseListRunsRequest_LabelsEntry(): ListRunsRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const ListRunsRequest_LabelsEntry: MessageFns<ListRunsRequest_LabelsEntry> = {
+  encode(message: ListRunsRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRunsRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRunsRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRunsRequest_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ListRunsRequest_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRunsRequest_LabelsEntry>, I>>(base?: I): ListRunsRequest_LabelsEntry {
+    return ListRunsRequest_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRunsRequest_LabelsEntry>, I>>(object: I): ListRunsRequest_LabelsEntry {
+    const message = createBaseListRunsRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -3315,6 +3842,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
