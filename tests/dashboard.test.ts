@@ -1,8 +1,11 @@
-// Issue 8 end to end: the dashboard in headless Chromium (Debian's package,
-// driven by playwright-core) against the real mesh. It signs in, sees runs
-// submitted through the API appear and change state live, opens runs,
-// cancels a running one, reads the apps page, takes the README's screenshot
-// at 1280 px and checks that a 390 px phone never scrolls sideways.
+// The dashboard end to end in headless Chromium (Debian's package, driven by
+// playwright-core) against the real mesh. It signs in (landing on the
+// overview), sees runs submitted through the API appear and change state
+// live, opens runs, cancels a running one, checks that the overview's charts
+// draw the API's figures (in the figures table and on hover), opens a run by
+// a prefix of its id from the search box, filters runs by label, reads the
+// apps page, takes the README's screenshots (runs at 1280 px, the overview
+// at 1280 and 390 px) and checks that a 390 px phone never scrolls sideways.
 import { tmpdir } from "node:os";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -28,9 +31,11 @@ const FLAGS = [
  * The README's screenshot is rewritten only when asked (UPDATE_SCREENSHOT=1), so that a test run
  * leaves the work tree clean; otherwise it goes to the temp dir and is still taken and checked.
  */
-const SCREENSHOT = process.env.UPDATE_SCREENSHOT
-  ? join(dirname(fileURLToPath(import.meta.url)), "..", "docs", "dashboard.png")
-  : join(tmpdir(), `longhaul-dashboard-${process.pid}.png`);
+const shot = (name: string) =>
+  process.env.UPDATE_SCREENSHOT
+    ? join(dirname(fileURLToPath(import.meta.url)), "..", "docs", `${name}.png`)
+    : join(tmpdir(), `longhaul-${name}-${process.pid}.png`);
+const SCREENSHOT = shot("dashboard");
 /** Set to a folder to get a screenshot of every page checked at 390 px too (for reviewing the layout). */
 const EXTRA_SHOTS = process.env.DASHBOARD_SCREENSHOTS_DIR;
 /** How long the page may take to show a change the API made. */
@@ -117,6 +122,32 @@ async function submit(appName: string, path: string, headers: Record<string, str
   return r.json.run_id as string;
 }
 
+interface StatsBucket {
+  start: string;
+  succeeded: number;
+  failed: number;
+  timed_out: number;
+  cancelled: number;
+  expired: number;
+  webhook_delivered: number;
+  webhook_failed: number;
+}
+interface Stats {
+  window: string;
+  bucket_seconds: number;
+  buckets: StatsBucket[];
+}
+
+/** The buckets in which anything happened. */
+const nonEmpty = (s: Stats) => s.buckets.filter((b) => b.succeeded + b.failed + b.timed_out + b.cancelled + b.expired + b.webhook_delivered + b.webhook_failed > 0);
+
+/** The legend of a chart of the overview: series label → value shown (for the hovered interval). */
+async function legendValues(p: Page, chart: string): Promise<Record<string, string>> {
+  return p.locator(`[data-chart="${chart}"] .u-legend tr.u-series`).evaluateAll((rows) =>
+    Object.fromEntries(rows.map((r) => [r.querySelector(".u-label")?.textContent ?? "", r.querySelector(".u-value")?.textContent ?? ""])),
+  );
+}
+
 const row = (id: string, status?: string) => `tr[data-run-id="${id}"]${status ? `[data-status="${status}"]` : ""}`;
 
 /** True when the page is no wider than the window (no sideways scrolling). */
@@ -147,8 +178,11 @@ describe("dashboard", () => {
     await page.getByText("This key is not valid.").waitFor();
     await page.getByLabel("API key").fill(mesh.apiKey);
     await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByRole("heading", { name: "Runs" }).waitFor();
+    // The overview is the landing page.
+    await page.getByRole("heading", { name: "Overview" }).waitFor();
     expect(await page.locator(".project b").textContent()).toBe("dev");
+    await page.getByRole("link", { name: "Runs", exact: true }).click();
+    await page.getByRole("heading", { name: "Runs" }).waitFor();
     const nav = await page.evaluate(() => (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming).duration);
     console.log(`dashboard: page load ${Math.round(nav)} ms, signed in after ${Date.now() - t0} ms`);
   });
@@ -230,6 +264,105 @@ describe("dashboard", () => {
     await page.locator(".summary").getByText(quick).waitFor();
   });
 
+  it("draws the overview's charts from the API's figures: the figures table and the values on hover", async () => {
+    // Every run so far has ended; wait until webhooks settle too, so that the figures hold still.
+    const stable = await eventually(
+      async () => {
+        const a = (await api.call("GET", "/v1/stats?window=1h")).json as Stats;
+        await new Promise((r) => setTimeout(r, 1500));
+        const b = (await api.call("GET", "/v1/stats?window=1h")).json as Stats;
+        return JSON.stringify(nonEmpty(a)) === JSON.stringify(nonEmpty(b)) ? b : undefined;
+      },
+      LIVE_MS * 2,
+      "the figures to hold still",
+    );
+    const figures = nonEmpty(stable);
+    expect(figures.reduce((n, b) => n + b.succeeded + b.failed + b.timed_out + b.cancelled, 0)).toBeGreaterThanOrEqual(6);
+
+    const seen = page.waitForResponse((r) => r.url().includes("/v1/stats?") || r.url().endsWith("/v1/stats"));
+    await page.getByRole("link", { name: "Overview" }).click();
+    const answered = (await (await seen).json()) as Stats;
+    expect(nonEmpty(answered)).toEqual(figures);
+    await page.locator("#view[data-loaded]").waitFor();
+    for (const id of ["runs", "wait", "duration", "webhooks"]) await page.locator(`[data-chart="${id}"] canvas`).first().waitFor();
+    expect(await page.locator('[data-kpi="runs"] .kpi-n').textContent()).toBe(String(figures.reduce((n, b) => n + b.succeeded + b.failed + b.timed_out + b.cancelled + b.expired, 0)));
+
+    // The figures table: one row per interval with runs, the API's numbers.
+    await page.getByText("Figures as a table").click();
+    for (const b of figures) {
+      const cells = await page.locator(`tr[data-start="${b.start}"] td`).allTextContents();
+      expect(cells.slice(0, 5).map(Number), b.start).toEqual([b.succeeded, b.failed, b.timed_out, b.cancelled, b.expired]);
+      expect(cells.slice(9).map(Number), b.start).toEqual([b.webhook_delivered, b.webhook_failed]);
+    }
+
+    // Hover each interval with runs on the runs chart: the legend shows that interval's counts.
+    const starts = answered.buckets.map((b) => b.start);
+    const hover = async (chart: string, i: number) => {
+      const over = page.locator(`[data-chart="${chart}"] .u-over`);
+      await over.scrollIntoViewIfNeeded();
+      const box = (await over.boundingBox())!;
+      await page.mouse.move(box.x + ((i + 0.5) / starts.length) * box.width, box.y + box.height / 2);
+    };
+    for (const b of figures) {
+      const i = starts.indexOf(b.start);
+      await hover("runs", i);
+      await expect
+        .poll(() => legendValues(page, "runs"), { timeout: 5000 })
+        .toMatchObject({
+          Succeeded: String(b.succeeded),
+          Failed: String(b.failed),
+          "Timed out": String(b.timed_out),
+          Cancelled: String(b.cancelled),
+          Expired: String(b.expired),
+        });
+      await hover("webhooks", i);
+      await expect
+        .poll(() => legendValues(page, "webhooks"), { timeout: 5000 })
+        .toMatchObject({ Delivered: String(b.webhook_delivered), Failed: String(b.webhook_failed) });
+    }
+    // Switching the window asks for that window and draws its buckets.
+    const week = page.waitForResponse((r) => r.url().includes("window=7d"));
+    await page.getByRole("button", { name: "7 days" }).click();
+    const weekStats = (await (await week).json()) as Stats;
+    expect(weekStats.bucket_seconds).toBe(7200);
+    await page.locator('#view[data-loaded^="7d"]').waitFor();
+    await page.getByRole("button", { name: "1 hour" }).click();
+    await page.locator('#view[data-loaded^="1h"]').waitFor();
+    await mkdir(dirname(shot("overview-1280")), { recursive: true });
+    await page.mouse.move(0, 0);
+    await page.screenshot({ path: shot("overview-1280"), animations: "disabled", fullPage: true });
+  });
+
+  it("opens a run from the search box by a prefix of its id, and shows and filters by its labels", async () => {
+    const labelled = await submit("thumbnails", "/render?size=medium", { "X-Longhaul-Labels": "team=ml,job=42" });
+    await api.finished(labelled);
+    const box = page.getByRole("search").getByRole("searchbox");
+    // Fewer than 8 characters: told so, nothing opens.
+    await box.fill(labelled.slice(0, 7));
+    await box.press("Enter");
+    await page.getByText("Type at least 8 characters of the run id.").waitFor();
+    await box.fill(labelled.slice(0, 8).toUpperCase());
+    await box.press("Enter");
+    await page.waitForURL(`**/dashboard/runs/${labelled}`);
+    await page.locator('.run-status [data-status="succeeded"]').waitFor();
+    const labels = page.locator(".summary .labels");
+    expect((await labels.locator(".label").allTextContents()).sort()).toEqual(["job=42", "team=ml"]);
+    // A label opens the runs carrying it.
+    await labels.getByText("team=ml").click();
+    await page.waitForURL((u) => u.pathname.endsWith("/dashboard/runs") && u.searchParams.get("label") === "team:ml");
+    await page.locator(row(labelled)).waitFor();
+    expect(await page.locator("tr[data-run-id]").count()).toBe(1);
+    expect(await page.locator('input[name="label"]').inputValue()).toBe("team:ml");
+    // A filter the API refuses says why, naming the parameter.
+    await page.locator('input[name="status_code"]').fill("abc");
+    await page.locator('input[name="status_code"]').press("Enter");
+    await page.locator(".error", { hasText: "status_code" }).waitFor();
+    await page.locator('input[name="status_code"]').fill("2xx");
+    await page.locator('input[name="status_code"]').press("Enter");
+    await page.locator(row(labelled)).waitFor();
+    expect(new URL(page.url()).searchParams.get("status_code")).toBe("2xx");
+  });
+
   it("shows each app's settings, calls in flight, queue depth and recent outcomes", async () => {
     // reports takes one call at a time: one runs, one waits.
     await submit("reports", "/hold?ms=60000&tag=r1");
@@ -266,5 +399,12 @@ describe("dashboard", () => {
     await page.locator("[data-app]").first().waitFor();
     if (EXTRA_SHOTS) await page.screenshot({ path: join(EXTRA_SHOTS, "apps-390.png"), fullPage: true });
     expect(await fitsWidth(page), "the apps page overflows a 390 px screen").toMatchObject({ inner: 390, scroll: 390 });
+    await page.goto(`${mesh.ingressUrl}/dashboard`);
+    await page.locator("#view[data-loaded]").waitFor();
+    await page.locator('[data-chart="runs"] canvas').first().waitFor();
+    expect(await fitsWidth(page), "the overview overflows a 390 px screen").toMatchObject({ inner: 390, scroll: 390 });
+    const chartBox = (await page.locator('[data-chart="runs"] .uplot').boundingBox())!;
+    expect(chartBox.width, "a chart wider than the phone").toBeLessThanOrEqual(390);
+    await page.screenshot({ path: shot("overview-390"), animations: "disabled", fullPage: true });
   });
 });

@@ -106,9 +106,13 @@ describe("run search", () => {
     ["label=nocolon", "label"],
     ["limit=many", "limit"],
     ["app=a&app=b", "app"],
+    ["../events?app=search&ap=search", "ap"],
+    ["../apps/search/outcomes?window=3600", "window"],
+    ["../runs/00000000-0000-4000-8000-000000000000?wiat=5", "wiat"],
   ])("GET /v1/runs?%s is a 400 naming %s", async (query, param) => {
-    const r = await api.call("GET", `/v1/runs?${query}`);
-    expect(r.status).toBe(400);
+    // The last cases are other listings and reads, given as paths from /v1/runs/.
+    const r = await api.call("GET", query.startsWith("../") ? `/v1/${query.slice(3)}` : `/v1/runs?${query}`);
+    expect(r.status, r.text).toBe(400);
     expect(r.json.error.code).toBe("invalid_argument");
     expect(r.json.error.message).toContain(param);
   });

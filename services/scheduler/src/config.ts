@@ -31,6 +31,8 @@ const schema = commonEnvSchema.extend({
   /** More projects and keys, `project:key,project:key`. */
   LONGHAUL_API_KEYS: z.string().default(""),
   SCHEDULER_DB_POOL_SIZE: envInt(20, 1, 500),
+  /** How often finished runs are folded into the overview's rollup (GET /v1/stats). @default 15 */
+  SCHEDULER_STATS_ROLLUP_SECONDS: envInt(15, 1, 600),
 });
 
 export type SchedulerConfig = z.infer<typeof schema>;

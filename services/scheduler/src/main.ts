@@ -66,6 +66,19 @@ grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runR
 const port = await grpc.start();
 const metricsServer = await serveMetrics(registry, config.SCHEDULER_METRICS_HOST, config.SCHEDULER_METRICS_PORT);
 
+// The overview's rollup: one pass at a time here (and across schedulers, by a row lock).
+let rolling: Promise<void> | undefined;
+const rollUp = () => {
+  rolling ??= store
+    .rollUpStats()
+    .then(() => undefined, (err: unknown) => log.warn({ err }, "stats rollup failed; the next pass retries"))
+    .finally(() => {
+      rolling = undefined;
+    });
+};
+rollUp();
+const rollupTimer = setInterval(rollUp, config.SCHEDULER_STATS_ROLLUP_SECONDS * 1000);
+
 // The reconciler: one pass at a time, every tick.
 let ticking: Promise<void> | undefined;
 const ticker = setInterval(() => {
@@ -79,6 +92,7 @@ log.info({ grpc_port: port, metrics_port: config.SCHEDULER_METRICS_PORT }, "read
 
 onShutdown(log, [
   { name: "reconciler", close: async () => { clearInterval(ticker); await ticking; } },
+  { name: "stats rollup", close: async () => { clearInterval(rollupTimer); await rolling; } },
   { name: "grpc", close: () => grpc.stop(10_000) },
   { name: "postgres probe", close: async () => pgProbe.stop() },
   { name: "metrics", close: () => new Promise((r) => metricsServer.close(() => r())) },

@@ -35,6 +35,8 @@ export interface RunsPort {
   retryRun(caller: Caller, runId: string, opts?: CallOptions): Promise<string>;
   /** The request stored for the run (RunService/GetRunInput). */
   getRunInput(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.GetRunInputResponse>;
+  /** The overview's figures over a window (RunService/GetRunStats). */
+  getRunStats(caller: Caller, req: runsPb.GetRunStatsRequest, opts?: CallOptions): Promise<runsPb.GetRunStatsResponse>;
   /**
    * The run now, then at each change; ends when the run is finished or when
    * `maxSeconds` pass (the stream's deadline), whichever comes first.

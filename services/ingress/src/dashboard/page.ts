@@ -13,6 +13,7 @@ export function dashboardPage(assetBase: string, modules: readonly string[]): st
 <meta name="referrer" content="no-referrer">
 <title>Longhaul</title>
 <link rel="icon" href="data:,">
+<link rel="stylesheet" href="${assetBase}/uplot.css">
 <link rel="stylesheet" href="${assetBase}/app.css">
 ${preload}
 <script type="module" src="${assetBase}/main.js"></script>

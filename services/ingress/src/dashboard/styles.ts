@@ -3,8 +3,9 @@
  * It lives in a .ts module so that `tsc -b` alone puts it in dist (the
  * Dockerfile and `npm run build` run nothing else). Status colours: queued
  * grey, dispatched violet, running blue, succeeded green, failed red, timed
- * out orange, cancelled slate, expired brown; at 720 px and below the tables
- * turn into one card per row, so a phone never scrolls sideways.
+ * out orange, cancelled slate, expired brown (the overview's charts use the
+ * Okabe–Ito palette instead: client/charts.ts); at 720 px and below the
+ * tables turn into one card per row, so a phone never scrolls sideways.
  */
 export const DASHBOARD_CSS = `
 :root {
@@ -125,10 +126,53 @@ details.headers summary { cursor: pointer; color: var(--muted); }
 .toast { background: var(--text); color: var(--bg); padding: 8px 14px; border-radius: 8px; box-shadow: 0 4px 16px rgba(0,0,0,.2); }
 .toast-error { background: var(--failed); color: #fff; }
 
+.search input { width: 190px; font-family: var(--mono); font-size: 12.5px; padding: 5px 8px; }
+.segmented { display: inline-flex; border: 1px solid var(--line); border-radius: 6px; overflow: hidden; }
+.segmented button { border: 0; border-radius: 0; border-right: 1px solid var(--line); }
+.segmented button:last-child { border-right: 0; }
+.segmented button[aria-pressed="true"] { background: var(--accent); color: #fff; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 10px; margin-bottom: 14px; }
+.kpi { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; display: flex; flex-direction: column; min-width: 0; }
+.kpi-n { font-size: 26px; font-weight: 700; font-variant-numeric: tabular-nums; }
+.kpi-l { color: var(--muted); font-size: 12.5px; }
+.kpi-d { font-size: 12px; }
+.charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
+.charts > .panel { margin-bottom: 0; }
+.charts + * { margin-top: 14px; }
+.chart-panel h2 .hint { font-weight: 400; font-size: 12.5px; }
+.chart { width: 100%; overflow: hidden; }
+.chart .u-legend { font-size: 12.5px; text-align: left; margin: 4px 0 0; }
+.chart .u-legend .u-series { padding: 1px 6px; }
+.chart .u-legend th { font-weight: 500; }
+.chart .u-legend .u-value { font-variant-numeric: tabular-nums; }
+.figures summary { cursor: pointer; font-weight: 600; }
+.figures .table-wrap { margin-top: 10px; overflow-x: auto; }
+.figures-table th, .figures-table td { padding: 5px 10px; white-space: nowrap; }
+.more-filters { align-items: flex-end; margin: -4px 0 12px; }
+.field { display: flex; flex-direction: column; gap: 2px; font-size: 12px; color: var(--muted); }
+.field input { color: var(--text); }
+.labels { display: inline-flex; flex-wrap: wrap; gap: 4px; }
+.label { font-family: var(--mono); font-size: 12px; padding: 0 7px; border-radius: 999px; border: 1px solid var(--line); background: var(--bg); color: var(--text); }
+
+.inline-form { display: flex; gap: 8px; flex-wrap: wrap; align-items: center; }
+.key-form { margin-bottom: 12px; }
+.scopes { display: inline-flex; gap: 10px; }
+.scopes label { display: inline-flex; align-items: center; gap: 4px; }
+.limits-form { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 12px 16px; }
+.limits-form .hint { font-size: 11.5px; }
+.form-actions { grid-column: 1 / -1; display: flex; gap: 12px; align-items: center; }
+.secret-once { border: 1px solid var(--pending); background: color-mix(in srgb, var(--pending) 10%, transparent); border-radius: 8px; padding: 10px 12px; margin-bottom: 12px; }
+.secret-once p { margin: 0 0 8px; }
+.secret-row { display: flex; gap: 8px; flex-wrap: wrap; }
+.secret-row input { flex: 1 1 260px; min-width: 0; }
+.badge-scope-read { --c: var(--running); } .badge-scope-invoke { --c: var(--dispatched); } .badge-scope-admin { --c: var(--timed_out); }
+button.danger-text { color: var(--failed); border-color: color-mix(in srgb, var(--failed) 40%, transparent); }
+.project.operator b { color: var(--timed_out); }
+
 @keyframes pulse { 50% { opacity: .35; } }
 @keyframes flash { from { background: color-mix(in srgb, var(--accent) 22%, transparent); } to { background: transparent; } }
 
-@media (max-width: 900px) { .two-col { grid-template-columns: 1fr; } }
+@media (max-width: 900px) { .two-col, .charts { grid-template-columns: 1fr; } }
 @media (max-width: 720px) {
   .top { padding: 8px 12px; gap: 8px; }
   .top .tabs a { padding: 6px 8px; }
@@ -137,6 +181,14 @@ details.headers summary { cursor: pointer; color: var(--muted); }
   .kv th { width: 42%; }
   #view { padding: 12px 10px 40px; }
   .apps { grid-template-columns: 1fr; }
+  .search { order: 10; width: 100%; }
+  .search input { width: 100%; }
+  .kpis { grid-template-columns: 1fr 1fr; }
+  .kpi-n { font-size: 22px; }
+  .more-filters .field { flex: 1 1 140px; }
+  .more-filters .field input { width: 100%; }
+  .segmented button { padding: 6px 8px; }
+  .project.operator { display: inline; }
   table.runs thead, table.deliveries thead { display: none; }
   table.runs, table.runs tbody, table.deliveries, table.deliveries tbody { display: block; }
   table.runs tr, table.deliveries tr { display: grid; grid-template-columns: 1fr 1fr; gap: 2px 12px; padding: 10px 12px; border-bottom: 1px solid var(--line); }

@@ -1,5 +1,6 @@
 import type { AppSettings, AttemptRecord, DispatchRef, HeaderPair, RunRecord } from "./model.js";
 import type { Decision } from "./retry-policy.js";
+import type { StatsQuery, StatsResult } from "./run-stats.js";
 
 /** A stored app with its timestamps. */
 export interface StoredApp extends AppSettings {
@@ -100,6 +101,11 @@ export interface SchedulerStore {
   staleDispatches(afterSeconds: number, limit: number): Promise<DispatchRef[]>;
   untakenWebhooks(afterSeconds: number, limit: number): Promise<{ id: string; project: string; app: string; status: string }[]>;
   dropOldBodies(retentionSeconds: number): Promise<number>;
+
+  /** A window of the overview's figures, in one statement (adapters/pg/run-stats.ts). */
+  runStats(q: StatsQuery, now: Date): Promise<StatsResult>;
+  /** Folds newly finished runs into the stats rollup; one scheduler at a time. Returns how far it has gone. */
+  rollUpStats(): Promise<Date>;
 }
 
 /** The events the scheduler emits after a commit; each may fail, and the reconciler covers it. */

@@ -3,6 +3,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import { isTerminal, RUN_STATUSES, type AttemptRecord, type RunRecord } from "./model.js";
+import { checkStatsQuery } from "./run-stats.js";
 import { watchProjectRuns, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
 import { checkLabels } from "@longhaul/shared/domain";
 import { checkName, checkSubmit, idPrefixRange, normaliseApp, type AppInput, type SubmitInput } from "./validation.js";
@@ -249,6 +250,15 @@ export function createRunRegistry(deps: SchedulerDeps) {
         trace,
         run.id,
       );
+    },
+
+    /** The overview's figures over a window (`1h`, `24h`, `7d`), for one app or all, one mode or both. */
+    async stats(project: string, raw: { window: string; app: string; mode: string }) {
+      if (raw.app) checkName("app", raw.app);
+      const { window, query } = checkStatsQuery(project, raw);
+      const result = await store.runStats(query, new Date());
+      if (!result.appExists) throw new LonghaulError("not_found", `app ${raw.app} not found`);
+      return { window, bucketSeconds: query.bucketSeconds, ...result };
     },
 
     /** Sends the project's runs as they change, until `signal` aborts (core/runs-watch.ts). */

@@ -134,6 +134,8 @@ export function createSchedulerClients(address: string, internalToken: string): 
     },
     getRunInput: (caller, runId, opts) =>
       callUnary(runClient.getRunInput.bind(runClient), { runId }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+    getRunStats: (caller, req, opts) =>
+      callUnary(runClient.getRunStats.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
     async *watchRun(caller, runId, maxSeconds, signal) {
       const call = runClient.watchRun({ runId }, callerMetadata(caller), {
         deadline: Date.now() + maxSeconds * 1000,

@@ -1,5 +1,6 @@
 import { LonghaulError } from "@longhaul/shared/errors";
 import { readJson, sendJson } from "./http-io.js";
+import { checkQueryParams } from "./query-params.js";
 import { countAppOutcomes } from "../../core/app-outcomes.js";
 import { appFromJson, appToJson, runStatusName } from "./json-mapping.js";
 import type { RequestContext, Route } from "./router.js";
@@ -19,6 +20,7 @@ const MAX_WINDOW_SECONDS = 86_400;
 
 /** `?window_seconds=` of outcome counts, default an hour. */
 function windowSeconds(ctx: RequestContext): number {
+  checkQueryParams(ctx.query, "GET /v1/apps/{app}/outcomes", ["window_seconds"]);
   const raw = ctx.query.get("window_seconds");
   if (raw === null || raw === "") return 3600;
   if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_WINDOW_SECONDS) {

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
 import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { brotliCompressSync, constants as zlib, gzipSync } from "node:zlib";
@@ -11,7 +12,8 @@ import { DASHBOARD_CSS } from "../../dashboard/styles.js";
  * (issue 8). The browser modules are compiled by `tsc -b` from
  * src/dashboard/client into dist/dashboard/client; the stylesheet and the
  * HTML shell are TypeScript modules (src/dashboard/), so the build needs no
- * copy step.
+ * copy step. The chart library, uPlot, is served from its own ES module
+ * build in node_modules (`uplot.js`, `uplot.css`): no bundler, no CDN.
  */
 
 /** One file, ready to send. */
@@ -32,6 +34,12 @@ export interface DashboardAssets {
   /** Files under `/dashboard/assets/<version>/`, by name. */
   files: ReadonlyMap<string, Asset>;
 }
+
+/** uPlot's ES module build and stylesheet, as installed (a dependency of the ingress). */
+export const UPLOT_FILES = {
+  js: createRequire(import.meta.url).resolve("uplot/dist/uPlot.esm.js"),
+  css: createRequire(import.meta.url).resolve("uplot/dist/uPlot.min.css"),
+};
 
 /** Where `tsc -b` puts the compiled browser modules: `<package>/dist/dashboard/client`. */
 export const DEFAULT_CLIENT_DIR = fileURLToPath(new URL("../../../dist/dashboard/client/", import.meta.url));
@@ -67,6 +75,10 @@ export async function loadDashboardAssets(clientDir: string = DEFAULT_CLIENT_DIR
     names.push(name);
     files.set(name, asset("text/javascript; charset=utf-8", body));
   }
+  // The client imports "./uplot.js" (its types come from client/uplot.d.ts).
+  files.set("uplot.js", asset("text/javascript; charset=utf-8", await readFile(UPLOT_FILES.js)));
+  names.push("uplot.js");
+  files.set("uplot.css", asset("text/css; charset=utf-8", await readFile(UPLOT_FILES.css)));
   files.set("app.css", asset("text/css; charset=utf-8", Buffer.from(DASHBOARD_CSS)));
   const version = createHash("sha256")
     .update([...files.entries()].map(([n, a]) => `${n}:${a.etag}`).join("\n"))

@@ -86,7 +86,13 @@ describe("dashboard files", () => {
     expect(html).toContain(`<link rel="stylesheet" href="${prefix}/app.css">`);
     // Type-only modules are not served (nothing imports them at run time), nor are .d.ts files.
     expect(html).not.toContain("types.js");
-    expect([...assets.files.keys()].sort()).toEqual(["app.css", "main.js", "util.js"]);
+    expect([...assets.files.keys()].sort()).toEqual(["app.css", "main.js", "uplot.css", "uplot.js", "util.js"]);
+    // The chart library: uPlot's own ES module build and stylesheet, from node_modules.
+    expect(html).toContain(`<link rel="modulepreload" href="${prefix}/uplot.js">`);
+    expect(html).toContain(`<link rel="stylesheet" href="${prefix}/uplot.css">`);
+    const uplot = await get(`${prefix}/uplot.js`);
+    expect(uplot.headers["content-type"]).toBe("text/javascript; charset=utf-8");
+    expect(uplot.body.toString()).toContain("export { uPlot as default }");
 
     const again = await get("/dashboard/runs", { "if-none-match": String(page.headers.etag) });
     expect(again.status).toBe(304);

@@ -1,6 +1,7 @@
 import { LonghaulError, errorBody } from "@longhaul/shared/errors";
 import { openRunFeed } from "../../core/run-feed.js";
 import { sendJson } from "./http-io.js";
+import { checkQueryParams } from "./query-params.js";
 import { runToJson } from "./json-mapping.js";
 import type { RequestContext, Route } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";
@@ -33,6 +34,7 @@ export function feedRoutes(deps: RouteDeps): Route[] {
 
 /** The feed's filters from its query; a 400 for a bad one. */
 function feedQuery(deps: RouteDeps, ctx: RequestContext) {
+  checkQueryParams(ctx.query, "GET /v1/events", ["app", "run", "since"], ["run"]);
   const runIds = ctx.query.getAll("run").flatMap((v) => v.split(",")).filter((v) => v !== "");
   for (const id of runIds) {
     if (!UUID.test(id)) throw new LonghaulError("invalid_argument", `run must be a run id, got ${JSON.stringify(id)}`);

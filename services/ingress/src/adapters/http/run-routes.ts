@@ -3,6 +3,7 @@ import type { runsPb } from "@longhaul/shared/proto";
 import { verifyResultUrl } from "@longhaul/shared/result-url";
 import { DEFAULT_PREVIEW_BYTES } from "../../core/body-preview.js";
 import { sendJson } from "./http-io.js";
+import { checkQueryParams } from "./query-params.js";
 import { resultPreviewToJson, runInputToJson } from "./preview-json.js";
 import {
   isFinished,
@@ -54,6 +55,7 @@ export function runRoutes(deps: RouteDeps): Route[] {
       auth: true,
       handler: async (ctx) => {
         const id = runIdParam(ctx);
+        checkQueryParams(ctx.query, "GET /v1/runs/{id}", ["wait"]);
         const wait = parseWait(ctx.query.get("wait"));
         const run = await runs.getRun(ctx.caller, id, wait, { signal: ctx.signal });
         sendJson(ctx.res, 200, runToJson(run));

@@ -13,6 +13,7 @@ import { createHttpMetrics } from "./http-metrics.js";
 import { Router, type RequestContext, type Route } from "./router.js";
 import type { HttpLimits, RouteDeps } from "./route-deps.js";
 import { runRoutes } from "./run-routes.js";
+import { statsRoutes } from "./stats-routes.js";
 import { webhookRoutes } from "./webhook-routes.js";
 
 /*
@@ -69,6 +70,7 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
     ...webhookRoutes(deps),
     ...appRoutes(deps),
     ...feedRoutes(deps),
+    ...statsRoutes(deps),
     ...(options.extraRoutes?.(deps) ?? []),
     ...gatewayRoutes(deps),
   ];

@@ -56,13 +56,30 @@ export async function errorOf(res: Response): Promise<ApiError> {
   return new ApiError(res.status, code, message);
 }
 
+/** Options of {@link api}. */
+export interface ApiInit {
+  method?: string;
+  signal?: AbortSignal;
+  /** Another key than the signed-in one (sign-in tries a key before keeping it). */
+  key?: string;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** A 401 is only reported, not a reason to sign out (a probe of what a key may do). */
+  quiet?: boolean;
+}
+
 /** Calls the API; resolves with the parsed JSON (undefined for a 204). */
-export async function api<T>(path: string, init: { method?: string; signal?: AbortSignal; key?: string } = {}): Promise<T> {
+export async function api<T>(path: string, init: ApiInit = {}): Promise<T> {
   let res: Response;
   try {
     res = await fetch(path, {
       method: init.method ?? "GET",
-      headers: { accept: "application/json", ...authHeaders(init.key ?? apiKey()) },
+      headers: {
+        accept: "application/json",
+        ...(init.body !== undefined ? { "content-type": "application/json" } : {}),
+        ...authHeaders(init.key ?? apiKey()),
+      },
+      ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
       signal: init.signal,
       cache: "no-store",
     });
@@ -72,7 +89,7 @@ export async function api<T>(path: string, init: { method?: string; signal?: Abo
   }
   if (!res.ok) {
     const err = await errorOf(res);
-    if (res.status === 401 && init.key === undefined) unauthorized();
+    if (res.status === 401 && init.key === undefined && !init.quiet) unauthorized();
     throw err;
   }
   return (res.status === 204 ? undefined : await res.json()) as T;

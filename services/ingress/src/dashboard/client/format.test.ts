@@ -1,5 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { compareRuns, formatBytes, formatDuration, formatTime, prettyBody, runDurationMs, timeline } from "./format.js";
+import {
+  bucketLabel,
+  compareRuns,
+  deliveryRate,
+  formatBytes,
+  formatDuration,
+  formatTime,
+  fromLocalInput,
+  parseLabelList,
+  prettyBody,
+  runDurationMs,
+  runMatches,
+  stackBars,
+  statsTotals,
+  timeline,
+  toLocalInput,
+  type RunFilters,
+} from "./format.js";
+import { searchTarget } from "./search.js";
 import type { Delivery, Run } from "./types.js";
 
 // The dashboard's pure helpers (they run in Node as well as in the browser).
@@ -107,5 +125,68 @@ describe("timeline", () => {
     expect(steps.filter((s) => s.bad).map((s) => s.label)).toEqual(["Attempt 1 ended", "Webhook attempt 1"]);
     expect(steps[2]!.detail).toBe("HTTP 503 · app_error · 1.0 s");
     expect(steps[7]!.detail).toBe("connect ECONNREFUSED · 30 ms");
+  });
+});
+
+describe("overview helpers", () => {
+  it("stacks bars bottom first, a missing value counting as zero", () => {
+    expect(stackBars([[1, 0, 2], [3, null, 1]])).toEqual([
+      { y0: [0, 0, 0], y1: [1, 0, 2] },
+      { y0: [1, 0, 2], y1: [4, 0, 3] },
+    ]);
+    expect(stackBars([])).toEqual([]);
+  });
+
+  it("names buckets by local time, with the day for longer windows", () => {
+    const now = new Date(2026, 4, 1, 15, 0);
+    expect(bucketLabel(new Date(2026, 4, 1, 14, 5).getTime() / 1000, 60, now)).toBe("14:05");
+    expect(bucketLabel(new Date(2026, 3, 29, 8, 0).getTime() / 1000, 7200, now)).toBe("04-29 08:00");
+    expect(bucketLabel(new Date(2026, 4, 1, 8, 0).getTime() / 1000, 900, now)).toBe("08:00");
+  });
+
+  it("sums buckets and rates deliveries", () => {
+    const b = { succeeded: 3, failed: 1, timed_out: 1, cancelled: 0, expired: 1, webhook_delivered: 2, webhook_failed: 1 };
+    expect(statsTotals([b, b])).toMatchObject({ runs: 12, succeeded: 6, webhook_failed: 2 });
+    expect(deliveryRate(2, 1)).toBe(66.7);
+    expect(deliveryRate(0, 0)).toBeNull();
+  });
+});
+
+describe("run filters", () => {
+  const none: RunFilters = { app: "", status: "", status_code: "", labels: [], created_after: "", created_before: "", id_prefix: "" };
+  const r = run({ status: "failed", status_code: 502, labels: { team: "ml", at: "09:00" }, run_id: "0b9e3c1e-8a2f-4a57-9f7e-3b1d2c4e5f60" });
+
+  it("match a run as the API would", () => {
+    expect(runMatches(r, none)).toBe(true);
+    expect(runMatches(r, { ...none, status_code: "502" })).toBe(true);
+    expect(runMatches(r, { ...none, status_code: "5xx" })).toBe(true);
+    expect(runMatches(r, { ...none, status_code: "4xx" })).toBe(false);
+    expect(runMatches(r, { ...none, labels: ["team:ml", "at:09:00"] })).toBe(true);
+    expect(runMatches(r, { ...none, labels: ["team:cv"] })).toBe(false);
+    expect(runMatches(r, { ...none, id_prefix: "0B9E3C1E-8A" })).toBe(true);
+    expect(runMatches(r, { ...none, id_prefix: "0b9e3c1f" })).toBe(false);
+    expect(runMatches(r, { ...none, created_after: "2026-05-01T11:00:00Z", created_before: "2026-05-01T13:00:00Z" })).toBe(true);
+    expect(runMatches(r, { ...none, created_before: "2026-05-01T12:00:00Z" })).toBe(false);
+    expect(runMatches(run(), { ...none, status_code: "2xx" })).toBe(false);
+  });
+
+  it("read labels and times from the inputs", () => {
+    expect(parseLabelList(" team:ml, job:42  env:prod ")).toEqual(["team:ml", "job:42", "env:prod"]);
+    expect(parseLabelList("")).toEqual([]);
+    const iso = new Date(2026, 4, 1, 9, 30).toISOString();
+    expect(toLocalInput(iso)).toBe("2026-05-01T09:30");
+    expect(fromLocalInput("2026-05-01T09:30")).toBe(iso);
+    expect(toLocalInput("")).toBe("");
+    expect(fromLocalInput("")).toBe("");
+  });
+});
+
+describe("search box", () => {
+  it("opens a whole id, looks a prefix up, and refuses what cannot be an id", () => {
+    expect(searchTarget(" 0B9E3C1E-8A2F-4A57-9F7E-3B1D2C4E5F60 ")).toEqual({ kind: "open", id: "0b9e3c1e-8a2f-4a57-9f7e-3b1d2c4e5f60" });
+    expect(searchTarget("0b9e3c1e")).toEqual({ kind: "lookup", prefix: "0b9e3c1e" });
+    expect(searchTarget("0b9e3c1e-8a")).toEqual({ kind: "lookup", prefix: "0b9e3c1e-8a" });
+    expect(searchTarget("0b9e3c1")).toMatchObject({ kind: "invalid", message: expect.stringContaining("at least 8") });
+    expect(searchTarget("not-an-id!")).toMatchObject({ kind: "invalid" });
   });
 });

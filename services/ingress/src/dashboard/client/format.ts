@@ -136,3 +136,114 @@ export function timeline(run: Run, delivery: Delivery | null): TimelineEntry[] {
   // Stable: steps stamped the same millisecond keep the order above.
   return out.map((e, i) => ({ e, i })).sort((x, y) => Date.parse(x.e.at) - Date.parse(y.e.at) || x.i - y.i).map((x) => x.e);
 }
+
+/** A bucket of the overview as the legend and the figures table name it: `14:05`, or `05-01 14:00` for longer windows (local time). */
+export function bucketLabel(startSeconds: number, bucketSeconds: number, now: Date = new Date()): string {
+  const d = new Date(startSeconds * 1000);
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (bucketSeconds < 900) return time;
+  const sameDay = d.getFullYear() === now.getFullYear() && d.getMonth() === now.getMonth() && d.getDate() === now.getDate();
+  return sameDay ? time : `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
+}
+
+/** Delivered webhooks as a share of those settled, in percent; null when none settled. */
+export function deliveryRate(delivered: number, failed: number): number | null {
+  const settled = delivered + failed;
+  return settled === 0 ? null : Math.round((delivered / settled) * 1000) / 10;
+}
+
+/** Counts summed over every bucket of a stats answer. */
+export function statsTotals(buckets: readonly { succeeded: number; failed: number; timed_out: number; cancelled: number; expired: number; webhook_delivered: number; webhook_failed: number }[]) {
+  const t = { runs: 0, succeeded: 0, failed: 0, timed_out: 0, cancelled: 0, expired: 0, webhook_delivered: 0, webhook_failed: 0 };
+  for (const b of buckets) {
+    t.succeeded += b.succeeded;
+    t.failed += b.failed;
+    t.timed_out += b.timed_out;
+    t.cancelled += b.cancelled;
+    t.expired += b.expired;
+    t.webhook_delivered += b.webhook_delivered;
+    t.webhook_failed += b.webhook_failed;
+  }
+  t.runs = t.succeeded + t.failed + t.timed_out + t.cancelled + t.expired;
+  return t;
+}
+
+/** The runs table's filters, as `GET /v1/runs` takes them (empty: no filter). */
+export interface RunFilters {
+  app: string;
+  status: string;
+  /** `502` or a class, `5xx`. */
+  status_code: string;
+  /** `key:value` each. */
+  labels: string[];
+  /** ISO 8601. */
+  created_after: string;
+  created_before: string;
+  id_prefix: string;
+}
+
+/**
+ * Whether a run belongs in the table under `f` (the same rules as the API),
+ * so that a run the live feed brings is shown only when a reload would show it.
+ */
+export function runMatches(run: Run, f: RunFilters): boolean {
+  if (f.app && run.app !== f.app) return false;
+  if (f.status && run.status !== f.status) return false;
+  if (f.status_code) {
+    const code = run.status_code;
+    const cls = /^([1-5])xx$/i.exec(f.status_code);
+    if (code === null) return false;
+    if (cls ? Math.floor(code / 100) !== Number(cls[1]) : String(code) !== f.status_code) return false;
+  }
+  for (const pair of f.labels) {
+    const colon = pair.indexOf(":");
+    if (run.labels?.[pair.slice(0, colon)] !== pair.slice(colon + 1)) return false;
+  }
+  const created = Date.parse(run.created_at);
+  if (f.created_after && !(created > Date.parse(f.created_after))) return false;
+  if (f.created_before && !(created < Date.parse(f.created_before))) return false;
+  if (f.id_prefix && !run.run_id.replace(/-/g, "").startsWith(f.id_prefix.replace(/-/g, "").toLowerCase())) return false;
+  return true;
+}
+
+/** `team:ml, job:42` (spaces or commas between) as the list of `label` filters. */
+export function parseLabelList(text: string): string[] {
+  return text
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** An ISO time as a `datetime-local` input shows it (local time, to the minute); "" for none. */
+export function toLocalInput(iso: string): string {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** A `datetime-local` input's value as ISO 8601 (UTC); "" for none. */
+export function fromLocalInput(value: string): string {
+  if (!value) return "";
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? "" : d.toISOString();
+}
+
+/** Cumulative sums of stacked bar series, bottom first: where each series' bar starts (y0) and ends (y1) in every bucket. */
+export function stackBars(values: readonly (readonly (number | null)[])[]): { y0: number[]; y1: number[] }[] {
+  const n = values[0]?.length ?? 0;
+  const below = new Array<number>(n).fill(0);
+  return values.map((vs) => {
+    const y0 = below.slice();
+    for (let i = 0; i < n; i++) below[i]! += vs[i] ?? 0;
+    return { y0, y1: below.slice() };
+  });
+}
+
+/** An x axis tick of the overview: `14:05`; for windows of 15 min buckets and more, `05-01 14:00` at midnight and the time otherwise. */
+export function tickLabel(seconds: number, bucketSeconds: number): string {
+  const d = new Date(seconds * 1000);
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (bucketSeconds < 900) return time;
+  return d.getHours() === 0 && d.getMinutes() === 0 ? `${pad(d.getMonth() + 1)}-${pad(d.getDate())}` : time;
+}

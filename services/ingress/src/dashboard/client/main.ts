@@ -1,33 +1,54 @@
 import { ApiError, api, apiKey, clearApiKey, onUnauthorized, setApiKey } from "./api.js";
 import { appsView } from "./apps-view.js";
+import { auditView, projectView, projectsView } from "./operator-view.js";
+import { overviewView } from "./overview-view.js";
+import { searchBox } from "./search.js";
 import { fill, h } from "./dom.js";
 import { runView } from "./run-view.js";
 import { runsView } from "./runs-view.js";
 import { BASE, type View, type ViewContext } from "./view.js";
 
 /**
- * The dashboard's shell (issue 8): sign-in with an API key, the header, and a
- * history-API router over `/dashboard/runs`, `/dashboard/runs/<id>` and
- * `/dashboard/apps` (the ingress serves the page for every `/dashboard/...`).
+ * The dashboard's shell: sign-in, the header, and a history-API router (the
+ * ingress serves the page for every `/dashboard/...`).
+ *
+ * A project key opens the project's views: `/dashboard` (the overview),
+ * `/dashboard/runs`, `/dashboard/runs/<id>`, `/dashboard/apps`, with the run
+ * search box in the header. The operator key (the dashboard asks
+ * `GET /v1/admin/whoami`) opens the operator's views instead:
+ * `/dashboard/projects`, `/dashboard/projects/<name>` and
+ * `/dashboard/audit`.
  */
 
 const root = document.getElementById("app")!;
 let unmount: (() => void) | undefined;
-let project: string | null = null;
 
-function route(pathname: string): { view: View; nav: "runs" | "apps" | null } {
+/** Who is signed in: a project's key, or the operator's. */
+type Session = { kind: "project"; project: string } | { kind: "operator"; fingerprint: string };
+let session: Session | null = null;
+
+type Nav = "overview" | "runs" | "apps" | "projects" | "audit";
+
+const notFound: View = (el) => {
+  fill(el, h("section", { class: "panel" }, h("h1", null, "Not found"), h("p", null, h("a", { href: BASE }, "Back"))));
+  return () => undefined;
+};
+
+function route(pathname: string, s: Session): { view: View; nav: Nav | null } {
   const rest = pathname.startsWith(BASE) ? pathname.slice(BASE.length).replace(/\/+$/, "") : pathname;
-  if (rest === "" || rest === "/runs") return { view: runsView, nav: "runs" };
+  if (s.kind === "operator") {
+    if (rest === "" || rest === "/projects") return { view: projectsView, nav: "projects" };
+    if (rest === "/audit") return { view: auditView, nav: "audit" };
+    const p = /^\/projects\/([a-z][a-z0-9-]{0,62})$/.exec(rest);
+    if (p) return { view: (el, ctx) => projectView(el, ctx, p[1]!), nav: "projects" };
+    return { view: notFound, nav: null };
+  }
+  if (rest === "" || rest === "/overview") return { view: overviewView, nav: "overview" };
+  if (rest === "/runs") return { view: runsView, nav: "runs" };
   if (rest === "/apps") return { view: appsView, nav: "apps" };
   const run = /^\/runs\/([0-9a-fA-F-]{36})$/.exec(rest);
   if (run) return { view: (el, ctx) => runView(el, ctx, run[1]!.toLowerCase()), nav: "runs" };
-  return {
-    view: (el) => {
-      fill(el, h("section", { class: "panel" }, h("h1", null, "Not found"), h("p", null, h("a", { href: `${BASE}/runs` }, "Back to runs"))));
-      return () => undefined;
-    },
-    nav: null,
-  };
+  return { view: notFound, nav: null };
 }
 
 function navigate(path: string, replace = false): void {
@@ -46,44 +67,72 @@ function toast(message: string, kind: "ok" | "error" = "ok"): void {
 
 function signOut(): void {
   clearApiKey();
-  project = null;
+  session = null;
   render();
 }
 
 function render(): void {
   unmount?.();
   unmount = undefined;
-  if (!apiKey() || !project) {
+  if (!apiKey() || !session) {
     renderSignIn();
     return;
   }
-  const { view, nav } = route(location.pathname);
+  const s = session;
+  const { view, nav } = route(location.pathname, s);
   const live = h("span", { class: "live", "data-live": "idle", title: "Live updates" }, "Live");
-  const link = (name: "runs" | "apps", text: string) =>
+  const link = (name: Nav, text: string) =>
     h("a", { href: `${BASE}/${name}`, class: nav === name ? "active" : null, "aria-current": nav === name ? "page" : null }, text);
   const main = h("main", { id: "view" });
+  const tabs =
+    s.kind === "operator"
+      ? [link("projects", "Projects"), link("audit", "Audit log")]
+      : [link("overview", "Overview"), link("runs", "Runs"), link("apps", "Apps")];
+  const who =
+    s.kind === "operator"
+      ? h("span", { class: "project operator", title: `The operator key (fingerprint ${s.fingerprint})` }, h("b", null, "operator"))
+      : h("span", { class: "project", title: "The project of this API key" }, "project ", h("b", null, s.project));
   fill(
     root,
     h(
       "header",
       { class: "top" },
-      h("a", { href: `${BASE}/runs`, class: "brand" }, "Longhaul"),
-      h("nav", { class: "tabs" }, link("runs", "Runs"), link("apps", "Apps")),
+      h("a", { href: `${BASE}/${s.kind === "operator" ? "projects" : "overview"}`, class: "brand" }, "Longhaul"),
+      h("nav", { class: "tabs" }, tabs),
       h("span", { class: "spacer" }),
+      s.kind === "project" ? searchBox({ navigate, toast }) : null,
       live,
-      h("span", { class: "project", title: "The project of this API key" }, "project ", h("b", null, project)),
+      who,
       h("button", { type: "button", class: "ghost", onclick: signOut }, "Sign out"),
     ),
     main,
     h("div", { class: "toasts", "aria-live": "polite" }),
   );
   const ctx: ViewContext = {
-    project,
+    project: s.kind === "project" ? s.project : "",
     navigate,
     toast,
     setLive: (on) => live.setAttribute("data-live", on === null ? "idle" : on ? "on" : "off"),
   };
   unmount = view(main, ctx);
+}
+
+/**
+ * The session a key opens: the operator's when `GET /v1/admin/whoami`
+ * answers it, else its project's (`GET /v1/project`); an ApiError (401) when
+ * it is neither.
+ */
+async function sessionOf(key?: string): Promise<Session> {
+  const opts = key === undefined ? {} : { key };
+  try {
+    const who = await api<{ role: string; key_fingerprint?: string }>("/v1/admin/whoami", { ...opts, quiet: true });
+    return { kind: "operator", fingerprint: who.key_fingerprint ?? "" };
+  } catch (err) {
+    // Not the operator key (401/403), or an ingress without the admin API (404): a project key, maybe.
+    if (!(err instanceof ApiError) || err.status === 0 || err.status >= 500) throw err;
+  }
+  const res = await api<{ project: string }>("/v1/project", opts);
+  return { kind: "project", project: res.project };
 }
 
 function renderSignIn(message?: string): void {
@@ -94,7 +143,7 @@ function renderSignIn(message?: string): void {
     "form",
     { class: "signin panel" },
     h("h1", null, "Longhaul"),
-    h("p", { class: "muted" }, "Sign in with a project API key. It is kept in this tab only."),
+    h("p", { class: "muted" }, "Sign in with a project API key, or the operator key. It is kept in this tab only."),
     h("label", null, "API key", input),
     button,
     error,
@@ -104,10 +153,12 @@ function renderSignIn(message?: string): void {
     const key = input.value.trim();
     button.disabled = true;
     error.hidden = true;
-    api<{ project: string }>("/v1/project", { key })
-      .then((res) => {
+    sessionOf(key)
+      .then((s) => {
         setApiKey(key);
-        project = res.project;
+        session = s;
+        // The landing page of the session's kind.
+        if (location.pathname === BASE || location.pathname === `${BASE}/`) history.replaceState(null, "", BASE);
         render();
       })
       .catch((err: unknown) => {
@@ -134,7 +185,7 @@ onUnauthorized(signOut);
 async function boot(): Promise<void> {
   if (apiKey()) {
     try {
-      project = (await api<{ project: string }>("/v1/project")).project;
+      session = await sessionOf();
     } catch (err) {
       // A 401 has signed out already; anything else: sign in again, told why.
       renderSignIn(err instanceof ApiError && err.status === 401 ? "This key is no longer valid." : (err as Error).message);

@@ -75,6 +75,18 @@ export function runView(root: HTMLElement, ctx: ViewContext, runId: string): () 
       row("Webhook", r.webhook_url ? [badge(`wh-${r.webhook_state}`, r.webhook_state), " ", h("span", { class: "mono wrap" }, r.webhook_url)] : "—"),
       r.retry_of ? row("Retry of", h("a", { href: `${BASE}/runs/${r.retry_of}`, class: "mono" }, r.retry_of)) : [],
       r.idempotency_key ? row("Idempotency key", h("span", { class: "mono wrap" }, r.idempotency_key)) : [],
+      row(
+        "Labels",
+        Object.keys(r.labels ?? {}).length === 0
+          ? "—"
+          : h(
+              "span",
+              { class: "labels" },
+              Object.entries(r.labels ?? {}).map(([k, v]) =>
+                h("a", { href: `${BASE}/runs?label=${encodeURIComponent(`${k}:${v}`)}`, class: "label", title: `Runs labelled ${k}:${v}`, "data-label": k }, `${k}=${v}`),
+              ),
+            ),
+      ),
     );
     const finished = isFinished(r.status);
     cancelBtn.disabled = finished;

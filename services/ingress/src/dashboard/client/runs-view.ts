@@ -1,13 +1,27 @@
 import { api, query } from "./api.js";
 import { badge, fill, h, type Child } from "./dom.js";
-import { compareRuns, formatDuration, formatTime, isFinished, runDurationMs, statusLabel } from "./format.js";
+import {
+  compareRuns,
+  formatDuration,
+  formatTime,
+  fromLocalInput,
+  isFinished,
+  parseLabelList,
+  runDurationMs,
+  runMatches,
+  statusLabel,
+  toLocalInput,
+  type RunFilters,
+} from "./format.js";
 import { openStream, type Stream } from "./sse.js";
 import type { App, Run, RunPage, RunStatus } from "./types.js";
 import { BASE, type ViewContext } from "./view.js";
 
 /**
- * The runs table (issue 8): filters by app and status, pages through the
- * project's runs newest first, and stays live. Live means two things:
+ * The runs table: filters by app, status, the app's status code, labels,
+ * creation time and id prefix (every filter `GET /v1/runs` takes, kept in
+ * the page's URL), pages through the project's runs newest first, and stays
+ * live. Live means two things:
  *
  * - one SSE stream, `GET /v1/events?app=&run=<in-flight ids>`, brings new
  *   runs and every state change of the unfinished ones as they happen;
@@ -27,7 +41,15 @@ const rowKey = (r: Run) => `${r.status}|${r.attempt}|${r.webhook_state}|${r.fini
 
 export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
   const params = new URLSearchParams(location.search);
-  const filters = { app: params.get("app") ?? "", status: params.get("status") ?? "" };
+  const filters: RunFilters = {
+    app: params.get("app") ?? "",
+    status: params.get("status") ?? "",
+    status_code: params.get("status_code") ?? "",
+    labels: params.getAll("label"),
+    created_after: params.get("created_after") ?? "",
+    created_before: params.get("created_before") ?? "",
+    id_prefix: params.get("id_prefix") ?? "",
+  };
   const ac = new AbortController();
   /** Cursors of the pages visited: the last is the current page's. */
   let cursors = [""];
@@ -49,6 +71,12 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
     STATUSES.map((s) => h("option", { value: s }, statusLabel(s))),
   );
   statusSelect.value = filters.status;
+  const codeInput = h("input", { name: "status_code", size: 8, placeholder: "502, 5xx", "aria-label": "Status code", value: filters.status_code });
+  const labelInput = h("input", { name: "label", placeholder: "team:ml", "aria-label": "Labels (key:value)", value: filters.labels.join(" ") });
+  const afterInput = h("input", { type: "datetime-local", name: "created_after", "aria-label": "Created after", value: toLocalInput(filters.created_after) });
+  const beforeInput = h("input", { type: "datetime-local", name: "created_before", "aria-label": "Created before", value: toLocalInput(filters.created_before) });
+  const prefixInput = h("input", { name: "id_prefix", size: 10, placeholder: "Id prefix", "aria-label": "Run id prefix", value: filters.id_prefix });
+  const field = (label: string, input: HTMLElement) => h("label", { class: "field" }, h("span", null, label), input);
   const tbody = h("tbody");
   const table = h(
     "table",
@@ -64,13 +92,33 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
   fill(
     root,
     h("div", { class: "toolbar" }, h("h1", null, "Runs"), h("div", { class: "filters" }, appSelect, statusSelect)),
+    h(
+      "form",
+      { class: "filters more-filters", "aria-label": "More filters" },
+      field("Status code", codeInput),
+      field("Labels", labelInput),
+      field("Created after", afterInput),
+      field("Created before", beforeInput),
+      field("Id prefix", prefixInput),
+      h("button", { type: "submit", class: "ghost" }, "Apply"),
+    ),
     errorBox,
     h("div", { class: "table-wrap" }, table),
     empty,
     h("nav", { class: "pager", "aria-label": "Pages" }, newer, pageLabel, older),
   );
 
-  const matches = (r: Run) => (!filters.app || r.app === filters.app) && (!filters.status || r.status === filters.status);
+  const matches = (r: Run) => runMatches(r, filters);
+  const filterQuery = () => ({
+    app: filters.app,
+    status: filters.status,
+    status_code: filters.status_code,
+    label: filters.labels,
+    created_after: filters.created_after,
+    created_before: filters.created_before,
+    id_prefix: filters.id_prefix,
+  });
+  const filtered = () => Object.entries(filterQuery()).some(([k, v]) => k !== "app" && k !== "status" && v.length > 0);
 
   function renderRow(tr: HTMLTableRowElement, run: Run): void {
     tr.dataset.runId = run.run_id;
@@ -124,7 +172,7 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
   }
 
   function renderEmpty(): void {
-    if (filters.app || filters.status || cursors.length > 1) {
+    if (filters.app || filters.status || filtered() || cursors.length > 1) {
       fill(empty, h("p", null, "No runs match these filters."));
       return;
     }
@@ -146,7 +194,7 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
     try {
       const cursor = cursors[cursors.length - 1] ?? "";
       const page = await api<RunPage>(
-        `/v1/runs${query({ app: filters.app, status: filters.status, limit: String(PAGE_SIZE), cursor })}`,
+        `/v1/runs${query({ ...filterQuery(), limit: String(PAGE_SIZE), cursor })}`,
         { signal: ac.signal },
       );
       if (seq !== loadSeq || ac.signal.aborted) return;
@@ -209,7 +257,12 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
   function applyFilters(): void {
     filters.app = appSelect.value;
     filters.status = statusSelect.value;
-    const q = query({ app: filters.app, status: filters.status });
+    filters.status_code = codeInput.value.trim();
+    filters.labels = parseLabelList(labelInput.value);
+    filters.created_after = fromLocalInput(afterInput.value);
+    filters.created_before = fromLocalInput(beforeInput.value);
+    filters.id_prefix = prefixInput.value.trim();
+    const q = query(filterQuery());
     history.replaceState(null, "", `${BASE}/runs${q}`);
     cursors = [""];
     rows = [];
@@ -218,6 +271,11 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
   }
   appSelect.addEventListener("change", applyFilters);
   statusSelect.addEventListener("change", applyFilters);
+  for (const input of [afterInput, beforeInput]) input.addEventListener("change", applyFilters);
+  root.querySelector("form.more-filters")!.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    applyFilters();
+  });
   newer.addEventListener("click", () => {
     cursors.pop();
     void load();

@@ -47,6 +47,8 @@ export interface Run {
   dispatched_at: string | null;
   started_at: string | null;
   finished_at: string | null;
+  /** Labels the client set at submit; absent from an older ingress. */
+  labels?: Record<string, string>;
   attempts: RunAttempt[];
 }
 
@@ -124,4 +126,73 @@ export interface Delivery {
   attempts_made: number;
   next_attempt_at: string | null;
   attempts: DeliveryAttempt[];
+}
+
+/** One bucket of `GET /v1/stats`. */
+export interface StatsBucket {
+  start: string;
+  succeeded: number;
+  failed: number;
+  timed_out: number;
+  cancelled: number;
+  expired: number;
+  queue_wait_p50_ms: number | null;
+  queue_wait_p95_ms: number | null;
+  run_p50_ms: number | null;
+  run_p95_ms: number | null;
+  webhook_delivered: number;
+  webhook_failed: number;
+}
+
+/** `GET /v1/stats?window=1h|24h|7d[&app=][&mode=]`. */
+export interface Stats {
+  window: "1h" | "24h" | "7d";
+  bucket_seconds: number;
+  buckets: StatsBucket[];
+  in_flight: number;
+  queued: number;
+}
+
+/** A project's limits (admin API); 0 is unlimited. */
+export interface ProjectLimits {
+  submits_per_second: number;
+  burst: number;
+  max_in_flight: number;
+  max_queued: number;
+  max_watch_streams: number;
+}
+
+/** `GET /v1/admin/projects/{name}`. */
+export interface Project {
+  name: string;
+  created_at: string | null;
+  limits: ProjectLimits;
+  usage: { runs_today: number; in_flight: number; queued: number; throttled_today: number };
+}
+
+/** A key as listings show it (never its secret). */
+export interface AdminKey {
+  id: string;
+  project: string;
+  name: string;
+  scopes: string[];
+  prefix: string;
+  created_at: string | null;
+  last_used_at: string | null;
+}
+
+/** A key just made: `key` is its secret, in this answer only. */
+export interface CreatedKey extends AdminKey {
+  key: string;
+}
+
+/** One entry of `GET /v1/admin/audit`. */
+export interface AuditEntry {
+  id: string;
+  at: string | null;
+  actor: string;
+  action: string;
+  project: string | null;
+  target: string | null;
+  detail: Record<string, unknown>;
 }

@@ -116,6 +116,29 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
       const project = await projectOf(registry, ctx);
       await registry.watch(project, req.runId, ctx.signal, (v) => write({ run: runToProto(v) }));
     }),
+    getRunStats: unary(log, "GetRunStats", async (req: runsPb.GetRunStatsRequest, ctx) => {
+      const s = await registry.stats(await projectOf(registry, ctx), { window: req.window, app: req.app, mode: req.mode });
+      return {
+        window: s.window,
+        bucketSeconds: s.bucketSeconds,
+        buckets: s.buckets.map((b) => ({
+          start: b.start,
+          succeeded: b.succeeded,
+          failed: b.failed,
+          timedOut: b.timedOut,
+          cancelled: b.cancelled,
+          expired: b.expired,
+          queueWaitP50Ms: b.queueWaitP50Ms,
+          queueWaitP95Ms: b.queueWaitP95Ms,
+          runP50Ms: b.runP50Ms,
+          runP95Ms: b.runP95Ms,
+          webhookDelivered: b.webhookDelivered,
+          webhookFailed: b.webhookFailed,
+        })),
+        inFlight: s.inFlight,
+        queued: s.queued,
+      };
+    }),
     watchRuns: serverStream(log, "WatchRuns", async (req: runsPb.WatchRunsRequest, ctx, write: (m: runsPb.WatchRunsResponse) => void) => {
       const project = await projectOf(registry, ctx);
       await registry.watchRuns(project, { app: req.app, runIds: req.runIds, createdAfter: req.createdAfter }, ctx.signal, {

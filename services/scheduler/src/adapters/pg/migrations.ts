@@ -122,4 +122,45 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`create index runs_labels on runs using gin (labels jsonb_path_ops) where labels <> '{}'::jsonb`.execute(db);
     },
   },
+  // Figures of the dashboard's overview (GET /v1/stats). A rollup job folds
+  // finished runs into per-minute, per-15-minute and per-2-hour rows
+  // (adapters/pg/run-stats.ts); nothing is written per run beyond the time a
+  // webhook settled, set by the update that records it. `app` and `mode` are
+  // '*' in the rows that sum every app or both modes. The two partial
+  // indexes hold finished runs only: a run costs them one entry when it ends
+  // (and one when its webhook settles), none while it waits or runs.
+  "0004_run_stats": {
+    async up(db: Kysely<unknown>) {
+      await sql`alter table runs add column webhook_settled_at timestamptz`.execute(db);
+      // The same index as run retention's (named alike, so that either migration makes it once).
+      await sql`create index if not exists runs_finished_at on runs (finished_at) where finished_at is not null`.execute(db);
+      await sql`create index runs_webhook_settled on runs (webhook_settled_at) where webhook_settled_at is not null`.execute(db);
+      await sql`
+        create table run_stats (
+          project_id text not null,
+          bucket_seconds integer not null,
+          bucket_start timestamptz not null,
+          app text not null,
+          mode text not null,
+          succeeded integer not null,
+          failed integer not null,
+          timed_out integer not null,
+          cancelled integer not null,
+          expired integer not null,
+          webhook_delivered integer not null,
+          webhook_failed integer not null,
+          queue_wait_bins integer[] not null,
+          queue_wait_counts integer[] not null,
+          run_bins integer[] not null,
+          run_counts integer[] not null,
+          queue_wait_p50_ms double precision,
+          queue_wait_p95_ms double precision,
+          run_p50_ms double precision,
+          run_p95_ms double precision,
+          primary key (project_id, bucket_seconds, bucket_start, app, mode)
+        )`.execute(db);
+      // One row: how far the rollup has gone (every bucket ending by then is folded).
+      await sql`create table run_stats_progress (id integer primary key check (id = 1), rolled_until timestamptz not null)`.execute(db);
+    },
+  },
 };

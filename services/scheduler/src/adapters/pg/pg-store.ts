@@ -6,10 +6,13 @@ import * as claims from "./claim-run.js";
 import * as ends from "./end-attempt.js";
 import * as inserts from "./insert-run.js";
 import * as runs from "./run-queries.js";
+import * as stats from "./run-stats.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** The scheduler's store on Postgres: the repositories bound to one database. */
 export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
+  /** The rollup's progress as last seen: a planner hint for stats reads (it only grows). */
+  let rolledHint: Date | undefined;
   return {
     projectOfKey: (key) => apps.projectOfKey(db, key),
     upsertApp: (project, app) => apps.upsertApp(db, project, app),
@@ -36,5 +39,7 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     staleDispatches: (after, limit) => maintenance.staleDispatches(db, after, limit),
     untakenWebhooks: (after, limit) => maintenance.untakenWebhooks(db, after, limit),
     dropOldBodies: (retention) => maintenance.dropOldBodies(db, retention),
+    runStats: (q, now) => stats.readRunStats(db, q, now, rolledHint),
+    rollUpStats: async () => (rolledHint = await stats.rollUpRunStats(db)),
   };
 }

@@ -110,7 +110,12 @@ export async function findApp(db: Db, project: string, name: string): Promise<Ap
 export async function setWebhookState(db: Db, runId: string, state: string): Promise<string | undefined> {
   const r = await db
     .updateTable("runs")
-    .set({ webhook_state: state, webhook_taken_at: sql<Date>`coalesce(webhook_taken_at, now())` as never })
+    .set({
+      webhook_state: state,
+      webhook_taken_at: sql<Date>`coalesce(webhook_taken_at, now())` as never,
+      // The overview counts webhooks in the interval they settled in.
+      webhook_settled_at: state === "delivered" || state === "failed" ? (sql<Date>`now()` as never) : null,
+    })
     .where("id", "=", runId)
     .where("webhook_url", "is not", null)
     .returning("project_id")

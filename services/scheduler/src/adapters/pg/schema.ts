@@ -72,6 +72,8 @@ export interface RunsTable {
   traceparent: Generated<string>;
   tracestate: Generated<string>;
   labels: ColumnType<Record<string, string>, string | undefined, string>;
+  /** When the webhook reached `delivered` or `failed` (the overview counts webhooks by it). */
+  webhook_settled_at: NullableTimestamp;
 }
 
 export interface RunAttemptsTable {
@@ -93,6 +95,37 @@ export interface IdempotencyKeysTable {
   expires_at: Timestamp;
 }
 
+/** One rollup row: a project's runs of one app and mode ('*': all) that ended in one bucket (migration 0003). */
+export interface RunStatsTable {
+  project_id: string;
+  bucket_seconds: number;
+  bucket_start: Timestamp;
+  app: string;
+  mode: string;
+  succeeded: number;
+  failed: number;
+  timed_out: number;
+  cancelled: number;
+  expired: number;
+  webhook_delivered: number;
+  webhook_failed: number;
+  /** A sparse histogram: the bins used (STATS_BIN_GROWTH in run-stats.ts) and their counts, in bin order. */
+  queue_wait_bins: number[];
+  queue_wait_counts: number[];
+  run_bins: number[];
+  run_counts: number[];
+  /** The percentiles of those histograms (null: empty), so a complete bucket is read as it is. */
+  queue_wait_p50_ms: number | null;
+  queue_wait_p95_ms: number | null;
+  run_p50_ms: number | null;
+  run_p95_ms: number | null;
+}
+
+export interface RunStatsProgressTable {
+  id: number;
+  rolled_until: Timestamp;
+}
+
 /** The scheduler's view of the database. */
 export interface SchedulerDb {
   projects: ProjectsTable;
@@ -101,6 +134,8 @@ export interface SchedulerDb {
   runs: RunsTable;
   run_attempts: RunAttemptsTable;
   idempotency_keys: IdempotencyKeysTable;
+  run_stats: RunStatsTable;
+  run_stats_progress: RunStatsProgressTable;
 }
 
 export type RunRow = Selectable<RunsTable>;

@@ -371,6 +371,56 @@ export interface GetRunInputResponse {
   bodyStored: boolean;
 }
 
+export interface GetRunStatsRequest {
+  /**
+   * "1h" (60 buckets of 60 s), "24h" (96 of 15 min) or "7d" (84 of 2 h);
+   * "" is "1h".
+   */
+  window: string;
+  /** Only this app's runs; "" for all. */
+  app: string;
+  /** "async", "sync", or "" for both. */
+  mode: string;
+}
+
+/**
+ * The runs of one bucket: those that ended in it (outcomes, waits and
+ * durations) and the webhooks that settled in it.
+ */
+export interface RunStatsBucket {
+  start?: Date | undefined;
+  succeeded: number;
+  failed: number;
+  timedOut: number;
+  cancelled: number;
+  expired: number;
+  /**
+   * Queue wait: the first attempt's start minus the run's creation, in ms.
+   * Percentiles are accurate to within 10 %; unset when no run of the
+   * bucket started.
+   */
+  queueWaitP50Ms?: number | undefined;
+  queueWaitP95Ms?:
+    | number
+    | undefined;
+  /** Run duration: the run's end minus its first attempt's start, in ms. */
+  runP50Ms?: number | undefined;
+  runP95Ms?: number | undefined;
+  webhookDelivered: number;
+  webhookFailed: number;
+}
+
+export interface GetRunStatsResponse {
+  window: string;
+  bucketSeconds: number;
+  /** Oldest first; the last bucket holds now. */
+  buckets: RunStatsBucket[];
+  /** Async runs dispatched or running now. */
+  inFlight: number;
+  /** Async runs waiting in the queue now. */
+  queued: number;
+}
+
 function createBaseHeader(): Header {
   return { name: "", value: "" };
 }
@@ -3506,6 +3556,536 @@ export const GetRunInputResponse: MessageFns<GetRunInputResponse> = {
   },
 };
 
+function createBaseGetRunStatsRequest(): GetRunStatsRequest {
+  return { window: "", app: "", mode: "" };
+}
+
+export const GetRunStatsRequest: MessageFns<GetRunStatsRequest> = {
+  encode(message: GetRunStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.window !== "") {
+      writer.uint32(10).string(message.window);
+    }
+    if (message.app !== "") {
+      writer.uint32(18).string(message.app);
+    }
+    if (message.mode !== "") {
+      writer.uint32(26).string(message.mode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRunStatsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRunStatsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.window = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.app = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRunStatsRequest {
+    return {
+      window: isSet(object.window) ? globalThis.String(object.window) : "",
+      app: isSet(object.app) ? globalThis.String(object.app) : "",
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+    };
+  },
+
+  toJSON(message: GetRunStatsRequest): unknown {
+    const obj: any = {};
+    if (message.window !== "") {
+      obj.window = message.window;
+    }
+    if (message.app !== "") {
+      obj.app = message.app;
+    }
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRunStatsRequest>, I>>(base?: I): GetRunStatsRequest {
+    return GetRunStatsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRunStatsRequest>, I>>(object: I): GetRunStatsRequest {
+    const message = createBaseGetRunStatsRequest();
+    message.window = object.window ?? "";
+    message.app = object.app ?? "";
+    message.mode = object.mode ?? "";
+    return message;
+  },
+};
+
+function createBaseRunStatsBucket(): RunStatsBucket {
+  return {
+    start: undefined,
+    succeeded: 0,
+    failed: 0,
+    timedOut: 0,
+    cancelled: 0,
+    expired: 0,
+    queueWaitP50Ms: undefined,
+    queueWaitP95Ms: undefined,
+    runP50Ms: undefined,
+    runP95Ms: undefined,
+    webhookDelivered: 0,
+    webhookFailed: 0,
+  };
+}
+
+export const RunStatsBucket: MessageFns<RunStatsBucket> = {
+  encode(message: RunStatsBucket, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== undefined) {
+      Timestamp.encode(toTimestamp(message.start), writer.uint32(10).fork()).join();
+    }
+    if (message.succeeded !== 0) {
+      writer.uint32(16).int32(message.succeeded);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(24).int32(message.failed);
+    }
+    if (message.timedOut !== 0) {
+      writer.uint32(32).int32(message.timedOut);
+    }
+    if (message.cancelled !== 0) {
+      writer.uint32(40).int32(message.cancelled);
+    }
+    if (message.expired !== 0) {
+      writer.uint32(48).int32(message.expired);
+    }
+    if (message.queueWaitP50Ms !== undefined) {
+      writer.uint32(57).double(message.queueWaitP50Ms);
+    }
+    if (message.queueWaitP95Ms !== undefined) {
+      writer.uint32(65).double(message.queueWaitP95Ms);
+    }
+    if (message.runP50Ms !== undefined) {
+      writer.uint32(73).double(message.runP50Ms);
+    }
+    if (message.runP95Ms !== undefined) {
+      writer.uint32(81).double(message.runP95Ms);
+    }
+    if (message.webhookDelivered !== 0) {
+      writer.uint32(88).int32(message.webhookDelivered);
+    }
+    if (message.webhookFailed !== 0) {
+      writer.uint32(96).int32(message.webhookFailed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunStatsBucket {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunStatsBucket();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.succeeded = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failed = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timedOut = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.cancelled = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.expired = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.queueWaitP50Ms = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.queueWaitP95Ms = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.runP50Ms = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.runP95Ms = reader.double();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.webhookDelivered = reader.int32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.webhookFailed = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunStatsBucket {
+    return {
+      start: isSet(object.start) ? fromJsonTimestamp(object.start) : undefined,
+      succeeded: isSet(object.succeeded) ? globalThis.Number(object.succeeded) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      timedOut: isSet(object.timedOut)
+        ? globalThis.Number(object.timedOut)
+        : isSet(object.timed_out)
+        ? globalThis.Number(object.timed_out)
+        : 0,
+      cancelled: isSet(object.cancelled) ? globalThis.Number(object.cancelled) : 0,
+      expired: isSet(object.expired) ? globalThis.Number(object.expired) : 0,
+      queueWaitP50Ms: isSet(object.queueWaitP50Ms)
+        ? globalThis.Number(object.queueWaitP50Ms)
+        : isSet(object.queue_wait_p50_ms)
+        ? globalThis.Number(object.queue_wait_p50_ms)
+        : undefined,
+      queueWaitP95Ms: isSet(object.queueWaitP95Ms)
+        ? globalThis.Number(object.queueWaitP95Ms)
+        : isSet(object.queue_wait_p95_ms)
+        ? globalThis.Number(object.queue_wait_p95_ms)
+        : undefined,
+      runP50Ms: isSet(object.runP50Ms)
+        ? globalThis.Number(object.runP50Ms)
+        : isSet(object.run_p50_ms)
+        ? globalThis.Number(object.run_p50_ms)
+        : undefined,
+      runP95Ms: isSet(object.runP95Ms)
+        ? globalThis.Number(object.runP95Ms)
+        : isSet(object.run_p95_ms)
+        ? globalThis.Number(object.run_p95_ms)
+        : undefined,
+      webhookDelivered: isSet(object.webhookDelivered)
+        ? globalThis.Number(object.webhookDelivered)
+        : isSet(object.webhook_delivered)
+        ? globalThis.Number(object.webhook_delivered)
+        : 0,
+      webhookFailed: isSet(object.webhookFailed)
+        ? globalThis.Number(object.webhookFailed)
+        : isSet(object.webhook_failed)
+        ? globalThis.Number(object.webhook_failed)
+        : 0,
+    };
+  },
+
+  toJSON(message: RunStatsBucket): unknown {
+    const obj: any = {};
+    if (message.start !== undefined) {
+      obj.start = message.start.toISOString();
+    }
+    if (message.succeeded !== 0) {
+      obj.succeeded = Math.round(message.succeeded);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.timedOut !== 0) {
+      obj.timedOut = Math.round(message.timedOut);
+    }
+    if (message.cancelled !== 0) {
+      obj.cancelled = Math.round(message.cancelled);
+    }
+    if (message.expired !== 0) {
+      obj.expired = Math.round(message.expired);
+    }
+    if (message.queueWaitP50Ms !== undefined) {
+      obj.queueWaitP50Ms = floatToJson(message.queueWaitP50Ms);
+    }
+    if (message.queueWaitP95Ms !== undefined) {
+      obj.queueWaitP95Ms = floatToJson(message.queueWaitP95Ms);
+    }
+    if (message.runP50Ms !== undefined) {
+      obj.runP50Ms = floatToJson(message.runP50Ms);
+    }
+    if (message.runP95Ms !== undefined) {
+      obj.runP95Ms = floatToJson(message.runP95Ms);
+    }
+    if (message.webhookDelivered !== 0) {
+      obj.webhookDelivered = Math.round(message.webhookDelivered);
+    }
+    if (message.webhookFailed !== 0) {
+      obj.webhookFailed = Math.round(message.webhookFailed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunStatsBucket>, I>>(base?: I): RunStatsBucket {
+    return RunStatsBucket.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunStatsBucket>, I>>(object: I): RunStatsBucket {
+    const message = createBaseRunStatsBucket();
+    message.start = object.start ?? undefined;
+    message.succeeded = object.succeeded ?? 0;
+    message.failed = object.failed ?? 0;
+    message.timedOut = object.timedOut ?? 0;
+    message.cancelled = object.cancelled ?? 0;
+    message.expired = object.expired ?? 0;
+    message.queueWaitP50Ms = object.queueWaitP50Ms ?? undefined;
+    message.queueWaitP95Ms = object.queueWaitP95Ms ?? undefined;
+    message.runP50Ms = object.runP50Ms ?? undefined;
+    message.runP95Ms = object.runP95Ms ?? undefined;
+    message.webhookDelivered = object.webhookDelivered ?? 0;
+    message.webhookFailed = object.webhookFailed ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetRunStatsResponse(): GetRunStatsResponse {
+  return { window: "", bucketSeconds: 0, buckets: [], inFlight: 0, queued: 0 };
+}
+
+export const GetRunStatsResponse: MessageFns<GetRunStatsResponse> = {
+  encode(message: GetRunStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.window !== "") {
+      writer.uint32(10).string(message.window);
+    }
+    if (message.bucketSeconds !== 0) {
+      writer.uint32(16).int32(message.bucketSeconds);
+    }
+    for (const v of message.buckets) {
+      RunStatsBucket.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.inFlight !== 0) {
+      writer.uint32(32).int32(message.inFlight);
+    }
+    if (message.queued !== 0) {
+      writer.uint32(40).int32(message.queued);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRunStatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRunStatsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.window = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bucketSeconds = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.buckets.push(RunStatsBucket.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inFlight = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.queued = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRunStatsResponse {
+    return {
+      window: isSet(object.window) ? globalThis.String(object.window) : "",
+      bucketSeconds: isSet(object.bucketSeconds)
+        ? globalThis.Number(object.bucketSeconds)
+        : isSet(object.bucket_seconds)
+        ? globalThis.Number(object.bucket_seconds)
+        : 0,
+      buckets: globalThis.Array.isArray(object?.buckets)
+        ? object.buckets.map((e: any) => RunStatsBucket.fromJSON(e))
+        : [],
+      inFlight: isSet(object.inFlight)
+        ? globalThis.Number(object.inFlight)
+        : isSet(object.in_flight)
+        ? globalThis.Number(object.in_flight)
+        : 0,
+      queued: isSet(object.queued) ? globalThis.Number(object.queued) : 0,
+    };
+  },
+
+  toJSON(message: GetRunStatsResponse): unknown {
+    const obj: any = {};
+    if (message.window !== "") {
+      obj.window = message.window;
+    }
+    if (message.bucketSeconds !== 0) {
+      obj.bucketSeconds = Math.round(message.bucketSeconds);
+    }
+    if (message.buckets?.length) {
+      obj.buckets = message.buckets.map((e) => RunStatsBucket.toJSON(e));
+    }
+    if (message.inFlight !== 0) {
+      obj.inFlight = Math.round(message.inFlight);
+    }
+    if (message.queued !== 0) {
+      obj.queued = Math.round(message.queued);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRunStatsResponse>, I>>(base?: I): GetRunStatsResponse {
+    return GetRunStatsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRunStatsResponse>, I>>(object: I): GetRunStatsResponse {
+    const message = createBaseGetRunStatsResponse();
+    message.window = object.window ?? "";
+    message.bucketSeconds = object.bucketSeconds ?? 0;
+    message.buckets = object.buckets?.map((e) => RunStatsBucket.fromPartial(e)) || [];
+    message.inFlight = object.inFlight ?? 0;
+    message.queued = object.queued ?? 0;
+    return message;
+  },
+};
+
 /**
  * RunService is the public API over runs. Every call carries the project's API
  * key in the `authorization` metadata (`Bearer <key>`); a run of another project
@@ -3616,6 +4196,21 @@ export const RunServiceService = {
     responseSerialize: (value: WatchRunsResponse): Buffer => Buffer.from(WatchRunsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchRunsResponse => WatchRunsResponse.decode(value),
   },
+  /**
+   * GetRunStats returns the figures of the project's runs over a window,
+   * bucket by bucket (the dashboard's overview): outcomes, queue wait and run
+   * duration percentiles, webhooks settled; and the calls in flight and
+   * queued now. An unknown app is NOT_FOUND.
+   */
+  getRunStats: {
+    path: "/longhaul.v1.RunService/GetRunStats" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRunStatsRequest): Buffer => Buffer.from(GetRunStatsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRunStatsRequest => GetRunStatsRequest.decode(value),
+    responseSerialize: (value: GetRunStatsResponse): Buffer => Buffer.from(GetRunStatsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRunStatsResponse => GetRunStatsResponse.decode(value),
+  },
 } as const;
 
 export interface RunServiceServer extends UntypedServiceImplementation {
@@ -3649,6 +4244,13 @@ export interface RunServiceServer extends UntypedServiceImplementation {
    * NATS (at most once): a client that reconnects should list again.
    */
   watchRuns: handleServerStreamingCall<WatchRunsRequest, WatchRunsResponse>;
+  /**
+   * GetRunStats returns the figures of the project's runs over a window,
+   * bucket by bucket (the dashboard's overview): outcomes, queue wait and run
+   * duration percentiles, webhooks settled; and the calls in flight and
+   * queued now. An unknown app is NOT_FOUND.
+   */
+  getRunStats: handleUnaryCall<GetRunStatsRequest, GetRunStatsResponse>;
 }
 
 export interface RunServiceClient extends Client {
@@ -3790,6 +4392,27 @@ export interface RunServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchRunsResponse>;
+  /**
+   * GetRunStats returns the figures of the project's runs over a window,
+   * bucket by bucket (the dashboard's overview): outcomes, queue wait and run
+   * duration percentiles, webhooks settled; and the calls in flight and
+   * queued now. An unknown app is NOT_FOUND.
+   */
+  getRunStats(
+    request: GetRunStatsRequest,
+    callback: (error: ServiceError | null, response: GetRunStatsResponse) => void,
+  ): ClientUnaryCall;
+  getRunStats(
+    request: GetRunStatsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRunStatsResponse) => void,
+  ): ClientUnaryCall;
+  getRunStats(
+    request: GetRunStatsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRunStatsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const RunServiceClient = makeGenericClientConstructor(
@@ -3807,6 +4430,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
