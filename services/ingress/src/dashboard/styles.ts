@@ -148,7 +148,9 @@ details.headers summary { cursor: pointer; color: var(--muted); }
 .figures summary { cursor: pointer; font-weight: 600; }
 .figures .table-wrap { margin-top: 10px; overflow-x: auto; }
 .figures-table th, .figures-table td { padding: 5px 10px; white-space: nowrap; }
-.more-filters { align-items: flex-end; margin: -4px 0 12px; }
+details.more { margin: -4px 0 12px; }
+details.more summary { cursor: pointer; color: var(--muted); font-size: 12.5px; margin-bottom: 6px; }
+.more-filters { align-items: flex-end; }
 .field { display: flex; flex-direction: column; gap: 2px; font-size: 12px; color: var(--muted); }
 .field input { color: var(--text); }
 .labels { display: inline-flex; flex-wrap: wrap; gap: 4px; }

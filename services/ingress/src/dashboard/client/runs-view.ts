@@ -89,25 +89,6 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
   const newer = h("button", { type: "button", class: "ghost" }, "← Newer");
   const older = h("button", { type: "button", class: "ghost" }, "Older →");
   const pageLabel = h("span", { class: "muted" });
-  fill(
-    root,
-    h("div", { class: "toolbar" }, h("h1", null, "Runs"), h("div", { class: "filters" }, appSelect, statusSelect)),
-    h(
-      "form",
-      { class: "filters more-filters", "aria-label": "More filters" },
-      field("Status code", codeInput),
-      field("Labels", labelInput),
-      field("Created after", afterInput),
-      field("Created before", beforeInput),
-      field("Id prefix", prefixInput),
-      h("button", { type: "submit", class: "ghost" }, "Apply"),
-    ),
-    errorBox,
-    h("div", { class: "table-wrap" }, table),
-    empty,
-    h("nav", { class: "pager", "aria-label": "Pages" }, newer, pageLabel, older),
-  );
-
   const matches = (r: Run) => runMatches(r, filters);
   const filterQuery = () => ({
     app: filters.app,
@@ -119,6 +100,31 @@ export function runsView(root: HTMLElement, ctx: ViewContext): () => void {
     id_prefix: filters.id_prefix,
   });
   const filtered = () => Object.entries(filterQuery()).some(([k, v]) => k !== "app" && k !== "status" && v.length > 0);
+  fill(
+    root,
+    h("div", { class: "toolbar" }, h("h1", null, "Runs"), h("div", { class: "filters" }, appSelect, statusSelect)),
+    h(
+      "details",
+      // Open on wide screens, and on a phone when one of these filters is in use.
+      { class: "more", open: window.innerWidth > 720 || filtered() },
+      h("summary", null, "More filters"),
+      h(
+        "form",
+        { class: "filters more-filters", "aria-label": "More filters" },
+        field("Status code", codeInput),
+        field("Labels", labelInput),
+        field("Created after", afterInput),
+        field("Created before", beforeInput),
+        field("Id prefix", prefixInput),
+        h("button", { type: "submit", class: "ghost" }, "Apply"),
+      ),
+    ),
+    errorBox,
+    h("div", { class: "table-wrap" }, table),
+    empty,
+    h("nav", { class: "pager", "aria-label": "Pages" }, newer, pageLabel, older),
+  );
+
 
   function renderRow(tr: HTMLTableRowElement, run: Run): void {
     tr.dataset.runId = run.run_id;
