@@ -138,7 +138,11 @@ describe("startMesh", () => {
       const starting = (name: "scheduler" | "ingress", i = 0) =>
         JSON.parse(mesh.logs(name, i).split("\n")[0]!) as { env: Record<string, string> };
       const sched1 = starting("scheduler", 1).env;
-      expect(sched1.SCHEDULER_ADDR).toBe(mesh.addresses.scheduler); // clients point at the first copy
+      // Clients get every copy's address.
+      expect(sched1.SCHEDULER_ADDR).toBe(mesh.addresses.scheduler);
+      expect(mesh.addresses.scheduler.split(",")).toEqual(
+        mesh.processes.filter((p) => p.name === "scheduler").map((p) => `127.0.0.1:${p.ports.SCHEDULER_GRPC_PORT}`),
+      );
       expect(sched1).toMatchObject({
         LONGHAUL_NATS_PREFIX: "t_mesh",
         LONGHAUL_INTERNAL_TOKEN: mesh.internalToken,

@@ -64,7 +64,10 @@ export interface Mesh {
   /** The `dev` project's key (LONGHAUL_DEV_API_KEY). */
   apiKey: string;
   internalToken: string;
-  /** `127.0.0.1:<port>` of the first copy of each gRPC service. */
+  /**
+   * Address list of each gRPC service: `127.0.0.1:<port>` of every copy,
+   * comma-separated (what SCHEDULER_ADDR and its siblings are set to).
+   */
   addresses: { scheduler: string; invoker: string; notifier: string };
   /** `/metrics` URLs of every copy, by service, in copy order. */
   metricsUrls: Record<ServiceName, string[]>;

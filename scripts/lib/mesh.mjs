@@ -108,8 +108,14 @@ export async function startMesh(options) {
     }
   }
   const first = (name) => copies.find((c) => c.name === name);
-  const grpcAddr = async (name, v) =>
-    extraEnv[`${name.toUpperCase()}_ADDR`] ?? `127.0.0.1:${first(name)?.ports[v] ?? (await pick())}`;
+  // Every copy's address, comma-separated: clients spread their calls over them (round-robin).
+  const grpcAddr = async (name, v) => {
+    const given = extraEnv[`${name.toUpperCase()}_ADDR`];
+    if (given !== undefined) return given;
+    const ports = copies.filter((c) => c.name === name).map((c) => c.ports[v]);
+    if (ports.length === 0) ports.push(await pick());
+    return ports.map((p) => `127.0.0.1:${p}`).join(",");
+  };
   const addresses = {
     scheduler: await grpcAddr("scheduler", "SCHEDULER_GRPC_PORT"),
     invoker: await grpcAddr("invoker", "INVOKER_GRPC_PORT"),

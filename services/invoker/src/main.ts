@@ -4,7 +4,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { createLogger } from "@longhaul/shared/logger";
 import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
-import { createGrpcServer } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
 import { connectNats, natsNames } from "@longhaul/shared/nats";
 import { onShutdown } from "@longhaul/shared/service";
@@ -57,6 +57,8 @@ async function main(): Promise<void> {
     log,
     address: `${config.INVOKER_GRPC_HOST}:${config.INVOKER_GRPC_PORT}`,
     internalToken: config.LONGHAUL_INTERNAL_TOKEN,
+    registry,
+    ...connectionAgeOptions(config),
   });
   grpc.add(
     invokerPb.InvokerServiceService,

@@ -1,7 +1,7 @@
 import type { Server } from "node:http";
 import type { Logger } from "@longhaul/shared/logger";
 import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
-import { createGrpcServer } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, isConnectionError, migrate } from "@longhaul/shared/db";
@@ -47,10 +47,13 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   let natsUp = true;
   let pgUp = true;
   let started = false;
+  const registry = createRegistry("notifier");
   const grpc = createGrpcServer({
     log,
     address: `${config.NOTIFIER_GRPC_HOST}:${config.NOTIFIER_GRPC_PORT}`,
     internalToken: config.LONGHAUL_INTERNAL_TOKEN,
+    registry,
+    ...connectionAgeOptions(config),
   });
   const refreshHealth = () => grpc.setServing(started && natsUp && pgUp);
 
@@ -61,7 +64,6 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   });
   const jsm = await ensureStreams(nc, names, config.LONGHAUL_NATS_REPLICAS);
 
-  const registry = createRegistry("notifier");
   const runs = createSchedulerRunSource({
     address: config.SCHEDULER_ADDR,
     internalToken: config.LONGHAUL_INTERNAL_TOKEN,

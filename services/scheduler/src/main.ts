@@ -1,7 +1,7 @@
 import { createLogger } from "@longhaul/shared/logger";
 import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
-import { createGrpcServer } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, migrate, probePostgres } from "@longhaul/shared/db";
@@ -28,14 +28,20 @@ await migrate(db, schedulerMigrations, "scheduler_migrations", log);
 for (const { project, key } of projectKeys(config)) await ensureProjectKey(db, project, key);
 
 const names = natsNames(config.LONGHAUL_NATS_PREFIX);
-const grpc = createGrpcServer({ log, address: `${config.SCHEDULER_GRPC_HOST}:${config.SCHEDULER_GRPC_PORT}`, internalToken: config.LONGHAUL_INTERNAL_TOKEN });
+const registry = createRegistry("scheduler");
+const grpc = createGrpcServer({
+  log,
+  address: `${config.SCHEDULER_GRPC_HOST}:${config.SCHEDULER_GRPC_PORT}`,
+  internalToken: config.LONGHAUL_INTERNAL_TOKEN,
+  registry,
+  ...connectionAgeOptions(config),
+});
 // Health: NOT_SERVING while NATS or Postgres is unreachable (issue 6).
 const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
 const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => health.set("nats", up));
 const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
 await ensureStreams(nc, names, config.LONGHAUL_NATS_REPLICAS);
 
-const registry = createRegistry("scheduler");
 const store = createPgStore(db);
 const deps = {
   store,

@@ -1,6 +1,23 @@
 import { z } from "zod";
+import { grpcTarget } from "./grpc/targets.js";
 
 export { z };
+
+/**
+ * zod helper: an address list of a peer service (`host:port`, several of them
+ * comma-separated, or one DNS name of every copy), checked as grpcTarget reads it.
+ */
+export const envAddressList = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .superRefine((value, ctx) => {
+      try {
+        grpcTarget(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    });
 
 /** Environment variables every service reads. */
 export const commonEnvSchema = z.object({
@@ -20,9 +37,26 @@ export const commonEnvSchema = z.object({
   /** Shared by the services of one mesh; required on every internal RPC. */
   LONGHAUL_INTERNAL_TOKEN: z.string().min(16, "at least 16 characters"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  SCHEDULER_ADDR: z.string().default("127.0.0.1:50051"),
-  INVOKER_ADDR: z.string().default("127.0.0.1:50052"),
-  NOTIFIER_ADDR: z.string().default("127.0.0.1:50053"),
+  /**
+   * Where the copies of each service are: `host:port`, a comma-separated list
+   * (`127.0.0.1:50051,127.0.0.1:50061`), or one DNS name that resolves to every
+   * copy (a Kubernetes headless Service). Calls are spread round-robin.
+   */
+  SCHEDULER_ADDR: envAddressList("127.0.0.1:50051"),
+  INVOKER_ADDR: envAddressList("127.0.0.1:50052"),
+  NOTIFIER_ADDR: envAddressList("127.0.0.1:50053"),
+  /**
+   * A gRPC server closes each client connection after this many seconds
+   * (GOAWAY; calls in flight go on), so clients resolve again and spread over
+   * copies started since. 0 keeps connections forever. @default 300
+   */
+  GRPC_MAX_CONNECTION_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400 * 30).default(300),
+  /**
+   * How long a closing connection's open calls may still run before they are
+   * cut: longer than the longest call (a sync pass-through may last 12 h; watch
+   * streams end on their deadline). @default 86400
+   */
+  GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400 * 30).default(86_400),
 });
 
 export type CommonConfig = z.infer<typeof commonEnvSchema>;

@@ -7,6 +7,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { fromGrpcError } from "./errors.js";
+import { grpcTarget } from "./targets.js";
 import { INTERNAL_TOKEN_METADATA_KEY } from "./server.js";
 
 type ClientCtor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: Partial<ChannelOptions>) => C;
@@ -21,11 +22,67 @@ export const channelOptions: Partial<ChannelOptions> = {
   // grpc-js backs off reconnects up to 120 s by default, and calls fail fast
   // meanwhile: a peer back after a restart would stay "unavailable" for minutes.
   "grpc.max_reconnect_backoff_ms": 5_000,
+  // The service config is ours (below), never read from DNS TXT records.
+  "grpc.service_config_disable_resolution": 1,
+  // A lost copy makes the channel resolve its name again (a new pod's address);
+  // grpc-js waits 30 s between resolutions by default.
+  "grpc.dns_min_time_between_resolutions_ms": 5_000,
 };
 
-/** Creates a plaintext client of a generated service for one address. */
-export function createClient<C>(Ctor: ClientCtor<C>, address: string): C {
-  return new Ctor(address, credentials.createInsecure(), channelOptions);
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /**
+   * Methods (`/package.Service/Method`, a generated definition's `path`) that
+   * are safe to send again: reads and writes fenced on the server. A call of
+   * one of them that fails UNAVAILABLE (its copy died or refused it) is tried
+   * again, on another copy when there is one. Never list a method whose second
+   * call could do the work twice. @default []
+   */
+  retry?: readonly string[];
+}
+
+/**
+ * The gRPC service config of a mesh channel: `round_robin` over every address
+ * the target resolves to (grpc/doc/load-balancing.md: the default,
+ * pick_first, sends everything to one copy), plus a retry policy for the
+ * methods named in `retry` (gRFC A6, client retries).
+ */
+export function serviceConfig(retry: readonly string[] = []): object {
+  const names = retry.map((path) => {
+    const m = /^\/([^/]+)\/([^/]+)$/.exec(path);
+    if (!m) throw new Error(`not a gRPC method path: ${path}`);
+    return { service: m[1], method: m[2] };
+  });
+  return {
+    loadBalancingConfig: [{ round_robin: {} }],
+    methodConfig:
+      names.length === 0
+        ? []
+        : [
+            {
+              name: names,
+              retryPolicy: {
+                maxAttempts: 3,
+                initialBackoff: "0.1s",
+                maxBackoff: "1s",
+                backoffMultiplier: 2,
+                retryableStatusCodes: ["UNAVAILABLE"],
+              },
+            },
+          ],
+  };
+}
+
+/**
+ * Creates a plaintext client of a generated service for an address list
+ * (`host:port`, a comma-separated list of them, or one DNS name that resolves
+ * to every copy; see {@link grpcTarget}), with calls spread over the copies.
+ */
+export function createClient<C>(Ctor: ClientCtor<C>, addresses: string, options: ClientOptions = {}): C {
+  return new Ctor(grpcTarget(addresses), credentials.createInsecure(), {
+    ...channelOptions,
+    "grpc.service_config": JSON.stringify(serviceConfig(options.retry)),
+  });
 }
 
 /** Metadata carrying the mesh's internal token. */

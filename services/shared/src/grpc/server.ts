@@ -2,6 +2,9 @@ import { readFileSync } from "node:fs";
 import {
   Server,
   ServerCredentials,
+  ServerInterceptingCall,
+  status as GrpcStatus,
+  type ServerInterceptor,
   type Metadata,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -14,6 +17,7 @@ import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
 import { LonghaulError } from "../errors.js";
 import { fromGrpcError, toServiceError } from "./errors.js";
 
@@ -61,6 +65,55 @@ export interface GrpcServerOptions {
   internalToken: string;
   /** Message size limit in bytes. @default 16 MiB */
   maxMessageBytes?: number;
+  /**
+   * Age after which a client connection is sent GOAWAY, so that clients
+   * reconnect and resolve the service's copies again (a load balancer's view of
+   * new copies). Calls in flight go on. 0 or absent: never.
+   */
+  maxConnectionAgeMs?: number;
+  /** How long calls in flight on such a connection may still run before it is cut. @default 86_400_000 */
+  maxConnectionAgeGraceMs?: number;
+  /** Where `grpc_server_started_total` / `grpc_server_handled_total` go; absent: not counted. */
+  registry?: Registry;
+}
+
+/**
+ * Counts calls per service and method as go-grpc-prometheus names them
+ * (`grpc_server_started_total`, `grpc_server_handled_total{grpc_code}`), so that
+ * dashboards and alerts written for other gRPC servers read ours too.
+ */
+function metricsInterceptor(registry: Registry): ServerInterceptor {
+  const labelNames = ["grpc_service", "grpc_method", "grpc_type"] as const;
+  const started = new Counter({
+    name: "grpc_server_started_total",
+    help: "gRPC calls started on the server",
+    labelNames,
+    registers: [registry],
+  });
+  const handled = new Counter({
+    name: "grpc_server_handled_total",
+    help: "gRPC calls completed on the server, by status code",
+    labelNames: [...labelNames, "grpc_code"],
+    registers: [registry],
+  });
+  return (method, call) => {
+    const [, service = "", name = ""] = method.path.split("/");
+    const type = method.requestStream
+      ? method.responseStream
+        ? "bidi_stream"
+        : "client_stream"
+      : method.responseStream
+        ? "server_stream"
+        : "unary";
+    const labels = { grpc_service: service, grpc_method: name, grpc_type: type };
+    started.inc(labels);
+    return new ServerInterceptingCall(call, {
+      sendStatus(status, next) {
+        handled.inc({ ...labels, grpc_code: GrpcStatus[status.code] ?? String(status.code) });
+        next(status);
+      },
+    });
+  };
 }
 
 /** A gRPC server with reflection, health and error mapping already wired. */
@@ -74,6 +127,17 @@ export interface GrpcServer {
   stop(graceMs: number): Promise<void>;
 }
 
+/** The connection-age options of {@link createGrpcServer} from the common config's seconds. */
+export function connectionAgeOptions(config: {
+  GRPC_MAX_CONNECTION_AGE_SECONDS: number;
+  GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: number;
+}): Pick<GrpcServerOptions, "maxConnectionAgeMs" | "maxConnectionAgeGraceMs"> {
+  return {
+    maxConnectionAgeMs: config.GRPC_MAX_CONNECTION_AGE_SECONDS * 1000,
+    maxConnectionAgeGraceMs: config.GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS * 1000,
+  };
+}
+
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const maxBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
   const server = new Server({
@@ -81,6 +145,13 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     "grpc.max_send_message_length": maxBytes,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+    ...(options.maxConnectionAgeMs
+      ? {
+          "grpc.max_connection_age_ms": options.maxConnectionAgeMs,
+          "grpc.max_connection_age_grace_ms": options.maxConnectionAgeGraceMs ?? 86_400_000,
+        }
+      : {}),
+    interceptors: options.registry ? [metricsInterceptor(options.registry)] : [],
   });
   const health = new HealthImplementation({ "": "NOT_SERVING" });
   health.addToServer(server);

@@ -33,9 +33,12 @@ async function pumpRequest(
   call.end();
 }
 
-/** InvokerService/Invoke as the gateway's invoker port; `close()` drops the channel. */
-export function createInvokerClient(address: string, internalToken: string): InvokerPort & { close(): void } {
-  const client = createClient(invokerPb.InvokerServiceClient, address);
+/**
+ * InvokerService/Invoke as the gateway's invoker port, spread round-robin over
+ * the invokers at `addresses`; `close()` drops the channel.
+ */
+export function createInvokerClient(addresses: string, internalToken: string): InvokerPort & { close(): void } {
+  const client = createClient(invokerPb.InvokerServiceClient, addresses);
   return {
     async *invoke(head, body, deadlineSeconds, signal): AsyncGenerator<InvokeResponsePart> {
       const call = client.invoke(internalMetadata(internalToken), { deadline: Date.now() + deadlineSeconds * 1000 });

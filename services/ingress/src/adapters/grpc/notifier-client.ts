@@ -5,8 +5,14 @@ import type { WebhooksPort } from "../../core/ports.js";
 const CALL_TIMEOUT_MS = 10_000;
 
 /** NotifierInternalService as the gateway's webhooks port; `close()` drops the channel. */
-export function createNotifierClient(address: string, internalToken: string): WebhooksPort & { close(): void } {
-  const client = createClient(notifierPb.NotifierInternalServiceClient, address);
+export function createNotifierClient(addresses: string, internalToken: string): WebhooksPort & { close(): void } {
+  const client = createClient(notifierPb.NotifierInternalServiceClient, addresses, {
+    // Reads; a rotation or a redelivery is never sent twice.
+    retry: [
+      notifierPb.NotifierInternalServiceService.getWebhookSecret.path,
+      notifierPb.NotifierInternalServiceService.listDeliveries.path,
+    ],
+  });
   // The notifier trusts the project we name: only ever the authenticated caller's.
   const md = () => internalMetadata(internalToken);
   return {

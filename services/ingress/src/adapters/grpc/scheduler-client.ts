@@ -75,12 +75,57 @@ export interface SchedulerClients {
   close(): void;
 }
 
-/** Clients of the scheduler's public and internal services at `address`. */
-export function createSchedulerClients(address: string, internalToken: string): SchedulerClients {
-  const runClient = createClient(runsPb.RunServiceClient, address);
-  const appClient = createClient(appsPb.AppServiceClient, address);
-  const internalClient = createClient(schedulerPb.SchedulerInternalServiceClient, address);
-  const healthClient = createClient(HealthClient, address);
+/**
+ * Reads that a copy going down mid-call may leave unanswered: sent again
+ * (grpc-js retry policy, on UNAVAILABLE) to another copy.
+ */
+const RETRIED = [
+  runsPb.RunServiceService.getRun.path,
+  runsPb.RunServiceService.getRunResult.path,
+  runsPb.RunServiceService.listRuns.path,
+  runsPb.RunServiceService.getRunInput.path,
+  runsPb.RunServiceService.getRunStats.path,
+  runsPb.RunServiceService.watchRun.path,
+  runsPb.RunServiceService.watchRuns.path,
+  appsPb.AppServiceService.getApp.path,
+  appsPb.AppServiceService.listApps.path,
+  schedulerPb.SchedulerInternalServiceService.authenticate.path,
+  schedulerPb.SchedulerInternalServiceService.getDeliveryInput.path,
+  "/grpc.health.v1.Health/Check",
+];
+
+/** Tries of a submit that carries an Idempotency-Key, when a copy is unavailable. */
+const SUBMIT_TRIES = 3;
+const SUBMIT_RETRY_DELAY_MS = 100;
+
+/**
+ * A submit whose scheduler copy went away before answering may have been
+ * committed there. With an idempotency key, sending it again (round-robin
+ * picks a live copy) returns that same run if it was: so such a submit is
+ * tried again on UNAVAILABLE. Without a key a second try could make a second
+ * run, so the caller gets the 503 and decides.
+ */
+async function submitWithFailover<T>(idempotencyKey: string, call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const retry = idempotencyKey !== "" && attempt < SUBMIT_TRIES && err instanceof LonghaulError && err.code === "unavailable";
+      if (!retry) throw err;
+      await new Promise((r) => setTimeout(r, SUBMIT_RETRY_DELAY_MS * attempt));
+    }
+  }
+}
+
+/**
+ * Clients of the scheduler's public and internal services at `addresses`
+ * (every copy; calls are spread round-robin over those that answer).
+ */
+export function createSchedulerClients(addresses: string, internalToken: string): SchedulerClients {
+  const runClient = createClient(runsPb.RunServiceClient, addresses, { retry: RETRIED });
+  const appClient = createClient(appsPb.AppServiceClient, addresses, { retry: RETRIED });
+  const internalClient = createClient(schedulerPb.SchedulerInternalServiceClient, addresses, { retry: RETRIED });
+  const healthClient = createClient(HealthClient, addresses, { retry: RETRIED });
 
   const keys: KeyResolver = {
     async resolve(apiKey) {
@@ -97,7 +142,9 @@ export function createSchedulerClients(address: string, internalToken: string): 
 
   const runs: RunsPort = {
     submitRun: (caller, req, opts) =>
-      callUnary(runClient.submitRun.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+      submitWithFailover(req.idempotencyKey, () =>
+        callUnary(runClient.submitRun.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+      ),
     async getRun(caller, runId, waitSeconds, opts) {
       const res = await callUnary(
         runClient.getRun.bind(runClient),

@@ -55,15 +55,20 @@ function ownBytes(body: Uint8Array | undefined): Uint8Array {
 const MAX_CALL_MS = 12 * 3600 * 1000;
 
 /**
- * Talks to `longhaul.internal.v1.SchedulerInternalService` at `address`.
- * Errors arrive as LonghaulErrors (callUnary maps them at this border).
+ * Talks to `longhaul.internal.v1.SchedulerInternalService` on every scheduler
+ * copy at `addresses` (round-robin). Errors arrive as LonghaulErrors (callUnary
+ * maps them at this border).
  */
 export function createSchedulerClient(
-  address: string,
+  addresses: string,
   internalToken: string,
   deadlines: Partial<SchedulerDeadlines> = {},
 ): SchedulerClient {
-  const client = createClient(schedulerPb.SchedulerInternalServiceClient, address);
+  // A heartbeat renews leases (fenced by attempt): sending it again to another
+  // copy is harmless. Claims and outcomes have their own retries in the core.
+  const client = createClient(schedulerPb.SchedulerInternalServiceClient, addresses, {
+    retry: [schedulerPb.SchedulerInternalServiceService.heartbeat.path],
+  });
   const d = { ...DEFAULT_DEADLINES, ...deadlines };
   const md = () => internalMetadata(internalToken);
 

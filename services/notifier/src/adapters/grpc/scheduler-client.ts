@@ -5,7 +5,7 @@ import type { RunSource } from "../../core/ports.js";
 
 /** Options of {@link createSchedulerRunSource}. */
 export interface SchedulerRunSourceOptions {
-  /** host:port of the scheduler (SCHEDULER_ADDR). */
+  /** Address list of the scheduler copies (SCHEDULER_ADDR). */
   address: string;
   internalToken: string;
   /** Deadline of each call. */
@@ -18,7 +18,10 @@ export interface SchedulerRunSourceOptions {
  * (NOT_FOUND) is null, anything else is thrown as a LonghaulError.
  */
 export function createSchedulerRunSource(options: SchedulerRunSourceOptions): RunSource & { close(): void } {
-  const client = createClient(schedulerPb.SchedulerInternalServiceClient, options.address);
+  // A read is sent again to another copy when one goes down mid-call.
+  const client = createClient(schedulerPb.SchedulerInternalServiceClient, options.address, {
+    retry: [schedulerPb.SchedulerInternalServiceService.getDeliveryInput.path],
+  });
   const metadata = () => internalMetadata(options.internalToken);
 
   return {

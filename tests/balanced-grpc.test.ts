@@ -1,0 +1,116 @@
+// Two schedulers behind one address list: the gateway's and the invoker's
+// calls reach both, and while one is killed (-9) and started again, every
+// submit is still accepted, once: a submit cut by the kill is sent again to
+// the other copy under its Idempotency-Key, so it never makes two runs.
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
+import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
+
+let mesh: TestMesh;
+let app: Peer;
+let api: ReturnType<typeof gateway>;
+
+beforeAll(async () => {
+  app = await startPeer();
+  mesh = await startTestMesh({
+    services: { scheduler: 2 },
+    // A run committed by the killed copy just before it could publish its dispatch
+    // is republished by the reconciler of the other: soon, for the test.
+    env: { SCHEDULER_TICK_MS: "200", SCHEDULER_REDISPATCH_AFTER_SECONDS: "3" },
+  });
+  api = gateway(mesh.ingressUrl, mesh.apiKey);
+  expect((await api.putApp("echo", { url: app.url })).status).toBeLessThan(300);
+});
+
+afterAll(async () => {
+  await mesh?.cleanup();
+  await app?.close();
+});
+
+/** Calls of `method` each scheduler copy answered OK, from its grpc_server_handled_total. */
+async function handledPerCopy(method: string): Promise<number[]> {
+  return Promise.all(
+    mesh.processes
+      .filter((p) => p.name === "scheduler")
+      .map(async (p) => {
+        const text = await (await fetch(`http://127.0.0.1:${p.ports.SCHEDULER_METRICS_PORT}/metrics`)).text();
+        const re = new RegExp(`^grpc_server_handled_total\\{[^}]*grpc_method="${method}"[^}]*grpc_code="OK"[^}]*\\} (\\d+)`, "gm");
+        return [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      }),
+  );
+}
+
+async function submit(key?: string): Promise<{ status: number; runId?: string; body: string }> {
+  const r = await api.call("POST", "/dev/echo/work?async=true", "x", key ? { "idempotency-key": key } : {});
+  return { status: r.status, runId: r.json?.run_id, body: r.text };
+}
+
+describe("two schedulers", () => {
+  it("the gateway's and the invoker's calls reach both copies", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const r = await submit();
+      expect(r.status, r.body).toBe(202);
+      ids.push(r.runId!);
+    }
+    for (const id of ids) expect((await api.finished(id)).status).toBe("succeeded");
+    const submits = await handledPerCopy("SubmitRun");
+    const claims = await handledPerCopy("ClaimRun");
+    expect(submits.every((n) => n > 0), `SubmitRun per copy: ${submits}`).toBe(true);
+    expect(claims.every((n) => n > 0), `ClaimRun per copy: ${claims}`).toBe(true);
+  });
+
+  it("no submit is refused while one copy is killed and started again", async () => {
+    const results: { key: string; status: number; runId?: string; body: string }[] = [];
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        const key = randomUUID();
+        results.push({ key, ...(await submit(key)) });
+      }
+    })();
+    const submitted = (n: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => (results.length >= n ? resolve() : setTimeout(check, 20));
+        check();
+      });
+
+    await submitted(10);
+    // The first copy: the one a client dialling a single address would have used.
+    await mesh.kill("scheduler", 0, "SIGKILL");
+    const atKill = results.length;
+    await submitted(atKill + 30);
+    await mesh.start("scheduler", 0);
+    const atRestart = results.length;
+    await submitted(atRestart + 30);
+    stop = true;
+    await load;
+
+    const refused = results.filter((r) => r.status !== 202);
+    expect(refused, JSON.stringify(refused.slice(0, 3))).toEqual([]);
+    // One run per submit: the database holds exactly the runs the gateway named.
+    const ids = new Set(results.map((r) => r.runId));
+    expect(ids.size).toBe(results.length);
+    const db = new pg.Client({ connectionString: mesh.database.url });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ id: string }>("select id from runs where idempotency_key = any($1)", [
+        results.map((r) => r.key),
+      ]);
+      expect(new Set(rows.map((r) => r.id))).toEqual(ids);
+    } finally {
+      await db.end();
+    }
+    for (const id of ids) expect((await api.finished(id!)).status).toBe("succeeded");
+    // The copy started again takes submits once more, once the gateway reconnected
+    // (grpc-js retries a lost address with a back-off of at most 5 s).
+    const later: number[] = [];
+    await eventually(async () => {
+      later.push((await submit()).status);
+      return (await handledPerCopy("SubmitRun"))[0]! > 0;
+    }, 30_000, "submits to reach the restarted copy");
+    expect(later.every((s) => s === 202), `statuses ${later}`).toBe(true);
+  });
+});
