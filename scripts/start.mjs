@@ -69,6 +69,7 @@ async function main() {
   }
 
   const apiKey = keptSecret("LONGHAUL_DEV_API_KEY", "dev-api-key", () => `lh_dev_${randomBytes(16).toString("hex")}`);
+  const adminKey = keptSecret("LONGHAUL_ADMIN_KEY", "admin-key", () => `lh_admin_${randomBytes(32).toString("base64url")}`);
   const internalToken = keptSecret("LONGHAUL_INTERNAL_TOKEN", "internal-token", () => randomBytes(24).toString("hex"));
   const allowPrivate = env.LONGHAUL_WEBHOOK_ALLOW_PRIVATE ?? "true";
   log(
@@ -126,6 +127,7 @@ async function main() {
     env: {
       ...ports,
       LONGHAUL_DEV_API_KEY: apiKey.value,
+      LONGHAUL_ADMIN_KEY: adminKey.value,
       LONGHAUL_INTERNAL_TOKEN: internalToken.value,
       LONGHAUL_WEBHOOK_ALLOW_PRIVATE: allowPrivate,
     },
@@ -162,6 +164,7 @@ async function main() {
     `  logs         ${path.relative(repoRoot, logDir)}/<service>-0.log`,
     "",
     `  dev API key  ${mesh.apiKey}   (project "dev"; from ${apiKey.from})`,
+    `  admin key    ${mesh.adminKey}   (the operator's: /v1/admin/..., the dashboard's operator view; from ${adminKey.from})`,
     "",
     "Try it (with any HTTP app listening on 127.0.0.1:9000):",
     `  export LONGHAUL_KEY=${mesh.apiKey}`,

@@ -63,6 +63,8 @@ export interface Mesh {
   ingressUrl: string;
   /** The `dev` project's key (LONGHAUL_DEV_API_KEY). */
   apiKey: string;
+  /** The operator key (LONGHAUL_ADMIN_KEY) of `/v1/admin/...` and longhaul.v1.AdminService. */
+  adminKey: string;
   internalToken: string;
   /**
    * Address list of each gRPC service: `127.0.0.1:<port>` of every copy,

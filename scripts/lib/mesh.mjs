@@ -92,6 +92,7 @@ export async function startMesh(options) {
 
   const internalToken = extraEnv.LONGHAUL_INTERNAL_TOKEN ?? randomBytes(24).toString("hex");
   const apiKey = extraEnv.LONGHAUL_DEV_API_KEY ?? `lh_dev_${randomBytes(16).toString("hex")}`;
+  const adminKey = extraEnv.LONGHAUL_ADMIN_KEY ?? `lh_admin_${randomBytes(24).toString("base64url")}`;
 
   // Every port first, so that each service learns the others' addresses.
   const pick = portPicker();
@@ -142,6 +143,7 @@ export async function startMesh(options) {
     ...(natsPrefix ? { LONGHAUL_NATS_PREFIX: natsPrefix } : {}),
     LONGHAUL_INTERNAL_TOKEN: internalToken,
     LONGHAUL_DEV_API_KEY: apiKey,
+    LONGHAUL_ADMIN_KEY: adminKey,
     SCHEDULER_ADDR: addresses.scheduler,
     INVOKER_ADDR: addresses.invoker,
     NOTIFIER_ADDR: addresses.notifier,
@@ -294,6 +296,7 @@ export async function startMesh(options) {
   return {
     ingressUrl,
     apiKey,
+    adminKey,
     internalToken,
     addresses,
     metricsUrls,

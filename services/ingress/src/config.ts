@@ -20,8 +20,12 @@ export const ingressEnvSchema = commonEnvSchema.extend({
    * dashboard, printed URLs). Empty: links stay relative. @default ""
    */
   LONGHAUL_PUBLIC_URL: z.union([z.literal(""), z.url()]).default(""),
-  /** Seconds an API key's project (or its rejection) is cached. 0 turns the cache off. @default 5 */
-  INGRESS_AUTH_CACHE_SECONDS: envInt(5, 0, 3600),
+  /**
+   * Seconds an API key's project (or its rejection) is cached; at most 2, so
+   * that a revoked key is refused within 5 s (the scheduler caches 2 s too).
+   * 0 turns the cache off. @default 2
+   */
+  INGRESS_AUTH_CACHE_SECONDS: envInt(2, 0, 2),
   /** Seconds between SSE heartbeat comments on `/v1/runs/{id}/events`. @default 15 */
   INGRESS_SSE_HEARTBEAT_SECONDS: envInt(15, 1, 300),
   /**

@@ -3,6 +3,7 @@ import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry } from "@longhaul/shared/metrics";
 import { onShutdown } from "@longhaul/shared/service";
 import { resultUrlKey } from "@longhaul/shared/result-url";
+import { createAdminClient } from "./adapters/grpc/admin-client.js";
 import { createInvokerClient } from "./adapters/grpc/invoker-client.js";
 import { createNotifierClient } from "./adapters/grpc/notifier-client.js";
 import { createSchedulerClients } from "./adapters/grpc/scheduler-client.js";
@@ -21,13 +22,14 @@ async function main(): Promise<void> {
   const scheduler = createSchedulerClients(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
   const notifier = createNotifierClient(config.NOTIFIER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
   const invoker = createInvokerClient(config.INVOKER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+  const admin = createAdminClient(config.SCHEDULER_ADDR);
   const authenticator = createAuthenticator(scheduler.keys, { cacheSeconds: config.INGRESS_AUTH_CACHE_SECONDS });
   const dashboard = config.INGRESS_DASHBOARD_ENABLED ? await loadDashboardAssets() : undefined;
 
   const gateway = createHttpGateway({
     log,
     registry,
-    ports: { ...scheduler, webhooks: notifier, invoker },
+    ports: { ...scheduler, admin, webhooks: notifier, invoker },
     authenticator,
     limits: {
       maxBodyBytes: config.LONGHAUL_MAX_BODY_BYTES,
@@ -50,6 +52,7 @@ async function main(): Promise<void> {
           scheduler.close();
           notifier.close();
           invoker.close();
+          admin.close();
         },
       },
       { name: "telemetry", close: shutdownTelemetry },

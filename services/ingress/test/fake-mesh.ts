@@ -97,7 +97,7 @@ export async function startFakeMesh(): Promise<FakeMesh> {
       authenticate: unary(log, "Authenticate", async (req: schedulerPb.AuthenticateRequest) => {
         const project = KEYS[req.apiKey];
         if (!project) throw new LonghaulError("unauthenticated", "invalid API key");
-        return { project };
+        return { project, scopes: ["read", "invoke", "admin"] };
       }),
       getDeliveryInput: unary(log, "GetDeliveryInput", async (req: schedulerPb.GetDeliveryInputRequest) => {
         const run = runs.get(req.runId);

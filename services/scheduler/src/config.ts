@@ -1,4 +1,5 @@
 import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/config";
+import { parseDefaultLimits } from "./core/tenancy.js";
 
 /** The scheduler's settings; each variable is listed in the README's settings table. */
 const schema = commonEnvSchema.extend({
@@ -28,6 +29,23 @@ const schema = commonEnvSchema.extend({
   LONGHAUL_WEBHOOK_ALLOW_PRIVATE: envBool(false),
   /** The development project's API key; when set, the `dev` project owns it. */
   LONGHAUL_DEV_API_KEY: z.string().min(16).optional(),
+  /**
+   * The operator key: the only key of the admin API (`/v1/admin/...`,
+   * longhaul.v1.AdminService). Unset: the admin API answers no one.
+   */
+  LONGHAUL_ADMIN_KEY: z.string().min(32, "must be at least 32 characters").optional(),
+  /** Limits a new project starts with, JSON of the API's names (`{"submits_per_second":50}`); unset: unlimited. */
+  LONGHAUL_DEFAULT_LIMITS: z
+    .string()
+    .default("")
+    .transform((raw, ctx) => {
+      try {
+        return parseDefaultLimits(raw);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
   /** More projects and keys, `project:key,project:key`. */
   LONGHAUL_API_KEYS: z.string().default(""),
   SCHEDULER_DB_POOL_SIZE: envInt(20, 1, 500),

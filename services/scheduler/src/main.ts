@@ -2,7 +2,7 @@ import { createLogger } from "@longhaul/shared/logger";
 import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
-import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
+import { adminPb, appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, migrate, probePostgres } from "@longhaul/shared/db";
 import { createDependencyHealth, onShutdown } from "@longhaul/shared/service";
@@ -10,13 +10,15 @@ import { loadConfig, projectKeys } from "./config.js";
 import { createRunLifecycle } from "./core/run-lifecycle.js";
 import { createReconciler } from "./core/reconciler.js";
 import { createRunRegistry } from "./core/run-registry.js";
+import { createTenancy } from "./core/tenancy.js";
+import { createAdminService, createKeyService } from "./adapters/grpc/admin-service.js";
 import { createInternalService } from "./adapters/grpc/internal-service.js";
 import { createAppService, createRunService } from "./adapters/grpc/public-services.js";
 import { createSchedulerMetrics } from "./adapters/metrics.js";
 import { createEventBus } from "./adapters/nats/event-bus.js";
 import { ensureProjectKey } from "./adapters/pg/app-store.js";
 import { schedulerMigrations } from "./adapters/pg/migrations.js";
-import { createPgStore } from "./adapters/pg/pg-store.js";
+import { createPgStore, createPgTenancyStore } from "./adapters/pg/pg-store.js";
 import type { SchedulerDb } from "./adapters/pg/schema.js";
 
 const config = loadConfig(process.env);
@@ -64,9 +66,18 @@ const runRegistry = createRunRegistry(deps);
 const lifecycle = createRunLifecycle(deps);
 const reconciler = createReconciler(deps, lifecycle);
 
-grpc.add(runsPb.RunServiceService, createRunService(runRegistry, log));
-grpc.add(appsPb.AppServiceService, createAppService(runRegistry, log));
-grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log), {
+// Keys answer for 2 s per copy; the gateway keeps them 2 s more: a revoked key is refused within 5 s.
+const tenancy = createTenancy(
+  createPgTenancyStore(db),
+  { adminKey: config.LONGHAUL_ADMIN_KEY, defaultLimits: config.LONGHAUL_DEFAULT_LIMITS, authCacheMs: 2_000 },
+  log,
+);
+
+grpc.add(runsPb.RunServiceService, createRunService(runRegistry, tenancy, log));
+grpc.add(appsPb.AppServiceService, createAppService(runRegistry, tenancy, log));
+grpc.add(adminPb.AdminServiceService, createAdminService(tenancy, log));
+grpc.add(adminPb.KeyServiceService, createKeyService(tenancy, log));
+grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy), {
   internal: true,
 });
 const port = await grpc.start();

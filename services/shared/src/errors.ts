@@ -7,6 +7,7 @@
 export type ErrorCode =
   | "invalid_argument"
   | "unauthenticated"
+  | "permission_denied"
   | "not_found"
   | "already_exists"
   | "conflict"
@@ -20,6 +21,7 @@ export type ErrorCode =
 const httpStatusByCode: Record<ErrorCode, number> = {
   invalid_argument: 400,
   unauthenticated: 401,
+  permission_denied: 403,
   not_found: 404,
   already_exists: 409,
   conflict: 409,
@@ -31,16 +33,36 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   internal: 500,
 };
 
+/**
+ * The project limit a `resource_exhausted` error is about, as the IETF
+ * httpapi draft "RateLimit header fields for HTTP"
+ * (draft-ietf-httpapi-ratelimit-headers-10) describes a quota policy:
+ * `quota` units per `windowSeconds`, `remaining` of them left, the window
+ * resetting in `resetSeconds`.
+ */
+export interface QuotaState {
+  /** The limit's name: `submits_per_second`, `max_queued` or `max_watch_streams`. */
+  limit: string;
+  quota: number;
+  /** The policy's window; omitted for limits that are not per time (a count held at once). */
+  windowSeconds?: number;
+  remaining: number;
+  resetSeconds: number;
+}
+
 export interface LonghaulErrorOptions {
   cause?: unknown;
   /** Seconds a client should wait before trying again (429, 503). */
   retryAfterSeconds?: number;
+  /** For `resource_exhausted` over a project limit: which limit, and its state. */
+  quota?: QuotaState;
 }
 
 /** The one error type of Longhaul: a stable code, a message safe to show, a kept cause. */
 export class LonghaulError extends Error {
   override readonly name = "LonghaulError";
   readonly retryAfterSeconds: number | undefined;
+  readonly quota: QuotaState | undefined;
 
   constructor(
     readonly code: ErrorCode,
@@ -49,6 +71,7 @@ export class LonghaulError extends Error {
   ) {
     super(message, { cause: options.cause });
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.quota = options.quota;
   }
 
   /**
@@ -74,6 +97,6 @@ export function httpStatusOf(code: ErrorCode): number {
 }
 
 /** The JSON body of an HTTP error answer. */
-export function errorBody(err: LonghaulError): { error: { code: ErrorCode; message: string } } {
-  return { error: { code: err.code, message: err.message } };
+export function errorBody(err: LonghaulError): { error: { code: ErrorCode; message: string; limit?: string } } {
+  return { error: { code: err.code, message: err.message, ...(err.quota ? { limit: err.quota.limit } : {}) } };
 }

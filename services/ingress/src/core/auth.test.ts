@@ -12,7 +12,7 @@ function fakeResolver(keys: Record<string, string>) {
       if (down) throw new LonghaulError("unavailable", "scheduler down");
       const project = keys[key];
       if (!project) throw new LonghaulError("unauthenticated", "unknown key");
-      return project;
+      return { project, scopes: ["read", "invoke", "admin"] as const };
     },
   };
   return { resolver, calls, setDown: (d: boolean) => (down = d) };
@@ -33,7 +33,7 @@ describe("createAuthenticator", () => {
     let t = 0;
     const f = fakeResolver({ k1: "dev" });
     const auth = createAuthenticator(f.resolver, { cacheSeconds: 5, now: () => t });
-    expect(await auth.authenticate("Bearer k1")).toEqual({ project: "dev", authorization: "Bearer k1" });
+    expect(await auth.authenticate("Bearer k1")).toEqual({ project: "dev", scopes: ["read", "invoke", "admin"], authorization: "Bearer k1" });
     await auth.authenticate("Bearer k1");
     expect(f.calls).toEqual(["k1"]);
     t = 5_001;

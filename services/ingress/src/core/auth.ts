@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { LonghaulError } from "@longhaul/shared/errors";
-import type { Caller, KeyResolver } from "./ports.js";
+import type { Caller, KeyIdentity, KeyResolver } from "./ports.js";
 
 /** Options of {@link createAuthenticator}. */
 export interface AuthenticatorOptions {
@@ -12,7 +12,7 @@ export interface AuthenticatorOptions {
   now?: () => number;
 }
 
-type Entry = { expiresAt: number; project: string | null };
+type Entry = { expiresAt: number; identity: KeyIdentity | null };
 
 /** Authenticates HTTP callers by their bearer key. */
 export interface Authenticator {
@@ -30,7 +30,8 @@ export function bearerKey(authorization: string | undefined): string | undefined
 
 /**
  * Resolves bearer keys through the scheduler, caching each answer briefly
- * (ARCHITECTURE.md: "cached likewise") so a burst of calls costs one RPC.
+ * (ARCHITECTURE.md: "cached likewise") so a burst of calls costs one RPC;
+ * briefly, because a revoked key must be refused everywhere within 5 s.
  * Rejections are cached too, so a client hammering with a bad key does not
  * hammer the scheduler; errors other than `unauthenticated` (scheduler down)
  * are never cached. Keys are held by their sha-256, never in clear.
@@ -41,22 +42,22 @@ export function createAuthenticator(resolver: KeyResolver, options: Authenticato
   const ttlMs = options.cacheSeconds * 1000;
   const cache = new Map<string, Entry>();
   // Concurrent first calls with one key share a single RPC.
-  const inFlight = new Map<string, Promise<string | null>>();
+  const inFlight = new Map<string, Promise<KeyIdentity | null>>();
 
-  const remember = (digest: string, project: string | null) => {
+  const remember = (digest: string, identity: KeyIdentity | null) => {
     if (ttlMs <= 0) return;
     if (cache.size >= maxEntries) {
       const oldest = cache.keys().next().value;
       if (oldest !== undefined) cache.delete(oldest);
     }
-    cache.set(digest, { project, expiresAt: now() + ttlMs });
+    cache.set(digest, { identity, expiresAt: now() + ttlMs });
   };
 
-  const lookup = async (key: string, digest: string): Promise<string | null> => {
+  const lookup = async (key: string, digest: string): Promise<KeyIdentity | null> => {
     try {
-      const project = await resolver.resolve(key);
-      remember(digest, project);
-      return project;
+      const identity = await resolver.resolve(key);
+      remember(digest, identity);
+      return identity;
     } catch (err) {
       const e = LonghaulError.from(err);
       if (e.code !== "unauthenticated") throw e;
@@ -71,9 +72,9 @@ export function createAuthenticator(resolver: KeyResolver, options: Authenticato
       if (!key) throw new LonghaulError("unauthenticated", "missing or malformed Authorization: Bearer <api key>");
       const digest = createHash("sha256").update(key).digest("hex");
       const hit = cache.get(digest);
-      let project: string | null;
+      let identity: KeyIdentity | null;
       if (hit && hit.expiresAt > now()) {
-        project = hit.project;
+        identity = hit.identity;
       } else {
         if (hit) cache.delete(digest);
         let pending = inFlight.get(digest);
@@ -81,10 +82,10 @@ export function createAuthenticator(resolver: KeyResolver, options: Authenticato
           pending = lookup(key, digest).finally(() => inFlight.delete(digest));
           inFlight.set(digest, pending);
         }
-        project = await pending;
+        identity = await pending;
       }
-      if (project === null) throw new LonghaulError("unauthenticated", "invalid API key");
-      return { project, authorization: `Bearer ${key}` };
+      if (identity === null) throw new LonghaulError("unauthenticated", "invalid API key");
+      return { project: identity.project, scopes: identity.scopes, authorization: `Bearer ${key}` };
     },
   };
 }

@@ -1,4 +1,4 @@
-import type { appsPb, invokerPb, notifierPb, runsPb } from "@longhaul/shared/proto";
+import type { adminPb, appsPb, invokerPb, notifierPb, runsPb } from "@longhaul/shared/proto";
 
 /**
  * The ports the gateway talks through. The gRPC adapters implement them; the
@@ -6,17 +6,47 @@ import type { appsPb, invokerPb, notifierPb, runsPb } from "@longhaul/shared/pro
  * plain fakes or real in-process gRPC servers.
  */
 
-/** An authenticated HTTP caller: the project its key belongs to, and the key as sent. */
+/** What a project key may do (DESIGN.md "Projects, keys and limits"). */
+export type Scope = "read" | "invoke" | "admin";
+
+/** An authenticated HTTP caller: the project its key belongs to, its scopes, and the key as sent. */
 export interface Caller {
   project: string;
+  scopes: readonly Scope[];
   /** The caller's `Authorization` header value, forwarded to the public gRPC services. */
   authorization: string;
 }
 
-/** Resolves an API key to its project (SchedulerInternalService/Authenticate). */
+/** A key's project and scopes. */
+export interface KeyIdentity {
+  project: string;
+  scopes: readonly Scope[];
+}
+
+/** Resolves an API key to its project and scopes (SchedulerInternalService/Authenticate). */
 export interface KeyResolver {
-  /** The key's project; throws LonghaulError `unauthenticated` for an unknown key. */
-  resolve(apiKey: string): Promise<string>;
+  /** Throws LonghaulError `unauthenticated` for an unknown or revoked key. */
+  resolve(apiKey: string): Promise<KeyIdentity>;
+}
+
+/**
+ * AdminService (the operator's) and KeyService (a project admin's own keys),
+ * called with the caller's `Authorization` as sent: the scheduler checks it.
+ */
+export interface AdminPort {
+  whoAmI(authorization: string, opts?: CallOptions): Promise<adminPb.WhoAmIResponse>;
+  createProject(authorization: string, name: string, opts?: CallOptions): Promise<adminPb.Project>;
+  getProject(authorization: string, name: string, opts?: CallOptions): Promise<adminPb.Project>;
+  listProjects(authorization: string, opts?: CallOptions): Promise<adminPb.Project[]>;
+  updateProjectLimits(authorization: string, name: string, limits: adminPb.ProjectLimitsUpdate, opts?: CallOptions): Promise<adminPb.Project>;
+  deleteProject(authorization: string, name: string, opts?: CallOptions): Promise<void>;
+  createKey(authorization: string, project: string, name: string, scopes: string[], opts?: CallOptions): Promise<adminPb.CreateKeyResponse>;
+  listKeys(authorization: string, project: string, opts?: CallOptions): Promise<adminPb.ApiKey[]>;
+  deleteKey(authorization: string, id: string, opts?: CallOptions): Promise<void>;
+  /** KeyService: the caller's own project. */
+  createOwnKey(caller: Caller, name: string, scopes: string[], opts?: CallOptions): Promise<adminPb.CreateKeyResponse>;
+  listOwnKeys(caller: Caller, opts?: CallOptions): Promise<adminPb.ApiKey[]>;
+  deleteOwnKey(caller: Caller, id: string, opts?: CallOptions): Promise<void>;
 }
 
 /** Options every port call may take. */
@@ -113,6 +143,7 @@ export interface HealthPort {
 /** Everything the HTTP adapter needs from the mesh. */
 export interface MeshPorts {
   keys: KeyResolver;
+  admin: AdminPort;
   runs: RunsPort;
   signedResults: SignedResultsPort;
   apps: AppsPort;

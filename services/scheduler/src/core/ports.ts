@@ -1,6 +1,7 @@
 import type { AppSettings, AttemptRecord, DispatchRef, HeaderPair, RunRecord } from "./model.js";
 import type { Decision } from "./retry-policy.js";
 import type { StatsQuery, StatsResult } from "./run-stats.js";
+import type { KeyRecord, ProjectLimits, ProjectRecord, ProjectUsage, Scope } from "./tenancy-model.js";
 
 /** A stored app with its timestamps. */
 export interface StoredApp extends AppSettings {
@@ -134,4 +135,25 @@ export interface SchedulerMetrics {
   runFinished(app: string, status: string): void;
   dispatchDelay(seconds: number): void;
   startDelay(seconds: number): void;
+}
+
+/** Projects, keys and limits in Postgres (adapters/pg/tenancy-store.ts). */
+export interface TenancyStore {
+  /** The live key with this secret, of a live project (its use noted); undefined otherwise. */
+  findKey(secret: string): Promise<KeyRecord | undefined>;
+  /** Undefined when the name is taken (by a live or a deleted project). */
+  createProject(name: string, limits: ProjectLimits): Promise<ProjectRecord | undefined>;
+  getProject(name: string): Promise<ProjectRecord | undefined>;
+  listProjects(): Promise<ProjectRecord[]>;
+  projectUsage(names: readonly string[]): Promise<Map<string, ProjectUsage>>;
+  updateLimits(name: string, limits: Partial<ProjectLimits>): Promise<ProjectRecord | undefined>;
+  deleteProject(name: string): Promise<boolean>;
+  createKey(project: string, key: { secret: string; name: string; scopes: Scope[]; prefix: string }): Promise<KeyRecord | undefined>;
+  listKeys(project: string): Promise<KeyRecord[]>;
+  revokeKey(id: string, project?: string): Promise<KeyRecord | undefined>;
+  countThrottled(project: string): Promise<void>;
+  /** Throws `resource_exhausted` when `max` (> 0) streams of the project are open. */
+  openWatchStream(project: string, id: string, max: number, ttlSeconds: number): Promise<void>;
+  renewWatchStream(id: string, ttlSeconds: number): Promise<void>;
+  closeWatchStream(id: string): Promise<void>;
 }

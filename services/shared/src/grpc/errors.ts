@@ -1,13 +1,16 @@
 import { Metadata, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
-import { LonghaulError, isErrorCode, type ErrorCode } from "../errors.js";
+import { LonghaulError, isErrorCode, type ErrorCode, type QuotaState } from "../errors.js";
 
 /** Trailer that carries the Longhaul code across gRPC, where statuses are coarser. */
 export const ERROR_CODE_METADATA_KEY = "longhaul-error-code";
 const RETRY_AFTER_METADATA_KEY = "longhaul-retry-after";
+/** Trailer with the JSON {@link QuotaState} of a refusal over a project limit. */
+const QUOTA_METADATA_KEY = "longhaul-quota";
 
 const grpcStatusByCode: Record<ErrorCode, GrpcStatus> = {
   invalid_argument: GrpcStatus.INVALID_ARGUMENT,
   unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  permission_denied: GrpcStatus.PERMISSION_DENIED,
   not_found: GrpcStatus.NOT_FOUND,
   already_exists: GrpcStatus.ALREADY_EXISTS,
   conflict: GrpcStatus.FAILED_PRECONDITION,
@@ -28,7 +31,7 @@ const codeByGrpcStatus: Partial<Record<GrpcStatus, ErrorCode>> = {
   [GrpcStatus.RESOURCE_EXHAUSTED]: "resource_exhausted",
   [GrpcStatus.UNAVAILABLE]: "unavailable",
   [GrpcStatus.DEADLINE_EXCEEDED]: "deadline_exceeded",
-  [GrpcStatus.PERMISSION_DENIED]: "unauthenticated",
+  [GrpcStatus.PERMISSION_DENIED]: "permission_denied",
 };
 
 /** The gRPC status a code is sent with. */
@@ -56,6 +59,7 @@ export function fromGrpcError(err: unknown): LonghaulError {
   return new LonghaulError(code, message, {
     cause: err,
     retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined,
+    quota: quotaOf(err.metadata?.get(QUOTA_METADATA_KEY)[0]),
   });
 }
 
@@ -75,5 +79,20 @@ export function toServiceError(err: LonghaulError): Partial<ServiceError> {
   if (err.retryAfterSeconds !== undefined) {
     metadata.set(RETRY_AFTER_METADATA_KEY, String(err.retryAfterSeconds));
   }
+  if (err.quota) metadata.set(QUOTA_METADATA_KEY, JSON.stringify(err.quota));
   return { code: grpcStatusOf(err.code), details: err.message, metadata };
+}
+
+/** The quota trailer back into a {@link QuotaState}; anything malformed is ignored (the status still says 429). */
+function quotaOf(raw: unknown): QuotaState | undefined {
+  if (typeof raw !== "string") return undefined;
+  try {
+    const q = JSON.parse(raw) as Partial<QuotaState>;
+    if (typeof q.limit !== "string" || typeof q.quota !== "number" || typeof q.remaining !== "number" || typeof q.resetSeconds !== "number") {
+      return undefined;
+    }
+    return { limit: q.limit, quota: q.quota, remaining: q.remaining, resetSeconds: q.resetSeconds, ...(typeof q.windowSeconds === "number" ? { windowSeconds: q.windowSeconds } : {}) };
+  } catch {
+    return undefined;
+  }
 }

@@ -5,6 +5,7 @@
  */
 export * as runsPb from "../gen/longhaul/v1/runs.js";
 export * as appsPb from "../gen/longhaul/v1/apps.js";
+export * as adminPb from "../gen/longhaul/v1/admin.js";
 export * as schedulerPb from "../gen/longhaul/internal/v1/scheduler.js";
 export * as invokerPb from "../gen/longhaul/internal/v1/invoker.js";
 export * as notifierPb from "../gen/longhaul/internal/v1/notifier.js";

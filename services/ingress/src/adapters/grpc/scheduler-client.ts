@@ -13,7 +13,7 @@ import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { callUnary, createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
 import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
-import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, RunsWatchItem, SignedResultsPort } from "../../core/ports.js";
+import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, RunsWatchItem, Scope, SignedResultsPort } from "../../core/ports.js";
 
 /** Deadline of the quick calls (SubmitRun commits before it answers). */
 const CALL_TIMEOUT_MS = 10_000;
@@ -136,7 +136,8 @@ export function createSchedulerClients(addresses: string, internalToken: string)
         CALL_TIMEOUT_MS,
       );
       if (!res.project) throw new LonghaulError("unauthenticated", "invalid API key");
-      return res.project;
+      const scopes = res.scopes.filter((x): x is Scope => x === "read" || x === "invoke" || x === "admin");
+      return { project: res.project, scopes };
     },
   };
 

@@ -41,6 +41,7 @@ export function appRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/apps",
       auth: true,
+      scope: "read",
       handler: async (ctx) => {
         const list = await apps.listApps(ctx.caller, { signal: ctx.signal });
         sendJson(ctx.res, 200, { apps: list.map(appToJson) });
@@ -50,6 +51,7 @@ export function appRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/apps/:app",
       auth: true,
+      scope: "read",
       handler: async (ctx) => {
         const app = await apps.getApp(ctx.caller, appName(ctx), { signal: ctx.signal });
         sendJson(ctx.res, 200, appToJson(app));
@@ -59,6 +61,7 @@ export function appRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/apps/:app/outcomes",
       auth: true,
+      scope: "read",
       handler: async (ctx) => {
         const name = appName(ctx);
         // An unknown app is a 404, not an empty count.
@@ -82,6 +85,7 @@ export function appRoutes(deps: RouteDeps): Route[] {
       method: "PUT",
       pattern: "/v1/apps/:app",
       auth: true,
+      scope: "admin",
       handler: async (ctx) => {
         const name = appName(ctx);
         const app = appFromJson(name, await readJson(ctx.req, jsonLimit));
@@ -94,6 +98,7 @@ export function appRoutes(deps: RouteDeps): Route[] {
       method: "DELETE",
       pattern: "/v1/apps/:app",
       auth: true,
+      scope: "admin",
       handler: async (ctx) => {
         await apps.deleteApp(ctx.caller, appName(ctx));
         ctx.res.writeHead(204);

@@ -27,6 +27,7 @@ export function feedRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/events",
       auth: true,
+      scope: "read",
       handler: (ctx) => streamProjectEvents(deps, ctx),
     },
   ];

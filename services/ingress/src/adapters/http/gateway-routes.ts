@@ -26,6 +26,7 @@ export function gatewayRoutes(deps: RouteDeps): Route[] {
       method: "*",
       pattern: "/:project/:app/*",
       auth: true,
+      scope: "invoke",
       handler: async (ctx) => {
         const { project, app } = ctx.params as { project: string; app: string };
         // Another project's path is a 404, never a 403: keys do not learn what exists.

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
-import type { Caller } from "../../core/ports.js";
+import type { Caller, Scope } from "../../core/ports.js";
 
 /** What a route handler gets besides the raw request and response. */
 export interface RequestContext {
@@ -29,6 +29,11 @@ export interface Route {
   pattern: string;
   /** Authenticate the caller before the handler runs (401 otherwise). */
   auth: boolean;
+  /**
+   * The scope the caller's key needs (403 `permission_denied` naming it
+   * otherwise); with `auth: true` only. Undefined: any valid key.
+   */
+  scope?: Scope;
   handler: RouteHandler;
 }
 

@@ -44,6 +44,7 @@ export function runRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/runs",
       auth: true,
+      scope: "read",
       handler: async (ctx) => {
         const res = await runs.listRuns(ctx.caller, listRunsRequestFromQuery(ctx.query), { signal: ctx.signal });
         sendJson(ctx.res, 200, runListToJson(res));
@@ -53,6 +54,7 @@ export function runRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/runs/:id",
       auth: true,
+      scope: "read",
       handler: async (ctx) => {
         const id = runIdParam(ctx);
         checkQueryParams(ctx.query, "GET /v1/runs/{id}", ["wait"]);
@@ -72,6 +74,7 @@ export function runRoutes(deps: RouteDeps): Route[] {
       method: "POST",
       pattern: "/v1/runs/:id/cancel",
       auth: true,
+      scope: "invoke",
       handler: async (ctx) => {
         const run = await runs.cancelRun(ctx.caller, runIdParam(ctx), { signal: ctx.signal });
         sendJson(ctx.res, 200, runToJson(run));
@@ -81,6 +84,7 @@ export function runRoutes(deps: RouteDeps): Route[] {
       method: "POST",
       pattern: "/v1/runs/:id/retry",
       auth: true,
+      scope: "invoke",
       handler: async (ctx) => {
         const runId = await runs.retryRun(ctx.caller, runIdParam(ctx));
         deps.metrics.runsAccepted.inc({ existing: "false" });
@@ -91,6 +95,7 @@ export function runRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/runs/:id/request",
       auth: true,
+      scope: "read",
       handler: async (ctx) => {
         const input = await runs.getRunInput(ctx.caller, runIdParam(ctx), { signal: ctx.signal });
         sendJson(ctx.res, 200, runInputToJson(input, previewBytes(ctx)));
@@ -100,6 +105,7 @@ export function runRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/runs/:id/events",
       auth: true,
+      scope: "read",
       handler: (ctx) => streamRunEvents(deps, ctx, runIdParam(ctx)),
     },
   ];

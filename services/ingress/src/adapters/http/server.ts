@@ -5,6 +5,7 @@ import type { Logger } from "@longhaul/shared/logger";
 import type { Registry } from "@longhaul/shared/metrics";
 import type { Authenticator } from "../../core/auth.js";
 import type { MeshPorts } from "../../core/ports.js";
+import { adminRoutes } from "./admin-routes.js";
 import { appRoutes } from "./app-routes.js";
 import { feedRoutes } from "./feed-routes.js";
 import { gatewayRoutes } from "./gateway-routes.js";
@@ -69,6 +70,7 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
     ...runRoutes(deps),
     ...webhookRoutes(deps),
     ...appRoutes(deps),
+    ...adminRoutes(deps),
     ...feedRoutes(deps),
     ...statsRoutes(deps),
     ...(options.extraRoutes?.(deps) ?? []),
@@ -98,6 +100,13 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
       routeLabel = match.route.pattern;
       reqLog = log.child({ method, route: routeLabel });
       const caller = match.route.auth ? await options.authenticator.authenticate(req.headers.authorization) : undefined;
+      const scope = match.route.scope;
+      if (caller && scope && !caller.scopes.includes(scope)) {
+        throw new LonghaulError(
+          "permission_denied",
+          `${method} ${match.route.pattern} needs the '${scope}' scope; this key has ${caller.scopes.map((s) => `'${s}'`).join(", ") || "no scope"}`,
+        );
+      }
       const ctx: RequestContext = {
         req,
         res,

@@ -56,6 +56,7 @@ export function statsRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/stats",
       auth: true,
+      scope: "read",
       handler: async (ctx) => {
         const res = await deps.ports.runs.getRunStats(ctx.caller, statsRequestFromQuery(ctx.query), { signal: ctx.signal });
         sendJson(ctx.res, 200, statsToJson(res));

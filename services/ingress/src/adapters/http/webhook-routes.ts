@@ -29,6 +29,7 @@ export function webhookRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/runs/:id/deliveries",
       auth: true,
+      scope: "read",
       handler: async (ctx) => {
         const runId = await ownRun(ctx);
         const d = await webhooks.listDeliveries(ctx.caller.project, runId, { signal: ctx.signal });
@@ -39,6 +40,7 @@ export function webhookRoutes(deps: RouteDeps): Route[] {
       method: "POST",
       pattern: "/v1/runs/:id/webhook/redeliver",
       auth: true,
+      scope: "invoke",
       handler: async (ctx) => {
         const runId = await ownRun(ctx);
         const d = await webhooks.redeliver(ctx.caller.project, runId);
@@ -49,6 +51,7 @@ export function webhookRoutes(deps: RouteDeps): Route[] {
       method: "GET",
       pattern: "/v1/webhooks/secret",
       auth: true,
+      scope: "admin",
       handler: async (ctx) => {
         sendJson(ctx.res, 200, secretToJson(await webhooks.getSecret(ctx.caller.project, { signal: ctx.signal })));
       },
@@ -57,6 +60,7 @@ export function webhookRoutes(deps: RouteDeps): Route[] {
       method: "POST",
       pattern: "/v1/webhooks/secret/rotate",
       auth: true,
+      scope: "admin",
       handler: async (ctx) => {
         sendJson(ctx.res, 200, secretToJson(await webhooks.rotateSecret(ctx.caller.project)));
       },

@@ -4,6 +4,7 @@ import { unary } from "@longhaul/shared/grpc";
 import { schedulerPb } from "@longhaul/shared/proto";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
+import type { Tenancy } from "../../core/tenancy.js";
 import { contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
 
 /** The URL an attempt calls: the app's upstream joined with the run's path and query. */
@@ -17,11 +18,13 @@ export function createInternalService(
   lifecycle: RunLifecycle,
   leaseSeconds: number,
   log: Logger,
+  tenancy: Tenancy,
 ): schedulerPb.SchedulerInternalServiceServer {
   return {
-    authenticate: unary(log, "Authenticate", async (req: schedulerPb.AuthenticateRequest) => ({
-      project: await registry.authenticate(req.apiKey),
-    })),
+    authenticate: unary(log, "Authenticate", async (req: schedulerPb.AuthenticateRequest) => {
+      const caller = await tenancy.authenticate(req.apiKey);
+      return { project: caller.project, scopes: [...caller.scopes] };
+    }),
     claimRun: unary(log, "ClaimRun", async (req: schedulerPb.ClaimRunRequest) => {
       const run = await lifecycle.claim(req.runId, req.attempt, req.invokerId);
       return {

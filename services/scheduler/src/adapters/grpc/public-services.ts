@@ -5,14 +5,24 @@ import { serverStream, unary, type CallContext } from "@longhaul/shared/grpc";
 import { appsPb, runsPb } from "@longhaul/shared/proto";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { StoredApp } from "../../core/ports.js";
+import type { Tenancy } from "../../core/tenancy.js";
+import type { Scope } from "../../core/tenancy-model.js";
+import { callerOf, whileKeyWorks } from "./caller.js";
 import { resultToProto, runToProto, statusFromProto } from "./mapping.js";
 
-/** The project of the API key in the `authorization: Bearer <key>` metadata. */
-async function projectOf(registry: RunRegistry, ctx: CallContext): Promise<string> {
-  const header = ctx.metadata.get("authorization")[0];
-  const match = typeof header === "string" ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  if (!match?.[1]) throw new LonghaulError("unauthenticated", "authorization metadata must be 'Bearer <api key>'");
-  return registry.authenticate(match[1]);
+/** The project of the API key in the `authorization: Bearer <key>` metadata, checked for `scope`. */
+async function projectOf(tenancy: Tenancy, ctx: CallContext, scope: Scope, what: string): Promise<string> {
+  return (await callerOf(tenancy, ctx, scope, what)).project;
+}
+
+/** A refusal over a project limit counts in the project's usage ("429s today"). */
+async function countingThrottles<T>(tenancy: Tenancy, project: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof LonghaulError && err.code === "resource_exhausted") await tenancy.noteThrottled(project);
+    throw err;
+  }
 }
 
 function appToProto(a: StoredApp & { queued: number; inFlight: number }): appsPb.App {
@@ -36,15 +46,15 @@ function appToProto(a: StoredApp & { queued: number; inFlight: number }): appsPb
 }
 
 /** `longhaul.v1.RunService` on the core registry. */
-export function createRunService(registry: RunRegistry, log: Logger): runsPb.RunServiceServer {
+export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: Logger): runsPb.RunServiceServer {
   return {
     // `run.submit` is the run's own first span: the run stores its context
     // (traceCarrier), and every later hop of the run joins it.
     submitRun: unary(log, "SubmitRun", (req: runsPb.SubmitRunRequest, ctx) =>
       inSpan("run.submit", { attributes: { [RunAttr.app]: req.app } }, async (span) => {
-        const project = await projectOf(registry, ctx);
+        const project = await projectOf(tenancy, ctx, "invoke", "submitting a run");
         const r = req.request;
-        const accepted = await registry.submit(
+        const accepted = await countingThrottles(tenancy, project, () => registry.submit(
           project,
           {
             app: req.app,
@@ -61,23 +71,28 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
             labels: req.labels,
           },
           traceCarrier(),
-        );
+        ));
         span.setAttributes({ [RunAttr.runId]: accepted.runId, [RunAttr.project]: project, "longhaul.existing": accepted.existing });
         return accepted;
       })),
     getRun: unary(log, "GetRun", async (req: runsPb.GetRunRequest, ctx) => {
-      const project = await projectOf(registry, ctx);
-      const v = req.waitSeconds
-        ? await registry.waitRun(project, req.runId, req.waitSeconds, ctx.signal)
-        : await registry.getRun(project, req.runId);
-      return { run: runToProto(v) };
+      const caller = await callerOf(tenancy, ctx, "read", "reading runs");
+      if (!req.waitSeconds) return { run: runToProto(await registry.getRun(caller.project, req.runId)) };
+      // A long poll is a watch: it holds a stream slot and ends when its key is revoked.
+      let v: Awaited<ReturnType<typeof registry.waitRun>> | undefined;
+      await countingThrottles(tenancy, caller.project, () =>
+        whileKeyWorks(tenancy, ctx, caller, async (signal) => {
+          v = await registry.waitRun(caller.project, req.runId, req.waitSeconds, signal);
+        }),
+      );
+      return { run: runToProto(v!) };
     }),
     getRunResult: unary(log, "GetRunResult", async (req: runsPb.GetRunResultRequest, ctx) => {
-      const { run } = await registry.getRun(await projectOf(registry, ctx), req.runId);
+      const { run } = await registry.getRun(await projectOf(tenancy, ctx, "read", "reading results"), req.runId);
       return resultToProto(run);
     }),
     getRunInput: unary(log, "GetRunInput", async (req: runsPb.GetRunInputRequest, ctx) => {
-      const { run } = await registry.getRun(await projectOf(registry, ctx), req.runId);
+      const { run } = await registry.getRun(await projectOf(tenancy, ctx, "read", "reading runs"), req.runId);
       return {
         runId: run.id,
         request: { method: run.method, path: run.path, query: run.query, headers: run.request_headers, body: run.request_body ?? Buffer.alloc(0) },
@@ -85,7 +100,7 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
       };
     }),
     listRuns: unary(log, "ListRuns", async (req: runsPb.ListRunsRequest, ctx) => {
-      const project = await projectOf(registry, ctx);
+      const project = await projectOf(tenancy, ctx, "read", "listing runs");
       if (req.status === runsPb.RunStatus.UNRECOGNIZED) throw new LonghaulError("invalid_argument", "status: unknown value");
       const { runs, nextCursor } = await registry.listRuns(project, {
         app: req.app,
@@ -102,22 +117,25 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
       return { runs: runs.map((run) => runToProto({ run, attempts: [] })), nextCursor };
     }),
     cancelRun: unary(log, "CancelRun", async (req: runsPb.CancelRunRequest, ctx) => {
-      const project = await projectOf(registry, ctx);
+      const project = await projectOf(tenancy, ctx, "invoke", "cancelling a run");
       await registry.cancel(project, req.runId);
       return { run: runToProto(await registry.getRun(project, req.runId)) };
     }),
     retryRun: unary(log, "RetryRun", (req: runsPb.RetryRunRequest, ctx) =>
       inSpan("run.submit", { attributes: { "longhaul.retry_of": req.runId } }, async (span) => {
-        const { runId } = await registry.retry(await projectOf(registry, ctx), req.runId, traceCarrier());
+        const project = await projectOf(tenancy, ctx, "invoke", "retrying a run");
+        const { runId } = await countingThrottles(tenancy, project, () => registry.retry(project, req.runId, traceCarrier()));
         span.setAttribute(RunAttr.runId, runId);
         return { runId };
       })),
     watchRun: serverStream(log, "WatchRun", async (req: runsPb.WatchRunRequest, ctx, write: (m: runsPb.WatchRunResponse) => void) => {
-      const project = await projectOf(registry, ctx);
-      await registry.watch(project, req.runId, ctx.signal, (v) => write({ run: runToProto(v) }));
+      const caller = await callerOf(tenancy, ctx, "read", "watching a run");
+      await countingThrottles(tenancy, caller.project, () =>
+        whileKeyWorks(tenancy, ctx, caller, (signal) => registry.watch(caller.project, req.runId, signal, (v) => write({ run: runToProto(v) }))),
+      );
     }),
     getRunStats: unary(log, "GetRunStats", async (req: runsPb.GetRunStatsRequest, ctx) => {
-      const s = await registry.stats(await projectOf(registry, ctx), { window: req.window, app: req.app, mode: req.mode });
+      const s = await registry.stats(await projectOf(tenancy, ctx, "read", "reading run figures"), { window: req.window, app: req.app, mode: req.mode });
       return {
         window: s.window,
         bucketSeconds: s.bucketSeconds,
@@ -140,20 +158,24 @@ export function createRunService(registry: RunRegistry, log: Logger): runsPb.Run
       };
     }),
     watchRuns: serverStream(log, "WatchRuns", async (req: runsPb.WatchRunsRequest, ctx, write: (m: runsPb.WatchRunsResponse) => void) => {
-      const project = await projectOf(registry, ctx);
-      await registry.watchRuns(project, { app: req.app, runIds: req.runIds, createdAfter: req.createdAfter }, ctx.signal, {
-        live: () => write({ run: undefined }),
-        run: (run) => write({ run: runToProto({ run, attempts: [] }) }),
-      });
+      const caller = await callerOf(tenancy, ctx, "read", "watching runs");
+      await countingThrottles(tenancy, caller.project, () =>
+        whileKeyWorks(tenancy, ctx, caller, (signal) =>
+          registry.watchRuns(caller.project, { app: req.app, runIds: req.runIds, createdAfter: req.createdAfter }, signal, {
+            live: () => write({ run: undefined }),
+            run: (run) => write({ run: runToProto({ run, attempts: [] }) }),
+          }),
+        ),
+      );
     }),
   };
 }
 
 /** `longhaul.v1.AppService` on the core registry. */
-export function createAppService(registry: RunRegistry, log: Logger): appsPb.AppServiceServer {
+export function createAppService(registry: RunRegistry, tenancy: Tenancy, log: Logger): appsPb.AppServiceServer {
   return {
     putApp: unary(log, "PutApp", async (req: appsPb.PutAppRequest, ctx) => {
-      const project = await projectOf(registry, ctx);
+      const project = await projectOf(tenancy, ctx, "admin", "changing apps");
       if (!req.app) throw new LonghaulError("invalid_argument", "app: required");
       const { app, created } = await registry.putApp(project, {
         name: req.app.name,
@@ -166,14 +188,14 @@ export function createAppService(registry: RunRegistry, log: Logger): appsPb.App
       return { app: appToProto(app), created };
     }),
     getApp: unary(log, "GetApp", async (req: appsPb.GetAppRequest, ctx) => ({
-      app: appToProto(await registry.getApp(await projectOf(registry, ctx), req.name)),
+      app: appToProto(await registry.getApp(await projectOf(tenancy, ctx, "read", "reading apps"), req.name)),
     })),
     deleteApp: unary(log, "DeleteApp", async (req: appsPb.DeleteAppRequest, ctx) => {
-      await registry.deleteApp(await projectOf(registry, ctx), req.name);
+      await registry.deleteApp(await projectOf(tenancy, ctx, "admin", "changing apps"), req.name);
       return {};
     }),
     listApps: unary(log, "ListApps", async (_req: appsPb.ListAppsRequest, ctx) => ({
-      apps: (await registry.listApps(await projectOf(registry, ctx))).map(appToProto),
+      apps: (await registry.listApps(await projectOf(tenancy, ctx, "read", "reading apps"))).map(appToProto),
     })),
   };
 }

@@ -79,7 +79,15 @@ export async function ensureProjectKey(db: Kysely<SchedulerDb>, project: string,
   });
 }
 
+/** The project of a live key (not revoked, of a project not deleted). */
 export async function projectOfKey(db: Kysely<SchedulerDb>, key: string): Promise<string | undefined> {
-  const row = await db.selectFrom("api_keys").select("project_id").where("key_hash", "=", hashApiKey(key)).executeTakeFirst();
+  const row = await db
+    .selectFrom("api_keys as k")
+    .innerJoin("projects as p", "p.id", "k.project_id")
+    .select("k.project_id")
+    .where("k.key_hash", "=", hashApiKey(key))
+    .where("k.revoked_at", "is", null)
+    .where("p.deleted_at", "is", null)
+    .executeTakeFirst();
   return row?.project_id;
 }

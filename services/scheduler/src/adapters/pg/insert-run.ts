@@ -4,6 +4,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
 import type { NewRun as NewRunInput } from "../../core/ports.js";
 import { findApp } from "./run-queries.js";
+import { admitSubmit } from "./tenancy-store.js";
 import type { SchedulerDb } from "./schema.js";
 
 export interface SubmitResult {
@@ -48,13 +49,16 @@ export async function submitRun(
   build: (app: AppSettings) => NewRunInput,
 ): Promise<SubmitResult> {
   return db.transaction().execute(async (trx) => {
+    // The project's limits first (its row lock comes before the app's).
+    const projectRoom = await admitSubmit(trx, project);
     const app = await findApp(trx, project, appName);
     if (!app) throw new LonghaulError("not_found", `app ${appName} not found`);
-    return insertRunIn(trx, build(app));
+    return insertRunIn(trx, build(app), projectRoom);
   });
 }
 
-async function insertRunIn(trx: Transaction<SchedulerDb>, input: NewRunInput): Promise<SubmitResult> {
+/** `projectRoom`: runs the project may still start under its max_in_flight (a run past it waits queued). */
+async function insertRunIn(trx: Transaction<SchedulerDb>, input: NewRunInput, projectRoom = Number.POSITIVE_INFINITY): Promise<SubmitResult> {
   {
     const runId = randomUUID();
     if (input.idempotencyKey) {
@@ -95,7 +99,7 @@ async function insertRunIn(trx: Transaction<SchedulerDb>, input: NewRunInput): P
     const delayed = input.notBefore !== null && input.notBefore.getTime() > Date.now();
     let status: "queued" | "dispatched" = "queued";
     if (!delayed) {
-      const room = await roomForApp(trx, input.project, input.app);
+      const room = projectRoom > 0 ? await roomForApp(trx, input.project, input.app) : 0;
       if (room > 0) status = "dispatched";
       else await refuseWhenQueueFull(trx, input);
     }

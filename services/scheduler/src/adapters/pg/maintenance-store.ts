@@ -1,6 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
 import { findApp } from "./run-queries.js";
+import { projectRoom } from "./tenancy-store.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** Apps that have queued runs whose time has come. */
@@ -28,8 +29,10 @@ export async function dispatchQueued(
   batch: number,
 ): Promise<DispatchRef[]> {
   return db.transaction().execute(async (trx) => {
+    // The project's max_in_flight first: its row lock comes before the app's (as at submit).
+    let room = Math.min(batch, await projectRoom(trx, project));
+    if (room <= 0) return [];
     const app: AppSettings | undefined = await findApp(trx, project, appName);
-    let room = batch;
     if (app && app.maxConcurrency > 0) {
       await trx.selectFrom("apps").select("name").where("project_id", "=", project).where("name", "=", appName).forUpdate().execute();
       const { n } = await trx
@@ -39,7 +42,7 @@ export async function dispatchQueued(
         .where("app", "=", appName)
         .where("status", "in", ["dispatched", "running"])
         .executeTakeFirstOrThrow();
-      room = Math.min(batch, app.maxConcurrency - n);
+      room = Math.min(room, app.maxConcurrency - n);
     }
     if (room <= 0) return [];
     const rows = await trx

@@ -163,4 +163,50 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`create table run_stats_progress (id integer primary key check (id = 1), rolled_until timestamptz not null)`.execute(db);
     },
   },
+  // Projects, keys and limits (DESIGN.md "Projects, keys and limits").
+  // Expand only: every new column has a default, so the previous release
+  // keeps running. Keys made from the environment get every scope. The
+  // token bucket of submits lives on the project's row (null tokens: full),
+  // so every copy of the scheduler draws from one bucket.
+  "0006_tenancy": {
+    async up(db: Kysely<unknown>) {
+      await sql`
+        alter table projects
+          add column deleted_at timestamptz,
+          add column submits_per_second double precision not null default 0,
+          add column burst integer not null default 0,
+          add column max_in_flight integer not null default 0,
+          add column max_queued integer not null default 0,
+          add column max_watch_streams integer not null default 0,
+          add column bucket_tokens double precision,
+          add column bucket_at timestamptz`.execute(db);
+      await sql`
+        alter table api_keys
+          add column id uuid not null default gen_random_uuid(),
+          add column name text not null default 'env',
+          add column scopes text[] not null default '{read,invoke,admin}',
+          add column prefix text not null default '',
+          add column last_used_at timestamptz,
+          add column revoked_at timestamptz`.execute(db);
+      await sql`create unique index api_keys_id on api_keys (id)`.execute(db);
+      await sql`create index api_keys_project on api_keys (project_id, created_at)`.execute(db);
+      // Refusals over a limit, per project and UTC day (the operator's "429s today").
+      await sql`
+        create table project_usage (
+          project_id text not null,
+          day date not null,
+          throttled bigint not null default 0,
+          primary key (project_id, day)
+        )`.execute(db);
+      // Watch streams open now, for max_watch_streams across every copy: a
+      // row per stream, kept alive while it is open, so a crashed copy's rows expire.
+      await sql`
+        create table watch_streams (
+          id uuid primary key,
+          project_id text not null,
+          expires_at timestamptz not null
+        )`.execute(db);
+      await sql`create index watch_streams_project on watch_streams (project_id, expires_at)`.execute(db);
+    },
+  },
 };

@@ -1,5 +1,5 @@
 import type { Kysely } from "kysely";
-import type { SchedulerStore } from "../../core/ports.js";
+import type { SchedulerStore, TenancyStore } from "../../core/ports.js";
 import * as apps from "./app-store.js";
 import * as maintenance from "./maintenance-store.js";
 import * as claims from "./claim-run.js";
@@ -7,6 +7,7 @@ import * as ends from "./end-attempt.js";
 import * as inserts from "./insert-run.js";
 import * as runs from "./run-queries.js";
 import * as stats from "./run-stats.js";
+import * as tenancy from "./tenancy-store.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** The scheduler's store on Postgres: the repositories bound to one database. */
@@ -41,5 +42,25 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     dropOldBodies: (retention) => maintenance.dropOldBodies(db, retention),
     runStats: (q, now) => stats.readRunStats(db, q, now, rolledHint),
     rollUpStats: async () => (rolledHint = await stats.rollUpRunStats(db)),
+  };
+}
+
+/** Projects, keys and limits on Postgres. */
+export function createPgTenancyStore(db: Kysely<SchedulerDb>): TenancyStore {
+  return {
+    findKey: (secret) => tenancy.findKey(db, secret),
+    createProject: (name, limits) => tenancy.createProject(db, name, limits),
+    getProject: (name) => tenancy.getProject(db, name),
+    listProjects: () => tenancy.listProjects(db),
+    projectUsage: (names) => tenancy.projectUsage(db, names),
+    updateLimits: (name, limits) => tenancy.updateLimits(db, name, limits),
+    deleteProject: (name) => tenancy.deleteProject(db, name),
+    createKey: (project, key) => tenancy.createKey(db, project, key),
+    listKeys: (project) => tenancy.listKeys(db, project),
+    revokeKey: (id, project) => tenancy.revokeKey(db, id, project),
+    countThrottled: (project) => tenancy.countThrottled(db, project),
+    openWatchStream: (project, id, max, ttl) => tenancy.openWatchStream(db, project, id, max, ttl),
+    renewWatchStream: (id, ttl) => tenancy.renewWatchStream(db, id, ttl),
+    closeWatchStream: (id) => tenancy.closeWatchStream(db, id),
   };
 }

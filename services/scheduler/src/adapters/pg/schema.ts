@@ -8,12 +8,39 @@ type NullableTimestamp = ColumnType<Date | null, Date | string | null, Date | st
 export interface ProjectsTable {
   id: string;
   created_at: GeneratedTimestamp;
+  deleted_at: NullableTimestamp;
+  submits_per_second: Generated<number>;
+  burst: Generated<number>;
+  max_in_flight: Generated<number>;
+  max_queued: Generated<number>;
+  max_watch_streams: Generated<number>;
+  /** Tokens left in the submit bucket at `bucket_at`; null: full. */
+  bucket_tokens: number | null;
+  bucket_at: NullableTimestamp;
 }
 
 export interface ApiKeysTable {
   key_hash: string;
   project_id: string;
   created_at: GeneratedTimestamp;
+  id: Generated<string>;
+  name: Generated<string>;
+  scopes: ColumnType<string[], string[] | undefined, string[]>;
+  prefix: Generated<string>;
+  last_used_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+}
+
+export interface ProjectUsageTable {
+  project_id: string;
+  day: ColumnType<Date, string, string>;
+  throttled: ColumnType<string, number | undefined, number>;
+}
+
+export interface WatchStreamsTable {
+  id: string;
+  project_id: string;
+  expires_at: Timestamp;
 }
 
 export interface AppsTable {
@@ -136,6 +163,8 @@ export interface SchedulerDb {
   idempotency_keys: IdempotencyKeysTable;
   run_stats: RunStatsTable;
   run_stats_progress: RunStatsProgressTable;
+  project_usage: ProjectUsageTable;
+  watch_streams: WatchStreamsTable;
 }
 
 export type RunRow = Selectable<RunsTable>;

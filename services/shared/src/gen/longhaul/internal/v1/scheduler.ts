@@ -40,6 +40,8 @@ export interface AuthenticateRequest {
 
 export interface AuthenticateResponse {
   project: string;
+  /** What the key may do: "read", "invoke", "admin". */
+  scopes: string[];
 }
 
 export interface ClaimRunRequest {
@@ -232,13 +234,16 @@ export const AuthenticateRequest: MessageFns<AuthenticateRequest> = {
 };
 
 function createBaseAuthenticateResponse(): AuthenticateResponse {
-  return { project: "" };
+  return { project: "", scopes: [] };
 }
 
 export const AuthenticateResponse: MessageFns<AuthenticateResponse> = {
   encode(message: AuthenticateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.project !== "") {
       writer.uint32(10).string(message.project);
+    }
+    for (const v of message.scopes) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -264,6 +269,14 @@ export const AuthenticateResponse: MessageFns<AuthenticateResponse> = {
             message.project = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.scopes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -277,13 +290,19 @@ export const AuthenticateResponse: MessageFns<AuthenticateResponse> = {
   },
 
   fromJSON(object: any): AuthenticateResponse {
-    return { project: isSet(object.project) ? globalThis.String(object.project) : "" };
+    return {
+      project: isSet(object.project) ? globalThis.String(object.project) : "",
+      scopes: globalThis.Array.isArray(object?.scopes) ? object.scopes.map((e: any) => globalThis.String(e)) : [],
+    };
   },
 
   toJSON(message: AuthenticateResponse): unknown {
     const obj: any = {};
     if (message.project !== "") {
       obj.project = message.project;
+    }
+    if (message.scopes?.length) {
+      obj.scopes = message.scopes;
     }
     return obj;
   },
@@ -294,6 +313,7 @@ export const AuthenticateResponse: MessageFns<AuthenticateResponse> = {
   fromPartial<I extends Exact<DeepPartial<AuthenticateResponse>, I>>(object: I): AuthenticateResponse {
     const message = createBaseAuthenticateResponse();
     message.project = object.project ?? "";
+    message.scopes = object.scopes?.map((e) => e) || [];
     return message;
   },
 };
