@@ -36,6 +36,12 @@ export interface MeshOptions {
   signal?: AbortSignal;
   /** @default 30000 */
   readyTimeoutMs?: number;
+  /**
+   * Port of a copy other than the first, for one of its port variables
+   * (`npm start -- --replicas` gives copy i the default + 10·i). Undefined or
+   * absent: a free port.
+   */
+  portFor?: (name: ServiceName, index: number, portVar: string) => number | undefined;
   /** Script run for a service. @default `<repo>/services/<name>/dist/main.js` */
   entry?: (name: ServiceName) => string;
   /** Node flags before the script. @default ["--import", "@longhaul/shared/otel-register"] */
@@ -82,8 +88,13 @@ export interface Mesh {
   kill(name: ServiceName, index?: number, signal?: NodeJS.Signals): Promise<ExitResult>;
   /** Starts a stopped copy again with the same env and ports; resolves once it is ready. */
   start(name: ServiceName, index?: number): Promise<void>;
-  /** SIGTERM to ingress, then invoker + notifier, then scheduler; SIGKILL after 10 s each. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * SIGTERM to every ingress, invoker and notifier at once; once they are gone,
+   * to the schedulers (draining invokers report to them). A copy still running
+   * `graceMs` after its SIGTERM is killed; `Infinity` waits as long as it takes.
+   * Idempotent. @default graceMs 10000
+   */
+  stop(options?: { graceMs?: number }): Promise<void>;
   /** Everything the copy wrote so far (all its runs). */
   logs(name: ServiceName, index?: number): string;
 }

@@ -22,8 +22,13 @@ export const PORT_VARS = {
   ingress: ["LONGHAUL_HTTP_PORT"],
 };
 
-/** Start order: each tier waits for the one before; stop runs it backwards. */
+/** Start order: each tier waits for the one before. */
 const TIERS = [["scheduler"], ["invoker", "notifier"], ["ingress"]];
+/**
+ * Stop order: everything but the schedulers at once, then the schedulers, which
+ * draining invokers still report their calls' outcomes to.
+ */
+const STOP_TIERS = [["ingress", "invoker", "notifier"], ["scheduler"]];
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 const LAST_LINES = 40;
@@ -83,6 +88,7 @@ export async function startMesh(options) {
     entry = (name) => path.join(repoRoot, "services", name, "dist", "main.js"),
     nodeArgs = ["--import", "@longhaul/shared/otel-register"],
     formatLine = (name, index, line) => `[${name}#${index}] ${line}`,
+    portFor,
     onExit,
     signal,
   } = options;
@@ -102,8 +108,9 @@ export async function startMesh(options) {
     for (let index = 0; index < n; index++) {
       const ports = {};
       for (const v of PORT_VARS[name]) {
-        // A port given in env/serviceEnv applies to the first copy; others get free ones.
-        ports[v] = await pick(index === 0 ? (serviceEnv[name]?.[v] ?? extraEnv[v]) : undefined);
+        // A port given in env/serviceEnv applies to the first copy; others get
+        // portFor's, else free ones.
+        ports[v] = await pick(index === 0 ? (serviceEnv[name]?.[v] ?? extraEnv[v]) : portFor?.(name, index, v));
       }
       copies.push({ name, index, ports, logFile: path.join(logDir, `${name}-${index}.log`) });
     }
@@ -250,11 +257,15 @@ export async function startMesh(options) {
     return c.child !== undefined && c.child.exitCode === null && c.child.signalCode === null;
   }
 
-  /** Signals a copy's process group; SIGKILL after the grace period; resolves once it is gone. */
+  /**
+   * Signals a copy's process group; SIGKILL after the grace period (never when
+   * it is Infinity); resolves once it is gone.
+   */
   async function terminate(c, signal, graceMs = STOP_GRACE_MS) {
     if (!c.child) return { code: null, signal: null };
     if (alive(c)) killGroup(c.child.pid, signal);
-    const timer = setTimeout(() => killGroup(c.child.pid, "SIGKILL"), graceMs);
+    const child = c.child;
+    const timer = Number.isFinite(graceMs) ? setTimeout(() => killGroup(child.pid, "SIGKILL"), graceMs) : undefined;
     const result = await c.closed;
     clearTimeout(timer);
     return result;
@@ -267,10 +278,10 @@ export async function startMesh(options) {
   process.prependListener("exit", killAllOnExit);
 
   let stopping;
-  async function stop() {
+  async function stop({ graceMs = STOP_GRACE_MS } = {}) {
     stopping ??= (async () => {
-      for (const tier of [...TIERS].reverse()) {
-        await Promise.all(copies.filter((c) => tier.includes(c.name)).map((c) => terminate(c, "SIGTERM")));
+      for (const tier of STOP_TIERS) {
+        await Promise.all(copies.filter((c) => tier.includes(c.name)).map((c) => terminate(c, "SIGTERM", graceMs)));
       }
       process.off("exit", killAllOnExit);
     })();
