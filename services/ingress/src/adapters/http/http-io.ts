@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { LonghaulError, errorBody, httpStatusOf } from "@longhaul/shared/errors";
+import { LonghaulError, errorBody, httpStatusOf, type QuotaState } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
 import { isTransportFailure } from "@longhaul/shared/grpc";
 
@@ -72,6 +72,7 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger): void 
   } else if (status === 429) {
     headers["retry-after"] = "1";
   }
+  if (status === 429 && e.quota) Object.assign(headers, rateLimitHeaders(e.quota));
   if (status === 401) headers["www-authenticate"] = 'Bearer realm="longhaul"';
   // A 413 or 401 may leave an upload unread: close instead of draining it.
   if (status === 413 || (!res.req.complete && status < 500)) headers["connection"] = "close";
@@ -83,3 +84,18 @@ const TRANSPORT_MESSAGES: Partial<Record<LonghaulError["code"], string>> = {
   unavailable: "a Longhaul service is unavailable; try again",
   deadline_exceeded: "a Longhaul service did not answer in time",
 };
+
+/**
+ * The `RateLimit-Policy` and `RateLimit` fields of the IETF httpapi draft
+ * "RateLimit header fields for HTTP" (draft-ietf-httpapi-ratelimit-headers-10):
+ * structured-field lists naming the policy (the limit's name), its quota `q`
+ * and window `w` in seconds (a limit on what is held at once, such as runs
+ * queued, has no window), what `r` remains and the seconds `t` until it resets.
+ */
+export function rateLimitHeaders(q: QuotaState): Record<string, string> {
+  const name = `"${q.limit.replace(/[^a-z0-9_]/g, "")}"`;
+  return {
+    "ratelimit-policy": `${name};q=${Math.round(q.quota)}${q.windowSeconds !== undefined ? `;w=${Math.round(q.windowSeconds)}` : ""}`,
+    ratelimit: `${name};r=${Math.max(0, Math.floor(q.remaining))};t=${Math.max(0, Math.ceil(q.resetSeconds))}`,
+  };
+}
