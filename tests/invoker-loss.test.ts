@@ -95,7 +95,8 @@ describe("invoker loss", () => {
     process.kill(paused.pid!, "SIGSTOP");
     try {
       // The lease runs out; attempt 2 goes to the other invoker.
-      await eventually(async () => (releases.get("pause")?.length ?? 0) >= 2, 30_000, "second attempt while paused");
+      // Generous: a dispatch handed to the paused invoker waits out JetStream's ack wait (10 s) first.
+      await eventually(async () => (releases.get("pause")?.length ?? 0) >= 2, 60_000, "second attempt while paused");
       const during = (await api.getRun(held.id)).json;
       expect(during).toMatchObject({ status: "running", attempt: 2 });
       expect(invokerIndexOf(during.attempts.at(-1).invoker_id)).not.toBe(held.invoker);
@@ -115,7 +116,7 @@ describe("invoker loss", () => {
     expect(run.attempts[0]).toMatchObject({ error_code: "interrupted" });
     // The resumed invoker logged that its result was refused or its lease lost.
     await eventually(async () => /lost|refused|stale|not accepted/i.test(mesh.logs("invoker", held.invoker)), 10_000, "stale result noticed");
-  });
+  }, 120_000);
 
   it("SIGTERM drains: the held call is handed back and retried elsewhere, nothing left running", async () => {
     await api.putApp("drained", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2, idempotent: true } });

@@ -85,7 +85,8 @@ export interface Mesh {
   /** A snapshot of every copy. */
   readonly processes: MeshProcess[];
   /** Signals a copy's process group (SIGKILL after 10 s); resolves once it exited. @default index 0, SIGTERM */
-  kill(name: ServiceName, index?: number, signal?: NodeJS.Signals): Promise<ExitResult>;
+  /** Signals one copy; SIGKILL if it has not exited after `graceMs` (10 s). */
+  kill(name: ServiceName, index?: number, signal?: NodeJS.Signals, graceMs?: number): Promise<ExitResult>;
   /** Starts a stopped copy again with the same env and ports; resolves once it is ready. */
   start(name: ServiceName, index?: number): Promise<void>;
   /**

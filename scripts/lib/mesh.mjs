@@ -323,10 +323,10 @@ export async function startMesh(options) {
         ports: { ...c.ports },
       }));
     },
-    kill(name, index = 0, signal = "SIGTERM") {
+    kill(name, index = 0, signal = "SIGTERM", graceMs = STOP_GRACE_MS) {
       const c = find(name, index);
       c.expectExit = true;
-      return terminate(c, signal);
+      return terminate(c, signal, graceMs);
     },
     async start(name, index = 0) {
       const c = find(name, index);

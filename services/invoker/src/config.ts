@@ -36,8 +36,12 @@ export const invokerEnvSchema = commonEnvSchema.extend({
    * find a connection during such a burst. @default 16
    */
   INVOKER_MAX_CONCURRENT_REPORTS: envInt(16, 1),
-  /** On SIGTERM, how long calls in flight may finish before they are handed back. @default 30 */
-  INVOKER_DRAIN_SECONDS: envInt(30, 0),
+  /**
+   * On SIGTERM, how long calls in flight may run on before the rest are handed
+   * back (a second SIGTERM ends at once). The longest a run may take, so a
+   * deploy never cuts a call. @default 43200 (12 h)
+   */
+  INVOKER_DRAIN_SECONDS: envInt(43_200, 0),
   /** Bytes of an app's response body kept for a run; the rest is read and dropped. @default 10 MiB */
   INVOKER_MAX_RESPONSE_BYTES: envInt(10 * 1024 * 1024, 0),
   /** Heartbeat period override in ms. @default lease_seconds * 1000 / 3, as the scheduler says */

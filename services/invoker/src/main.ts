@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { createLogger } from "@longhaul/shared/logger";
 import { shutdownTelemetry } from "@longhaul/shared/telemetry";
-import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
+import { createRegistry, Gauge, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
 import { connectNats, natsNames } from "@longhaul/shared/nats";
@@ -29,6 +29,7 @@ async function main(): Promise<void> {
 
   const registry = createRegistry("invoker");
   const metrics = createInvokerMetrics(registry);
+  const draining = new Gauge({ name: "longhaul_invoker_draining", help: "1 while the invoker drains (SIGTERM): no new dispatches, held calls run to their end", registers: [registry] });
   const capacity = createCapacity(config.INVOKER_MAX_IN_FLIGHT);
   const agent = createUpstreamAgent();
   const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
@@ -83,7 +84,11 @@ async function main(): Promise<void> {
     capacity,
     log,
     replicas: config.LONGHAUL_NATS_REPLICAS,
-    claim: (d) => invoker.claim(d),
+    claim: async (d) => {
+      const decision = await invoker.claim(d);
+      heartbeats.nudge();
+      return decision;
+    },
   });
   registerConsumerPending(registry, await jetstreamManager(nc), names.dispatchStream, names.invokerConsumer);
   consuming = true;
@@ -97,6 +102,7 @@ async function main(): Promise<void> {
         // Held runs finish or are released; sync calls get the same time.
         name: "calls in flight",
         close: async () => {
+          draining.set(1);
           grpc.setServing(false);
           await Promise.all([invoker.drain(drainMs), grpc.stop(drainMs)]);
         },

@@ -10,6 +10,11 @@ export function printResults(r) {
   console.log("");
   console.log(`machine: ${m.cpus} × ${m.cpuModel}, ${m.memGb} GB, node ${m.node}; load average before ${m.loadBefore}, after ${r.loadAfter}`);
   if (r.longhaulBase) console.log(`invoker at rest (after 100 warm-up runs): RSS ${mb(r.longhaulBase.rss)} MB, heap ${mb(r.longhaulBase.heapUsed)} MB`);
+  if (r.longhaulBase?.pg)
+    console.log(
+      `Postgres at rest (no calls held, no submits): ${r.longhaulBase.pg.commitsPerSecond.toFixed(1)} commits/s, ` +
+        `${r.longhaulBase.pg.rowsUpdatedPerSecond.toFixed(1)} rows updated/s; the PG columns below are measured the same way while N calls are held`,
+    );
   if (r.floorBase) console.log(`floor at rest (after 50 warm-up calls): RSS ${mb(r.floorBase.rss)} MB, heap ${mb(r.floorBase.heapUsed)} MB`);
   const head = [
     "N held",
@@ -18,6 +23,8 @@ export function printResults(r) {
     "heap/call KB",
     "event-loop p99 ms",
     "accept p50/p99 ms",
+    "PG commits/s",
+    "PG rows updated/s",
     "floor RSS/call KB",
     "floor heap/call KB",
     "floor event-loop p99 ms",
@@ -34,6 +41,8 @@ export function printResults(r) {
       kb(perCall(l, "heapUsed")),
       msf(l?.eldP99Ms),
       l ? `${msf(l.probe.p50)} / ${msf(l.probe.p99)}${l.probe.failed ? ` (${l.probe.failed} failed)` : ""}` : "-",
+      l?.pg ? l.pg.commitsPerSecond.toFixed(1) : "-",
+      l?.pg ? l.pg.rowsUpdatedPerSecond.toFixed(1) : "-",
       kb(perCall(f, "rss")),
       kb(perCall(f, "heapUsed")),
       msf(f?.eldP99Ms),

@@ -45,6 +45,8 @@ const maxN = steps.at(-1);
 const SUBMIT_CONCURRENCY = 32;
 const SETTLE_MS = 5_000;
 const DRAIN_WAIT_MS = 120_000;
+/** Long enough for several heartbeats at the default lease (15 s: one beat every 5 s). */
+const PG_WINDOW_MS = 20_000;
 
 const t0 = Date.now();
 const log = (m) => console.error(`[bench:held ${((Date.now() - t0) / 1000).toFixed(0)}s] ${m}`);
@@ -150,6 +152,20 @@ async function measureLonghaul(deps, appUrls, appCounts, releaseAll) {
     await until(async () => ({ done: ((await byStatus()).succeeded ?? 0) >= 100 }), 60_000);
     await sleep(SETTLE_MS);
     const base = await sampleInvoker(invoker.pid, metricsUrl, 5);
+    // Postgres' own counters over a quiet window (no submits): what the mesh
+    // costs it at rest, and then while holding N calls (heartbeats).
+    const pgRate = async () => {
+      // Other backends publish their counters at most once a second; the window is long enough for that.
+      const read = async () =>
+        (await db.query("select xact_commit::float8 as c, tup_updated::float8 as u from pg_stat_database where datname = current_database()")).rows[0];
+      const a = await read();
+      const t = Date.now();
+      await sleep(PG_WINDOW_MS);
+      const b = await read();
+      const s = (Date.now() - t) / 1000;
+      return { commitsPerSecond: (b.c - a.c) / s, rowsUpdatedPerSecond: (b.u - a.u) / s };
+    };
+    base.pg = await pgRate();
     results.longhaulBase = base;
     log(`invoker baseline: RSS ${(base.rss / 2 ** 20).toFixed(0)} MB, heap ${(base.heapUsed / 2 ** 20).toFixed(0)} MB`);
 
@@ -168,6 +184,8 @@ async function measureLonghaul(deps, appUrls, appCounts, releaseAll) {
       current = n;
       log(`N=${n}: ${filled.held} held after ${(fillMs / 1000).toFixed(1)} s (submits took ${(submitMs / 1000).toFixed(1)} s); load ${loadavg()}`);
       await sleep(SETTLE_MS);
+      const pgHeld = await pgRate();
+      log(`N=${n}: Postgres ${pgHeld.commitsPerSecond.toFixed(1)} commits/s, ${pgHeld.rowsUpdatedPerSecond.toFixed(1)} rows updated/s (at rest ${base.pg.commitsPerSecond.toFixed(1)}, ${base.pg.rowsUpdatedPerSecond.toFixed(1)})`);
       const m = await measureWindow({
         sample: () => rssOf(invoker.pid),
         start: () => scrape(metricsUrl),
@@ -178,7 +196,7 @@ async function measureLonghaul(deps, appUrls, appCounts, releaseAll) {
         },
       });
       quickSent += probes;
-      const row = { n, held: filled.held, fillMs, submitMs, ...m, fds: fdsOf(invoker.pid), load: loadavg(), base };
+      const row = { n, held: filled.held, fillMs, submitMs, ...m, pg: pgHeld, fds: fdsOf(invoker.pid), load: loadavg(), base };
       results.longhaul.push(row);
       logRow("invoker", row);
     }

@@ -6,7 +6,7 @@ import { FakeClock, FakeScheduler, settle, unavailable } from "../testing/fakes.
 
 const log = createLogger("invoker-test", "silent");
 
-function setup(over: { overrideMs?: number; claimLease?: number; batchSize?: number } = {}) {
+function setup(over: { overrideMs?: number; claimLease?: number | (() => number); batchSize?: number } = {}) {
   const clock = new FakeClock();
   const scheduler = new FakeScheduler();
   let held: Dispatch[] = [{ runId: "r1", attempt: 1 }];
@@ -18,7 +18,7 @@ function setup(over: { overrideMs?: number; claimLease?: number; batchSize?: num
     log,
     held: () => held,
     onLost: (l) => lost.push(l),
-    claimLeaseSeconds: () => over.claimLease ?? 0,
+    claimLeaseSeconds: typeof over.claimLease === "function" ? over.claimLease : () => (over.claimLease as number | undefined) ?? 0,
     overrideMs: over.overrideMs,
     ...(over.batchSize ? { batchSize: over.batchSize } : {}),
   });
@@ -26,6 +26,26 @@ function setup(over: { overrideMs?: number; claimLease?: number; batchSize?: num
 }
 
 describe("HeartbeatLoop", () => {
+  it("a claim that teaches a short lease brings the first beat forward (the 30-s default would outlast it)", async () => {
+    let lease = 0;
+    const t = setup({ claimLease: () => lease });
+    t.scheduler.heartbeatImpl = async () => ({ lost: [], leaseSeconds: 6 });
+    t.loop.start(); // timer set for 10 s (default lease 30 s)
+    await t.clock.advance(1_000);
+    lease = 6;
+    t.loop.nudge(); // now due 2 s from here
+    await t.clock.advance(1_999);
+    expect(t.scheduler.heartbeats).toHaveLength(0);
+    await t.clock.advance(1);
+    expect(t.scheduler.heartbeats).toHaveLength(1);
+    // A nudge when the next beat is already due within a period changes nothing.
+    await t.clock.advance(1_000);
+    t.loop.nudge();
+    await t.clock.advance(1_000);
+    expect(t.scheduler.heartbeats).toHaveLength(2);
+  });
+
+
   it("beats every lease/3 with the held runs, learning the lease from claims and answers", async () => {
     const t = setup({ claimLease: 60 });
     t.scheduler.heartbeatImpl = async () => ({ lost: [], leaseSeconds: 9 });

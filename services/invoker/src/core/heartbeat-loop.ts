@@ -15,24 +15,25 @@ export interface HeartbeatLoopOptions {
   claimLeaseSeconds(): number;
   /** Fixed period (INVOKER_HEARTBEAT_MS); otherwise a third of the lease. */
   overrideMs?: number | undefined;
-  /** Most runs named in one Heartbeat call; more are sent in several calls, one after the other. @default 2000 */
+  /** Most runs named in one Heartbeat call; more are sent in several calls. @default 20000 */
   batchSize?: number;
 }
 
 /** Lease assumed before the scheduler has told us one. */
 const DEFAULT_LEASE_SECONDS = 30;
 /**
- * Runs per Heartbeat call. One call for 16,000 held runs blocked the event
- * loop while its message was built and encoded (issue 5: event-loop p99), and
- * the scheduler's UPDATE for it failed in Postgres (its `(id, attempt) in
- * (...)` list of ~8,000 or more rows hits "stack depth limit exceeded"): in
- * batches, each step is short and the scheduler's statement stays small.
+ * Runs per Heartbeat call. A beat renews the invoker's own lease (one row,
+ * however many calls it holds) and asks which of the runs it names are still
+ * its own, in one statement: one call per beat keeps Postgres at one commit
+ * per invoker per beat (npm run bench:held). Above this, a beat is split so
+ * that no single message blocks the event loop for long while it is encoded.
  */
-const DEFAULT_BATCH_SIZE = 2000;
+const DEFAULT_BATCH_SIZE = 20_000;
 
 /**
  * Sends `Heartbeat(invoker_id, held runs)` every lease/3 so the scheduler
- * keeps our leases alive, and aborts the runs it names as lost. A failed
+ * keeps this invoker's lease alive (one lease per invoker, not per call), and
+ * aborts the runs it names as no longer ours. A failed
  * beat is logged and the next one tries again: two more chances fit in a lease.
  */
 export class HeartbeatLoop {
@@ -40,6 +41,8 @@ export class HeartbeatLoop {
   private running = false;
   private leaseSeconds = 0;
   private inFlight: Promise<void> = Promise.resolve();
+  private nextAt = 0;
+  private beating = false;
 
   constructor(private readonly o: HeartbeatLoopOptions) {}
 
@@ -97,11 +100,29 @@ export class HeartbeatLoop {
     this.o.log.debug({ held: held.length, lost }, "heartbeat");
   }
 
+  /**
+   * Brings the next beat forward when it is due later than one period from
+   * now: the first claim teaches the lease, and a timer set before it (with
+   * the 30-s default) would let a shorter lease run out before the first beat.
+   */
+  nudge(): void {
+    if (!this.running || this.beating) return;
+    if (this.nextAt - this.o.clock.now() <= this.periodMs()) return;
+    this.stopTimer?.();
+    this.schedule();
+  }
+
   private schedule(): void {
     if (!this.running) return;
+    const period = this.periodMs();
+    this.nextAt = this.o.clock.now() + period;
     this.stopTimer = this.o.clock.setTimer(() => {
-      this.inFlight = this.beat().finally(() => this.schedule());
-    }, this.periodMs());
+      this.beating = true;
+      this.inFlight = this.beat().finally(() => {
+        this.beating = false;
+        this.schedule();
+      });
+    }, period);
   }
 }
 

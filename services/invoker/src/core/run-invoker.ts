@@ -166,18 +166,25 @@ export class RunInvoker {
   }
 
   /**
-   * Waits up to `graceMs` for held runs to finish on their own, then aborts
-   * the rest and hands each back with ReleaseRun (reason `invoker_draining`).
+   * Waits up to `graceMs` for held runs to finish on their own (a deploy never
+   * cuts a call: INVOKER_DRAIN_SECONDS defaults to 12 hours, the longest a run
+   * may take), saying every minute how many are left, then aborts the rest
+   * and hands each back with ReleaseRun (reason `invoker_draining`).
    */
-  async drain(graceMs: number): Promise<void> {
+  async drain(graceMs: number, progressEveryMs = 60_000): Promise<void> {
     const all = () => Promise.all([...this.held.values()].map((h) => h.done));
-    const timeout = new AbortController();
-    const finished = await Promise.race([
-      all().then(() => true),
-      this.o.clock.sleep(graceMs, timeout.signal).then(() => false),
-    ]);
-    timeout.abort();
-    if (finished) return;
+    const deadline = this.o.clock.now() + graceMs;
+    const done = all().then(() => true);
+    this.o.log.info({ held: this.held.size, drain_seconds: graceMs / 1000 }, "draining: calls held run to their end; no new dispatches taken");
+    for (;;) {
+      const left = deadline - this.o.clock.now();
+      if (left <= 0) break;
+      const timeout = new AbortController();
+      const finished = await Promise.race([done, this.o.clock.sleep(Math.min(left, progressEveryMs), timeout.signal).then(() => false)]);
+      timeout.abort();
+      if (finished) return;
+      if (deadline - this.o.clock.now() > 0) this.o.log.info({ held: this.held.size }, "draining: calls still held");
+    }
     this.o.log.warn({ held: this.held.size }, "drain time is up; releasing the calls still held");
     for (const h of this.held.values()) letGo(h, "draining");
     await all();

@@ -83,7 +83,8 @@ export interface SchedulerStore {
   /** The project's runs among `ids`, without bodies (as listRuns), in one statement. */
   findRuns(project: string, ids: readonly string[]): Promise<RunRecord[]>;
   claimRun(runId: string, attempt: number, invokerId: string, leaseSeconds: number): Promise<RunRecord | undefined>;
-  extendLeases(invokerId: string, held: { runId: string; attempt: number }[], leaseSeconds: number): Promise<Set<string>>;
+  /** Renews the invoker's own lease (one row) and returns which of `held` (as `id:attempt`) it still owns. */
+  renewSession(invokerId: string, held: { runId: string; attempt: number }[], leaseSeconds: number): Promise<Set<string>>;
   endAttempt(
     runId: string,
     attempt: number,
@@ -98,6 +99,8 @@ export interface SchedulerStore {
   appsWithDueRuns(limit: number): Promise<{ project: string; app: string }[]>;
   dispatchQueued(project: string, app: string, batch: number): Promise<DispatchRef[]>;
   expireQueued(): Promise<{ id: string; project: string; app: string; webhook: boolean }[]>;
+  /** Deletes sessions long expired that own no running run; how many. */
+  dropIdleSessions(): Promise<number>;
   expiredLeases(limit: number): Promise<{ id: string; attempt: number }[]>;
   staleDispatches(afterSeconds: number, limit: number): Promise<DispatchRef[]>;
   untakenWebhooks(afterSeconds: number, limit: number): Promise<{ id: string; project: string; app: string; status: string }[]>;

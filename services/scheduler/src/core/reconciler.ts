@@ -15,6 +15,10 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
   const { store, settings, log } = deps;
   const effects = createEffects(deps);
   let lastRetention = 0;
+  // A scheduler that has just started (or restarted) lets invokers reach it
+  // for one lease before it ends anything as lost: their heartbeats failed
+  // while no scheduler answered, and that is not the invoker's loss.
+  const leasesFrom = Date.now() + settings.leaseSeconds * 1000;
 
   async function step(name: string, fn: () => Promise<void>): Promise<void> {
     try {
@@ -36,7 +40,7 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
           });
         }
       });
-      await step("leases", async () => {
+      if (Date.now() >= leasesFrom) await step("leases", async () => {
         for (const l of await store.expiredLeases(BATCH)) {
           log.warn({ run_id: l.id, attempt: l.attempt }, "lease expired: invoker lost");
           await lifecycle.expireLease(l.id, l.attempt);
@@ -63,6 +67,10 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
         await step("retention", async () => {
           const n = await store.dropOldBodies(settings.retentionSeconds);
           if (n > 0) log.info({ runs: n }, "dropped bodies past retention");
+        });
+        await step("sessions", async () => {
+          const n = await store.dropIdleSessions();
+          if (n > 0) log.info({ sessions: n }, "forgot invoker sessions idle for an hour");
         });
       }
     },

@@ -86,7 +86,7 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     },
 
     async heartbeat(invokerId: string, held: { runId: string; attempt: number }[]) {
-      const owned = await store.extendLeases(invokerId, held, settings.leaseSeconds);
+      const owned = await store.renewSession(invokerId, held, settings.leaseSeconds);
       return held.filter((h) => !owned.has(`${h.runId}:${h.attempt}`));
     },
 

@@ -20,8 +20,12 @@ export const channelOptions: Partial<ChannelOptions> = {
   "grpc.max_receive_message_length": 16 * 1024 * 1024,
   "grpc.max_send_message_length": 16 * 1024 * 1024,
   // grpc-js backs off reconnects up to 120 s by default, and calls fail fast
-  // meanwhile: a peer back after a restart would stay "unavailable" for minutes.
-  "grpc.max_reconnect_backoff_ms": 5_000,
+  // meanwhile: a peer back after a restart would stay "unavailable" for
+  // minutes. Peers of the mesh are near and a connect attempt is cheap; an
+  // invoker must be able to heartbeat again within a second of its scheduler's
+  // return, well inside the lease.
+  "grpc.initial_reconnect_backoff_ms": 200,
+  "grpc.max_reconnect_backoff_ms": 1_000,
   // The service config is ours (below), never read from DNS TXT records.
   "grpc.service_config_disable_resolution": 1,
   // A lost copy makes the channel resolve its name again (a new pod's address);

@@ -34,6 +34,12 @@ export async function claimRun(
       .returning(runColumns)
       .executeTakeFirst();
     if (!row) return undefined;
+    // Every owner has a session row, so a lost invoker's runs are found from
+    // it (maintenance-store expiredLeases). An existing row is left alone (no
+    // row lock shared by an invoker's concurrent claims): the run's own lease
+    // covers the call until the invoker's next heartbeat renews it.
+    await sql`insert into invoker_sessions (invoker_id, lease_expires_at)
+      values (${invokerId}, now() + make_interval(secs => ${leaseSeconds})) on conflict (invoker_id) do nothing`.execute(trx);
     const existing = await trx
       .selectFrom("run_attempts")
       .select("attempt")
@@ -46,26 +52,29 @@ export async function claimRun(
   });
 }
 
-/** Extends the leases an invoker still holds; returns the ones it still owns. */
-export async function extendLeases(
+/**
+ * One heartbeat of an invoker, one statement: renews the invoker's own lease
+ * (one row, however many calls it holds) and returns which of the attempts it
+ * names it still owns. Run rows are not written: a held call costs Postgres
+ * nothing per beat.
+ */
+export async function renewSession(
   db: Db,
   invokerId: string,
   held: { runId: string; attempt: number }[],
   leaseSeconds: number,
 ): Promise<Set<string>> {
-  if (held.length === 0) return new Set();
-  const rows = await db
-    .updateTable("runs")
-    .set({ lease_expires_at: sql<Date>`now() + make_interval(secs => ${leaseSeconds})` as never })
-    .where("owner", "=", invokerId)
-    .where("status", "=", "running")
-    // Two arrays unnested, not a row-value IN list: Postgres fails a list of
-    // several thousand tuples with "stack depth limit exceeded".
-    .where(
-      sql<boolean>`(id, attempt) in (select * from unnest(${held.map((h) => h.runId)}::uuid[], ${held.map((h) => h.attempt)}::int[]))`,
+  // Two arrays unnested, not a row-value IN list: Postgres fails a list of
+  // several thousand tuples with "stack depth limit exceeded". The upsert is a
+  // data-modifying CTE: Postgres runs it whether or not the select reads it.
+  const { rows } = await sql<{ id: string; attempt: number }>`
+    with renewed as (
+      insert into invoker_sessions (invoker_id, lease_expires_at)
+      values (${invokerId}, now() + make_interval(secs => ${leaseSeconds}))
+      on conflict (invoker_id) do update set lease_expires_at = excluded.lease_expires_at
     )
-    .returning(["id", "attempt"])
-    .execute();
+    select r.id, r.attempt from runs r
+    where (r.id, r.attempt) in (select * from unnest(${held.map((h) => h.runId)}::uuid[], ${held.map((h) => h.attempt)}::int[]))
+      and r.owner = ${invokerId} and r.status = 'running'`.execute(db);
   return new Set(rows.map((r) => `${r.id}:${r.attempt}`));
 }
-

@@ -2,6 +2,7 @@ import { sql, type Kysely } from "kysely";
 import type { AppSettings, RunRecord } from "../../core/model.js";
 import type { AttemptResult } from "../../core/ports.js";
 import type { Decision } from "../../core/retry-policy.js";
+import { lostLease } from "./maintenance-store.js";
 import { runColumns } from "./run-columns.js";
 import { findApp } from "./run-queries.js";
 import type { SchedulerDb } from "./schema.js";
@@ -13,7 +14,8 @@ export type EndedRun = { run: RunRecord; decision: Decision; limited: boolean };
  * Ends the attempt `attempt` of a run held by `owner` (null: whoever holds
  * it, for lost leases), applying the decision the core makes from the app's
  * policy. One transaction; undefined when the attempt is no longer that
- * owner's (late result, cancelled, reassigned).
+ * owner's (late result, cancelled, reassigned) or, with owner null, when the
+ * lease is no longer lost.
  */
 export async function endAttempt(
   db: Kysely<SchedulerDb>,
@@ -26,6 +28,9 @@ export async function endAttempt(
   return db.transaction().execute(async (trx) => {
     let q = trx.selectFrom("runs").select(runColumns).where("id", "=", runId).where("attempt", "=", attempt).where("status", "=", "running");
     if (owner !== null) q = q.where("owner", "=", owner);
+    // A lost lease is checked again under the row lock: a heartbeat between
+    // the reconciler's read and this statement keeps the call alive.
+    else q = q.where(lostLease);
     const run = (await q.forUpdate().executeTakeFirst()) as RunRecord | undefined;
     if (!run) return undefined;
     const app = await findApp(trx, run.project_id, run.app);

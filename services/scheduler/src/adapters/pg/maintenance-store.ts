@@ -86,15 +86,36 @@ export async function expireQueued(db: Kysely<SchedulerDb>): Promise<{ id: strin
   return rows.rows.map((r) => ({ id: r.id, project: r.project_id, app: r.app, webhook: r.webhook_url !== null }));
 }
 
-/** Running attempts whose invoker stopped renewing its lease. */
+/**
+ * A running run is lost when its own lease (stamped at the claim) and the
+ * lease of the invoker session that owns it have both run out: heartbeats
+ * renew the session only, never the runs (migration 0007).
+ */
+export const lostLease = sql<boolean>`runs.lease_expires_at < now() and not exists (
+  select 1 from invoker_sessions s where s.invoker_id = runs.owner and s.lease_expires_at >= now())`;
+
+/**
+ * Running runs whose lease is lost (see lostLease), found from the expired
+ * sessions through the partial index on the owner: the many calls held by
+ * live invokers are never read. A claim makes its invoker's session row, so
+ * every owner has one.
+ */
 export async function expiredLeases(db: Kysely<SchedulerDb>, limit: number): Promise<{ id: string; attempt: number }[]> {
-  return db
-    .selectFrom("runs")
-    .select(["id", "attempt"])
-    .where("status", "=", "running")
-    .where("lease_expires_at", "<", sql<Date>`now()`)
-    .limit(limit)
-    .execute();
+  const { rows } = await sql<{ id: string; attempt: number }>`
+    select r.id, r.attempt from invoker_sessions s
+    join runs r on r.owner = s.invoker_id and r.status = 'running'
+    where s.lease_expires_at < now() and r.lease_expires_at < now()
+    limit ${limit}`.execute(db);
+  return rows;
+}
+
+/** Forgets sessions expired for an hour that no longer own a running run. */
+export async function dropIdleSessions(db: Kysely<SchedulerDb>): Promise<number> {
+  const r = await sql`
+    delete from invoker_sessions s
+    where s.lease_expires_at < now() - interval '1 hour'
+      and not exists (select 1 from runs r where r.owner = s.invoker_id and r.status = 'running')`.execute(db);
+  return Number(r.numAffectedRows ?? 0);
 }
 
 /**

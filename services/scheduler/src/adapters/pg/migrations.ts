@@ -209,4 +209,21 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`create index watch_streams_project on watch_streams (project_id, expires_at)`.execute(db);
     },
   },
+  // Leases per invoker, not per call (docs/ARCHITECTURE.md "Leases"): an
+  // invoker's heartbeat renews its one row here. A claim still stamps the
+  // run's own lease_expires_at (it covers the call until the invoker's first
+  // heartbeat after the claim); a running run is lost only when both its own
+  // lease and its owner's session lease have run out. The partial index
+  // finds an expired invoker's runs without reading any other running run.
+  "0007_invoker_sessions": {
+    async up(db: Kysely<unknown>) {
+      await sql`
+        create table invoker_sessions (
+          invoker_id text primary key,
+          lease_expires_at timestamptz not null,
+          started_at timestamptz not null default now()
+        )`.execute(db);
+      await sql`create index runs_running_owner on runs (owner) where status = 'running'`.execute(db);
+    },
+  },
 };

@@ -142,22 +142,46 @@ describe("pg store", () => {
     expect(await a.findAttempts(runId)).toMatchObject([{ attempt: 1, invoker_id: owner, status_code: 200 }]);
   });
 
-  it("finds leases that ran out and keeps those renewed", async () => {
+  it("leases per invoker: a heartbeat renews one session row, and a run is lost only when its invoker's session ran out", async () => {
     const app = normaliseApp({ name: "leases", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);
     const r1 = await a.insertRun(newRun(app));
     const r2 = await a.insertRun(newRun(app));
-    await a.claimRun(r1.runId, 1, "inv", 1);
-    await a.claimRun(r2.runId, 1, "inv", 1);
-    const owned = await a.extendLeases("inv", [{ runId: r1.runId, attempt: 1 }, { runId: r2.runId, attempt: 2 }], 60);
+    const r3 = await a.insertRun(newRun(app));
+    await a.claimRun(r1.runId, 1, "inv-live", 1);
+    await a.claimRun(r2.runId, 1, "inv-dead", 1);
+    await a.claimRun(r3.runId, 1, "inv-live", 1);
+    // The heartbeat answers which named attempts the invoker still owns (r2 is not its own).
+    const owned = await a.renewSession("inv-live", [{ runId: r1.runId, attempt: 1 }, { runId: r2.runId, attempt: 1 }], 60);
     expect([...owned]).toEqual([`${r1.runId}:1`]);
     // A heartbeat may name thousands of runs (16,000 held calls on one invoker).
     const many = Array.from({ length: 20_000 }, (_, i) => ({ runId: r1.runId, attempt: i + 1 }));
-    expect([...(await a.extendLeases("inv", many, 60))]).toEqual([`${r1.runId}:1`]);
+    expect([...(await a.renewSession("inv-live", many, 60))]).toEqual([`${r1.runId}:1`]);
     await new Promise((r) => setTimeout(r, 1200));
+    // r3 was not named by any heartbeat: its invoker's session keeps it.
     const expired = (await a.expiredLeases(100)).map((l) => l.id);
     expect(expired).toContain(r2.runId);
     expect(expired).not.toContain(r1.runId);
+    expect(expired).not.toContain(r3.runId);
+
+    // inv-dead comes back and beats between the reconciler's read and its end: not lost.
+    await a.renewSession("inv-dead", [{ runId: r2.runId, attempt: 1 }], 60);
+    const policy = (run: { attempt: number; max_attempts: number }) =>
+      decide(app, run.attempt, run.max_attempts, { statusCode: 0, errorCode: "interrupted", errorMessage: "lost", retryAfterSeconds: 0 });
+    const lost = { ...ok, statusCode: 0, body: null };
+    expect(await a.endAttempt(r2.runId, 1, null, lost, policy)).toBeUndefined();
+    expect(await a.findRun("p1", r2.runId)).toMatchObject({ status: "running", owner: "inv-dead" });
+    expect((await a.expiredLeases(100)).map((l) => l.id)).not.toContain(r2.runId);
+  });
+
+  it("a claim by an invoker whose session lapsed is covered by the run's own lease until its next heartbeat", async () => {
+    const app = normaliseApp({ name: "lapsed", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const r1 = await a.insertRun(newRun(app));
+    await a.renewSession("inv-lapsed", [], 1);
+    await new Promise((r) => setTimeout(r, 1100));
+    await a.claimRun(r1.runId, 1, "inv-lapsed", 60);
+    expect((await a.expiredLeases(100)).map((l) => l.id)).not.toContain(r1.runId);
   });
 
   it("expires first attempts queued past the app's TTL", async () => {

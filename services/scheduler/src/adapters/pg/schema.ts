@@ -148,6 +148,13 @@ export interface RunStatsTable {
   run_p95_ms: number | null;
 }
 
+/** One row per invoker: the lease its heartbeats renew (migration 0007). */
+export interface InvokerSessionsTable {
+  invoker_id: string;
+  lease_expires_at: Timestamp;
+  started_at: GeneratedTimestamp;
+}
+
 export interface RunStatsProgressTable {
   id: number;
   rolled_until: Timestamp;
@@ -165,6 +172,7 @@ export interface SchedulerDb {
   run_stats_progress: RunStatsProgressTable;
   project_usage: ProjectUsageTable;
   watch_streams: WatchStreamsTable;
+  invoker_sessions: InvokerSessionsTable;
 }
 
 export type RunRow = Selectable<RunsTable>;
