@@ -3,20 +3,36 @@
 import net from "node:net";
 
 /**
- * A port that was free a moment ago on 127.0.0.1: bind :0, read, close.
- * A race with another process is possible but rare; callers that spawn a
- * server on it detect an early exit and retry.
+ * Ports handed out below the kernel's ephemeral range (32768-60999 on Linux):
+ * a port from bind :0 is an ephemeral one, and until the service that is to
+ * listen on it starts, any outgoing connection on the machine may take it as
+ * its local port (parallel test files make thousands). Below that range only
+ * an explicit bind takes a port, so the race is with other pickers only.
  */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+const PICK_FROM = 20_000;
+const PICK_TO = 32_000;
+
+/** Whether 127.0.0.1:port can be bound now. */
+function canBind(port) {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const address = server.address();
-      server.close(() => resolve(address.port));
-    });
+    server.once("error", () => resolve(false));
+    server.listen({ host: "127.0.0.1", port }, () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A port that was free a moment ago on 127.0.0.1, chosen at random below the
+ * ephemeral range (see PICK_FROM). A race with another picker is still
+ * possible but rare; callers that spawn a server on it detect an early exit.
+ */
+export async function freePort() {
+  for (let i = 0; i < 200; i++) {
+    const port = PICK_FROM + Math.floor(Math.random() * (PICK_TO - PICK_FROM));
+    if (await canBind(port)) return port;
+  }
+  throw new Error(`no free port found between ${PICK_FROM} and ${PICK_TO}`);
 }
 
 /** True when something accepts a TCP connection at host:port within timeoutMs. */

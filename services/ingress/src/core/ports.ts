@@ -63,6 +63,8 @@ export interface RunsPort {
   listRuns(caller: Caller, req: runsPb.ListRunsRequest, opts?: CallOptions): Promise<runsPb.ListRunsResponse>;
   cancelRun(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.Run>;
   retryRun(caller: Caller, runId: string, opts?: CallOptions): Promise<string>;
+  /** Retries every finished run matching a filter (RunService/RetryRuns). */
+  retryRuns(caller: Caller, req: runsPb.RetryRunsRequest, opts?: CallOptions): Promise<runsPb.RetryRunsResponse>;
   /** The request stored for the run (RunService/GetRunInput). */
   getRunInput(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.GetRunInputResponse>;
   /** The overview's figures over a window (RunService/GetRunStats). */
@@ -105,6 +107,9 @@ export interface AppsPort {
   getApp(caller: Caller, name: string, opts?: CallOptions): Promise<appsPb.App>;
   deleteApp(caller: Caller, name: string, opts?: CallOptions): Promise<void>;
   listApps(caller: Caller, opts?: CallOptions): Promise<appsPb.App[]>;
+  /** Holds (AppService/PauseApp) or releases (ResumeApp) the app's queue. */
+  pauseApp(caller: Caller, name: string, opts?: CallOptions): Promise<appsPb.App>;
+  resumeApp(caller: Caller, name: string, opts?: CallOptions): Promise<appsPb.App>;
 }
 
 /** NotifierInternalService; the project is always the authenticated caller's. */

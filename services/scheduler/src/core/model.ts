@@ -53,6 +53,8 @@ export interface AppSettings {
   idempotent: boolean;
   /** 0 is never. */
   queueTtlSeconds: number;
+  /** Held by PauseApp: runs are accepted and wait queued. Read from the store; never set by PutApp. */
+  paused?: boolean;
 }
 
 /** What came of one attempt, as the invoker saw it. */

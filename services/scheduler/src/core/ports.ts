@@ -57,6 +57,18 @@ export interface ListFilter {
   after?: { createdAt: Date; id: string } | undefined;
 }
 
+/** Finished runs to retry in bulk (RetryRuns). */
+export interface RetryFilter {
+  project: string;
+  /** A finished status. */
+  status: string;
+  app?: string | undefined;
+  errorCode?: string | undefined;
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+  limit: number;
+}
+
 /** Everything the scheduler keeps in Postgres. One method, one statement or transaction. */
 export interface SchedulerStore {
   projectOfKey(key: string): Promise<string | undefined>;
@@ -64,6 +76,10 @@ export interface SchedulerStore {
   getApp(project: string, name: string): Promise<StoredApp | undefined>;
   listApps(project: string): Promise<StoredApp[]>;
   deleteApp(project: string, name: string): Promise<boolean>;
+  /** Holds or releases an app's queue; undefined when there is no such app. */
+  setAppPaused(project: string, name: string, paused: boolean): Promise<StoredApp | undefined>;
+  /** Ids of finished async runs matching the filter never retried, oldest first. */
+  findRetryable(filter: RetryFilter): Promise<string[]>;
   appCounts(project?: string): Promise<{ project: string; app: string; queued: number; inFlight: number }[]>;
 
   insertRun(run: NewRun): Promise<{ runId: string; existing: boolean; dispatch: DispatchRef | null }>;

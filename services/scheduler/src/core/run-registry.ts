@@ -6,10 +6,12 @@ import { isTerminal, RUN_STATUSES, type AttemptRecord, type RunRecord } from "./
 import { checkStatsQuery } from "./run-stats.js";
 import { watchProjectRuns, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
 import { checkLabels } from "@longhaul/shared/domain";
-import { checkName, checkSubmit, idPrefixRange, normaliseApp, type AppInput, type SubmitInput } from "./validation.js";
+import { checkName, checkRetryQuery, checkSubmit, idPrefixRange, normaliseApp, type AppInput, type RetryQuery, type SubmitInput } from "./validation.js";
 
 const MAX_WAIT_SECONDS = 60;
 const MAX_LIST_LIMIT = 500;
+/** Queued runs dispatched at once when an app is resumed; the reconciler takes the rest. */
+const RESUME_DISPATCH_BATCH = 200;
 /** Watchers re-read the run this often even without a change notice (core NATS is at-most-once). */
 const WATCH_POLL_MS = 2_000;
 
@@ -87,6 +89,32 @@ export function createRunRegistry(deps: SchedulerDeps) {
     });
   }
 
+  async function retryOne(project: string, id: string, trace: { traceparent: string; tracestate: string }, idempotencyKey: string) {
+    const { run } = await view(project, id);
+    if (run.mode !== "async" || run.request_body === null) {
+      throw new LonghaulError("conflict", `run ${id} has no stored request to retry (sync call, or past retention)`);
+    }
+    return submit(
+      project,
+      {
+        app: run.app,
+        method: run.method,
+        path: run.path,
+        query: run.query,
+        headers: run.request_headers,
+        body: run.request_body,
+        webhookUrl: run.webhook_url ?? "",
+        timeoutSeconds: 0,
+        priority: run.priority,
+        idempotencyKey,
+        notBefore: undefined,
+        labels: run.labels,
+      },
+      trace,
+      run.id,
+    );
+  }
+
   async function submit(project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }, retryOf: string | null = null) {
     checkName("app", input.app);
     if (!bus.isConnected()) throw new LonghaulError("unavailable", "the event broker is unreachable; try again", { retryAfterSeconds: 2 });
@@ -161,6 +189,25 @@ export function createRunRegistry(deps: SchedulerDeps) {
       if (!(await store.deleteApp(project, name))) throw new LonghaulError("not_found", `app ${name} not found`);
     },
 
+    /** Holds an app's queue: runs are accepted and wait; calls in flight go on. */
+    async pauseApp(project: string, name: string) {
+      checkName("name", name);
+      const app = await store.setAppPaused(project, name, true);
+      if (!app) throw new LonghaulError("not_found", `app ${name} not found`);
+      log.info({ project, app: name }, "app paused");
+      return (await withCounts(project, [app]))[0]!;
+    },
+
+    /** Releases an app's queue, dispatching what its limits allow at once. */
+    async resumeApp(project: string, name: string) {
+      checkName("name", name);
+      const app = await store.setAppPaused(project, name, false);
+      if (!app) throw new LonghaulError("not_found", `app ${name} not found`);
+      log.info({ project, app: name }, "app resumed");
+      await effects.dispatched(await store.dispatchQueued(project, name, RESUME_DISPATCH_BATCH));
+      return (await withCounts(project, [app]))[0]!;
+    },
+
     submit: (project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }) => submit(project, input, trace),
 
     getRun: view,
@@ -226,30 +273,38 @@ export function createRunRegistry(deps: SchedulerDeps) {
     },
 
     /** A new run with the request of an earlier one, linked to it. */
-    async retry(project: string, id: string, trace: { traceparent: string; tracestate: string }) {
-      const { run } = await view(project, id);
-      if (run.mode !== "async" || run.request_body === null) {
-        throw new LonghaulError("conflict", `run ${id} has no stored request to retry (sync call, or past retention)`);
+    retry: (project: string, id: string, trace: { traceparent: string; tracestate: string }) => retryOne(project, id, trace, ""),
+
+    /**
+     * Retries every finished run matching `q` never retried before, oldest
+     * first, at most `limit`. Each retry carries the Idempotency-Key
+     * `bulk-retry:<run id>`, so two bulk retries racing over the same runs make
+     * one new run each. A run that cannot be retried (its app deleted, its
+     * request past retention) is skipped; a refusal over a limit stops the
+     * batch (`more`: call again later).
+     */
+    async retryRuns(project: string, q: RetryQuery, trace: { traceparent: string; tracestate: string }) {
+      const filter = checkRetryQuery(project, q);
+      const ids = await store.findRetryable({ ...filter, limit: filter.limit + 1 });
+      let more = ids.length > filter.limit;
+      const runIds: string[] = [];
+      for (const id of ids.slice(0, filter.limit)) {
+        try {
+          runIds.push((await retryOne(project, id, trace, `bulk-retry:${id}`)).runId);
+        } catch (err) {
+          const code = err instanceof LonghaulError ? err.code : "internal";
+          if (code === "not_found" || code === "conflict" || code === "invalid_argument" || code === "unprocessable") {
+            log.warn({ run_id: id, err }, "bulk retry skipped a run");
+            continue;
+          }
+          if (runIds.length === 0) throw err;
+          log.warn({ run_id: id, err, retried: runIds.length }, "bulk retry stopped early");
+          more = true;
+          break;
+        }
       }
-      return submit(
-        project,
-        {
-          app: run.app,
-          method: run.method,
-          path: run.path,
-          query: run.query,
-          headers: run.request_headers,
-          body: run.request_body,
-          webhookUrl: run.webhook_url ?? "",
-          timeoutSeconds: 0,
-          priority: run.priority,
-          idempotencyKey: "",
-          notBefore: undefined,
-          labels: run.labels,
-        },
-        trace,
-        run.id,
-      );
+      log.info({ project, retried: runIds.length, more }, "bulk retry");
+      return { retried: runIds.length, runIds, more };
     },
 
     /** The overview's figures over a window (`1h`, `24h`, `7d`), for one app or all, one mode or both. */

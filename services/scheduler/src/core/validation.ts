@@ -120,3 +120,45 @@ export function checkSubmit(input: SubmitInput, app: AppSettings, limits: Submit
   }
   return { timeoutSeconds: input.timeoutSeconds || app.timeoutSeconds };
 }
+
+/** Statuses a bulk retry may select: finished, and not succeeded. */
+export const RETRYABLE_STATUSES = ["failed", "timed_out", "cancelled", "expired"] as const;
+/** Most runs one bulk retry call retries. */
+export const MAX_BULK_RETRY = 1000;
+const ERROR_CODE = /^[a-z][a-z0-9_]{0,62}$/;
+
+/** A bulk retry's filter as a client sent it ("" and 0 mean unset). */
+export interface RetryQuery {
+  app: string;
+  status: string;
+  errorCode: string;
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+  limit: number;
+}
+
+/**
+ * Validates a bulk retry's filter. It must narrow the match by more than the
+ * status (an app, an error code or a time range): "retry every failed run
+ * ever" is never what an operator meant.
+ */
+export function checkRetryQuery(project: string, q: RetryQuery) {
+  if (q.app) checkName("app", q.app);
+  const status = q.status || "failed";
+  if (!(RETRYABLE_STATUSES as readonly string[]).includes(status)) throw invalid("status", `one of ${RETRYABLE_STATUSES.join(", ")}`);
+  if (q.errorCode && !ERROR_CODE.test(q.errorCode)) throw invalid("error_code", "an error code such as interrupted or app_error");
+  if (!q.app && !q.errorCode && !q.createdAfter && !q.createdBefore) {
+    throw invalid("filter", "name at least one of app, error_code, created_after or created_before");
+  }
+  if (q.createdAfter && q.createdBefore && q.createdAfter >= q.createdBefore) throw invalid("created_after", "must be before created_before");
+  const limit = q.limit === 0 ? MAX_BULK_RETRY : intIn("limit", q.limit, 1, MAX_BULK_RETRY);
+  return {
+    project,
+    status,
+    app: q.app || undefined,
+    errorCode: q.errorCode || undefined,
+    createdAfter: q.createdAfter,
+    createdBefore: q.createdBefore,
+    limit,
+  };
+}

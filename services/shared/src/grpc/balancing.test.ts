@@ -170,9 +170,17 @@ describe("a client of several copies", () => {
     const c = client(`${a.address},${b.address}`);
     a.hold = true;
     const inFlight: Promise<string>[] = [];
+    // One call at a time, each answered by `b` or held by `a` before the next:
+    // exactly one is in flight on `a` when it dies (a fixed pause between calls
+    // let a second one reach `a` on a busy machine).
     while (a.held.length === 0) {
-      inFlight.push(c.rotate());
-      await new Promise((r) => setTimeout(r, 20));
+      const call = c.rotate();
+      inFlight.push(call);
+      const answered = call.then(
+        () => true,
+        () => true,
+      );
+      while (!(await Promise.race([answered, new Promise<false>((r) => setTimeout(() => r(false), 10))])) && a.held.length === 0);
     }
     await a.die();
     const results = await Promise.allSettled(inFlight);

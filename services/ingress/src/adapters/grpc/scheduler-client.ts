@@ -17,6 +17,8 @@ import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, RunsWatchItem
 
 /** Deadline of the quick calls (SubmitRun commits before it answers). */
 const CALL_TIMEOUT_MS = 10_000;
+/** RetryRuns submits up to a thousand runs in one call. */
+const BULK_TIMEOUT_MS = 120_000;
 /** Slack on top of a long-poll's wait, for the scheduler to answer after it. */
 const LONG_POLL_SLACK_MS = 5_000;
 const HEALTH_TIMEOUT_MS = 2_000;
@@ -180,6 +182,9 @@ export function createSchedulerClients(addresses: string, internalToken: string)
       );
       return res.runId;
     },
+    retryRuns: (caller, req, opts) =>
+      // A bulk retry may submit a thousand runs: more time than one call.
+      callUnary(runClient.retryRuns.bind(runClient), req, callerMetadata(caller), BULK_TIMEOUT_MS, opts?.signal),
     getRunInput: (caller, runId, opts) =>
       callUnary(runClient.getRunInput.bind(runClient), { runId }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
     getRunStats: (caller, req, opts) =>
@@ -241,6 +246,16 @@ export function createSchedulerClients(addresses: string, internalToken: string)
     async listApps(caller, opts) {
       const res = await callUnary(appClient.listApps.bind(appClient), {}, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal);
       return res.apps;
+    },
+    async pauseApp(caller, name, opts) {
+      const res = await callUnary(appClient.pauseApp.bind(appClient), { name }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal);
+      if (!res.app) throw new LonghaulError("not_found", `app ${name} not found`);
+      return res.app;
+    },
+    async resumeApp(caller, name, opts) {
+      const res = await callUnary(appClient.resumeApp.bind(appClient), { name }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal);
+      if (!res.app) throw new LonghaulError("not_found", `app ${name} not found`);
+      return res.app;
     },
   };
 

@@ -58,6 +58,27 @@ export function appRoutes(deps: RouteDeps): Route[] {
       },
     },
     {
+      // Holds the app's queue: runs are accepted and wait; calls in flight go on.
+      method: "POST",
+      pattern: "/v1/apps/:app/pause",
+      auth: true,
+      scope: "admin",
+      handler: async (ctx) => {
+        checkQueryParams(ctx.query, "POST /v1/apps/{app}/pause", []);
+        sendJson(ctx.res, 200, appToJson(await apps.pauseApp(ctx.caller, appName(ctx), { signal: ctx.signal })));
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/v1/apps/:app/resume",
+      auth: true,
+      scope: "admin",
+      handler: async (ctx) => {
+        checkQueryParams(ctx.query, "POST /v1/apps/{app}/resume", []);
+        sendJson(ctx.res, 200, appToJson(await apps.resumeApp(ctx.caller, appName(ctx), { signal: ctx.signal })));
+      },
+    },
+    {
       method: "GET",
       pattern: "/v1/apps/:app/outcomes",
       auth: true,

@@ -106,6 +106,7 @@ export function appToJson(app: appsPb.App) {
     queue_ttl_seconds: app.queueTtlSeconds,
     in_flight: app.inFlight,
     queued: app.queued,
+    paused: app.paused,
     created_at: iso(app.createdAt),
     updated_at: iso(app.updatedAt),
   };
@@ -137,6 +138,7 @@ const appInputSchema = z
     name: z.string().optional(),
     in_flight: z.unknown().optional(),
     queued: z.unknown().optional(),
+    paused: z.unknown().optional(),
     created_at: z.unknown().optional(),
     updated_at: z.unknown().optional(),
   })
@@ -168,6 +170,39 @@ export function appFromJson(name: string, body: unknown): appsPb.App {
         }
       : undefined,
     queueTtlSeconds: a.queue_ttl_seconds ?? 0,
+  });
+}
+
+const instant = z.iso.datetime({ offset: true });
+
+/** The body of `POST /v1/runs/retry`: a filter; unknown fields are a 400 naming them. */
+const retryRunsSchema = z
+  .object({
+    app: z.string().min(1).optional(),
+    status: z.enum(["failed", "timed_out", "cancelled", "expired"]).optional(),
+    error_code: z.string().min(1).optional(),
+    created_after: instant.optional(),
+    created_before: instant.optional(),
+    limit: int.min(1).max(1000).optional(),
+  })
+  .strict();
+
+/** The RetryRuns request a `POST /v1/runs/retry` body describes; a 400 naming the bad field. */
+export function retryRunsRequestFromJson(body: unknown): runsPb.RetryRunsRequest {
+  const parsed = retryRunsSchema.safeParse(body);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    const where = first?.path.length ? `${first.path.join(".")}: ` : "";
+    throw new LonghaulError("invalid_argument", `invalid filter: ${where}${first?.message ?? "bad body"}`);
+  }
+  const f = parsed.data;
+  return runsPb.RetryRunsRequest.fromPartial({
+    app: f.app ?? "",
+    status: f.status ? runStatusToProto(f.status) : runsPb.RunStatus.RUN_STATUS_UNSPECIFIED,
+    errorCode: f.error_code ?? "",
+    createdAfter: f.created_after ? new Date(f.created_after) : undefined,
+    createdBefore: f.created_before ? new Date(f.created_before) : undefined,
+    limit: f.limit ?? 0,
   });
 }
 

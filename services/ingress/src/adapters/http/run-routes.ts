@@ -2,13 +2,14 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import type { runsPb } from "@longhaul/shared/proto";
 import { verifyResultUrl } from "@longhaul/shared/result-url";
 import { DEFAULT_PREVIEW_BYTES } from "../../core/body-preview.js";
-import { sendJson } from "./http-io.js";
+import { readJson, sendJson } from "./http-io.js";
 import { checkQueryParams } from "./query-params.js";
 import { resultPreviewToJson, runInputToJson } from "./preview-json.js";
 import {
   isFinished,
   listRunsRequestFromQuery,
   resultToJson,
+  retryRunsRequestFromJson,
   runListToJson,
   runStatusName,
   runToJson,
@@ -17,6 +18,8 @@ import type { RequestContext, Route } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";
 import { streamRunEvents } from "./run-events.js";
 
+/** Largest body of `POST /v1/runs/retry`: a filter is small. */
+const MAX_FILTER_JSON_BYTES = 16 * 1024;
 /** Longest `?wait=` of a long-poll (proto: GetRunRequest.wait_seconds, max 60). */
 const MAX_WAIT_SECONDS = 60;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -40,6 +43,21 @@ function parseWait(raw: string | null): number {
 export function runRoutes(deps: RouteDeps): Route[] {
   const { runs } = deps.ports;
   return [
+    {
+      // Bulk recovery after an outage: retries every finished run that matches
+      // the filter and was never retried; answers how many, with their ids.
+      method: "POST",
+      pattern: "/v1/runs/retry",
+      auth: true,
+      scope: "invoke",
+      handler: async (ctx) => {
+        checkQueryParams(ctx.query, "POST /v1/runs/retry", []);
+        const req = retryRunsRequestFromJson(await readJson(ctx.req, MAX_FILTER_JSON_BYTES));
+        const res = await runs.retryRuns(ctx.caller, req, { signal: ctx.signal });
+        if (res.retried > 0) deps.metrics.runsAccepted.inc({ existing: "false" }, res.retried);
+        sendJson(ctx.res, 200, { retried: res.retried, run_ids: res.runIds, more: res.more });
+      },
+    },
     {
       method: "GET",
       pattern: "/v1/runs",

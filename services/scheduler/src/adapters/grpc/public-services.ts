@@ -42,6 +42,7 @@ function appToProto(a: StoredApp & { queued: number; inFlight: number }): appsPb
     updatedAt: a.updatedAt,
     inFlight: a.inFlight,
     queued: a.queued,
+    paused: a.paused ?? false,
   };
 }
 
@@ -128,6 +129,25 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
         span.setAttribute(RunAttr.runId, runId);
         return { runId };
       })),
+    retryRuns: unary(log, "RetryRuns", async (req: runsPb.RetryRunsRequest, ctx) => {
+      const project = await projectOf(tenancy, ctx, "invoke", "retrying runs");
+      if (req.status === runsPb.RunStatus.UNRECOGNIZED) throw new LonghaulError("invalid_argument", "status: unknown value");
+      const res = await countingThrottles(tenancy, project, () =>
+        registry.retryRuns(
+          project,
+          {
+            app: req.app,
+            status: statusFromProto(req.status),
+            errorCode: req.errorCode,
+            createdAfter: req.createdAfter,
+            createdBefore: req.createdBefore,
+            limit: req.limit,
+          },
+          traceCarrier(),
+        ),
+      );
+      return { retried: res.retried, runIds: res.runIds, more: res.more };
+    }),
     watchRun: serverStream(log, "WatchRun", async (req: runsPb.WatchRunRequest, ctx, write: (m: runsPb.WatchRunResponse) => void) => {
       const caller = await callerOf(tenancy, ctx, "read", "watching a run");
       await countingThrottles(tenancy, caller.project, () =>
@@ -196,6 +216,12 @@ export function createAppService(registry: RunRegistry, tenancy: Tenancy, log: L
     }),
     listApps: unary(log, "ListApps", async (_req: appsPb.ListAppsRequest, ctx) => ({
       apps: (await registry.listApps(await projectOf(tenancy, ctx, "read", "reading apps"))).map(appToProto),
+    })),
+    pauseApp: unary(log, "PauseApp", async (req: appsPb.PauseAppRequest, ctx) => ({
+      app: appToProto(await registry.pauseApp(await projectOf(tenancy, ctx, "admin", "pausing an app"), req.name)),
+    })),
+    resumeApp: unary(log, "ResumeApp", async (req: appsPb.ResumeAppRequest, ctx) => ({
+      app: appToProto(await registry.resumeApp(await projectOf(tenancy, ctx, "admin", "resuming an app"), req.name)),
     })),
   };
 }

@@ -19,6 +19,7 @@ function toApp(row: SchedulerDb["apps"] extends infer _ ? Record<string, unknown
     maxBackoffSeconds: row.max_backoff_seconds as number,
     idempotent: row.idempotent as boolean,
     queueTtlSeconds: row.queue_ttl_seconds as number,
+    paused: row.paused as boolean,
     createdAt: row.created_at as Date,
     updatedAt: row.updated_at as Date,
   };
@@ -45,6 +46,18 @@ export async function upsertApp(db: Kysely<SchedulerDb>, project: string, app: A
     .returning(sql<boolean>`(xmax = 0)`.as("inserted"))
     .executeTakeFirstOrThrow();
   return { app: toApp(row), created: row.inserted };
+}
+
+/** Holds (`paused`) or releases an app's queue; undefined when there is no such app. */
+export async function setAppPaused(db: Kysely<SchedulerDb>, project: string, name: string, paused: boolean): Promise<StoredApp | undefined> {
+  const row = await db
+    .updateTable("apps")
+    .set({ paused, updated_at: sql<Date>`now()` as never })
+    .where("project_id", "=", project)
+    .where("name", "=", name)
+    .returningAll()
+    .executeTakeFirst();
+  return row ? toApp(row) : undefined;
 }
 
 export async function getApp(db: Kysely<SchedulerDb>, project: string, name: string): Promise<StoredApp | undefined> {

@@ -99,7 +99,8 @@ async function insertRunIn(trx: Transaction<SchedulerDb>, input: NewRunInput, pr
     const delayed = input.notBefore !== null && input.notBefore.getTime() > Date.now();
     let status: "queued" | "dispatched" = "queued";
     if (!delayed) {
-      const room = projectRoom > 0 ? await roomForApp(trx, input.project, input.app) : 0;
+      // A paused app's runs wait queued (PauseApp) until it is resumed.
+      const room = projectRoom > 0 && !input.app.paused ? await roomForApp(trx, input.project, input.app) : 0;
       if (room > 0) status = "dispatched";
       else await refuseWhenQueueFull(trx, input);
     }

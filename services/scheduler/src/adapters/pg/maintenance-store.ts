@@ -12,6 +12,8 @@ export async function appsWithDueRuns(db: Kysely<SchedulerDb>, limit: number): P
     .distinct()
     .where("status", "=", "queued")
     .where((eb) => eb.or([eb("not_before", "is", null), eb("not_before", "<=", sql<Date>`now()`)]))
+    // A paused app's queue is held: not looked at each tick.
+    .where(sql<boolean>`not exists (select 1 from apps a where a.project_id = runs.project_id and a.name = runs.app and a.paused)`)
     .limit(limit)
     .execute();
   return rows.map((r) => ({ project: r.project_id, app: r.app }));
@@ -33,6 +35,7 @@ export async function dispatchQueued(
     let room = Math.min(batch, await projectRoom(trx, project));
     if (room <= 0) return [];
     const app: AppSettings | undefined = await findApp(trx, project, appName);
+    if (app?.paused) return [];
     if (app && app.maxConcurrency > 0) {
       await trx.selectFrom("apps").select("name").where("project_id", "=", project).where("name", "=", appName).forUpdate().execute();
       const { n } = await trx

@@ -226,4 +226,13 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`create index runs_running_owner on runs (owner) where status = 'running'`.execute(db);
     },
   },
+  // Bulk recovery (POST /v1/runs/retry, /v1/apps/{app}/pause|resume). A paused
+  // app's runs wait queued. The partial index answers "was this run retried
+  // already?" from the retries only, so a second bulk retry skips them.
+  "0011_bulk_recovery": {
+    async up(db: Kysely<unknown>) {
+      await sql`alter table apps add column paused boolean not null default false`.execute(db);
+      await sql`create index runs_retry_of on runs (retry_of) where retry_of is not null`.execute(db);
+    },
+  },
 };

@@ -20,6 +20,8 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     getApp: (project, name) => apps.getApp(db, project, name),
     listApps: (project) => apps.listApps(db, project),
     deleteApp: (project, name) => apps.deleteApp(db, project, name),
+    setAppPaused: (project, name, paused) => apps.setAppPaused(db, project, name, paused),
+    findRetryable: (filter) => runs.findRetryable(db, filter),
     appCounts: (project) => maintenance.appCounts(db, project),
     insertRun: (run) => inserts.insertRun(db, run),
     submitRun: (project, app, build) => inserts.submitRun(db, project, app, build),

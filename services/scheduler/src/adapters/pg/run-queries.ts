@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import type { AppSettings, AttemptRecord, RunRecord } from "../../core/model.js";
-import type { ListFilter } from "../../core/ports.js";
+import type { ListFilter, RetryFilter } from "../../core/ports.js";
 import { runColumns, type Db } from "./run-columns.js";
 
 /** Inserts a finished pass-through call, without bodies. */
@@ -104,6 +104,7 @@ export async function findApp(db: Db, project: string, name: string): Promise<Ap
     maxBackoffSeconds: row.max_backoff_seconds,
     idempotent: row.idempotent,
     queueTtlSeconds: row.queue_ttl_seconds,
+    paused: row.paused,
   };
 }
 
@@ -126,4 +127,26 @@ export async function setWebhookState(db: Db, runId: string, state: string): Pro
     .returning("project_id")
     .executeTakeFirst();
   return r?.project_id;
+}
+
+/**
+ * Ids of the finished async runs that match a bulk retry's filter, oldest
+ * first, that still have their request and were never retried (the partial
+ * index on retry_of answers that from the retries alone).
+ */
+export async function findRetryable(db: Db, f: RetryFilter): Promise<string[]> {
+  let q = db
+    .selectFrom("runs")
+    .select("id")
+    .where("project_id", "=", f.project)
+    .where("status", "=", f.status)
+    .where("mode", "=", "async")
+    .where("request_body", "is not", null)
+    .where(sql<boolean>`not exists (select 1 from runs r2 where r2.retry_of = runs.id)`);
+  if (f.app) q = q.where("app", "=", f.app);
+  if (f.errorCode) q = q.where("error_code", "=", f.errorCode);
+  if (f.createdAfter) q = q.where("created_at", ">", f.createdAfter);
+  if (f.createdBefore) q = q.where("created_at", "<", f.createdBefore);
+  const rows = await q.orderBy("created_at").orderBy("id").limit(f.limit).execute();
+  return rows.map((r) => r.id);
 }

@@ -54,6 +54,8 @@ export interface AppsTable {
   max_backoff_seconds: number;
   idempotent: boolean;
   queue_ttl_seconds: number;
+  /** Held by PauseApp (migration 0011): runs wait queued. */
+  paused: Generated<boolean>;
   created_at: GeneratedTimestamp;
   updated_at: GeneratedTimestamp;
 }

@@ -55,6 +55,24 @@ export interface App {
   /** Calls in flight now and runs waiting, filled by GetApp and ListApps. */
   inFlight: number;
   queued: number;
+  /** Held by PauseApp: its runs wait queued until ResumeApp. Ignored by PutApp. */
+  paused: boolean;
+}
+
+export interface PauseAppRequest {
+  name: string;
+}
+
+export interface PauseAppResponse {
+  app?: App | undefined;
+}
+
+export interface ResumeAppRequest {
+  name: string;
+}
+
+export interface ResumeAppResponse {
+  app?: App | undefined;
 }
 
 export interface PutAppRequest {
@@ -229,6 +247,7 @@ function createBaseApp(): App {
     updatedAt: undefined,
     inFlight: 0,
     queued: 0,
+    paused: false,
   };
 }
 
@@ -263,6 +282,9 @@ export const App: MessageFns<App> = {
     }
     if (message.queued !== 0) {
       writer.uint32(80).int32(message.queued);
+    }
+    if (message.paused !== false) {
+      writer.uint32(88).bool(message.paused);
     }
     return writer;
   },
@@ -360,6 +382,14 @@ export const App: MessageFns<App> = {
             message.queued = reader.int32();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -408,6 +438,7 @@ export const App: MessageFns<App> = {
         ? globalThis.Number(object.in_flight)
         : 0,
       queued: isSet(object.queued) ? globalThis.Number(object.queued) : 0,
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
     };
   },
 
@@ -443,6 +474,9 @@ export const App: MessageFns<App> = {
     if (message.queued !== 0) {
       obj.queued = Math.round(message.queued);
     }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
     return obj;
   },
 
@@ -463,6 +497,275 @@ export const App: MessageFns<App> = {
     message.updatedAt = object.updatedAt ?? undefined;
     message.inFlight = object.inFlight ?? 0;
     message.queued = object.queued ?? 0;
+    message.paused = object.paused ?? false;
+    return message;
+  },
+};
+
+function createBasePauseAppRequest(): PauseAppRequest {
+  return { name: "" };
+}
+
+export const PauseAppRequest: MessageFns<PauseAppRequest> = {
+  encode(message: PauseAppRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseAppRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseAppRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseAppRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: PauseAppRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseAppRequest>, I>>(base?: I): PauseAppRequest {
+    return PauseAppRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseAppRequest>, I>>(object: I): PauseAppRequest {
+    const message = createBasePauseAppRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBasePauseAppResponse(): PauseAppResponse {
+  return { app: undefined };
+}
+
+export const PauseAppResponse: MessageFns<PauseAppResponse> = {
+  encode(message: PauseAppResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.app !== undefined) {
+      App.encode(message.app, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseAppResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseAppResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.app = App.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseAppResponse {
+    return { app: isSet(object.app) ? App.fromJSON(object.app) : undefined };
+  },
+
+  toJSON(message: PauseAppResponse): unknown {
+    const obj: any = {};
+    if (message.app !== undefined) {
+      obj.app = App.toJSON(message.app);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseAppResponse>, I>>(base?: I): PauseAppResponse {
+    return PauseAppResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseAppResponse>, I>>(object: I): PauseAppResponse {
+    const message = createBasePauseAppResponse();
+    message.app = (object.app !== undefined && object.app !== null) ? App.fromPartial(object.app) : undefined;
+    return message;
+  },
+};
+
+function createBaseResumeAppRequest(): ResumeAppRequest {
+  return { name: "" };
+}
+
+export const ResumeAppRequest: MessageFns<ResumeAppRequest> = {
+  encode(message: ResumeAppRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeAppRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeAppRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeAppRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: ResumeAppRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeAppRequest>, I>>(base?: I): ResumeAppRequest {
+    return ResumeAppRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeAppRequest>, I>>(object: I): ResumeAppRequest {
+    const message = createBaseResumeAppRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeAppResponse(): ResumeAppResponse {
+  return { app: undefined };
+}
+
+export const ResumeAppResponse: MessageFns<ResumeAppResponse> = {
+  encode(message: ResumeAppResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.app !== undefined) {
+      App.encode(message.app, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeAppResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeAppResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.app = App.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeAppResponse {
+    return { app: isSet(object.app) ? App.fromJSON(object.app) : undefined };
+  },
+
+  toJSON(message: ResumeAppResponse): unknown {
+    const obj: any = {};
+    if (message.app !== undefined) {
+      obj.app = App.toJSON(message.app);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeAppResponse>, I>>(base?: I): ResumeAppResponse {
+    return ResumeAppResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeAppResponse>, I>>(object: I): ResumeAppResponse {
+    const message = createBaseResumeAppResponse();
+    message.app = (object.app !== undefined && object.app !== null) ? App.fromPartial(object.app) : undefined;
     return message;
   },
 };
@@ -1030,6 +1333,28 @@ export const AppServiceService = {
     responseSerialize: (value: ListAppsResponse): Buffer => Buffer.from(ListAppsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAppsResponse => ListAppsResponse.decode(value),
   },
+  /**
+   * PauseApp holds the app's queue: new runs are accepted and wait queued,
+   * calls in flight go on. ResumeApp releases it.
+   */
+  pauseApp: {
+    path: "/longhaul.v1.AppService/PauseApp" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PauseAppRequest): Buffer => Buffer.from(PauseAppRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PauseAppRequest => PauseAppRequest.decode(value),
+    responseSerialize: (value: PauseAppResponse): Buffer => Buffer.from(PauseAppResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PauseAppResponse => PauseAppResponse.decode(value),
+  },
+  resumeApp: {
+    path: "/longhaul.v1.AppService/ResumeApp" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeAppRequest): Buffer => Buffer.from(ResumeAppRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeAppRequest => ResumeAppRequest.decode(value),
+    responseSerialize: (value: ResumeAppResponse): Buffer => Buffer.from(ResumeAppResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResumeAppResponse => ResumeAppResponse.decode(value),
+  },
 } as const;
 
 export interface AppServiceServer extends UntypedServiceImplementation {
@@ -1037,6 +1362,12 @@ export interface AppServiceServer extends UntypedServiceImplementation {
   getApp: handleUnaryCall<GetAppRequest, GetAppResponse>;
   deleteApp: handleUnaryCall<DeleteAppRequest, DeleteAppResponse>;
   listApps: handleUnaryCall<ListAppsRequest, ListAppsResponse>;
+  /**
+   * PauseApp holds the app's queue: new runs are accepted and wait queued,
+   * calls in flight go on. ResumeApp releases it.
+   */
+  pauseApp: handleUnaryCall<PauseAppRequest, PauseAppResponse>;
+  resumeApp: handleUnaryCall<ResumeAppRequest, ResumeAppResponse>;
 }
 
 export interface AppServiceClient extends Client {
@@ -1099,6 +1430,40 @@ export interface AppServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAppsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * PauseApp holds the app's queue: new runs are accepted and wait queued,
+   * calls in flight go on. ResumeApp releases it.
+   */
+  pauseApp(
+    request: PauseAppRequest,
+    callback: (error: ServiceError | null, response: PauseAppResponse) => void,
+  ): ClientUnaryCall;
+  pauseApp(
+    request: PauseAppRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PauseAppResponse) => void,
+  ): ClientUnaryCall;
+  pauseApp(
+    request: PauseAppRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PauseAppResponse) => void,
+  ): ClientUnaryCall;
+  resumeApp(
+    request: ResumeAppRequest,
+    callback: (error: ServiceError | null, response: ResumeAppResponse) => void,
+  ): ClientUnaryCall;
+  resumeApp(
+    request: ResumeAppRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResumeAppResponse) => void,
+  ): ClientUnaryCall;
+  resumeApp(
+    request: ResumeAppRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResumeAppResponse) => void,
   ): ClientUnaryCall;
 }
 

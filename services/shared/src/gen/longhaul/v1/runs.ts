@@ -326,6 +326,31 @@ export interface RetryRunResponse {
   runId: string;
 }
 
+export interface RetryRunsRequest {
+  /**
+   * Every field narrows the match; at least one of app, error_code,
+   * created_after or created_before is required.
+   */
+  app: string;
+  /** A finished status: failed (when unset), timed_out, cancelled or expired. */
+  status: RunStatus;
+  errorCode: string;
+  createdAfter?: Date | undefined;
+  createdBefore?:
+    | Date
+    | undefined;
+  /** Most runs retried by this call: 1..1000, 1000 when 0. */
+  limit: number;
+}
+
+export interface RetryRunsResponse {
+  retried: number;
+  /** The new runs, in the order of the runs they retry (oldest first). */
+  runIds: string[];
+  /** More runs match: call again. */
+  more: boolean;
+}
+
 export interface WatchRunRequest {
   runId: string;
 }
@@ -3056,6 +3081,272 @@ export const RetryRunResponse: MessageFns<RetryRunResponse> = {
   },
 };
 
+function createBaseRetryRunsRequest(): RetryRunsRequest {
+  return { app: "", status: 0, errorCode: "", createdAfter: undefined, createdBefore: undefined, limit: 0 };
+}
+
+export const RetryRunsRequest: MessageFns<RetryRunsRequest> = {
+  encode(message: RetryRunsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.app !== "") {
+      writer.uint32(10).string(message.app);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(26).string(message.errorCode);
+    }
+    if (message.createdAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(34).fork()).join();
+    }
+    if (message.createdBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(42).fork()).join();
+    }
+    if (message.limit !== 0) {
+      writer.uint32(48).int32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryRunsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryRunsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.app = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryRunsRequest {
+    return {
+      app: isSet(object.app) ? globalThis.String(object.app) : "",
+      status: isSet(object.status) ? runStatusFromJSON(object.status) : 0,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      createdAfter: isSet(object.createdAfter)
+        ? fromJsonTimestamp(object.createdAfter)
+        : isSet(object.created_after)
+        ? fromJsonTimestamp(object.created_after)
+        : undefined,
+      createdBefore: isSet(object.createdBefore)
+        ? fromJsonTimestamp(object.createdBefore)
+        : isSet(object.created_before)
+        ? fromJsonTimestamp(object.created_before)
+        : undefined,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: RetryRunsRequest): unknown {
+    const obj: any = {};
+    if (message.app !== "") {
+      obj.app = message.app;
+    }
+    if (message.status !== 0) {
+      obj.status = runStatusToJSON(message.status);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.createdAfter !== undefined) {
+      obj.createdAfter = message.createdAfter.toISOString();
+    }
+    if (message.createdBefore !== undefined) {
+      obj.createdBefore = message.createdBefore.toISOString();
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryRunsRequest>, I>>(base?: I): RetryRunsRequest {
+    return RetryRunsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryRunsRequest>, I>>(object: I): RetryRunsRequest {
+    const message = createBaseRetryRunsRequest();
+    message.app = object.app ?? "";
+    message.status = object.status ?? 0;
+    message.errorCode = object.errorCode ?? "";
+    message.createdAfter = object.createdAfter ?? undefined;
+    message.createdBefore = object.createdBefore ?? undefined;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseRetryRunsResponse(): RetryRunsResponse {
+  return { retried: 0, runIds: [], more: false };
+}
+
+export const RetryRunsResponse: MessageFns<RetryRunsResponse> = {
+  encode(message: RetryRunsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.retried !== 0) {
+      writer.uint32(8).int32(message.retried);
+    }
+    for (const v of message.runIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.more !== false) {
+      writer.uint32(24).bool(message.more);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryRunsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryRunsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.retried = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runIds.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryRunsResponse {
+    return {
+      retried: isSet(object.retried) ? globalThis.Number(object.retried) : 0,
+      runIds: globalThis.Array.isArray(object?.runIds)
+        ? object.runIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.run_ids)
+        ? object.run_ids.map((e: any) => globalThis.String(e))
+        : [],
+      more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
+    };
+  },
+
+  toJSON(message: RetryRunsResponse): unknown {
+    const obj: any = {};
+    if (message.retried !== 0) {
+      obj.retried = Math.round(message.retried);
+    }
+    if (message.runIds?.length) {
+      obj.runIds = message.runIds;
+    }
+    if (message.more !== false) {
+      obj.more = message.more;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryRunsResponse>, I>>(base?: I): RetryRunsResponse {
+    return RetryRunsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryRunsResponse>, I>>(object: I): RetryRunsResponse {
+    const message = createBaseRetryRunsResponse();
+    message.retried = object.retried ?? 0;
+    message.runIds = object.runIds?.map((e) => e) || [];
+    message.more = object.more ?? false;
+    return message;
+  },
+};
+
 function createBaseWatchRunRequest(): WatchRunRequest {
   return { runId: "" };
 }
@@ -4152,6 +4443,20 @@ export const RunServiceService = {
     responseDeserialize: (value: Buffer): RetryRunResponse => RetryRunResponse.decode(value),
   },
   /**
+   * RetryRuns retries every finished run that matches a filter and has not
+   * been retried yet (recovery after an outage): each gets a new run with its
+   * request, as RetryRun. At most `limit` per call; `more` says others match.
+   */
+  retryRuns: {
+    path: "/longhaul.v1.RunService/RetryRuns" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RetryRunsRequest): Buffer => Buffer.from(RetryRunsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RetryRunsRequest => RetryRunsRequest.decode(value),
+    responseSerialize: (value: RetryRunsResponse): Buffer => Buffer.from(RetryRunsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetryRunsResponse => RetryRunsResponse.decode(value),
+  },
+  /**
    * GetRunInput returns the request stored for the run (bodies are kept for
    * the retention period).
    */
@@ -4223,6 +4528,12 @@ export interface RunServiceServer extends UntypedServiceImplementation {
   cancelRun: handleUnaryCall<CancelRunRequest, CancelRunResponse>;
   /** RetryRun submits a new run with the request of an earlier one. */
   retryRun: handleUnaryCall<RetryRunRequest, RetryRunResponse>;
+  /**
+   * RetryRuns retries every finished run that matches a filter and has not
+   * been retried yet (recovery after an outage): each gets a new run with its
+   * request, as RetryRun. At most `limit` per call; `more` says others match.
+   */
+  retryRuns: handleUnaryCall<RetryRunsRequest, RetryRunsResponse>;
   /**
    * GetRunInput returns the request stored for the run (bodies are kept for
    * the retention period).
@@ -4346,6 +4657,26 @@ export interface RunServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RetryRunResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RetryRuns retries every finished run that matches a filter and has not
+   * been retried yet (recovery after an outage): each gets a new run with its
+   * request, as RetryRun. At most `limit` per call; `more` says others match.
+   */
+  retryRuns(
+    request: RetryRunsRequest,
+    callback: (error: ServiceError | null, response: RetryRunsResponse) => void,
+  ): ClientUnaryCall;
+  retryRuns(
+    request: RetryRunsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RetryRunsResponse) => void,
+  ): ClientUnaryCall;
+  retryRuns(
+    request: RetryRunsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RetryRunsResponse) => void,
   ): ClientUnaryCall;
   /**
    * GetRunInput returns the request stored for the run (bodies are kept for
