@@ -4,6 +4,7 @@
 import { rmSync } from "node:fs";
 import { startMesh, type Mesh, type MeshOptions } from "../../scripts/lib/mesh.mjs";
 import { createTestDatabase, createTestNats } from "./isolation.js";
+import { checkResponsesAgainstOpenApi } from "./openapi-conformance.js";
 
 export type { Mesh, MeshOptions, ServiceName } from "../../scripts/lib/mesh.mjs";
 
@@ -59,6 +60,19 @@ export async function startTestMesh(options: TestMeshOptions = {}): Promise<Test
     await database.drop().catch(() => {});
     throw err;
   }
+  // Every answer the test gets from this ingress through fetch is checked
+  // against the OpenAPI document it serves (tests/helpers/openapi-conformance.ts).
+  let stopChecking = () => {};
+  if (mesh.ingressUrl) {
+    try {
+      stopChecking = await checkResponsesAgainstOpenApi(mesh.ingressUrl);
+    } catch (err) {
+      await mesh.stop();
+      await nats.cleanup().catch(() => {});
+      await database.drop().catch(() => {});
+      throw err;
+    }
+  }
   let cleaned: Promise<void> | undefined;
   // Extends the handle in place so that its live getter (processes) stays live.
   return Object.assign(mesh, {
@@ -66,6 +80,7 @@ export async function startTestMesh(options: TestMeshOptions = {}): Promise<Test
     natsPrefix: nats.prefix,
     cleanup: () =>
       (cleaned ??= (async () => {
+        stopChecking();
         await mesh.stop();
         // A NATS of the test's own is the test's to clean up.
         if (!natsUrl) await nats.cleanup();

@@ -9,6 +9,7 @@ import { createNotifierClient } from "./adapters/grpc/notifier-client.js";
 import { createSchedulerClients } from "./adapters/grpc/scheduler-client.js";
 import { loadDashboardAssets } from "./adapters/http/dashboard-assets.js";
 import { dashboardRoutes } from "./adapters/http/dashboard-routes.js";
+import { docsRoutes, loadDocsAssets } from "./adapters/http/openapi-routes.js";
 import { createHttpGateway } from "./adapters/http/server.js";
 import { loadConfig } from "./config.js";
 import { createAuthenticator } from "./core/auth.js";
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
   const admin = createAdminClient(config.SCHEDULER_ADDR);
   const authenticator = createAuthenticator(scheduler.keys, { cacheSeconds: config.INGRESS_AUTH_CACHE_SECONDS });
   const dashboard = config.INGRESS_DASHBOARD_ENABLED ? await loadDashboardAssets() : undefined;
+  const docs = await loadDocsAssets();
 
   const gateway = createHttpGateway({
     log,
@@ -37,7 +39,7 @@ async function main(): Promise<void> {
       sseMaxSeconds: config.INGRESS_SSE_MAX_SECONDS,
       feedMaxWatched: config.INGRESS_EVENTS_MAX_WATCHED,
     },
-    extraRoutes: dashboard ? () => dashboardRoutes(dashboard) : undefined,
+    extraRoutes: () => [...docsRoutes(docs), ...(dashboard ? dashboardRoutes(dashboard) : [])],
     resultUrlKey: resultUrlKey(config.LONGHAUL_INTERNAL_TOKEN),
   });
   const port = await gateway.listen(config.LONGHAUL_HTTP_HOST, config.LONGHAUL_HTTP_PORT);

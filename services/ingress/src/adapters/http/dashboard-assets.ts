@@ -44,7 +44,8 @@ export const UPLOT_FILES = {
 /** Where `tsc -b` puts the compiled browser modules: `<package>/dist/dashboard/client`. */
 export const DEFAULT_CLIENT_DIR = fileURLToPath(new URL("../../../dist/dashboard/client/", import.meta.url));
 
-function asset(contentType: string, body: Buffer): Asset {
+/** A file held in memory with its compressed forms and strong ETag. */
+export function createAsset(contentType: string, body: Buffer): Asset {
   return {
     contentType,
     body,
@@ -73,17 +74,17 @@ export async function loadDashboardAssets(clientDir: string = DEFAULT_CLIENT_DIR
     // Modules of types only compile to `export {};`: nothing imports them at run time.
     if (isTypeOnly(body.toString("utf8"))) continue;
     names.push(name);
-    files.set(name, asset("text/javascript; charset=utf-8", body));
+    files.set(name, createAsset("text/javascript; charset=utf-8", body));
   }
   // The client imports "./uplot.js" (its types come from client/uplot.d.ts).
-  files.set("uplot.js", asset("text/javascript; charset=utf-8", await readFile(UPLOT_FILES.js)));
+  files.set("uplot.js", createAsset("text/javascript; charset=utf-8", await readFile(UPLOT_FILES.js)));
   names.push("uplot.js");
-  files.set("uplot.css", asset("text/css; charset=utf-8", await readFile(UPLOT_FILES.css)));
-  files.set("app.css", asset("text/css; charset=utf-8", Buffer.from(DASHBOARD_CSS)));
+  files.set("uplot.css", createAsset("text/css; charset=utf-8", await readFile(UPLOT_FILES.css)));
+  files.set("app.css", createAsset("text/css; charset=utf-8", Buffer.from(DASHBOARD_CSS)));
   const version = createHash("sha256")
     .update([...files.entries()].map(([n, a]) => `${n}:${a.etag}`).join("\n"))
     .digest("hex")
     .slice(0, 12);
-  const page = asset("text/html; charset=utf-8", Buffer.from(dashboardPage(`/dashboard/assets/${version}`, names)));
+  const page = createAsset("text/html; charset=utf-8", Buffer.from(dashboardPage(`/dashboard/assets/${version}`, names)));
   return { version, page, files };
 }

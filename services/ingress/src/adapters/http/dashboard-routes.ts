@@ -24,9 +24,15 @@ const IMMUTABLE = "public, max-age=31536000, immutable";
 const REVALIDATE = "no-cache";
 
 /** Sends an asset: 304 on a matching If-None-Match, else the best encoding the client takes. */
-function sendAsset(req: IncomingMessage, res: ServerResponse, a: Asset, cacheControl: string): void {
+export function sendAsset(
+  req: IncomingMessage,
+  res: ServerResponse,
+  a: Asset,
+  cacheControl: string,
+  securityHeaders: Record<string, string> = SECURITY_HEADERS,
+): void {
   const headers: Record<string, string | number> = {
-    ...SECURITY_HEADERS,
+    ...securityHeaders,
     "content-type": a.contentType,
     "cache-control": cacheControl,
     etag: a.etag,

@@ -9,6 +9,7 @@ import { adminRoutes } from "./admin-routes.js";
 import { appRoutes } from "./app-routes.js";
 import { feedRoutes } from "./feed-routes.js";
 import { gatewayRoutes } from "./gateway-routes.js";
+import { openApiRoutes } from "./openapi-routes.js";
 import { sendError, sendJson } from "./http-io.js";
 import { createHttpMetrics } from "./http-metrics.js";
 import { Router, type RequestContext, type Route } from "./router.js";
@@ -51,7 +52,7 @@ export interface HttpGateway {
   close(graceMs: number): Promise<void>;
 }
 
-/** Builds the gateway: `/{project}/{app}/...`, `/v1/...`, `/healthz`, `/metrics`. */
+/** Builds the gateway: `/{project}/{app}/...`, `/v1/...` (and its OpenAPI document), `/healthz`, `/metrics`. */
 export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
   const { log, registry } = options;
   const metrics = createHttpMetrics(registry);
@@ -73,6 +74,7 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
     ...adminRoutes(deps),
     ...feedRoutes(deps),
     ...statsRoutes(deps),
+    ...openApiRoutes(),
     ...(options.extraRoutes?.(deps) ?? []),
     ...gatewayRoutes(deps),
   ];
