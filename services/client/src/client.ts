@@ -8,6 +8,7 @@ import {
   type AppOutcomes,
   type CreatedApiKey,
   type Delivery,
+  type KeyScope,
   type Project,
   type ProjectLimits,
   type Run,
@@ -457,9 +458,19 @@ export class LonghaulClient {
         this.json<Project>("PATCH", `/v1/admin/projects/${seg(name)}`, { body: { limits } }),
       listKeys: async (project: string): Promise<ApiKey[]> =>
         (await this.json<{ keys: ApiKey[] }>("GET", `/v1/admin/projects/${seg(project)}/keys`)).keys,
-      createKey: (project: string, key: { name: string; scopes: string[] }) =>
+      createKey: (project: string, key: { name: string; scopes: KeyScope[] }) =>
         this.json<CreatedApiKey>("POST", `/v1/admin/projects/${seg(project)}/keys`, { body: key }),
       revokeKey: (id: string) => this.json<void>("DELETE", `/v1/admin/keys/${seg(id)}`),
+      whoAmI: () => this.json<{ role: string; key_fingerprint: string }>("GET", "/v1/admin/whoami"),
+    };
+  }
+
+  /** The project's own keys (`/v1/keys`; a key with the `admin` scope). */
+  get keys() {
+    return {
+      list: async (): Promise<ApiKey[]> => (await this.json<{ keys: ApiKey[] }>("GET", "/v1/keys")).keys,
+      create: (key: { name: string; scopes: KeyScope[] }) => this.json<CreatedApiKey>("POST", "/v1/keys", { body: key }),
+      revoke: (id: string) => this.json<void>("DELETE", `/v1/keys/${seg(id)}`),
     };
   }
 }

@@ -26,41 +26,9 @@ export function isFinished(run: Pick<Run, "status">): boolean {
   return FINISHED_STATUSES.has(run.status);
 }
 
-/*
- * The operator's API (`/v1/admin/...`, DESIGN.md "Projects, keys and
- * limits"). Written by hand until those routes are in the OpenAPI document.
- */
-
-/** A project's limits; 0 = unlimited. */
-export interface ProjectLimits {
-  submits_per_second: number;
-  burst: number;
-  max_in_flight: number;
-  max_queued: number;
-  max_watch_streams: number;
-}
-
-/** A project as the admin API shows it. */
-export interface Project {
-  name: string;
-  created_at: string;
-  limits: ProjectLimits;
-  usage: Record<string, number>;
-  [more: string]: unknown;
-}
-
-/** An API key, never with its secret. */
-export interface ApiKey {
-  id: string;
-  name: string;
-  scopes: string[];
-  prefix?: string;
-  created_at: string;
-  last_used_at?: string | null;
-  [more: string]: unknown;
-}
-
-/** A key just created: the only answer that holds its secret `key`. */
-export interface CreatedApiKey extends ApiKey {
-  key: string;
-}
+/** The operator's API (`/v1/admin/...`) and a project's own keys (`/v1/keys`). */
+export type ProjectLimits = Schemas["ProjectLimits"];
+export type Project = Schemas["Project"];
+export type ApiKey = Schemas["ApiKey"];
+export type CreatedApiKey = Schemas["CreatedApiKey"];
+export type KeyScope = ApiKey["scopes"][number];

@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { createAsset, type Asset } from "./dashboard-assets.js";
 import { sendAsset } from "./dashboard-routes.js";
+import { adminApi } from "./openapi/admin-paths.js";
 import { openApiDocument, type OpenApiPart } from "./openapi/document.js";
 import type { Route } from "./router.js";
 
@@ -15,7 +16,7 @@ function packageVersion(): string {
 }
 
 /** The parts of the document beyond the core control API. */
-const PARTS: OpenApiPart[] = [];
+const PARTS: OpenApiPart[] = [adminApi];
 
 /** The document the gateway serves (and `@longhaul/client` is generated from). */
 export function servedOpenApiDocument(): Record<string, unknown> {

@@ -425,6 +425,7 @@ export function openApiDocument(version: string, parts: OpenApiPart[] = []): Obj
         E401: errorResponse("No key, an unknown key, a bad or expired signed link.", {
           "WWW-Authenticate": { schema: { type: "string" } },
         }),
+        E403: errorResponse("The key lacks the scope this needs (`permission_denied`, naming the scope)."),
         E404: errorResponse("Unknown, or another project's."),
         E409: errorResponse("The run is in the wrong state for this."),
         Error: errorResponse("An error; see the code.", retryAfter),
