@@ -784,17 +784,8 @@ export interface components {
             in_flight: number;
             queued: number;
         };
-        Project: {
-            name: string;
-            /** Format: date-time */
-            created_at: string | null;
-            limits: components["schemas"]["ProjectLimits"];
-            usage: {
-                runs_today: number;
-                in_flight: number;
-                queued: number;
-                throttled_today: number;
-            };
+        KeyProject: {
+            project: string;
         };
         Health: {
             status: string;
@@ -806,6 +797,18 @@ export interface components {
             max_in_flight: number;
             max_queued: number;
             max_watch_streams: number;
+        };
+        Project: {
+            name: string;
+            /** Format: date-time */
+            created_at: string | null;
+            limits: components["schemas"]["ProjectLimits"];
+            usage: {
+                runs_today: number;
+                in_flight: number;
+                queued: number;
+                throttled_today: number;
+            };
         };
         ProjectList: {
             projects: components["schemas"]["Project"][];
@@ -1506,7 +1509,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Project"];
+                    "application/json": components["schemas"]["KeyProject"];
                 };
             };
             default: components["responses"]["Error"];

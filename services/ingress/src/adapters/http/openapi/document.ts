@@ -234,7 +234,7 @@ const paths: Obj = {
       operationId: "getProject",
       tags: ["project"],
       summary: "The project of the key",
-      responses: { "200": jsonResponse("The project.", "Project"), ...errorResponses() },
+      responses: { "200": jsonResponse("The project.", "KeyProject"), ...errorResponses() },
     },
   },
   "/v1/apps": {
@@ -387,6 +387,18 @@ export interface OpenApiPart {
   tags?: { name: string; description: string }[];
 }
 
+/** Merges named maps; a name given twice is a bug in the document, not something to overwrite. */
+function merge(what: string, ...maps: Obj[]): Obj {
+  const out: Obj = {};
+  for (const m of maps) {
+    for (const [k, v] of Object.entries(m)) {
+      if (Object.hasOwn(out, k)) throw new Error(`OpenAPI document: ${what} ${k} is defined twice`);
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
 /** Builds the document; `parts` add the paths of further route groups. */
 export function openApiDocument(version: string, parts: OpenApiPart[] = []): Obj {
   return {
@@ -411,7 +423,7 @@ export function openApiDocument(version: string, parts: OpenApiPart[] = []): Obj
       { name: "meta", description: "This document, health, metrics." },
       ...parts.flatMap((p) => p.tags ?? []),
     ],
-    paths: Object.assign({}, paths, ...parts.map((p) => p.paths ?? {})),
+    paths: merge("path", paths, ...parts.map((p) => p.paths ?? {})),
     components: {
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", description: "A project's API key (or the operator key for /v1/admin)." },
@@ -430,7 +442,7 @@ export function openApiDocument(version: string, parts: OpenApiPart[] = []): Obj
         E409: errorResponse("The run is in the wrong state for this."),
         Error: errorResponse("An error; see the code.", retryAfter),
       },
-      schemas: Object.assign({}, schemas, ...parts.map((p) => p.schemas ?? {})),
+      schemas: merge("schema", schemas, ...parts.map((p) => p.schemas ?? {})),
     },
   };
 }

@@ -243,6 +243,6 @@ export const schemas: Record<string, Schema> = {
     in_flight: int,
     queued: int,
   }),
-  Project: closed({ project: { type: "string" } }),
+  KeyProject: closed({ project: { type: "string" } }),
   Health: closed({ status: { type: "string" } }),
 };
