@@ -13,6 +13,8 @@ import {
   type ProjectLimits,
   type Run,
   type RunList,
+  type RetriedRuns,
+  type RetryRunsFilter,
   type RunRequest,
   type RunResult,
   type RunStatus,
@@ -320,6 +322,11 @@ export class LonghaulClient {
     return { runId: ((await res.json()) as { run_id: string }).run_id, location: res.headers.get("location") };
   }
 
+  /** Bulk recovery: retries every finished run the filter matches (each once); `more` says to send it again. */
+  retryRuns(filter: RetryRunsFilter = {}): Promise<RetriedRuns> {
+    return this.json<RetriedRuns>("POST", "/v1/runs/retry", { body: filter });
+  }
+
   /** The run's webhook delivery and its attempts. */
   deliveries(id: string): Promise<Delivery> {
     return this.json<Delivery>("GET", `/v1/runs/${seg(id)}/deliveries`);
@@ -423,6 +430,15 @@ export class LonghaulClient {
 
   async deleteApp(name: string): Promise<void> {
     await this.json<void>("DELETE", `/v1/apps/${seg(name)}`);
+  }
+
+  /** Holds the app's queue: queued runs wait, running ones finish. */
+  pauseApp(name: string): Promise<App> {
+    return this.json<App>("POST", `/v1/apps/${seg(name)}/pause`);
+  }
+
+  resumeApp(name: string): Promise<App> {
+    return this.json<App>("POST", `/v1/apps/${seg(name)}/resume`);
   }
 
   /** The app's recent runs counted by status. */

@@ -17,6 +17,8 @@ export type AppOutcomes = Schemas["AppOutcomes"];
 export type Delivery = Schemas["Delivery"];
 export type WebhookSecret = Schemas["WebhookSecret"];
 export type Stats = Schemas["Stats"];
+export type RetryRunsFilter = Schemas["RetryRunsFilter"];
+export type RetriedRuns = Schemas["RetriedRuns"];
 
 /** The statuses after which a run changes no more. */
 export const FINISHED_STATUSES: ReadonlySet<RunStatus> = new Set<RunStatus>(["succeeded", "failed", "timed_out", "cancelled", "expired"]);

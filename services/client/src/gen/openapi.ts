@@ -55,6 +55,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/runs/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Bulk recovery: retry every finished run a filter matches, once */
+        post: operations["retryRuns"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/runs/{id}": {
         parameters: {
             query?: never;
@@ -278,6 +295,40 @@ export interface paths {
         post?: never;
         /** Delete an app */
         delete: operations["deleteApp"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/apps/{app}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Hold the app's queue: queued runs wait, running ones finish */
+        post: operations["pauseApp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/apps/{app}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start the app's queue again */
+        post: operations["resumeApp"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -646,6 +697,24 @@ export interface components {
             name: string;
             value: string;
         };
+        /** @description Which finished runs to retry (each at most once). */
+        RetryRunsFilter: {
+            app?: string;
+            /** @enum {string} */
+            status?: "failed" | "timed_out" | "cancelled" | "expired";
+            error_code?: string;
+            /** Format: date-time */
+            created_after?: string;
+            /** Format: date-time */
+            created_before?: string;
+            limit?: number;
+        };
+        RetriedRuns: {
+            retried: number;
+            run_ids: string[];
+            /** @description More runs match: send the filter again. */
+            more: boolean;
+        };
         RunResult: {
             /** Format: uuid */
             run_id: string;
@@ -701,6 +770,8 @@ export interface components {
             queue_ttl_seconds: number;
             in_flight: number;
             queued: number;
+            /** @description Held by POST /v1/apps/{app}/pause: its queue does not start runs. */
+            paused: boolean;
             /** Format: date-time */
             created_at: string | null;
             /** Format: date-time */
@@ -721,6 +792,7 @@ export interface components {
             name?: string;
             in_flight?: unknown;
             queued?: unknown;
+            paused?: unknown;
             created_at?: unknown;
             updated_at?: unknown;
         };
@@ -1227,6 +1299,32 @@ export interface operations {
             default: components["responses"]["Error"];
         };
     };
+    retryRuns: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RetryRunsFilter"];
+            };
+        };
+        responses: {
+            /** @description How many were retried, with the new runs' ids. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetriedRuns"];
+                };
+            };
+            400: components["responses"]["E400"];
+            default: components["responses"]["Error"];
+        };
+    };
     getRun: {
         parameters: {
             query?: {
@@ -1615,6 +1713,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            404: components["responses"]["E404"];
+            default: components["responses"]["Error"];
+        };
+    };
+    pauseApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The app. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["App"];
+                };
+            };
+            404: components["responses"]["E404"];
+            default: components["responses"]["Error"];
+        };
+    };
+    resumeApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The app. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["App"];
+                };
             };
             404: components["responses"]["E404"];
             default: components["responses"]["Error"];

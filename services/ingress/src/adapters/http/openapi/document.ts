@@ -108,6 +108,15 @@ const paths: Obj = {
       responses: { "200": jsonResponse("A page of runs.", "RunList"), ...errorResponses(400) },
     },
   },
+  "/v1/runs/retry": {
+    post: {
+      operationId: "retryRuns",
+      tags: ["runs"],
+      summary: "Bulk recovery: retry every finished run a filter matches, once",
+      requestBody: { required: true, content: jsonContent(ref("RetryRunsFilter")) },
+      responses: { "200": jsonResponse("How many were retried, with the new runs' ids.", "RetriedRuns"), ...errorResponses(400) },
+    },
+  },
   "/v1/runs/{id}": {
     get: {
       operationId: "getRun",
@@ -269,6 +278,24 @@ const paths: Obj = {
       tags: ["apps"],
       summary: "Delete an app",
       responses: { "204": { description: "Deleted." }, ...errorResponses(404) },
+    },
+  },
+  "/v1/apps/{app}/pause": {
+    post: {
+      operationId: "pauseApp",
+      tags: ["apps"],
+      summary: "Hold the app's queue: queued runs wait, running ones finish",
+      parameters: [appParam],
+      responses: { "200": jsonResponse("The app.", "App"), ...errorResponses(404) },
+    },
+  },
+  "/v1/apps/{app}/resume": {
+    post: {
+      operationId: "resumeApp",
+      tags: ["apps"],
+      summary: "Start the app's queue again",
+      parameters: [appParam],
+      responses: { "200": jsonResponse("The app.", "App"), ...errorResponses(404) },
     },
   },
   "/v1/apps/{app}/outcomes": {
