@@ -3,8 +3,11 @@
 // submit is still accepted, once: a submit cut by the kill is sent again to
 // the other copy under its Idempotency-Key, so it never makes two runs.
 import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { repoRoot } from "../scripts/lib/mesh.mjs";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
 
@@ -112,5 +115,17 @@ describe("two schedulers", () => {
       return (await handledPerCopy("SubmitRun"))[0]! > 0;
     }, 30_000, "submits to reach the restarted copy");
     expect(later.every((s) => s === 202), `statuses ${later}`).toBe(true);
+  });
+
+  it("exports every metric the alerts and the Grafana dashboard of deploy/k8s name", async () => {
+    const dir = path.join(repoRoot, "deploy/k8s/components/monitoring");
+    const text = ["prometheus-rule.yaml", "grafana-dashboard.json"].map((f) => fs.readFileSync(path.join(dir, f), "utf8")).join("\n");
+    const named = new Set([...text.matchAll(/\b((?:longhaul|grpc_server)_[a-z_]+)\b/g)].map((m) => m[1]!));
+    expect(named.size).toBeGreaterThan(5);
+    const urls = Object.values(mesh.metricsUrls).flat();
+    const texts = await Promise.all(urls.map(async (u) => (await fetch(u)).text()));
+    const exported = new Set(texts.flatMap((t) => [...t.matchAll(/^# TYPE (\S+) (\w+)/gm)].map((m) => m[1]!)));
+    const missing = [...named].filter((n) => !exported.has(n) && !exported.has(n.replace(/_(bucket|count|sum)$/, "")));
+    expect(missing).toEqual([]);
   });
 });

@@ -17,6 +17,29 @@ export type { NatsConnection, MsgHdrs };
 const SECOND_NS = 1_000_000_000;
 
 /**
+ * Splits NATS_URL (comma-separated servers) into the server list and the
+ * credentials one of them carries (`nats://user:password@host:4222`, percent-
+ * encoded as in any URL): nats.js reads no credentials from server URLs, and
+ * the servers of deploy/k8s require a user.
+ */
+export function natsServers(url: string): { servers: string[]; user?: string; pass?: string } {
+  let user: string | undefined;
+  let pass: string | undefined;
+  const servers = url
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
+    .map((s) => {
+      if (!s.includes("@")) return s;
+      const u = new URL(s.includes("://") ? s : `nats://${s}`);
+      user ??= decodeURIComponent(u.username) || undefined;
+      pass ??= decodeURIComponent(u.password) || undefined;
+      return `${u.protocol}//${u.host}`;
+    });
+  return { servers, user, pass };
+}
+
+/**
  * Connects with endless reconnects (a NATS restart must not kill a service)
  * and logs status changes. `onStatus` learns whether the link is up.
  */
@@ -26,8 +49,10 @@ export async function connectNats(
   log: Logger,
   onStatus?: (connected: boolean) => void,
 ): Promise<NatsConnection> {
+  const { servers, user, pass } = natsServers(url);
   const nc = await connect({
-    servers: url.split(","),
+    servers,
+    ...(user !== undefined ? { user, pass } : {}),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
