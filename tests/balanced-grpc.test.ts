@@ -108,7 +108,7 @@ describe("two schedulers", () => {
     }
     for (const id of ids) expect((await api.finished(id!)).status).toBe("succeeded");
     // The copy started again takes submits once more, once the gateway reconnected
-    // (grpc-js retries a lost address with a back-off of at most 5 s).
+    // (grpc-js redials a lost address with a back-off of at most 1 s).
     const later: number[] = [];
     await eventually(async () => {
       later.push((await submit()).status);
