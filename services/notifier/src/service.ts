@@ -69,16 +69,17 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     internalToken: config.LONGHAUL_INTERNAL_TOKEN,
     timeoutMs: config.NOTIFIER_RPC_TIMEOUT_MS,
   });
+  const sender = createWebhookSender({
+    allowPrivate: config.LONGHAUL_WEBHOOK_ALLOW_PRIVATE,
+    timeoutMs: config.NOTIFIER_ATTEMPT_TIMEOUT_SECONDS * 1000,
+    maxResponseBytes: config.NOTIFIER_MAX_RESPONSE_BYTES,
+    ...(seams.resolve ? { resolve: seams.resolve } : {}),
+  });
   const core = createNotifierCore({
     store: createPgDeliveryStore(db),
     secrets: createPgSecretStore(db),
     runs,
-    sender: createWebhookSender({
-      allowPrivate: config.LONGHAUL_WEBHOOK_ALLOW_PRIVATE,
-      timeoutMs: config.NOTIFIER_ATTEMPT_TIMEOUT_SECONDS * 1000,
-      maxResponseBytes: config.NOTIFIER_MAX_RESPONSE_BYTES,
-      ...(seams.resolve ? { resolve: seams.resolve } : {}),
-    }),
+    sender,
     log,
     payload: {
       maxInlineBytes: config.NOTIFIER_MAX_INLINE_BYTES,
@@ -128,6 +129,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
       await consumer.stop();
       await poller.stop();
       await core.drain();
+      await sender.close?.();
       await grpc.stop(5_000);
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       runs.close();

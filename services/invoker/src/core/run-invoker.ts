@@ -240,10 +240,13 @@ export class RunInvoker {
     const startedAt = clock.now();
     this.deadlines.add(call, run.deadline.getTime());
     metrics.callStarted("async");
-    log.info(
-      { run_id: run.runId, attempt: run.attempt, method: run.method, url: run.url, deadline: run.deadline.toISOString() },
-      "calling app",
-    );
+    // One info line per run per service: the outcome line below.
+    if (log.isLevelEnabled("debug")) {
+      log.debug(
+        { run_id: run.runId, attempt: run.attempt, method: run.method, url: run.url, deadline: run.deadline.toISOString() },
+        "calling app",
+      );
+    }
     let request: Promise<UpstreamResult>;
     try {
       request = this.o.upstream.call({
@@ -319,17 +322,15 @@ export class RunInvoker {
     metrics.callEnded("async", callOutcome, seconds);
     span.setAttribute(RunAttr.outcome, callOutcome);
     if (callOutcome !== "succeeded") span.setStatus({ code: SpanStatusCode.ERROR, message: callOutcome });
-    log.info(
-      { ...ids, outcome: callOutcome, status_code: outcome.statusCode, error_code: outcome.errorCode, body_truncated: outcome.bodyTruncated, seconds },
-      "call ended",
-    );
-    return () => this.complete(run, held, outcome);
+    const ended = { outcome: callOutcome, status_code: outcome.statusCode, error_code: outcome.errorCode, body_truncated: outcome.bodyTruncated, seconds };
+    log.debug({ ...ids, ...ended }, "call ended");
+    return () => this.complete(run, held, outcome, ended);
   }
 
   /** Reports an outcome, retrying with backoff while the scheduler cannot answer. */
-  private async complete(run: ClaimedRun, held: HeldRun, outcome: RunOutcome): Promise<void> {
+  private async complete(run: ClaimedRun, held: HeldRun, outcome: RunOutcome, ended: Record<string, unknown> = {}): Promise<void> {
     const { log, clock, metrics } = this.o;
-    const ids = { run_id: run.runId, attempt: run.attempt };
+    const ids = { run_id: run.runId, attempt: run.attempt, ...ended };
     let delay = this.backoff.initialMs;
     for (;;) {
       const slot = held.stopped ? undefined : await this.reports.acquire();

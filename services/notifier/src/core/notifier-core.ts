@@ -201,7 +201,8 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       { run_id: runId, attempt: number, status_code: record.statusCode, state: outcome.state, error: record.error },
       "webhook attempt",
     );
-    if (outcome.state !== "pending") await reportQuietly(runId);
+    // Pending is told once (a no-op without a call when already told), then the end.
+    await reportQuietly(runId);
     return outcome.state;
   }
 
@@ -245,7 +246,12 @@ export function createNotifierCore(options: NotifierCoreOptions) {
         url: input.webhookUrl,
         firstAttemptInMs: withJitter((schedule[0] ?? 0) * 1000, random),
       });
-      await report(input.runId);
+      // Not reported as pending here: the scheduler set pending itself when the
+      // run ended, and the first attempt's end reports the state it leaves
+      // (delivered, most often: one report per webhook, not two). A delivery
+      // that waits for a slot is reported by the poller's sweep; until some
+      // report arrives the scheduler republishes run.finished, which finds
+      // this row and changes nothing.
       return { result: "accepted", input };
     },
 

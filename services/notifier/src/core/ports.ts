@@ -163,6 +163,8 @@ export type SendResult =
 /** HTTP out, pinned to checked addresses, in production. */
 export interface WebhookSender {
   send(request: WebhookRequest): Promise<SendResult>;
+  /** Closes kept-alive connections. */
+  close?(): Promise<void>;
 }
 
 /** Counters the core reports to; prom-client in production. */

@@ -146,7 +146,8 @@ export function createRunRegistry(deps: SchedulerDeps) {
     }));
     if (!result.existing) {
       deps.metrics.runAccepted(input.app);
-      log.info({ run_id: result.runId, app: input.app, project, dispatched: result.dispatch !== null }, "run accepted");
+      // Debug: the one info line per run is the attempt's end (run-lifecycle).
+      log.debug({ run_id: result.runId, app: input.app, project, dispatched: result.dispatch !== null }, "run accepted");
     }
     if (result.dispatch) await effects.dispatched([result.dispatch]);
     // A new run that waits: project watchers still see it appear.

@@ -27,13 +27,15 @@ const defaultResolve: Resolver = (hostname) => dnsLookup(hostname, { all: true, 
 
 type Pinned = { address: string; family: number };
 
+/** The code of the error the guarded lookup fails a connection with. */
+const EGRESS_REFUSED = "LONGHAUL_EGRESS_REFUSED";
+
 /**
  * Checks where a webhook would go, after resolution: every address the name
  * has must be allowed (a name with one private address among public ones is
- * refused), and the first is pinned for the connection.
+ * refused), and the first is the one connected to.
  */
-async function pinTarget(url: URL, options: WebhookSenderOptions): Promise<Pinned | { refused: string }> {
-  const host = url.hostname.replace(/^\[|\]$/g, "");
+async function pinTarget(host: string, options: WebhookSenderOptions): Promise<Pinned | { refused: string }> {
   const family = isIP(host);
   const addresses = family ? [{ address: host, family }] : await (options.resolve ?? defaultResolve)(host);
   if (addresses.length === 0) return { refused: `${host} has no address` };
@@ -46,24 +48,41 @@ async function pinTarget(url: URL, options: WebhookSenderOptions): Promise<Pinne
 }
 
 /**
- * An agent that connects to `pinned` whatever name it is asked for, so that
- * the address checked is the address used: a second DNS answer (rebinding)
- * cannot lead the socket elsewhere. TLS still verifies the URL's host name.
+ * One agent for every webhook, whose connections are made only to addresses
+ * checked when the connection is made: its lookup resolves the name, applies
+ * the egress rules and hands the socket the address it checked, so a second
+ * DNS answer (rebinding) cannot lead it elsewhere. TLS still verifies the
+ * URL's host name. A connection is kept alive and reused for the next webhook
+ * to the same origin (issue 11: a connection, and a TLS handshake, per
+ * webhook cost the notifier more than the rest of a delivery).
  */
-function pinnedAgent(pinned: Pinned, timeoutMs: number): Agent {
+function guardedAgent(options: WebhookSenderOptions): Agent {
   return new Agent({
-    connections: 1,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    connectTimeout: timeoutMs,
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+    connectTimeout: options.timeoutMs,
     connect: {
-      lookup: ((_hostname: string, opts: { all?: boolean }, callback: (...args: unknown[]) => void) => {
-        // Node ≥ 20 asks for every address (`all`) when autoSelectFamily is on.
-        if (opts?.all) callback(null, [pinned]);
-        else callback(null, pinned.address, pinned.family);
+      lookup: ((hostname: string, opts: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+        pinTarget(hostname.replace(/^\[|\]$/g, ""), options).then(
+          (pinned) => {
+            if ("refused" in pinned) return callback(Object.assign(new Error(pinned.refused), { code: EGRESS_REFUSED }));
+            // Node ≥ 20 asks for every address (`all`) when autoSelectFamily is on.
+            if (opts?.all) callback(null, [pinned]);
+            else callback(null, pinned.address, pinned.family);
+          },
+          (err: unknown) => callback(err),
+        );
       }) as never,
     },
   });
+}
+
+/** The egress refusal inside an undici error, if that is what failed it. */
+function refusal(err: unknown): string | undefined {
+  for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
+    if (e.code === EGRESS_REFUSED) return e.message;
+  }
+  return undefined;
 }
 
 /** `promise`, or the signal's reason once it aborts (getaddrinfo itself cannot be cancelled). */
@@ -97,6 +116,7 @@ function describe(err: unknown): { kind: "timeout" | "network"; message: string 
  */
 export function createWebhookSender(options: WebhookSenderOptions): WebhookSender {
   const excerptBytes = options.excerptBytes ?? 1024;
+  const agent = guardedAgent(options);
 
   async function send(req: WebhookRequest): Promise<SendResult> {
     let url: URL;
@@ -106,13 +126,11 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
       return { kind: "refused", message: err instanceof Error ? err.message : String(err) };
     }
     const signal = AbortSignal.timeout(options.timeoutMs);
-    let pinned: Pinned | { refused: string };
-    try {
-      pinned = await abortable(pinTarget(url, options), signal);
-    } catch (err) {
-      return describe(err); // ENOTFOUND, EAI_AGAIN: DNS may answer later
+    // An address literal never reaches the agent's lookup: checked here.
+    const literal = url.hostname.replace(/^\[|\]$/g, "");
+    if (isIP(literal) && !options.allowPrivate && isForbiddenAddress(literal)) {
+      return { kind: "refused", message: `${literal} is a private or reserved address` };
     }
-    if ("refused" in pinned) return { kind: "refused", message: pinned.refused };
 
     const headers = { ...req.headers };
     // Inside the caller's span when there is one, else in the run's trace.
@@ -121,14 +139,13 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
     // traceparent of its client span; without it, pass the run's own on.
     if (req.traceparent && !traceCarrier(ctx).traceparent) headers.traceparent = req.traceparent;
 
-    const agent = pinnedAgent(pinned, options.timeoutMs);
-    try {
-      return await context.with(ctx, async () => {
+    return context.with(ctx, async () => {
         let res;
         try {
           res = await request(url, { method: "POST", headers, body: req.body, dispatcher: agent, signal });
         } catch (err) {
-          return describe(err);
+          const refused = refusal(err);
+          return refused ? { kind: "refused" as const, message: refused } : describe(err);
         }
         const chunks: Buffer[] = [];
         let received = 0;
@@ -146,7 +163,9 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
         } catch (err) {
           bodyError = `reading the answer: ${describe(err).message}`;
         } finally {
-          res.body.destroy();
+          // Drops the connection when the answer was cut at the cap (a receiver
+          // that keeps sending is cut off); a whole answer leaves it for reuse.
+          if (!res.body.readableEnded) res.body.destroy();
         }
         const retryAfter = res.headers["retry-after"];
         return {
@@ -156,12 +175,8 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
           excerpt: Buffer.concat(chunks).subarray(0, excerptBytes).toString("utf8"),
           ...(bodyError ? { bodyError } : {}),
         };
-      });
-    } finally {
-      // Drops the connection too, so a receiver that keeps sending is cut off.
-      await agent.destroy().catch(() => undefined);
-    }
+    });
   }
 
-  return { send };
+  return { send, close: () => agent.close() };
 }

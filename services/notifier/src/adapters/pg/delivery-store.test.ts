@@ -190,10 +190,12 @@ describe("delivery outcomes", () => {
     const input = fake.add(r.url);
     const accepted = await accept(core, input);
     expect(accepted.result).toBe("accepted");
-    expect(fake.lastTold(input.runId)).toBe("pending");
+    // Nothing told yet: the first attempt's end tells the state it leaves.
+    expect(fake.lastTold(input.runId)).toBeUndefined();
     await core.deliverNow(input.runId, accepted.input);
     await core.drain();
     expect((await store.get(input.runId))?.delivery).toMatchObject({ state: "pending", attemptsMade: 1, lastError: "HTTP 500" });
+    expect(fake.lastTold(input.runId)).toBe("pending");
     poll(core);
     await eventually(async () => (await store.get(input.runId))?.delivery.state === "delivered");
     const found = await store.get(input.runId);

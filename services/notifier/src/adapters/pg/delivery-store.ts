@@ -191,6 +191,8 @@ export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliverySto
         .selectFrom("webhook_deliveries")
         .select("run_id")
         .where(sql<boolean>`reported_state is distinct from state`)
+        // An attempt in flight reports when it ends.
+        .where(sql<boolean>`(locked_until is null or locked_until < now())`)
         .orderBy("updated_at")
         .limit(limit)
         .execute();
