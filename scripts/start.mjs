@@ -14,7 +14,7 @@ import net from "node:net";
 import path from "node:path";
 import { ensureDeps } from "./lib/deps.mjs";
 import { createLineFormatter } from "./lib/log-format.mjs";
-import { repoRoot, startMesh } from "./lib/mesh.mjs";
+import { LOCAL_APP_NETWORKS, repoRoot, startMesh } from "./lib/mesh.mjs";
 import { ensureNodeVersion } from "./lib/node-version.mjs";
 
 ensureNodeVersion();
@@ -134,6 +134,10 @@ async function main() {
   const apiKey = keptSecret("LONGHAUL_DEV_API_KEY", "dev-api-key", () => `lh_dev_${randomBytes(16).toString("hex")}`);
   const adminKey = keptSecret("LONGHAUL_ADMIN_KEY", "admin-key", () => `lh_admin_${randomBytes(32).toString("base64url")}`);
   const internalToken = keptSecret("LONGHAUL_INTERNAL_TOKEN", "internal-token", () => randomBytes(24).toString("hex"));
+  log(
+    `LONGHAUL_APP_ALLOWED_NETWORKS=${env.LONGHAUL_APP_ALLOWED_NETWORKS ?? LOCAL_APP_NETWORKS}` +
+      (env.LONGHAUL_APP_ALLOWED_NETWORKS ? "" : ": apps may be on loopback and private addresses (local development only)"),
+  );
   const allowPrivate = env.LONGHAUL_WEBHOOK_ALLOW_PRIVATE ?? "true";
   log(
     `LONGHAUL_WEBHOOK_ALLOW_PRIVATE=${allowPrivate}` +

@@ -23,6 +23,11 @@ beforeAll(async () => {
   operator = gateway(mesh.ingressUrl, mesh.adminKey);
   app.handle(async (req, res) => {
     if (req.url.startsWith("/hold")) await held;
+    if (req.url.startsWith("/html")) {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end("<script>document.title='pwned'</script>");
+      return;
+    }
     res.writeHead(200, { "content-type": "text/plain" });
     res.end(`answer to ${req.url}`);
   });
@@ -310,5 +315,30 @@ describe("revoking a key", () => {
     expect((await api.putApp("echo", { url: app.url })).status).toBe(201);
     expect((await operator.call("DELETE", "/v1/admin/projects/short-lived")).status).toBe(204);
     await eventually(async () => (await api.call("POST", "/short-lived/echo/x?async=true", "{}")).status === 401);
+  });
+});
+
+describe("stored app bodies", () => {
+  it("are served as attachments that never run on Longhaul's origin; a sync answer passes unchanged", async () => {
+    const { api } = await projectWithKey("html-app");
+    expect((await api.putApp("page", { url: app.url })).status).toBe(201);
+    const id = await submit(api, "html-app", "page", "/html");
+    expect((await api.finished(id)).status).toBe("succeeded");
+    for (const format of ["", "?format=json", "?format=preview"]) {
+      const r = await api.call("GET", `/v1/runs/${id}/result${format}`);
+      expect(r.status, format).toBe(200);
+      expect(r.headers.get("x-content-type-options"), format).toBe("nosniff");
+      expect(r.headers.get("content-security-policy"), format).toBe("sandbox");
+      expect(r.headers.get("content-disposition"), format).toMatch(/^attachment/);
+    }
+    const raw = await api.call("GET", `/v1/runs/${id}/result`);
+    expect(raw.headers.get("content-type")).toBe("text/html");
+    expect(raw.text).toContain("<script>");
+
+    const sync = await api.call("GET", "/html-app/page/html");
+    expect(sync.status).toBe(200);
+    expect(sync.headers.get("content-type")).toBe("text/html");
+    expect(sync.headers.get("content-disposition")).toBeNull();
+    expect(sync.headers.get("content-security-policy")).toBeNull();
   });
 });

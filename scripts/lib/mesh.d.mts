@@ -3,6 +3,8 @@
 export type ServiceName = "scheduler" | "invoker" | "notifier" | "ingress";
 
 export declare const repoRoot: string;
+/** LONGHAUL_APP_ALLOWED_NETWORKS of a local mesh (tests, npm start): the private ranges and loopback. */
+export declare const LOCAL_APP_NETWORKS: string;
 export declare const SERVICE_NAMES: readonly ServiceName[];
 export declare const PORT_VARS: Readonly<Record<ServiceName, readonly string[]>>;
 

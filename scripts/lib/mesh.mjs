@@ -32,6 +32,8 @@ const STOP_TIERS = [["ingress", "invoker", "notifier"], ["scheduler"]];
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 const LAST_LINES = 40;
+/** LONGHAUL_APP_ALLOWED_NETWORKS of a local mesh: the private ranges and loopback. */
+export const LOCAL_APP_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7,127.0.0.0/8,::1/128";
 
 /** True for the pino line a service logs once it serves. */
 function isReadyLine(line) {
@@ -151,6 +153,10 @@ export async function startMesh(options) {
     LONGHAUL_INTERNAL_TOKEN: internalToken,
     LONGHAUL_DEV_API_KEY: apiKey,
     LONGHAUL_ADMIN_KEY: adminKey,
+    // Apps of a local mesh (tests, npm start) listen on loopback: allowed here, beside the private ranges.
+    LONGHAUL_APP_ALLOWED_NETWORKS: extraEnv.LONGHAUL_APP_ALLOWED_NETWORKS ?? process.env.LONGHAUL_APP_ALLOWED_NETWORKS ?? LOCAL_APP_NETWORKS,
+    // Every port of the mesh, so that none can be an app.
+    LONGHAUL_MESH_ADDRESSES: copies.flatMap((c) => Object.values(c.ports).map((p) => `127.0.0.1:${p}`)).join(","),
     SCHEDULER_ADDR: addresses.scheduler,
     INVOKER_ADDR: addresses.invoker,
     NOTIFIER_ADDR: addresses.notifier,

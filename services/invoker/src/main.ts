@@ -9,6 +9,8 @@ import { invokerPb } from "@longhaul/shared/proto";
 import { connectNats, natsNames } from "@longhaul/shared/nats";
 import { onShutdown } from "@longhaul/shared/service";
 import { loadConfig } from "./config.js";
+import { ownAddresses } from "@longhaul/shared/config";
+import { createEgressPolicy } from "@longhaul/shared/egress";
 import { createCapacity } from "./core/capacity.js";
 import { HeartbeatLoop } from "./core/heartbeat-loop.js";
 import { systemClock } from "./core/ports.js";
@@ -31,7 +33,12 @@ async function main(): Promise<void> {
   const metrics = createInvokerMetrics(registry);
   const draining = new Gauge({ name: "longhaul_invoker_draining", help: "1 while the invoker drains (SIGTERM): no new dispatches, held calls run to their end", registers: [registry] });
   const capacity = createCapacity(config.INVOKER_MAX_IN_FLIGHT);
-  const agent = createUpstreamAgent();
+  // Apps are reached only where the egress policy lets them be (DESIGN.md "Projects, keys and limits").
+  const egress = await createEgressPolicy(
+    config.LONGHAUL_APP_ALLOWED_NETWORKS,
+    ownAddresses(config, [`127.0.0.1:${config.INVOKER_GRPC_PORT}`, `127.0.0.1:${config.INVOKER_METRICS_PORT}`]),
+  );
+  const agent = createUpstreamAgent({ egress });
   const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
   const invoker = new RunInvoker({
     invokerId: config.invokerId,

@@ -1,4 +1,6 @@
 import { createLogger } from "@longhaul/shared/logger";
+import { ownAddresses } from "@longhaul/shared/config";
+import { createEgressPolicy } from "@longhaul/shared/egress";
 import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
@@ -74,7 +76,12 @@ const tenancy = createTenancy(
 );
 
 grpc.add(runsPb.RunServiceService, createRunService(runRegistry, tenancy, log));
-grpc.add(appsPb.AppServiceService, createAppService(runRegistry, tenancy, log));
+// App URLs: where they may point (DESIGN.md "Projects, keys and limits"), checked when stored.
+const egress = await createEgressPolicy(
+  config.LONGHAUL_APP_ALLOWED_NETWORKS,
+  ownAddresses(config, [`127.0.0.1:${config.SCHEDULER_GRPC_PORT}`, `127.0.0.1:${config.SCHEDULER_METRICS_PORT}`]),
+);
+grpc.add(appsPb.AppServiceService, createAppService(runRegistry, tenancy, log, egress));
 grpc.add(adminPb.AdminServiceService, createAdminService(tenancy, log));
 grpc.add(adminPb.KeyServiceService, createKeyService(tenancy, log));
 grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy), {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { grpcTarget } from "./grpc/targets.js";
+import { DEFAULT_APP_NETWORKS, parseNetworks } from "./egress.js";
 
 export { z };
 
@@ -57,7 +58,36 @@ export const commonEnvSchema = z.object({
    * streams end on their deadline). @default 86400
    */
   GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400 * 30).default(86_400),
+  /**
+   * CIDR networks of special-purpose addresses an app URL may reach (public
+   * addresses always may; link-local and metadata never). @default the
+   * private ranges (RFC 1918, RFC 4193), not loopback
+   */
+  LONGHAUL_APP_ALLOWED_NETWORKS: z
+    .string()
+    .default(DEFAULT_APP_NETWORKS)
+    .superRefine((value, ctx) => {
+      try {
+        parseNetworks(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }),
+  /**
+   * More `host:port` addresses of the mesh that are never an app (metrics
+   * ports, the gateway), comma-separated; DATABASE_URL, NATS_URL and the
+   * *_ADDR lists are always. @default ""
+   */
+  LONGHAUL_MESH_ADDRESSES: z.string().default(""),
 });
+
+/** The egress policy's view of a service's config: the networks allowed and where Longhaul itself is. */
+export function ownAddresses(config: CommonConfig, more: string[] = []) {
+  return {
+    urls: [config.DATABASE_URL, config.NATS_URL],
+    hostPorts: [config.SCHEDULER_ADDR, config.INVOKER_ADDR, config.NOTIFIER_ADDR, config.LONGHAUL_MESH_ADDRESSES, ...more],
+  };
+}
 
 export type CommonConfig = z.infer<typeof commonEnvSchema>;
 

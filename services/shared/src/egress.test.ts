@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { LonghaulError } from "./errors.js";
-import { isForbiddenAddress, validateWebhookUrl } from "./egress.js";
+import { DEFAULT_APP_NETWORKS, appAddressRefusal, checkAppUrl, isForbiddenAddress, parseNetworks, validateWebhookUrl } from "./egress.js";
 
 const strict = { allowPrivate: false };
 
@@ -97,4 +97,52 @@ describe("isForbiddenAddress", () => {
   it.each(["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"])("allows %s", (a) =>
     expect(isForbiddenAddress(a)).toBe(false),
   );
+});
+
+describe("app egress policy", () => {
+  const policy = {
+    allowedNetworks: parseNetworks(DEFAULT_APP_NETWORKS),
+    denied: [
+      { address: "127.0.0.1", port: 5432 },
+      { address: "10.1.2.3", port: 0 },
+    ],
+  };
+
+  it("allows public addresses and the private ranges by default, never loopback", () => {
+    for (const a of ["93.184.216.34", "2606:4700::1111", "10.0.0.7", "172.16.5.5", "192.168.1.1", "fd12::1"]) {
+      expect(appAddressRefusal(a, 80, policy), a).toBeUndefined();
+    }
+    for (const a of ["127.0.0.1", "::1", "::ffff:127.0.0.1", "100.64.0.1"]) {
+      expect(appAddressRefusal(a, 80, policy), a).toMatch(/outside LONGHAUL_APP_ALLOWED_NETWORKS/);
+    }
+  });
+
+  it("refuses link-local, metadata, unspecified, multicast and broadcast addresses whatever is allowed", () => {
+    const open = { ...policy, allowedNetworks: parseNetworks("0.0.0.0/0,::/0") };
+    for (const a of ["169.254.169.254", "::ffff:169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.1.1", "fe80::1", "0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"]) {
+      expect(appAddressRefusal(a, 80, open), a).toBeDefined();
+    }
+  });
+
+  it("refuses Longhaul's own parts: a loopback one on its port, another host on every port", () => {
+    const loose = { ...policy, allowedNetworks: parseNetworks(`${DEFAULT_APP_NETWORKS},127.0.0.0/8`) };
+    expect(appAddressRefusal("127.0.0.1", 5432, loose)).toMatch(/Longhaul's own/);
+    expect(appAddressRefusal("::ffff:127.0.0.1", 5432, loose)).toMatch(/Longhaul's own/);
+    expect(appAddressRefusal("127.0.0.1", 9000, loose)).toBeUndefined();
+    expect(appAddressRefusal("10.1.2.3", 8080, loose)).toMatch(/Longhaul's own/);
+  });
+
+  it("checks every address a name resolves to, and every spelling of a literal", async () => {
+    const resolve = async (host: string) =>
+      host === "mixed.example" ? [{ address: "93.184.216.34", family: 4 }, { address: "169.254.169.254", family: 4 }] : [{ address: "93.184.216.34", family: 4 }];
+    await expect(checkAppUrl("http://mixed.example/", policy, resolve)).rejects.toMatchObject({ code: "invalid_argument" });
+    await expect(checkAppUrl("http://fine.example/", policy, resolve)).resolves.toBeUndefined();
+    for (const url of ["http://2852039166/", "http://0xa9fea9fe/", "http://0251.0376.0251.0376/", "http://[::ffff:a9fe:a9fe]/", "http://0/"]) {
+      await expect(checkAppUrl(url, policy, resolve), url).rejects.toMatchObject({ code: "invalid_argument" });
+    }
+  });
+
+  it("names a bad network of LONGHAUL_APP_ALLOWED_NETWORKS", () => {
+    expect(() => parseNetworks("10.0.0.0/8,nope")).toThrow(/'nope'/);
+  });
 });

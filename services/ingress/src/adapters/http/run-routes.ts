@@ -134,8 +134,8 @@ async function keyedResult(deps: RouteDeps, ctx: RequestContext): Promise<void> 
   const res = await deps.ports.runs.getRunResult(caller, runIdParam(ctx), { signal: ctx.signal });
   requireFinished(res.runId, res.status);
   const format = resultFormat(ctx);
-  if (format === "json") sendJson(ctx.res, 200, resultToJson(res));
-  else if (format === "preview") sendJson(ctx.res, 200, resultPreviewToJson(res, previewBytes(ctx)));
+  if (format === "json") sendJson(ctx.res, 200, resultToJson(res), STORED_BODY_HEADERS);
+  else if (format === "preview") sendJson(ctx.res, 200, resultPreviewToJson(res, previewBytes(ctx)), STORED_BODY_HEADERS);
   else sendRawResult(ctx, res);
 }
 
@@ -157,8 +157,8 @@ async function signedResult(deps: RouteDeps, ctx: RequestContext): Promise<void>
     bodyTruncated: stored.bodyTruncated,
   };
   const format = resultFormat(ctx);
-  if (format === "json") sendJson(ctx.res, 200, resultToJson(res));
-  else if (format === "preview") sendJson(ctx.res, 200, resultPreviewToJson(res, previewBytes(ctx)));
+  if (format === "json") sendJson(ctx.res, 200, resultToJson(res), STORED_BODY_HEADERS);
+  else if (format === "preview") sendJson(ctx.res, 200, resultPreviewToJson(res, previewBytes(ctx)), STORED_BODY_HEADERS);
   else sendRawResult(ctx, res);
 }
 
@@ -208,6 +208,20 @@ function sendRawResult(ctx: RequestContext, res: runsPb.GetRunResultResponse): v
     "x-longhaul-body-truncated": String(res.bodyTruncated),
   };
   if (res.statusCode) headers["x-longhaul-status-code"] = String(res.statusCode);
-  ctx.res.writeHead(200, headers);
+  ctx.res.writeHead(200, { ...headers, ...STORED_BODY_HEADERS, "content-disposition": `attachment; filename="${res.runId}"` });
   ctx.res.end(body);
 }
+
+/**
+ * Headers of every answer that carries a stored app body (the raw result,
+ * its JSON and preview forms, signed links): the app's bytes never run as a
+ * page of Longhaul's origin. `nosniff` keeps browsers to the declared type,
+ * the CSP `sandbox` gives any HTML an opaque origin with no script, and
+ * `attachment` makes a browser download rather than render it. A sync
+ * pass-through answer is the app's own and passes unchanged.
+ */
+const STORED_BODY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "content-security-policy": "sandbox",
+  "content-disposition": "attachment",
+} as const;

@@ -1,4 +1,5 @@
 import { LonghaulError } from "@longhaul/shared/errors";
+import { checkAppUrl, type EgressPolicy } from "@longhaul/shared/egress";
 import type { Logger } from "@longhaul/shared/logger";
 import { RunAttr, inSpan, traceCarrier } from "@longhaul/shared/telemetry";
 import { serverStream, unary, type CallContext } from "@longhaul/shared/grpc";
@@ -192,11 +193,13 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
 }
 
 /** `longhaul.v1.AppService` on the core registry. */
-export function createAppService(registry: RunRegistry, tenancy: Tenancy, log: Logger): appsPb.AppServiceServer {
+export function createAppService(registry: RunRegistry, tenancy: Tenancy, log: Logger, egress: EgressPolicy): appsPb.AppServiceServer {
   return {
     putApp: unary(log, "PutApp", async (req: appsPb.PutAppRequest, ctx) => {
       const project = await projectOf(tenancy, ctx, "admin", "changing apps");
       if (!req.app) throw new LonghaulError("invalid_argument", "app: required");
+      // Where the URL points, resolved: refused with nothing stored (the invoker checks again at each call).
+      await checkAppUrl(req.app.url, egress);
       const { app, created } = await registry.putApp(project, {
         name: req.app.name,
         url: req.app.url,
