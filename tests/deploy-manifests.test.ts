@@ -220,7 +220,8 @@ function variablesSet(objs: Obj[]): { where: string; name: string }[] {
   return out;
 }
 
-const deployments = (objs: Obj[]) => objs.filter((o) => o.kind === "Deployment");
+/** The four services' Deployments (not the collector's). */
+const deployments = (objs: Obj[]) => objs.filter((o) => o.kind === "Deployment" && o.metadata.name.startsWith("longhaul-"));
 const byName = (objs: Obj[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name)!;
 const envOf = (o: Obj, name: string) =>
   o.spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === name)?.value as string | undefined;
@@ -288,6 +289,11 @@ describe.each(["single-node", "ha"])("deploy/k8s/overlays/%s", (overlay) => {
       expect(deployments(objs).map((d) => d.spec.replicas)).toEqual([1, 1, 1, 1]);
       expect([nats.spec.replicas, replicas]).toEqual([1, "1"]);
       expect(objs.some((o) => o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1")).toBe(true);
+      // Traces go to the collector it brings, over OTLP/HTTP.
+      expect(byName(objs, "ConfigMap", "longhaul-config").data!.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://otel-collector:4318");
+      const collector = parseYaml(byName(objs, "ConfigMap", "otel-collector-config").data!["collector.yaml"]!);
+      expect(collector.receivers.otlp.protocols.http.endpoint).toBe("0.0.0.0:4318");
+      expect(collector.service.pipelines.traces.exporters.every((e: string) => e in collector.exporters)).toBe(true);
       expect(pdbs).toEqual([]);
     } else {
       const hpa = byName(objs, "HorizontalPodAutoscaler", "longhaul-invoker");

@@ -58,10 +58,13 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** Base ports (and their copies' at +10) that are all free now. */
+/**
+ * Base ports (and their copies' at +10) that are all free now, below the
+ * ephemeral range (32768+), so that no outgoing connection takes one meanwhile.
+ */
 async function freeBases(): Promise<Record<string, string>> {
   for (;;) {
-    const base = 20_000 + Math.floor(Math.random() * 4_000) * 10;
+    const base = 20_000 + Math.floor(Math.random() * 1_200) * 10;
     const ports = PORT_VARS.map((_, i) => base + i);
     const all = [...ports, ...ports.map((p) => p + 10)];
     if ((await Promise.all(all.map(portFree))).every(Boolean)) {
