@@ -4,7 +4,6 @@ import type { AttemptResult } from "../../core/ports.js";
 import type { Decision } from "../../core/retry-policy.js";
 import { lostLease } from "./maintenance-store.js";
 import { runColumns } from "./run-columns.js";
-import { findApp } from "./run-queries.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** `limited`: the app has a concurrency limit, so the freed slot may start a queued run. */
@@ -26,26 +25,49 @@ export async function endAttempt(
   decideFor: (run: RunRecord, app: AppSettings | undefined) => Decision,
 ): Promise<EndedRun | undefined> {
   return db.transaction().execute(async (trx) => {
-    let q = trx.selectFrom("runs").select(runColumns).where("id", "=", runId).where("attempt", "=", attempt).where("status", "=", "running");
-    if (owner !== null) q = q.where("owner", "=", owner);
+    // The run (locked) and its app in one read.
+    let q = trx
+      .selectFrom("runs")
+      .leftJoin("apps", (join) => join.onRef("apps.project_id", "=", "runs.project_id").onRef("apps.name", "=", "runs.app"))
+      .select(runColumns.map((c) => `runs.${c}` as const))
+      .select([
+        "apps.name as app_name",
+        "apps.url as app_url",
+        "apps.timeout_seconds as app_timeout_seconds",
+        "apps.max_concurrency as app_max_concurrency",
+        "apps.max_attempts as app_max_attempts",
+        "apps.initial_backoff_seconds as app_initial_backoff_seconds",
+        "apps.max_backoff_seconds as app_max_backoff_seconds",
+        "apps.idempotent as app_idempotent",
+        "apps.queue_ttl_seconds as app_queue_ttl_seconds",
+        "apps.paused as app_paused",
+      ])
+      .where("runs.id", "=", runId)
+      .where("runs.attempt", "=", attempt)
+      .where("runs.status", "=", "running");
+    if (owner !== null) q = q.where("runs.owner", "=", owner);
     // A lost lease is checked again under the row lock: a heartbeat between
     // the reconciler's read and this statement keeps the call alive.
     else q = q.where(lostLease);
-    const run = (await q.forUpdate().executeTakeFirst()) as RunRecord | undefined;
-    if (!run) return undefined;
-    const app = await findApp(trx, run.project_id, run.app);
+    const row = await q.forUpdate("runs").executeTakeFirst();
+    if (!row) return undefined;
+    const run = row as unknown as RunRecord;
+    const app: AppSettings | undefined =
+      row.app_name === null
+        ? undefined
+        : {
+            name: row.app_name,
+            url: row.app_url!,
+            timeoutSeconds: row.app_timeout_seconds!,
+            maxConcurrency: row.app_max_concurrency!,
+            maxAttempts: row.app_max_attempts!,
+            initialBackoffSeconds: row.app_initial_backoff_seconds!,
+            maxBackoffSeconds: row.app_max_backoff_seconds!,
+            idempotent: row.app_idempotent!,
+            queueTtlSeconds: row.app_queue_ttl_seconds!,
+            paused: row.app_paused ?? false,
+          };
     const decision = decideFor(run, app);
-    await trx
-      .updateTable("run_attempts")
-      .set({
-        finished_at: sql<Date>`now()` as never,
-        status_code: result.statusCode || null,
-        error_code: decision.kind === "succeeded" ? null : decision.errorCode,
-        error_message: decision.kind === "succeeded" ? null : decision.errorMessage,
-      })
-      .where("run_id", "=", runId)
-      .where("attempt", "=", attempt)
-      .execute();
     const common = {
       owner: null,
       lease_expires_at: null,
@@ -54,9 +76,22 @@ export async function endAttempt(
       response_body: result.statusCode ? result.body : null,
       response_truncated: result.bodyTruncated,
     };
+    // The attempt's record and the run in one statement.
+    const withAttempt = trx.with("ended_attempt", (db) =>
+      db
+        .updateTable("run_attempts")
+        .set({
+          finished_at: sql<Date>`now()` as never,
+          status_code: result.statusCode || null,
+          error_code: decision.kind === "succeeded" ? null : decision.errorCode,
+          error_message: decision.kind === "succeeded" ? null : decision.errorMessage,
+        })
+        .where("run_id", "=", runId)
+        .where("attempt", "=", attempt),
+    );
     const updated =
       decision.kind === "retry"
-        ? await trx
+        ? await withAttempt
             .updateTable("runs")
             .set({
               ...common,
@@ -70,7 +105,7 @@ export async function endAttempt(
             .where("id", "=", runId)
             .returning(runColumns)
             .executeTakeFirstOrThrow()
-        : await trx
+        : await withAttempt
             .updateTable("runs")
             .set({
               ...common,
