@@ -11,6 +11,7 @@ import { createDependencyHealth, onShutdown } from "@longhaul/shared/service";
 import { loadConfig, projectKeys } from "./config.js";
 import { createRunLifecycle } from "./core/run-lifecycle.js";
 import { createReconciler } from "./core/reconciler.js";
+import type { SchedulerDeps } from "./core/deps.js";
 import { createRunRegistry } from "./core/run-registry.js";
 import { createTenancy } from "./core/tenancy.js";
 import { createAdminService, createKeyService } from "./adapters/grpc/admin-service.js";
@@ -47,7 +48,7 @@ const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
 await ensureStreams(nc, names, config.LONGHAUL_NATS_REPLICAS);
 
 const store = createPgStore(db);
-const deps = {
+const deps: SchedulerDeps = {
   store,
   bus: createEventBus(nc, names, log),
   metrics: createSchedulerMetrics(registry, store),
@@ -103,19 +104,43 @@ const rollUp = () => {
 rollUp();
 const rollupTimer = setInterval(rollUp, config.SCHEDULER_STATS_ROLLUP_SECONDS * 1000);
 
-// The reconciler: one pass at a time, every tick.
+// The reconciler: one pass at a time, every SCHEDULER_TICK_MS while it finds
+// work; while it finds none the pause doubles up to SCHEDULER_IDLE_TICK_MS
+// (an idle mesh costs Postgres a statement every 2 s), and a retry scheduled
+// here brings it back to full rate at once.
 let ticking: Promise<void> | undefined;
-const ticker = setInterval(() => {
-  ticking ??= reconciler.tick().finally(() => {
-    ticking = undefined;
-  });
-}, config.SCHEDULER_TICK_MS);
+let tickDelay = config.SCHEDULER_TICK_MS;
+let ticker: NodeJS.Timeout | undefined;
+let stopped = false;
+const scheduleTick = (delay: number) => {
+  if (stopped) return;
+  ticker = setTimeout(() => {
+    ticking = reconciler.tick().then(
+      (busy) => {
+        ticking = undefined;
+        tickDelay = busy ? config.SCHEDULER_TICK_MS : Math.min(tickDelay * 2, Math.max(config.SCHEDULER_IDLE_TICK_MS, config.SCHEDULER_TICK_MS));
+        scheduleTick(tickDelay);
+      },
+      () => {
+        ticking = undefined;
+        scheduleTick(config.SCHEDULER_TICK_MS);
+      },
+    );
+  }, delay);
+};
+deps.wakeReconciler = () => {
+  if (tickDelay === config.SCHEDULER_TICK_MS || ticking) return;
+  tickDelay = config.SCHEDULER_TICK_MS;
+  clearTimeout(ticker);
+  scheduleTick(tickDelay);
+};
+scheduleTick(tickDelay);
 
 health.started();
 log.info({ grpc_port: port, metrics_port: config.SCHEDULER_METRICS_PORT }, "ready");
 
 onShutdown(log, [
-  { name: "reconciler", close: async () => { clearInterval(ticker); await ticking; } },
+  { name: "reconciler", close: async () => { stopped = true; clearTimeout(ticker); await ticking; } },
   { name: "stats rollup", close: async () => { clearInterval(rollupTimer); await rolling; } },
   { name: "grpc", close: () => grpc.stop(10_000) },
   { name: "postgres probe", close: async () => pgProbe.stop() },

@@ -23,6 +23,8 @@ export interface SchedulerDeps {
   settings: SchedulerSettings;
   log: Logger;
   random?: () => number;
+  /** Brings the reconciler back to its full rate (a retry was scheduled). Set by main. */
+  wakeReconciler?: () => void;
 }
 
 /**

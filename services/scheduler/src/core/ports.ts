@@ -57,6 +57,15 @@ export interface ListFilter {
   after?: { createdAt: Date; id: string } | undefined;
 }
 
+/** Which of the reconciler's repairs have work now. */
+export interface DueWork {
+  expire: boolean;
+  leases: boolean;
+  queued: boolean;
+  redispatch: boolean;
+  webhooks: boolean;
+}
+
 /** Finished runs to retry in bulk (RetryRuns). */
 export interface RetryFilter {
   project: string;
@@ -115,6 +124,8 @@ export interface SchedulerStore {
   appsWithDueRuns(limit: number): Promise<{ project: string; app: string }[]>;
   dispatchQueued(project: string, app: string, batch: number): Promise<DispatchRef[]>;
   expireQueued(): Promise<{ id: string; project: string; app: string; webhook: boolean }[]>;
+  /** Which repairs of the reconciler have work now, in one read. */
+  dueWork(redispatchAfterSeconds: number, webhookAfterSeconds: number): Promise<DueWork>;
   /** Deletes sessions long expired that own no running run; how many. */
   dropIdleSessions(): Promise<number>;
   expiredLeases(limit: number): Promise<{ id: string; attempt: number }[]>;

@@ -29,8 +29,22 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
   }
 
   return {
-    async tick(): Promise<void> {
-      await step("expire", async () => {
+    /**
+     * One pass: a single read says which repairs have work (an idle mesh
+     * costs one statement per tick), then only those run. True when some
+     * repair had work: the caller ticks at full rate while there is work and
+     * slows down while there is none.
+     */
+    async tick(): Promise<boolean> {
+      let due;
+      try {
+        due = await store.dueWork(settings.redispatchAfterSeconds, settings.webhookRepublishAfterSeconds);
+      } catch (err) {
+        log.warn({ err, step: "probe" }, "reconcile probe failed; next tick retries");
+        return true;
+      }
+      const leasesDue = due.leases && Date.now() >= leasesFrom;
+      if (due.expire) await step("expire", async () => {
         for (const r of await store.expireQueued()) {
           const run = await store.findRun(null, r.id);
           // In the run's trace, so the line carries its trace id.
@@ -40,23 +54,23 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
           });
         }
       });
-      if (Date.now() >= leasesFrom) await step("leases", async () => {
+      if (leasesDue) await step("leases", async () => {
         for (const l of await store.expiredLeases(BATCH)) {
           log.warn({ run_id: l.id, attempt: l.attempt }, "lease expired: invoker lost");
           await lifecycle.expireLease(l.id, l.attempt);
         }
       });
-      await step("queued", async () => {
+      if (due.queued) await step("queued", async () => {
         for (const a of await store.appsWithDueRuns(BATCH)) {
           await effects.dispatched(await store.dispatchQueued(a.project, a.app, BATCH));
         }
       });
-      await step("redispatch", async () => {
+      if (due.redispatch) await step("redispatch", async () => {
         const stale = await store.staleDispatches(settings.redispatchAfterSeconds, BATCH);
         if (stale.length > 0) log.warn({ runs: stale.length }, "republishing unclaimed dispatches");
         await effects.dispatched(stale, { republish: true });
       });
-      await step("webhooks", async () => {
+      if (due.webhooks) await step("webhooks", async () => {
         for (const r of await store.untakenWebhooks(settings.webhookRepublishAfterSeconds, BATCH)) {
           log.warn({ run_id: r.id }, "republishing run.finished: no notifier took it");
           await deps.bus.publishFinished(r);
@@ -73,6 +87,7 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
           if (n > 0) log.info({ sessions: n }, "forgot invoker sessions idle for an hour");
         });
       }
+      return due.expire || leasesDue || due.queued || due.redispatch || due.webhooks;
     },
   };
 }

@@ -54,6 +54,8 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     );
     if (!ended) return undefined;
     const { run, decision, limited } = ended;
+    // The retry waits queued for its backoff: the reconciler starts it.
+    if (decision.kind === "retry") deps.wakeReconciler?.();
     // In the run's trace even when the reconciler ended it (a lost lease):
     // the log line carries the run's trace id, the run.finished event joins it.
     await context.with(runContext(run.traceparent, run.tracestate), async () => {

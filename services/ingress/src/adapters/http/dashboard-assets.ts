@@ -44,13 +44,24 @@ export const UPLOT_FILES = {
 /** Where `tsc -b` puts the compiled browser modules: `<package>/dist/dashboard/client`. */
 export const DEFAULT_CLIENT_DIR = fileURLToPath(new URL("../../../dist/dashboard/client/", import.meta.url));
 
-/** A file held in memory with its compressed forms and strong ETag. */
+/**
+ * A file held in memory with its strong ETag and its compressed forms, each
+ * made the first time a browser asks for it and kept: compressing every asset
+ * at start (brotli at quality 11) cost each ingress start seconds of CPU,
+ * dashboard or not (issue 11's profile).
+ */
 export function createAsset(contentType: string, body: Buffer): Asset {
+  let gzip: Buffer | undefined;
+  let br: Buffer | undefined;
   return {
     contentType,
     body,
-    gzip: gzipSync(body, { level: 9 }),
-    br: brotliCompressSync(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: body.length } }),
+    get gzip() {
+      return (gzip ??= gzipSync(body, { level: 9 }));
+    },
+    get br() {
+      return (br ??= brotliCompressSync(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: body.length } }));
+    },
     etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 27)}"`,
   };
 }

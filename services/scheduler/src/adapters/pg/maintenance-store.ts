@@ -2,6 +2,7 @@ import { sql, type Kysely } from "kysely";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
 import { findApp } from "./run-queries.js";
 import { projectRoom } from "./tenancy-store.js";
+import type { DueWork } from "../../core/ports.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** Apps that have queued runs whose time has come. */
@@ -183,4 +184,30 @@ export async function appCounts(
   if (project) q = q.where("project_id", "=", project);
   const rows = await q.groupBy(["project_id", "app"]).execute();
   return rows.map((r) => ({ project: r.project_id, app: r.app, queued: r.queued, inFlight: r.in_flight }));
+}
+
+/**
+ * Which of the reconciler's repairs have work now, in one read (one commit)
+ * instead of one statement per repair: an idle mesh costs Postgres one
+ * statement per tick (issue 11). Each test is the condition of its repair.
+ */
+export async function dueWork(db: Kysely<SchedulerDb>, redispatchAfterSeconds: number, webhookAfterSeconds: number): Promise<DueWork> {
+  const { rows } = await sql<DueWork>`
+    select
+      exists (select 1 from runs r join apps a on a.project_id = r.project_id and a.name = r.app
+              where r.status = 'queued' and r.attempt = 1 and a.queue_ttl_seconds > 0
+                and r.created_at < now() - make_interval(secs => a.queue_ttl_seconds)) as expire,
+      exists (select 1 from invoker_sessions s join runs r on r.owner = s.invoker_id and r.status = 'running'
+              where s.lease_expires_at < now() and r.lease_expires_at < now()) as leases,
+      exists (select 1 from runs
+              where status = 'queued' and (not_before is null or not_before <= now())
+                and not exists (select 1 from apps a where a.project_id = runs.project_id and a.name = runs.app and a.paused)) as queued,
+      exists (select 1 from runs
+              where status = 'dispatched' and dispatched_at < now() - make_interval(secs => ${redispatchAfterSeconds})) as redispatch,
+      exists (select 1 from runs
+              where webhook_state = 'pending' and webhook_taken_at is null
+                and finished_at < now() - make_interval(secs => ${webhookAfterSeconds})
+                and (webhook_published_at is null or webhook_published_at < now() - make_interval(secs => ${webhookAfterSeconds}))) as webhooks
+  `.execute(db);
+  return rows[0]!;
 }

@@ -40,6 +40,7 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     expireQueued: () => maintenance.expireQueued(db),
     expiredLeases: (limit) => maintenance.expiredLeases(db, limit),
     dropIdleSessions: () => maintenance.dropIdleSessions(db),
+    dueWork: (redispatchAfter, webhookAfter) => maintenance.dueWork(db, redispatchAfter, webhookAfter),
     staleDispatches: (after, limit) => maintenance.staleDispatches(db, after, limit),
     untakenWebhooks: (after, limit) => maintenance.untakenWebhooks(db, after, limit),
     dropOldBodies: (retention) => maintenance.dropOldBodies(db, retention),
