@@ -66,7 +66,9 @@ beforeAll(async () => {
       INVOKER_ID: "inv-main-test",
       INVOKER_DRAIN_SECONDS: "1",
       INVOKER_HEARTBEAT_MS: "200",
-      LOG_LEVEL: "info",
+      // The test's app listens on loopback, outside the default egress networks (as npm start, it allows it).
+      LONGHAUL_APP_ALLOWED_NETWORKS: "127.0.0.0/8",
+      LOG_LEVEL: "debug",
     },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true, // its own process group, so nothing outlives the test

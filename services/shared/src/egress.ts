@@ -232,7 +232,10 @@ export async function createEgressPolicy(
   for (const list of own.hostPorts) {
     for (const one of list.split(",").map((s) => s.trim()).filter(Boolean)) {
       const m = /^(?:dns:\/\/\/)?\[?([^\]]+?)\]?:(\d+)$/.exec(one);
-      if (m) targets.push({ host: m[1]!, port: Number(m[2]) });
+      // Port 0 is "any free port" (tests, a second copy): the real one is not
+      // known here, and 0 must not stand for the whole host (it would deny
+      // every app on loopback).
+      if (m && Number(m[2]) !== 0) targets.push({ host: m[1]!, port: Number(m[2]) });
     }
   }
   const denied: DeniedAddress[] = [];
