@@ -46,10 +46,11 @@ export function createResponseChecker(doc: Obj): ResponseChecker {
   // As the gateway's router: a literal first segment is never taken for a project.
   const reserved = new Set(templates.map((t) => t.segments[0]!).filter((s) => !isParam(s)));
 
-  function matchTemplate(path: string): string | undefined {
+  /** The templates that match a path, the most literal first (as the router prefers literal routes). */
+  function matchTemplates(path: string): string[] {
     const parts = path.split("/").slice(1);
     const reservedFirst = reserved.has(parts[0] ?? "");
-    let best: { template: string; literals: number } | undefined;
+    const found: { template: string; literals: number }[] = [];
     for (const t of templates) {
       if (reservedFirst && isParam(t.segments[0])) continue;
       // A template ending in {path} takes the rest of the path, slashes included (the gateway's `*`).
@@ -63,22 +64,24 @@ export function createResponseChecker(doc: Obj): ResponseChecker {
         else if (fixed[i] === parts[i]) literals++;
         else ok = false;
       }
-      if (ok && (!best || literals > best.literals)) best = { template: t.template, literals };
+      if (ok) found.push({ template: t.template, literals: literals * 2 + (wildcard ? 0 : 1) });
     }
-    return best?.template;
+    return found.sort((a, b) => b.literals - a.literals).map((f) => f.template);
   }
 
   return {
     async check(method, url, res) {
       const where = `${method} ${url.pathname} → ${res.status}`;
-      const template = matchTemplate(url.pathname);
+      const m = method === "HEAD" ? "get" : method.toLowerCase();
+      const candidates = matchTemplates(url.pathname);
+      // The most literal template that has the method (a catch-all may take what a literal one lacks).
+      const template = candidates.find((t) => doc.paths[t]?.[m]) ?? candidates[0];
       let responsePointer: string;
       if (!template) {
         // An unknown route is a 404 error like any other.
         if (res.status !== 404) throw new Error(`OpenAPI: ${where}: no path of the document matches`);
         responsePointer = "#/components/responses/Error";
       } else {
-        const m = method === "HEAD" ? "get" : method.toLowerCase();
         const op = doc.paths[template]?.[m];
         const base = `#/paths/${pointerEscape(template)}`;
         if (!op) {

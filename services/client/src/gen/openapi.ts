@@ -615,6 +615,309 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v2/{app}/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Queue a job; the app receives {"id","input"} as a POST to its URL */
+        post: operations["runpodRun"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{app}/runsync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Queue a job and wait for it (up to `wait` ms) */
+        post: operations["runpodRunSync"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{app}/status/{job}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A job */
+        get: operations["runpodStatusGet"];
+        put?: never;
+        /** A job */
+        post: operations["runpodStatusPost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{app}/status-sync/{job}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A job, once finished or after `wait` ms */
+        get: operations["runpodStatusSyncGet"];
+        put?: never;
+        /** A job, once finished or after `wait` ms */
+        post: operations["runpodStatusSyncPost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{app}/stream/{job}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A job's output so far (the whole output once it is finished); waits up to 10 s */
+        get: operations["runpodStreamGet"];
+        put?: never;
+        /** A job's output so far (the whole output once it is finished); waits up to 10 s */
+        post: operations["runpodStreamPost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{app}/cancel/{job}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel a job (a finished one is answered as it is) */
+        post: operations["runpodCancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{app}/retry/{job}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Retry a FAILED or TIMED_OUT job under the same id */
+        post: operations["runpodRetry"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{app}/purge-queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel the app's queued jobs */
+        post: operations["runpodPurgeQueue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{app}/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Jobs of the last hour and calls in flight */
+        get: operations["runpodHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/replicate/v1/predictions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Predictions made through this API, newest first */
+        get: operations["replicateListPredictions"];
+        put?: never;
+        /** Create a prediction: `version` names the app */
+        post: operations["replicateCreatePrediction"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/replicate/v1/models/{owner}/{name}/predictions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create a prediction: `name` names the app (`owner` is not used) */
+        post: operations["replicateCreateModelPrediction"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/replicate/v1/predictions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A prediction */
+        get: operations["replicateGetPrediction"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/replicate/v1/predictions/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel a prediction (a finished one is answered as it is) */
+        post: operations["replicateCancelPrediction"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Any other path under /v2: RunPod's 404 */
+        get: operations["runpodUnknownget"];
+        /** Any other path under /v2: RunPod's 404 */
+        put: operations["runpodUnknownput"];
+        /** Any other path under /v2: RunPod's 404 */
+        post: operations["runpodUnknownpost"];
+        /** Any other path under /v2: RunPod's 404 */
+        delete: operations["runpodUnknowndelete"];
+        options?: never;
+        head?: never;
+        /** Any other path under /v2: RunPod's 404 */
+        patch: operations["runpodUnknownpatch"];
+        trace?: never;
+    };
+    "/replicate/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Any other path under /replicate: Replicate's 404 */
+        get: operations["replicateUnknownget"];
+        /** Any other path under /replicate: Replicate's 404 */
+        put: operations["replicateUnknownput"];
+        /** Any other path under /replicate: Replicate's 404 */
+        post: operations["replicateUnknownpost"];
+        /** Any other path under /replicate: Replicate's 404 */
+        delete: operations["replicateUnknowndelete"];
+        options?: never;
+        head?: never;
+        /** Any other path under /replicate: Replicate's 404 */
+        patch: operations["replicateUnknownpatch"];
+        trace?: never;
+    };
+    "/v4/{project}/{app}/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Call an app by Cerebrium's URL shape (the same as /{project}/{app}/{path}) (GET)
+         * @description Everything below `/{project}/{app}` is the app's (`{path}` may hold slashes). Async (`?async=true` or `Prefer: respond-async`): `202` with `{"run_id"}`. Sync: the app's own answer streams back unchanged, whatever its status and content type.
+         */
+        get: operations["cerebriumCallGet"];
+        /**
+         * Call an app by Cerebrium's URL shape (the same as /{project}/{app}/{path}) (PUT)
+         * @description Everything below `/{project}/{app}` is the app's (`{path}` may hold slashes). Async (`?async=true` or `Prefer: respond-async`): `202` with `{"run_id"}`. Sync: the app's own answer streams back unchanged, whatever its status and content type.
+         */
+        put: operations["cerebriumCallPut"];
+        /**
+         * Call an app by Cerebrium's URL shape (the same as /{project}/{app}/{path}) (POST)
+         * @description Everything below `/{project}/{app}` is the app's (`{path}` may hold slashes). Async (`?async=true` or `Prefer: respond-async`): `202` with `{"run_id"}`. Sync: the app's own answer streams back unchanged, whatever its status and content type.
+         */
+        post: operations["cerebriumCallPost"];
+        /**
+         * Call an app by Cerebrium's URL shape (the same as /{project}/{app}/{path}) (DELETE)
+         * @description Everything below `/{project}/{app}` is the app's (`{path}` may hold slashes). Async (`?async=true` or `Prefer: respond-async`): `202` with `{"run_id"}`. Sync: the app's own answer streams back unchanged, whatever its status and content type.
+         */
+        delete: operations["cerebriumCallDelete"];
+        options?: never;
+        head?: never;
+        /**
+         * Call an app by Cerebrium's URL shape (the same as /{project}/{app}/{path}) (PATCH)
+         * @description Everything below `/{project}/{app}` is the app's (`{path}` may hold slashes). Async (`?async=true` or `Prefer: respond-async`): `202` with `{"run_id"}`. Sync: the app's own answer streams back unchanged, whatever its status and content type.
+         */
+        patch: operations["cerebriumCallPatch"];
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -919,6 +1222,117 @@ export interface components {
         WhoAmI: {
             role: string;
             key_fingerprint: string;
+        };
+        /** @enum {string} */
+        RunpodStatus: "IN_QUEUE" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "CANCELLED" | "TIMED_OUT";
+        RunpodRequest: {
+            /** @description Sent to the app as {"id","input"}. */
+            input: unknown;
+            /** Format: uri */
+            webhook?: string;
+            /** Format: uri */
+            webhookV2?: string;
+            policy?: {
+                /** @description ms; the run's timeout */
+                executionTimeout?: number;
+                /** @description ms; accepted, the app's queue TTL applies */
+                ttl?: number;
+                lowPriority?: boolean;
+            };
+            s3Config?: Record<string, never>;
+        };
+        RunpodJob: {
+            /** Format: uuid */
+            id: string;
+            status: components["schemas"]["RunpodStatus"];
+            /** @description ms from queued to started */
+            delayTime?: number;
+            /** @description ms from started to finished */
+            executionTime?: number;
+            retries?: number;
+            /** @description The app's JSON answer (or its text). */
+            output?: unknown;
+            error?: string;
+        };
+        RunpodStream: {
+            status: components["schemas"]["RunpodStatus"];
+            stream: {
+                output: unknown;
+            }[];
+            error?: string;
+        };
+        RunpodPurge: {
+            removed: number;
+            status: string;
+        };
+        RunpodHealth: {
+            jobs: {
+                completed: number;
+                failed: number;
+                inProgress: number;
+                inQueue: number;
+                retried: number;
+            };
+            workers: {
+                idle: number;
+                initializing?: number;
+                ready?: number;
+                running: number;
+                throttled?: number;
+                unhealthy?: number;
+            };
+        };
+        RunpodError: {
+            error: string;
+        };
+        /** @enum {string} */
+        ReplicateStatus: "starting" | "processing" | "succeeded" | "failed" | "canceled";
+        ReplicateCreate: {
+            /** @description The app (POST /predictions). */
+            version?: string;
+            input: Record<string, never>;
+            /** Format: uri */
+            webhook?: string;
+            /** @description Accepted; only `completed` is sent. */
+            webhook_events_filter?: ("start" | "output" | "logs" | "completed")[];
+            stream?: boolean;
+        };
+        ReplicatePrediction: {
+            /** Format: uuid */
+            id: string;
+            model: string;
+            version: string;
+            input: unknown;
+            output: unknown;
+            logs: string;
+            error: string | null;
+            status: components["schemas"]["ReplicateStatus"];
+            source?: string;
+            data_removed?: boolean;
+            /** Format: date-time */
+            created_at: string | null;
+            /** Format: date-time */
+            started_at?: string | null;
+            /** Format: date-time */
+            completed_at?: string | null;
+            urls: {
+                get: string;
+                cancel: string;
+                web?: string;
+            };
+            metrics?: {
+                predict_time?: number;
+            };
+        };
+        ReplicatePredictionList: {
+            previous: string | null;
+            next: string | null;
+            results: components["schemas"]["ReplicatePrediction"][];
+        };
+        ReplicateProblem: {
+            title: string;
+            detail: string;
+            status: number;
         };
     };
     responses: {
@@ -2314,6 +2728,1169 @@ export interface operations {
             403: components["responses"]["E403"];
             404: components["responses"]["E404"];
             default: components["responses"]["Error"];
+        };
+    };
+    runpodRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunpodRequest"];
+            };
+        };
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodJob"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodRunSync: {
+        parameters: {
+            query?: {
+                /** @description How long to wait, in ms (default 90000). */
+                wait?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunpodRequest"];
+            };
+        };
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodJob"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodStatusGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+                job: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodJob"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodStatusPost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+                job: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodJob"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodStatusSyncGet: {
+        parameters: {
+            query?: {
+                /** @description How long to wait, in ms (default 90000). */
+                wait?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+                job: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodJob"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodStatusSyncPost: {
+        parameters: {
+            query?: {
+                /** @description How long to wait, in ms (default 90000). */
+                wait?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+                job: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodJob"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodStreamGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+                job: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodStream"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodStreamPost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+                job: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodStream"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodCancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+                job: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodJob"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodRetry: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+                job: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodJob"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodPurgeQueue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodPurge"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app (RunPod's endpoint id). */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (RunPod's SDK expects 200 on every success). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodHealth"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    replicateListPredictions: {
+        parameters: {
+            query?: {
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicatePredictionList"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    replicateCreatePrediction: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description `wait` (60 s) or `wait=N` (1..60): answer once finished */
+                Prefer?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplicateCreate"];
+            };
+        };
+        responses: {
+            /** @description The prediction. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicatePrediction"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    replicateCreateModelPrediction: {
+        parameters: {
+            query?: never;
+            header?: {
+                Prefer?: string;
+            };
+            path: {
+                owner: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplicateCreate"];
+            };
+        };
+        responses: {
+            /** @description The prediction. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicatePrediction"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    replicateGetPrediction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The prediction. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicatePrediction"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    replicateCancelPrediction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The prediction. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicatePrediction"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    runpodUnknownget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description RunPod's error shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodUnknownput: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description RunPod's error shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodUnknownpost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description RunPod's error shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodUnknowndelete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description RunPod's error shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    runpodUnknownpatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description RunPod's error shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+            /** @description RunPod's error shape. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunpodError"];
+                };
+            };
+        };
+    };
+    replicateUnknownget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    replicateUnknownput: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    replicateUnknownpost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    replicateUnknowndelete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    replicateUnknownpatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+            /** @description Replicate's error shape (RFC 9457 problem details). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ReplicateProblem"];
+                };
+            };
+        };
+    };
+    cerebriumCallGet: {
+        parameters: {
+            query?: {
+                /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
+                async?: "true" | "1" | "false" | "0" | "";
+                /** @description POST the app's answer here when the run finishes (async only). */
+                webhookEndpoint?: string;
+            };
+            header?: {
+                /** @description A repeated submit with the same key answers the same run. */
+                "Idempotency-Key"?: string;
+                /** @description `respond-async` makes the call async. */
+                Prefer?: string;
+                "X-Longhaul-Timeout"?: number;
+                "X-Longhaul-Priority"?: number;
+                "X-Longhaul-Not-Before"?: string;
+                "X-Longhaul-Delay"?: number;
+                /** @description `key=value,key=value`, up to 10. */
+                "X-Longhaul-Labels"?: string;
+            };
+            path: {
+                project: string;
+                app: string;
+                /** @description The rest of the path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted: the run is committed. */
+            202: {
+                headers: {
+                    /** @description The run: `/v1/runs/{id}`. */
+                    Location?: string;
+                    "Preference-Applied"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunAccepted"];
+                };
+            };
+            /** @description A sync call: the app's answer as it sent it; or a Longhaul error (JSON). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": unknown;
+                };
+            };
+        };
+    };
+    cerebriumCallPut: {
+        parameters: {
+            query?: {
+                /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
+                async?: "true" | "1" | "false" | "0" | "";
+                /** @description POST the app's answer here when the run finishes (async only). */
+                webhookEndpoint?: string;
+            };
+            header?: {
+                /** @description A repeated submit with the same key answers the same run. */
+                "Idempotency-Key"?: string;
+                /** @description `respond-async` makes the call async. */
+                Prefer?: string;
+                "X-Longhaul-Timeout"?: number;
+                "X-Longhaul-Priority"?: number;
+                "X-Longhaul-Not-Before"?: string;
+                "X-Longhaul-Delay"?: number;
+                /** @description `key=value,key=value`, up to 10. */
+                "X-Longhaul-Labels"?: string;
+            };
+            path: {
+                project: string;
+                app: string;
+                /** @description The rest of the path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "*/*": unknown;
+            };
+        };
+        responses: {
+            /** @description Accepted: the run is committed. */
+            202: {
+                headers: {
+                    /** @description The run: `/v1/runs/{id}`. */
+                    Location?: string;
+                    "Preference-Applied"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunAccepted"];
+                };
+            };
+            /** @description A sync call: the app's answer as it sent it; or a Longhaul error (JSON). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": unknown;
+                };
+            };
+        };
+    };
+    cerebriumCallPost: {
+        parameters: {
+            query?: {
+                /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
+                async?: "true" | "1" | "false" | "0" | "";
+                /** @description POST the app's answer here when the run finishes (async only). */
+                webhookEndpoint?: string;
+            };
+            header?: {
+                /** @description A repeated submit with the same key answers the same run. */
+                "Idempotency-Key"?: string;
+                /** @description `respond-async` makes the call async. */
+                Prefer?: string;
+                "X-Longhaul-Timeout"?: number;
+                "X-Longhaul-Priority"?: number;
+                "X-Longhaul-Not-Before"?: string;
+                "X-Longhaul-Delay"?: number;
+                /** @description `key=value,key=value`, up to 10. */
+                "X-Longhaul-Labels"?: string;
+            };
+            path: {
+                project: string;
+                app: string;
+                /** @description The rest of the path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "*/*": unknown;
+            };
+        };
+        responses: {
+            /** @description Accepted: the run is committed. */
+            202: {
+                headers: {
+                    /** @description The run: `/v1/runs/{id}`. */
+                    Location?: string;
+                    "Preference-Applied"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunAccepted"];
+                };
+            };
+            /** @description A sync call: the app's answer as it sent it; or a Longhaul error (JSON). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": unknown;
+                };
+            };
+        };
+    };
+    cerebriumCallDelete: {
+        parameters: {
+            query?: {
+                /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
+                async?: "true" | "1" | "false" | "0" | "";
+                /** @description POST the app's answer here when the run finishes (async only). */
+                webhookEndpoint?: string;
+            };
+            header?: {
+                /** @description A repeated submit with the same key answers the same run. */
+                "Idempotency-Key"?: string;
+                /** @description `respond-async` makes the call async. */
+                Prefer?: string;
+                "X-Longhaul-Timeout"?: number;
+                "X-Longhaul-Priority"?: number;
+                "X-Longhaul-Not-Before"?: string;
+                "X-Longhaul-Delay"?: number;
+                /** @description `key=value,key=value`, up to 10. */
+                "X-Longhaul-Labels"?: string;
+            };
+            path: {
+                project: string;
+                app: string;
+                /** @description The rest of the path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted: the run is committed. */
+            202: {
+                headers: {
+                    /** @description The run: `/v1/runs/{id}`. */
+                    Location?: string;
+                    "Preference-Applied"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunAccepted"];
+                };
+            };
+            /** @description A sync call: the app's answer as it sent it; or a Longhaul error (JSON). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": unknown;
+                };
+            };
+        };
+    };
+    cerebriumCallPatch: {
+        parameters: {
+            query?: {
+                /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
+                async?: "true" | "1" | "false" | "0" | "";
+                /** @description POST the app's answer here when the run finishes (async only). */
+                webhookEndpoint?: string;
+            };
+            header?: {
+                /** @description A repeated submit with the same key answers the same run. */
+                "Idempotency-Key"?: string;
+                /** @description `respond-async` makes the call async. */
+                Prefer?: string;
+                "X-Longhaul-Timeout"?: number;
+                "X-Longhaul-Priority"?: number;
+                "X-Longhaul-Not-Before"?: string;
+                "X-Longhaul-Delay"?: number;
+                /** @description `key=value,key=value`, up to 10. */
+                "X-Longhaul-Labels"?: string;
+            };
+            path: {
+                project: string;
+                app: string;
+                /** @description The rest of the path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "*/*": unknown;
+            };
+        };
+        responses: {
+            /** @description Accepted: the run is committed. */
+            202: {
+                headers: {
+                    /** @description The run: `/v1/runs/{id}`. */
+                    Location?: string;
+                    "Preference-Applied"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunAccepted"];
+                };
+            };
+            /** @description A sync call: the app's answer as it sent it; or a Longhaul error (JSON). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": unknown;
+                };
+            };
         };
     };
 }

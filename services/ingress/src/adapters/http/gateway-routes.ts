@@ -21,27 +21,25 @@ const SYNC_DEADLINE_SLACK_SECONDS = 30;
  * pass-through streamed both ways (DESIGN.md "HTTP API").
  */
 export function gatewayRoutes(deps: RouteDeps): Route[] {
+  const handler = async (ctx: RequestContext): Promise<void> => {
+    const { project, app } = ctx.params as { project: string; app: string };
+    // Another project's path is a 404, never a 403: keys do not learn what exists.
+    if (project !== ctx.caller.project) throw new LonghaulError("not_found", `project ${project} not found`);
+    const call: GatewayCall = {
+      method: ctx.req.method ?? "GET",
+      path: ctx.rest,
+      rawQuery: ctx.rawQuery,
+      headers: headerPairs(ctx.req.rawHeaders),
+    };
+    const options = parseRunOptions(call, deps.now());
+    if (options.async) await submitAsync(deps, ctx, app, call, options);
+    else await passThrough(deps, ctx, app, call, options);
+  };
   return [
-    {
-      method: "*",
-      pattern: "/:project/:app/*",
-      auth: true,
-      scope: "invoke",
-      handler: async (ctx) => {
-        const { project, app } = ctx.params as { project: string; app: string };
-        // Another project's path is a 404, never a 403: keys do not learn what exists.
-        if (project !== ctx.caller.project) throw new LonghaulError("not_found", `project ${project} not found`);
-        const call: GatewayCall = {
-          method: ctx.req.method ?? "GET",
-          path: ctx.rest,
-          rawQuery: ctx.rawQuery,
-          headers: headerPairs(ctx.req.rawHeaders),
-        };
-        const options = parseRunOptions(call, deps.now());
-        if (options.async) await submitAsync(deps, ctx, app, call, options);
-        else await passThrough(deps, ctx, app, call, options);
-      },
-    },
+    { method: "*", pattern: "/:project/:app/*", auth: true, scope: "invoke", handler },
+    // Cerebrium's URL shape (`https://api.cortex.cerebrium.ai/v4/{project}/{app}/{function}`):
+    // code written from its docs works by changing only the host.
+    { method: "*", pattern: "/v4/:project/:app/*", auth: true, scope: "invoke", handler },
   ];
 }
 

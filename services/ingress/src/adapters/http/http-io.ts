@@ -50,20 +50,24 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
+/** An error as it is answered: its status, the error to show, and the headers that go with it. */
+export interface ErrorAnswer {
+  status: number;
+  /** The error as shown: transport details and internal causes replaced by a safe message. */
+  shown: LonghaulError;
+  headers: Record<string, string>;
+}
+
 /**
- * Answers an error as `{"error":{"code","message"}}` with the status of its
- * code. Unknown errors become a 500 "internal error" with the cause logged,
- * never shown. When the answer has already begun, the connection is cut so
- * the client sees a broken response rather than a silently short one.
+ * How an error is answered, whatever the body's shape (Longhaul's, or a
+ * compatibility API's): the status of its code, `Retry-After` and the
+ * RateLimit fields on a 429, `WWW-Authenticate` on a 401. Logs internal
+ * errors with their cause (never shown) and unavailable dependencies.
  */
-export function sendError(res: ServerResponse, err: unknown, log: Logger): void {
+export function errorAnswer(res: ServerResponse, err: unknown, log: Logger): ErrorAnswer {
   const e = LonghaulError.from(err);
   if (e.code === "internal") log.error({ err: e.cause ?? err }, "internal error");
   else if (e.code === "unavailable") log.warn({ err: e.cause ?? err }, "dependency unavailable");
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
   const status = httpStatusOf(e.code);
   const shown = isTransportFailure(e) ? new LonghaulError(e.code, TRANSPORT_MESSAGES[e.code] ?? e.message) : e;
   const headers: Record<string, string> = {};
@@ -76,7 +80,22 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger): void 
   if (status === 401) headers["www-authenticate"] = 'Bearer realm="longhaul"';
   // A 413 or 401 may leave an upload unread: close instead of draining it.
   if (status === 413 || (!res.req.complete && status < 500)) headers["connection"] = "close";
-  sendJson(res, status, errorBody(shown), headers);
+  return { status, shown, headers };
+}
+
+/**
+ * Answers an error as `{"error":{"code","message"}}` with the status of its
+ * code. Unknown errors become a 500 "internal error" with the cause logged,
+ * never shown. When the answer has already begun, the connection is cut so
+ * the client sees a broken response rather than a silently short one.
+ */
+export function sendError(res: ServerResponse, err: unknown, log: Logger): void {
+  const a = errorAnswer(res, err, log);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, a.status, errorBody(a.shown), a.headers);
 }
 
 /** What a client is told when a gRPC call failed in transport (addresses and resolver notes stay in the log). */

@@ -5,6 +5,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import { createAsset, type Asset } from "./dashboard-assets.js";
 import { sendAsset } from "./dashboard-routes.js";
 import { adminApi } from "./openapi/admin-paths.js";
+import { compatApi } from "./openapi/compat-paths.js";
 import { openApiDocument, type OpenApiPart } from "./openapi/document.js";
 import type { Route } from "./router.js";
 
@@ -16,7 +17,7 @@ function packageVersion(): string {
 }
 
 /** The parts of the document beyond the core control API. */
-const PARTS: OpenApiPart[] = [adminApi];
+const PARTS: OpenApiPart[] = [adminApi, compatApi];
 
 /** The document the gateway serves (and `@longhaul/client` is generated from). */
 export function servedOpenApiDocument(): Record<string, unknown> {

@@ -10,6 +10,8 @@ import { appRoutes } from "./app-routes.js";
 import { feedRoutes } from "./feed-routes.js";
 import { gatewayRoutes } from "./gateway-routes.js";
 import { openApiRoutes } from "./openapi-routes.js";
+import { replicateRoutes } from "./replicate-routes.js";
+import { runpodRoutes } from "./runpod-routes.js";
 import { sendError, sendJson } from "./http-io.js";
 import { createHttpMetrics } from "./http-metrics.js";
 import { Router, type RequestContext, type Route } from "./router.js";
@@ -75,6 +77,8 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
     ...feedRoutes(deps),
     ...statsRoutes(deps),
     ...openApiRoutes(),
+    ...runpodRoutes(deps),
+    ...replicateRoutes(deps),
     ...(options.extraRoutes?.(deps) ?? []),
     ...gatewayRoutes(deps),
   ];

@@ -60,7 +60,7 @@ const asyncHeaders = [
 ];
 
 /** `ANY /{project}/{app}/{path}`: the same operation under every method. */
-function gatewayOperations(prefix: string, summary: string): Obj {
+export function gatewayOperations(prefix: string, summary: string): Obj {
   const op = (method: string): Obj => ({
     operationId: `${prefix}${method[0]!.toUpperCase()}${method.slice(1)}`,
     tags: ["gateway"],

@@ -1,0 +1,116 @@
+import { z } from "@longhaul/shared/config";
+import { LonghaulError } from "@longhaul/shared/errors";
+import type { runsPb } from "@longhaul/shared/proto";
+import { msBetween } from "./compat-output.js";
+
+/**
+ * RunPod serverless's job API over Longhaul runs (docs.runpod.io,
+ * "Serverless endpoints: operations"): one app is one endpoint, one run one
+ * job. The job id is the id the app receives in `{"id","input"}`; as the
+ * run's id is only known once it is stored, the job id is made here and
+ * kept on the run as the label `runpod_job` (a retry keeps it: the job's
+ * newest run answers for it, as a retried RunPod job keeps its id).
+ */
+
+/** The label that carries a run's RunPod job id. */
+export const RUNPOD_JOB_LABEL = "runpod_job";
+
+/** RunPod's job statuses. */
+export type RunpodStatus = "IN_QUEUE" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "CANCELLED" | "TIMED_OUT";
+
+const FINISHED: ReadonlySet<RunpodStatus> = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
+
+/** True once a job can change no more. */
+export function isRunpodFinished(status: RunpodStatus): boolean {
+  return FINISHED.has(status);
+}
+
+/** A Longhaul status name as RunPod says it; a queue TTL that ran out is RunPod's `ttl` expiry: TIMED_OUT. */
+export function runpodStatus(status: string): RunpodStatus {
+  switch (status) {
+    case "queued":
+    case "dispatched":
+      return "IN_QUEUE";
+    case "running":
+      return "IN_PROGRESS";
+    case "succeeded":
+      return "COMPLETED";
+    case "cancelled":
+      return "CANCELLED";
+    case "timed_out":
+    case "expired":
+      return "TIMED_OUT";
+    default:
+      return "FAILED";
+  }
+}
+
+/** The body of `POST /v2/{endpoint}/run` and `/runsync` (RunPod's EndpointInputPayload). */
+const runRequestSchema = z
+  .object({
+    input: z.unknown().refine((v) => v !== undefined, "input is required"),
+    webhook: z.string().url().optional(),
+    webhookV2: z.string().url().optional(),
+    policy: z
+      .object({
+        executionTimeout: z.number().int().min(1000).max(43_200_000).optional(),
+        ttl: z.number().int().min(1000).optional(),
+        lowPriority: z.boolean().optional(),
+      })
+      .passthrough()
+      .optional(),
+    s3Config: z.unknown().optional(),
+  })
+  .passthrough();
+
+/** A job request, checked. */
+export interface RunpodJobRequest {
+  input: unknown;
+  webhook: string | undefined;
+  /** From `policy.executionTimeout` (ms), rounded up to seconds. */
+  timeoutSeconds: number;
+  /** `policy.lowPriority`: below the app's other runs. */
+  priority: number;
+}
+
+/** Parses a run request; a 400 naming the first bad field. */
+export function parseRunpodRequest(body: unknown): RunpodJobRequest {
+  const parsed = runRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    const where = first?.path.length ? `${first.path.join(".")}: ` : "";
+    throw new LonghaulError("invalid_argument", `${where}${first?.message ?? "bad request"}`);
+  }
+  const r = parsed.data;
+  const ms = r.policy?.executionTimeout;
+  return {
+    input: r.input,
+    webhook: r.webhookV2 ?? r.webhook,
+    timeoutSeconds: ms === undefined ? 0 : Math.ceil(ms / 1000),
+    priority: r.policy?.lowPriority ? -10 : 0,
+  };
+}
+
+/** The body the app receives: `{"id","input"}` (RunPod's handler event). */
+export function runpodAppBody(jobId: string, input: unknown): Buffer {
+  return Buffer.from(JSON.stringify({ id: jobId, input }));
+}
+
+/** A job as RunPod answers it. `output` / `error` only once the run is finished. */
+export function runpodJob(
+  jobId: string,
+  run: runsPb.Run,
+  statusName: string,
+  answer?: { output?: unknown; error?: string },
+): Record<string, unknown> {
+  const status = runpodStatus(statusName);
+  const job: Record<string, unknown> = { id: jobId, status };
+  const delay = msBetween(run.createdAt, run.startedAt ?? (isRunpodFinished(status) ? run.finishedAt : undefined));
+  if (delay !== undefined) job.delayTime = delay;
+  const execution = msBetween(run.startedAt, run.finishedAt);
+  if (execution !== undefined) job.executionTime = execution;
+  if (run.attempt > 1) job.retries = run.attempt - 1;
+  if (answer?.output !== undefined) job.output = answer.output;
+  if (answer?.error !== undefined) job.error = answer.error;
+  return job;
+}

@@ -1,0 +1,188 @@
+// RunPod, Replicate and Cerebrium compatibility, driven by those platforms'
+// own client libraries from npm (runpod-sdk, replicate) against a real mesh:
+// code written for them works against Longhaul with a new base URL.
+import Replicate from "replicate";
+import runpodSdk from "runpod-sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
+import { gateway, startPeer, type Peer } from "./helpers/peers.js";
+
+let mesh: TestMesh;
+let app: Peer;
+let hooks: Peer;
+let api: ReturnType<typeof gateway>;
+const releases: (() => void)[] = [];
+const attempts = new Map<string, number>();
+
+beforeAll(async () => {
+  [mesh, app, hooks] = await Promise.all([
+    startTestMesh({ env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", SCHEDULER_TICK_MS: "200" } }),
+    startPeer(),
+    startPeer(),
+  ]);
+  api = gateway(mesh.ingressUrl, mesh.apiKey);
+  app.handle(async (req, res) => {
+    const body = req.body.length ? (JSON.parse(req.body.toString()) as { id?: string; input?: Record<string, unknown> }) : {};
+    const input = body.input ?? {};
+    if (input.hold) await new Promise<void>((r) => releases.push(r));
+    const key = String(input.key ?? "");
+    attempts.set(key, (attempts.get(key) ?? 0) + 1);
+    if (input.fail && attempts.get(key) === 1) {
+      res.writeHead(500, { "content-type": "text/plain" });
+      res.end("boom");
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json" });
+    const u = new URL(req.url, "http://x");
+    // A Cog model answers {"output": …}; the raw case answers bare JSON.
+    if (u.pathname === "/predictions") res.end(JSON.stringify(input.raw ? { bare: input } : { output: { echo: input }, status: "succeeded" }));
+    else res.end(JSON.stringify({ echo: input, id: body.id ?? null, path: u.pathname }));
+  });
+  hooks.handle((_req, res) => {
+    res.writeHead(204);
+    res.end();
+  });
+  for (const name of ["worker", "cog", "cerebro"]) {
+    expect((await api.putApp(name, { url: app.url, retry: { max_attempts: 1 } })).status).toBe(201);
+  }
+});
+
+afterAll(async () => {
+  for (const r of releases) r();
+  await mesh?.cleanup();
+  await app?.close();
+  await hooks?.close();
+});
+
+const runCount = async (appName: string) => (await api.call("GET", `/v1/runs?app=${appName}&limit=500`)).json.runs.length as number;
+
+describe("RunPod (runpod-sdk)", () => {
+  const endpoint = () => runpodSdk(mesh.apiKey, { baseUrl: `${mesh.ingressUrl}/v2` }).endpoint("worker")!;
+
+  it("run → status → output; the app receives {id, input} as a POST to its URL", async () => {
+    const ep = endpoint();
+    const queued = await ep.run({ input: { prompt: "hi" } });
+    expect(queued.status).toBe("IN_QUEUE");
+    const done = await ep.statusSync(queued.id, 30_000);
+    expect(done.status).toBe("COMPLETED");
+    expect((done as { output: unknown }).output).toEqual({ echo: { prompt: "hi" }, id: queued.id, path: "/" });
+    const status = await ep.status(queued.id);
+    expect(status).toMatchObject({ id: queued.id, status: "COMPLETED", completed: true, succeeded: true });
+    expect(typeof (status as { executionTime: number }).executionTime).toBe("number");
+    expect(typeof (status as { delayTime: number }).delayTime).toBe("number");
+    const received = app.received.find((r) => r.body.toString().includes(queued.id))!;
+    expect([received.method, received.url, received.headers["content-type"]]).toEqual(["POST", "/", "application/json"]);
+    const streamed: unknown[] = [];
+    for await (const part of ep.stream(queued.id)) streamed.push(part);
+    expect(streamed).toEqual([{ output: { echo: { prompt: "hi" }, id: queued.id, path: "/" } }]);
+  });
+
+  it("runSync answers the finished job", async () => {
+    const out = await endpoint().runSync({ input: { n: 2 }, policy: { executionTimeout: 60_000 } });
+    expect(out).toMatchObject({ status: "COMPLETED", output: { echo: { n: 2 } }, succeeded: true });
+  });
+
+  it("cancel, retry of a failed job under the same id, purge-queue and health", async () => {
+    const ep = endpoint();
+    const held = await ep.run({ input: { hold: true } });
+    await app.waitFor(1);
+    expect((await ep.cancel(held.id)).status).toBe("CANCELLED");
+    expect((await ep.status(held.id)).status).toBe("CANCELLED");
+
+    const failing = await ep.run({ input: { fail: true, key: "f1" } });
+    const failed = await ep.statusSync(failing.id, 30_000);
+    expect(failed.status).toBe("FAILED");
+    expect((failed as { error?: string }).error).toContain("500");
+    const retry = await fetch(`${mesh.ingressUrl}/v2/worker/retry/${failing.id}`, { method: "POST", headers: { authorization: `Bearer ${mesh.apiKey}` } });
+    expect(await retry.json()).toEqual({ id: failing.id, status: "IN_QUEUE" });
+    expect((await ep.statusSync(failing.id, 30_000)).status).toBe("COMPLETED");
+
+    expect((await api.call("POST", "/v1/apps/worker/pause")).status).toBe(200);
+    const a = await ep.run({ input: { q: 1 } });
+    const b = await ep.run({ input: { q: 2 } });
+    expect(await ep.purgeQueue()).toEqual({ removed: 2, status: "completed" });
+    expect([(await ep.status(a.id)).status, (await ep.status(b.id)).status]).toEqual(["CANCELLED", "CANCELLED"]);
+    await api.call("POST", "/v1/apps/worker/resume");
+
+    const health = await ep.health();
+    expect(health.jobs.completed).toBeGreaterThanOrEqual(3);
+    expect(health.jobs.inQueue).toBe(0);
+  });
+
+  it("bad input: RunPod's error shape and status, nothing stored", async () => {
+    const before = await runCount("worker");
+    const post = (path: string, body: string) =>
+      fetch(`${mesh.ingressUrl}/v2/worker${path}`, { method: "POST", headers: { authorization: `Bearer ${mesh.apiKey}`, "content-type": "application/json" }, body });
+    const malformed = await post("/run", "{not json");
+    expect([malformed.status, typeof (await malformed.json()).error]).toEqual([400, "string"]);
+    const noInput = await post("/run", '{"prompt":"no input field"}');
+    expect(noInput.status).toBe(400);
+    expect((await noInput.json()).error).toContain("input");
+    const unknownJob = await fetch(`${mesh.ingressUrl}/v2/worker/status/00000000-0000-4000-8000-000000000000`, { headers: { authorization: `Bearer ${mesh.apiKey}` } });
+    expect([unknownJob.status, Object.keys(await unknownJob.json())]).toEqual([404, ["error"]]);
+    const unknownEndpoint = await post("/bogus", "{}");
+    expect([unknownEndpoint.status, Object.keys(await unknownEndpoint.json())]).toEqual([404, ["error"]]);
+    const noKey = await fetch(`${mesh.ingressUrl}/v2/worker/health`);
+    expect([noKey.status, Object.keys(await noKey.json())]).toEqual([401, ["error"]]);
+    const unknownApp = await fetch(`${mesh.ingressUrl}/v2/nope/run`, { method: "POST", headers: { authorization: `Bearer ${mesh.apiKey}` }, body: '{"input":{}}' });
+    expect(unknownApp.status).toBe(404);
+    expect(await runCount("worker")).toBe(before);
+  });
+});
+
+describe("Replicate (replicate)", () => {
+  const replicate = () => new Replicate({ auth: mesh.apiKey, baseUrl: `${mesh.ingressUrl}/replicate/v1` });
+
+  it("predictions.create → wait: `version` names the app, which receives {input} at /predictions", async () => {
+    const r = replicate();
+    const created = await r.predictions.create({ version: "cog", input: { prompt: "a cat" } });
+    expect(["starting", "processing", "succeeded"]).toContain(created.status);
+    expect(created.urls.get).toBe(`${mesh.ingressUrl}/replicate/v1/predictions/${created.id}`);
+    const done = await r.wait(created, { interval: 100 });
+    expect(done.status).toBe("succeeded");
+    expect(done.output).toEqual({ echo: { prompt: "a cat" } });
+    expect(done.input).toEqual({ prompt: "a cat" });
+    const received = app.received.find((x) => x.url === "/predictions" && x.body.toString().includes("a cat"))!;
+    expect(JSON.parse(received.body.toString())).toEqual({ input: { prompt: "a cat" } });
+  });
+
+  it("run (models route, Prefer: wait); an answer without `output` is the output itself", async () => {
+    const r = replicate();
+    expect(await r.run("longhaul/cog", { input: { n: 1 } })).toEqual({ echo: { n: 1 } });
+    expect(await r.run("longhaul/cog:cog", { input: { raw: 1 } })).toEqual({ bare: { raw: 1 } });
+  });
+
+  it("cancel and list", async () => {
+    const r = replicate();
+    const held = await r.predictions.create({ version: "cog", input: { hold: true } });
+    const cancelled = await r.predictions.cancel(held.id);
+    expect(cancelled.status).toBe("canceled");
+    const page = await r.predictions.list();
+    expect(page.results.map((p) => p.id)).toContain(held.id);
+    expect(page.results.every((p) => p.version === "cog")).toBe(true);
+  });
+
+  it("bad input: Replicate's problem details, nothing stored", async () => {
+    const before = await runCount("cog");
+    const r = replicate();
+    await expect(r.predictions.create({ version: "cog", input: "not an object" as unknown as object })).rejects.toThrow(/422/);
+    await expect(r.predictions.get("00000000-0000-4000-8000-000000000000")).rejects.toThrow(/404/);
+    const res = await fetch(`${mesh.ingressUrl}/replicate/v1/trainings`, { headers: { authorization: `Bearer ${mesh.apiKey}` } });
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    expect(await res.json()).toMatchObject({ status: 404, title: "Not found" });
+    expect(await runCount("cog")).toBe(before);
+  });
+});
+
+describe("Cerebrium's URL shape", () => {
+  it("/v4/{project}/{app}/{path}?async=true&webhookEndpoint= is the gateway route", async () => {
+    const hook = `${hooks.url}/cerebrium`;
+    const res = await api.call("POST", `/v4/dev/cerebro/predict?async=true&webhookEndpoint=${encodeURIComponent(hook)}`, { prompt: "x" });
+    expect(res.status).toBe(202);
+    const [delivered] = await hooks.waitFor(1, "/cerebrium");
+    expect(delivered!.headers["x-longhaul-run-id"]).toBe(res.json.run_id);
+    expect(JSON.parse(delivered!.body.toString())).toEqual({ echo: {}, id: null, path: "/predict" });
+    const sync = await api.call("POST", "/v4/dev/cerebro/predict", { prompt: "y" });
+    expect([sync.status, sync.json.path]).toEqual([200, "/predict"]);
+  });
+});
