@@ -1387,6 +1387,10 @@ export interface components {
             headers: {
                 /** @description Seconds to wait before trying again. */
                 "Retry-After"?: number;
+                /** @description On a 429 over a project limit: the policy, as in draft-ietf-httpapi-ratelimit-headers-10 (`"submits_per_second";q=100;w=2`). */
+                "RateLimit-Policy"?: string;
+                /** @description On a 429 over a project limit: what remains and when it resets (`"submits_per_second";r=0;t=2`). */
+                RateLimit?: string;
                 [name: string]: unknown;
             };
             content: {

@@ -23,7 +23,17 @@ export function jsonResponse(description: string, schema: string | Obj, headers?
   };
 }
 
-const retryAfter = { "Retry-After": { description: "Seconds to wait before trying again.", schema: { type: "integer" } } };
+const retryAfter = {
+  "Retry-After": { description: "Seconds to wait before trying again.", schema: { type: "integer" } },
+  "RateLimit-Policy": {
+    description: 'On a 429 over a project limit: the policy, as in draft-ietf-httpapi-ratelimit-headers-10 (`"submits_per_second";q=100;w=2`).',
+    schema: { type: "string" },
+  },
+  RateLimit: {
+    description: 'On a 429 over a project limit: what remains and when it resets (`"submits_per_second";r=0;t=2`).',
+    schema: { type: "string" },
+  },
+};
 
 /**
  * Every operation's errors: the statuses it names, and `default` for the
