@@ -46,6 +46,8 @@ export const notifierEnvSchema = commonEnvSchema.extend({
   NOTIFIER_RESULT_URL_TTL_SECONDS: envInt(7 * 24 * 3600, 60),
   /** Milliseconds between two looks for due deliveries. @default 1000 */
   NOTIFIER_POLL_MS: envInt(1000, 10, 60_000),
+  /** Longest pause between looks while they find nothing due (a retry scheduled here wakes it in time). @default 5000 */
+  NOTIFIER_IDLE_POLL_MS: envInt(5000, 10, 600_000),
   /** Attempts one notifier runs at once; more due deliveries wait for the next poll. @default 64 */
   NOTIFIER_MAX_CONCURRENCY: envInt(64, 1, 10_000),
   /** Seconds the previous secret still signs after a rotation. @default 86400 */

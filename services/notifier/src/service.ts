@@ -106,6 +106,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   const poller = startPoller({
     poll: core.pollOnce,
     intervalMs: config.NOTIFIER_POLL_MS,
+    idleMaxMs: config.NOTIFIER_IDLE_POLL_MS,
     onResult: (ok, err) => {
       if (!ok) log.warn({ err }, "webhook poll failed");
       // A poll that works proves Postgres up; only a connection error proves it down.
@@ -117,6 +118,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     },
   });
   core.onCapacity(poller.wake);
+  core.onRetryDue(poller.wakeIn);
   started = true;
   refreshHealth();
 

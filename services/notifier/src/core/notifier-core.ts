@@ -74,6 +74,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
   // frees up then calls the poller back at once instead of at its next tick.
   let backlog = false;
   let onCapacity: (() => void) | undefined;
+  let onRetryDue: ((ms: number) => void) | undefined;
   let lastSweep = 0;
 
   function track(p: Promise<void>): void {
@@ -203,6 +204,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     );
     // Pending is told once (a no-op without a call when already told), then the end.
     await reportQuietly(runId);
+    if (outcome.nextAttemptInMs !== null) onRetryDue?.(outcome.nextAttemptInMs);
     return outcome.state;
   }
 
@@ -289,6 +291,11 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     /** Registers the one listener called when a slot frees up while due work may wait (the poller's wake). */
     onCapacity(listener: () => void): void {
       onCapacity = listener;
+    },
+
+    /** Registers the one listener told when a retry falls due in `ms` (the poller's wakeIn). */
+    onRetryDue(listener: (ms: number) => void): void {
+      onRetryDue = listener;
     },
 
     /** Attempts running now. */

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { startPoller } from "./poller.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -11,6 +11,27 @@ describe("poller", () => {
     await sleep(100);
     expect(calls).toBe(3);
     await p.stop();
+  });
+
+  it("slows down while it finds nothing (up to idleMaxMs), and wakeIn brings a look forward", async () => {
+    vi.useFakeTimers();
+    try {
+      const at: number[] = [];
+      const t0 = Date.now();
+      const p = startPoller({ poll: async () => (at.push(Date.now() - t0), 0), intervalMs: 50, idleMaxMs: 400 });
+      await vi.advanceTimersByTimeAsync(1_500);
+      // After the first look the pause doubles: 100, 200, 400, then stays at 400.
+      expect(at).toEqual([0, 100, 300, 700, 1100, 1500]);
+      p.wakeIn(20); // a retry falls due in 20 ms: looked for then, not at 1900
+      await vi.advanceTimersByTimeAsync(20);
+      expect(at.at(-1)).toBe(1520);
+      // The pause starts over from the full rate: 100 after that empty look, not 400.
+      await vi.advanceTimersByTimeAsync(100);
+      expect(at.at(-1)).toBe(1620);
+      await p.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("looks at once when woken, and once more when woken during a look", async () => {

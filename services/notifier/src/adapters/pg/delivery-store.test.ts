@@ -84,7 +84,8 @@ function makeCore(runs: RunSource, over: { schedule?: number[]; maxConcurrency?:
     store,
     secrets: createPgSecretStore(db),
     runs,
-    sender: createWebhookSender({ allowPrivate: true, timeoutMs: 2_000, maxResponseBytes: 64 * 1024 }),
+    // Generous: on a busy machine a 2-s bound timed answers out, and a retried one is a second send.
+    sender: createWebhookSender({ allowPrivate: true, timeoutMs: 10_000, maxResponseBytes: 64 * 1024 }),
     log,
     payload: { maxInlineBytes: 256 * 1024, publicUrl: "http://127.0.0.1:8080", resultUrlKey: resultUrlKey("x".repeat(16)), resultUrlTtlSeconds: 60 },
     retryScheduleSeconds: over.schedule ?? [0, 0.1, 0.1],
