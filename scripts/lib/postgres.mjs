@@ -181,6 +181,20 @@ export async function startPostgres({ dir, fast = false, log, preferEmbedded = f
       const r = await run(user, bins.pgCtl, stopArgs);
       if (r.code !== 0) log(`postgres: pg_ctl stop failed (${r.code}): ${r.output.trim()}`);
     },
+    /**
+     * Stops the server (`pg_ctl stop -m fast`: clients are disconnected),
+     * waits `downMs` and starts it again on the same port; for fault runs
+     * (tests/chaos). Resolves once it answers `select 1`.
+     */
+    async restart({ downMs = 0 } = {}) {
+      if (stopped) throw new Error("postgres: restart after stop");
+      const down = await run(user, bins.pgCtl, stopArgs);
+      if (down.code !== 0) throw new Error(`pg_ctl stop failed (${down.code}):\n${down.output}`);
+      await new Promise((r) => setTimeout(r, downMs));
+      const up = await run(user, bins.pgCtl, ["start", "-D", dataDir, "-l", logFile, "-w", "-t", "60", "-o", `-p ${port}`]);
+      if (up.code !== 0) throw new Error(`pg_ctl start failed (${up.code}):\n${up.output}\n--- ${logFile} ---\n${tail(logFile)}`);
+      await waitForQuery(`postgres://postgres@127.0.0.1:${port}/postgres`, 30_000);
+    },
     /** For process 'exit' handlers, where only synchronous work runs. */
     stopSync() {
       if (stopped) return;
