@@ -87,5 +87,12 @@ describe("the operator's view", () => {
     await eventually(async () => (await key.call("GET", "/v1/runs")).status === 401, 20_000, "the revoked key to be refused");
     expect((await key.call("POST", "/acme/any/x?async=true", "{}")).status).toBe(401);
     expect((await operator.call("GET", "/v1/admin/projects/acme/keys")).json.keys).toEqual([]);
+
+    // The audit log says what happened, newest first.
+    await page.getByRole("link", { name: "Audit log of this project" }).click();
+    await page.getByRole("heading", { name: "Audit log" }).waitFor();
+    await page.locator('tr[data-action="key.revoke"]').waitFor();
+    const actions = await page.locator("tr[data-action]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-action")));
+    expect(actions).toEqual(["key.revoke", "project.limits", "key.create", "project.create"]);
   });
 });

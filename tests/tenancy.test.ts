@@ -342,3 +342,40 @@ describe("stored app bodies", () => {
     expect(sync.headers.get("content-security-policy")).toBeNull();
   });
 });
+
+describe("the audit log", () => {
+  it("records every admin action, who did it and when, newest first, paged and per project", async () => {
+    const { api: owner, id: ownerKey } = await projectWithKey("audited");
+    expect((await operator.call("PATCH", "/v1/admin/projects/audited", { limits: { max_queued: 7 } })).status).toBe(200);
+    const own = (await owner.call("POST", "/v1/keys", { name: "bot", scopes: ["read"] })).json;
+    expect((await owner.call("DELETE", `/v1/keys/${own.id}`)).status).toBe(204);
+
+    const page = await operator.call("GET", "/v1/admin/audit?project=audited");
+    expect(page.status, page.text).toBe(200);
+    const entries = page.json.entries as { actor: string; action: string; project: string; target: string | null; detail: Record<string, unknown>; at: string }[];
+    expect(entries.map((e) => e.action)).toEqual(["key.revoke", "key.create", "project.limits", "key.create", "project.create"]);
+    const fingerprint = (await operator.call("GET", "/v1/admin/whoami")).json.key_fingerprint;
+    expect(entries[0]).toMatchObject({ actor: `key:${ownerKey}`, project: "audited", target: own.id, detail: { name: "bot" } });
+    expect(entries[1]).toMatchObject({ actor: `key:${ownerKey}`, target: own.id, detail: { name: "bot", scopes: ["read"] } });
+    expect(entries[2]).toMatchObject({ actor: `operator:${fingerprint}`, detail: { max_queued: 7 } });
+    expect(entries[4]).toMatchObject({ actor: `operator:${fingerprint}`, project: "audited", target: null });
+    expect(JSON.stringify(entries)).not.toContain(own.key);
+
+    // Two a page, to the end.
+    const seen: string[] = [];
+    let cursor = "";
+    for (let i = 0; i < 5; i++) {
+      const p = await operator.call("GET", `/v1/admin/audit?project=audited&limit=2${cursor ? `&cursor=${cursor}` : ""}`);
+      seen.push(...(p.json.entries as { action: string }[]).map((e) => e.action));
+      if (!p.json.next_cursor) break;
+      cursor = p.json.next_cursor as string;
+    }
+    expect(seen).toEqual(entries.map((e) => e.action));
+
+    for (const q of ["limit=500", "limit=x", "cursor=zz", "project=Nope", "since=1"]) {
+      const r = await operator.call("GET", `/v1/admin/audit?${q}`);
+      expect(r.status, `${q}: ${r.text}`).toBe(400);
+    }
+    expect((await owner.call("GET", "/v1/admin/audit")).status).toBe(401);
+  });
+});

@@ -563,6 +563,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Admin actions, newest first */
+        get: operations["adminListAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/keys/{id}": {
         parameters: {
             query?: never;
@@ -1222,6 +1239,22 @@ export interface components {
         WhoAmI: {
             role: string;
             key_fingerprint: string;
+        };
+        AuditEntry: {
+            id: string;
+            /** Format: date-time */
+            at: string | null;
+            /** @description operator:<fingerprint> or key:<key id> */
+            actor: string;
+            /** @enum {string} */
+            action: "project.create" | "project.limits" | "project.delete" | "key.create" | "key.revoke";
+            project: string | null;
+            target: string | null;
+            detail: Record<string, never>;
+        };
+        AuditPage: {
+            entries: components["schemas"]["AuditEntry"][];
+            next_cursor: string | null;
         };
         /** @enum {string} */
         RunpodStatus: "IN_QUEUE" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "CANCELLED" | "TIMED_OUT";
@@ -2636,6 +2669,33 @@ export interface operations {
             400: components["responses"]["E400"];
             401: components["responses"]["E401"];
             404: components["responses"]["E404"];
+            default: components["responses"]["Error"];
+        };
+    };
+    adminListAudit: {
+        parameters: {
+            query?: {
+                project?: string;
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of entries. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            400: components["responses"]["E400"];
+            401: components["responses"]["E401"];
             default: components["responses"]["Error"];
         };
     };

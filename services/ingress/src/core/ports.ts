@@ -43,6 +43,7 @@ export interface AdminPort {
   createKey(authorization: string, project: string, name: string, scopes: string[], opts?: CallOptions): Promise<adminPb.CreateKeyResponse>;
   listKeys(authorization: string, project: string, opts?: CallOptions): Promise<adminPb.ApiKey[]>;
   deleteKey(authorization: string, id: string, opts?: CallOptions): Promise<void>;
+  listAuditEntries(authorization: string, req: adminPb.ListAuditEntriesRequest, opts?: CallOptions): Promise<adminPb.ListAuditEntriesResponse>;
   /** KeyService: the caller's own project. */
   createOwnKey(caller: Caller, name: string, scopes: string[], opts?: CallOptions): Promise<adminPb.CreateKeyResponse>;
   listOwnKeys(caller: Caller, opts?: CallOptions): Promise<adminPb.ApiKey[]>;

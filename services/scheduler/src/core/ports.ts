@@ -1,7 +1,7 @@
 import type { AppSettings, AttemptRecord, DispatchRef, HeaderPair, RunRecord } from "./model.js";
 import type { Decision } from "./retry-policy.js";
 import type { StatsQuery, StatsResult } from "./run-stats.js";
-import type { KeyRecord, ProjectLimits, ProjectRecord, ProjectUsage, Scope } from "./tenancy-model.js";
+import type { AuditInput, AuditRecord, KeyRecord, ProjectLimits, ProjectRecord, ProjectUsage, Scope } from "./tenancy-model.js";
 
 /** A stored app with its timestamps. */
 export interface StoredApp extends AppSettings {
@@ -171,16 +171,20 @@ export interface SchedulerMetrics {
 export interface TenancyStore {
   /** The live key with this secret, of a live project (its use noted); undefined otherwise. */
   findKey(secret: string): Promise<KeyRecord | undefined>;
-  /** Undefined when the name is taken (by a live or a deleted project). */
-  createProject(name: string, limits: ProjectLimits): Promise<ProjectRecord | undefined>;
+  /** Undefined when the name is taken (by a live or a deleted project). Changes record `audit` in their transaction. */
+  createProject(name: string, limits: ProjectLimits, audit: AuditInput): Promise<ProjectRecord | undefined>;
   getProject(name: string): Promise<ProjectRecord | undefined>;
   listProjects(): Promise<ProjectRecord[]>;
   projectUsage(names: readonly string[]): Promise<Map<string, ProjectUsage>>;
-  updateLimits(name: string, limits: Partial<ProjectLimits>): Promise<ProjectRecord | undefined>;
-  deleteProject(name: string): Promise<boolean>;
-  createKey(project: string, key: { secret: string; name: string; scopes: Scope[]; prefix: string }): Promise<KeyRecord | undefined>;
+  updateLimits(name: string, limits: Partial<ProjectLimits>, audit: AuditInput): Promise<ProjectRecord | undefined>;
+  deleteProject(name: string, audit: AuditInput): Promise<boolean>;
+  /** The audit entry's target is the new key's id. */
+  createKey(project: string, key: { secret: string; name: string; scopes: Scope[]; prefix: string }, audit: AuditInput): Promise<KeyRecord | undefined>;
   listKeys(project: string): Promise<KeyRecord[]>;
-  revokeKey(id: string, project?: string): Promise<KeyRecord | undefined>;
+  /** The audit entry's project and target are the revoked key's. */
+  revokeKey(id: string, project: string | undefined, audit: AuditInput): Promise<KeyRecord | undefined>;
+  /** Admin actions newest first (of one project, or all), those before `beforeId` when given. */
+  listAudit(q: { project: string; limit: number; beforeId: string | undefined }): Promise<AuditRecord[]>;
   countThrottled(project: string): Promise<void>;
   /** Throws `resource_exhausted` when `max` (> 0) streams of the project are open. */
   openWatchStream(project: string, id: string, max: number, ttlSeconds: number): Promise<void>;

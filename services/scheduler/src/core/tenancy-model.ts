@@ -137,3 +137,24 @@ export function checkProjectName(name: string): string {
   }
   return name;
 }
+
+/** An admin action to record, in the transaction of the change. */
+export interface AuditInput {
+  /** `operator:<fingerprint>` or `key:<key id>`. */
+  actor: string;
+  action: "project.create" | "project.limits" | "project.delete" | "key.create" | "key.revoke";
+  project: string | null;
+  target?: string | null;
+  detail?: Record<string, unknown>;
+}
+
+/** One recorded admin action. */
+export interface AuditRecord {
+  id: string;
+  at: Date;
+  actor: string;
+  action: string;
+  project: string | null;
+  target: string | null;
+  detail: Record<string, unknown>;
+}

@@ -8,6 +8,7 @@ import {
   checkLimits,
   checkProjectName,
   requireScope,
+  type AuditRecord,
   type KeyCaller,
   type KeyRecord,
   type ProjectLimits,
@@ -93,14 +94,23 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
     return p;
   }
 
-  async function createKey(project: string, input: { name: string; scopes: readonly string[] }, grantable: readonly Scope[]): Promise<CreatedKey> {
+  async function createKey(
+    project: string,
+    input: { name: string; scopes: readonly string[] },
+    grantable: readonly Scope[],
+    actor: string,
+  ): Promise<CreatedKey> {
     const { name, scopes } = checkKeyInput(input);
     const beyond = scopes.filter((s) => !grantable.includes(s));
     if (beyond.length) {
       throw new LonghaulError("permission_denied", `a key cannot grant scopes it lacks: ${beyond.map((s) => `'${s}'`).join(", ")}`);
     }
     const secret = newKeySecret();
-    const key = await store.createKey(project, { secret, name, scopes, prefix: keyPrefix(secret) });
+    const key = await store.createKey(
+      project,
+      { secret, name, scopes, prefix: keyPrefix(secret) },
+      { actor, action: "key.create", project, detail: { name, scopes } },
+    );
     if (!key) throw new LonghaulError("not_found", `project ${project} not found`);
     log.info({ project, key_id: key.id, scopes }, "key created");
     return { ...key, secret };
@@ -143,9 +153,9 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
       return { fingerprint: adminDigest.toString("hex").slice(0, 12) };
     },
 
-    async createProject(name: string): Promise<ProjectView> {
+    async createProject(name: string, actor: string): Promise<ProjectView> {
       checkProjectName(name);
-      const p = await store.createProject(name, settings.defaultLimits);
+      const p = await store.createProject(name, settings.defaultLimits, { actor, action: "project.create", project: name });
       if (!p) throw new LonghaulError("already_exists", `project ${name} exists (or existed: a deleted project's name is not reused)`);
       log.info({ project: name }, "project created");
       return (await withUsage([p]))[0]!;
@@ -159,26 +169,26 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
       return withUsage(await store.listProjects());
     },
 
-    async updateLimits(name: string, limits: Partial<ProjectLimits>): Promise<ProjectView> {
+    async updateLimits(name: string, limits: Partial<ProjectLimits>, actor: string): Promise<ProjectView> {
       checkLimits(limits);
-      const p = await store.updateLimits(name, limits);
+      const p = await store.updateLimits(name, limits, { actor, action: "project.limits", project: name, detail: apiLimits(limits) });
       if (!p) throw new LonghaulError("not_found", `project ${name} not found`);
       log.info({ project: name, limits: p.limits }, "project limits changed");
       return (await withUsage([p]))[0]!;
     },
 
-    async deleteProject(name: string): Promise<void> {
-      if (!(await store.deleteProject(name))) throw new LonghaulError("not_found", `project ${name} not found`);
+    async deleteProject(name: string, actor: string): Promise<void> {
+      if (!(await store.deleteProject(name, { actor, action: "project.delete", project: name }))) throw new LonghaulError("not_found", `project ${name} not found`);
       log.info({ project: name }, "project deleted; its keys are revoked");
     },
 
     /** The operator makes a key of any live project, with any scopes. */
-    createKey: (project: string, input: { name: string; scopes: readonly string[] }) => createKey(project, input, SCOPES),
+    createKey: (project: string, input: { name: string; scopes: readonly string[] }, actor: string) => createKey(project, input, SCOPES, actor),
 
     /** A project admin makes a key of its own project, with no scope it lacks. */
     createOwnKey: (caller: KeyCaller, input: { name: string; scopes: readonly string[] }) => {
       requireScope(caller, "admin", "managing keys");
-      return createKey(caller.project, input, caller.scopes);
+      return createKey(caller.project, input, caller.scopes, `key:${caller.keyId}`);
     },
 
     async listKeys(project: string): Promise<KeyRecord[]> {
@@ -192,10 +202,12 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
     },
 
     /** Revokes a key of any project (the operator) or of the caller's own (a project admin): 404 otherwise. */
-    async revokeKey(id: string, caller?: KeyCaller): Promise<void> {
+    async revokeKey(id: string, by: { actor: string } | KeyCaller): Promise<void> {
+      const caller = "keyId" in by ? by : undefined;
       if (caller) requireScope(caller, "admin", "managing keys");
       if (!UUID.test(id)) throw new LonghaulError("not_found", `key ${id} not found`);
-      const key = await store.revokeKey(id.toLowerCase(), caller?.project);
+      const actor = caller ? `key:${caller.keyId}` : (by as { actor: string }).actor;
+      const key = await store.revokeKey(id.toLowerCase(), caller?.project, { actor, action: "key.revoke", project: caller?.project ?? null });
       if (!key) throw new LonghaulError("not_found", `key ${id} not found`);
       // This copy forgets it at once; others within authCacheMs.
       cache.clear();
@@ -203,6 +215,22 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
     },
 
     noteThrottled,
+
+    /** Admin actions newest first, 1..200 a page (default 50), of one project or all. */
+    async listAudit(q: { project: string; limit: number; cursor: string }): Promise<{ entries: AuditRecord[]; nextCursor: string }> {
+      if (q.project && !/^[a-z][a-z0-9-]{0,62}$/.test(q.project)) throw new LonghaulError("invalid_argument", "project: not a project name");
+      if (!Number.isInteger(q.limit) || q.limit < 0 || q.limit > 200) throw new LonghaulError("invalid_argument", "limit: from 1 to 200");
+      const limit = q.limit || 50;
+      let beforeId: string | undefined;
+      if (q.cursor) {
+        beforeId = Buffer.from(q.cursor, "base64url").toString();
+        if (!/^[1-9][0-9]{0,18}$/.test(beforeId)) throw new LonghaulError("invalid_argument", "cursor: not a cursor returned by this API");
+      }
+      const rows = await store.listAudit({ project: q.project, limit: limit + 1, beforeId });
+      const entries = rows.slice(0, limit);
+      const last = entries.at(-1);
+      return { entries, nextCursor: rows.length > limit && last ? Buffer.from(last.id).toString("base64url") : "" };
+    },
 
     /**
      * Holds a watch stream slot of the project while `run` runs, when the
@@ -233,6 +261,17 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
 }
 
 export type Tenancy = ReturnType<typeof createTenancy>;
+
+/** Limits under the API's names, for the audit log. */
+function apiLimits(l: Partial<ProjectLimits>): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (l.submitsPerSecond !== undefined) out.submits_per_second = l.submitsPerSecond;
+  if (l.burst !== undefined) out.burst = l.burst;
+  if (l.maxInFlight !== undefined) out.max_in_flight = l.maxInFlight;
+  if (l.maxQueued !== undefined) out.max_queued = l.maxQueued;
+  if (l.maxWatchStreams !== undefined) out.max_watch_streams = l.maxWatchStreams;
+  return out;
+}
 
 /** Parses LONGHAUL_DEFAULT_LIMITS (JSON of the API's limit names); a clear error for a bad one. */
 export function parseDefaultLimits(raw: string): ProjectLimits {

@@ -51,6 +51,8 @@ export function createAdminClient(address: string): AdminPort & { close(): void 
     async deleteKey(auth, id, opts) {
       await callUnary(admin.deleteKey.bind(admin), { id }, authMetadata(auth), CALL_TIMEOUT_MS, opts?.signal);
     },
+    listAuditEntries: (auth, req, opts) =>
+      callUnary(admin.listAuditEntries.bind(admin), req, authMetadata(auth), CALL_TIMEOUT_MS, opts?.signal),
     createOwnKey: (caller: Caller, name, scopes, opts) =>
       callUnary(keys.createKey.bind(keys), { project: "", name, scopes }, authMetadata(caller.authorization), CALL_TIMEOUT_MS, opts?.signal),
     async listOwnKeys(caller, opts) {

@@ -2,6 +2,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import { z } from "@longhaul/shared/config";
 import type { adminPb } from "@longhaul/shared/proto";
 import { readJson, sendJson } from "./http-io.js";
+import { checkQueryParams } from "./query-params.js";
 import type { RequestContext, Route } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";
 
@@ -188,6 +189,34 @@ export function adminRoutes(deps: RouteDeps): Route[] {
       handler: async (ctx) => {
         await admin.deleteKey(authOf(ctx), ctx.params.id!, { signal: ctx.signal });
         ctx.res.writeHead(204).end();
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/v1/admin/audit",
+      auth: false,
+      handler: async (ctx) => {
+        await admin.whoAmI(authOf(ctx), { signal: ctx.signal });
+        checkQueryParams(ctx.query, "GET /v1/admin/audit", ["project", "limit", "cursor"]);
+        const rawLimit = ctx.query.get("limit") ?? "";
+        if (rawLimit !== "" && !/^\d{1,4}$/.test(rawLimit)) throw new LonghaulError("invalid_argument", "limit: from 1 to 200");
+        const page = await admin.listAuditEntries(
+          authOf(ctx),
+          { project: ctx.query.get("project") ?? "", limit: rawLimit === "" ? 0 : Number(rawLimit), cursor: ctx.query.get("cursor") ?? "" },
+          { signal: ctx.signal },
+        );
+        sendJson(ctx.res, 200, {
+          entries: page.entries.map((e) => ({
+            id: e.id,
+            at: iso(e.at),
+            actor: e.actor,
+            action: e.action,
+            project: e.project || null,
+            target: e.target || null,
+            detail: JSON.parse(e.detailJson || "{}") as unknown,
+          })),
+          next_cursor: page.nextCursor || null,
+        });
       },
     },
     {

@@ -50,15 +50,17 @@ function limitsUpdate(u: adminPb.ProjectLimitsUpdate | undefined): Partial<Proje
 
 /** `longhaul.v1.AdminService`: the operator's, on the operator key only. */
 export function createAdminService(tenancy: Tenancy, log: Logger): adminPb.AdminServiceServer {
-  const operator = (ctx: CallContext) => tenancy.checkAdmin(bearerOf(ctx));
+  const operator = (ctx: CallContext) => {
+    const { fingerprint } = tenancy.checkAdmin(bearerOf(ctx));
+    return { fingerprint, actor: `operator:${fingerprint}` };
+  };
   return {
     whoAmI: unary(log, "WhoAmI", async (_req: adminPb.WhoAmIRequest, ctx) => {
       const { fingerprint } = operator(ctx);
       return { role: "operator", keyFingerprint: fingerprint };
     }),
     createProject: unary(log, "CreateProject", async (req: adminPb.CreateProjectRequest, ctx) => {
-      operator(ctx);
-      return { project: projectToProto(await tenancy.createProject(req.name)) };
+      return { project: projectToProto(await tenancy.createProject(req.name, operator(ctx).actor)) };
     }),
     getProject: unary(log, "GetProject", async (req: adminPb.GetProjectRequest, ctx) => {
       operator(ctx);
@@ -69,17 +71,14 @@ export function createAdminService(tenancy: Tenancy, log: Logger): adminPb.Admin
       return { projects: (await tenancy.listProjects()).map(projectToProto) };
     }),
     updateProjectLimits: unary(log, "UpdateProjectLimits", async (req: adminPb.UpdateProjectLimitsRequest, ctx) => {
-      operator(ctx);
-      return { project: projectToProto(await tenancy.updateLimits(req.name, limitsUpdate(req.limits))) };
+      return { project: projectToProto(await tenancy.updateLimits(req.name, limitsUpdate(req.limits), operator(ctx).actor)) };
     }),
     deleteProject: unary(log, "DeleteProject", async (req: adminPb.DeleteProjectRequest, ctx) => {
-      operator(ctx);
-      await tenancy.deleteProject(req.name);
+      await tenancy.deleteProject(req.name, operator(ctx).actor);
       return {};
     }),
     createKey: unary(log, "CreateKey", async (req: adminPb.CreateKeyRequest, ctx) => {
-      operator(ctx);
-      const k = await tenancy.createKey(req.project, { name: req.name, scopes: req.scopes });
+      const k = await tenancy.createKey(req.project, { name: req.name, scopes: req.scopes }, operator(ctx).actor);
       return { key: keyToProto(k), secret: k.secret };
     }),
     listKeys: unary(log, "ListKeys", async (req: adminPb.ListKeysRequest, ctx) => {
@@ -87,9 +86,24 @@ export function createAdminService(tenancy: Tenancy, log: Logger): adminPb.Admin
       return { keys: (await tenancy.listKeys(req.project)).map(keyToProto) };
     }),
     deleteKey: unary(log, "DeleteKey", async (req: adminPb.DeleteKeyRequest, ctx) => {
-      operator(ctx);
-      await tenancy.revokeKey(req.id);
+      await tenancy.revokeKey(req.id, { actor: operator(ctx).actor });
       return {};
+    }),
+    listAuditEntries: unary(log, "ListAuditEntries", async (req: adminPb.ListAuditEntriesRequest, ctx) => {
+      operator(ctx);
+      const page = await tenancy.listAudit({ project: req.project, limit: req.limit, cursor: req.cursor });
+      return {
+        entries: page.entries.map((e) => ({
+          id: e.id,
+          at: e.at,
+          actor: e.actor,
+          action: e.action,
+          project: e.project ?? "",
+          target: e.target ?? "",
+          detailJson: JSON.stringify(e.detail),
+        })),
+        nextCursor: page.nextCursor,
+      };
     }),
   };
 }

@@ -235,4 +235,21 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`create index runs_retry_of on runs (retry_of) where retry_of is not null`.execute(db);
     },
   },
+  // The audit log of admin actions (who, what, when), written in the
+  // transaction of the change it records; read newest first, per project or all.
+  "0012_admin_audit": {
+    async up(db: Kysely<unknown>) {
+      await sql`
+        create table admin_audit (
+          id bigserial primary key,
+          at timestamptz not null default now(),
+          actor text not null,
+          action text not null,
+          project_id text,
+          target text,
+          detail jsonb not null default '{}'::jsonb
+        )`.execute(db);
+      await sql`create index admin_audit_project on admin_audit (project_id, id desc)`.execute(db);
+    },
+  },
 };

@@ -37,6 +37,16 @@ export interface ProjectUsageTable {
   throttled: ColumnType<string, number | undefined, number>;
 }
 
+export interface AdminAuditTable {
+  id: ColumnType<string, never, never>;
+  at: GeneratedTimestamp;
+  actor: string;
+  action: string;
+  project_id: string | null;
+  target: string | null;
+  detail: ColumnType<Record<string, unknown>, string | undefined, string>;
+}
+
 export interface WatchStreamsTable {
   id: string;
   project_id: string;
@@ -175,6 +185,7 @@ export interface SchedulerDb {
   project_usage: ProjectUsageTable;
   watch_streams: WatchStreamsTable;
   invoker_sessions: InvokerSessionsTable;
+  admin_audit: AdminAuditTable;
 }
 
 export type RunRow = Selectable<RunsTable>;

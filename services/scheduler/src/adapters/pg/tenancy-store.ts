@@ -2,6 +2,8 @@ import { sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared/errors";
 import {
   drawToken,
+  type AuditInput,
+  type AuditRecord,
   type KeyRecord,
   type ProjectLimits,
   type ProjectRecord,
@@ -60,14 +62,35 @@ const limitColumns = (l: Partial<ProjectLimits>) => ({
  * project or a deleted one (a name is never reused: the old project's runs
  * would show through to the new one's keys).
  */
-export async function createProject(db: Db, name: string, limits: ProjectLimits): Promise<ProjectRecord | undefined> {
-  const row = await db
-    .insertInto("projects")
-    .values({ id: name, ...limitColumns(limits) })
-    .onConflict((oc) => oc.column("id").doNothing())
-    .returning(PROJECT_COLUMNS)
-    .executeTakeFirst();
-  return row ? projectOf(row) : undefined;
+export async function createProject(db: Kysely<SchedulerDb>, name: string, limits: ProjectLimits, audit: AuditInput): Promise<ProjectRecord | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .insertInto("projects")
+      .values({ id: name, ...limitColumns(limits) })
+      .onConflict((oc) => oc.column("id").doNothing())
+      .returning(PROJECT_COLUMNS)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    await recordAudit(trx, audit);
+    return projectOf(row);
+  });
+}
+
+/** Records an admin action; called inside the transaction of the change. */
+async function recordAudit(trx: Transaction<SchedulerDb>, a: AuditInput): Promise<void> {
+  await trx
+    .insertInto("admin_audit")
+    .values({ actor: a.actor, action: a.action, project_id: a.project, target: a.target ?? null, detail: JSON.stringify(a.detail ?? {}) })
+    .execute();
+}
+
+/** Admin actions newest first, of one project or all, before `beforeId`. */
+export async function listAudit(db: Db, q: { project: string; limit: number; beforeId: string | undefined }): Promise<AuditRecord[]> {
+  let query = db.selectFrom("admin_audit").select(["id", "at", "actor", "action", "project_id", "target", "detail"]);
+  if (q.project) query = query.where("project_id", "=", q.project);
+  if (q.beforeId) query = query.where("id", "<", q.beforeId as never);
+  const rows = await query.orderBy("id", "desc").limit(q.limit).execute();
+  return rows.map((r) => ({ id: String(r.id), at: r.at, actor: r.actor, action: r.action, project: r.project_id, target: r.target, detail: r.detail }));
 }
 
 export async function getProject(db: Db, name: string): Promise<ProjectRecord | undefined> {
@@ -100,21 +123,25 @@ export async function projectUsage(db: Db, names: readonly string[]): Promise<Ma
 }
 
 /** Changes the given limits of a live project; undefined when there is none. */
-export async function updateLimits(db: Db, name: string, limits: Partial<ProjectLimits>): Promise<ProjectRecord | undefined> {
+export async function updateLimits(db: Kysely<SchedulerDb>, name: string, limits: Partial<ProjectLimits>, audit: AuditInput): Promise<ProjectRecord | undefined> {
   const set = limitColumns(limits);
   if (Object.keys(set).length === 0) return getProject(db, name);
-  const row = await db
-    .updateTable("projects")
-    .set(set)
-    .where("id", "=", name)
-    .where("deleted_at", "is", null)
-    .returning(PROJECT_COLUMNS)
-    .executeTakeFirst();
-  return row ? projectOf(row) : undefined;
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .updateTable("projects")
+      .set(set)
+      .where("id", "=", name)
+      .where("deleted_at", "is", null)
+      .returning(PROJECT_COLUMNS)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    await recordAudit(trx, audit);
+    return projectOf(row);
+  });
 }
 
 /** Marks a live project deleted and revokes its keys, in one transaction; false when there is none. */
-export async function deleteProject(db: Kysely<SchedulerDb>, name: string): Promise<boolean> {
+export async function deleteProject(db: Kysely<SchedulerDb>, name: string, audit: AuditInput): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
     const row = await trx
       .updateTable("projects")
@@ -125,6 +152,7 @@ export async function deleteProject(db: Kysely<SchedulerDb>, name: string): Prom
       .executeTakeFirst();
     if (!row) return false;
     await trx.updateTable("api_keys").set({ revoked_at: sql<Date>`now()` as never }).where("project_id", "=", name).where("revoked_at", "is", null).execute();
+    await recordAudit(trx, audit);
     return true;
   });
 }
@@ -150,6 +178,7 @@ export async function createKey(
   db: Kysely<SchedulerDb>,
   project: string,
   key: { secret: string; name: string; scopes: Scope[]; prefix: string },
+  audit: AuditInput,
 ): Promise<KeyRecord | undefined> {
   return db.transaction().execute(async (trx) => {
     const live = await trx.selectFrom("projects").select("id").where("id", "=", project).where("deleted_at", "is", null).forShare().executeTakeFirst();
@@ -159,6 +188,7 @@ export async function createKey(
       .values({ key_hash: hashApiKey(key.secret), project_id: project, name: key.name, scopes: key.scopes, prefix: key.prefix })
       .returning(KEY_COLUMNS)
       .executeTakeFirstOrThrow();
+    await recordAudit(trx, { ...audit, target: row.id });
     return keyOf(row);
   });
 }
@@ -177,15 +207,19 @@ export async function listKeys(db: Db, project: string): Promise<KeyRecord[]> {
 }
 
 /** Revokes a key (of `project`, when given); the revoked key, or undefined when there is none to revoke. */
-export async function revokeKey(db: Db, id: string, project?: string): Promise<KeyRecord | undefined> {
-  let q = db
-    .updateTable("api_keys")
-    .set({ revoked_at: sql<Date>`now()` as never })
-    .where("id", "=", id)
-    .where("revoked_at", "is", null);
-  if (project !== undefined) q = q.where("project_id", "=", project);
-  const row = await q.returning(KEY_COLUMNS).executeTakeFirst();
-  return row ? keyOf(row) : undefined;
+export async function revokeKey(db: Kysely<SchedulerDb>, id: string, project: string | undefined, audit: AuditInput): Promise<KeyRecord | undefined> {
+  return db.transaction().execute(async (trx) => {
+    let q = trx
+      .updateTable("api_keys")
+      .set({ revoked_at: sql<Date>`now()` as never })
+      .where("id", "=", id)
+      .where("revoked_at", "is", null);
+    if (project !== undefined) q = q.where("project_id", "=", project);
+    const row = await q.returning(KEY_COLUMNS).executeTakeFirst();
+    if (!row) return undefined;
+    await recordAudit(trx, { ...audit, project: row.project_id, target: row.id, detail: { name: row.name } });
+    return keyOf(row);
+  });
 }
 
 /** How often a key's `last_used_at` is written at most: a read path must not write per call. */

@@ -52,6 +52,16 @@ const schemas: Record<string, Schema> = {
     additionalProperties: false,
   },
   WhoAmI: closed({ role: { type: "string" }, key_fingerprint: { type: "string" } }),
+  AuditEntry: closed({
+    id: { type: "string" },
+    at: nullableDateTime,
+    actor: { type: "string", description: "operator:<fingerprint> or key:<key id>" },
+    action: { type: "string", enum: ["project.create", "project.limits", "project.delete", "key.create", "key.revoke"] },
+    project: { type: ["string", "null"] },
+    target: { type: ["string", "null"] },
+    detail: { type: "object" },
+  }),
+  AuditPage: closed({ entries: { type: "array", items: ref("AuditEntry") }, next_cursor: { type: ["string", "null"] } }),
 };
 
 const name = { name: "name", in: "path", required: true, schema: { type: "string", pattern: "^[a-z][a-z0-9-]{0,62}$" } };
@@ -104,6 +114,19 @@ const paths = {
       summary: "Make a key for the project",
       requestBody: json(ref("KeyInput")),
       responses: { "201": jsonResponse("The key, with its secret.", "CreatedApiKey"), ...errorResponses(400, 401, 404) },
+    },
+  },
+  "/v1/admin/audit": {
+    get: {
+      operationId: "adminListAudit",
+      tags,
+      summary: "Admin actions, newest first",
+      parameters: [
+        { name: "project", in: "query", schema: name.schema },
+        { name: "limit", in: "query", schema: { ...int, minimum: 1, maximum: 200, default: 50 } },
+        { name: "cursor", in: "query", schema: { type: "string" } },
+      ],
+      responses: { "200": jsonResponse("A page of entries.", "AuditPage"), ...errorResponses(400, 401) },
     },
   },
   "/v1/admin/keys/{id}": {
