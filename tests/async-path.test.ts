@@ -222,3 +222,26 @@ describe("bad input changes nothing", () => {
     expect((await api.finished(r.json.run_id)).status).toBe("succeeded");
   });
 });
+
+describe("the app URL", () => {
+  it("is joined the same way for sync and async calls: the app URL's own query first, then the caller's", async () => {
+    const seen: string[] = [];
+    const target = await startPeer();
+    target.handle(async (req, res) => {
+      seen.push(req.url);
+      res.setHeader("content-type", "text/plain");
+      res.end("ok");
+    });
+    try {
+      expect((await api.putApp("based", { url: `${target.url}/base?key=x` })).status).toBe(201);
+      const sync = await api.call("GET", "/dev/based/p?y=1");
+      expect(sync.status).toBe(200);
+      const submitted = await api.call("POST", "/dev/based/p?async=true&y=1", "x");
+      expect(submitted.status).toBe(202);
+      expect((await api.finished(submitted.json.run_id)).status).toBe("succeeded");
+      expect(seen).toEqual(["/base/p?key=x&y=1", "/base/p?key=x&y=1"]);
+    } finally {
+      await target.close();
+    }
+  });
+});

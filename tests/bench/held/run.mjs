@@ -156,14 +156,24 @@ async function measureLonghaul(deps, appUrls, appCounts, releaseAll) {
     // costs it at rest, and then while holding N calls (heartbeats).
     const pgRate = async () => {
       // Other backends publish their counters at most once a second; the window is long enough for that.
-      const read = async () =>
-        (await db.query("select xact_commit::float8 as c, tup_updated::float8 as u from pg_stat_database where datname = current_database()")).rows[0];
+      const read = async () => ({
+        ...(await db.query("select xact_commit::float8 as c, tup_updated::float8 as u from pg_stat_database where datname = current_database()")).rows[0],
+        tables: Object.fromEntries(
+          (await db.query("select relname, (n_tup_upd + n_tup_ins + n_tup_del)::float8 as w from pg_stat_user_tables")).rows.map((r) => [r.relname, r.w]),
+        ),
+      });
       const a = await read();
       const t = Date.now();
       await sleep(PG_WINDOW_MS);
       const b = await read();
       const s = (Date.now() - t) / 1000;
-      return { commitsPerSecond: (b.c - a.c) / s, rowsUpdatedPerSecond: (b.u - a.u) / s };
+      // Rows written per second by table: where the commits go.
+      const byTable = Object.fromEntries(
+        Object.entries(b.tables)
+          .map(([name, w]) => [name, (w - (a.tables[name] ?? 0)) / s])
+          .filter(([, r]) => r > 0),
+      );
+      return { commitsPerSecond: (b.c - a.c) / s, rowsUpdatedPerSecond: (b.u - a.u) / s, rowsWrittenByTable: byTable };
     };
     base.pg = await pgRate();
     results.longhaulBase = base;
@@ -185,7 +195,10 @@ async function measureLonghaul(deps, appUrls, appCounts, releaseAll) {
       log(`N=${n}: ${filled.held} held after ${(fillMs / 1000).toFixed(1)} s (submits took ${(submitMs / 1000).toFixed(1)} s); load ${loadavg()}`);
       await sleep(SETTLE_MS);
       const pgHeld = await pgRate();
-      log(`N=${n}: Postgres ${pgHeld.commitsPerSecond.toFixed(1)} commits/s, ${pgHeld.rowsUpdatedPerSecond.toFixed(1)} rows updated/s (at rest ${base.pg.commitsPerSecond.toFixed(1)}, ${base.pg.rowsUpdatedPerSecond.toFixed(1)})`);
+      log(
+        `N=${n}: Postgres ${pgHeld.commitsPerSecond.toFixed(1)} commits/s, ${pgHeld.rowsUpdatedPerSecond.toFixed(1)} rows updated/s ` +
+          `(at rest ${base.pg.commitsPerSecond.toFixed(1)}, ${base.pg.rowsUpdatedPerSecond.toFixed(1)}); rows written/s by table ${JSON.stringify(pgHeld.rowsWrittenByTable)}`,
+      );
       const m = await measureWindow({
         sample: () => rssOf(invoker.pid),
         start: () => scrape(metricsUrl),

@@ -145,17 +145,5 @@ export function splitQuery(rawQuery: string): SplitQuery {
   return { appQuery: kept.join("&"), params: new URLSearchParams(rawQuery) };
 }
 
-/**
- * Joins the app's upstream URL with the path below the app and the query.
- * The upstream's own path is a prefix (`https://h/api` + `/x` = `https://h/api/x`)
- * and its own query, if any, comes first.
- */
-export function joinAppUrl(upstream: string, path: string, query: string): string {
-  const hashless = upstream.split("#")[0]!;
-  const q = hashless.indexOf("?");
-  const base = q === -1 ? hashless : hashless.slice(0, q);
-  const baseQuery = q === -1 ? "" : hashless.slice(q + 1);
-  const joinedPath = base.replace(/\/+$/, "") + (path.startsWith("/") ? path : `/${path}`);
-  const fullQuery = [baseQuery, query].filter(Boolean).join("&");
-  return fullQuery ? `${joinedPath}?${fullQuery}` : joinedPath;
-}
+/** The app URL of a call: one rule for sync and async calls (shared/domain). */
+export { joinAppUrl } from "@longhaul/shared/domain";

@@ -1,16 +1,12 @@
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
+import { joinAppUrl } from "@longhaul/shared/domain";
 import { unary } from "@longhaul/shared/grpc";
 import { schedulerPb } from "@longhaul/shared/proto";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { Tenancy } from "../../core/tenancy.js";
 import { contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
-
-/** The URL an attempt calls: the app's upstream joined with the run's path and query. */
-export function targetUrl(upstream: string, path: string, query: string): string {
-  return `${upstream.replace(/\/$/, "")}${path}${query ? `?${query}` : ""}`;
-}
 
 /** `longhaul.internal.v1.SchedulerInternalService`: what the invoker and notifier call. */
 export function createInternalService(
@@ -32,7 +28,8 @@ export function createInternalService(
         attempt: run.attempt,
         project: run.project_id,
         app: run.app,
-        url: targetUrl(run.upstream_url, run.path, run.query),
+        // The one rule for sync and async calls (shared/domain): the app URL's own query comes first.
+        url: joinAppUrl(run.upstream_url, run.path, run.query),
         request: {
           method: run.method,
           path: run.path,
