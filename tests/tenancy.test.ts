@@ -11,6 +11,9 @@ import { adminPb, runsPb } from "@longhaul/shared/proto";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
 
+/** An operator key being rotated out: accepted beside the current one while it is set. */
+const PREVIOUS_ADMIN_KEY = "lh_admin_previous_0123456789abcdefghijklmnop";
+
 let mesh: TestMesh;
 let app: Peer;
 let operator: ReturnType<typeof gateway>;
@@ -19,7 +22,7 @@ let release: () => void = () => undefined;
 let held = new Promise<void>((r) => (release = r));
 
 beforeAll(async () => {
-  [mesh, app] = await Promise.all([startTestMesh(), startPeer()]);
+  [mesh, app] = await Promise.all([startTestMesh({ env: { LONGHAUL_ADMIN_KEY_PREVIOUS: PREVIOUS_ADMIN_KEY } }), startPeer()]);
   operator = gateway(mesh.ingressUrl, mesh.adminKey);
   app.handle(async (req, res) => {
     if (req.url.startsWith("/hold")) await held;
@@ -55,6 +58,15 @@ async function submit(api: ReturnType<typeof gateway>, project: string, appName:
 }
 
 describe("the admin API", () => {
+  it("takes the previous operator key during a rotation, told apart by its fingerprint", async () => {
+    const current = (await operator.call("GET", "/v1/admin/whoami")).json.key_fingerprint;
+    const previous = await gateway(mesh.ingressUrl, PREVIOUS_ADMIN_KEY).call("GET", "/v1/admin/whoami");
+    expect(previous.status).toBe(200);
+    expect(previous.json.key_fingerprint).toMatch(/^[0-9a-f]{12}$/);
+    expect(previous.json.key_fingerprint).not.toBe(current);
+    expect((await gateway(mesh.ingressUrl, `${PREVIOUS_ADMIN_KEY}x`).call("GET", "/v1/admin/whoami")).status).toBe(401);
+  });
+
   it("answers the operator key only, and creates, lists, reads, limits and deletes projects", async () => {
     const who = await operator.call("GET", "/v1/admin/whoami");
     expect(who.status).toBe(200);

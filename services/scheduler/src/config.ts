@@ -36,6 +36,12 @@ const schema = commonEnvSchema.extend({
    * longhaul.v1.AdminService). Unset: the admin API answers no one.
    */
   LONGHAUL_ADMIN_KEY: z.string().min(32, "must be at least 32 characters").optional(),
+  /**
+   * The operator key being rotated out: accepted beside LONGHAUL_ADMIN_KEY
+   * until it is unset (set the new key, move the old one here, restart, then
+   * drop it once every client has the new one).
+   */
+  LONGHAUL_ADMIN_KEY_PREVIOUS: z.string().min(32, "must be at least 32 characters").optional(),
   /** Limits a new project starts with, JSON of the API's names (`{"submits_per_second":50}`); unset: unlimited. */
   LONGHAUL_DEFAULT_LIMITS: z
     .string()

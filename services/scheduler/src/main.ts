@@ -72,7 +72,7 @@ const reconciler = createReconciler(deps, lifecycle);
 // Keys answer for 2 s per copy; the gateway keeps them 2 s more: a revoked key is refused within 5 s.
 const tenancy = createTenancy(
   createPgTenancyStore(db),
-  { adminKey: config.LONGHAUL_ADMIN_KEY, defaultLimits: config.LONGHAUL_DEFAULT_LIMITS, authCacheMs: 2_000 },
+  { adminKey: config.LONGHAUL_ADMIN_KEY, previousAdminKey: config.LONGHAUL_ADMIN_KEY_PREVIOUS, defaultLimits: config.LONGHAUL_DEFAULT_LIMITS, authCacheMs: 2_000 },
   log,
 );
 

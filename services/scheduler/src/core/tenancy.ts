@@ -21,6 +21,8 @@ import {
 export interface TenancySettings {
   /** The operator key (LONGHAUL_ADMIN_KEY); undefined: the admin API answers no one. */
   adminKey: string | undefined;
+  /** The operator key being rotated out (LONGHAUL_ADMIN_KEY_PREVIOUS), accepted too while set. */
+  previousAdminKey?: string | undefined;
   /** Limits a new project starts with (LONGHAUL_DEFAULT_LIMITS). */
   defaultLimits: ProjectLimits;
   /**
@@ -81,7 +83,9 @@ export function checkKeyInput(input: { name: string; scopes: readonly string[] }
  */
 export function createTenancy(store: TenancyStore, settings: TenancySettings, log: Logger) {
   const cache = new Map<string, { caller: KeyCaller | null; until: number }>();
-  const adminDigest = settings.adminKey ? sha256(settings.adminKey) : undefined;
+  const adminDigests = settings.adminKey
+    ? [settings.adminKey, settings.previousAdminKey].filter((k): k is string => !!k).map(sha256)
+    : [];
 
   async function withUsage(projects: ProjectRecord[]): Promise<ProjectView[]> {
     const usage = await store.projectUsage(projects.map((p) => p.name));
@@ -147,10 +151,12 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
 
     /** Throws `unauthenticated` unless `secret` is the operator key (compared in constant time). */
     checkAdmin(secret: string): { fingerprint: string } {
-      if (!adminDigest) throw new LonghaulError("unauthenticated", "the admin API is off: LONGHAUL_ADMIN_KEY is not set");
+      if (adminDigests.length === 0) throw new LonghaulError("unauthenticated", "the admin API is off: LONGHAUL_ADMIN_KEY is not set");
       const given = sha256(secret);
-      if (!timingSafeEqual(given, adminDigest)) throw new LonghaulError("unauthenticated", "not the operator key");
-      return { fingerprint: adminDigest.toString("hex").slice(0, 12) };
+      // Every candidate is compared, so the time says nothing about which matched.
+      const match = adminDigests.map((d) => (timingSafeEqual(given, d) ? d : undefined)).find((d) => d !== undefined);
+      if (!match) throw new LonghaulError("unauthenticated", "not the operator key");
+      return { fingerprint: match.toString("hex").slice(0, 12) };
     },
 
     async createProject(name: string, actor: string): Promise<ProjectView> {

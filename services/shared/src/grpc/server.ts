@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import {
   Server,
@@ -165,12 +166,16 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       server.addService(definition, impl);
       return;
     }
-    // Internal services answer only calls carrying the mesh's token.
+    // Internal services answer only calls carrying the mesh's token, compared
+    // in constant time (over digests, so that lengths do not leak either).
+    const expected = createHash("sha256").update(options.internalToken).digest();
+    const tokenMatches = (token: unknown) =>
+      typeof token === "string" && timingSafeEqual(createHash("sha256").update(token).digest(), expected);
     const guarded: UntypedServiceImplementation = {};
     for (const [key, handler] of Object.entries(impl)) {
       guarded[key] = ((call: { metadata: Metadata }, cbOrUndefined?: sendUnaryData<unknown>) => {
         const token = call.metadata.get(INTERNAL_TOKEN_METADATA_KEY)[0];
-        if (token !== options.internalToken) {
+        if (!tokenMatches(token)) {
           const err = toServiceError(new LonghaulError("unauthenticated", "internal RPC"));
           if (typeof cbOrUndefined === "function") cbOrUndefined(err as never, null);
           else (call as unknown as { emit(ev: string, e: unknown): void }).emit("error", err);
