@@ -77,6 +77,17 @@ describe("RunPod (runpod-sdk)", () => {
     expect(streamed).toEqual([{ output: { echo: { prompt: "hi" }, id: queued.id, path: "/" } }]);
   });
 
+  it("a job's webhook receives RunPod's job object", async () => {
+    const queued = await endpoint().run({ input: { hooked: 1 }, webhook: `${hooks.url}/runpod` });
+    const [delivered] = await hooks.waitFor(1, "/runpod");
+    const job = JSON.parse(delivered!.body.toString());
+    expect(job).toMatchObject({ id: queued.id, status: "COMPLETED", output: { echo: { hooked: 1 }, id: queued.id, path: "/" } });
+    expect(typeof job.delayTime).toBe("number");
+    expect(typeof job.executionTime).toBe("number");
+    expect(delivered!.headers["content-type"]).toBe("application/json");
+    expect(delivered!.headers["webhook-signature"]).toMatch(/^v1,/);
+  });
+
   it("runSync answers the finished job", async () => {
     const out = await endpoint().runSync({ input: { n: 2 }, policy: { executionTimeout: 60_000 } });
     expect(out).toMatchObject({ status: "COMPLETED", output: { echo: { n: 2 } }, succeeded: true });
@@ -150,6 +161,21 @@ describe("Replicate (replicate)", () => {
     const r = replicate();
     expect(await r.run("longhaul/cog", { input: { n: 1 } })).toEqual({ echo: { n: 1 } });
     expect(await r.run("longhaul/cog:cog", { input: { raw: 1 } })).toEqual({ bare: { raw: 1 } });
+  });
+
+  it("a webhook receives the prediction, completed", async () => {
+    const r = replicate();
+    const created = await r.predictions.create({ version: "cog", input: { hooked: 2 }, webhook: `${hooks.url}/replicate`, webhook_events_filter: ["start", "completed"] });
+    const [delivered] = await hooks.waitFor(1, "/replicate");
+    expect(JSON.parse(delivered!.body.toString())).toMatchObject({
+      id: created.id,
+      status: "succeeded",
+      version: "cog",
+      input: { hooked: 2 },
+      output: { echo: { hooked: 2 } },
+      error: null,
+    });
+    expect(hooks.received.filter((x) => x.url === "/replicate")).toHaveLength(1);
   });
 
   it("cancel and list", async () => {

@@ -1,7 +1,7 @@
 import { z } from "@longhaul/shared/config";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { runsPb } from "@longhaul/shared/proto";
-import { msBetween } from "./compat-output.js";
+import { msBetween, replicateStatus, type ReplicateStatus } from "@longhaul/shared/domain";
 
 /**
  * Replicate's predictions API over Longhaul runs (replicate.com/docs/reference/http):
@@ -9,24 +9,7 @@ import { msBetween } from "./compat-output.js";
  * `{app url}/predictions`, as a Cog model expects.
  */
 
-/** Replicate's prediction statuses. */
-export type ReplicateStatus = "starting" | "processing" | "succeeded" | "failed" | "canceled";
-
-export function replicateStatus(status: string): ReplicateStatus {
-  switch (status) {
-    case "queued":
-    case "dispatched":
-      return "starting";
-    case "running":
-      return "processing";
-    case "succeeded":
-      return "succeeded";
-    case "cancelled":
-      return "canceled";
-    default:
-      return "failed";
-  }
-}
+export { cogOutput, replicateStatus, type ReplicateStatus } from "@longhaul/shared/domain";
 
 export function isReplicateFinished(status: ReplicateStatus): boolean {
   return status === "succeeded" || status === "failed" || status === "canceled";
@@ -72,14 +55,6 @@ export function preferWaitSeconds(prefer: string | undefined): number {
   const m = /(?:^|[,;\s])wait(?:=(\d+))?(?:$|[,;\s])/.exec(prefer);
   if (!m) return 0;
   return m[1] === undefined ? 60 : Math.min(60, Math.max(1, Number(m[1])));
-}
-
-/** `output` of a Cog answer is its `output` field; any other JSON answer is the output itself. */
-export function cogOutput(answer: unknown): unknown {
-  if (answer !== null && typeof answer === "object" && !Array.isArray(answer) && "output" in answer) {
-    return (answer as { output: unknown }).output;
-  }
-  return answer;
 }
 
 /** A prediction as Replicate answers it. */

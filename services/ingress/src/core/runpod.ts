@@ -1,7 +1,7 @@
 import { z } from "@longhaul/shared/config";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { runsPb } from "@longhaul/shared/proto";
-import { msBetween } from "./compat-output.js";
+import { isRunpodFinished, msBetween, runpodStatus } from "@longhaul/shared/domain";
 
 /**
  * RunPod serverless's job API over Longhaul runs (docs.runpod.io,
@@ -12,38 +12,7 @@ import { msBetween } from "./compat-output.js";
  * newest run answers for it, as a retried RunPod job keeps its id).
  */
 
-/** The label that carries a run's RunPod job id. */
-export const RUNPOD_JOB_LABEL = "runpod_job";
-
-/** RunPod's job statuses. */
-export type RunpodStatus = "IN_QUEUE" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "CANCELLED" | "TIMED_OUT";
-
-const FINISHED: ReadonlySet<RunpodStatus> = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
-
-/** True once a job can change no more. */
-export function isRunpodFinished(status: RunpodStatus): boolean {
-  return FINISHED.has(status);
-}
-
-/** A Longhaul status name as RunPod says it; a queue TTL that ran out is RunPod's `ttl` expiry: TIMED_OUT. */
-export function runpodStatus(status: string): RunpodStatus {
-  switch (status) {
-    case "queued":
-    case "dispatched":
-      return "IN_QUEUE";
-    case "running":
-      return "IN_PROGRESS";
-    case "succeeded":
-      return "COMPLETED";
-    case "cancelled":
-      return "CANCELLED";
-    case "timed_out":
-    case "expired":
-      return "TIMED_OUT";
-    default:
-      return "FAILED";
-  }
-}
+export { RUNPOD_JOB_LABEL, isRunpodFinished, runpodStatus, type RunpodStatus } from "@longhaul/shared/domain";
 
 /** The body of `POST /v2/{endpoint}/run` and `/runsync` (RunPod's EndpointInputPayload). */
 const runRequestSchema = z

@@ -125,6 +125,13 @@ export interface DeliveryInput {
   errorCode: string;
   errorMessage: string;
   traceparent: string;
+  /** The run's labels; a compatibility API's label picks that platform's webhook body. */
+  labels?: Record<string, string>;
+  createdAt?: Date;
+  startedAt?: Date;
+  finishedAt?: Date;
+  /** The request body the app was sent. */
+  requestBody?: Uint8Array;
 }
 
 /** The scheduler, over gRPC in production. */

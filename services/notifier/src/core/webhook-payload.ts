@@ -1,5 +1,6 @@
 import { signResultUrl } from "@longhaul/shared/result-url";
 import type { Delivery, DeliveryInput, WebhookRequest } from "./ports.js";
+import { compatWebhookBody } from "./compat-payload.js";
 import { signatureHeader } from "./signing.js";
 
 /** Run statuses that end without the app's answer. */
@@ -21,12 +22,15 @@ const JSON_TYPE = "application/json";
 
 /**
  * The body and content type POSTed for a run: the app's own body and type
- * when it fits; a JSON reference with a signed, expiring `result_url` when
+ * when it fits (for a run of a compatibility API, that platform's body); a JSON reference with a signed, expiring `result_url` when
  * it is larger than `maxInlineBytes` or was truncated when stored; and a JSON
  * error when the run ended with no answer from the app.
  */
 export function webhookBody(input: DeliveryInput, options: PayloadOptions, now: Date): { body: Buffer; contentType: string } {
   const body = Buffer.from(input.body.buffer, input.body.byteOffset, input.body.byteLength);
+  // A run of RunPod's or Replicate's API gets that platform's body, unless the answer is too big to inline.
+  const compat = body.length <= options.maxInlineBytes && !input.bodyTruncated ? compatWebhookBody(input, options.publicUrl) : undefined;
+  if (compat) return { body: Buffer.from(JSON.stringify(compat)), contentType: JSON_TYPE };
   if (body.length > options.maxInlineBytes || input.bodyTruncated) {
     const expiresAt = new Date(now.getTime() + options.resultUrlTtlSeconds * 1000);
     const reference = {

@@ -11,3 +11,4 @@ export * from "./retry-after.js";
 export * from "./backoff.js";
 export * from "./bearer.js";
 export * from "./labels.js";
+export * from "./compat.js";

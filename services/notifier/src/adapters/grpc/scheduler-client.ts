@@ -46,6 +46,11 @@ export function createSchedulerRunSource(options: SchedulerRunSourceOptions): Ru
         errorCode: res.errorCode,
         errorMessage: res.errorMessage,
         traceparent: res.traceparent,
+        labels: res.labels,
+        createdAt: res.createdAt,
+        startedAt: res.startedAt,
+        finishedAt: res.finishedAt,
+        requestBody: res.requestBody,
       };
     },
 

@@ -81,6 +81,10 @@ export function createInternalService(
         finishedAt: run.finished_at ?? undefined,
         traceparent: run.traceparent,
         bodyTruncated: run.response_truncated,
+        labels: run.labels ?? {},
+        createdAt: run.created_at,
+        startedAt: run.started_at ?? undefined,
+        requestBody: run.request_body ?? Buffer.alloc(0),
       };
     }),
     recordSyncRun: unary(log, "RecordSyncRun", async (req: schedulerPb.RecordSyncRunRequest) => ({

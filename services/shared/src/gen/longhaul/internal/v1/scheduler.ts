@@ -134,6 +134,22 @@ export interface GetDeliveryInputResponse {
   finishedAt?: Date | undefined;
   traceparent: string;
   bodyTruncated: boolean;
+  /**
+   * The run's labels: a run made through a compatibility API (RunPod's
+   * runpod_job, Replicate's replicate=prediction) gets that platform's webhook body.
+   */
+  labels: { [key: string]: string };
+  createdAt?: Date | undefined;
+  startedAt?:
+    | Date
+    | undefined;
+  /** The request body the app was sent (Replicate's webhook shows its input). */
+  requestBody: Buffer;
+}
+
+export interface GetDeliveryInputResponse_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface RecordSyncRunRequest {
@@ -1547,6 +1563,10 @@ function createBaseGetDeliveryInputResponse(): GetDeliveryInputResponse {
     finishedAt: undefined,
     traceparent: "",
     bodyTruncated: false,
+    labels: {},
+    createdAt: undefined,
+    startedAt: undefined,
+    requestBody: Buffer.alloc(0),
   };
 }
 
@@ -1590,6 +1610,18 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
     }
     if (message.bodyTruncated !== false) {
       writer.uint32(104).bool(message.bodyTruncated);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      GetDeliveryInputResponse_LabelsEntry.encode({ key: key as any, value }, writer.uint32(114).fork()).join();
+    });
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(122).fork()).join();
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(130).fork()).join();
+    }
+    if (message.requestBody.length !== 0) {
+      writer.uint32(138).bytes(message.requestBody);
     }
     return writer;
   },
@@ -1711,6 +1743,41 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
             message.bodyTruncated = reader.bool();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            const entry14 = GetDeliveryInputResponse_LabelsEntry.decode(reader, reader.uint32());
+            if (entry14.value !== undefined) {
+              message.labels[entry14.key] = entry14.value;
+            }
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.requestBody = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1770,6 +1837,35 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
         : isSet(object.body_truncated)
         ? globalThis.Boolean(object.body_truncated)
         : false,
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      requestBody: isSet(object.requestBody)
+        ? Buffer.from(bytesFromBase64(object.requestBody))
+        : isSet(object.request_body)
+        ? Buffer.from(bytesFromBase64(object.request_body))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1814,6 +1910,24 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
     if (message.bodyTruncated !== false) {
       obj.bodyTruncated = message.bodyTruncated;
     }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.requestBody.length !== 0) {
+      obj.requestBody = base64FromBytes(message.requestBody);
+    }
     return obj;
   },
 
@@ -1835,6 +1949,107 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
     message.finishedAt = object.finishedAt ?? undefined;
     message.traceparent = object.traceparent ?? "";
     message.bodyTruncated = object.bodyTruncated ?? false;
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.createdAt = object.createdAt ?? undefined;
+    message.startedAt = object.startedAt ?? undefined;
+    message.requestBody = object.requestBody ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseGetDeliveryInputResponse_LabelsEntry(): GetDeliveryInputResponse_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const GetDeliveryInputResponse_LabelsEntry: MessageFns<GetDeliveryInputResponse_LabelsEntry> = {
+  encode(message: GetDeliveryInputResponse_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDeliveryInputResponse_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDeliveryInputResponse_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetDeliveryInputResponse_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: GetDeliveryInputResponse_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetDeliveryInputResponse_LabelsEntry>, I>>(
+    base?: I,
+  ): GetDeliveryInputResponse_LabelsEntry {
+    return GetDeliveryInputResponse_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetDeliveryInputResponse_LabelsEntry>, I>>(
+    object: I,
+  ): GetDeliveryInputResponse_LabelsEntry {
+    const message = createBaseGetDeliveryInputResponse_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2617,6 +2832,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
