@@ -35,6 +35,8 @@ let receiver: Receiver;
 /** The scheduler's runs, in memory, and every UpdateWebhookState it got. */
 const runs = new Map<string, schedulerPb.GetDeliveryInputResponse>();
 const told: Array<{ runId: string; state: runsPb.WebhookState }> = [];
+/** Runs the notifier asked GetDeliveryInput about. */
+const asked: string[] = [];
 const lastTold = (runId: string) => told.filter((t) => t.runId === runId).at(-1)?.state;
 
 beforeAll(async () => {
@@ -45,6 +47,7 @@ beforeAll(async () => {
     schedulerPb.SchedulerInternalServiceService,
     {
       getDeliveryInput: unary(log, "GetDeliveryInput", async (req: schedulerPb.GetDeliveryInputRequest) => {
+        asked.push(req.runId);
         const run = runs.get(req.runId);
         if (!run) throw new LonghaulError("not_found", "no such run");
         return run;
@@ -128,6 +131,34 @@ const md = () => internalMetadata(token);
 const hits = (runId: string) => receiver.received.filter((r) => r.url.includes(runId));
 
 describe("the notifier service", () => {
+  it("delivers from what run.finished carries, without asking the scheduler", async () => {
+    const run = addRun();
+    runs.delete(run.runId); // the scheduler could not answer for it: the event must be enough
+    const names = natsNames(nats.prefix);
+    const payload = JSON.stringify({
+      run_id: run.runId,
+      project: "dev",
+      app: "echo",
+      status: "succeeded",
+      delivery: {
+        webhook_url: run.webhookUrl,
+        status_code: 201,
+        content_type: "application/json",
+        body_base64: Buffer.from('{"inline":true}').toString("base64"),
+        body_truncated: false,
+        error_code: "",
+        error_message: "",
+        traceparent: TRACEPARENT,
+      },
+    });
+    await jetstream(nc).publish(names.finished("dev"), payload, { msgID: `${run.runId}:finished` });
+    await eventually(() => lastTold(run.runId) === runsPb.WebhookState.WEBHOOK_STATE_DELIVERED);
+    const [got] = hits(run.runId);
+    expect(got!.headers).toMatchObject({ "x-longhaul-run-id": run.runId, "x-longhaul-status-code": "201" });
+    expect(asked).not.toContain(run.runId);
+  });
+
+
   it("turns a run.finished event into a signed webhook and reports it delivered, once", async () => {
     const run = addRun();
     await publishFinished(run);

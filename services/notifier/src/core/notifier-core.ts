@@ -43,6 +43,8 @@ export interface NotifierCoreOptions {
 export interface FinishedEvent {
   runId: string;
   project: string;
+  /** What to deliver, when the event carried it: the scheduler is then not asked. */
+  input?: DeliveryInput;
 }
 
 /** What became of a `run.finished` event. */
@@ -238,7 +240,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
      * the event is redelivered.
      */
     async acceptFinished(event: FinishedEvent): Promise<AcceptResult> {
-      const input = await runs.getDeliveryInput(event.runId);
+      const input = event.input ?? (await runs.getDeliveryInput(event.runId));
       if (!input) return { result: "run_gone" };
       if (!input.webhookUrl) return { result: "no_webhook" };
       await store.create({

@@ -3,6 +3,9 @@ import type { DispatchRef, RunRecord } from "./model.js";
 import { isTerminal } from "./model.js";
 import type { EventBus, SchedulerMetrics, SchedulerStore } from "./ports.js";
 
+/** Largest app answer carried in a `run.finished` event. */
+export const INLINE_DELIVERY_MAX_BYTES = 64 * 1024;
+
 /** Tunables of the scheduler core, from config. */
 export interface SchedulerSettings {
   leaseSeconds: number;
@@ -43,8 +46,22 @@ export function createEffects({ bus, log, metrics }: SchedulerDeps) {
       if (!isTerminal(run.status)) return;
       metrics.runFinished(run.app, run.status);
       if (!run.webhook_url) return;
+      const body = run.response_body ?? Buffer.alloc(0);
+      // A small answer travels in the event; a large one is fetched by the notifier (GetDeliveryInput).
+      const delivery =
+        body.length <= INLINE_DELIVERY_MAX_BYTES
+          ? {
+              webhookUrl: run.webhook_url,
+              statusCode: run.status_code ?? 0,
+              contentType: run.response_headers?.find((h) => h.name.toLowerCase() === "content-type")?.value ?? "",
+              body,
+              bodyTruncated: run.response_truncated,
+              errorCode: run.error_code ?? "",
+              errorMessage: run.error_message ?? "",
+            }
+          : undefined;
       await bus
-        .publishFinished({ id: run.id, project: run.project_id, app: run.app, status: run.status, traceparent: run.traceparent })
+        .publishFinished({ id: run.id, project: run.project_id, app: run.app, status: run.status, traceparent: run.traceparent, ...(delivery ? { delivery } : {}) })
         .catch((err: unknown) => log.warn({ err, run_id: run.id }, "finished publish failed; the reconciler will republish"));
     },
   };

@@ -57,6 +57,21 @@ export interface ListFilter {
   after?: { createdAt: Date; id: string } | undefined;
 }
 
+/**
+ * What the notifier needs to deliver a run's webhook, carried in `run.finished`
+ * when the body is small (issue 11: the notifier then asks the scheduler
+ * nothing before its first attempt).
+ */
+export interface FinishedDelivery {
+  webhookUrl: string;
+  statusCode: number;
+  contentType: string;
+  body: Buffer;
+  bodyTruncated: boolean;
+  errorCode: string;
+  errorMessage: string;
+}
+
 /** Which of the reconciler's repairs have work now. */
 export interface DueWork {
   expire: boolean;
@@ -147,7 +162,7 @@ export interface EventBus {
    */
   publishDispatch(refs: DispatchRef[], options?: { republish?: boolean }): Promise<void>;
   /** `traceparent`: the run's stored one, so the event joins the run's trace wherever it is published from. */
-  publishFinished(run: { id: string; project: string; app: string; status: string; traceparent?: string }): Promise<void>;
+  publishFinished(run: { id: string; project: string; app: string; status: string; traceparent?: string; delivery?: FinishedDelivery }): Promise<void>;
   publishCancel(runId: string): void;
   /** A run of `project` changed (created, state, webhook state): a core NATS notice, at most once. */
   publishChanged(project: string, runId: string, status: string): void;

@@ -5,13 +5,31 @@ import { context } from "@longhaul/shared/telemetry";
 import { contextFromHeaders, ensureConsumer, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NotifierCore } from "../../core/notifier-core.js";
+import type { RunStatusName } from "../../core/ports.js";
 
-/** `run.finished` payload (ARCHITECTURE.md): `{"run_id","project","app","status"}`. */
+/**
+ * `run.finished` payload (ARCHITECTURE.md): `{"run_id","project","app","status"}`
+ * and, when the app's answer is small, `delivery` with what the webhook needs
+ * (then the scheduler is not asked). Events without it (older schedulers, the
+ * reconciler's republish, large answers) are completed by GetDeliveryInput.
+ */
 const finishedEvent = z.object({
   run_id: z.uuid(),
   project: z.string().min(1),
   app: z.string().optional(),
   status: z.string().optional(),
+  delivery: z
+    .object({
+      webhook_url: z.string(),
+      status_code: z.number().int(),
+      content_type: z.string(),
+      body_base64: z.string(),
+      body_truncated: z.boolean(),
+      error_code: z.string(),
+      error_message: z.string(),
+      traceparent: z.string(),
+    })
+    .optional(),
 });
 
 /** Events taken at once; each costs a scheduler call and a few statements. */
@@ -51,7 +69,29 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
       m.term("malformed");
       return;
     }
-    const event = { runId: parsed.data.run_id, project: parsed.data.project };
+    const d = parsed.data.delivery;
+    const event = {
+      runId: parsed.data.run_id,
+      project: parsed.data.project,
+      ...(d && parsed.data.app && parsed.data.status
+        ? {
+            input: {
+              runId: parsed.data.run_id,
+              project: parsed.data.project,
+              app: parsed.data.app,
+              webhookUrl: d.webhook_url,
+              status: parsed.data.status as RunStatusName,
+              statusCode: d.status_code,
+              contentType: d.content_type,
+              body: Buffer.from(d.body_base64, "base64"),
+              bodyTruncated: d.body_truncated,
+              errorCode: d.error_code,
+              errorMessage: d.error_message,
+              traceparent: d.traceparent,
+            },
+          }
+        : {}),
+    };
     await context.with(contextFromHeaders(m.headers), async () => {
       let accepted;
       try {

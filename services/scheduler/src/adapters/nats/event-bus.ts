@@ -56,7 +56,28 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
         () =>
           js.publish(
             names.finished(run.project),
-            encoder.encode(JSON.stringify({ run_id: run.id, project: run.project, app: run.app, status: run.status })),
+            encoder.encode(
+              JSON.stringify({
+                run_id: run.id,
+                project: run.project,
+                app: run.app,
+                status: run.status,
+                ...(run.delivery
+                  ? {
+                      delivery: {
+                        webhook_url: run.delivery.webhookUrl,
+                        status_code: run.delivery.statusCode,
+                        content_type: run.delivery.contentType,
+                        body_base64: run.delivery.body.toString("base64"),
+                        body_truncated: run.delivery.bodyTruncated,
+                        error_code: run.delivery.errorCode,
+                        error_message: run.delivery.errorMessage,
+                        traceparent: run.traceparent ?? "",
+                      },
+                    }
+                  : {}),
+              }),
+            ),
             { msgID: `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
           ),
       );
