@@ -48,6 +48,8 @@ export interface HttpGatewayOptions {
 /** The HTTP gateway: an unstarted server and its lifecycle. */
 export interface HttpGateway {
   server: Server;
+  /** Every route it serves (the OpenAPI document must name each: openapi-coverage.test.ts). */
+  routes: readonly Route[];
   /** Starts listening; resolves with the bound port. */
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting, lets answers in flight finish for up to `graceMs`, then cuts the rest. */
@@ -156,6 +158,7 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
 
   return {
     server,
+    routes,
     listen: (host, port) =>
       new Promise<number>((resolve, reject) => {
         server.once("error", reject);
