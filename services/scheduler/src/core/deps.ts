@@ -1,3 +1,4 @@
+import { isCompatRun } from "@longhaul/shared/domain";
 import type { Logger } from "@longhaul/shared/logger";
 import type { DispatchRef, RunRecord } from "./model.js";
 import { isTerminal } from "./model.js";
@@ -47,9 +48,10 @@ export function createEffects({ bus, log, metrics }: SchedulerDeps) {
       metrics.runFinished(run.app, run.status);
       if (!run.webhook_url) return;
       const body = run.response_body ?? Buffer.alloc(0);
-      // A small answer travels in the event; a large one is fetched by the notifier (GetDeliveryInput).
+      // A small answer travels in the event; a large one is fetched by the notifier (GetDeliveryInput),
+      // as is a compatibility API's run, whose webhook body needs its labels, times and request.
       const delivery =
-        body.length <= INLINE_DELIVERY_MAX_BYTES
+        body.length <= INLINE_DELIVERY_MAX_BYTES && !isCompatRun(run.labels)
           ? {
               webhookUrl: run.webhook_url,
               statusCode: run.status_code ?? 0,

@@ -79,3 +79,8 @@ export function answerValue(body: Uint8Array): unknown {
 export function msBetween(from: Date | undefined, to: Date | undefined): number | undefined {
   return from && to ? Math.max(0, to.getTime() - from.getTime()) : undefined;
 }
+
+/** True for a run made through a compatibility API: its webhook body is that platform's. */
+export function isCompatRun(labels: Readonly<Record<string, string>> | null | undefined): boolean {
+  return !!labels && (RUNPOD_JOB_LABEL in labels || labels[REPLICATE_LABEL] === "prediction");
+}
