@@ -391,3 +391,25 @@ describe("the audit log", () => {
     expect((await owner.call("GET", "/v1/admin/audit")).status).toBe(401);
   });
 });
+
+describe("GetRunInput over gRPC", () => {
+  it("masks the stored request's secrets as the HTTP API does", async () => {
+    const { api, key } = await projectWithKey("masked");
+    expect((await api.putApp("echo", { url: app.url })).status).toBe(201);
+    const r = await api.call("POST", "/masked/echo/x?async=true&token=t0p&page=2", "{}", { "x-api-key": "sk_live_1", "x-visible": "yes" });
+    expect(r.status).toBe(202);
+    const runs = createClient(runsPb.RunServiceClient, mesh.addresses.scheduler);
+    try {
+      const md = new Metadata();
+      md.set("authorization", `Bearer ${key}`);
+      const input = await callUnary(runs.getRunInput.bind(runs), { runId: r.json.run_id }, md, 10_000);
+      const headers = Object.fromEntries(input.request!.headers.map((h) => [h.name.toLowerCase(), h.value]));
+      expect(headers["x-api-key"]).toBe("••••••");
+      expect(headers["x-visible"]).toBe("yes");
+      expect(input.request!.query).toContain("page=2");
+      expect(input.request!.query).not.toContain("t0p");
+    } finally {
+      runs.close();
+    }
+  });
+});

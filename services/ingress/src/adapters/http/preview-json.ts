@@ -1,12 +1,12 @@
 import type { runsPb } from "@longhaul/shared/proto";
 import { bodyPreview } from "../../core/body-preview.js";
-import { maskHeaders, maskQuery } from "../../core/secret-mask.js";
+import { maskHeaders, maskQuery } from "@longhaul/shared/domain";
 import { runStatusName } from "./json-mapping.js";
 
 /**
  * The JSON of what a person reads about a run's request and response
  * (`GET /v1/runs/{id}/request`, `GET /v1/runs/{id}/result?format=preview`):
- * secrets masked (core/secret-mask.ts), bodies capped (core/body-preview.ts).
+ * secrets masked (@longhaul/shared/domain secret-mask.ts), bodies capped (core/body-preview.ts).
  * Field names follow json-mapping.ts: snake_case, absent values `null`.
  */
 

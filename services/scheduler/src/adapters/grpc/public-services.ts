@@ -1,5 +1,6 @@
 import { LonghaulError } from "@longhaul/shared/errors";
 import { checkAppUrl, type EgressPolicy } from "@longhaul/shared/egress";
+import { maskHeaders, maskQuery } from "@longhaul/shared/domain";
 import type { Logger } from "@longhaul/shared/logger";
 import { RunAttr, inSpan, traceCarrier } from "@longhaul/shared/telemetry";
 import { serverStream, unary, type CallContext } from "@longhaul/shared/grpc";
@@ -95,9 +96,16 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
     }),
     getRunInput: unary(log, "GetRunInput", async (req: runsPb.GetRunInputRequest, ctx) => {
       const { run } = await registry.getRun(await projectOf(tenancy, ctx, "read", "reading runs"), req.runId);
+      // Shown, never handed back: secrets are masked as the HTTP API masks them.
       return {
         runId: run.id,
-        request: { method: run.method, path: run.path, query: run.query, headers: run.request_headers, body: run.request_body ?? Buffer.alloc(0) },
+        request: {
+          method: run.method,
+          path: run.path,
+          query: maskQuery(run.query),
+          headers: maskHeaders(run.request_headers),
+          body: run.request_body ?? Buffer.alloc(0),
+        },
         bodyStored: run.request_body !== null,
       };
     }),
