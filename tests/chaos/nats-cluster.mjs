@@ -7,6 +7,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { ensureNatsServerBinary, checkJetStream } from "../../scripts/lib/nats.mjs";
 import { freePort, waitForTcp } from "../../scripts/lib/net.mjs";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 
 const NODES = 3;
 const READY_MS = 60_000;
@@ -30,6 +32,31 @@ async function waitForJetStream(url, timeoutMs) {
       if (Date.now() > deadline) throw new Error(`JetStream did not answer at ${url} within ${timeoutMs} ms: ${err.message}`);
       await new Promise((r) => setTimeout(r, 250));
     }
+  }
+}
+
+/**
+ * Resolves once a 3-replica stream can be created (every node has joined the
+ * meta group): JetStream may answer account info before that, and a stream
+ * created meanwhile times out.
+ */
+async function waitForReplicas(url, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  const nc = await connect({ servers: url.split(","), timeout: 5_000 });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 5_000 });
+    for (;;) {
+      try {
+        await jsm.streams.add({ name: "CHAOS_PROBE", subjects: ["chaos.probe"], num_replicas: NODES });
+        await jsm.streams.delete("CHAOS_PROBE");
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`no ${NODES}-replica stream could be created within ${timeoutMs} ms: ${err.message}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  } finally {
+    await nc.close();
   }
 }
 
@@ -124,6 +151,7 @@ export async function startNatsCluster({ dir, log }) {
   try {
     await Promise.all(nodes.map(launch));
     await waitForJetStream(handle.url, READY_MS);
+    await waitForReplicas(handle.url, READY_MS);
   } catch (err) {
     await handle.stop();
     const tails = nodes.map((n) => `--- ${n.logFile} ---\n${tail(n.logFile)}`).join("\n");

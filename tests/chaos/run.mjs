@@ -10,6 +10,8 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
+import { connect } from "@nats-io/transport-node";
+import { ensureStreams, natsNames } from "@longhaul/shared/nats";
 import { startPostgres } from "../../scripts/lib/postgres.mjs";
 import { startMesh } from "../../scripts/lib/mesh.mjs";
 import { startWebhookReceiver } from "../soak/webhook-receiver.mjs";
@@ -42,6 +44,7 @@ const DOWN_MS = 2_000;
 const SETTLE_MS = 120_000;
 const MIN_FAULT_GAP_MS = quick ? 8_000 : 15_000;
 const PROGRESS_MS = 15_000;
+const NATS_PREFIX = "longhaul";
 
 const t0 = Date.now();
 const clock = () => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
@@ -90,6 +93,16 @@ async function chaos() {
   const nats = await startNatsCluster({ dir: path.join(workDir, "nats"), log });
   cleanups.push(() => nats.stop());
   log(`nats: 3-node JetStream cluster at ${nats.url}`);
+  // Every scheduler and notifier creates the streams at start. Two copies
+  // creating one 3-replica stream at once on a fresh cluster can leave one
+  // request unanswered (seen with nats-server 2.9.10), and that copy exits on
+  // the timeout; so the streams are made here first, by the services' own code.
+  const nc = await connect({ servers: nats.url.split(","), timeout: 5_000 });
+  try {
+    await ensureStreams(nc, natsNames(NATS_PREFIX), 3);
+  } finally {
+    await nc.close();
+  }
 
   const app = await startChaosApp();
   cleanups.push(app.close);
@@ -98,9 +111,10 @@ async function chaos() {
 
   const crashes = [];
   let mesh;
-  const mesh_ = await startMesh({
+  const meshOptions = {
     databaseUrl: pgServer.url,
     natsUrl: nats.url,
+    natsPrefix: NATS_PREFIX,
     logDir: path.join(workDir, "services"),
     readyTimeoutMs: 120_000,
     services: { scheduler: 2, invoker: 2, notifier: 2, ingress: 2 },
@@ -112,8 +126,19 @@ async function chaos() {
       log(`${name}#${index} exited by itself (code ${r.code}, signal ${r.signal}); starting it again in ${DOWN_MS / 1000} s`);
       void sleep(DOWN_MS).then(() => startCopy(mesh, name, index).catch((err) => log(`restart of ${name}#${index} failed: ${err.message}`)));
     },
-  });
-  mesh = mesh_;
+  };
+  // A copy that exits while the mesh starts fails startMesh (which stops what it
+  // started); a Deployment would start it again, so the harness tries once more.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      mesh = await startMesh(meshOptions);
+      break;
+    } catch (err) {
+      if (attempt >= 2 || interrupted) throw err;
+      crashes.push({ at: clock(), what: `mesh start: ${err.message.split("\n")[0]}`, code: null, signal: null });
+      log(`the mesh did not start (${err.message.split("\n")[0]}); starting it again`);
+    }
+  }
   cleanups.push(() => mesh.stop());
   const ingressUrls = mesh.processes.filter((p) => p.name === "ingress").map((p) => `http://127.0.0.1:${p.ports.LONGHAUL_HTTP_PORT}`);
   log(`mesh up: gateways ${ingressUrls.join(", ")}`);
