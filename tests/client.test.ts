@@ -98,6 +98,23 @@ describe("@longhaul/client", () => {
     expect(metrics).toMatch(/longhaul_http_streams_started_total\{[^}]*kind="sse"[^}]*\} [1-9]/);
   });
 
+  it("watchProject streams the project's runs as they are created and change", async () => {
+    const stop = new AbortController();
+    const feed = client.watchProject({ app: "echo", signal: stop.signal });
+    // The first next() opens the stream; a run created just before it listens is caught up (since, less 5 s).
+    const firstEvent = feed.next();
+    const { runId } = await client.submit("echo", "/watched");
+    const seen: string[] = [];
+    for (let e = await firstEvent; !e.done; e = await feed.next()) {
+      if (e.value.run_id !== runId) continue;
+      seen.push(e.value.status);
+      if (e.value.status === "succeeded") break;
+    }
+    stop.abort();
+    await feed.return(undefined);
+    expect(seen.at(-1)).toBe("succeeded");
+  });
+
   it("lists every run over cursor pages, cancels, retries", async () => {
     await client.putApp("pages", { url: app.url, retry: { max_attempts: 1 } });
     const ids = new Set<string>();
