@@ -76,14 +76,35 @@ export class LonghaulError extends Error {
 
   /**
    * Normalises anything thrown into a LonghaulError: a LonghaulError is kept;
-   * anything else becomes `internal` with the original kept as cause. Errors
-   * of a transport are mapped at its edge first (`fromGrpcError` in
+   * a lost or refused database connection becomes `unavailable` (503 with
+   * Retry-After: the client should try again, nothing was stored); anything
+   * else becomes `internal` with the original kept as cause. Errors of a
+   * transport are mapped at its edge first (`fromGrpcError` in
    * `@longhaul/shared/grpc`), so that their codes survive.
    */
   static from(err: unknown): LonghaulError {
     if (err instanceof LonghaulError) return err;
+    if (isDatabaseOutage(err)) {
+      return new LonghaulError("unavailable", "the database is unavailable; try again", { cause: err, retryAfterSeconds: 2 });
+    }
     return new LonghaulError("internal", "internal error", { cause: err });
   }
+}
+
+/**
+ * True for an error that says the database cannot be reached now, as pg
+ * reports it: a connection exception (SQLSTATE class 08), a server shutting
+ * down or starting (57P01-57P03), a refused or reset socket, a connection
+ * ended under a query, or a pool that could not connect in time.
+ */
+export function isDatabaseOutage(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null | undefined;
+  const code = typeof e?.code === "string" ? e.code : "";
+  if (/^08/.test(code) || code === "57P01" || code === "57P02" || code === "57P03" || code === "ECONNREFUSED" || code === "ECONNRESET") {
+    return true;
+  }
+  const message = typeof e?.message === "string" ? e.message : "";
+  return /connect ECONNREFUSED|Connection terminated|timeout exceeded when trying to connect|the database system is (shutting down|starting up)/i.test(message);
 }
 
 /** True for the string of a known {@link ErrorCode}. */

@@ -2,6 +2,7 @@ import pg from "pg";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import { Migrator, type Migration } from "kysely/migration";
 import type { Logger } from "pino";
+import { isDatabaseOutage } from "../errors.js";
 
 export { sql };
 export type { Migration };
@@ -90,11 +91,5 @@ export async function migrate<DB>(
 
 /** True for the SQLSTATEs that mean Postgres cannot be reached or is going away. */
 export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string };
-  if (typeof e?.code === "string" && (/^08/.test(e.code) || e.code === "57P01" || e.code === "ECONNREFUSED")) {
-    return true;
-  }
-  return /connect ECONNREFUSED|Connection terminated|timeout exceeded when trying to connect/i.test(
-    e?.message ?? "",
-  );
+  return isDatabaseOutage(err);
 }
