@@ -46,7 +46,7 @@ async function query(db, text) {
  * @param {{ what: string, code: number | null, signal: string | null, at: string }[]} o.crashes
  * @param {{ logs(name: string, index: number): string, processes: {name: string, index: number}[] }} o.mesh
  */
-export async function collectFigures({ db, app, hooks, submitted, faults, crashes, mesh, lastFaultAt, settledAt, settleMs }) {
+export async function collectFigures({ db, app, hooks, submitted, faults, crashes, mesh, lastFaultAt, settledAt, settleMs, interrupted = false }) {
   const runs = new Map((await query(db, "select id, app, status, error_code, attempt, webhook_state from runs")).map((r) => [r.id, r]));
   const attempts = new Map(
     (await query(db, "select run_id, attempt, invoker_id, error_code from run_attempts")).map((a) => [`${a.run_id}#${a.attempt}`, a]),
@@ -122,6 +122,7 @@ export async function collectFigures({ db, app, hooks, submitted, faults, crashe
     errorLines,
     settledWithinMs: settledAt - lastFaultAt,
     settleMs,
+    interrupted,
   };
 }
 
@@ -139,7 +140,7 @@ export function printTable(f) {
     ["  of the non-idempotent app", fmt(f.failedByApp.notIdempotent), ""],
     ["other end states", fmt(Object.fromEntries(Object.entries(f.statuses).filter(([k]) => k !== "succeeded" && k !== "failed"))), "none"],
     ["lost (accepted, not in Postgres)", f.lost, "0"],
-    [`stuck (not finished ${f.settleMs / 1000} s after the last fault)`, f.stuck, "0"],
+    [f.interrupted ? "stuck (not finished when interrupted)" : `stuck (not finished ${f.settleMs / 1000} s after the last fault)`, f.stuck, "0"],
     ["app calls per run, idempotent app (calls: runs)", fmt(f.callsIdem), ""],
     ["app calls per run, non-idempotent app (calls: runs)", fmt(f.callsOnce), ""],
     ["non-idempotent runs called twice or more", f.onceTwice.length, "0"],

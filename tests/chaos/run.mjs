@@ -198,7 +198,7 @@ async function chaos() {
   const settledAt = Date.now();
   clearInterval(progress);
 
-  const figures = await collectFigures({ db, app, hooks, submitted, faults, crashes, mesh, lastFaultAt, settledAt, settleMs: SETTLE_MS });
+  const figures = await collectFigures({ db, app, hooks, submitted, faults, crashes, mesh, lastFaultAt, settledAt, settleMs: SETTLE_MS, interrupted });
   console.log("");
   console.log(`npm run chaos -- ${process.argv.slice(2).join(" ")}`.trimEnd());
   console.log(
