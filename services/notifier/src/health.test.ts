@@ -122,6 +122,10 @@ async function webhookFlows(): Promise<void> {
     finishedAt: new Date(),
     traceparent: "",
     bodyTruncated: false,
+    labels: {},
+    createdAt: new Date(),
+    startedAt: new Date(),
+    requestBody: Buffer.alloc(0),
   });
   const payload = JSON.stringify({ run_id: runId, project: "dev", app: "echo", status: "succeeded" });
   await jetstream(nc).publish(natsNames(nats.prefix).finished("dev"), payload, { msgID: `${runId}:finished` });

@@ -115,6 +115,10 @@ function addRun(over: Partial<schedulerPb.GetDeliveryInputResponse> = {}): sched
     finishedAt: new Date(),
     traceparent: TRACEPARENT,
     bodyTruncated: false,
+    labels: {},
+    createdAt: new Date(),
+    startedAt: new Date(),
+    requestBody: Buffer.alloc(0),
     ...over,
   };
   runs.set(runId, run);

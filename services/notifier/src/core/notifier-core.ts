@@ -56,6 +56,10 @@ export type AcceptResult =
 const INPUT_UNAVAILABLE_RETRY_MS = 10_000;
 const ERROR_TEXT_LIMIT = 1_000;
 const REPORT_SWEEP_INTERVAL_MS = 1_000;
+/** How long a project's signing secrets are reused before they are read again. */
+const SECRET_CACHE_MS = 1_000;
+/** Projects whose secrets are kept at once. */
+const SECRET_CACHE_MAX = 10_000;
 
 /**
  * The notifier: turns finished runs into deliveries, runs their attempts under
@@ -115,8 +119,22 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     }
   }
 
+  /**
+   * Signing secrets, read once a second at most per project (a read per
+   * webhook was one of its commits). A rotation here drops the entry; another
+   * notifier copy signs with the previous secret for at most that second,
+   * which the rotation's overlap covers for receivers that accept both.
+   */
+  const secretCache = new Map<string, { at: number; value: Promise<WebhookSecrets> }>();
   async function projectSecrets(projectId: string): Promise<WebhookSecrets> {
-    return secrets.getOrCreate(projectId, newWebhookSecret);
+    const t = now().getTime();
+    const hit = secretCache.get(projectId);
+    if (hit && t - hit.at < SECRET_CACHE_MS) return hit.value;
+    const value = secrets.getOrCreate(projectId, newWebhookSecret);
+    secretCache.set(projectId, { at: t, value });
+    value.catch(() => secretCache.delete(projectId));
+    if (secretCache.size > SECRET_CACHE_MAX) secretCache.delete(secretCache.keys().next().value!);
+    return value;
   }
 
   async function attempt(delivery: Delivery, token: string, prefetched?: DeliveryInput): Promise<void> {
@@ -313,7 +331,10 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     },
 
     async rotateSecret(projectId: string): Promise<WebhookSecrets> {
-      return secrets.rotate(projectId, newWebhookSecret(), options.secretOverlapSeconds);
+      secretCache.delete(projectId);
+      const rotated = await secrets.rotate(projectId, newWebhookSecret(), options.secretOverlapSeconds);
+      secretCache.delete(projectId);
+      return rotated;
     },
 
     /** A run's delivery and attempts; not_found when absent or another project's. */
