@@ -56,8 +56,8 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
       });
       if (leasesDue) await step("leases", async () => {
         for (const l of await store.expiredLeases(BATCH)) {
-          log.warn({ run_id: l.id, attempt: l.attempt }, "lease expired: invoker lost");
-          await lifecycle.expireLease(l.id, l.attempt);
+          // Said only by the copy that ended it: the end re-checks the lease under the row lock.
+          if (await lifecycle.expireLease(l.id, l.attempt)) log.warn({ run_id: l.id, attempt: l.attempt }, "lease expired: invoker lost");
         }
       });
       if (due.queued) await step("queued", async () => {

@@ -106,15 +106,35 @@ export async function ensureStreams(
       duplicate_window: 120 * SECOND_NS,
       num_replicas: replicas,
     };
-    try {
-      await jsm.streams.info(s.name);
-      await jsm.streams.update(s.name, config);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      await jsm.streams.add(config);
+    // Two copies starting together on a fresh cluster race to create the
+    // stream, and a replicated create may go unanswered while its placement
+    // settles (seen with 3 replicas: npm run chaos): look again, a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        try {
+          await jsm.streams.info(s.name);
+          await jsm.streams.update(s.name, config);
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+          await jsm.streams.add(config);
+        }
+        break;
+      } catch (err) {
+        if (attempt >= STREAM_SETUP_ATTEMPTS || !isRetryableSetupError(err)) throw err;
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
     }
   }
   return jsm;
+}
+
+/** Tries of a stream's creation or update before start-up fails. */
+const STREAM_SETUP_ATTEMPTS = 5;
+
+/** A timeout, or "already in use" from a copy that created the stream first: worth another look. */
+function isRetryableSetupError(err: unknown): boolean {
+  const e = err as { name?: string; code?: string; message?: string };
+  return e?.name === "TimeoutError" || /timeout|already in use|no suitable peers|stream name already/i.test(`${e?.code ?? ""} ${e?.message ?? ""}`);
 }
 
 function isNotFound(err: unknown): boolean {

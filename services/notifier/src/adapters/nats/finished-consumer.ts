@@ -58,7 +58,10 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
   const { names, core, log } = options;
   await ensureConsumer(options.jsm, names.eventsStream, names.notifierConsumer, names.finishedAll, ACK_WAIT_SECONDS);
   const consumer = await jetstream(options.nc).consumers.get(names.eventsStream, names.notifierConsumer);
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: CONCURRENCY * 2 });
+  // Pull requests of 5 s (the client's default is 30 s, and a pull lost with
+  // the consumer's leader, a NATS node killed, stalled webhooks up to that long
+  // before the next one: npm run chaos).
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: CONCURRENCY * 2, expires: 5_000 });
   const handling = new Set<Promise<void>>();
 
   async function handle(m: JsMsg): Promise<void> {
