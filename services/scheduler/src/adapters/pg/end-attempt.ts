@@ -4,6 +4,7 @@ import type { AttemptResult } from "../../core/ports.js";
 import type { Decision } from "../../core/retry-policy.js";
 import { lostLease } from "./maintenance-store.js";
 import { runColumns } from "./run-columns.js";
+import { joinedApp, joinedAppColumns } from "./run-queries.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** `limited`: the app has a concurrency limit, so the freed slot may start a queued run. */
@@ -30,18 +31,7 @@ export async function endAttempt(
       .selectFrom("runs")
       .leftJoin("apps", (join) => join.onRef("apps.project_id", "=", "runs.project_id").onRef("apps.name", "=", "runs.app"))
       .select(runColumns.map((c) => `runs.${c}` as const))
-      .select([
-        "apps.name as app_name",
-        "apps.url as app_url",
-        "apps.timeout_seconds as app_timeout_seconds",
-        "apps.max_concurrency as app_max_concurrency",
-        "apps.max_attempts as app_max_attempts",
-        "apps.initial_backoff_seconds as app_initial_backoff_seconds",
-        "apps.max_backoff_seconds as app_max_backoff_seconds",
-        "apps.idempotent as app_idempotent",
-        "apps.queue_ttl_seconds as app_queue_ttl_seconds",
-        "apps.paused as app_paused",
-      ])
+      .select(joinedAppColumns)
       .where("runs.id", "=", runId)
       .where("runs.attempt", "=", attempt)
       .where("runs.status", "=", "running");
@@ -52,21 +42,7 @@ export async function endAttempt(
     const row = await q.forUpdate("runs").executeTakeFirst();
     if (!row) return undefined;
     const run = row as unknown as RunRecord;
-    const app: AppSettings | undefined =
-      row.app_name === null
-        ? undefined
-        : {
-            name: row.app_name,
-            url: row.app_url!,
-            timeoutSeconds: row.app_timeout_seconds!,
-            maxConcurrency: row.app_max_concurrency!,
-            maxAttempts: row.app_max_attempts!,
-            initialBackoffSeconds: row.app_initial_backoff_seconds!,
-            maxBackoffSeconds: row.app_max_backoff_seconds!,
-            idempotent: row.app_idempotent!,
-            queueTtlSeconds: row.app_queue_ttl_seconds!,
-            paused: row.app_paused ?? false,
-          };
+    const app = joinedApp(row);
     const decision = decideFor(run, app);
     const common = {
       owner: null,

@@ -3,7 +3,7 @@ import { sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
 import type { NewRun as NewRunInput } from "../../core/ports.js";
-import { findApp } from "./run-queries.js";
+import { findApp, joinedApp, joinedAppColumns } from "./run-queries.js";
 import { admitSubmit } from "./tenancy-store.js";
 import type { Db } from "./run-columns.js";
 import type { SchedulerDb } from "./schema.js";
@@ -62,33 +62,14 @@ export async function submitRun(
       "projects.submits_per_second",
       "projects.max_in_flight",
       "projects.max_queued",
-      "apps.name as app_name",
-      "apps.url as app_url",
-      "apps.timeout_seconds as app_timeout_seconds",
-      "apps.max_concurrency as app_max_concurrency",
-      "apps.max_attempts as app_max_attempts",
-      "apps.initial_backoff_seconds as app_initial_backoff_seconds",
-      "apps.max_backoff_seconds as app_max_backoff_seconds",
-      "apps.idempotent as app_idempotent",
-      "apps.queue_ttl_seconds as app_queue_ttl_seconds",
-      "apps.paused as app_paused",
+      ...joinedAppColumns,
     ])
     .where("projects.id", "=", project)
     .executeTakeFirst();
   const unlimited = found && !found.deleted_at && Number(found.submits_per_second) === 0 && found.max_in_flight === 0 && found.max_queued === 0;
-  if (unlimited && found.app_name !== null && found.app_max_concurrency === 0 && !found.app_paused) {
-    const app: AppSettings = {
-      name: found.app_name,
-      url: found.app_url!,
-      timeoutSeconds: found.app_timeout_seconds!,
-      maxConcurrency: 0,
-      maxAttempts: found.app_max_attempts!,
-      initialBackoffSeconds: found.app_initial_backoff_seconds!,
-      maxBackoffSeconds: found.app_max_backoff_seconds!,
-      idempotent: found.app_idempotent!,
-      queueTtlSeconds: found.app_queue_ttl_seconds!,
-      paused: false,
-    };
+  const joined = found ? joinedApp(found) : undefined;
+  if (unlimited && joined && joined.maxConcurrency === 0 && !joined.paused) {
+    const app = joined;
     const input = build(app);
     const delayed = input.notBefore !== null && input.notBefore.getTime() > Date.now();
     if (!input.idempotencyKey && !delayed) {

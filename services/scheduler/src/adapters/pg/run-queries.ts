@@ -91,6 +91,51 @@ export async function findRuns(db: Db, project: string, ids: readonly string[]):
     .execute()) as unknown as RunRecord[];
 }
 
+/** An app's columns under `app_` names, for reads that join the app to its run or project. */
+export const joinedAppColumns = [
+  "apps.name as app_name",
+  "apps.url as app_url",
+  "apps.timeout_seconds as app_timeout_seconds",
+  "apps.max_concurrency as app_max_concurrency",
+  "apps.max_attempts as app_max_attempts",
+  "apps.initial_backoff_seconds as app_initial_backoff_seconds",
+  "apps.max_backoff_seconds as app_max_backoff_seconds",
+  "apps.idempotent as app_idempotent",
+  "apps.queue_ttl_seconds as app_queue_ttl_seconds",
+  "apps.paused as app_paused",
+] as const;
+
+/** The columns of {@link joinedAppColumns} as a row of a left join has them (null: no such app). */
+export interface JoinedAppRow {
+  app_name: string | null;
+  app_url: string | null;
+  app_timeout_seconds: number | null;
+  app_max_concurrency: number | null;
+  app_max_attempts: number | null;
+  app_initial_backoff_seconds: number | null;
+  app_max_backoff_seconds: number | null;
+  app_idempotent: boolean | null;
+  app_queue_ttl_seconds: number | null;
+  app_paused: boolean | null;
+}
+
+/** The app of a joined row; undefined when the join found none. */
+export function joinedApp(row: JoinedAppRow): AppSettings | undefined {
+  if (row.app_name === null) return undefined;
+  return {
+    name: row.app_name,
+    url: row.app_url!,
+    timeoutSeconds: row.app_timeout_seconds!,
+    maxConcurrency: row.app_max_concurrency!,
+    maxAttempts: row.app_max_attempts!,
+    initialBackoffSeconds: row.app_initial_backoff_seconds!,
+    maxBackoffSeconds: row.app_max_backoff_seconds!,
+    idempotent: row.app_idempotent!,
+    queueTtlSeconds: row.app_queue_ttl_seconds!,
+    paused: row.app_paused ?? false,
+  };
+}
+
 export async function findApp(db: Db, project: string, name: string): Promise<AppSettings | undefined> {
   const row = await db.selectFrom("apps").selectAll().where("project_id", "=", project).where("name", "=", name).executeTakeFirst();
   if (!row) return undefined;
