@@ -88,15 +88,18 @@ describe("invoker loss", () => {
     for (const p of mesh.processes) if (p.name === "invoker" && !p.alive) await mesh.start("invoker", p.index);
   });
 
-  it("SIGSTOP past the lease then SIGCONT: the stale invoker's late result is refused, the run has one outcome", async () => {
+  // Retried once: in about one CI run in three the second attempt did not reach the
+  // other invoker within 60 s while the first was stopped (not reproduced alone; open).
+  it("SIGSTOP past the lease then SIGCONT: the stale invoker's late result is refused, the run has one outcome", { timeout: 120_000, retry: 1 }, async () => {
+    const tag = `pause-${Date.now()}`; // a try of its own, should the test be retried
     await api.putApp("paused", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2, idempotent: true } });
-    const held = await submitHeld("paused", "pause");
+    const held = await submitHeld("paused", tag);
     const paused = mesh.processes.find((p) => p.name === "invoker" && p.index === held.invoker)!;
     process.kill(paused.pid!, "SIGSTOP");
     try {
       // The lease runs out; attempt 2 goes to the other invoker.
       // Generous: a dispatch handed to the paused invoker waits out JetStream's ack wait (10 s) first.
-      await eventually(async () => (releases.get("pause")?.length ?? 0) >= 2, 60_000, "second attempt while paused");
+      await eventually(async () => (releases.get(tag)?.length ?? 0) >= 2, 60_000, "second attempt while paused");
       const during = (await api.getRun(held.id)).json;
       expect(during).toMatchObject({ status: "running", attempt: 2 });
       expect(invokerIndexOf(during.attempts.at(-1).invoker_id)).not.toBe(held.invoker);
@@ -104,7 +107,7 @@ describe("invoker loss", () => {
       process.kill(paused.pid!, "SIGCONT");
     }
     // The app answers both calls: the first (stale) one first.
-    const [stale, fresh] = releases.get("pause")!;
+    const [stale, fresh] = releases.get(tag)!;
     stale!();
     await new Promise((r) => setTimeout(r, 1500));
     let run = (await api.getRun(held.id)).json;
@@ -116,9 +119,7 @@ describe("invoker loss", () => {
     expect(run.attempts[0]).toMatchObject({ error_code: "interrupted" });
     // The resumed invoker logged that its result was refused or its lease lost.
     await eventually(async () => /lost|refused|stale|not accepted/i.test(mesh.logs("invoker", held.invoker)), 10_000, "stale result noticed");
-    // Retried once: in about one CI run in three the second attempt did not reach the
-    // other invoker within 60 s while the first was stopped (not reproduced alone; open).
-  }, { timeout: 120_000, retry: 1 });
+  });
 
   it("SIGTERM drains: the held call is handed back and retried elsewhere, nothing left running", async () => {
     await api.putApp("drained", { url: app.url, retry: { max_attempts: 2, initial_backoff_seconds: 0.2, idempotent: true } });
