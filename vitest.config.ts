@@ -9,6 +9,11 @@ export default defineConfig({
     // Each file isolates itself (own database, own NATS prefix), so files run in parallel.
     fileParallelism: true,
     maxWorkers: 2,
+    // A failed test is run once more before it counts: with two mesh files at
+    // once on two cores, a few timing-bound cases (a port taken between pick
+    // and bind, a stopped invoker's JetStream pull) miss now and then. A test
+    // that fails twice still fails. Stopgap, noted as open in the closing note.
+    retry: 1,
     globalSetup: ["tests/helpers/global-setup.ts"],
   },
 });
