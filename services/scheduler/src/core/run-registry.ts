@@ -73,7 +73,6 @@ function requestHash(input: SubmitInput): string {
 export function createRunRegistry(deps: SchedulerDeps) {
   const { store, bus, settings, log } = deps;
   const effects = createEffects(deps);
-  const keyCache = new Map<string, { project: string; until: number }>();
 
   async function view(project: string, id: string): Promise<RunView> {
     const run = await store.findRun(project, checkRunId(id));
@@ -156,17 +155,6 @@ export function createRunRegistry(deps: SchedulerDeps) {
   }
 
   return {
-    async authenticate(key: string): Promise<string> {
-      const now = Date.now();
-      const hit = keyCache.get(key);
-      if (hit && hit.until > now) return hit.project;
-      const project = key ? await store.projectOfKey(key) : undefined;
-      if (!project) throw new LonghaulError("unauthenticated", "missing or unknown API key");
-      if (keyCache.size > 10_000) keyCache.clear();
-      keyCache.set(key, { project, until: now + settings.authCacheMs });
-      return project;
-    },
-
     async putApp(project: string, input: AppInput) {
       const app = normaliseApp(input);
       const { app: stored, created } = await store.upsertApp(project, app);
