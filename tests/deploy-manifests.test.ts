@@ -203,7 +203,7 @@ function referenceProblems(objs: Obj[]): string[] {
 /** Every variable the services read (their config.ts files), plus OpenTelemetry's own. */
 function knownVariables(): Set<string> {
   const names = new Set<string>();
-  for (const dir of ["shared", "scheduler", "invoker", "notifier", "ingress"]) {
+  for (const dir of ["shared", "scheduler", "invoker", "notifier", "ingress", "migrate"]) {
     const text = fs.readFileSync(path.join(repoRoot, "services", dir, "src", "config.ts"), "utf8");
     for (const m of text.matchAll(/^\s+([A-Z][A-Z0-9_]+):/gm)) names.add(m[1]!);
   }
@@ -256,6 +256,21 @@ describe.each(["single-node", "ha"])("deploy/k8s/overlays/%s", (overlay) => {
     // NATS_PASSWORD only builds NATS_URL in the manifests; OTEL_* are OpenTelemetry's.
     const unknown = variablesSet(objs).filter((v) => !known.has(v.name) && v.name !== "NATS_PASSWORD" && !v.name.startsWith("OTEL_"));
     expect(unknown).toEqual([]);
+  });
+
+  it("migrates in a Job of the release, the services waiting for it rather than migrating", () => {
+    const job = byName(objs, "Job", "longhaul-migrate");
+    const pod = job.spec.template.spec;
+    expect(pod.containers[0].image).toBe("registry.example.com/longhaul/migrate:0.1.0");
+    expect(pod.restartPolicy).toBe("OnFailure");
+    // It reads the services' database: the Secret's DATABASE_URL, or CloudNativePG's in single-node.
+    const dbFrom = pod.containers[0].env?.find((e: { name: string }) => e.name === "DATABASE_URL");
+    if (overlay === "single-node") expect(dbFrom.valueFrom.secretKeyRef).toEqual({ name: "longhaul-pg-app", key: "uri" });
+    else expect(pod.containers[0].envFrom.some((e: { secretRef?: { name: string } }) => e.secretRef?.name === "longhaul-secrets")).toBe(true);
+    for (const name of ["longhaul-scheduler", "longhaul-notifier"]) {
+      expect(envOf(byName(objs, "Deployment", name), "LONGHAUL_MIGRATE_AT_START")).toBeUndefined();
+    }
+    expect(byName(objs, "ConfigMap", "longhaul-config").data!.LONGHAUL_MIGRATE_AT_START).toBeUndefined();
   });
 
   it("never cuts a held call: the invoker's grace period covers its drain, and rollouts surge", () => {
@@ -390,7 +405,7 @@ describe("deploy/compose.yaml", () => {
   it("builds each service from a target of deploy/Dockerfile, wired to the others, with variables they read", () => {
     const dockerfile = fs.readFileSync(path.join(deployDir, "Dockerfile"), "utf8");
     const known = knownVariables();
-    for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
+    for (const name of ["scheduler", "invoker", "notifier", "ingress", "migrate"]) {
       const s = compose.services[name];
       expect(s.build.dockerfile).toBe("deploy/Dockerfile");
       expect(fs.existsSync(path.join(deployDir, s.build.context, s.build.dockerfile))).toBe(true);
@@ -399,6 +414,11 @@ describe("deploy/compose.yaml", () => {
       for (const dep of Object.keys(s.depends_on)) expect(compose.services[dep], `${name} depends on ${dep}`).toBeDefined();
     }
     expect(compose.services.ingress.environment.SCHEDULER_ADDR).toBe("scheduler:50051");
+    // Migrations run once, before the services that own tables.
+    expect(compose.services.migrate.restart).toBe("no");
+    for (const name of ["scheduler", "notifier"]) {
+      expect(compose.services[name].depends_on.migrate).toEqual({ condition: "service_completed_successfully" });
+    }
     // Compose waits stop_grace_period before SIGKILL: at least the invoker's drain.
     expect(compose.services.invoker.stop_grace_period).toBe("12h1m");
     expect(compose.services.invoker.environment.INVOKER_DRAIN_SECONDS).toBe("43200");

@@ -107,6 +107,7 @@ describe("startMesh", () => {
     natsUrl: "nats://unused",
     entry,
     nodeArgs: [],
+    migrate: false as const,
     logDir: path.join(dir, `logs-${Math.random().toString(16).slice(2)}`),
   });
 

@@ -48,6 +48,12 @@ export interface MeshOptions {
   entry?: (name: ServiceName) => string;
   /** Node flags before the script. @default ["--import", "@longhaul/shared/otel-register"] */
   nodeArgs?: string[];
+  /**
+   * The migrate command run (with `env`) before any service starts, its output
+   * in `<logDir>/migrate.log`; false skips it.
+   * @default `<repo>/services/migrate/dist/main.js`
+   */
+  migrate?: string | false;
 }
 
 export interface MeshProcess {

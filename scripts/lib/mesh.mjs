@@ -88,6 +88,7 @@ export async function startMesh(options) {
     stdio = "pipe",
     readyTimeoutMs = READY_TIMEOUT_MS,
     entry = (name) => path.join(repoRoot, "services", name, "dist", "main.js"),
+    migrate = path.join(repoRoot, "services", "migrate", "dist", "main.js"),
     nodeArgs = ["--import", "@longhaul/shared/otel-register"],
     formatLine = (name, index, line) => `[${name}#${index}] ${line}`,
     portFor,
@@ -187,6 +188,38 @@ export async function startMesh(options) {
     else signal?.addEventListener("abort", onAbort, { once: true });
   });
   aborted.catch(() => {});
+
+  /** Runs the migrate command on the mesh's database; rejects with its output when it fails. */
+  async function runMigrate() {
+    if (!fs.existsSync(migrate)) throw new Error(`${migrate} is missing: run \`npm run build\` first`);
+    const logFile = path.join(logDir, "migrate.log");
+    const child = spawn(process.execPath, [migrate], {
+      cwd: repoRoot,
+      env: { ...process.env, ...baseEnv, ...extraEnv },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines = [];
+    const onLine = (line) => {
+      lines.push(line);
+      fs.appendFileSync(logFile, line + "\n");
+      if (stdio === "inherit") process.stdout.write(formatLine("migrate", 0, line) + "\n");
+    };
+    readline.createInterface({ input: child.stdout, crlfDelay: Infinity }).on("line", onLine);
+    readline.createInterface({ input: child.stderr, crlfDelay: Infinity }).on("line", onLine);
+    const onAbort = () => child.kill("SIGTERM");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const { code, sig } = await new Promise((resolve) => {
+      child.once("error", (err) => {
+        onLine(`[mesh] cannot spawn: ${err.message}`);
+        resolve({ code: null, sig: null });
+      });
+      child.once("close", (c, s) => resolve({ code: c, sig: s }));
+    });
+    signal?.removeEventListener("abort", onAbort);
+    if (code !== 0) {
+      throw new Error(`migrate exited with code ${code}, signal ${sig}\n--- ${logFile} ---\n${lines.slice(-LAST_LINES).join("\n")}`);
+    }
+  }
 
   /** Spawns one copy and resolves once it logged ready. */
   function launch(c) {
@@ -295,6 +328,8 @@ export async function startMesh(options) {
   }
 
   try {
+    // Migrations are a step before the services, as the Kubernetes Job is; the services wait for them.
+    if (migrate) await runMigrate();
     for (const tier of TIERS) {
       if (signal?.aborted) throw new Error("start aborted");
       await Promise.all(copies.filter((c) => tier.includes(c.name)).map(launch));

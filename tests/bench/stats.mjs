@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { createLogger } from "@longhaul/shared/logger";
 import { createDb, ensureDatabase, migrate } from "@longhaul/shared/db";
-import { schedulerMigrations } from "@longhaul/scheduler/adapters/pg/migrations";
+import { schedulerMigrationSet } from "@longhaul/scheduler/adapters/pg/migrations";
 import { readRunStats, rollUpRunStats } from "@longhaul/scheduler/adapters/pg/run-stats";
 import { STATS_WINDOWS } from "@longhaul/scheduler/core/run-stats";
 
@@ -49,7 +49,7 @@ const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Mat
 const fmt = (x) => x.toFixed(1).padStart(7);
 
 try {
-  await migrate(db, schedulerMigrations, "scheduler_migrations", log);
+  await migrate(db, schedulerMigrationSet, log);
   const settings = await raw.query(
     "select version(), current_setting('shared_buffers') sb, current_setting('work_mem') wm, current_setting('max_parallel_workers_per_gather') par",
   );

@@ -1,4 +1,4 @@
-import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/config";
+import { commonEnvSchema, schemaEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/config";
 
 /**
  * A comma-separated list of delays in seconds, each counted from the end of
@@ -18,7 +18,7 @@ const retrySchedule = z
   });
 
 /** The notifier's environment. */
-export const notifierEnvSchema = commonEnvSchema.extend({
+export const notifierEnvSchema = commonEnvSchema.extend(schemaEnvSchema.shape).extend({
   /** Address the gRPC server binds. @default "0.0.0.0" */
   NOTIFIER_GRPC_HOST: z.string().default("0.0.0.0"),
   /** Port of the gRPC server (NotifierInternalService, health, reflection). @default 50053 */

@@ -63,6 +63,7 @@ beforeAll(async () => {
   notifier = await startNotifier(
     loadConfig({
       DATABASE_URL: pg.toString(),
+      LONGHAUL_MIGRATE_AT_START: "true",
       NATS_URL: `nats://127.0.0.1:${natsProxy.port}`,
       LONGHAUL_NATS_PREFIX: nats.prefix,
       LONGHAUL_INTERNAL_TOKEN: token,

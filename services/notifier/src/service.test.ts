@@ -70,6 +70,7 @@ beforeAll(async () => {
   const config = loadConfig({
     DATABASE_URL: database.url,
     NATS_URL: nats.url,
+    LONGHAUL_MIGRATE_AT_START: "true",
     LONGHAUL_NATS_PREFIX: nats.prefix,
     LONGHAUL_INTERNAL_TOKEN: token,
     LOG_LEVEL: "silent",

@@ -4,7 +4,7 @@ import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
-import { createDb, ensureDatabase, isConnectionError, migrate } from "@longhaul/shared/db";
+import { createDb, ensureDatabase, isConnectionError, readySchema } from "@longhaul/shared/db";
 import { resultUrlKey } from "@longhaul/shared/result-url";
 import type { NotifierConfig } from "./config.js";
 import { createNotifierCore } from "./core/notifier-core.js";
@@ -15,7 +15,7 @@ import { createWebhookSender, type Resolver } from "./adapters/http/webhook-send
 import { createNotifierMetrics } from "./adapters/metrics.js";
 import { startFinishedConsumer } from "./adapters/nats/finished-consumer.js";
 import { countPendingDeliveries, createPgDeliveryStore } from "./adapters/pg/delivery-store.js";
-import { notifierMigrations } from "./adapters/pg/migrations.js";
+import { notifierMigrationSet } from "./adapters/pg/migrations.js";
 import type { NotifierDatabase } from "./adapters/pg/schema.js";
 import { createPgSecretStore } from "./adapters/pg/secret-store.js";
 
@@ -34,15 +34,15 @@ export interface NotifierSeams {
 }
 
 /**
- * Wires the notifier: Postgres (migrated) and NATS, the core, the gRPC server,
+ * Wires the notifier: Postgres (once migrated) and NATS, the core, the gRPC server,
  * `/metrics`, the `run.finished` consumer and the poller. Resolves once all of
  * them run; health turns SERVING then, and NOT_SERVING while NATS or Postgres
  * is down.
  */
 export async function startNotifier(config: NotifierConfig, log: Logger, seams: NotifierSeams = {}): Promise<RunningNotifier> {
-  await ensureDatabase(config.DATABASE_URL);
+  if (config.LONGHAUL_MIGRATE_AT_START && config.LONGHAUL_ENSURE_DATABASE) await ensureDatabase(config.DATABASE_URL);
   const db = createDb<NotifierDatabase>({ url: config.DATABASE_URL, log, poolSize: 20 });
-  await migrate(db, notifierMigrations, "notifier_migrations", log);
+  await readySchema(db, notifierMigrationSet, config, log);
 
   let natsUp = true;
   let pgUp = true;

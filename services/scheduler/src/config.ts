@@ -1,8 +1,8 @@
-import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/config";
+import { commonEnvSchema, schemaEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/config";
 import { parseDefaultLimits } from "./core/tenancy.js";
 
 /** The scheduler's settings; each variable is listed in the README's settings table. */
-const schema = commonEnvSchema.extend({
+const schema = commonEnvSchema.extend(schemaEnvSchema.shape).extend({
   /** Address the gRPC server binds. @default 0.0.0.0 */
   SCHEDULER_GRPC_HOST: z.string().default("0.0.0.0"),
   /** @default 50051 */

@@ -6,7 +6,7 @@ import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { adminPb, appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
-import { createDb, ensureDatabase, migrate, probePostgres } from "@longhaul/shared/db";
+import { createDb, ensureDatabase, probePostgres, readySchema } from "@longhaul/shared/db";
 import { createDependencyHealth, onShutdown } from "@longhaul/shared/service";
 import { loadConfig, projectKeys } from "./config.js";
 import { createRunLifecycle } from "./core/run-lifecycle.js";
@@ -20,16 +20,16 @@ import { createAppService, createRunService } from "./adapters/grpc/public-servi
 import { createSchedulerMetrics } from "./adapters/metrics.js";
 import { createEventBus } from "./adapters/nats/event-bus.js";
 import { ensureProjectKey } from "./adapters/pg/app-store.js";
-import { schedulerMigrations } from "./adapters/pg/migrations.js";
+import { schedulerMigrationSet } from "./adapters/pg/migrations.js";
 import { createPgStore, createPgTenancyStore } from "./adapters/pg/pg-store.js";
 import type { SchedulerDb } from "./adapters/pg/schema.js";
 
 const config = loadConfig(process.env);
 const log = createLogger("scheduler", config.LOG_LEVEL);
 
-await ensureDatabase(config.DATABASE_URL);
+if (config.LONGHAUL_MIGRATE_AT_START && config.LONGHAUL_ENSURE_DATABASE) await ensureDatabase(config.DATABASE_URL);
 const db = createDb<SchedulerDb>({ url: config.DATABASE_URL, log, poolSize: config.SCHEDULER_DB_POOL_SIZE });
-await migrate(db, schedulerMigrations, "scheduler_migrations", log);
+await readySchema(db, schedulerMigrationSet, config, log);
 for (const { project, key } of projectKeys(config)) await ensureProjectKey(db, project, key);
 
 const names = natsNames(config.LONGHAUL_NATS_PREFIX);

@@ -119,3 +119,32 @@ export const envBool = (def: boolean) =>
     .enum(["true", "false", "1", "0"])
     .default(def ? "true" : "false")
     .transform((v) => v === "true" || v === "1");
+
+/**
+ * Settings of a service that owns tables (scheduler, notifier): how its schema
+ * gets migrated. By default a service does not migrate: the migrate command
+ * (`npm run migrate`, `longhaul-migrate` in the image, the Kubernetes Job)
+ * does, and a service waits for it.
+ */
+export const schemaEnvSchema = z.object({
+  /**
+   * Apply pending migrations at start (under Kysely's migration lock), as
+   * releases before 0.2 always did. Off: the service waits for the migrate
+   * command instead. @default false
+   */
+  LONGHAUL_MIGRATE_AT_START: envBool(false),
+  /**
+   * With LONGHAUL_MIGRATE_AT_START (and in the migrate command): create the
+   * database of DATABASE_URL when missing, connecting to the `postgres`
+   * database to do so. Turn off where that database cannot be reached or the
+   * role may not create databases. @default true
+   */
+  LONGHAUL_ENSURE_DATABASE: envBool(true),
+  /**
+   * How long a service that does not migrate waits at start for the migrations
+   * it needs before it exits with an error. @default 600
+   */
+  LONGHAUL_MIGRATION_WAIT_SECONDS: envInt(600, 0, 86_400),
+});
+
+export type SchemaConfig = z.infer<typeof schemaEnvSchema>;

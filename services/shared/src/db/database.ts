@@ -1,6 +1,6 @@
 import pg from "pg";
 import { Kysely, PostgresDialect, sql } from "kysely";
-import { Migrator, type Migration } from "kysely/migration";
+import type { Migration } from "kysely/migration";
 import type { Logger } from "pino";
 import { isDatabaseOutage } from "../errors.js";
 
@@ -41,7 +41,8 @@ export function createDb<DB>(options: DbOptions): Kysely<DB> {
 
 /**
  * Creates the database named in `url` when it does not exist, so that a fresh
- * server works with zero set-up. Connects to the `postgres` database for that.
+ * server works with zero set-up. Connects to the `postgres` database for that
+ * (the migrate command does this unless LONGHAUL_ENSURE_DATABASE=false).
  */
 export async function ensureDatabase(url: string): Promise<void> {
   const target = new URL(url);
@@ -62,31 +63,6 @@ export async function ensureDatabase(url: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-/**
- * Runs a service's migrations, each service with its own migration table so
- * that the services own their tables. Kysely's migrator takes a lock, so two
- * copies starting together are safe.
- */
-export async function migrate<DB>(
-  db: Kysely<DB>,
-  migrations: Record<string, Migration>,
-  tableName: string,
-  log: Logger,
-): Promise<void> {
-  const migrator = new Migrator({
-    db,
-    provider: { getMigrations: async () => migrations },
-    migrationTableName: tableName,
-    migrationLockTableName: `${tableName}_lock`,
-  });
-  const { error, results } = await migrator.migrateToLatest();
-  for (const r of results ?? []) {
-    if (r.status === "Error") log.error({ migration: r.migrationName }, "migration failed");
-    else log.info({ migration: r.migrationName }, "migrated");
-  }
-  if (error) throw error;
 }
 
 /** True for the SQLSTATEs that mean Postgres cannot be reached or is going away. */

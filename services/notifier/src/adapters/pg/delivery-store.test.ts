@@ -12,7 +12,7 @@ import type { DeliveryInput, DeliveryState, RunSource } from "../../core/ports.j
 import { eventually, startReceiver, type Receiver } from "../../testing/receiver.js";
 import { createWebhookSender } from "../http/webhook-sender.js";
 import { createPgDeliveryStore } from "./delivery-store.js";
-import { notifierMigrations } from "./migrations.js";
+import { notifierMigrationSet } from "./migrations.js";
 import type { NotifierDatabase } from "./schema.js";
 import { createPgSecretStore } from "./secret-store.js";
 
@@ -33,7 +33,7 @@ function openDb(): Kysely<NotifierDatabase> {
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  await migrate(openDb(), notifierMigrations, "notifier_migrations", log);
+  await migrate(openDb(), notifierMigrationSet, log);
 });
 afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();

@@ -1,7 +1,7 @@
-import { sql, type Migration } from "@longhaul/shared/db";
+import { sql, type Migration, type MigrationSet } from "@longhaul/shared/db";
 
 /**
- * The notifier's schema, applied at start by `migrate` under the table
+ * The notifier's schema, applied by the migrate command under the table
  * `notifier_migrations`. Append new migrations; never edit an applied one.
  */
 export const notifierMigrations: Record<string, Migration> = {
@@ -60,3 +60,6 @@ export const notifierMigrations: Record<string, Migration> = {
     },
   },
 };
+
+/** The notifier's migrations and the table that records them. */
+export const notifierMigrationSet: MigrationSet = { migrations: notifierMigrations, tableName: "notifier_migrations" };

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import type { Migration } from "kysely/migration";
+import type { MigrationSet } from "@longhaul/shared/db";
 
 /**
  * The scheduler's schema. Migrations are append-only: a change is a new entry.
@@ -253,3 +254,6 @@ export const schedulerMigrations: Record<string, Migration> = {
     },
   },
 };
+
+/** The scheduler's migrations and the table that records them. */
+export const schedulerMigrationSet: MigrationSet = { migrations: schedulerMigrations, tableName: "scheduler_migrations" };

@@ -9,7 +9,7 @@ import { decide } from "../../core/retry-policy.js";
 import type { EventBus, NewRun, SchedulerStore } from "../../core/ports.js";
 import { watchProjectRuns } from "../../core/runs-watch.js";
 import { ensureProjectKey } from "./app-store.js";
-import { schedulerMigrations } from "./migrations.js";
+import { schedulerMigrationSet } from "./migrations.js";
 import { createPgStore } from "./pg-store.js";
 import type { SchedulerDb } from "./schema.js";
 
@@ -25,7 +25,7 @@ beforeAll(async () => {
   database = await createTestDatabase();
   dbA = createDb<SchedulerDb>({ url: database.url, log });
   dbB = createDb<SchedulerDb>({ url: database.url, log });
-  await migrate(dbA, schedulerMigrations, "scheduler_migrations", log);
+  await migrate(dbA, schedulerMigrationSet, log);
   await ensureProjectKey(dbA, "p1", "key-one-0123456789");
   await ensureProjectKey(dbA, "p2", "key-two-0123456789");
   a = createPgStore(dbA);

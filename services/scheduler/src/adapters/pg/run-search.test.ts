@@ -6,7 +6,7 @@ import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";
 import { idPrefixRange, normaliseApp } from "../../core/validation.js";
 import type { NewRun, SchedulerStore } from "../../core/ports.js";
 import { ensureProjectKey } from "./app-store.js";
-import { schedulerMigrations } from "./migrations.js";
+import { schedulerMigrationSet } from "./migrations.js";
 import { createPgStore } from "./pg-store.js";
 import type { SchedulerDb } from "./schema.js";
 
@@ -49,7 +49,7 @@ const ids = (runs: { id: string }[]) => runs.map((r) => r.id);
 beforeAll(async () => {
   database = await createTestDatabase();
   db = createDb<SchedulerDb>({ url: database.url, log });
-  await migrate(db, schedulerMigrations, "scheduler_migrations", log);
+  await migrate(db, schedulerMigrationSet, log);
   await ensureProjectKey(db, "p1", "key-one-0123456789");
   await ensureProjectKey(db, "p2", "key-two-0123456789");
   store = createPgStore(db);

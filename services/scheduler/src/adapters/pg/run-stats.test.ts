@@ -5,7 +5,7 @@ import { sql, type Kysely } from "kysely";
 import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";
 import { STATS_WINDOWS, type StatsQuery, type StatsResult } from "../../core/run-stats.js";
 import { ensureProjectKey } from "./app-store.js";
-import { schedulerMigrations } from "./migrations.js";
+import { schedulerMigrationSet } from "./migrations.js";
 import { setWebhookState } from "./run-queries.js";
 import { readRunStats, rollUpRunStats } from "./run-stats.js";
 import type { SchedulerDb } from "./schema.js";
@@ -88,7 +88,7 @@ async function rollUpAll(): Promise<Date> {
 beforeAll(async () => {
   database = await createTestDatabase();
   db = createDb<SchedulerDb>({ url: database.url, log });
-  await migrate(db, schedulerMigrations, "scheduler_migrations", log);
+  await migrate(db, schedulerMigrationSet, log);
   await ensureProjectKey(db, "p1", "key-one-0123456789");
   await ensureProjectKey(db, "p2", "key-two-0123456789");
   for (const name of ["a", "b"]) {
