@@ -3,12 +3,12 @@
 // schema for its route, method and status (and a JSON body against the JSON
 // Schema of its media type). A mismatch makes that fetch reject, so the test
 // fails naming the route, the status and what did not match.
-import Ajv2020Module from "ajv/dist/2020.js";
+import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import type { ValidateFunction } from "ajv";
 
-const Ajv2020 = ((Ajv2020Module as unknown as { default?: unknown }).default ?? Ajv2020Module) as typeof Ajv2020Module;
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as typeof addFormatsModule;
+// ajv-formats is CommonJS with its plugin as `default`: under NodeNext the default import is the module object.
+const addFormats = addFormatsModule.default;
 
 type Obj = Record<string, any>;
 

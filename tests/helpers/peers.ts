@@ -21,14 +21,14 @@ export interface Peer {
   received: Received[];
   /** Resolves once `n` requests (matching `path`, if given) have arrived. */
   waitFor(n: number, path?: string, timeoutMs?: number): Promise<Received[]>;
-  handle(fn: (req: Received, res: ServerResponse, raw: IncomingMessage) => void | Promise<void>): void;
+  handle(fn: (req: Received, res: ServerResponse, raw: IncomingMessage) => unknown): void;
   close(): Promise<void>;
 }
 
 export async function startPeer(): Promise<Peer> {
   const received: Received[] = [];
   const waiters: (() => void)[] = [];
-  let handler: (req: Received, res: ServerResponse, raw: IncomingMessage) => void | Promise<void> = (_req, res) => {
+  let handler: (req: Received, res: ServerResponse, raw: IncomingMessage) => unknown = (_req, res) => {
     res.writeHead(200, { "content-type": "application/json" });
     res.end('{"ok":true}');
   };

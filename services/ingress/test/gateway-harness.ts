@@ -5,6 +5,7 @@ import { createLogger } from "@longhaul/shared/logger";
 import { createRegistry } from "@longhaul/shared/metrics";
 import { appsPb } from "@longhaul/shared/proto";
 import { resultUrlKey } from "@longhaul/shared/result-url";
+import { createAdminClient } from "../src/adapters/grpc/admin-client.js";
 import { createInvokerClient } from "../src/adapters/grpc/invoker-client.js";
 import { createNotifierClient } from "../src/adapters/grpc/notifier-client.js";
 import { createSchedulerClients } from "../src/adapters/grpc/scheduler-client.js";
@@ -37,9 +38,11 @@ export function meshPorts(schedulerAddr: string, invokerAddr: string, notifierAd
   const scheduler = createSchedulerClients(schedulerAddr, TOKEN);
   const notifier = createNotifierClient(notifierAddr, TOKEN);
   const invoker = createInvokerClient(invokerAddr, TOKEN);
+  const admin = createAdminClient(schedulerAddr);
+  const ports: MeshPorts = { ...scheduler, admin, webhooks: notifier, invoker };
   return {
-    ports: { ...scheduler, webhooks: notifier, invoker } as MeshPorts,
-    close: () => [scheduler, notifier, invoker].forEach((c) => c.close()),
+    ports,
+    close: () => [scheduler, notifier, invoker, admin].forEach((c) => c.close()),
   };
 }
 

@@ -3,7 +3,7 @@ import { runsPb } from "@longhaul/shared/proto";
 import { countAppOutcomes } from "./app-outcomes.js";
 import type { Caller, RunsPort } from "./ports.js";
 
-const caller: Caller = { project: "dev", authorization: "Bearer k" };
+const caller: Caller = { project: "dev", scopes: ["read"], authorization: "Bearer k" };
 const S = runsPb.RunStatus;
 
 /** A RunsPort whose listing pages through `statuses` with an offset cursor. */

@@ -5,7 +5,7 @@ import type { Caller, RunsPort, RunsWatchItem } from "./ports.js";
 import { openRunFeed, type RunFeedOptions } from "./run-feed.js";
 
 const S = runsPb.RunStatus;
-const caller: Caller = { project: "dev", authorization: "Bearer k" };
+const caller: Caller = { project: "dev", scopes: ["read"], authorization: "Bearer k" };
 const T0 = Date.parse("2026-05-01T12:00:00Z");
 
 /**

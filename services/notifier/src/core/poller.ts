@@ -32,7 +32,9 @@ export function startPoller(options: PollerOptions): { wake(): void; wakeIn(ms: 
   const schedule = (ms: number) => {
     clearTimeout(timer);
     dueAt = Date.now() + ms;
-    timer = setTimeout(() => (running = tick()), ms);
+    timer = setTimeout(() => {
+      running = tick();
+    }, ms);
   };
 
   const tick = async (): Promise<void> => {
