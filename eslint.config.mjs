@@ -10,7 +10,9 @@ import tseslint from "typescript-eslint";
 const SERVICES = ["scheduler", "invoker", "notifier", "ingress"];
 /** The published client library, and the CLI built on it (which may import it, and nothing else of ours). */
 const PACKAGES = ["client", "cli"];
-const ALL = [...SERVICES, ...PACKAGES];
+/** The migrate command: it applies the services' migration sets, and imports nothing else of theirs. */
+const COMMANDS = ["migrate"];
+const ALL = [...SERVICES, ...PACKAGES, ...COMMANDS];
 
 /**
  * Packages and shared modules that are transports: the edges, never a core's
@@ -97,7 +99,17 @@ export default defineConfig(
       { regex: `^(\\.\\./)+(${ALL.join("|")})/`, message: "@longhaul/shared is below every service: it imports none." },
     ]),
   },
-  ...ALL.map((s) => ({ files: [`services/${s}/src/**/*.ts`, `services/${s}/test/**/*.ts`], rules: restricted(servicePatterns(s)) })),
+  {
+    files: ["services/migrate/src/**/*.ts"],
+    rules: restricted([
+      {
+        regex: "^@longhaul/(?!shared/)(?!(scheduler|notifier)/adapters/pg/migrations$)",
+        message: "longhaul-migrate imports a service only for its migration set (adapters/pg/migrations).",
+      },
+      { regex: `^(\\.\\./)+(${ALL.join("|")})/`, message: "Import a service's migration set by its package export." },
+    ]),
+  },
+  ...[...SERVICES, ...PACKAGES].map((s) => ({ files: [`services/${s}/src/**/*.ts`, `services/${s}/test/**/*.ts`], rules: restricted(servicePatterns(s)) })),
   ...SERVICES.flatMap((s) => [
     { files: [`services/${s}/src/core/**/*.ts`], rules: restricted(corePatterns(s, { test: false })) },
     { files: [`services/${s}/src/core/**/*.test.ts`], rules: restricted(corePatterns(s, { test: true })) },
