@@ -21,9 +21,8 @@ function memoryStore() {
   const rows = new Map<string, Delivery & { token: string | null; dueInMs: number | null; reported: DeliveryState | null }>();
   const attempts: DeliveryAttempt[] = [];
   const store: DeliveryStore = {
-    async create(d) {
-      const found = rows.get(d.runId);
-      if (found) return { delivery: found, created: false };
+    async create(d, lease) {
+      if (rows.has(d.runId)) return null;
       const now = new Date();
       const row = {
         ...d,
@@ -34,12 +33,12 @@ function memoryStore() {
         lastError: null,
         createdAt: now,
         updatedAt: now,
-        token: null,
+        token: lease?.token ?? null,
         dueInMs: d.firstAttemptInMs,
         reported: null,
       };
       rows.set(d.runId, row);
-      return { delivery: row, created: true };
+      return { ...row };
     },
     async claimDue(limit, _leaseMs, token, runId) {
       const due = [...rows.values()].filter(
@@ -75,13 +74,15 @@ function memoryStore() {
       Object.assign(r, { state: "pending", dueInMs: 0, seriesStart: r.attemptsMade });
       return r;
     },
-    async reportState(runId, report) {
-      const r = rows.get(runId);
-      if (!r) return "skipped";
-      if (r.reported === r.state) return "none";
-      await report(r.state);
-      r.reported = r.state;
-      return "reported";
+    async reportStates(runIds, report) {
+      const untold = runIds.flatMap((id) => {
+        const r = rows.get(id);
+        return r && r.reported !== r.state ? [{ runId: id, state: r.state }] : [];
+      });
+      if (untold.length === 0) return [];
+      const told = await report(untold);
+      for (const t of untold) if (told.includes(t.runId)) rows.get(t.runId)!.reported = t.state;
+      return told;
     },
     async listUnreported(limit) {
       return [...rows.values()].filter((r) => r.reported !== r.state && r.token === null).slice(0, limit).map((r) => r.runId);
@@ -120,8 +121,9 @@ function setup(
   };
   const runs: RunSource = {
     getDeliveryInput: async (id) => (id === input.runId ? input : null),
-    updateWebhookState: async (id, state) => {
-      told.push([id, state]);
+    updateWebhookStates: async (states) => {
+      for (const { runId, state } of states) told.push([runId, state]);
+      return states.map((t) => t.runId);
     },
     ...over.runs,
   };
@@ -149,6 +151,24 @@ function setup(
   return { core, mem, sent, told, input };
 }
 
+/** A delivery input for `runId` (the event carries it). */
+function inputOf(runId: string): DeliveryInput {
+  return {
+    runId,
+    project: "dev",
+    app: "echo",
+    webhookUrl: "https://hooks.example/x",
+    status: "succeeded",
+    statusCode: 200,
+    contentType: "text/plain",
+    body: Buffer.from("hi"),
+    bodyTruncated: false,
+    errorCode: "",
+    errorMessage: "",
+    traceparent: "",
+  };
+}
+
 const http = (statusCode: number, retryAfter: string | null = null): SendResult => ({ kind: "response", statusCode, retryAfter, excerpt: "" });
 
 async function runOnce(core: ReturnType<typeof setup>["core"]) {
@@ -161,7 +181,8 @@ describe("notifier core", () => {
   it("delivers on a 2xx and tells the scheduler once: delivered", async () => {
     const { core, mem, sent, told, input } = setup([http(204)]);
     expect((await core.acceptFinished({ runId: input.runId, project: "dev" })).result).toBe("accepted");
-    expect(await runOnce(core)).toBe(1);
+    // The first attempt starts with the accept (its row is made leased): the poll finds nothing.
+    expect(await runOnce(core)).toBe(0);
     expect(sent).toHaveLength(1);
     expect(sent[0]!.headers["webhook-id"]).toBe(`msg_${input.runId}`);
     expect(mem.rows.get(input.runId)).toMatchObject({ state: "delivered", attemptsMade: 1 });
@@ -232,17 +253,38 @@ describe("notifier core", () => {
     expect(core.inFlightCount()).toBe(0);
   });
 
-  it("treats a run the scheduler no longer has as told, and stops the sweep at the first failure", async () => {
+  it("starts no more first attempts than its concurrency; the rest wait for the poller", async () => {
+    const { core, mem, sent } = setup([http(200)], { maxConcurrency: 1, runs: { getDeliveryInput: async (id) => inputOf(id) } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held = { ...mem.store };
+    mem.store.finishAttempt = async (...args) => (await gate, held.finishAttempt(...args));
+    const event = (runId: string) => ({
+      runId,
+      project: "dev",
+      input: { ...inputOf(runId), webhookUrl: `https://hooks.example/${runId}` },
+    });
+    await core.acceptFinished(event("a"));
+    await core.acceptFinished(event("b"));
+    expect(core.inFlightCount()).toBe(1);
+    expect(mem.rows.get("b")!.token).toBeNull(); // recorded, not leased
+    release();
+    await core.drain();
+    expect(await runOnce(core)).toBe(1);
+    expect(sent.map((r) => r.url)).toEqual(["https://hooks.example/a", "https://hooks.example/b"]);
+  });
+
+  it("tells the scheduler many states in one report, and a run it no longer has counts as told", async () => {
     let down = false;
-    const calls: string[] = [];
+    const calls: string[][] = [];
     let clock = Date.now();
     const { core, mem } = setup([http(200)], {
       now: () => new Date(clock),
       runs: {
-        updateWebhookState: async (id) => {
-          calls.push(id);
-          if (id === "gone") throw new LonghaulError("not_found", "no such run");
+        updateWebhookStates: async (states) => {
+          calls.push(states.map((s) => s.runId));
           if (down) throw new LonghaulError("unavailable", "scheduler down");
+          return states.map((s) => s.runId); // "gone" is told too: the adapter counts not_found as told
         },
       },
     });
@@ -250,10 +292,9 @@ describe("notifier core", () => {
       await mem.store.create({ runId, projectId: "dev", webhookId: `msg_${runId}`, url: "https://x/", firstAttemptInMs: 60_000 });
     }
     await core.pollOnce();
-    expect(calls).toEqual(["gone", "a", "b"]);
+    expect(calls).toEqual([["gone", "a", "b"]]);
     expect([...mem.rows.values()].every((r) => r.reported === "pending")).toBe(true);
 
-    await core.redeliver("dev", "a"); // pending again, reported again
     mem.rows.get("a")!.reported = null;
     mem.rows.get("b")!.reported = null;
     down = true;
@@ -262,6 +303,11 @@ describe("notifier core", () => {
     expect(calls).toHaveLength(0); // the sweep runs once a second, not at every poll
     clock += 1_000;
     await core.pollOnce();
-    expect(calls).toHaveLength(1);
+    expect(calls).toEqual([["a", "b"]]);
+    expect(mem.rows.get("a")!.reported).toBeNull(); // not told: tried again by a later sweep
+    down = false;
+    clock += 1_000;
+    await core.pollOnce();
+    expect(mem.rows.get("a")!.reported).toBe("pending");
   });
 });

@@ -56,6 +56,10 @@ export type AcceptResult =
 const INPUT_UNAVAILABLE_RETRY_MS = 10_000;
 const ERROR_TEXT_LIMIT = 1_000;
 const REPORT_SWEEP_INTERVAL_MS = 1_000;
+/** How long states to tell the scheduler are gathered before one report tells them all. */
+const REPORT_WINDOW_MS = 250;
+/** Most states told in one report. */
+const REPORT_BATCH_MAX = 200;
 /** How long a project's signing secrets are reused before they are read again. */
 const SECRET_CACHE_MS = 1_000;
 /** Projects whose secrets are kept at once. */
@@ -95,28 +99,43 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     });
   }
 
-  /** Tells the scheduler a delivery's state unless it knows it already. */
-  async function report(runId: string): Promise<void> {
-    await store.reportState(runId, async (state) => {
-      try {
-        await runs.updateWebhookState(runId, state);
-      } catch (err) {
-        // A run the scheduler no longer has (retention) has nobody left to tell.
-        if (err instanceof LonghaulError && err.code === "not_found") return;
-        throw err;
-      }
-    });
-  }
-
-  /** Like report, but a failure is logged and left to the poller's sweep; false when it failed. */
-  async function reportQuietly(runId: string): Promise<boolean> {
+  /**
+   * Tells the scheduler the states of `runIds` it has not been told yet, in
+   * one report; false when that failed (logged; the poller's sweep tries again).
+   */
+  async function reportNow(runIds: string[]): Promise<boolean> {
     try {
-      await report(runId);
+      await store.reportStates(runIds, (states) => runs.updateWebhookStates(states));
       return true;
     } catch (err) {
-      log.warn({ err, run_id: runId }, "webhook state not reported yet");
+      log.warn({ err, runs: runIds.length }, "webhook states not reported yet");
       return false;
     }
+  }
+
+  /**
+   * States to tell the scheduler are gathered for REPORT_WINDOW_MS and told in
+   * one report (one call, one commit here and one there per window instead of
+   * per webhook). The POST is done by then: only the run's view waits.
+   */
+  let toReport = new Set<string>();
+  let reportTimer: NodeJS.Timeout | undefined;
+  const reporting = new Set<Promise<boolean>>();
+  function flushReports(): Promise<boolean> {
+    clearTimeout(reportTimer);
+    reportTimer = undefined;
+    if (toReport.size === 0) return Promise.resolve(true);
+    const ids = [...toReport];
+    toReport = new Set();
+    const p = reportNow(ids);
+    reporting.add(p);
+    void p.finally(() => reporting.delete(p));
+    return p;
+  }
+  function reportSoon(runId: string): void {
+    toReport.add(runId);
+    if (toReport.size >= REPORT_BATCH_MAX) void flushReports();
+    else reportTimer ??= setTimeout(() => void flushReports(), REPORT_WINDOW_MS);
   }
 
   /**
@@ -151,7 +170,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     if (!input) {
       // The run was deleted (retention): nothing left to send, ever.
       await store.finishAttempt(runId, token, null, { state: "failed", nextAttemptInMs: null, lastError: "run no longer exists" });
-      await reportQuietly(runId);
+      reportSoon(runId);
       return;
     }
     // The attempt joins the run's trace (one run is one trace): under the
@@ -222,8 +241,8 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       { run_id: runId, attempt: number, status_code: record.statusCode, state: outcome.state, error: record.error },
       "webhook attempt",
     );
-    // Pending is told once (a no-op without a call when already told), then the end.
-    await reportQuietly(runId);
+    // Pending is told once (nothing is sent when already told), then the end.
+    reportSoon(runId);
     if (outcome.nextAttemptInMs !== null) onRetryDue?.(outcome.nextAttemptInMs);
     return outcome.state;
   }
@@ -232,14 +251,25 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     for (const d of claimed) track(attempt(d, token, prefetched));
   }
 
+  /** Slots promised to deliveries being created leased, not yet in flight. */
+  let reserved = 0;
+  const hasRoom = () => inFlight.size + reserved < options.maxConcurrency;
+
   /**
    * Sends a run's due attempt now, if this notifier has room and no other
    * holds it; `input`, when just fetched, saves asking the scheduler again.
    */
   async function deliverNow(runId: string, input?: DeliveryInput): Promise<void> {
-    if (inFlight.size >= options.maxConcurrency) return; // the poller takes it later
+    if (!hasRoom()) return; // the poller takes it later
     const token = newToken();
-    startAttempts(await store.claimDue(1, leaseMs, token, runId), token, input);
+    reserved++;
+    let claimed: Delivery[];
+    try {
+      claimed = await store.claimDue(1, leaseMs, token, runId);
+    } finally {
+      reserved--;
+    }
+    startAttempts(claimed, token, input);
   }
 
   async function listDeliveries(projectId: string, runId: string) {
@@ -252,22 +282,38 @@ export function createNotifierCore(options: NotifierCoreOptions) {
 
   return {
     /**
-     * Records the delivery of a finished run and tells the scheduler it is
-     * pending. Idempotent: a repeated event finds the row and re-reports its
-     * state. Throws when the scheduler or Postgres cannot be reached, so that
+     * Records the delivery of a finished run and, when this notifier has
+     * room, starts its first attempt under a lease taken by the same insert.
+     * Resolves once the row is committed (the event may be acked then).
+     * Idempotent: a repeated event finds the row and sends only an attempt
+     * that is due and unheld. Throws when the scheduler (asked only when the
+     * event did not carry the input) or Postgres cannot be reached, so that
      * the event is redelivered.
      */
     async acceptFinished(event: FinishedEvent): Promise<AcceptResult> {
       const input = event.input ?? (await runs.getDeliveryInput(event.runId));
       if (!input) return { result: "run_gone" };
       if (!input.webhookUrl) return { result: "no_webhook" };
-      await store.create({
-        runId: input.runId,
-        projectId: input.project,
-        webhookId: `msg_${input.runId}`,
-        url: input.webhookUrl,
-        firstAttemptInMs: withJitter((schedule[0] ?? 0) * 1000, random),
-      });
+      const firstAttemptInMs = withJitter((schedule[0] ?? 0) * 1000, random);
+      // With room and a first attempt due now, the row is made leased to this
+      // notifier: its first attempt needs no claim (one commit, not two).
+      const lease = hasRoom() && firstAttemptInMs === 0 ? { token: newToken(), leaseMs } : undefined;
+      if (lease) reserved++;
+      let created: Delivery | null;
+      try {
+        created = await store.create(
+          { runId: input.runId, projectId: input.project, webhookId: `msg_${input.runId}`, url: input.webhookUrl, firstAttemptInMs },
+          lease,
+        );
+      } finally {
+        if (lease) reserved--;
+      }
+      if (created && lease) startAttempts([created], lease.token, input);
+      else if (created) backlog = true; // no room: the poller takes it when a slot frees up
+      else {
+        // A repeated event: an attempt is sent if one is due and nobody holds it.
+        void deliverNow(input.runId, input).catch((err: unknown) => log.warn({ err, run_id: input.runId }, "attempt left to the poller"));
+      }
       // Not reported as pending here: the scheduler set pending itself when the
       // run ended, and the first attempt's end reports the state it leaves
       // (delivered, most often: one report per webhook, not two). A delivery
@@ -300,10 +346,8 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       // second, not at every poll, which runs after every attempt under load.
       if (now().getTime() - lastSweep >= REPORT_SWEEP_INTERVAL_MS) {
         lastSweep = now().getTime();
-        for (const runId of await store.listUnreported(20)) {
-          // One failure most likely means the scheduler is away: try again later, not 20 times now.
-          if (!(await reportQuietly(runId))) break;
-        }
+        const untold = await store.listUnreported(REPORT_BATCH_MAX);
+        if (untold.length > 0) await reportNow(untold);
       }
       return started;
     },
@@ -324,6 +368,9 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     /** Waits for the attempts in flight (each bounded by the attempt timeout). */
     async drain(): Promise<void> {
       while (inFlight.size > 0) await Promise.all([...inFlight]);
+      await store.flush?.();
+      await flushReports();
+      await Promise.all([...reporting]);
     },
 
     async getSecret(projectId: string): Promise<WebhookSecrets> {
@@ -350,7 +397,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
           retryAfterSeconds: Math.ceil(options.attemptTimeoutMs / 1000),
         });
       }
-      await reportQuietly(runId);
+      await reportNow([runId]);
       void deliverNow(runId).catch((err: unknown) => log.warn({ err, run_id: runId }, "redelivery left to the poller"));
       return listDeliveries(projectId, runId);
     },

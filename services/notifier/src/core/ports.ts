@@ -58,11 +58,16 @@ export interface AttemptOutcome {
 
 /** Postgres in production: deliveries, their attempts and their leases. */
 export interface DeliveryStore {
-  /** Inserts the delivery unless the run already has one; returns the row as stored. */
-  create(d: { runId: string; projectId: string; webhookId: string; url: string; firstAttemptInMs: number }): Promise<{
-    delivery: Delivery;
-    created: boolean;
-  }>;
+  /**
+   * Inserts the delivery unless the run already has one. With `lease`, the new
+   * row is leased under `lease.token` for `lease.leaseMs` (its first attempt is
+   * the caller's: no claim needed). Resolves with the new row once it is
+   * committed, or null when the run had a delivery already.
+   */
+  create(
+    d: { runId: string; projectId: string; webhookId: string; url: string; firstAttemptInMs: number },
+    lease?: { token: string; leaseMs: number },
+  ): Promise<Delivery | null>;
   /**
    * Leases up to `limit` pending deliveries that are due and not leased by
    * another notifier (`for update skip locked`), for `leaseMs`, under `token`.
@@ -85,14 +90,17 @@ export interface DeliveryStore {
    */
   redeliver(runId: string): Promise<Delivery | "locked" | null>;
   /**
-   * Runs `report(state)` for a delivery whose state the scheduler has not yet
-   * been told, holding the row so that two reports of one run never cross,
-   * and marks it told when `report` resolves. Resolves "skipped" when another
-   * notifier holds the row, "none" when nothing is left to tell.
+   * Tells the scheduler the states of those of `runIds` it has not been told
+   * yet: `report` gets them (one call for all) and resolves with the run ids
+   * it told. The rows are held meanwhile, so that two reports of one run never
+   * cross; rows another notifier holds are skipped. Resolves with the run ids
+   * marked told.
    */
-  reportState(runId: string, report: (state: DeliveryState) => Promise<void>): Promise<"reported" | "skipped" | "none">;
+  reportStates(runIds: string[], report: (states: { runId: string; state: DeliveryState }[]) => Promise<string[]>): Promise<string[]>;
   /** Run ids whose state the scheduler has not been told yet. */
   listUnreported(limit: number): Promise<string[]>;
+  /** Writes what waits for its batch now (at shutdown); none when writes are not batched. */
+  flush?(): Promise<void>;
 }
 
 /** A project's signing secrets. */
@@ -138,7 +146,12 @@ export interface DeliveryInput {
 export interface RunSource {
   /** Null when the run does not exist (any more). */
   getDeliveryInput(runId: string): Promise<DeliveryInput | null>;
-  updateWebhookState(runId: string, state: DeliveryState): Promise<void>;
+  /**
+   * Tells the scheduler webhook states, many at once; resolves with the run
+   * ids told (a run it no longer has counts as told: nobody is left to tell).
+   * Throws when it could tell none.
+   */
+  updateWebhookStates(states: { runId: string; state: DeliveryState }[]): Promise<string[]>;
 }
 
 /** One signed POST, ready to send. */

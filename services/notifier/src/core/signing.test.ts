@@ -125,6 +125,18 @@ describe("webhook secrets and signatures", () => {
   });
 });
 
+describe("signatures as the reference package makes them", () => {
+  it("are the same bytes for UTF-8, binary and empty bodies, with one and two secrets", () => {
+    const at = new Date("2030-01-01T00:00:00.900Z");
+    const [a, b] = [newWebhookSecret(), newWebhookSecret()];
+    const bodies = [Buffer.from('{"ok":"é ✓"}'), Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x41]), Buffer.alloc(0)];
+    for (const body of bodies) {
+      const reference = [a, b].map((s) => new Webhook(s).sign("msg_x", at, body)).join(" ");
+      expect(signatureHeader([a, b], "msg_x", at, body)).toBe(reference);
+    }
+  });
+});
+
 describe("webhook bodies", () => {
   const now = new Date("2030-01-01T00:00:00Z");
 

@@ -54,13 +54,22 @@ export function createSchedulerRunSource(options: SchedulerRunSourceOptions): Ru
       };
     },
 
-    async updateWebhookState(runId, state) {
-      await callUnary(
-        client.updateWebhookState.bind(client),
-        { runId, state: webhookStateToProto(state) },
-        metadata(),
-        options.timeoutMs,
+    async updateWebhookStates(states) {
+      // Calls in parallel over the one HTTP/2 connection.
+      const results = await Promise.allSettled(
+        states.map(({ runId, state }) =>
+          callUnary(client.updateWebhookState.bind(client), { runId, state: webhookStateToProto(state) }, metadata(), options.timeoutMs),
+        ),
       );
+      const told: string[] = [];
+      let failure: unknown;
+      results.forEach((r, i) => {
+        // A run the scheduler no longer has (retention) has nobody left to tell.
+        if (r.status === "fulfilled" || (r.reason instanceof LonghaulError && r.reason.code === "not_found")) told.push(states[i]!.runId);
+        else failure ??= r.reason;
+      });
+      if (told.length === 0 && failure !== undefined) throw failure;
+      return told;
     },
 
     close: () => client.close(),

@@ -32,8 +32,8 @@ const finishedEvent = z.object({
     .optional(),
 });
 
-/** Events taken at once; each costs a scheduler call and a few statements. */
-const CONCURRENCY = 16;
+/** Events handled at once; their deliveries are inserted together (one statement per short window). */
+const CONCURRENCY = 64;
 /** Wait before an event that could not be handled is offered again. */
 const RETRY_DELAY_MS = 5_000;
 /** The consumer's ack wait: handling an event takes a few calls, never a webhook attempt. */
@@ -50,7 +50,7 @@ export interface FinishedConsumerOptions {
 
 /**
  * Consumes `run.finished` with the durable `notifier` consumer: records the
- * delivery and reports it pending, then acks and sends the first attempt.
+ * delivery (and starts its first attempt), then acks.
  * Any failure before the ack leaves the event to be offered again (the
  * core is idempotent), so no finished run is lost to a crash.
  */
@@ -96,19 +96,15 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
         : {}),
     };
     await context.with(contextFromHeaders(m.headers), async () => {
-      let accepted;
       try {
-        accepted = await core.acceptFinished(event);
+        // Resolves once the delivery is committed; its first attempt is under way by then.
+        await core.acceptFinished(event);
       } catch (err) {
         log.warn({ err, run_id: event.runId }, "run.finished not handled; offered again later");
         m.nak(RETRY_DELAY_MS);
         return;
       }
       m.ack();
-      if (accepted.result !== "accepted") return;
-      await core.deliverNow(event.runId, accepted.input).catch((err: unknown) =>
-        log.warn({ err, run_id: event.runId }, "first attempt left to the poller"),
-      );
     });
   }
 

@@ -1,6 +1,7 @@
 import { sql } from "@longhaul/shared/db";
 import type { Kysely, Selectable } from "kysely";
-import type { Delivery, DeliveryAttempt, DeliveryState, DeliveryStore } from "../../core/ports.js";
+import type { AttemptOutcome, Delivery, DeliveryAttempt, DeliveryState, DeliveryStore } from "../../core/ports.js";
+import { createBatcher } from "./batcher.js";
 import type { NotifierDatabase, WebhookAttemptsTable, WebhookDeliveriesTable } from "./schema.js";
 
 type DeliveryRow = Selectable<WebhookDeliveriesTable>;
@@ -36,32 +37,124 @@ function toAttempt(row: Selectable<WebhookAttemptsTable>): DeliveryAttempt {
 /** Milliseconds as a Postgres interval, so that every time is the database's own clock. */
 const ms = (n: number) => sql`make_interval(secs => ${n / 1000})`;
 
+/** How long a new delivery waits for others to share its statement (it delays the first POST). */
+export const CREATE_WINDOW_MS = 5;
+/** How long an attempt's record waits for others (the POST is done; only the slot waits). */
+export const FINISH_WINDOW_MS = 25;
+/** Most writes in one statement. */
+const MAX_BATCH = 128;
+
+type NewDelivery = Parameters<DeliveryStore["create"]>[0];
+type Write =
+  | { kind: "create"; d: NewDelivery; lease: { token: string; leaseMs: number } | undefined }
+  | { kind: "finish"; runId: string; token: string; attempt: DeliveryAttempt | null; outcome: AttemptOutcome };
+type WriteResult = { kind: "create"; delivery: Delivery | null } | { kind: "finish"; kept: boolean };
+
+/** SQLSTATE classes of one row's fault: data exceptions (22) and constraint violations (23). */
+function isRowError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
+}
+
+/**
+ * New deliveries and attempts' records of concurrent callers, in one
+ * statement (one commit): the webhook path's writes are one commit per short
+ * window, not one or two per webhook (issue 11). Each caller is answered once
+ * the statement committed.
+ */
+async function writeBatch(db: Kysely<NotifierDatabase>, writes: Write[]): Promise<WriteResult[]> {
+  const creates = writes.flatMap((w) => (w.kind === "create" ? [w] : []));
+  const finishes = writes.flatMap((w) => (w.kind === "finish" ? [w] : []));
+  const col = <T, V>(rows: T[], f: (r: T) => V) => rows.map(f);
+  const { rows } = await sql<{ kind: "c" | "f"; run_id: string; created_at: Date | null; next_attempt_at: Date | null }>`
+    with c as (
+      select * from unnest(
+        ${col(creates, (w) => w.d.runId)}::uuid[], ${col(creates, (w) => w.d.projectId)}::text[],
+        ${col(creates, (w) => w.d.webhookId)}::text[], ${col(creates, (w) => w.d.url)}::text[],
+        ${col(creates, (w) => w.d.firstAttemptInMs)}::float8[],
+        ${col(creates, (w) => w.lease?.token ?? null)}::uuid[], ${col(creates, (w) => w.lease?.leaseMs ?? null)}::float8[]
+      ) as c(run_id, project_id, webhook_id, url, first_ms, token, lease_ms)
+    ), ins as (
+      insert into webhook_deliveries (run_id, project_id, webhook_id, url, state, next_attempt_at, locked_until, lease_token)
+      select run_id, project_id, webhook_id, url, 'pending', now() + make_interval(secs => first_ms / 1000),
+             now() + make_interval(secs => lease_ms / 1000), token
+      from c
+      -- Events are redelivered and republished: the first one wins.
+      on conflict (run_id) do nothing
+      returning run_id, created_at, next_attempt_at
+    ), f as (
+      select * from unnest(
+        ${col(finishes, (w) => w.runId)}::uuid[], ${col(finishes, (w) => w.token)}::uuid[],
+        ${col(finishes, (w) => w.outcome.state)}::text[], ${col(finishes, (w) => w.outcome.nextAttemptInMs)}::float8[],
+        ${col(finishes, (w) => w.outcome.lastError)}::text[], ${col(finishes, (w) => w.attempt?.attempt ?? null)}::int[],
+        ${col(finishes, (w) => w.attempt?.startedAt ?? null)}::timestamptz[], ${col(finishes, (w) => w.attempt?.durationMs ?? null)}::int[],
+        ${col(finishes, (w) => w.attempt?.statusCode ?? null)}::int[], ${col(finishes, (w) => w.attempt?.error ?? null)}::text[],
+        -- Postgres text cannot hold NUL bytes, which a binary answer may carry.
+        ${col(finishes, (w) => w.attempt?.responseExcerpt?.replaceAll("\u0000", "\ufffd") ?? null)}::text[]
+      ) as f(run_id, token, state, next_ms, last_error, attempt, started_at, duration_ms, status_code, error, excerpt)
+    ), upd as (
+      -- Only while the lease still holds: a late writer whose lease ran out writes nothing.
+      update webhook_deliveries d set
+        state = f.state,
+        attempts_made = coalesce(f.attempt, d.attempts_made),
+        next_attempt_at = now() + make_interval(secs => f.next_ms / 1000),
+        locked_until = null, lease_token = null, last_error = f.last_error, updated_at = now()
+      from f
+      where d.run_id = f.run_id and d.lease_token = f.token
+      returning d.run_id
+    ), att as (
+      insert into webhook_attempts (run_id, attempt, started_at, duration_ms, status_code, error, response_excerpt)
+      select f.run_id, f.attempt, f.started_at, f.duration_ms, f.status_code, f.error, f.excerpt
+      from f join upd on upd.run_id = f.run_id
+      where f.attempt is not null
+    )
+    select 'c' as kind, run_id, created_at, next_attempt_at from ins
+    union all
+    select 'f', run_id, null, null from upd`.execute(db);
+  const created = new Map<string, { created_at: Date | null; next_attempt_at: Date | null }>();
+  const kept = new Set<string>();
+  for (const r of rows) {
+    if (r.kind === "c") created.set(r.run_id, r);
+    else kept.add(r.run_id);
+  }
+  return writes.map((w): WriteResult => {
+    if (w.kind === "finish") return { kind: "finish", kept: kept.has(w.runId) };
+    const row = created.get(w.d.runId);
+    if (!row) return { kind: "create", delivery: null };
+    const at = new Date(row.created_at!);
+    return {
+      kind: "create",
+      delivery: {
+        runId: w.d.runId,
+        projectId: w.d.projectId,
+        webhookId: w.d.webhookId,
+        url: w.d.url,
+        state: "pending",
+        attemptsMade: 0,
+        seriesStart: 0,
+        nextAttemptAt: new Date(row.next_attempt_at!),
+        lastError: null,
+        createdAt: at,
+        updatedAt: at,
+      },
+    };
+  });
+}
+
 /**
  * Deliveries in Postgres. Times come from the database (`now()`), so that
  * notifiers on machines with skewed clocks agree on what is due and on
  * whose lease has run out.
  */
-export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliveryStore {
+export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliveryStore & { flush(): Promise<void> } {
+  const writes = createBatcher<Write, WriteResult>({ maxSize: MAX_BATCH, run: (w) => writeBatch(db, w), isItemError: isRowError });
   return {
-    async create(d) {
-      const inserted = await db
-        .insertInto("webhook_deliveries")
-        .values({
-          run_id: d.runId,
-          project_id: d.projectId,
-          webhook_id: d.webhookId,
-          url: d.url,
-          state: "pending",
-          next_attempt_at: sql<Date>`now() + ${ms(d.firstAttemptInMs)}`,
-        })
-        // Events are redelivered and republished: the first one wins.
-        .onConflict((oc) => oc.column("run_id").doNothing())
-        .returningAll()
-        .executeTakeFirst();
-      if (inserted) return { delivery: toDelivery(inserted), created: true };
-      const row = await db.selectFrom("webhook_deliveries").selectAll().where("run_id", "=", d.runId).executeTakeFirstOrThrow();
-      return { delivery: toDelivery(row), created: false };
+    async create(d, lease) {
+      const r = await writes.add({ kind: "create", d, lease }, CREATE_WINDOW_MS);
+      return r.kind === "create" ? r.delivery : null;
     },
+
+    flush: () => writes.flush(),
 
     async claimDue(limit, leaseMs, token, runId) {
       if (limit <= 0) return [];
@@ -85,39 +178,8 @@ export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliverySto
     },
 
     async finishAttempt(runId, token, attempt, outcome) {
-      return db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable("webhook_deliveries")
-          .set({
-            state: outcome.state,
-            ...(attempt ? { attempts_made: attempt.attempt } : {}),
-            next_attempt_at: outcome.nextAttemptInMs === null ? null : sql<Date>`now() + ${ms(outcome.nextAttemptInMs)}`,
-            locked_until: null,
-            lease_token: null,
-            last_error: outcome.lastError,
-            updated_at: sql<Date>`now()`,
-          })
-          .where("run_id", "=", runId)
-          .where("lease_token", "=", token)
-          .executeTakeFirst();
-        if (updated.numUpdatedRows === 0n) return false;
-        if (attempt) {
-          await trx
-            .insertInto("webhook_attempts")
-            .values({
-              run_id: attempt.runId,
-              attempt: attempt.attempt,
-              started_at: attempt.startedAt,
-              duration_ms: attempt.durationMs,
-              status_code: attempt.statusCode,
-              error: attempt.error,
-              // Postgres text cannot hold NUL bytes, which a binary answer may carry.
-              response_excerpt: attempt.responseExcerpt?.replaceAll("\u0000", "\ufffd") ?? null,
-            })
-            .execute();
-        }
-        return true;
-      });
+      const r = await writes.add({ kind: "finish", runId, token, attempt, outcome }, FINISH_WINDOW_MS);
+      return r.kind === "finish" && r.kept;
     },
 
     async release(runId, token, retryInMs, lastError) {
@@ -167,22 +229,26 @@ export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliverySto
       return exists ? "locked" : null;
     },
 
-    async reportState(runId, report) {
+    async reportStates(runIds, report) {
+      if (runIds.length === 0) return [];
       return db.transaction().execute(async (trx) => {
-        // The row lock is held while the scheduler is told, so that two
-        // reports of one run cannot arrive in the wrong order.
-        const row = await trx
-          .selectFrom("webhook_deliveries")
-          .select(["state", "reported_state"])
-          .where("run_id", "=", runId)
-          .forUpdate()
-          .skipLocked()
-          .executeTakeFirst();
-        if (!row) return "skipped" as const;
-        if (row.reported_state === row.state) return "none" as const;
-        await report(row.state as DeliveryState);
-        await trx.updateTable("webhook_deliveries").set({ reported_state: row.state }).where("run_id", "=", runId).execute();
-        return "reported" as const;
+        // The rows are locked while the scheduler is told, so that two
+        // reports of one run cannot arrive in the wrong order; another
+        // notifier's locked rows are skipped (it tells them).
+        const { rows } = await sql<{ run_id: string; state: DeliveryState }>`
+          select run_id, state from webhook_deliveries
+          where run_id = any(${runIds}::uuid[]) and reported_state is distinct from state
+          for update skip locked`.execute(trx);
+        if (rows.length === 0) return [];
+        const told = new Set(await report(rows.map((r) => ({ runId: r.run_id, state: r.state }))));
+        const done = rows.filter((r) => told.has(r.run_id));
+        if (done.length > 0) {
+          await sql`
+            update webhook_deliveries d set reported_state = t.state
+            from unnest(${done.map((r) => r.run_id)}::uuid[], ${done.map((r) => r.state)}::text[]) as t(run_id, state)
+            where d.run_id = t.run_id`.execute(trx);
+        }
+        return done.map((r) => r.run_id);
       });
     },
 
