@@ -57,6 +57,9 @@ export async function connectNats(
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     pingInterval: 10_000,
+    // An Error built per request for its stack trace, in case it fails,
+    // was 1.6 % of the scheduler's CPU (one per JetStream publish).
+    noAsyncTraces: true,
   });
   void (async () => {
     for await (const s of nc.status()) {
