@@ -19,6 +19,13 @@ export interface GroupCommitOptions {
   maxBatch: number;
   /** Batches written at once (each holds a pool connection). */
   concurrency?: number;
+  /**
+   * How long a batch waits for more callers before it is written (flushed
+   * early when full). 0, the default: not at all. Only for writes nobody
+   * waits on in a hurry (a webhook's state), where fewer commits matter more
+   * than a few milliseconds.
+   */
+  windowMs?: number;
 }
 
 interface Waiter<I, O> {
@@ -35,7 +42,9 @@ interface Waiter<I, O> {
 export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: GroupCommitOptions): (item: I) => Promise<O> {
   const queue: Waiter<I, O>[] = [];
   const concurrency = options.concurrency ?? 1;
+  const windowMs = options.windowMs ?? 0;
   let inFlight = 0;
+  let windowTimer: NodeJS.Timeout | undefined;
 
   async function flush(batch: Waiter<I, O>[]): Promise<void> {
     try {
@@ -62,12 +71,27 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
   }
 
   function next(): void {
+    if (windowMs > 0 && queue.length > 0 && queue.length < options.maxBatch && windowTimer === undefined) {
+      // The first caller of a batch opens its window; the window's end writes it.
+      windowTimer = setTimeout(() => {
+        windowTimer = undefined;
+        drain();
+      }, windowMs);
+      return;
+    }
+    if (windowTimer !== undefined && queue.length < options.maxBatch) return;
+    drain();
+  }
+
+  function drain(): void {
+    clearTimeout(windowTimer);
+    windowTimer = undefined;
     while (inFlight < concurrency && queue.length > 0) {
       const batch = queue.splice(0, options.maxBatch);
       inFlight++;
       void flush(batch).finally(() => {
         inFlight--;
-        next();
+        if (queue.length > 0) next();
       });
     }
   }

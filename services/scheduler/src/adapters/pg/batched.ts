@@ -154,3 +154,33 @@ export function batchedSuccess(db: Kysely<SchedulerDb>) {
     { maxBatch: MAX_BATCH },
   );
 }
+
+/** How long a webhook's state waits for others to share its commit: nobody waits on it in a hurry. */
+const WEBHOOK_STATE_WINDOW_MS = 50;
+
+/**
+ * Sets webhooks' states as the notifier tells them, the states told within a
+ * short window in one statement: the first tell marks the webhook taken (the
+ * reconciler stops republishing it), a delivered or failed one settled (the
+ * overview counts it in that interval). When one run's state is told twice
+ * in a batch the later one stands. Answers the run's project, or undefined
+ * when it has no webhook.
+ */
+export function batchedWebhookState(db: Kysely<SchedulerDb>) {
+  return groupCommit<{ runId: string; state: string }, string | undefined>(
+    async (items) => {
+      const latest = new Map(items.map((i) => [i.runId, i.state]));
+      const { rows } = await sql<{ id: string; project_id: string }>`
+        update runs set
+          webhook_state = s.state,
+          webhook_taken_at = coalesce(runs.webhook_taken_at, now()),
+          webhook_settled_at = case when s.state in ('delivered', 'failed') then now() else null end
+        from unnest(${[...latest.keys()]}::uuid[], ${[...latest.values()]}::text[]) as s(id, state)
+        where runs.id = s.id and runs.webhook_url is not null
+        returning runs.id, runs.project_id`.execute(db);
+      const project = new Map(rows.map((r) => [r.id, r.project_id]));
+      return items.map((i) => project.get(i.runId));
+    },
+    { maxBatch: MAX_BATCH, windowMs: WEBHOOK_STATE_WINDOW_MS },
+  );
+}

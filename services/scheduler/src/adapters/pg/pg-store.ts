@@ -1,7 +1,7 @@
 import type { Kysely } from "kysely";
 import type { SchedulerStore, TenancyStore } from "../../core/ports.js";
 import * as apps from "./app-store.js";
-import { batchedClaim, batchedInsert, batchedSuccess } from "./batched.js";
+import { batchedClaim, batchedInsert, batchedSuccess, batchedWebhookState } from "./batched.js";
 import * as maintenance from "./maintenance-store.js";
 import * as claims from "./claim-run.js";
 import * as ends from "./end-attempt.js";
@@ -19,6 +19,7 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
   const insert = batchedInsert(db);
   const claim = batchedClaim(db);
   const succeed = batchedSuccess(db);
+  const webhookState = batchedWebhookState(db);
   return {
     projectOfKey: (key) => apps.projectOfKey(db, key),
     upsertApp: (project, app) => apps.upsertApp(db, project, app),
@@ -40,7 +41,7 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     endAttempt: (runId, attempt, owner, result, decideFor) => ends.endAttempt(db, runId, attempt, owner, result, decideFor),
     endSucceeded: (runId, attempt, owner, result) => succeed({ runId, attempt, owner, result }),
     cancelRun: (project, runId) => ends.cancelRun(db, project, runId),
-    setWebhookState: (runId, state) => runs.setWebhookState(db, runId, state),
+    setWebhookState: (runId, state) => webhookState({ runId, state }),
     appsWithDueRuns: (limit) => maintenance.appsWithDueRuns(db, limit),
     dispatchQueued: (project, app, batch) => maintenance.dispatchQueued(db, project, app, batch),
     expireQueued: () => maintenance.expireQueued(db),
