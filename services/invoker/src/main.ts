@@ -6,7 +6,7 @@ import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, Gauge, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
-import { connectNats, natsNames } from "@longhaul/shared/nats";
+import { connectNats, natsNames, streamSettings } from "@longhaul/shared/nats";
 import { onShutdown } from "@longhaul/shared/service";
 import { loadConfig } from "./config.js";
 import { ownAddresses } from "@longhaul/shared/config";
@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     names,
     capacity,
     log,
-    replicas: config.LONGHAUL_NATS_REPLICAS,
+    streams: streamSettings(config),
     claim: async (d) => {
       const decision = await invoker.claim(d);
       heartbeats.nudge();

@@ -3,7 +3,7 @@ import type { Logger } from "@longhaul/shared/logger";
 import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
-import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
+import { connectNats, ensureStreams, natsNames, streamSettings } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, isConnectionError, readySchema } from "@longhaul/shared/db";
 import { resultUrlKey } from "@longhaul/shared/result-url";
 import type { NotifierConfig } from "./config.js";
@@ -62,7 +62,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     natsUp = up;
     refreshHealth();
   });
-  const jsm = await ensureStreams(nc, names, config.LONGHAUL_NATS_REPLICAS);
+  const jsm = await ensureStreams(nc, names, streamSettings(config));
 
   const runs = createSchedulerRunSource({
     address: config.SCHEDULER_ADDR,

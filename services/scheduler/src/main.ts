@@ -5,7 +5,7 @@ import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { adminPb, appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
-import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
+import { connectNats, ensureStreams, natsNames, streamSettings } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, probePostgres, readySchema } from "@longhaul/shared/db";
 import { createDependencyHealth, onShutdown } from "@longhaul/shared/service";
 import { loadConfig, projectKeys } from "./config.js";
@@ -45,7 +45,7 @@ const grpc = createGrpcServer({
 const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
 const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => health.set("nats", up));
 const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
-await ensureStreams(nc, names, config.LONGHAUL_NATS_REPLICAS);
+await ensureStreams(nc, names, streamSettings(config));
 
 const store = createPgStore(db);
 const deps: SchedulerDeps = {

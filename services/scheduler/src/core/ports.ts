@@ -173,7 +173,14 @@ export interface EventBus {
    */
   publishDispatch(refs: DispatchRef[], options?: { republish?: boolean }): Promise<void>;
   /** `traceparent`: the run's stored one, so the event joins the run's trace wherever it is published from. */
-  publishFinished(run: { id: string; project: string; app: string; status: string; traceparent?: string; delivery?: FinishedDelivery }): Promise<void>;
+  /**
+   * `republish`: no notifier took the webhook (the event was dropped from a
+   * full stream, or lost): sent under a new message id, past JetStream's dedup.
+   */
+  publishFinished(
+    run: { id: string; project: string; app: string; status: string; traceparent?: string; delivery?: FinishedDelivery },
+    options?: { republish?: boolean },
+  ): Promise<void>;
   publishCancel(runId: string): void;
   /** A run of `project` changed (created, state, webhook state): a core NATS notice, at most once. */
   publishChanged(project: string, runId: string, status: string): void;

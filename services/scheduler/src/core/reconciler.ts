@@ -73,7 +73,7 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
       if (due.webhooks) await step("webhooks", async () => {
         for (const r of await store.untakenWebhooks(settings.webhookRepublishAfterSeconds, BATCH)) {
           log.warn({ run_id: r.id }, "republishing run.finished: no notifier took it");
-          await deps.bus.publishFinished(r);
+          await deps.bus.publishFinished(r, { republish: true });
         }
       });
       if (Date.now() - lastRetention > 60_000) {
