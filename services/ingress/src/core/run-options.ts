@@ -139,8 +139,6 @@ export function buildSubmitRunRequest(
     idempotencyKey: options.idempotencyKey,
     notBefore: options.notBefore,
     labels: options.labels,
-    // Chosen by the scheduler client, the same on every try (scheduler-client.ts).
-    runId: "",
   };
 }
 

@@ -116,7 +116,6 @@ export function createRunRegistry(deps: SchedulerDeps) {
 
   async function submit(project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }, retryOf: string | null = null) {
     checkName("app", input.app);
-    if (input.runId && !UUID.test(input.runId)) throw new LonghaulError("invalid_argument", "run_id: must be a UUID");
     if (!bus.isConnected()) throw new LonghaulError("unavailable", "the event broker is unreachable; try again", { retryAfterSeconds: 2 });
     const result = await store.submitRun(project, input.app, (app) => ({
       project,
@@ -130,8 +129,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
       webhookUrl: input.webhookUrl || null,
       priority: input.priority,
       idempotencyKey: input.idempotencyKey || null,
-      // Only a keyed submit is compared with an earlier one.
-      requestHash: input.idempotencyKey ? requestHash(input) : "",
+      requestHash: requestHash(input),
       notBefore: input.notBefore ?? null,
       retryOf,
       traceparent: trace.traceparent,
@@ -144,7 +142,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
         allowPrivateWebhooks: settings.allowPrivateWebhooks,
         now: new Date(),
       }).timeoutSeconds,
-    }), input.runId ? input.runId.toLowerCase() : undefined);
+    }));
     if (!result.existing) {
       deps.metrics.runAccepted(input.app);
       // Debug: the one info line per run is the attempt's end (run-lifecycle).

@@ -2,4 +2,3 @@
 export * from "./database.js";
 export * from "./migrations.js";
 export * from "./postgres-probe.js";
-export * from "./group-commit.js";

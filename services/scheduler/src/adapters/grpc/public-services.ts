@@ -72,7 +72,6 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
             idempotencyKey: req.idempotencyKey,
             notBefore: req.notBefore,
             labels: req.labels,
-            runId: req.runId,
           },
           traceCarrier(),
         ));

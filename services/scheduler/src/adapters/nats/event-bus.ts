@@ -45,7 +45,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
         ),
       );
     },
-    async publishFinished(run, options = {}) {
+    async publishFinished(run) {
       await inSpan(
         "run.finished",
         {
@@ -78,7 +78,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
                   : {}),
               }),
             ),
-            { msgID: options.republish ? `${run.id}:finished:${Date.now()}` : `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
+            { msgID: `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
           ),
       );
     },
