@@ -89,6 +89,28 @@ const mesh = await startMesh({
   ),
 });
 
+/** CPU ms (user + system, from /proc) of each service process, by name. */
+function cpuOf(processes) {
+  const tick = 10; // USER_HZ is 100 on Linux: a tick is 10 ms
+  const out = {};
+  for (const p of processes) {
+    if (!p.pid) continue;
+    try {
+      const fields = fs.readFileSync(`/proc/${p.pid}/stat`, "utf8").split(") ")[1].split(" ");
+      out[p.name] = (out[p.name] ?? 0) + (Number(fields[11]) + Number(fields[12])) * tick;
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+async function commits() {
+  const r = await admin.query("select xact_commit::bigint as n from pg_stat_database where datname = $1", [dbName]);
+  return Number(r.rows[0]?.n ?? 0);
+}
+/** CPU ms per run during the load window (start-up excluded), by service; `pgCommits`: commits per run. */
+const cpuWindow = {};
+
 let failed = 0;
 try {
   const auth = { authorization: `Bearer ${mesh.apiKey}` };
@@ -117,6 +139,8 @@ try {
     });
 
   log(`sending ${runs} runs at ${rate}/s${args["no-webhook"] ? " without webhooks" : " with webhooks"}`);
+  const cpuBefore = cpuOf(mesh.processes);
+  const pgBefore = await commits();
   const t0 = performance.now();
   const pending = [];
   for (let i = 0; i < runs; i++) {
@@ -131,6 +155,13 @@ try {
   const done = () => (args["no-webhook"] ? appCalls : hooks) >= expected;
   while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
   log(`sent ${runs} (${failed} refused) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
+  const cpuAfter = cpuOf(mesh.processes);
+  const pgAfter = await commits();
+  const done_ = Math.max(1, expected);
+  for (const [name, ms] of Object.entries(cpuAfter)) {
+    cpuWindow[name] = (ms - (cpuBefore[name] ?? 0)) / done_;
+  }
+  cpuWindow.pgCommits = (pgAfter - pgBefore) / done_;
   agent.destroy();
 } finally {
   await mesh.stop();
@@ -158,4 +189,13 @@ for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
   console.log("top frames by self time:");
   for (const f of summary.frames) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.ms.toFixed(0).padStart(6)} ms  ${f.name}`);
 }
+console.log("\n## CPU per run during the load (from /proc, start-up excluded; profiler overhead included)");
+let sum = 0;
+for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
+  if (cpuWindow[name] === undefined) continue;
+  sum += cpuWindow[name];
+  console.log(`  ${name.padEnd(10)} ${cpuWindow[name].toFixed(2)} ms`);
+}
+console.log(`  ${"sum".padEnd(10)} ${sum.toFixed(2)} ms`);
+console.log(`  Postgres commits per run (its own database): ${cpuWindow.pgCommits?.toFixed(2)}`);
 console.log(`\nprofiles in ${outDir}`);

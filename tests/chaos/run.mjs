@@ -99,7 +99,7 @@ async function chaos() {
   // the timeout; so the streams are made here first, by the services' own code.
   const nc = await connect({ servers: nats.url.split(","), timeout: 5_000 });
   try {
-    await ensureStreams(nc, natsNames(NATS_PREFIX), 3);
+    await ensureStreams(nc, natsNames(NATS_PREFIX), { replicas: 3 });
   } finally {
     await nc.close();
   }

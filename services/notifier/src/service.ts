@@ -1,9 +1,9 @@
+import type { Server } from "node:http";
 import type { Logger } from "@longhaul/shared/logger";
 import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
-import { connectNats, ensureStreams, natsNames } from "@longhaul/shared/nats";
-import { createDependencyHealth } from "@longhaul/shared/service";
+import { connectNats, ensureStreams, natsNames, streamSettings } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, isConnectionError, readySchema } from "@longhaul/shared/db";
 import { resultUrlKey } from "@longhaul/shared/result-url";
 import type { NotifierConfig } from "./config.js";
@@ -44,6 +44,9 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   const db = createDb<NotifierDatabase>({ url: config.DATABASE_URL, log, poolSize: 20 });
   await readySchema(db, notifierMigrationSet, config, log);
 
+  let natsUp = true;
+  let pgUp = true;
+  let started = false;
   const registry = createRegistry("notifier");
   const grpc = createGrpcServer({
     log,
@@ -52,11 +55,14 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     registry,
     ...connectionAgeOptions(config),
   });
-  const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
+  const refreshHealth = () => grpc.setServing(started && natsUp && pgUp);
 
   const names = natsNames(config.LONGHAUL_NATS_PREFIX);
-  const nc = await connectNats(config.NATS_URL, "longhaul-notifier", log, (up) => health.set("nats", up));
-  const jsm = await ensureStreams(nc, names, config.LONGHAUL_NATS_REPLICAS);
+  const nc = await connectNats(config.NATS_URL, "longhaul-notifier", log, (up) => {
+    natsUp = up;
+    refreshHealth();
+  });
+  const jsm = await ensureStreams(nc, names, streamSettings(config));
 
   const runs = createSchedulerRunSource({
     address: config.SCHEDULER_ADDR,
@@ -91,7 +97,9 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
 
   grpc.add(notifierPb.NotifierInternalServiceService, notifierServiceImpl(core, log), { internal: true });
   const grpcPort = await grpc.start();
-  const metricsServer = await serveMetrics(registry, config.NOTIFIER_METRICS_HOST, config.NOTIFIER_METRICS_PORT);
+  const metricsServer: Server = await serveMetrics(registry, config.NOTIFIER_METRICS_HOST, config.NOTIFIER_METRICS_PORT);
+  const metricsAddress = metricsServer.address();
+  const metricsPort = typeof metricsAddress === "object" && metricsAddress ? metricsAddress.port : 0;
 
   const consumer = await startFinishedConsumer({ nc, jsm, names, core, log });
   registerConsumerPending(registry, jsm, names.eventsStream, names.notifierConsumer);
@@ -102,25 +110,30 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     onResult: (ok, err) => {
       if (!ok) log.warn({ err }, "webhook poll failed");
       // A poll that works proves Postgres up; only a connection error proves it down.
-      if (ok) health.set("postgres", true);
-      else if (isConnectionError(err)) health.set("postgres", false, err);
+      const up = ok ? true : isConnectionError(err) ? false : pgUp;
+      if (up !== pgUp) {
+        pgUp = up;
+        refreshHealth();
+      }
     },
   });
   core.onCapacity(poller.wake);
   core.onRetryDue(poller.wakeIn);
-  health.started();
+  started = true;
+  refreshHealth();
 
   return {
     grpcPort,
-    metricsPort: metricsServer.port,
+    metricsPort,
     async stop() {
-      health.stopping();
+      started = false;
+      refreshHealth();
       await consumer.stop();
       await poller.stop();
       await core.drain();
       await sender.close?.();
       await grpc.stop(5_000);
-      await metricsServer.close();
+      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       runs.close();
       await nc.drain();
       await db.destroy();

@@ -35,6 +35,20 @@ export const commonEnvSchema = z.object({
    * @default 1
    */
   LONGHAUL_NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /**
+   * Bytes the `EVENTS` stream (run.finished) keeps before it drops the oldest
+   * event; what a notifier never read is republished from Postgres.
+   * @default 1073741824 (1 GiB)
+   */
+  LONGHAUL_EVENTS_MAX_BYTES: z.coerce.number().int().min(1024 * 1024).default(1024 * 1024 * 1024),
+  /** Seconds the `EVENTS` stream keeps an event. @default 86400 */
+  LONGHAUL_EVENTS_MAX_AGE_SECONDS: z.coerce.number().int().min(60).max(365 * 86_400).default(86_400),
+  /**
+   * Largest event `EVENTS` takes: a run.finished carries an answer of up to
+   * 64 KiB inline (base64, about 88 KiB), hence at least 128 KiB; at most the
+   * NATS server's max_payload (1 MiB by default). @default 262144
+   */
+  LONGHAUL_EVENTS_MAX_MSG_BYTES: z.coerce.number().int().min(128 * 1024).max(64 * 1024 * 1024).default(256 * 1024),
   /** Shared by the services of one mesh; required on every internal RPC. */
   LONGHAUL_INTERNAL_TOKEN: z.string().min(16, "at least 16 characters"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

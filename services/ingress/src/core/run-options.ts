@@ -139,6 +139,8 @@ export function buildSubmitRunRequest(
     idempotencyKey: options.idempotencyKey,
     notBefore: options.notBefore,
     labels: options.labels,
+    // Chosen by the scheduler client, the same on every try (scheduler-client.ts).
+    runId: "",
   };
 }
 

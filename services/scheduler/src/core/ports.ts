@@ -107,11 +107,16 @@ export interface SchedulerStore {
   appCounts(project?: string): Promise<{ project: string; app: string; queued: number; inFlight: number }[]>;
 
   insertRun(run: NewRun): Promise<{ runId: string; existing: boolean; dispatch: DispatchRef | null }>;
-  /** Finds the app and inserts the run `build` makes of it, in one transaction. */
+  /**
+   * Finds the app and inserts the run `build` makes of it, in one transaction.
+   * `runId`: the id the caller chose (a resent submit carries the same one);
+   * a run of the project with that id already is the answer (`existing`).
+   */
   submitRun(
     project: string,
     app: string,
     build: (app: AppSettings) => NewRun,
+    runId?: string,
   ): Promise<{ runId: string; existing: boolean; dispatch: DispatchRef | null }>;
   insertSyncRun(r: {
     project: string; app: string; upstreamUrl: string; method: string; path: string;
@@ -132,6 +137,12 @@ export interface SchedulerStore {
     result: AttemptResult,
     decideFor: (run: RunRecord, app: AppSettings | undefined) => Decision,
   ): Promise<{ run: RunRecord; decision: Decision; limited: boolean } | undefined>;
+  /**
+   * Ends an attempt the app answered with success, held by `owner`: no policy
+   * can change that outcome, so no read first. Undefined when the attempt is
+   * no longer the owner's. `limited`: the app has a concurrency limit.
+   */
+  endSucceeded(runId: string, attempt: number, owner: string, result: AttemptResult): Promise<{ run: RunRecord; limited: boolean } | undefined>;
   cancelRun(project: string, runId: string): Promise<{ run: RunRecord; cancelled: boolean; previousOwner: string | null } | undefined>;
   /** The run's project, or undefined when it has no webhook (or no such run). */
   setWebhookState(runId: string, state: string): Promise<string | undefined>;
@@ -162,7 +173,14 @@ export interface EventBus {
    */
   publishDispatch(refs: DispatchRef[], options?: { republish?: boolean }): Promise<void>;
   /** `traceparent`: the run's stored one, so the event joins the run's trace wherever it is published from. */
-  publishFinished(run: { id: string; project: string; app: string; status: string; traceparent?: string; delivery?: FinishedDelivery }): Promise<void>;
+  /**
+   * `republish`: no notifier took the webhook (the event was dropped from a
+   * full stream, or lost): sent under a new message id, past JetStream's dedup.
+   */
+  publishFinished(
+    run: { id: string; project: string; app: string; status: string; traceparent?: string; delivery?: FinishedDelivery },
+    options?: { republish?: boolean },
+  ): Promise<void>;
   publishCancel(runId: string): void;
   /** A run of `project` changed (created, state, webhook state): a core NATS notice, at most once. */
   publishChanged(project: string, runId: string, status: string): void;

@@ -4,7 +4,10 @@ import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import type { AppSettings, AttemptOutcome, RunRecord, WebhookState } from "./model.js";
 import type { AttemptResult } from "./ports.js";
-import { decide } from "./retry-policy.js";
+import { decide, type Decision } from "./retry-policy.js";
+import { isSuccessStatus } from "@longhaul/shared/domain";
+
+const SUCCEEDED: Decision = { kind: "succeeded" };
 
 /** Settings used when a run's app was deleted while the run was in flight. */
 const DELETED_APP_POLICY: Omit<AppSettings, "name" | "url" | "timeoutSeconds"> = {
@@ -40,19 +43,28 @@ export function createRunLifecycle(deps: SchedulerDeps) {
 
   /** Ends an attempt and publishes what follows: a finished run, or room for queued ones. */
   async function end(runId: string, attempt: number, owner: string | null, result: Completion) {
-    const ended = await store.endAttempt(
-      runId,
-      attempt,
-      owner,
-      result,
-      decideFor({
-        statusCode: result.statusCode,
-        errorCode: result.errorCode,
-        errorMessage: result.errorMessage,
-        retryAfterSeconds: result.retryAfterSeconds,
-      }),
-    );
+    // A success is a success whatever the app's policy: it is ended without a
+    // read (one statement, shared with concurrent completions).
+    const ended =
+      owner !== null && isSuccessStatus(result.statusCode) && !result.errorCode
+        ? await store.endSucceeded(runId, attempt, owner, result).then((r) => r && { ...r, decision: SUCCEEDED })
+        : await store.endAttempt(
+            runId,
+            attempt,
+            owner,
+            result,
+            decideFor({
+              statusCode: result.statusCode,
+              errorCode: result.errorCode,
+              errorMessage: result.errorMessage,
+              retryAfterSeconds: result.retryAfterSeconds,
+            }),
+          );
     if (!ended) return undefined;
+    return endAndPublish(ended, attempt, result);
+  }
+
+  async function endAndPublish(ended: { run: RunRecord; decision: Decision; limited: boolean }, attempt: number, result: Completion) {
     const { run, decision, limited } = ended;
     // The retry waits queued for its backoff: the reconciler starts it.
     if (decision.kind === "retry") deps.wakeReconciler?.();

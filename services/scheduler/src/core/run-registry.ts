@@ -116,6 +116,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
 
   async function submit(project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }, retryOf: string | null = null) {
     checkName("app", input.app);
+    if (input.runId && !UUID.test(input.runId)) throw new LonghaulError("invalid_argument", "run_id: must be a UUID");
     if (!bus.isConnected()) throw new LonghaulError("unavailable", "the event broker is unreachable; try again", { retryAfterSeconds: 2 });
     const result = await store.submitRun(project, input.app, (app) => ({
       project,
@@ -129,7 +130,8 @@ export function createRunRegistry(deps: SchedulerDeps) {
       webhookUrl: input.webhookUrl || null,
       priority: input.priority,
       idempotencyKey: input.idempotencyKey || null,
-      requestHash: requestHash(input),
+      // Only a keyed submit is compared with an earlier one.
+      requestHash: input.idempotencyKey ? requestHash(input) : "",
       notBefore: input.notBefore ?? null,
       retryOf,
       traceparent: trace.traceparent,
@@ -142,7 +144,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
         allowPrivateWebhooks: settings.allowPrivateWebhooks,
         now: new Date(),
       }).timeoutSeconds,
-    }));
+    }), input.runId ? input.runId.toLowerCase() : undefined);
     if (!result.existing) {
       deps.metrics.runAccepted(input.app);
       // Debug: the one info line per run is the attempt's end (run-lifecycle).

@@ -90,6 +90,8 @@ export interface SubmitInput {
   notBefore: Date | undefined;
   /** Labels to find the run by; checked here, whichever client sent them. */
   labels: Record<string, string>;
+  /** The run id the caller chose (a UUID), or empty. */
+  runId?: string;
 }
 
 export interface SubmitLimits {

@@ -2,3 +2,4 @@
 export * from "./database.js";
 export * from "./migrations.js";
 export * from "./postgres-probe.js";
+export * from "./group-commit.js";

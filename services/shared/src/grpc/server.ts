@@ -45,9 +45,16 @@ function loadDescriptorProtos(): Buffer[] {
   return files.map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f)));
 }
 
+/**
+ * The reason of every cancelled call's signal: one instance, since grpc-js
+ * reports most calls as cancelled when their stream closes, and an error
+ * built per call (its stack captured) was 1.4 % of the scheduler's CPU.
+ */
+const CALL_CANCELLED = new LonghaulError("deadline_exceeded", "call cancelled");
+
 function callSignal(call: { on(event: "cancelled", fn: () => void): unknown }): AbortSignal {
   const controller = new AbortController();
-  call.on("cancelled", () => controller.abort(new LonghaulError("deadline_exceeded", "call cancelled")));
+  call.on("cancelled", () => controller.abort(CALL_CANCELLED));
   return controller.signal;
 }
 

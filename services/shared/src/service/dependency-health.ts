@@ -12,20 +12,16 @@ export interface DependencyHealth {
   set(dependency: string, up: boolean, cause?: unknown): void;
   /** The service serves from now on (health follows the dependencies). */
   started(): void;
-  /** The service stops (drains): NOT_SERVING from now on, whatever the dependencies say. */
-  stopping(): void;
-  /** True while started, not stopping, and nothing is down. */
+  /** True while started and nothing is down. */
   serving(): boolean;
 }
 
 export function createDependencyHealth(setServing: (serving: boolean) => void, log: Logger): DependencyHealth {
   const down = new Set<string>();
   let started = false;
-  let stopping = false;
   let last: boolean | undefined;
-  const serving = () => started && !stopping && down.size === 0;
   const refresh = () => {
-    const now = serving();
+    const now = started && down.size === 0;
     if (now === last) return;
     last = now;
     setServing(now);
@@ -43,10 +39,6 @@ export function createDependencyHealth(setServing: (serving: boolean) => void, l
       started = true;
       refresh();
     },
-    stopping() {
-      stopping = true;
-      refresh();
-    },
-    serving,
+    serving: () => started && down.size === 0,
   };
 }

@@ -10,6 +10,8 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { randomUUID } from "node:crypto";
+import { setTimeout } from "node:timers/promises";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { callUnary, createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
 import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
@@ -96,25 +98,26 @@ const RETRIED = [
   "/grpc.health.v1.Health/Check",
 ];
 
-/** Tries of a submit that carries an Idempotency-Key, when a copy is unavailable. */
+/** Tries of a submit when a scheduler copy is unavailable (each with the same run id). */
 const SUBMIT_TRIES = 3;
 const SUBMIT_RETRY_DELAY_MS = 100;
 
 /**
- * A submit whose scheduler copy went away before answering may have been
- * committed there. With an idempotency key, sending it again (round-robin
- * picks a live copy) returns that same run if it was: so such a submit is
- * tried again on UNAVAILABLE. Without a key a second try could make a second
- * run, so the caller gets the 503 and decides.
+ * Submits, trying another scheduler copy when one is unavailable. A submit
+ * that reached a scheduler which then went away may have committed there;
+ * every try carries the same run id (chosen here when the caller chose
+ * none), so a second try answers with that run if it was stored, and never
+ * makes a second one.
  */
-async function submitWithFailover<T>(idempotencyKey: string, call: () => Promise<T>): Promise<T> {
+async function submitWithFailover<T>(req: runsPb.SubmitRunRequest, call: (req: runsPb.SubmitRunRequest) => Promise<T>): Promise<T> {
+  const once = req.runId ? req : { ...req, runId: randomUUID() };
   for (let attempt = 1; ; attempt++) {
     try {
-      return await call();
+      return await call(once);
     } catch (err) {
-      const retry = idempotencyKey !== "" && attempt < SUBMIT_TRIES && err instanceof LonghaulError && err.code === "unavailable";
+      const retry = attempt < SUBMIT_TRIES && err instanceof LonghaulError && err.code === "unavailable";
       if (!retry) throw err;
-      await new Promise((r) => setTimeout(r, SUBMIT_RETRY_DELAY_MS * attempt));
+      await setTimeout(SUBMIT_RETRY_DELAY_MS * attempt);
     }
   }
 }
@@ -145,8 +148,8 @@ export function createSchedulerClients(addresses: string, internalToken: string)
 
   const runs: RunsPort = {
     submitRun: (caller, req, opts) =>
-      submitWithFailover(req.idempotencyKey, () =>
-        callUnary(runClient.submitRun.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+      submitWithFailover(req, (once) =>
+        callUnary(runClient.submitRun.bind(runClient), once, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
       ),
     async getRun(caller, runId, waitSeconds, opts) {
       const res = await callUnary(

@@ -1,7 +1,7 @@
 import { jetstream, type JsMsg, type ConsumerMessages } from "@nats-io/jetstream";
 import type { Logger } from "@longhaul/shared/logger";
 import { context } from "@longhaul/shared/telemetry";
-import { contextFromHeaders, ensureConsumer, ensureStreams, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
+import { contextFromHeaders, ensureConsumer, ensureStreams, type NatsConnection, type NatsNames, type StreamSettings } from "@longhaul/shared/nats";
 import { createCapacity, type Capacity } from "../../core/capacity.js";
 import type { Dispatch } from "../../core/ports.js";
 import type { ClaimDecision } from "../../core/run-invoker.js";
@@ -23,8 +23,8 @@ export interface DispatchConsumerOptions {
   log: Logger;
   /** Claims one attempt (RunInvoker.claim). */
   claim(dispatch: Dispatch): Promise<ClaimDecision>;
-  /** Replicas of the mesh's streams (LONGHAUL_NATS_REPLICAS). @default 1 */
-  replicas?: number;
+  /** Limits of the mesh's streams (LONGHAUL_NATS_REPLICAS, LONGHAUL_EVENTS_*). @default DEFAULT_STREAM_SETTINGS */
+  streams?: Partial<StreamSettings>;
   /** Most messages asked for in one pull. @default 256 */
   batch?: number;
   /**
@@ -62,7 +62,7 @@ export function parseDispatch(data: Uint8Array): Dispatch | undefined {
  * never depends on JetStream: ownership lives in the scheduler.
  */
 export async function startDispatchConsumer(o: DispatchConsumerOptions): Promise<DispatchConsumer> {
-  const jsm = await ensureStreams(o.nc, o.names, o.replicas ?? 1);
+  const jsm = await ensureStreams(o.nc, o.names, o.streams);
   await ensureConsumer(jsm, o.names.dispatchStream, o.names.invokerConsumer, o.names.dispatchAll, ACK_WAIT_SECONDS);
   const consumer = await jetstream(o.nc).consumers.get(o.names.dispatchStream, o.names.invokerConsumer);
   const batch = o.batch ?? 256;

@@ -72,6 +72,7 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
             idempotencyKey: req.idempotencyKey,
             notBefore: req.notBefore,
             labels: req.labels,
+            runId: req.runId,
           },
           traceCarrier(),
         ));

@@ -45,7 +45,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
         ),
       );
     },
-    async publishFinished(run) {
+    async publishFinished(run, options = {}) {
       await inSpan(
         "run.finished",
         {
@@ -78,7 +78,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
                   : {}),
               }),
             ),
-            { msgID: `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
+            { msgID: options.republish ? `${run.id}:finished:${Date.now()}` : `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
           ),
       );
     },

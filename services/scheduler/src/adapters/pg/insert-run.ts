@@ -6,6 +6,7 @@ import type { NewRun as NewRunInput } from "../../core/ports.js";
 import { findApp, joinedApp, joinedAppColumns } from "./run-queries.js";
 import { admitSubmit } from "./tenancy-store.js";
 import type { Db } from "./run-columns.js";
+import type { RunRow } from "./batched.js";
 import type { SchedulerDb } from "./schema.js";
 
 export interface SubmitResult {
@@ -35,7 +36,23 @@ async function roomForApp(trx: Transaction<SchedulerDb>, project: string, app: A
  * and nothing delays it, else `queued`.
  */
 export async function insertRun(db: Kysely<SchedulerDb>, input: NewRunInput): Promise<SubmitResult> {
-  return db.transaction().execute((trx) => insertRunIn(trx, input));
+  return db.transaction().execute((trx) => insertRunIn(trx, input, randomUUID()));
+}
+
+/** Inserts one run row; false when a run with its id exists (shared by concurrent submits: batched.ts). */
+export type InsertRow = (row: RunRow) => Promise<boolean>;
+
+/**
+ * The answer to a submit whose run id (chosen by the caller: a gateway that
+ * resends a submit to another scheduler sends the same id) is taken: the same
+ * submit seen again when the run is the caller's project's, else a conflict.
+ */
+async function alreadySubmitted(db: Db, project: string, runId: string): Promise<SubmitResult> {
+  const prior = await db.selectFrom("runs").select("project_id").where("id", "=", runId).executeTakeFirst();
+  if (!prior || prior.project_id !== project) {
+    throw new LonghaulError("already_exists", `run id ${runId} is taken`);
+  }
+  return { runId, existing: true, dispatch: null };
 }
 
 /**
@@ -45,10 +62,13 @@ export async function insertRun(db: Kysely<SchedulerDb>, input: NewRunInput): Pr
  */
 export async function submitRun(
   db: Kysely<SchedulerDb>,
+  insert: InsertRow,
   project: string,
   appName: string,
   build: (app: AppSettings) => NewRunInput,
+  chosenRunId?: string,
 ): Promise<SubmitResult> {
+  const runId = chosenRunId ?? randomUUID();
   // The common case in two statements and no transaction (issue 11: five
   // round trips were a fifth of a submit's cost): the project (no limits)
   // and the app (no concurrency limit, not paused) in one read, then the run
@@ -73,8 +93,8 @@ export async function submitRun(
     const input = build(app);
     const delayed = input.notBefore !== null && input.notBefore.getTime() > Date.now();
     if (!input.idempotencyKey && !delayed) {
-      const runId = randomUUID();
-      await insertRow(db, input, runId, "dispatched");
+      // One multi-row insert and one commit with the concurrent submits (group commit).
+      if (!(await insert(runRow(input, runId, "dispatched")))) return alreadySubmitted(db, project, runId);
       return { runId, existing: false, dispatch: { runId, attempt: 1, project: input.project, app: app.name, traceparent: input.traceparent } };
     }
   }
@@ -83,14 +103,18 @@ export async function submitRun(
     const projectRoom = await admitSubmit(trx, project);
     const app = await findApp(trx, project, appName);
     if (!app) throw new LonghaulError("not_found", `app ${appName} not found`);
-    return insertRunIn(trx, build(app), projectRoom);
+    return insertRunIn(trx, build(app), runId, projectRoom);
   });
 }
 
 /** `projectRoom`: runs the project may still start under its max_in_flight (a run past it waits queued). */
-async function insertRunIn(trx: Transaction<SchedulerDb>, input: NewRunInput, projectRoom = Number.POSITIVE_INFINITY): Promise<SubmitResult> {
+async function insertRunIn(
+  trx: Transaction<SchedulerDb>,
+  input: NewRunInput,
+  runId: string,
+  projectRoom = Number.POSITIVE_INFINITY,
+): Promise<SubmitResult> {
   {
-    const runId = randomUUID();
     if (input.idempotencyKey) {
       const claimed = await trx
         .insertInto("idempotency_keys")
@@ -134,7 +158,13 @@ async function insertRunIn(trx: Transaction<SchedulerDb>, input: NewRunInput, pr
       if (room > 0) status = "dispatched";
       else await refuseWhenQueueFull(trx, input);
     }
-    await insertRow(trx, input, runId, status);
+    const inserted = await trx
+      .insertInto("runs")
+      .values(runRow(input, runId, status))
+      .onConflict((oc) => oc.column("id").doNothing())
+      .returning("id")
+      .executeTakeFirst();
+    if (!inserted) return alreadySubmitted(trx, input.project, runId);
     const dispatch =
       status === "dispatched"
         ? { runId, attempt: 1, project: input.project, app: input.app.name, traceparent: input.traceparent }
@@ -158,11 +188,9 @@ async function refuseWhenQueueFull(trx: Transaction<SchedulerDb>, input: NewRunI
   }
 }
 
-/** Inserts the run row (one statement). */
-async function insertRow(db: Db, input: NewRunInput, runId: string, status: "queued" | "dispatched"): Promise<void> {
-  await db
-    .insertInto("runs")
-    .values({
+/** The row of a new run. */
+function runRow(input: NewRunInput, runId: string, status: "queued" | "dispatched"): RunRow {
+  return {
       id: runId,
       project_id: input.project,
       app: input.app.name,
@@ -185,6 +213,5 @@ async function insertRow(db: Db, input: NewRunInput, runId: string, status: "que
       traceparent: input.traceparent,
       tracestate: input.tracestate,
       labels: JSON.stringify(input.labels),
-    })
-    .execute();
+  };
 }

@@ -121,6 +121,49 @@ describe("pg store", () => {
     expect(other.runId).not.toBe(x!.runId);
   });
 
+  it("a submit sent again with its run id, to either scheduler, makes one run; another project's id is refused", async () => {
+    const app = normaliseApp({ name: "chosen", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    await a.upsertApp("p2", app);
+    const runId = "0190c0de-0000-7000-8000-00000000c0de";
+    const [x, y] = await Promise.all([
+      a.submitRun("p1", "chosen", (found) => newRun(found), runId),
+      b.submitRun("p1", "chosen", (found) => newRun(found), runId),
+    ]);
+    expect([x.runId, y.runId]).toEqual([runId, runId]);
+    expect([x.existing, y.existing].sort()).toEqual([false, true]);
+    // Only the new one is dispatched: a resend never dispatches twice.
+    expect([x.dispatch, y.dispatch].filter(Boolean)).toHaveLength(1);
+    expect(await a.findRun("p1", runId)).toMatchObject({ id: runId, status: "dispatched" });
+    await expect(a.submitRun("p2", "chosen", (found) => newRun(found, { project: "p2" }), runId)).rejects.toMatchObject({ code: "already_exists" });
+    // Through the transaction path (an Idempotency-Key) the same holds.
+    await expect(a.submitRun("p2", "chosen", (found) => newRun(found, { project: "p2", idempotencyKey: "k-chosen" }), runId)).rejects.toMatchObject({
+      code: "already_exists",
+    });
+  });
+
+  it("ends concurrent successes in shared statements, each run once, and refuses a repeat", async () => {
+    const app = normaliseApp({ name: "many", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const ids = await Promise.all(Array.from({ length: 30 }, () => a.insertRun(newRun(app)).then((r) => r.runId)));
+    const claimed = await Promise.all(ids.map((id, i) => (i % 2 ? a : b).claimRun(id, 1, `inv-${i % 3}`, 30)));
+    expect(claimed.every(Boolean)).toBe(true);
+    // Each result sent twice at once (a retried CompleteRun): one ends the run, the other is late.
+    const ended = await Promise.all(ids.flatMap((id, i) => [0, 1].map(() => a.endSucceeded(id, 1, `inv-${i % 3}`, ok))));
+    expect(ended.filter(Boolean)).toHaveLength(30);
+    for (const id of ids) {
+      expect(await a.findRun("p1", id)).toMatchObject({ status: "succeeded", status_code: 200, owner: null, webhook_state: "none" });
+      const [attempt] = await a.findAttempts(id);
+      expect(attempt).toMatchObject({ status_code: 200 });
+      expect(attempt!.finished_at).toBeInstanceOf(Date);
+    }
+    // A wrong owner is refused.
+    const { runId } = await a.insertRun(newRun(app));
+    await a.claimRun(runId, 1, "inv-x", 30);
+    expect(await a.endSucceeded(runId, 1, "inv-y", ok)).toBeUndefined();
+    expect(await a.endSucceeded(runId, 1, "inv-x", ok)).toMatchObject({ limited: false, run: { status: "succeeded" } });
+  });
+
   it("lets one invoker claim an attempt, refuses a late result and a second claim", async () => {
     const app = normaliseApp({ name: "claims", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);

@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import type { SchedulerStore, TenancyStore } from "../../core/ports.js";
 import * as apps from "./app-store.js";
+import { batchedClaim, batchedInsert, batchedSuccess, batchedWebhookState } from "./batched.js";
 import * as maintenance from "./maintenance-store.js";
 import * as claims from "./claim-run.js";
 import * as ends from "./end-attempt.js";
@@ -14,6 +15,11 @@ import type { SchedulerDb } from "./schema.js";
 export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
   /** The rollup's progress as last seen: a planner hint for stats reads (it only grows). */
   let rolledHint: Date | undefined;
+  // The hot path's writes, each as a group commit (batched.ts).
+  const insert = batchedInsert(db);
+  const claim = batchedClaim(db);
+  const succeed = batchedSuccess(db);
+  const webhookState = batchedWebhookState(db);
   return {
     projectOfKey: (key) => apps.projectOfKey(db, key),
     upsertApp: (project, app) => apps.upsertApp(db, project, app),
@@ -24,17 +30,18 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     findRetryable: (filter) => runs.findRetryable(db, filter),
     appCounts: (project) => maintenance.appCounts(db, project),
     insertRun: (run) => inserts.insertRun(db, run),
-    submitRun: (project, app, build) => inserts.submitRun(db, project, app, build),
+    submitRun: (project, app, build, runId) => inserts.submitRun(db, insert, project, app, build, runId),
     insertSyncRun: (r) => runs.insertSyncRun(db, r),
     findRun: (project, id) => runs.findRun(db, project, id),
     findAttempts: (runId) => runs.findAttempts(db, runId),
     listRuns: (filter) => runs.listRuns(db, filter),
     findRuns: (project, ids) => runs.findRuns(db, project, ids),
-    claimRun: (runId, attempt, invokerId, lease) => claims.claimRun(db, runId, attempt, invokerId, lease),
+    claimRun: (runId, attempt, invokerId, leaseSeconds) => claim({ runId, attempt, invokerId, leaseSeconds }),
     renewSession: (invokerId, held, lease) => claims.renewSession(db, invokerId, held, lease),
     endAttempt: (runId, attempt, owner, result, decideFor) => ends.endAttempt(db, runId, attempt, owner, result, decideFor),
+    endSucceeded: (runId, attempt, owner, result) => succeed({ runId, attempt, owner, result }),
     cancelRun: (project, runId) => ends.cancelRun(db, project, runId),
-    setWebhookState: (runId, state) => runs.setWebhookState(db, runId, state),
+    setWebhookState: (runId, state) => webhookState({ runId, state }),
     appsWithDueRuns: (limit) => maintenance.appsWithDueRuns(db, limit),
     dispatchQueued: (project, app, batch) => maintenance.dispatchQueued(db, project, app, batch),
     expireQueued: () => maintenance.expireQueued(db),

@@ -154,27 +154,6 @@ export async function findApp(db: Db, project: string, name: string): Promise<Ap
 }
 
 /**
- * Sets the webhook state the notifier reports; the first report marks the run
- * as taken. Returns the run's project (for the change notice), undefined when
- * the run has no webhook.
- */
-export async function setWebhookState(db: Db, runId: string, state: string): Promise<string | undefined> {
-  const r = await db
-    .updateTable("runs")
-    .set({
-      webhook_state: state,
-      webhook_taken_at: sql<Date>`coalesce(webhook_taken_at, now())` as never,
-      // The overview counts webhooks in the interval they settled in.
-      webhook_settled_at: state === "delivered" || state === "failed" ? (sql<Date>`now()` as never) : null,
-    })
-    .where("id", "=", runId)
-    .where("webhook_url", "is not", null)
-    .returning("project_id")
-    .executeTakeFirst();
-  return r?.project_id;
-}
-
-/**
  * Ids of the finished async runs that match a bulk retry's filter, oldest
  * first, that still have their request and were never retried (the partial
  * index on retry_of answers that from the retries alone).

@@ -6,7 +6,7 @@ import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";
 import { STATS_WINDOWS, type StatsQuery, type StatsResult } from "../../core/run-stats.js";
 import { ensureProjectKey } from "./app-store.js";
 import { schedulerMigrationSet } from "./migrations.js";
-import { setWebhookState } from "./run-queries.js";
+import { batchedWebhookState } from "./batched.js";
 import { readRunStats, rollUpRunStats } from "./run-stats.js";
 import type { SchedulerDb } from "./schema.js";
 
@@ -197,6 +197,8 @@ describe("run stats", () => {
   it("stamps the time a webhook settles, in the update that records it", async () => {
     await seed({ status: "succeeded", finishedAt: at(T, 0), runMs: 10, webhook: { state: "pending", settledAt: at(T, 0) } });
     const id = (await db.selectFrom("runs").select("id").where("webhook_state", "=", "pending").executeTakeFirstOrThrow()).id;
+    const setWebhookState = (_db: unknown, runId: string, state: string) => tell({ runId, state });
+    const tell = batchedWebhookState(db);
     const settled = async () => (await db.selectFrom("runs").select("webhook_settled_at").where("id", "=", id).executeTakeFirstOrThrow()).webhook_settled_at;
     await setWebhookState(db, id, "pending");
     expect(await settled()).toBeNull();

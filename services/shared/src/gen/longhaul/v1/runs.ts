@@ -237,6 +237,14 @@ export interface SubmitRunRequest {
    * starting with a letter or digit, a value 1-128 of [A-Za-z0-9_.:/@+-].
    */
   labels: { [key: string]: string };
+  /**
+   * The new run's id, chosen by the caller (a UUID); empty: the scheduler
+   * chooses one. Sending the same submit again with the same id (after a
+   * lost answer, or to another scheduler) never makes a second run: the
+   * answer names the run made first, with existing set. An id taken by
+   * another project's run is refused (ALREADY_EXISTS).
+   */
+  runId: string;
 }
 
 export interface SubmitRunRequest_LabelsEntry {
@@ -246,7 +254,7 @@ export interface SubmitRunRequest_LabelsEntry {
 
 export interface SubmitRunResponse {
   runId: string;
-  /** True when an Idempotency-Key matched an existing run. */
+  /** True when an Idempotency-Key or the chosen run_id matched an existing run. */
   existing: boolean;
 }
 
@@ -1523,6 +1531,7 @@ function createBaseSubmitRunRequest(): SubmitRunRequest {
     idempotencyKey: "",
     notBefore: undefined,
     labels: {},
+    runId: "",
   };
 }
 
@@ -1552,6 +1561,9 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       SubmitRunRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
     });
+    if (message.runId !== "") {
+      writer.uint32(82).string(message.runId);
+    }
     return writer;
   },
 
@@ -1635,6 +1647,14 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
             }
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1686,6 +1706,11 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
           {},
         )
         : {},
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -1721,6 +1746,9 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
         });
       }
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -1747,6 +1775,7 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
       },
       {},
     );
+    message.runId = object.runId ?? "";
     return message;
   },
 };

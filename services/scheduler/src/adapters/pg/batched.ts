@@ -1,0 +1,186 @@
+import { sql, type Insertable, type Kysely } from "kysely";
+import { groupCommit } from "@longhaul/shared/db";
+import type { RunRecord } from "../../core/model.js";
+import type { AttemptResult } from "../../core/ports.js";
+import { runColumns } from "./run-columns.js";
+import type { SchedulerDb } from "./schema.js";
+
+/**
+ * The hot path's writes as group commits (shared/db group-commit): concurrent
+ * submits, claims and successful completions each share one statement and
+ * one commit. Every statement here is a single statement, so a batch is
+ * atomic without a transaction; each caller gets its own row's answer.
+ */
+
+/** Most callers in one statement: large enough to absorb a burst, small enough for a quick statement. */
+const MAX_BATCH = 200;
+
+/** A new run's row. */
+export type RunRow = Insertable<SchedulerDb["runs"]>;
+
+/** Inserts runs; answers per row whether it was new (false: a run with that id existed). */
+export function batchedInsert(db: Kysely<SchedulerDb>) {
+  return groupCommit<RunRow, boolean>(
+    async (rows) => {
+      const inserted = await db
+        .insertInto("runs")
+        .values(rows)
+        .onConflict((oc) => oc.column("id").doNothing())
+        .returning("id")
+        .execute();
+      const ids = new Set(inserted.map((r) => r.id));
+      return rows.map((r) => ids.has(r.id));
+    },
+    { maxBatch: MAX_BATCH },
+  );
+}
+
+export interface ClaimInput {
+  runId: string;
+  attempt: number;
+  invokerId: string;
+  leaseSeconds: number;
+}
+
+/**
+ * Claims attempts for invokers in one statement (claim-run.ts has the rules:
+ * a dispatched attempt, or one the same invoker already holds; a session row
+ * per invoker; the attempt's record opened). When two invokers claim the same
+ * attempt in one batch, Postgres updates the row once: one of them gets it.
+ */
+export function batchedClaim(db: Kysely<SchedulerDb>) {
+  return groupCommit<ClaimInput, RunRecord | undefined>(
+    async (items) => {
+      const { rows } = await sql<RunRecord>`
+        with wanted as (
+          select * from unnest(
+            ${items.map((i) => i.runId)}::uuid[],
+            ${items.map((i) => i.attempt)}::int[],
+            ${items.map((i) => i.invokerId)}::text[],
+            ${items.map((i) => i.leaseSeconds)}::int[]
+          ) as w(id, attempt, invoker, lease)
+        ), claimed as (
+          update runs set
+            status = 'running',
+            owner = w.invoker,
+            lease_expires_at = now() + make_interval(secs => w.lease),
+            started_at = coalesce(runs.started_at, now())
+          from wanted w
+          where runs.id = w.id and runs.attempt = w.attempt
+            and (runs.status = 'dispatched' or (runs.status = 'running' and runs.owner = w.invoker))
+          returning ${sql.join(runColumns.map((c) => sql.ref(`runs.${c}`)))}
+        ), session as (
+          insert into invoker_sessions (invoker_id, lease_expires_at)
+          select distinct on (w.invoker) w.invoker, now() + make_interval(secs => w.lease)
+          from wanted w where w.invoker in (select owner from claimed)
+          on conflict (invoker_id) do nothing
+        ), opened as (
+          insert into run_attempts (run_id, attempt, invoker_id)
+          select id, attempt, owner from claimed
+          on conflict (run_id, attempt) do nothing
+        )
+        select * from claimed`.execute(db);
+      const byKey = new Map(rows.map((r) => [`${r.id}:${r.attempt}:${r.owner}`, r]));
+      return items.map((i) => byKey.get(`${i.runId}:${i.attempt}:${i.invokerId}`));
+    },
+    { maxBatch: MAX_BATCH },
+  );
+}
+
+export interface SuccessInput {
+  runId: string;
+  attempt: number;
+  owner: string;
+  result: AttemptResult;
+}
+
+/** The run as ended, and whether its app has a concurrency limit (a slot is free). */
+export type Succeeded = { run: RunRecord; limited: boolean };
+
+/**
+ * Ends attempts that succeeded (the app answered 2xx: nothing in the app's
+ * policy can change that outcome, so no read and no lock first), run and
+ * attempt record in one statement for the whole batch. Undefined for an
+ * attempt no longer the owner's (late, cancelled, reassigned).
+ */
+export function batchedSuccess(db: Kysely<SchedulerDb>) {
+  return groupCommit<SuccessInput, Succeeded | undefined>(
+    async (items) => {
+      const { rows } = await sql<RunRecord & { app_max_concurrency: number | null }>`
+        with done as (
+          select * from unnest(
+            ${items.map((i) => i.runId)}::uuid[],
+            ${items.map((i) => i.attempt)}::int[],
+            ${items.map((i) => i.owner)}::text[],
+            ${items.map((i) => i.result.statusCode)}::int[],
+            ${items.map((i) => JSON.stringify(i.result.headers))}::jsonb[],
+            ${items.map((i) => i.result.body ?? Buffer.alloc(0))}::bytea[],
+            ${items.map((i) => i.result.bodyTruncated)}::bool[]
+          ) as d(id, attempt, owner, status_code, headers, body, truncated)
+        ), ended as (
+          update runs set
+            status = 'succeeded',
+            finished_at = now(),
+            owner = null,
+            lease_expires_at = null,
+            status_code = d.status_code,
+            response_headers = d.headers,
+            response_body = d.body,
+            response_truncated = d.truncated,
+            error_code = null,
+            error_message = null,
+            webhook_state = case when runs.webhook_url is null then 'none' else 'pending' end
+          from done d
+          where runs.id = d.id and runs.attempt = d.attempt and runs.status = 'running' and runs.owner = d.owner
+          returning ${sql.join(runColumns.map((c) => sql.ref(`runs.${c}`)))}
+        ), attempts as (
+          update run_attempts set finished_at = now(), status_code = e.status_code, error_code = null, error_message = null
+          from ended e
+          where run_attempts.run_id = e.id and run_attempts.attempt = e.attempt
+        )
+        select e.*, (select a.max_concurrency from apps a where a.project_id = e.project_id and a.name = e.app) as app_max_concurrency
+        from ended e`.execute(db);
+      const byKey = new Map(rows.map((r) => [`${r.id}:${r.attempt}`, r]));
+      return items.map((i) => {
+        const key = `${i.runId}:${i.attempt}`;
+        const row = byKey.get(key);
+        // A completion sent twice in one batch ends the run once: the second is late.
+        byKey.delete(key);
+        if (!row) return undefined;
+        const { app_max_concurrency, ...run } = row;
+        return { run: run as RunRecord, limited: (app_max_concurrency ?? 0) > 0 };
+      });
+    },
+    { maxBatch: MAX_BATCH },
+  );
+}
+
+/** How long a webhook's state waits for others to share its commit: nobody waits on it in a hurry. */
+const WEBHOOK_STATE_WINDOW_MS = 50;
+
+/**
+ * Sets webhooks' states as the notifier tells them, the states told within a
+ * short window in one statement: the first tell marks the webhook taken (the
+ * reconciler stops republishing it), a delivered or failed one settled (the
+ * overview counts it in that interval). When one run's state is told twice
+ * in a batch the later one stands. Answers the run's project, or undefined
+ * when it has no webhook.
+ */
+export function batchedWebhookState(db: Kysely<SchedulerDb>) {
+  return groupCommit<{ runId: string; state: string }, string | undefined>(
+    async (items) => {
+      const latest = new Map(items.map((i) => [i.runId, i.state]));
+      const { rows } = await sql<{ id: string; project_id: string }>`
+        update runs set
+          webhook_state = s.state,
+          webhook_taken_at = coalesce(runs.webhook_taken_at, now()),
+          webhook_settled_at = case when s.state in ('delivered', 'failed') then now() else null end
+        from unnest(${[...latest.keys()]}::uuid[], ${[...latest.values()]}::text[]) as s(id, state)
+        where runs.id = s.id and runs.webhook_url is not null
+        returning runs.id, runs.project_id`.execute(db);
+      const project = new Map(rows.map((r) => [r.id, r.project_id]));
+      return items.map((i) => project.get(i.runId));
+    },
+    { maxBatch: MAX_BATCH, windowMs: WEBHOOK_STATE_WINDOW_MS },
+  );
+}

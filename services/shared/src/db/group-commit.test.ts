@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { createTestDatabase } from "../../../../tests/helpers/isolation.js";
+import { groupCommit } from "./group-commit.js";
+
+// Real Postgres: a table with a check constraint stands for a row that is bad
+// on its own; a lock held elsewhere with a lock_timeout for a failure of the
+// database, not of any row.
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let pool: pg.Pool;
+let batches: number[];
+
+/** Inserts a batch in one statement; answers each item with its id. */
+function writer(options: { lockTimeoutMs?: number } = {}) {
+  return groupCommit<{ id: number; n: number }, number>(
+    async (items) => {
+      batches.push(items.length);
+      const client = await pool.connect();
+      try {
+        if (options.lockTimeoutMs) await client.query(`set lock_timeout = ${options.lockTimeoutMs}`);
+        const r = await client.query<{ id: number }>(
+          "insert into items (id, n) select * from unnest($1::int[], $2::int[]) returning id",
+          [items.map((i) => i.id), items.map((i) => i.n)],
+        );
+        const ids = new Set(r.rows.map((x) => x.id));
+        return items.map((i) => (ids.has(i.id) ? i.id : -1));
+      } finally {
+        if (options.lockTimeoutMs) await client.query("reset lock_timeout").catch(() => undefined);
+        client.release();
+      }
+    },
+    { maxBatch: 50 },
+  );
+}
+
+async function stored(): Promise<number[]> {
+  return (await pool.query<{ id: number }>("select id from items order by id")).rows.map((r) => r.id);
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  pool = new pg.Pool({ connectionString: database.url, max: 4 });
+  await pool.query("create table items (id int primary key, n int not null check (n >= 0))");
+});
+
+afterAll(async () => {
+  await pool?.end();
+  await database?.drop();
+});
+
+describe("group commit", () => {
+  it("writes concurrent callers in shared statements, each answered with its own row", async () => {
+    batches = [];
+    await pool.query("truncate items");
+    const write = writer();
+    const ids = Array.from({ length: 40 }, (_, i) => i + 1);
+    const answers = await Promise.all(ids.map((id) => write({ id, n: id })));
+    expect(answers).toEqual(ids);
+    expect(await stored()).toEqual(ids);
+    // The first caller went alone; the others queued behind it and shared statements.
+    expect(batches.length).toBeLessThan(ids.length);
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(ids.length);
+  });
+
+  it("fails only the caller of a bad row; the rest of its batch commits", async () => {
+    batches = [];
+    await pool.query("truncate items");
+    const write = writer();
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) => write({ id: 100 + i, n: i === 7 ? -1 : i })),
+    );
+    const rejected = results.flatMap((r, i) => (r.status === "rejected" ? [{ i, err: r.reason as { code?: string; message?: string } }] : []));
+    expect(rejected.map((r) => r.i)).toEqual([7]);
+    expect(rejected[0]!.err.code).toBe("23514"); // check_violation: its own clear error
+    expect(await stored()).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i).filter((id) => id !== 107));
+    // The bad row was in a batch of several (else this proves nothing).
+    expect(batches.some((n) => n > 1)).toBe(true);
+  });
+
+  it("fails every caller of a batch the database refuses, and stores none of it", async () => {
+    batches = [];
+    await pool.query("truncate items");
+    const write = writer({ lockTimeoutMs: 200 });
+    // Another session holds the table: the batch's statement times out on its lock.
+    const holder = await pool.connect();
+    try {
+      await holder.query("begin");
+      await holder.query("lock table items in access exclusive mode");
+      const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => write({ id: 200 + i, n: i })));
+      expect(results.every((r) => r.status === "rejected")).toBe(true);
+      for (const r of results) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: "55P03" });
+    } finally {
+      await holder.query("rollback");
+      holder.release();
+    }
+    expect(await stored()).toEqual([]);
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * Group commit: callers that arrive while a batch is being written wait and
+ * go together in the next one, one statement and one commit for all of them.
+ *
+ * No timer: a caller arriving while nothing is in flight is written at once
+ * (no added latency on a quiet system); under load each batch takes what
+ * queued while the previous one was written, up to `maxBatch`. A caller is
+ * answered only after its batch's statement returned, so after its row is
+ * durable.
+ *
+ * Failures stay with their callers. When a batch of several fails on a row's
+ * own data (a constraint or a bad value: SQLSTATE classes 22 and 23), each
+ * of its callers is written again alone, so one bad row fails only its own
+ * caller. Any other failure (the connection, the server) fails every caller
+ * of the batch and acknowledges none.
+ */
+export interface GroupCommitOptions {
+  /** Most callers in one statement. */
+  maxBatch: number;
+  /** Batches written at once (each holds a pool connection). */
+  concurrency?: number;
+  /**
+   * How long a batch waits for more callers before it is written (flushed
+   * early when full). 0, the default: not at all. Only for writes nobody
+   * waits on in a hurry (a webhook's state), where fewer commits matter more
+   * than a few milliseconds.
+   */
+  windowMs?: number;
+}
+
+interface Waiter<I, O> {
+  item: I;
+  resolve: (value: O) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * `write` writes a batch in one statement and returns one answer per item, in
+ * order (undefined where the item's row was not there to change, as a single
+ * caller would see it).
+ */
+export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: GroupCommitOptions): (item: I) => Promise<O> {
+  const queue: Waiter<I, O>[] = [];
+  const concurrency = options.concurrency ?? 1;
+  const windowMs = options.windowMs ?? 0;
+  let inFlight = 0;
+  let windowTimer: NodeJS.Timeout | undefined;
+
+  async function flush(batch: Waiter<I, O>[]): Promise<void> {
+    try {
+      const out = await write(batch.map((w) => w.item));
+      if (out.length !== batch.length) throw new Error(`group commit: ${out.length} answers for ${batch.length} items`);
+      batch.forEach((w, i) => w.resolve(out[i]!));
+    } catch (err) {
+      if (batch.length > 1 && isRowError(err)) {
+        // Alone again, all at once: the good rows commit, the bad one fails.
+        await Promise.all(
+          batch.map(async (w) => {
+            try {
+              const [one] = await write([w.item]);
+              w.resolve(one!);
+            } catch (own) {
+              w.reject(own);
+            }
+          }),
+        );
+      } else {
+        for (const w of batch) w.reject(err);
+      }
+    }
+  }
+
+  function next(): void {
+    if (windowMs > 0 && queue.length > 0 && queue.length < options.maxBatch && windowTimer === undefined) {
+      // The first caller of a batch opens its window; the window's end writes it.
+      windowTimer = setTimeout(() => {
+        windowTimer = undefined;
+        drain();
+      }, windowMs);
+      return;
+    }
+    if (windowTimer !== undefined && queue.length < options.maxBatch) return;
+    drain();
+  }
+
+  function drain(): void {
+    clearTimeout(windowTimer);
+    windowTimer = undefined;
+    while (inFlight < concurrency && queue.length > 0) {
+      const batch = queue.splice(0, options.maxBatch);
+      inFlight++;
+      void flush(batch).finally(() => {
+        inFlight--;
+        if (queue.length > 0) next();
+      });
+    }
+  }
+
+  return (item: I) =>
+    new Promise<O>((resolve, reject) => {
+      queue.push({ item, resolve, reject });
+      next();
+    });
+}
+
+/** An error of one row's data, not of the database: SQLSTATE class 22 (data exception) or 23 (integrity). */
+export function isRowError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" && /^2[23]/.test(code);
+}
