@@ -47,8 +47,9 @@ export async function createTestNats(): Promise<{ url: string; prefix: string; c
       const nc = await connect({ servers: url.split(",") });
       try {
         const jsm = await jetstreamManager(nc);
-        for (const s of ["DISPATCH", "EVENTS"]) {
-          await jsm.streams.delete(`${prefix.toUpperCase()}_${s}`).catch(() => false);
+        // The mesh's streams and its lease bucket (KV_<PREFIX>_LEASES).
+        for (const s of [`${prefix.toUpperCase()}_DISPATCH`, `${prefix.toUpperCase()}_EVENTS`, `KV_${prefix.toUpperCase()}_LEASES`]) {
+          await jsm.streams.delete(s).catch(() => false);
         }
       } finally {
         await nc.close();

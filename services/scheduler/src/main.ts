@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { createLogger } from "@longhaul/shared/logger";
 import { ownAddresses } from "@longhaul/shared/config";
 import { createEgressPolicy } from "@longhaul/shared/egress";
@@ -5,7 +6,7 @@ import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { adminPb, appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
-import { connectNats, ensureStreams, natsNames, streamSettings } from "@longhaul/shared/nats";
+import { connectNats, ensureStreams, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, probePostgres, readySchema } from "@longhaul/shared/db";
 import { createDependencyHealth, onShutdown } from "@longhaul/shared/service";
 import { loadConfig, projectKeys } from "./config.js";
@@ -46,12 +47,20 @@ const health = createDependencyHealth((serving) => grpc.setServing(serving), log
 const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => health.set("nats", up));
 const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
 await ensureStreams(nc, names, streamSettings(config));
+// Gauges of shared state (queue depth from Postgres) are exported by one copy only, so that sums over copies hold.
+const metricsLease = await startLeaderLease(nc, {
+  bucket: names.leaseBucket,
+  key: "scheduler-metrics",
+  holder: `${hostname()}-${process.pid}`,
+  log,
+  replicas: config.LONGHAUL_NATS_REPLICAS,
+});
 
 const store = createPgStore(db);
 const deps: SchedulerDeps = {
   store,
   bus: createEventBus(nc, names, log),
-  metrics: createSchedulerMetrics(registry, store),
+  metrics: createSchedulerMetrics(registry, store, { exportShared: metricsLease.isLeader }),
   log,
   settings: {
     leaseSeconds: config.SCHEDULER_LEASE_SECONDS,
@@ -145,6 +154,7 @@ onShutdown(log, [
   { name: "grpc", close: () => grpc.stop(10_000) },
   { name: "postgres probe", close: async () => pgProbe.stop() },
   { name: "metrics", close: () => new Promise((r) => metricsServer.close(() => r())) },
+  { name: "metrics lease", close: () => metricsLease.stop() },
   { name: "nats", close: () => nc.drain() },
   { name: "postgres", close: () => db.destroy() },
   { name: "telemetry", close: shutdownTelemetry },

@@ -1,8 +1,23 @@
 import { Counter, Gauge, Histogram, type Registry } from "@longhaul/shared/metrics";
 import type { SchedulerMetrics, SchedulerStore } from "../core/ports.js";
 
-/** Prometheus metrics of the scheduler; queue depth is read from Postgres at scrape time. */
-export function createSchedulerMetrics(registry: Registry, store: SchedulerStore): SchedulerMetrics {
+/** Options of {@link createSchedulerMetrics}. */
+export interface SchedulerMetricsOptions {
+  /**
+   * True on the one copy that exports gauges of state all copies share (the
+   * holder of the metrics lease); the others export no sample of them.
+   * @default always
+   */
+  exportShared?: () => boolean;
+}
+
+/**
+ * Prometheus metrics of the scheduler. Queue depth is read from Postgres at
+ * scrape time, by one copy only: every copy would read the same numbers, and
+ * a sum over copies would count each run once per copy.
+ */
+export function createSchedulerMetrics(registry: Registry, store: SchedulerStore, options: SchedulerMetricsOptions = {}): SchedulerMetrics {
+  const exportShared = options.exportShared ?? (() => true);
   const accepted = new Counter({ name: "longhaul_runs_accepted_total", help: "Runs accepted", labelNames: ["app"], registers: [registry] });
   const finished = new Counter({
     name: "longhaul_runs_finished_total",
@@ -30,6 +45,7 @@ export function createSchedulerMetrics(registry: Registry, store: SchedulerStore
     registers: [registry],
     async collect() {
       this.reset();
+      if (!exportShared()) return;
       for (const c of await store.appCounts()) {
         this.set({ project: c.project, app: c.app, state: "queued" }, c.queued);
         this.set({ project: c.project, app: c.app, state: "in_flight" }, c.inFlight);

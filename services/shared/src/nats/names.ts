@@ -7,6 +7,8 @@ export interface NatsNames {
   eventsStream: string;
   invokerConsumer: string;
   notifierConsumer: string;
+  /** KV bucket of the leases that pick one copy for once-per-mesh work (its stream: `KV_<bucket>`). */
+  leaseBucket: string;
   /** Work-queue subject of a run to start: `<p>.dispatch.<project>.<app>`. */
   dispatch(project: string, app: string): string;
   dispatchAll: string;
@@ -33,6 +35,7 @@ export function natsNames(prefix: string): NatsNames {
     eventsStream: `${upper}_EVENTS`,
     invokerConsumer: "invoker",
     notifierConsumer: "notifier",
+    leaseBucket: `${upper}_LEASES`,
     dispatch: (project, app) => `${prefix}.dispatch.${project}.${app}`,
     dispatchAll: `${prefix}.dispatch.>`,
     finished: (project) => `${prefix}.run.finished.${project}`,
