@@ -33,14 +33,17 @@ afterAll(async () => {
   await app?.close();
 });
 
-/** Calls of `method` each scheduler copy answered OK, from its grpc_server_handled_total. */
-async function handledPerCopy(method: string): Promise<number[]> {
+/** Calls of `method` each scheduler copy answered OK (grpc_server_handled_total), or started (grpc_server_started_total). */
+async function handledPerCopy(method: string, counter: "handled" | "started" = "handled"): Promise<number[]> {
   return Promise.all(
     mesh.processes
       .filter((p) => p.name === "scheduler")
       .map(async (p) => {
         const text = await (await fetch(`http://127.0.0.1:${p.ports.SCHEDULER_METRICS_PORT}/metrics`)).text();
-        const re = new RegExp(`^grpc_server_handled_total\\{[^}]*grpc_method="${method}"[^}]*grpc_code="OK"[^}]*\\} (\\d+)`, "gm");
+        const re =
+          counter === "handled"
+            ? new RegExp(`^grpc_server_handled_total\\{[^}]*grpc_method="${method}"[^}]*grpc_code="OK"[^}]*\\} (\\d+)`, "gm")
+            : new RegExp(`^grpc_server_started_total\\{[^}]*grpc_method="${method}"[^}]*\\} (\\d+)`, "gm");
         return [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
       }),
   );
@@ -54,16 +57,18 @@ async function submit(key?: string): Promise<{ status: number; runId?: string; b
 describe("two schedulers", () => {
   it("the gateway's and the invoker's calls reach both copies", async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 20; i++) {
+    // Enough runs for the invoker to open its Attempts streams a few times
+    // (each is replaced after 100 requests): round-robin puts them on both copies.
+    for (let i = 0; i < 150; i++) {
       const r = await submit();
       expect(r.status, r.body).toBe(202);
       ids.push(r.runId!);
     }
     for (const id of ids) expect((await api.finished(id)).status).toBe("succeeded");
     const submits = await handledPerCopy("SubmitRun");
-    const claims = await handledPerCopy("ClaimRun");
+    const claims = await handledPerCopy("Attempts", "started");
     expect(submits.every((n) => n > 0), `SubmitRun per copy: ${submits}`).toBe(true);
-    expect(claims.every((n) => n > 0), `ClaimRun per copy: ${claims}`).toBe(true);
+    expect(claims.every((n) => n > 0), `Attempts streams per copy: ${claims}`).toBe(true);
   });
 
   it("no submit is refused while one copy is killed and started again", async () => {

@@ -143,9 +143,9 @@ describe("tracing", () => {
     };
     const submitSpan = one("longhaul-scheduler", "run.submit");
     const dispatch = first("longhaul-scheduler", "run.dispatch", 4);
-    const claim = first("longhaul-scheduler", "grpc.longhaul.internal.v1.SchedulerInternalService/ClaimRun", 2);
+    const claim = first("longhaul-scheduler", "run.claim", 2);
     const callSpan = one("longhaul-invoker", "run.call", 3);
-    const complete = one("longhaul-scheduler", "grpc.longhaul.internal.v1.SchedulerInternalService/CompleteRun", 2);
+    const complete = one("longhaul-scheduler", "run.complete", 2);
     const finished = one("longhaul-scheduler", "run.finished", 4);
     const attempt = one("longhaul-notifier", "webhook attempt");
 

@@ -1,5 +1,8 @@
-import { callUnary, createClient, internalMetadata } from "@longhaul/shared/grpc";
+import { status as GrpcStatus, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { LonghaulError, isErrorCode } from "@longhaul/shared/errors";
+import { callUnary, createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
 import { schedulerPb } from "@longhaul/shared/proto";
+import { traceCarrier } from "@longhaul/shared/telemetry";
 import type { ClaimedRun, Dispatch, RunOutcome, SchedulerPort } from "../../core/ports.js";
 
 /** A finished sync pass-through call, recorded without bodies. */
@@ -51,6 +54,116 @@ function ownBytes(body: Uint8Array | undefined): Uint8Array {
   return Buffer.from(body);
 }
 
+/**
+ * Attempts streams kept open: requests alternate over them, and round-robin
+ * puts each on its own scheduler copy when there are several.
+ */
+const ATTEMPT_STREAMS = 2;
+/**
+ * A stream is replaced by a new one after this many requests or this long,
+ * so that streams spread over the scheduler copies, new copies included (a
+ * stream stays with the copy it was opened on). The old one ends once its
+ * answers arrived.
+ */
+const STREAM_MAX_REQUESTS = 100;
+const STREAM_MAX_AGE_MS = 30_000;
+
+type AttemptCall = NonNullable<schedulerPb.AttemptRequest["call"]>;
+type AttemptResult = NonNullable<schedulerPb.AttemptResponse["result"]>;
+
+type Duplex = ClientDuplexStream<schedulerPb.AttemptRequest, schedulerPb.AttemptResponse>;
+
+interface Waiting {
+  stream: Duplex;
+  resolve: (result: AttemptResult) => void;
+  reject: (err: LonghaulError) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One Attempts stream (SchedulerInternalService/Attempts): claims and
+ * outcomes as messages on a stream opened once, instead of a unary call each.
+ * Every request has a deadline of its own. When the stream breaks, the
+ * requests still waiting fail as unavailable (the core sends them again: both
+ * are safe to repeat) and the next request opens a new stream.
+ */
+class AttemptStream {
+  private call: Duplex | undefined;
+  private sent = 0;
+  private openedAt = 0;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextId = 1;
+
+  constructor(
+    private readonly open: () => Duplex,
+    /** The scheduler does not serve Attempts (an older copy during an upgrade). */
+    private readonly onUnimplemented: () => void,
+  ) {}
+
+  send(call: AttemptCall, timeoutMs: number): Promise<AttemptResult> {
+    if (this.call && (this.sent >= STREAM_MAX_REQUESTS || Date.now() - this.openedAt > STREAM_MAX_AGE_MS)) {
+      this.call.end(); // half-closed: the scheduler ends it after its last answer
+      this.call = undefined;
+    }
+    if (!this.call) {
+      this.call = this.connect();
+      this.sent = 0;
+      this.openedAt = Date.now();
+    }
+    const stream = this.call;
+    this.sent++;
+    const id = this.nextId++;
+    return new Promise<AttemptResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new LonghaulError("deadline_exceeded", `no answer from the scheduler in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(id, { stream, resolve, reject, timer });
+      stream.write({ id, call, ...traceCarrier() });
+    });
+  }
+
+  close(): void {
+    this.call?.end();
+    this.call = undefined;
+    this.fail(undefined, new LonghaulError("unavailable", "the invoker is closing its scheduler client"));
+  }
+
+  private connect() {
+    const stream = this.open();
+    stream.on("data", (res: schedulerPb.AttemptResponse) => {
+      const w = this.waiting.get(res.id);
+      if (!w) return; // past its deadline
+      this.waiting.delete(res.id);
+      clearTimeout(w.timer);
+      const result = res.result;
+      if (!result) w.reject(new LonghaulError("internal", "empty answer on the Attempts stream"));
+      else if (result.$case === "error") {
+        w.reject(new LonghaulError(isErrorCode(result.value.code) ? result.value.code : "internal", result.value.message));
+      } else w.resolve(result);
+    });
+    const broken = (err?: ServiceError) => {
+      if (this.call === stream) this.call = undefined;
+      if (err?.code === GrpcStatus.UNIMPLEMENTED) this.onUnimplemented();
+      this.fail(stream, err ? fromGrpcError(err) : new LonghaulError("unavailable", "the scheduler ended the Attempts stream"));
+    };
+    stream.on("error", broken);
+    stream.on("end", () => broken());
+    return stream;
+  }
+
+  /** Fails the requests still waiting on `stream` (all: undefined) as unavailable. */
+  private fail(stream: Duplex | undefined, err: LonghaulError): void {
+    const unavailable = err.code === "unavailable" ? err : new LonghaulError("unavailable", err.message, { cause: err });
+    for (const [id, w] of this.waiting) {
+      if (stream && w.stream !== stream) continue;
+      this.waiting.delete(id);
+      clearTimeout(w.timer);
+      w.reject(unavailable);
+    }
+  }
+}
+
 /** Upper bound of a run's call when the scheduler names no deadline (DESIGN: 12 h at most). */
 const MAX_CALL_MS = 12 * 3600 * 1000;
 
@@ -71,15 +184,33 @@ export function createSchedulerClient(
   });
   const d = { ...DEFAULT_DEADLINES, ...deadlines };
   const md = () => internalMetadata(internalToken);
+  // Claims and outcomes travel on Attempts streams; a scheduler without them
+  // (older, mid-upgrade) gets the unary calls.
+  let streamsServed = true;
+  const streams = Array.from(
+    { length: ATTEMPT_STREAMS },
+    () => new AttemptStream(() => client.attempts(md()), () => (streamsServed = false)),
+  );
+  let turn = 0;
+  const viaStream = (call: AttemptCall, timeoutMs: number) => streams[turn++ % streams.length]!.send(call, timeoutMs);
+
+  async function claim(request: schedulerPb.ClaimRunRequest): Promise<schedulerPb.ClaimRunResponse> {
+    if (!streamsServed) return callUnary(client.claimRun.bind(client), request, md(), d.claimMs);
+    const result = await viaStream({ $case: "claim", value: request }, d.claimMs);
+    if (result.$case !== "claim") throw new LonghaulError("internal", `a ${result.$case} answer to a claim`);
+    return result.value;
+  }
+
+  async function complete(request: schedulerPb.CompleteRunRequest): Promise<schedulerPb.CompleteRunResponse> {
+    if (!streamsServed) return callUnary(client.completeRun.bind(client), request, md(), d.completeMs);
+    const result = await viaStream({ $case: "complete", value: request }, d.completeMs);
+    if (result.$case !== "complete") throw new LonghaulError("internal", `a ${result.$case} answer to an outcome`);
+    return result.value;
+  }
 
   return {
     async claimRun(dispatch: Dispatch, invokerId: string): Promise<ClaimedRun> {
-      const res = await callUnary(
-        client.claimRun.bind(client),
-        { runId: dispatch.runId, attempt: dispatch.attempt, invokerId },
-        md(),
-        d.claimMs,
-      );
+      const res = await claim({ runId: dispatch.runId, attempt: dispatch.attempt, invokerId });
       const req = res.request;
       return {
         runId: res.runId || dispatch.runId,
@@ -108,9 +239,7 @@ export function createSchedulerClient(
     },
 
     async completeRun(dispatch: Dispatch, invokerId: string, o: RunOutcome) {
-      const res = await callUnary(
-        client.completeRun.bind(client),
-        {
+      const res = await complete({
           runId: dispatch.runId,
           attempt: dispatch.attempt,
           invokerId,
@@ -121,10 +250,7 @@ export function createSchedulerClient(
           errorCode: o.errorCode,
           errorMessage: o.errorMessage,
           retryAfterSeconds: o.retryAfterSeconds,
-        },
-        md(),
-        d.completeMs,
-      );
+      });
       return { accepted: res.accepted };
     },
 
@@ -143,6 +269,9 @@ export function createSchedulerClient(
       return res.runId;
     },
 
-    close: () => client.close(),
+    close: () => {
+      for (const s of streams) s.close();
+      client.close();
+    },
   };
 }

@@ -1,8 +1,11 @@
+import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
 import { joinAppUrl } from "@longhaul/shared/domain";
 import { unary } from "@longhaul/shared/grpc";
 import { schedulerPb } from "@longhaul/shared/proto";
+import { contextFromCarrier, inSpan, SpanKind } from "@longhaul/shared/telemetry";
+import type { RunRecord } from "../../core/model.js";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { Tenancy } from "../../core/tenancy.js";
@@ -16,33 +19,100 @@ export function createInternalService(
   log: Logger,
   tenancy: Tenancy,
 ): schedulerPb.SchedulerInternalServiceServer {
+  const claim = (req: schedulerPb.ClaimRunRequest) => lifecycle.claim(req.runId, req.attempt, req.invokerId);
+
+  /** What an invoker needs to make the call of the attempt it claimed. */
+  function claimed(run: RunRecord): schedulerPb.ClaimRunResponse {
+    return {
+      runId: run.id,
+      attempt: run.attempt,
+      project: run.project_id,
+      app: run.app,
+      // The one rule for sync and async calls (shared/domain): the app URL's own query comes first.
+      url: joinAppUrl(run.upstream_url, run.path, run.query),
+      request: {
+        method: run.method,
+        path: run.path,
+        query: run.query,
+        headers: run.request_headers,
+        body: run.request_body ?? Buffer.alloc(0),
+      },
+      deadline: new Date(Date.now() + run.timeout_seconds * 1000),
+      leaseSeconds,
+      traceparent: run.traceparent,
+      tracestate: run.tracestate,
+    };
+  }
+
+  async function complete(req: schedulerPb.CompleteRunRequest): Promise<schedulerPb.CompleteRunResponse> {
+    const run = await lifecycle.complete(req.runId, req.attempt, req.invokerId, {
+      statusCode: req.statusCode,
+      headers: req.headers,
+      body: req.body,
+      bodyTruncated: req.bodyTruncated,
+      errorCode: req.errorCode,
+      errorMessage: req.errorMessage,
+      retryAfterSeconds: req.retryAfterSeconds,
+    });
+    return { accepted: run !== undefined, status: statusToProto(run?.status ?? "") };
+  }
+
+  /** One request of an Attempts stream, answered as its unary form would be. */
+  async function answer(req: schedulerPb.AttemptRequest): Promise<schedulerPb.AttemptResponse["result"]> {
+    const call = req.call;
+    if (!call) throw new LonghaulError("invalid_argument", "call: claim or complete");
+    // Each message continues the invoker's trace, as a unary call's metadata would.
+    const parent = contextFromCarrier(req.traceparent, req.tracestate);
+    const spanName = call.$case === "claim" ? "run.claim" : "run.complete";
+    return inSpan(spanName, { kind: SpanKind.SERVER, parent, attributes: { "rpc.method": "Attempts" } }, async () =>
+      call.$case === "claim"
+        ? { $case: "claim" as const, value: claimed(await claim(call.value)) }
+        : { $case: "complete" as const, value: await complete(call.value) },
+    );
+  }
+
+  /**
+   * Attempts: each request answered on the stream as it finishes. The stream
+   * ends once the invoker half-closed it and every answer was written.
+   */
+  function attempts(call: ServerDuplexStream<schedulerPb.AttemptRequest, schedulerPb.AttemptResponse>): void {
+    let open = true;
+    let pending = 0;
+    let ended = false;
+    const finish = () => {
+      if (ended && pending === 0 && open) {
+        open = false;
+        call.end();
+      }
+    };
+    call.on("data", (req: schedulerPb.AttemptRequest) => {
+      pending++;
+      void answer(req)
+        .catch((err: unknown) => {
+          const e = LonghaulError.from(err);
+          if (e.code === "internal") log.error({ err, method: "Attempts" }, "internal error in handler");
+          return { $case: "error" as const, value: { code: e.code, message: e.message } };
+        })
+        .then((result) => {
+          pending--;
+          if (open) call.write({ id: req.id, result });
+          finish();
+        });
+    });
+    call.on("end", () => {
+      ended = true;
+      finish();
+    });
+    call.on("cancelled", () => (open = false));
+    call.on("error", () => (open = false));
+  }
+
   return {
     authenticate: unary(log, "Authenticate", async (req: schedulerPb.AuthenticateRequest) => {
       const caller = await tenancy.authenticate(req.apiKey);
       return { project: caller.project, scopes: [...caller.scopes] };
     }),
-    claimRun: unary(log, "ClaimRun", async (req: schedulerPb.ClaimRunRequest) => {
-      const run = await lifecycle.claim(req.runId, req.attempt, req.invokerId);
-      return {
-        runId: run.id,
-        attempt: run.attempt,
-        project: run.project_id,
-        app: run.app,
-        // The one rule for sync and async calls (shared/domain): the app URL's own query comes first.
-        url: joinAppUrl(run.upstream_url, run.path, run.query),
-        request: {
-          method: run.method,
-          path: run.path,
-          query: run.query,
-          headers: run.request_headers,
-          body: run.request_body ?? Buffer.alloc(0),
-        },
-        deadline: new Date(Date.now() + run.timeout_seconds * 1000),
-        leaseSeconds,
-        traceparent: run.traceparent,
-        tracestate: run.tracestate,
-      };
-    }),
+    claimRun: unary(log, "ClaimRun", async (req: schedulerPb.ClaimRunRequest) => claimed(await claim(req))),
     heartbeat: unary(log, "Heartbeat", async (req: schedulerPb.HeartbeatRequest) => ({
       lost: await lifecycle.heartbeat(
         req.invokerId,
@@ -50,18 +120,8 @@ export function createInternalService(
       ),
       leaseSeconds,
     })),
-    completeRun: unary(log, "CompleteRun", async (req: schedulerPb.CompleteRunRequest) => {
-      const run = await lifecycle.complete(req.runId, req.attempt, req.invokerId, {
-        statusCode: req.statusCode,
-        headers: req.headers,
-        body: req.body,
-        bodyTruncated: req.bodyTruncated,
-        errorCode: req.errorCode,
-        errorMessage: req.errorMessage,
-        retryAfterSeconds: req.retryAfterSeconds,
-      });
-      return { accepted: run !== undefined, status: statusToProto(run?.status ?? "") };
-    }),
+    completeRun: unary(log, "CompleteRun", complete),
+    attempts: (call: ServerDuplexStream<schedulerPb.AttemptRequest, schedulerPb.AttemptResponse>) => attempts(call),
     releaseRun: unary(log, "ReleaseRun", async (req: schedulerPb.ReleaseRunRequest) => ({
       accepted: (await lifecycle.release(req.runId, req.attempt, req.invokerId, req.reason)) !== undefined,
     })),

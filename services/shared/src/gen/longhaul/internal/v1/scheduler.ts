@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -103,6 +105,37 @@ export interface CompleteRunRequest {
 export interface CompleteRunResponse {
   accepted: boolean;
   status: RunStatus;
+}
+
+export interface AttemptRequest {
+  /** Chosen by the invoker, unique on its stream: the answer carries it. */
+  id: number;
+  call?:
+    | { $case: "claim"; value: ClaimRunRequest }
+    | { $case: "complete"; value: CompleteRunRequest }
+    | undefined;
+  /**
+   * W3C trace context of the invoker's span the call is made from (a stream
+   * carries no per-message metadata).
+   */
+  traceparent: string;
+  tracestate: string;
+}
+
+export interface AttemptResponse {
+  id: number;
+  result?: { $case: "claim"; value: ClaimRunResponse } | { $case: "complete"; value: CompleteRunResponse } | //
+  /** The call failed as its unary form would have failed. */
+  { $case: "error"; value: AttemptError } | undefined;
+}
+
+export interface AttemptError {
+  /**
+   * A Longhaul error code, as in HTTP error bodies (conflict, not_found,
+   * unavailable, ...); the unary form answers its gRPC status.
+   */
+  code: string;
+  message: string;
 }
 
 export interface ReleaseRunRequest {
@@ -1279,6 +1312,378 @@ export const CompleteRunResponse: MessageFns<CompleteRunResponse> = {
     const message = createBaseCompleteRunResponse();
     message.accepted = object.accepted ?? false;
     message.status = object.status ?? 0;
+    return message;
+  },
+};
+
+function createBaseAttemptRequest(): AttemptRequest {
+  return { id: 0, call: undefined, traceparent: "", tracestate: "" };
+}
+
+export const AttemptRequest: MessageFns<AttemptRequest> = {
+  encode(message: AttemptRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    switch (message.call?.$case) {
+      case "claim":
+        ClaimRunRequest.encode(message.call.value, writer.uint32(18).fork()).join();
+        break;
+      case "complete":
+        CompleteRunRequest.encode(message.call.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    if (message.traceparent !== "") {
+      writer.uint32(34).string(message.traceparent);
+    }
+    if (message.tracestate !== "") {
+      writer.uint32(42).string(message.tracestate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttemptRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttemptRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.call = { $case: "claim", value: ClaimRunRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.call = { $case: "complete", value: CompleteRunRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.traceparent = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tracestate = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttemptRequest {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      call: isSet(object.claim)
+        ? { $case: "claim", value: ClaimRunRequest.fromJSON(object.claim) }
+        : isSet(object.complete)
+        ? { $case: "complete", value: CompleteRunRequest.fromJSON(object.complete) }
+        : undefined,
+      traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : "",
+      tracestate: isSet(object.tracestate) ? globalThis.String(object.tracestate) : "",
+    };
+  },
+
+  toJSON(message: AttemptRequest): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.call?.$case === "claim") {
+      obj.claim = ClaimRunRequest.toJSON(message.call.value);
+    } else if (message.call?.$case === "complete") {
+      obj.complete = CompleteRunRequest.toJSON(message.call.value);
+    }
+    if (message.traceparent !== "") {
+      obj.traceparent = message.traceparent;
+    }
+    if (message.tracestate !== "") {
+      obj.tracestate = message.tracestate;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttemptRequest>, I>>(base?: I): AttemptRequest {
+    return AttemptRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttemptRequest>, I>>(object: I): AttemptRequest {
+    const message = createBaseAttemptRequest();
+    message.id = object.id ?? 0;
+    switch (object.call?.$case) {
+      case "claim": {
+        if (object.call?.value !== undefined && object.call?.value !== null) {
+          message.call = { $case: "claim", value: ClaimRunRequest.fromPartial(object.call.value) };
+        }
+        break;
+      }
+      case "complete": {
+        if (object.call?.value !== undefined && object.call?.value !== null) {
+          message.call = { $case: "complete", value: CompleteRunRequest.fromPartial(object.call.value) };
+        }
+        break;
+      }
+    }
+    message.traceparent = object.traceparent ?? "";
+    message.tracestate = object.tracestate ?? "";
+    return message;
+  },
+};
+
+function createBaseAttemptResponse(): AttemptResponse {
+  return { id: 0, result: undefined };
+}
+
+export const AttemptResponse: MessageFns<AttemptResponse> = {
+  encode(message: AttemptResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    switch (message.result?.$case) {
+      case "claim":
+        ClaimRunResponse.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+      case "complete":
+        CompleteRunResponse.encode(message.result.value, writer.uint32(26).fork()).join();
+        break;
+      case "error":
+        AttemptError.encode(message.result.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttemptResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttemptResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "claim", value: ClaimRunResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "complete", value: CompleteRunResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.result = { $case: "error", value: AttemptError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttemptResponse {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      result: isSet(object.claim)
+        ? { $case: "claim", value: ClaimRunResponse.fromJSON(object.claim) }
+        : isSet(object.complete)
+        ? { $case: "complete", value: CompleteRunResponse.fromJSON(object.complete) }
+        : isSet(object.error)
+        ? { $case: "error", value: AttemptError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: AttemptResponse): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.result?.$case === "claim") {
+      obj.claim = ClaimRunResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "complete") {
+      obj.complete = CompleteRunResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = AttemptError.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttemptResponse>, I>>(base?: I): AttemptResponse {
+    return AttemptResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttemptResponse>, I>>(object: I): AttemptResponse {
+    const message = createBaseAttemptResponse();
+    message.id = object.id ?? 0;
+    switch (object.result?.$case) {
+      case "claim": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "claim", value: ClaimRunResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "complete": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "complete", value: CompleteRunResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: AttemptError.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseAttemptError(): AttemptError {
+  return { code: "", message: "" };
+}
+
+export const AttemptError: MessageFns<AttemptError> = {
+  encode(message: AttemptError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttemptError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttemptError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttemptError {
+    return {
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: AttemptError): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttemptError>, I>>(base?: I): AttemptError {
+    return AttemptError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttemptError>, I>>(object: I): AttemptError {
+    const message = createBaseAttemptError();
+    message.code = object.code ?? "";
+    message.message = object.message ?? "";
     return message;
   },
 };
@@ -2552,6 +2957,23 @@ export const SchedulerInternalServiceService = {
     responseSerialize: (value: CompleteRunResponse): Buffer => Buffer.from(CompleteRunResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CompleteRunResponse => CompleteRunResponse.decode(value),
   },
+  /**
+   * Attempts carries one invoker's claims and outcomes on one open stream,
+   * the same calls as ClaimRun and CompleteRun at a fraction of their cost
+   * (no call set-up per message). Each request is answered with its `id`, in
+   * whatever order they finish. When the stream breaks, requests without an
+   * answer may or may not have been applied, as with a unary call whose
+   * answer was lost: claims and outcomes are safe to send again.
+   */
+  attempts: {
+    path: "/longhaul.internal.v1.SchedulerInternalService/Attempts" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: AttemptRequest): Buffer => Buffer.from(AttemptRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AttemptRequest => AttemptRequest.decode(value),
+    responseSerialize: (value: AttemptResponse): Buffer => Buffer.from(AttemptResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AttemptResponse => AttemptResponse.decode(value),
+  },
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun: {
     path: "/longhaul.internal.v1.SchedulerInternalService/ReleaseRun" as const,
@@ -2621,6 +3043,15 @@ export interface SchedulerInternalServiceServer extends UntypedServiceImplementa
    * (lease lost, run cancelled) is refused with accepted = false.
    */
   completeRun: handleUnaryCall<CompleteRunRequest, CompleteRunResponse>;
+  /**
+   * Attempts carries one invoker's claims and outcomes on one open stream,
+   * the same calls as ClaimRun and CompleteRun at a fraction of their cost
+   * (no call set-up per message). Each request is answered with its `id`, in
+   * whatever order they finish. When the stream breaks, requests without an
+   * answer may or may not have been applied, as with a unary call whose
+   * answer was lost: claims and outcomes are safe to send again.
+   */
+  attempts: handleBidiStreamingCall<AttemptRequest, AttemptResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun: handleUnaryCall<ReleaseRunRequest, ReleaseRunResponse>;
   /** GetDeliveryInput returns what the notifier needs to deliver a webhook. */
@@ -2709,6 +3140,17 @@ export interface SchedulerInternalServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CompleteRunResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Attempts carries one invoker's claims and outcomes on one open stream,
+   * the same calls as ClaimRun and CompleteRun at a fraction of their cost
+   * (no call set-up per message). Each request is answered with its `id`, in
+   * whatever order they finish. When the stream breaks, requests without an
+   * answer may or may not have been applied, as with a unary call whose
+   * answer was lost: claims and outcomes are safe to send again.
+   */
+  attempts(): ClientDuplexStream<AttemptRequest, AttemptResponse>;
+  attempts(options: Partial<CallOptions>): ClientDuplexStream<AttemptRequest, AttemptResponse>;
+  attempts(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<AttemptRequest, AttemptResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun(
     request: ReleaseRunRequest,
@@ -2832,6 +3274,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isObject(value: any): boolean {
