@@ -1,7 +1,5 @@
-import { createLogger } from "@longhaul/shared/logger";
-import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry } from "@longhaul/shared/metrics";
-import { onShutdown } from "@longhaul/shared/service";
+import { runService } from "@longhaul/shared/service";
 import { resultUrlKey } from "@longhaul/shared/result-url";
 import { createAdminClient } from "./adapters/grpc/admin-client.js";
 import { createInvokerClient } from "./adapters/grpc/invoker-client.js";
@@ -14,66 +12,57 @@ import { createHttpGateway } from "./adapters/http/server.js";
 import { loadConfig } from "./config.js";
 import { createAuthenticator } from "./core/auth.js";
 
-/** Wiring only: config → logger → gRPC clients → HTTP gateway → shutdown. */
-async function main(): Promise<void> {
-  const config = loadConfig(process.env);
-  const log = createLogger("ingress", config.LOG_LEVEL);
-  const registry = createRegistry("ingress");
+/** Wiring only: gRPC clients → HTTP gateway. */
+await runService({
+  name: "ingress",
+  loadConfig,
+  async start(config, log) {
+    const registry = createRegistry("ingress");
 
-  const scheduler = createSchedulerClients(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
-  const notifier = createNotifierClient(config.NOTIFIER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
-  const invoker = createInvokerClient(config.INVOKER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
-  const admin = createAdminClient(config.SCHEDULER_ADDR);
-  const authenticator = createAuthenticator(scheduler.keys, { cacheSeconds: config.INGRESS_AUTH_CACHE_SECONDS });
-  const dashboard = config.INGRESS_DASHBOARD_ENABLED ? await loadDashboardAssets() : undefined;
-  const docs = await loadDocsAssets();
+    const scheduler = createSchedulerClients(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+    const notifier = createNotifierClient(config.NOTIFIER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+    const invoker = createInvokerClient(config.INVOKER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+    const admin = createAdminClient(config.SCHEDULER_ADDR);
+    const authenticator = createAuthenticator(scheduler.keys, { cacheSeconds: config.INGRESS_AUTH_CACHE_SECONDS });
+    const dashboard = config.INGRESS_DASHBOARD_ENABLED ? await loadDashboardAssets() : undefined;
+    const docs = await loadDocsAssets();
 
-  const gateway = createHttpGateway({
-    log,
-    registry,
-    ports: { ...scheduler, admin, webhooks: notifier, invoker },
-    authenticator,
-    limits: {
-      maxBodyBytes: config.LONGHAUL_MAX_BODY_BYTES,
-      sseHeartbeatSeconds: config.INGRESS_SSE_HEARTBEAT_SECONDS,
-      sseMaxSeconds: config.INGRESS_SSE_MAX_SECONDS,
-      feedMaxWatched: config.INGRESS_EVENTS_MAX_WATCHED,
-    },
-    extraRoutes: () => [...docsRoutes(docs), ...(dashboard ? dashboardRoutes(dashboard) : [])],
-    resultUrlKey: resultUrlKey(config.LONGHAUL_INTERNAL_TOKEN),
-  });
-  const port = await gateway.listen(config.LONGHAUL_HTTP_HOST, config.LONGHAUL_HTTP_PORT);
-
-  onShutdown(
-    log,
-    [
-      { name: "http", close: () => gateway.close(config.INGRESS_SHUTDOWN_GRACE_MS) },
-      {
-        name: "grpc-clients",
-        close: async () => {
-          scheduler.close();
-          notifier.close();
-          invoker.close();
-          admin.close();
-        },
+    const gateway = createHttpGateway({
+      log,
+      registry,
+      ports: { ...scheduler, admin, webhooks: notifier, invoker },
+      authenticator,
+      limits: {
+        maxBodyBytes: config.LONGHAUL_MAX_BODY_BYTES,
+        sseHeartbeatSeconds: config.INGRESS_SSE_HEARTBEAT_SECONDS,
+        sseMaxSeconds: config.INGRESS_SSE_MAX_SECONDS,
+        feedMaxWatched: config.INGRESS_EVENTS_MAX_WATCHED,
       },
-      { name: "telemetry", close: shutdownTelemetry },
-    ],
-    config.INGRESS_SHUTDOWN_GRACE_MS + 5_000,
-  );
-  log.info(
-    {
-      host: config.LONGHAUL_HTTP_HOST,
-      port,
-      publicUrl: config.LONGHAUL_PUBLIC_URL || undefined,
-      dashboard: dashboard ? `/dashboard (assets ${dashboard.version})` : "off",
-    },
-    "ready",
-  );
-}
+      extraRoutes: () => [...docsRoutes(docs), ...(dashboard ? dashboardRoutes(dashboard) : [])],
+      resultUrlKey: resultUrlKey(config.LONGHAUL_INTERNAL_TOKEN),
+    });
+    const port = await gateway.listen(config.LONGHAUL_HTTP_HOST, config.LONGHAUL_HTTP_PORT);
 
-main().catch((err: unknown) => {
-  // Before the logger exists (bad config) stderr is all there is.
-  console.error(err);
-  process.exit(1);
+    return {
+      ready: {
+        host: config.LONGHAUL_HTTP_HOST,
+        port,
+        publicUrl: config.LONGHAUL_PUBLIC_URL || undefined,
+        dashboard: dashboard ? `/dashboard (assets ${dashboard.version})` : "off",
+      },
+      closers: [
+        { name: "http", close: () => gateway.close(config.INGRESS_SHUTDOWN_GRACE_MS) },
+        {
+          name: "grpc-clients",
+          close: async () => {
+            scheduler.close();
+            notifier.close();
+            invoker.close();
+            admin.close();
+          },
+        },
+      ],
+      graceMs: config.INGRESS_SHUTDOWN_GRACE_MS + 5_000,
+    };
+  },
 });

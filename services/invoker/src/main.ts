@@ -1,13 +1,9 @@
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { createLogger } from "@longhaul/shared/logger";
-import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, Gauge, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
 import { connectNats, natsNames, streamSettings } from "@longhaul/shared/nats";
-import { onShutdown } from "@longhaul/shared/service";
+import { createDependencyHealth, runService } from "@longhaul/shared/service";
 import { loadConfig } from "./config.js";
 import { ownAddresses } from "@longhaul/shared/config";
 import { createEgressPolicy } from "@longhaul/shared/egress";
@@ -22,124 +18,105 @@ import { subscribeCancels } from "./adapters/nats/cancel-subscriber.js";
 import { startDispatchConsumer } from "./adapters/nats/dispatch-consumer.js";
 import { createInvokerMetrics } from "./metrics.js";
 
-/** Wiring only: config → logger → clients → core → servers → consumers → shutdown. */
-async function main(): Promise<void> {
-  const config = loadConfig(process.env);
-  const log = createLogger("invoker", config.LOG_LEVEL).child({ invoker_id: config.invokerId });
-  const names = natsNames(config.LONGHAUL_NATS_PREFIX);
-  const drainMs = config.INVOKER_DRAIN_SECONDS * 1000;
+/** Wiring only: clients → core → servers → consumers. */
+await runService({
+  name: "invoker",
+  loadConfig,
+  logFields: (config) => ({ invoker_id: config.invokerId }),
+  async start(config, log) {
+    const names = natsNames(config.LONGHAUL_NATS_PREFIX);
+    const drainMs = config.INVOKER_DRAIN_SECONDS * 1000;
 
-  const registry = createRegistry("invoker");
-  const metrics = createInvokerMetrics(registry);
-  const draining = new Gauge({ name: "longhaul_invoker_draining", help: "1 while the invoker drains (SIGTERM): no new dispatches, held calls run to their end", registers: [registry] });
-  const capacity = createCapacity(config.INVOKER_MAX_IN_FLIGHT);
-  // Apps are reached only where the egress policy lets them be (DESIGN.md "Projects, keys and limits").
-  const egress = await createEgressPolicy(
-    config.LONGHAUL_APP_ALLOWED_NETWORKS,
-    ownAddresses(config, [`127.0.0.1:${config.INVOKER_GRPC_PORT}`, `127.0.0.1:${config.INVOKER_METRICS_PORT}`]),
-  );
-  const agent = createUpstreamAgent({ egress });
-  const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
-  const invoker = new RunInvoker({
-    invokerId: config.invokerId,
-    scheduler,
-    upstream: createUpstreamClient({ agent, maxResponseBytes: config.INVOKER_MAX_RESPONSE_BYTES }),
-    capacity,
-    clock: systemClock,
-    metrics,
-    log,
-    maxConcurrentReports: config.INVOKER_MAX_CONCURRENT_REPORTS,
-  });
-  const heartbeats = new HeartbeatLoop({
-    invokerId: config.invokerId,
-    scheduler,
-    clock: systemClock,
-    log,
-    held: () => invoker.heldRuns(),
-    onLost: (lost) => invoker.abortLost(lost),
-    claimLeaseSeconds: () => invoker.leaseSeconds(),
-    overrideMs: config.INVOKER_HEARTBEAT_MS,
-  });
+    const registry = createRegistry("invoker");
+    const metrics = createInvokerMetrics(registry);
+    const draining = new Gauge({ name: "longhaul_invoker_draining", help: "1 while the invoker drains (SIGTERM): no new dispatches, held calls run to their end", registers: [registry] });
+    const capacity = createCapacity(config.INVOKER_MAX_IN_FLIGHT);
+    // Apps are reached only where the egress policy lets them be (DESIGN.md "Projects, keys and limits").
+    const egress = await createEgressPolicy(
+      config.LONGHAUL_APP_ALLOWED_NETWORKS,
+      ownAddresses(config, [`127.0.0.1:${config.INVOKER_GRPC_PORT}`, `127.0.0.1:${config.INVOKER_METRICS_PORT}`]),
+    );
+    const agent = createUpstreamAgent({ egress });
+    const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+    const invoker = new RunInvoker({
+      invokerId: config.invokerId,
+      scheduler,
+      upstream: createUpstreamClient({ agent, maxResponseBytes: config.INVOKER_MAX_RESPONSE_BYTES }),
+      capacity,
+      clock: systemClock,
+      metrics,
+      log,
+      maxConcurrentReports: config.INVOKER_MAX_CONCURRENT_REPORTS,
+    });
+    const heartbeats = new HeartbeatLoop({
+      invokerId: config.invokerId,
+      scheduler,
+      clock: systemClock,
+      log,
+      held: () => invoker.heldRuns(),
+      onLost: (lost) => invoker.abortLost(lost),
+      claimLeaseSeconds: () => invoker.leaseSeconds(),
+      overrideMs: config.INVOKER_HEARTBEAT_MS,
+    });
 
-  const grpc = createGrpcServer({
-    log,
-    address: `${config.INVOKER_GRPC_HOST}:${config.INVOKER_GRPC_PORT}`,
-    internalToken: config.LONGHAUL_INTERNAL_TOKEN,
-    registry,
-    ...connectionAgeOptions(config),
-  });
-  grpc.add(
-    invokerPb.InvokerServiceService,
-    createInvokeService({ agent, capacity, metrics, log, recordSyncRun: (r) => scheduler.recordSyncRun(r) }),
-    { internal: true },
-  );
+    const grpc = createGrpcServer({
+      log,
+      address: `${config.INVOKER_GRPC_HOST}:${config.INVOKER_GRPC_PORT}`,
+      internalToken: config.LONGHAUL_INTERNAL_TOKEN,
+      registry,
+      ...connectionAgeOptions(config),
+    });
+    grpc.add(
+      invokerPb.InvokerServiceService,
+      createInvokeService({ agent, capacity, metrics, log, recordSyncRun: (r) => scheduler.recordSyncRun(r) }),
+      { internal: true },
+    );
 
-  let consuming = false;
-  let natsUp = true;
-  const nc = await connectNats(config.NATS_URL, `longhaul-invoker-${config.invokerId}`, log, (up) => {
-    natsUp = up;
-    grpc.setServing(consuming && natsUp);
-  });
-  const grpcPort = await grpc.start();
-  const metricsServer = await serveMetrics(registry, config.INVOKER_METRICS_HOST, config.INVOKER_METRICS_PORT);
+    // Health: SERVING once it consumes, NOT_SERVING while NATS is unreachable or it drains.
+    const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
+    const nc = await connectNats(config.NATS_URL, `longhaul-invoker-${config.invokerId}`, log, (up) => health.set("nats", up));
+    const grpcPort = await grpc.start();
+    const metricsServer = await serveMetrics(registry, config.INVOKER_METRICS_HOST, config.INVOKER_METRICS_PORT);
 
-  heartbeats.start();
-  const cancels = subscribeCancels(nc, names, log, (runId) => invoker.cancel(runId));
-  const consumer = await startDispatchConsumer({
-    nc,
-    names,
-    capacity,
-    log,
-    streams: streamSettings(config),
-    claim: async (d) => {
-      const decision = await invoker.claim(d);
-      heartbeats.nudge();
-      return decision;
-    },
-  });
-  registerConsumerPending(registry, await jetstreamManager(nc), names.dispatchStream, names.invokerConsumer);
-  consuming = true;
-  grpc.setServing(natsUp);
-
-  onShutdown(
-    log,
-    [
-      { name: "dispatch consumer", close: () => consumer.stop() },
-      {
-        // Held runs finish or are released; sync calls get the same time.
-        name: "calls in flight",
-        close: async () => {
-          draining.set(1);
-          grpc.setServing(false);
-          await Promise.all([invoker.drain(drainMs), grpc.stop(drainMs)]);
-        },
+    heartbeats.start();
+    const cancels = subscribeCancels(nc, names, log, (runId) => invoker.cancel(runId));
+    const consumer = await startDispatchConsumer({
+      nc,
+      names,
+      capacity,
+      log,
+      streams: streamSettings(config),
+      maxConcurrentClaims: config.INVOKER_MAX_CONCURRENT_CLAIMS,
+      claim: async (d) => {
+        const decision = await invoker.claim(d);
+        heartbeats.nudge();
+        return decision;
       },
-      { name: "heartbeats", close: () => heartbeats.stop() },
-      { name: "cancel subscription", close: () => cancels.close() },
-      { name: "nats", close: () => nc.drain() },
-      { name: "scheduler client", close: async () => scheduler.close() },
-      { name: "upstream agent", close: () => agent.close() },
-      { name: "metrics server", close: () => closeServer(metricsServer) },
-      { name: "telemetry", close: () => shutdownTelemetry() },
-    ],
-    drainMs + 20_000,
-  );
-  log.info(
-    { grpc_port: grpcPort, metrics_port: (metricsServer.address() as AddressInfo).port, max_in_flight: config.INVOKER_MAX_IN_FLIGHT },
-    "ready",
-  );
-}
+    });
+    registerConsumerPending(registry, await jetstreamManager(nc), names.dispatchStream, names.invokerConsumer);
+    health.started();
 
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.close((err) => (err ? reject(err) : resolve()));
-    // Scrapers hold keep-alive connections that would keep close() waiting.
-    server.closeAllConnections();
-  });
-}
-
-main().catch((err: unknown) => {
-  // The logger may not exist yet (bad config): write the reason plainly.
-  console.error(err);
-  process.exit(1);
+    return {
+      ready: { grpc_port: grpcPort, metrics_port: metricsServer.port, max_in_flight: config.INVOKER_MAX_IN_FLIGHT },
+      closers: [
+        { name: "dispatch consumer", close: () => consumer.stop() },
+        {
+          // Held runs finish or are released; sync calls get the same time.
+          name: "calls in flight",
+          close: async () => {
+            draining.set(1);
+            health.stopping();
+            await Promise.all([invoker.drain(drainMs), grpc.stop(drainMs)]);
+          },
+        },
+        { name: "heartbeats", close: () => heartbeats.stop() },
+        { name: "cancel subscription", close: () => cancels.close() },
+        { name: "nats", close: () => nc.drain() },
+        { name: "scheduler client", close: async () => scheduler.close() },
+        { name: "upstream agent", close: () => agent.close() },
+        { name: "metrics server", close: () => metricsServer.close() },
+      ],
+      graceMs: drainMs + 20_000,
+    };
+  },
 });

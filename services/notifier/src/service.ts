@@ -1,9 +1,9 @@
-import type { Server } from "node:http";
 import type { Logger } from "@longhaul/shared/logger";
 import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames, streamSettings } from "@longhaul/shared/nats";
+import { createDependencyHealth } from "@longhaul/shared/service";
 import { createDb, ensureDatabase, isConnectionError, readySchema } from "@longhaul/shared/db";
 import { resultUrlKey } from "@longhaul/shared/result-url";
 import type { NotifierConfig } from "./config.js";
@@ -44,9 +44,6 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   const db = createDb<NotifierDatabase>({ url: config.DATABASE_URL, log, poolSize: 20 });
   await readySchema(db, notifierMigrationSet, config, log);
 
-  let natsUp = true;
-  let pgUp = true;
-  let started = false;
   const registry = createRegistry("notifier");
   const grpc = createGrpcServer({
     log,
@@ -55,13 +52,10 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     registry,
     ...connectionAgeOptions(config),
   });
-  const refreshHealth = () => grpc.setServing(started && natsUp && pgUp);
+  const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
 
   const names = natsNames(config.LONGHAUL_NATS_PREFIX);
-  const nc = await connectNats(config.NATS_URL, "longhaul-notifier", log, (up) => {
-    natsUp = up;
-    refreshHealth();
-  });
+  const nc = await connectNats(config.NATS_URL, "longhaul-notifier", log, (up) => health.set("nats", up));
   const jsm = await ensureStreams(nc, names, streamSettings(config));
 
   const runs = createSchedulerRunSource({
@@ -97,9 +91,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
 
   grpc.add(notifierPb.NotifierInternalServiceService, notifierServiceImpl(core, log), { internal: true });
   const grpcPort = await grpc.start();
-  const metricsServer: Server = await serveMetrics(registry, config.NOTIFIER_METRICS_HOST, config.NOTIFIER_METRICS_PORT);
-  const metricsAddress = metricsServer.address();
-  const metricsPort = typeof metricsAddress === "object" && metricsAddress ? metricsAddress.port : 0;
+  const metricsServer = await serveMetrics(registry, config.NOTIFIER_METRICS_HOST, config.NOTIFIER_METRICS_PORT);
 
   const consumer = await startFinishedConsumer({ nc, jsm, names, core, log });
   registerConsumerPending(registry, jsm, names.eventsStream, names.notifierConsumer);
@@ -110,30 +102,25 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     onResult: (ok, err) => {
       if (!ok) log.warn({ err }, "webhook poll failed");
       // A poll that works proves Postgres up; only a connection error proves it down.
-      const up = ok ? true : isConnectionError(err) ? false : pgUp;
-      if (up !== pgUp) {
-        pgUp = up;
-        refreshHealth();
-      }
+      if (ok) health.set("postgres", true);
+      else if (isConnectionError(err)) health.set("postgres", false, err);
     },
   });
   core.onCapacity(poller.wake);
   core.onRetryDue(poller.wakeIn);
-  started = true;
-  refreshHealth();
+  health.started();
 
   return {
     grpcPort,
-    metricsPort,
+    metricsPort: metricsServer.port,
     async stop() {
-      started = false;
-      refreshHealth();
+      health.stopping();
       await consumer.stop();
       await poller.stop();
       await core.drain();
       await sender.close?.();
       await grpc.stop(5_000);
-      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+      await metricsServer.close();
       runs.close();
       await nc.drain();
       await db.destroy();

@@ -1,17 +1,15 @@
 import { hostname } from "node:os";
-import { createLogger } from "@longhaul/shared/logger";
 import { ownAddresses } from "@longhaul/shared/config";
 import { createEgressPolicy } from "@longhaul/shared/egress";
-import { shutdownTelemetry } from "@longhaul/shared/telemetry";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { adminPb, appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, probePostgres, readySchema } from "@longhaul/shared/db";
-import { createDependencyHealth, onShutdown } from "@longhaul/shared/service";
+import { createDependencyHealth, runService } from "@longhaul/shared/service";
 import { loadConfig, projectKeys } from "./config.js";
 import { createRunLifecycle } from "./core/run-lifecycle.js";
-import { createReconciler } from "./core/reconciler.js";
+import { createReconciler, startReconcilerLoop } from "./core/reconciler.js";
 import type { SchedulerDeps } from "./core/deps.js";
 import { createRunRegistry } from "./core/run-registry.js";
 import { createTenancy } from "./core/tenancy.js";
@@ -25,137 +23,118 @@ import { schedulerMigrationSet } from "./adapters/pg/migrations.js";
 import { createPgStore, createPgTenancyStore } from "./adapters/pg/pg-store.js";
 import type { SchedulerDb } from "./adapters/pg/schema.js";
 
-const config = loadConfig(process.env);
-const log = createLogger("scheduler", config.LOG_LEVEL);
+/** Wiring only: Postgres → NATS → the core → gRPC and /metrics → the reconciler. */
+await runService({
+  name: "scheduler",
+  loadConfig,
+  async start(config, log) {
+    if (config.LONGHAUL_MIGRATE_AT_START && config.LONGHAUL_ENSURE_DATABASE) await ensureDatabase(config.DATABASE_URL);
+    const db = createDb<SchedulerDb>({ url: config.DATABASE_URL, log, poolSize: config.SCHEDULER_DB_POOL_SIZE });
+    await readySchema(db, schedulerMigrationSet, config, log);
+    for (const { project, key } of projectKeys(config)) await ensureProjectKey(db, project, key);
 
-if (config.LONGHAUL_MIGRATE_AT_START && config.LONGHAUL_ENSURE_DATABASE) await ensureDatabase(config.DATABASE_URL);
-const db = createDb<SchedulerDb>({ url: config.DATABASE_URL, log, poolSize: config.SCHEDULER_DB_POOL_SIZE });
-await readySchema(db, schedulerMigrationSet, config, log);
-for (const { project, key } of projectKeys(config)) await ensureProjectKey(db, project, key);
-
-const names = natsNames(config.LONGHAUL_NATS_PREFIX);
-const registry = createRegistry("scheduler");
-const grpc = createGrpcServer({
-  log,
-  address: `${config.SCHEDULER_GRPC_HOST}:${config.SCHEDULER_GRPC_PORT}`,
-  internalToken: config.LONGHAUL_INTERNAL_TOKEN,
-  registry,
-  ...connectionAgeOptions(config),
-});
-// Health: NOT_SERVING while NATS or Postgres is unreachable (issue 6).
-const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
-const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => health.set("nats", up));
-const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
-await ensureStreams(nc, names, streamSettings(config));
-// Gauges of shared state (queue depth from Postgres) are exported by one copy only, so that sums over copies hold.
-const metricsLease = await startLeaderLease(nc, {
-  bucket: names.leaseBucket,
-  key: "scheduler-metrics",
-  holder: `${hostname()}-${process.pid}`,
-  log,
-  replicas: config.LONGHAUL_NATS_REPLICAS,
-});
-
-const store = createPgStore(db);
-const deps: SchedulerDeps = {
-  store,
-  bus: createEventBus(nc, names, log),
-  metrics: createSchedulerMetrics(registry, store, { exportShared: metricsLease.isLeader }),
-  log,
-  settings: {
-    leaseSeconds: config.SCHEDULER_LEASE_SECONDS,
-    maxRequestBytes: config.LONGHAUL_MAX_BODY_BYTES,
-    allowPrivateWebhooks: config.LONGHAUL_WEBHOOK_ALLOW_PRIVATE,
-    maxQueuedPerApp: config.SCHEDULER_MAX_QUEUED_PER_APP,
-    idempotencyTtlSeconds: config.SCHEDULER_IDEMPOTENCY_TTL_SECONDS,
-    redispatchAfterSeconds: config.SCHEDULER_REDISPATCH_AFTER_SECONDS,
-    webhookRepublishAfterSeconds: config.SCHEDULER_WEBHOOK_REPUBLISH_SECONDS,
-    retentionSeconds: config.LONGHAUL_RETENTION_DAYS * 86_400,
-    authCacheMs: 5_000,
-  },
-};
-const runRegistry = createRunRegistry(deps);
-const lifecycle = createRunLifecycle(deps);
-const reconciler = createReconciler(deps, lifecycle);
-
-// Keys answer for 2 s per copy; the gateway keeps them 2 s more: a revoked key is refused within 5 s.
-const tenancy = createTenancy(
-  createPgTenancyStore(db),
-  { adminKey: config.LONGHAUL_ADMIN_KEY, previousAdminKey: config.LONGHAUL_ADMIN_KEY_PREVIOUS, defaultLimits: config.LONGHAUL_DEFAULT_LIMITS, authCacheMs: 2_000 },
-  log,
-);
-
-grpc.add(runsPb.RunServiceService, createRunService(runRegistry, tenancy, log));
-// App URLs: where they may point (DESIGN.md "Projects, keys and limits"), checked when stored.
-const egress = await createEgressPolicy(
-  config.LONGHAUL_APP_ALLOWED_NETWORKS,
-  ownAddresses(config, [`127.0.0.1:${config.SCHEDULER_GRPC_PORT}`, `127.0.0.1:${config.SCHEDULER_METRICS_PORT}`]),
-);
-grpc.add(appsPb.AppServiceService, createAppService(runRegistry, tenancy, log, egress));
-grpc.add(adminPb.AdminServiceService, createAdminService(tenancy, log));
-grpc.add(adminPb.KeyServiceService, createKeyService(tenancy, log));
-grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy), {
-  internal: true,
-});
-const port = await grpc.start();
-const metricsServer = await serveMetrics(registry, config.SCHEDULER_METRICS_HOST, config.SCHEDULER_METRICS_PORT);
-
-// The overview's rollup: one pass at a time here (and across schedulers, by a row lock).
-let rolling: Promise<void> | undefined;
-const rollUp = () => {
-  rolling ??= store
-    .rollUpStats()
-    .then(() => undefined, (err: unknown) => log.warn({ err }, "stats rollup failed; the next pass retries"))
-    .finally(() => {
-      rolling = undefined;
+    const names = natsNames(config.LONGHAUL_NATS_PREFIX);
+    const registry = createRegistry("scheduler");
+    const grpc = createGrpcServer({
+      log,
+      address: `${config.SCHEDULER_GRPC_HOST}:${config.SCHEDULER_GRPC_PORT}`,
+      internalToken: config.LONGHAUL_INTERNAL_TOKEN,
+      registry,
+      ...connectionAgeOptions(config),
     });
-};
-rollUp();
-const rollupTimer = setInterval(rollUp, config.SCHEDULER_STATS_ROLLUP_SECONDS * 1000);
+    // Health: NOT_SERVING while NATS or Postgres is unreachable.
+    const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
+    const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => health.set("nats", up));
+    const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
+    await ensureStreams(nc, names, streamSettings(config));
+    // Gauges of shared state (queue depth from Postgres) are exported by one copy only, so that sums over copies hold.
+    const metricsLease = await startLeaderLease(nc, {
+      bucket: names.leaseBucket,
+      key: "scheduler-metrics",
+      holder: `${hostname()}-${process.pid}`,
+      log,
+      replicas: config.LONGHAUL_NATS_REPLICAS,
+    });
 
-// The reconciler: one pass at a time, every SCHEDULER_TICK_MS while it finds
-// work; while it finds none the pause doubles up to SCHEDULER_IDLE_TICK_MS
-// (an idle mesh costs Postgres a statement every 2 s), and a retry scheduled
-// here brings it back to full rate at once.
-let ticking: Promise<void> | undefined;
-let tickDelay = config.SCHEDULER_TICK_MS;
-let ticker: NodeJS.Timeout | undefined;
-let stopped = false;
-const scheduleTick = (delay: number) => {
-  if (stopped) return;
-  ticker = setTimeout(() => {
-    ticking = reconciler.tick().then(
-      (busy) => {
-        ticking = undefined;
-        tickDelay = busy ? config.SCHEDULER_TICK_MS : Math.min(tickDelay * 2, Math.max(config.SCHEDULER_IDLE_TICK_MS, config.SCHEDULER_TICK_MS));
-        scheduleTick(tickDelay);
+    const store = createPgStore(db);
+    const deps: SchedulerDeps = {
+      store,
+      bus: createEventBus(nc, names, log),
+      metrics: createSchedulerMetrics(registry, store, { exportShared: metricsLease.isLeader }),
+      log,
+      settings: {
+        leaseSeconds: config.SCHEDULER_LEASE_SECONDS,
+        maxRequestBytes: config.LONGHAUL_MAX_BODY_BYTES,
+        allowPrivateWebhooks: config.LONGHAUL_WEBHOOK_ALLOW_PRIVATE,
+        maxQueuedPerApp: config.SCHEDULER_MAX_QUEUED_PER_APP,
+        idempotencyTtlSeconds: config.SCHEDULER_IDEMPOTENCY_TTL_SECONDS,
+        redispatchAfterSeconds: config.SCHEDULER_REDISPATCH_AFTER_SECONDS,
+        webhookRepublishAfterSeconds: config.SCHEDULER_WEBHOOK_REPUBLISH_SECONDS,
+        retentionSeconds: config.LONGHAUL_RETENTION_DAYS * 86_400,
+        authCacheMs: 5_000,
       },
-      () => {
-        ticking = undefined;
-        scheduleTick(config.SCHEDULER_TICK_MS);
-      },
+    };
+    const runRegistry = createRunRegistry(deps);
+    const lifecycle = createRunLifecycle(deps);
+    const reconciler = createReconciler(deps, lifecycle);
+
+    // Keys answer for 2 s per copy; the gateway keeps them 2 s more: a revoked key is refused within 5 s.
+    const tenancy = createTenancy(
+      createPgTenancyStore(db),
+      { adminKey: config.LONGHAUL_ADMIN_KEY, previousAdminKey: config.LONGHAUL_ADMIN_KEY_PREVIOUS, defaultLimits: config.LONGHAUL_DEFAULT_LIMITS, authCacheMs: 2_000 },
+      log,
     );
-  }, delay);
-};
-deps.wakeReconciler = () => {
-  if (tickDelay === config.SCHEDULER_TICK_MS || ticking) return;
-  tickDelay = config.SCHEDULER_TICK_MS;
-  clearTimeout(ticker);
-  scheduleTick(tickDelay);
-};
-scheduleTick(tickDelay);
 
-health.started();
-log.info({ grpc_port: port, metrics_port: config.SCHEDULER_METRICS_PORT }, "ready");
+    grpc.add(runsPb.RunServiceService, createRunService(runRegistry, tenancy, log));
+    // App URLs: where they may point (DESIGN.md "Projects, keys and limits"), checked when stored.
+    const egress = await createEgressPolicy(
+      config.LONGHAUL_APP_ALLOWED_NETWORKS,
+      ownAddresses(config, [`127.0.0.1:${config.SCHEDULER_GRPC_PORT}`, `127.0.0.1:${config.SCHEDULER_METRICS_PORT}`]),
+    );
+    grpc.add(appsPb.AppServiceService, createAppService(runRegistry, tenancy, log, egress));
+    grpc.add(adminPb.AdminServiceService, createAdminService(tenancy, log));
+    grpc.add(adminPb.KeyServiceService, createKeyService(tenancy, log));
+    grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy), {
+      internal: true,
+    });
+    const port = await grpc.start();
+    const metrics = await serveMetrics(registry, config.SCHEDULER_METRICS_HOST, config.SCHEDULER_METRICS_PORT);
 
-onShutdown(log, [
-  { name: "reconciler", close: async () => { stopped = true; clearTimeout(ticker); await ticking; } },
-  { name: "stats rollup", close: async () => { clearInterval(rollupTimer); await rolling; } },
-  { name: "grpc", close: () => grpc.stop(10_000) },
-  { name: "postgres probe", close: async () => pgProbe.stop() },
-  { name: "metrics", close: () => new Promise((r) => metricsServer.close(() => r())) },
-  { name: "metrics lease", close: () => metricsLease.stop() },
-  { name: "nats", close: () => nc.drain() },
-  { name: "postgres", close: () => db.destroy() },
-  { name: "telemetry", close: shutdownTelemetry },
-]);
+    // The overview's rollup: one pass at a time here (and across schedulers, by a row lock).
+    let rolling: Promise<void> | undefined;
+    const rollUp = () => {
+      rolling ??= store
+        .rollUpStats()
+        .then(() => undefined, (err: unknown) => log.warn({ err }, "stats rollup failed; the next pass retries"))
+        .finally(() => {
+          rolling = undefined;
+        });
+    };
+    rollUp();
+    const rollupTimer = setInterval(rollUp, config.SCHEDULER_STATS_ROLLUP_SECONDS * 1000);
+
+    const reconcilerLoop = startReconcilerLoop(reconciler, { tickMs: config.SCHEDULER_TICK_MS, idleTickMs: config.SCHEDULER_IDLE_TICK_MS });
+    deps.wakeReconciler = () => reconcilerLoop.wake();
+
+    health.started();
+    return {
+      ready: { grpc_port: port, metrics_port: metrics.port },
+      closers: [
+        { name: "reconciler", close: () => reconcilerLoop.stop() },
+        {
+          name: "stats rollup",
+          close: async () => {
+            clearInterval(rollupTimer);
+            await rolling;
+          },
+        },
+        { name: "grpc", close: () => grpc.stop(10_000) },
+        { name: "postgres probe", close: async () => pgProbe.stop() },
+        { name: "metrics", close: () => metrics.close() },
+        { name: "metrics lease", close: () => metricsLease.stop() },
+        { name: "nats", close: () => nc.drain() },
+        { name: "postgres", close: () => db.destroy() },
+      ],
+    };
+  },
+});

@@ -1,4 +1,5 @@
-import { createServer, type Server } from "node:http";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 
@@ -78,8 +79,16 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** A running `/metrics` server. */
+export interface MetricsServer {
+  /** The port it listens on (the one asked for, or the one picked for 0). */
+  port: number;
+  /** Stops listening and ends the scrapers' keep-alive connections, which would keep it open. */
+  close(): Promise<void>;
+}
+
 /** Serves `/metrics` on its own port, for services with no HTTP server (their health is gRPC health). */
-export function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
+export async function serveMetrics(registry: Registry, host: string, port: number): Promise<MetricsServer> {
   const server = createServer((req, res) => {
     if (req.url === "/metrics") {
       registry.metrics().then(
@@ -97,8 +106,16 @@ export function serveMetrics(registry: Registry, host: string, port: number): Pr
     res.writeHead(404);
     res.end();
   });
-  return new Promise((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => resolve(server));
+    server.listen(port, host, () => resolve());
   });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
 }

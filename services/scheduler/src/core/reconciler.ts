@@ -91,3 +91,56 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
     },
   };
 }
+
+/** The reconciler's pace, from config. */
+export interface ReconcilerPace {
+  /** Between passes while they find work. */
+  tickMs: number;
+  /** The longest pause while they find none. */
+  idleTickMs: number;
+}
+
+/**
+ * Runs `tick` one pass at a time: every `tickMs` while it finds work; while
+ * it finds none the pause doubles up to `idleTickMs` (an idle mesh costs
+ * Postgres a statement every 2 s), and `wake` (a retry was scheduled) brings
+ * it back to full rate at once.
+ */
+export function startReconcilerLoop(reconciler: { tick(): Promise<boolean> }, pace: ReconcilerPace) {
+  let ticking: Promise<void> | undefined;
+  let delay = pace.tickMs;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const schedule = (ms: number) => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      ticking = reconciler.tick().then(
+        (busy) => {
+          ticking = undefined;
+          delay = busy ? pace.tickMs : Math.min(delay * 2, Math.max(pace.idleTickMs, pace.tickMs));
+          schedule(delay);
+        },
+        () => {
+          ticking = undefined;
+          schedule(pace.tickMs);
+        },
+      );
+    }, ms);
+  };
+  schedule(delay);
+  return {
+    /** Back to full rate now, unless already there or a pass is running. */
+    wake(): void {
+      if (delay === pace.tickMs || ticking) return;
+      delay = pace.tickMs;
+      clearTimeout(timer);
+      schedule(delay);
+    },
+    /** No pass starts from now on; resolves once the running one ends. */
+    async stop(): Promise<void> {
+      stopped = true;
+      clearTimeout(timer);
+      await ticking;
+    },
+  };
+}

@@ -12,16 +12,20 @@ export interface DependencyHealth {
   set(dependency: string, up: boolean, cause?: unknown): void;
   /** The service serves from now on (health follows the dependencies). */
   started(): void;
-  /** True while started and nothing is down. */
+  /** The service stops (drains): NOT_SERVING from now on, whatever the dependencies say. */
+  stopping(): void;
+  /** True while started, not stopping, and nothing is down. */
   serving(): boolean;
 }
 
 export function createDependencyHealth(setServing: (serving: boolean) => void, log: Logger): DependencyHealth {
   const down = new Set<string>();
   let started = false;
+  let stopping = false;
   let last: boolean | undefined;
+  const serving = () => started && !stopping && down.size === 0;
   const refresh = () => {
-    const now = started && down.size === 0;
+    const now = serving();
     if (now === last) return;
     last = now;
     setServing(now);
@@ -39,6 +43,10 @@ export function createDependencyHealth(setServing: (serving: boolean) => void, l
       started = true;
       refresh();
     },
-    serving: () => started && down.size === 0,
+    stopping() {
+      stopping = true;
+      refresh();
+    },
+    serving,
   };
 }
