@@ -68,10 +68,10 @@ const ATTEMPT_STREAMS = 2;
 const STREAM_MAX_REQUESTS = 100;
 const STREAM_MAX_AGE_MS = 30_000;
 
-type AttemptCall = NonNullable<schedulerPb.AttemptRequest["call"]>;
-type AttemptResult = NonNullable<schedulerPb.AttemptResponse["result"]>;
+type AttemptCall = NonNullable<schedulerPb.AttemptsRequest["call"]>;
+type AttemptResult = NonNullable<schedulerPb.AttemptsResponse["result"]>;
 
-type Duplex = ClientDuplexStream<schedulerPb.AttemptRequest, schedulerPb.AttemptResponse>;
+type Duplex = ClientDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>;
 
 interface Waiting {
   stream: Duplex;
@@ -131,7 +131,7 @@ class AttemptStream {
 
   private connect() {
     const stream = this.open();
-    stream.on("data", (res: schedulerPb.AttemptResponse) => {
+    stream.on("data", (res: schedulerPb.AttemptsResponse) => {
       const w = this.waiting.get(res.id);
       if (!w) return; // past its deadline
       this.waiting.delete(res.id);

@@ -58,7 +58,7 @@ export function createInternalService(
   }
 
   /** One request of an Attempts stream, answered as its unary form would be. */
-  async function answer(req: schedulerPb.AttemptRequest): Promise<schedulerPb.AttemptResponse["result"]> {
+  async function answer(req: schedulerPb.AttemptsRequest): Promise<schedulerPb.AttemptsResponse["result"]> {
     const call = req.call;
     if (!call) throw new LonghaulError("invalid_argument", "call: claim or complete");
     // Each message continues the invoker's trace, as a unary call's metadata would.
@@ -75,7 +75,7 @@ export function createInternalService(
    * Attempts: each request answered on the stream as it finishes. The stream
    * ends once the invoker half-closed it and every answer was written.
    */
-  function attempts(call: ServerDuplexStream<schedulerPb.AttemptRequest, schedulerPb.AttemptResponse>): void {
+  function attempts(call: ServerDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>): void {
     let open = true;
     let pending = 0;
     let ended = false;
@@ -85,7 +85,7 @@ export function createInternalService(
         call.end();
       }
     };
-    call.on("data", (req: schedulerPb.AttemptRequest) => {
+    call.on("data", (req: schedulerPb.AttemptsRequest) => {
       pending++;
       void answer(req)
         .catch((err: unknown) => {
@@ -121,7 +121,7 @@ export function createInternalService(
       leaseSeconds,
     })),
     completeRun: unary(log, "CompleteRun", complete),
-    attempts: (call: ServerDuplexStream<schedulerPb.AttemptRequest, schedulerPb.AttemptResponse>) => attempts(call),
+    attempts: (call: ServerDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>) => attempts(call),
     releaseRun: unary(log, "ReleaseRun", async (req: schedulerPb.ReleaseRunRequest) => ({
       accepted: (await lifecycle.release(req.runId, req.attempt, req.invokerId, req.reason)) !== undefined,
     })),

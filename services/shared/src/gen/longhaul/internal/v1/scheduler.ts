@@ -107,7 +107,7 @@ export interface CompleteRunResponse {
   status: RunStatus;
 }
 
-export interface AttemptRequest {
+export interface AttemptsRequest {
   /** Chosen by the invoker, unique on its stream: the answer carries it. */
   id: number;
   call?:
@@ -122,7 +122,7 @@ export interface AttemptRequest {
   tracestate: string;
 }
 
-export interface AttemptResponse {
+export interface AttemptsResponse {
   id: number;
   result?: { $case: "claim"; value: ClaimRunResponse } | { $case: "complete"; value: CompleteRunResponse } | //
   /** The call failed as its unary form would have failed. */
@@ -1316,12 +1316,12 @@ export const CompleteRunResponse: MessageFns<CompleteRunResponse> = {
   },
 };
 
-function createBaseAttemptRequest(): AttemptRequest {
+function createBaseAttemptsRequest(): AttemptsRequest {
   return { id: 0, call: undefined, traceparent: "", tracestate: "" };
 }
 
-export const AttemptRequest: MessageFns<AttemptRequest> = {
-  encode(message: AttemptRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const AttemptsRequest: MessageFns<AttemptsRequest> = {
+  encode(message: AttemptsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== 0) {
       writer.uint32(8).uint64(message.id);
     }
@@ -1342,7 +1342,7 @@ export const AttemptRequest: MessageFns<AttemptRequest> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): AttemptRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): AttemptsRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1351,7 +1351,7 @@ export const AttemptRequest: MessageFns<AttemptRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseAttemptRequest();
+      const message = createBaseAttemptsRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1407,7 +1407,7 @@ export const AttemptRequest: MessageFns<AttemptRequest> = {
     }
   },
 
-  fromJSON(object: any): AttemptRequest {
+  fromJSON(object: any): AttemptsRequest {
     return {
       id: isSet(object.id) ? globalThis.Number(object.id) : 0,
       call: isSet(object.claim)
@@ -1420,7 +1420,7 @@ export const AttemptRequest: MessageFns<AttemptRequest> = {
     };
   },
 
-  toJSON(message: AttemptRequest): unknown {
+  toJSON(message: AttemptsRequest): unknown {
     const obj: any = {};
     if (message.id !== 0) {
       obj.id = Math.round(message.id);
@@ -1439,11 +1439,11 @@ export const AttemptRequest: MessageFns<AttemptRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<AttemptRequest>, I>>(base?: I): AttemptRequest {
-    return AttemptRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<AttemptsRequest>, I>>(base?: I): AttemptsRequest {
+    return AttemptsRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<AttemptRequest>, I>>(object: I): AttemptRequest {
-    const message = createBaseAttemptRequest();
+  fromPartial<I extends Exact<DeepPartial<AttemptsRequest>, I>>(object: I): AttemptsRequest {
+    const message = createBaseAttemptsRequest();
     message.id = object.id ?? 0;
     switch (object.call?.$case) {
       case "claim": {
@@ -1465,12 +1465,12 @@ export const AttemptRequest: MessageFns<AttemptRequest> = {
   },
 };
 
-function createBaseAttemptResponse(): AttemptResponse {
+function createBaseAttemptsResponse(): AttemptsResponse {
   return { id: 0, result: undefined };
 }
 
-export const AttemptResponse: MessageFns<AttemptResponse> = {
-  encode(message: AttemptResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const AttemptsResponse: MessageFns<AttemptsResponse> = {
+  encode(message: AttemptsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== 0) {
       writer.uint32(8).uint64(message.id);
     }
@@ -1488,7 +1488,7 @@ export const AttemptResponse: MessageFns<AttemptResponse> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): AttemptResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): AttemptsResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1497,7 +1497,7 @@ export const AttemptResponse: MessageFns<AttemptResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseAttemptResponse();
+      const message = createBaseAttemptsResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1545,7 +1545,7 @@ export const AttemptResponse: MessageFns<AttemptResponse> = {
     }
   },
 
-  fromJSON(object: any): AttemptResponse {
+  fromJSON(object: any): AttemptsResponse {
     return {
       id: isSet(object.id) ? globalThis.Number(object.id) : 0,
       result: isSet(object.claim)
@@ -1558,7 +1558,7 @@ export const AttemptResponse: MessageFns<AttemptResponse> = {
     };
   },
 
-  toJSON(message: AttemptResponse): unknown {
+  toJSON(message: AttemptsResponse): unknown {
     const obj: any = {};
     if (message.id !== 0) {
       obj.id = Math.round(message.id);
@@ -1573,11 +1573,11 @@ export const AttemptResponse: MessageFns<AttemptResponse> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<AttemptResponse>, I>>(base?: I): AttemptResponse {
-    return AttemptResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<AttemptsResponse>, I>>(base?: I): AttemptsResponse {
+    return AttemptsResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<AttemptResponse>, I>>(object: I): AttemptResponse {
-    const message = createBaseAttemptResponse();
+  fromPartial<I extends Exact<DeepPartial<AttemptsResponse>, I>>(object: I): AttemptsResponse {
+    const message = createBaseAttemptsResponse();
     message.id = object.id ?? 0;
     switch (object.result?.$case) {
       case "claim": {
@@ -2969,10 +2969,10 @@ export const SchedulerInternalServiceService = {
     path: "/longhaul.internal.v1.SchedulerInternalService/Attempts" as const,
     requestStream: true as const,
     responseStream: true as const,
-    requestSerialize: (value: AttemptRequest): Buffer => Buffer.from(AttemptRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): AttemptRequest => AttemptRequest.decode(value),
-    responseSerialize: (value: AttemptResponse): Buffer => Buffer.from(AttemptResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): AttemptResponse => AttemptResponse.decode(value),
+    requestSerialize: (value: AttemptsRequest): Buffer => Buffer.from(AttemptsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AttemptsRequest => AttemptsRequest.decode(value),
+    responseSerialize: (value: AttemptsResponse): Buffer => Buffer.from(AttemptsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AttemptsResponse => AttemptsResponse.decode(value),
   },
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun: {
@@ -3051,7 +3051,7 @@ export interface SchedulerInternalServiceServer extends UntypedServiceImplementa
    * answer may or may not have been applied, as with a unary call whose
    * answer was lost: claims and outcomes are safe to send again.
    */
-  attempts: handleBidiStreamingCall<AttemptRequest, AttemptResponse>;
+  attempts: handleBidiStreamingCall<AttemptsRequest, AttemptsResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun: handleUnaryCall<ReleaseRunRequest, ReleaseRunResponse>;
   /** GetDeliveryInput returns what the notifier needs to deliver a webhook. */
@@ -3148,9 +3148,9 @@ export interface SchedulerInternalServiceClient extends Client {
    * answer may or may not have been applied, as with a unary call whose
    * answer was lost: claims and outcomes are safe to send again.
    */
-  attempts(): ClientDuplexStream<AttemptRequest, AttemptResponse>;
-  attempts(options: Partial<CallOptions>): ClientDuplexStream<AttemptRequest, AttemptResponse>;
-  attempts(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<AttemptRequest, AttemptResponse>;
+  attempts(): ClientDuplexStream<AttemptsRequest, AttemptsResponse>;
+  attempts(options: Partial<CallOptions>): ClientDuplexStream<AttemptsRequest, AttemptsResponse>;
+  attempts(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<AttemptsRequest, AttemptsResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun(
     request: ReleaseRunRequest,
