@@ -5,7 +5,7 @@ import Replicate from "replicate";
 import runpodSdk from "runpod-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
-import { gateway, startPeer, type Peer } from "./helpers/peers.js";
+import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
 
 let mesh: TestMesh;
 let app: Peer;
@@ -118,6 +118,43 @@ describe("RunPod (runpod-sdk)", () => {
     const health = await ep.health();
     expect(health.jobs.completed).toBeGreaterThanOrEqual(3);
     expect(health.jobs.inQueue).toBe(0);
+  });
+
+  it("policy.ttl: the run's timeout is at most the ttl, and a job past it is cancelled, never reaches the app, and is gone", async () => {
+    expect((await api.putApp("ttl-worker", { url: app.url, max_concurrency: 1, retry: { max_attempts: 1 } })).status).toBe(201);
+    const post = async (path: string, body: unknown) => {
+      const r = await fetch(`${mesh.ingressUrl}/v2/ttl-worker${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${mesh.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: r.status, json: (await r.json()) as { id: string; status: string; error?: string } };
+    };
+    const status = async (id: string) => {
+      const r = await fetch(`${mesh.ingressUrl}/v2/ttl-worker/status/${id}`, { headers: { authorization: `Bearer ${mesh.apiKey}` } });
+      return { status: r.status, json: (await r.json()) as { status?: string; error?: string } };
+    };
+    const runOf = async (jobId: string) => (await api.call("GET", `/v1/runs?label=runpod_job:${jobId}`)).json.runs[0];
+
+    // One call at a time: the blocker holds it, the job with a ttl waits behind it.
+    const blocker = await post("/run", { input: { hold: true } });
+    await eventually(async () => app.received.some((r) => r.body.toString().includes(blocker.json.id)), 20_000, "the blocker to reach the app");
+    const late = await post("/run", { input: { key: "late" }, policy: { ttl: 1500 } });
+    expect(late).toMatchObject({ status: 200, json: { status: "IN_QUEUE" } });
+    const run = await runOf(late.json.id);
+    expect(run).toMatchObject({ status: "queued", timeout_seconds: 2 });
+    expect(Number(run.labels.runpod_expires) - Date.parse(run.created_at)).toBeGreaterThanOrEqual(1000);
+
+    const gone = await eventually(async () => {
+      const s = await status(late.json.id);
+      return s.status === 404 ? s : undefined;
+    }, 20_000, "the job to outlive its ttl");
+    expect(gone.json.error).toContain("ttl");
+    expect((await runOf(late.json.id)).status).toBe("cancelled");
+
+    for (const r of releases.splice(0)) r();
+    await eventually(async () => (await status(blocker.json.id)).json.status === "COMPLETED", 20_000, "the blocker to end");
+    expect(app.received.some((r) => r.body.toString().includes(late.json.id))).toBe(false);
   });
 
   it("bad input: RunPod's error shape and status, nothing stored", async () => {

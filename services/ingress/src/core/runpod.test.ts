@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseRunpodRequest, runpodJob, runpodStatus } from "./runpod.js";
+import { isRunpodExpired, parseRunpodRequest, runpodJob, runpodStatus, runpodTimeoutSeconds } from "./runpod.js";
 
 describe("RunPod mapping", () => {
   it("names every Longhaul status as RunPod does", () => {
@@ -21,9 +21,22 @@ describe("RunPod mapping", () => {
       webhook: "https://h.example/x",
       timeoutSeconds: 2,
       priority: -10,
+      ttlMs: undefined,
     });
     expect(() => parseRunpodRequest({ prompt: "x" })).toThrow(/input/);
     expect(() => parseRunpodRequest({ input: 1, policy: { executionTimeout: 5 } })).toThrow(/executionTimeout/);
+  });
+
+  it("policy.ttl bounds the run's timeout, and the job expires at submit + ttl", () => {
+    const withTtl = parseRunpodRequest({ input: {}, policy: { ttl: 4500 } });
+    expect(withTtl.ttlMs).toBe(4500);
+    expect(runpodTimeoutSeconds(withTtl, 600)).toBe(5);
+    expect(runpodTimeoutSeconds(withTtl, 3)).toBe(3);
+    expect(runpodTimeoutSeconds(parseRunpodRequest({ input: {}, policy: { ttl: 60_000, executionTimeout: 2000 } }), 600)).toBe(2);
+    expect(runpodTimeoutSeconds(parseRunpodRequest({ input: {}, policy: { executionTimeout: 2000 } }), 600)).toBe(2);
+    expect(isRunpodExpired({ runpod_expires: "1000" }, 999)).toBe(false);
+    expect(isRunpodExpired({ runpod_expires: "1000" }, 1000)).toBe(true);
+    expect(isRunpodExpired({ runpod_job: "j" }, Number.MAX_SAFE_INTEGER)).toBe(false);
   });
 
   it("a job carries delayTime and executionTime in ms once known", () => {

@@ -12,6 +12,12 @@ import { isRunpodFinished, msBetween, runpodStatus } from "@longhaul/shared/doma
  * newest run answers for it, as a retried RunPod job keeps its id).
  */
 
+/**
+ * Label of a job sent with `policy.ttl`: when its lifetime ends, in ms since
+ * the epoch (submit + ttl).
+ */
+export const RUNPOD_EXPIRES_LABEL = "runpod_expires";
+
 export { RUNPOD_JOB_LABEL, isRunpodFinished, runpodStatus, type RunpodStatus } from "@longhaul/shared/domain";
 
 /** The body of `POST /v2/{endpoint}/run` and `/runsync` (RunPod's EndpointInputPayload). */
@@ -40,6 +46,8 @@ export interface RunpodJobRequest {
   timeoutSeconds: number;
   /** `policy.lowPriority`: below the app's other runs. */
   priority: number;
+  /** `policy.ttl`: the job's whole lifetime from submit, ms (queue and execution). */
+  ttlMs: number | undefined;
 }
 
 /** Parses a run request; a 400 naming the first bad field. */
@@ -57,7 +65,28 @@ export function parseRunpodRequest(body: unknown): RunpodJobRequest {
     webhook: r.webhookV2 ?? r.webhook,
     timeoutSeconds: ms === undefined ? 0 : Math.ceil(ms / 1000),
     priority: r.policy?.lowPriority ? -10 : 0,
+    ttlMs: r.policy?.ttl,
   };
+}
+
+/**
+ * The run's timeout for a job: `policy.executionTimeout`, else the app's, and
+ * never past `policy.ttl` (RunPod's ttl is the job's whole lifetime, so its
+ * execution cannot outlast it).
+ */
+export function runpodTimeoutSeconds(req: RunpodJobRequest, appTimeoutSeconds: number): number {
+  if (req.ttlMs === undefined) return req.timeoutSeconds;
+  return Math.min(req.timeoutSeconds || appTimeoutSeconds, Math.ceil(req.ttlMs / 1000));
+}
+
+/**
+ * True when a job sent with `policy.ttl` has outlived it. Such a job is gone,
+ * as on RunPod: it answers 404, and a job still queued or in progress is
+ * cancelled first (it must not start, nor run on, past its lifetime).
+ */
+export function isRunpodExpired(labels: Record<string, string> | undefined, nowMs: number): boolean {
+  const raw = labels?.[RUNPOD_EXPIRES_LABEL];
+  return raw !== undefined && /^\d+$/.test(raw) && nowMs >= Number(raw);
 }
 
 /** The body the app receives: `{"id","input"}` (RunPod's handler event). */

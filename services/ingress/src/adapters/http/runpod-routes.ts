@@ -3,7 +3,17 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import { runsPb } from "@longhaul/shared/proto";
 import { countAppOutcomes } from "../../core/app-outcomes.js";
 import type { Caller } from "../../core/ports.js";
-import { RUNPOD_JOB_LABEL, isRunpodFinished, parseRunpodRequest, runpodAppBody, runpodJob, runpodStatus } from "../../core/runpod.js";
+import {
+  RUNPOD_EXPIRES_LABEL,
+  RUNPOD_JOB_LABEL,
+  isRunpodExpired,
+  isRunpodFinished,
+  parseRunpodRequest,
+  runpodAppBody,
+  runpodJob,
+  runpodStatus,
+  runpodTimeoutSeconds,
+} from "../../core/runpod.js";
 import { compatRoute, finishedAnswer, runStatusName, waitForRun } from "./compat-routes.js";
 import { readJson, sendJson, type ErrorAnswer } from "./http-io.js";
 import type { RequestContext, Route } from "./router.js";
@@ -34,7 +44,23 @@ async function jobRun(deps: RouteDeps, caller: Caller, app: string, jobId: strin
   );
   const run = page.runs[0];
   if (!run) throw new LonghaulError("not_found", `job ${jobId} not found`);
+  await expireJob(deps, caller, jobId, run);
   return run;
+}
+
+/**
+ * A job past its `policy.ttl` is gone: cancelled if it has not ended (so it
+ * never starts, or runs no longer), then answered 404.
+ */
+async function expireJob(deps: RouteDeps, caller: Caller, jobId: string, run: runsPb.Run): Promise<void> {
+  if (!isRunpodExpired(run.labels, deps.now().getTime())) return;
+  if (!isRunpodFinished(runpodStatus(runStatusName(run.status)))) {
+    await deps.ports.runs.cancelRun(caller, run.id).catch((err: unknown) => {
+      // It ended meanwhile: nothing left to stop.
+      if (!(err instanceof LonghaulError && err.code === "conflict")) throw err;
+    });
+  }
+  throw new LonghaulError("not_found", `job ${jobId} expired: it outlived its policy.ttl`);
 }
 
 async function jobAnswer(deps: RouteDeps, caller: Caller, jobId: string, run: runsPb.Run, signal: AbortSignal) {
@@ -56,15 +82,18 @@ export function runpodRoutes(deps: RouteDeps): Route[] {
     const app = ctx.params.app!;
     const req = parseRunpodRequest(await readJson(ctx.req, deps.limits.maxBodyBytes));
     const jobId = randomUUID();
+    // A ttl bounds the run's timeout, which may not pass the app's.
+    const timeoutSeconds = req.ttlMs === undefined ? req.timeoutSeconds : runpodTimeoutSeconds(req, (await apps.getApp(caller, app, { signal: ctx.signal })).timeoutSeconds);
+    const expires = req.ttlMs === undefined ? {} : { [RUNPOD_EXPIRES_LABEL]: String(deps.now().getTime() + req.ttlMs) };
     const res = await runs.submitRun(
       caller,
       runsPb.SubmitRunRequest.fromPartial({
         app,
         request: { method: "POST", path: "/", query: "", headers: [{ name: "content-type", value: "application/json" }], body: runpodAppBody(jobId, req.input) },
         webhookUrl: req.webhook ?? "",
-        timeoutSeconds: req.timeoutSeconds,
+        timeoutSeconds,
         priority: req.priority,
-        labels: { [RUNPOD_JOB_LABEL]: jobId },
+        labels: { [RUNPOD_JOB_LABEL]: jobId, ...expires },
       }),
     );
     deps.metrics.runsAccepted.inc({ existing: String(res.existing) });
@@ -159,6 +188,7 @@ export function runpodRoutes(deps: RouteDeps): Route[] {
         const wait = waitMs(ctx, 90_000);
         const found = await jobRun(deps, caller, ctx.params.app!, ctx.params.job!, ctx.signal);
         const run = await waitForRun(deps, caller, found.id, wait, ctx.signal);
+        await expireJob(deps, caller, ctx.params.job!.toLowerCase(), run);
         sendJson(ctx.res, 200, await jobAnswer(deps, caller, ctx.params.job!.toLowerCase(), run, ctx.signal));
       }),
       route(method, "/v2/:app/stream/:job", "read", async (ctx, caller) => {
@@ -166,6 +196,7 @@ export function runpodRoutes(deps: RouteDeps): Route[] {
         // then holds the whole output as its one item. Each call waits up to 10 s.
         const found = await jobRun(deps, caller, ctx.params.app!, ctx.params.job!, ctx.signal);
         const run = await waitForRun(deps, caller, found.id, 10_000, ctx.signal);
+        await expireJob(deps, caller, ctx.params.job!.toLowerCase(), run);
         const job = await jobAnswer(deps, caller, ctx.params.job!.toLowerCase(), run, ctx.signal);
         const body: Record<string, unknown> = { status: job.status, stream: "output" in job ? [{ output: job.output }] : [] };
         if ("error" in job) body.error = job.error;

@@ -121,7 +121,7 @@ const schemas: Record<string, Schema> = {
         type: "object",
         properties: {
           executionTimeout: { ...int, minimum: 1000, maximum: 43200000, description: "ms; the run's timeout" },
-          ttl: { ...int, description: "ms; accepted, the app's queue TTL applies" },
+          ttl: { ...int, description: "ms: the job's whole lifetime from submit; it bounds the run's timeout, and past it the job is cancelled if not ended and answers 404 (checked when the job is asked about)" },
           lowPriority: { type: "boolean" },
         },
       },
