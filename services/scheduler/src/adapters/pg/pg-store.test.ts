@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { createLogger } from "@longhaul/shared/logger";
-import { createDb, migrate } from "@longhaul/shared/db";
+import { createDb, migrate, sql } from "@longhaul/shared/db";
 import type { Kysely } from "kysely";
 import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";
 import { normaliseApp } from "../../core/validation.js";
@@ -251,6 +251,22 @@ describe("pg store", () => {
     expect(page2.map((r) => r.id)).toEqual([ids[2], ids[1]]);
     expect(await a.listRuns({ project: "p2", app: "listing", limit: 10 })).toEqual([]);
     expect(await a.findRun("p2", ids[0]!)).toBeUndefined();
+  });
+
+  it("pages runs created within one millisecond without skipping any (a cursor's time has only milliseconds)", async () => {
+    const app = normaliseApp({ name: "same-ms", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await a.insertRun(newRun(app))).runId);
+    // As a busy scheduler makes them: four runs, microseconds apart, in one millisecond.
+    for (const [i, id] of ids.entries()) {
+      await sql`update runs set created_at = '2026-01-01T00:00:00.000100Z'::timestamptz + make_interval(secs => ${i * 0.0002}) where id = ${id}::uuid`.execute(dbA);
+    }
+    const page1 = await a.listRuns({ project: "p1", app: "same-ms", limit: 2 });
+    expect(page1.map((r) => r.id)).toEqual([ids[3], ids[2]]);
+    const last = page1[1]!;
+    const page2 = await a.listRuns({ project: "p1", app: "same-ms", limit: 2, after: { createdAt: last.created_at, id: last.id } });
+    expect(page2.map((r) => r.id)).toEqual([ids[1], ids[0]]);
   });
 
   it("hands back dispatches nobody claimed, once per period, and finished webhooks no notifier took", async () => {

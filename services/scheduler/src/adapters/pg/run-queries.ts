@@ -76,7 +76,16 @@ export async function listRuns(db: Db, f: ListFilter): Promise<RunRecord[]> {
   if (f.labels && Object.keys(f.labels).length > 0) {
     q = q.where(sql<boolean>`labels <> '{}'::jsonb and labels @> ${JSON.stringify(f.labels)}::jsonb`);
   }
-  if (f.after) q = q.where(sql<boolean>`(created_at, id) < (${f.after.createdAt}, ${f.after.id}::uuid)`);
+  // The cursor's time has a JS Date's milliseconds while created_at has
+  // microseconds: compare with the cursor row's own created_at, looked up by
+  // its id (a primary-key read), or runs created in the same millisecond as
+  // the page's last one are skipped or repeated. The cursor's time stands in
+  // for a run deleted since.
+  if (f.after) {
+    q = q.where(
+      sql<boolean>`(created_at, id) < (coalesce((select c.created_at from runs c where c.id = ${f.after.id}::uuid), ${f.after.createdAt}), ${f.after.id}::uuid)`,
+    );
+  }
   return (await q.orderBy("created_at", "desc").orderBy("id", "desc").limit(f.limit).execute()) as unknown as RunRecord[];
 }
 
