@@ -9,8 +9,8 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { randomUUID } from "node:crypto";
+import { service as healthService } from "grpc-health-check";
 import { setTimeout } from "node:timers/promises";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { callUnary, createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
@@ -32,42 +32,21 @@ function callerMetadata(caller: Caller): Metadata {
   return md;
 }
 
-/** grpc.health.v1.Health/Check, built by hand: the request is empty, the answer one enum. */
-const HealthClient = makeGenericClientConstructor(
-  {
-    check: {
-      path: "/grpc.health.v1.Health/Check",
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: () => Buffer.alloc(0),
-      requestDeserialize: () => ({}),
-      responseSerialize: () => Buffer.alloc(0),
-      responseDeserialize: (bytes: Buffer) => decodeHealthStatus(bytes),
-    },
-  },
-  "grpc.health.v1.Health",
-) as unknown as new (address: string, creds: ChannelCredentials, options?: Partial<ClientOptions>) => HealthCheckClient;
+/** grpc.health.v1.Health, from grpc-health-check's own definition (its enums as strings). */
+const HealthClient = makeGenericClientConstructor(healthService, "grpc.health.v1.Health") as unknown as new (
+  address: string,
+  creds: ChannelCredentials,
+  options?: Partial<ClientOptions>,
+) => HealthCheckClient;
 
 type HealthCheckClient = Client & {
   check(
-    request: object,
+    request: { service: string },
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (err: ServiceError | null, res: { status: number }) => void,
+    callback: (err: ServiceError | null, res: { status: string }) => void,
   ): ClientUnaryCall;
 };
-
-/** The `status` field (1) of a HealthCheckResponse; 1 is SERVING. */
-function decodeHealthStatus(bytes: Buffer): { status: number } {
-  const reader = new BinaryReader(bytes);
-  let status = 0;
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (field === 1) status = reader.int32();
-    else reader.skip(wireType);
-  }
-  return { status };
-}
 
 /** The scheduler as the gateway sees it: key resolution, runs, apps, health. */
 export interface SchedulerClients {
@@ -265,8 +244,8 @@ export function createSchedulerClients(addresses: string, internalToken: string)
   const health: HealthPort = {
     async schedulerServing() {
       try {
-        const res = await callUnary(healthClient.check.bind(healthClient), {}, new Metadata(), HEALTH_TIMEOUT_MS);
-        return res.status === 1;
+        const res = await callUnary(healthClient.check.bind(healthClient), { service: "" }, new Metadata(), HEALTH_TIMEOUT_MS);
+        return res.status === "SERVING";
       } catch {
         // Unreachable or failing: not serving. The answer itself is the report.
         return false;
