@@ -1,3 +1,4 @@
+import pLimit, { type LimitFunction } from "p-limit";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
 import { RunAttr, SpanKind, SpanStatusCode, context, runContext, trace, tracer, type Span } from "@longhaul/shared/telemetry";
@@ -15,7 +16,6 @@ import type {
   UpstreamResult,
 } from "./ports.js";
 import { parseRetryAfter } from "./retry-after.js";
-import { createSemaphore, type Semaphore } from "./semaphore.js";
 import { Deadlines } from "./deadlines.js";
 
 /** Why a held call was stopped before the app answered. */
@@ -81,13 +81,13 @@ const TRANSIENT = new Set(["unavailable", "deadline_exceeded", "internal", "reso
 export class RunInvoker {
   private readonly held = new Map<string, HeldRun>();
   private readonly backoff: { initialMs: number; maxMs: number };
-  private readonly reports: Semaphore;
+  private readonly reports: LimitFunction;
   private readonly deadlines: Deadlines;
   private leaseSecondsSeen = 0;
 
   constructor(private readonly o: RunInvokerOptions) {
     this.backoff = o.completeBackoff ?? { initialMs: 250, maxMs: 10_000 };
-    this.reports = createSemaphore(o.maxConcurrentReports ?? 16);
+    this.reports = pLimit(o.maxConcurrentReports ?? 16);
     this.deadlines = new Deadlines(o.clock);
   }
 
@@ -329,34 +329,19 @@ export class RunInvoker {
 
   /** Reports an outcome, retrying with backoff while the scheduler cannot answer. */
   private async complete(run: ClaimedRun, held: HeldRun, outcome: RunOutcome, ended: Record<string, unknown> = {}): Promise<void> {
-    const { log, clock, metrics } = this.o;
+    const { log, clock } = this.o;
     const ids = { run_id: run.runId, attempt: run.attempt, ...ended };
     let delay = this.backoff.initialMs;
     for (;;) {
-      const slot = held.stopped ? undefined : await this.reports.acquire();
-      if (!slot || held.stopped) {
-        slot?.();
+      // One report at a time per slot; a run let go while it waited for one is not reported.
+      const step = held.stopped ? "stopped" : await this.reports(() => this.tryComplete(held, outcome, ids, delay));
+      if (step === "stopped") {
         // Lost or cancelled meanwhile: the scheduler already decided. Draining: hand it back.
         log.warn({ ...ids, reason: held.stopped }, "outcome not recorded: run let go while retrying");
         if (held.stopped === "draining") await this.release(run);
         return;
       }
-      try {
-        const { accepted } = await this.o.scheduler.completeRun(held.dispatch, this.o.invokerId, outcome);
-        if (accepted) log.info(ids, "outcome recorded");
-        else log.warn(ids, "outcome refused as late or stale; dropped");
-        return;
-      } catch (err) {
-        const e = LonghaulError.from(err);
-        metrics.completeFailed(e.code);
-        if (!TRANSIENT.has(e.code)) {
-          log.error({ ...ids, err: e }, "outcome refused; dropped");
-          return;
-        }
-        log.warn({ ...ids, err: e, retry_in_ms: delay }, "could not record outcome; retrying");
-      } finally {
-        slot();
-      }
+      if (step === "done") return;
       // Only a run that waits to retry gets a controller for its pause: cancel or drain cut it short.
       const pause = new AbortController();
       held.abort = pause;
@@ -366,8 +351,32 @@ export class RunInvoker {
     }
   }
 
+  /** One try at reporting an outcome: done (recorded, refused or dropped), to retry, or let go meanwhile. */
+  private async tryComplete(held: HeldRun, outcome: RunOutcome, ids: Record<string, unknown>, delay: number): Promise<"done" | "retry" | "stopped"> {
+    const { log, metrics } = this.o;
+    if (held.stopped) return "stopped";
+    try {
+      const { accepted } = await this.o.scheduler.completeRun(held.dispatch, this.o.invokerId, outcome);
+      if (accepted) log.info(ids, "outcome recorded");
+      else log.warn(ids, "outcome refused as late or stale; dropped");
+      return "done";
+    } catch (err) {
+      const e = LonghaulError.from(err);
+      metrics.completeFailed(e.code);
+      if (!TRANSIENT.has(e.code)) {
+        log.error({ ...ids, err: e }, "outcome refused; dropped");
+        return "done";
+      }
+      log.warn({ ...ids, err: e, retry_in_ms: delay }, "could not record outcome; retrying");
+      return "retry";
+    }
+  }
+
   private async release(run: ClaimedRun): Promise<void> {
-    const slot = await this.reports.acquire();
+    await this.reports(() => this.releaseNow(run));
+  }
+
+  private async releaseNow(run: ClaimedRun): Promise<void> {
     try {
       const { accepted } = await this.o.scheduler.releaseRun(
         { runId: run.runId, attempt: run.attempt },
@@ -378,8 +387,6 @@ export class RunInvoker {
     } catch (err) {
       // The lease then runs out and the scheduler recovers the run by policy.
       this.o.log.warn({ run_id: run.runId, attempt: run.attempt, err }, "release failed; the lease will expire");
-    } finally {
-      slot();
     }
   }
 }
