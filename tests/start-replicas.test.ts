@@ -59,12 +59,17 @@ function portFree(port: number): Promise<boolean> {
 }
 
 /**
- * Base ports (and their copies' at +10) that are all free now, below the
- * ephemeral range (32768+), so that no outgoing connection takes one meanwhile.
+ * Base ports (and their copies' at +10) that are all free now, in 10000-19999:
+ * below the ephemeral range (32768+), so that no outgoing connection takes one
+ * meanwhile, and below the 20000-32000 that freePort (scripts/lib/net.mjs)
+ * hands the meshes of the other test files, so that none of them picks one
+ * of these between this check and start.mjs's services binding them (seconds
+ * later: start.mjs migrates and starts the schedulers first).
  */
 async function freeBases(): Promise<Record<string, string>> {
   for (;;) {
-    const base = 20_000 + Math.floor(Math.random() * 1_200) * 10;
+    // The highest port used is base + 16 (seven variables, copies at +10): at most 19,996.
+    const base = 10_000 + Math.floor(Math.random() * 999) * 10;
     const ports = PORT_VARS.map((_, i) => base + i);
     const all = [...ports, ...ports.map((p) => p + 10)];
     if ((await Promise.all(all.map(portFree))).every(Boolean)) {

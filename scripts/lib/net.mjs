@@ -8,6 +8,8 @@ import net from "node:net";
  * listen on it starts, any outgoing connection on the machine may take it as
  * its local port (parallel test files make thousands). Below that range only
  * an explicit bind takes a port, so the race is with other pickers only.
+ * 10000-19999 is left to tests that choose fixed ports themselves
+ * (tests/start-replicas.test.ts), so that the two never meet.
  */
 const PICK_FROM = 20_000;
 const PICK_TO = 32_000;
