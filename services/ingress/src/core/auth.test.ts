@@ -30,13 +30,13 @@ describe("bearerKey", () => {
 
 describe("createAuthenticator", () => {
   it("resolves a key once per cache period, then again after it", async () => {
-    let t = 0;
+    let t = 1_000;
     const f = fakeResolver({ k1: "dev" });
     const auth = createAuthenticator(f.resolver, { cacheSeconds: 5, now: () => t });
     expect(await auth.authenticate("Bearer k1")).toEqual({ project: "dev", scopes: ["read", "invoke", "admin"], authorization: "Bearer k1" });
     await auth.authenticate("Bearer k1");
     expect(f.calls).toEqual(["k1"]);
-    t = 5_001;
+    t = 6_001;
     await auth.authenticate("Bearer k1");
     expect(f.calls).toEqual(["k1", "k1"]);
   });

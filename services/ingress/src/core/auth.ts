@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Caller, KeyIdentity, KeyResolver } from "./ports.js";
 
@@ -12,7 +13,8 @@ export interface AuthenticatorOptions {
   now?: () => number;
 }
 
-type Entry = { expiresAt: number; identity: KeyIdentity | null };
+/** A key's answer: its identity, or null for a rejected key (lru-cache keeps objects, not null). */
+type Answer = { identity: KeyIdentity | null };
 
 /** Authenticates HTTP callers by their bearer key. */
 export interface Authenticator {
@@ -37,53 +39,37 @@ export function bearerKey(authorization: string | undefined): string | undefined
  * are never cached. Keys are held by their sha-256, never in clear.
  */
 export function createAuthenticator(resolver: KeyResolver, options: AuthenticatorOptions): Authenticator {
-  const now = options.now ?? Date.now;
-  const maxEntries = options.maxEntries ?? 10_000;
   const ttlMs = options.cacheSeconds * 1000;
-  const cache = new Map<string, Entry>();
-  // Concurrent first calls with one key share a single RPC.
-  const inFlight = new Map<string, Promise<KeyIdentity | null>>();
 
-  const remember = (digest: string, identity: KeyIdentity | null) => {
-    if (ttlMs <= 0) return;
-    if (cache.size >= maxEntries) {
-      const oldest = cache.keys().next().value;
-      if (oldest !== undefined) cache.delete(oldest);
-    }
-    cache.set(digest, { identity, expiresAt: now() + ttlMs });
-  };
-
-  const lookup = async (key: string, digest: string): Promise<KeyIdentity | null> => {
+  const lookup = async (key: string): Promise<Answer> => {
     try {
-      const identity = await resolver.resolve(key);
-      remember(digest, identity);
-      return identity;
+      return { identity: await resolver.resolve(key) };
     } catch (err) {
       const e = LonghaulError.from(err);
       if (e.code !== "unauthenticated") throw e;
-      remember(digest, null);
-      return null;
+      return { identity: null };
     }
   };
+  // A rejected fetch is not kept, so an outage is never cached; concurrent
+  // first calls with one key share a single fetch (lru-cache's fetchMethod).
+  const cache =
+    ttlMs > 0
+      ? new LRUCache<string, Answer, string>({
+          max: options.maxEntries ?? 10_000,
+          ttl: ttlMs,
+          ttlResolution: 0,
+          ...(options.now ? { perf: { now: options.now } } : {}),
+          fetchMethod: (_digest, _stale, { context }) => lookup(context),
+        })
+      : undefined;
 
   return {
     async authenticate(authorization) {
       const key = bearerKey(authorization);
       if (!key) throw new LonghaulError("unauthenticated", "missing or malformed Authorization: Bearer <api key>");
       const digest = createHash("sha256").update(key).digest("hex");
-      const hit = cache.get(digest);
-      let identity: KeyIdentity | null;
-      if (hit && hit.expiresAt > now()) {
-        identity = hit.identity;
-      } else {
-        if (hit) cache.delete(digest);
-        let pending = inFlight.get(digest);
-        if (!pending) {
-          pending = lookup(key, digest).finally(() => inFlight.delete(digest));
-          inFlight.set(digest, pending);
-        }
-        identity = await pending;
-      }
+      const answer = cache ? await cache.fetch(digest, { context: key }) : await lookup(key);
+      const identity = answer?.identity ?? null;
       if (identity === null) throw new LonghaulError("unauthenticated", "invalid API key");
       return { project: identity.project, scopes: identity.scopes, authorization: `Bearer ${key}` };
     },

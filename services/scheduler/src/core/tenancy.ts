@@ -1,4 +1,5 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
 import type { TenancyStore } from "./ports.js";
@@ -82,7 +83,21 @@ export function checkKeyInput(input: { name: string; scopes: readonly string[] }
  * (AdminService, KeyService, the public services) call it.
  */
 export function createTenancy(store: TenancyStore, settings: TenancySettings, log: Logger) {
-  const cache = new Map<string, { caller: KeyCaller | null; until: number }>();
+  // Keys by their sha-256; a key's answer (null: no such live key) is kept
+  // authCacheMs, a failed look-up (Postgres away) not at all, and concurrent
+  // first look-ups of one key share one statement.
+  const findCaller = async (secret: string): Promise<{ caller: KeyCaller | null }> => {
+    const key = secret ? await store.findKey(secret) : undefined;
+    return { caller: key ? { project: key.project, scopes: key.scopes, keyId: key.id } : null };
+  };
+  const cache =
+    settings.authCacheMs > 0
+      ? new LRUCache<string, { caller: KeyCaller | null }, string>({
+          max: 10_000,
+          ttl: settings.authCacheMs,
+          fetchMethod: (_digest, _stale, { context }) => findCaller(context),
+        })
+      : undefined;
   const adminDigests = settings.adminKey
     ? [settings.adminKey, settings.previousAdminKey].filter((k): k is string => !!k).map(sha256)
     : [];
@@ -131,18 +146,9 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
      * revoked or malformed one. Answers are kept `authCacheMs`.
      */
     async authenticate(secret: string): Promise<KeyCaller> {
-      const now = Date.now();
       const digest = sha256(secret).toString("hex");
-      const hit = cache.get(digest);
-      let caller: KeyCaller | null;
-      if (hit && hit.until > now) {
-        caller = hit.caller;
-      } else {
-        const key = secret ? await store.findKey(secret) : undefined;
-        caller = key ? { project: key.project, scopes: key.scopes, keyId: key.id } : null;
-        if (cache.size > 10_000) cache.clear();
-        cache.set(digest, { caller, until: now + settings.authCacheMs });
-      }
+      const answer = cache ? await cache.fetch(digest, { context: secret }) : await findCaller(secret);
+      const caller = answer?.caller ?? null;
       if (!caller) throw new LonghaulError("unauthenticated", "missing, unknown or revoked API key");
       return caller;
     },
@@ -216,7 +222,7 @@ export function createTenancy(store: TenancyStore, settings: TenancySettings, lo
       const key = await store.revokeKey(id.toLowerCase(), caller?.project, { actor, action: "key.revoke", project: caller?.project ?? null });
       if (!key) throw new LonghaulError("not_found", `key ${id} not found`);
       // This copy forgets it at once; others within authCacheMs.
-      cache.clear();
+      cache?.clear();
       log.info({ project: key.project, key_id: key.id }, "key revoked");
     },
 
