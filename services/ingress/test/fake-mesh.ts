@@ -161,6 +161,11 @@ export async function startFakeMesh(): Promise<FakeMesh> {
       run.status = runsPb.RunStatus.RUN_STATUS_CANCELLED;
       return { run };
     }),
+    eraseRun: unary(log, "EraseRun", async (req: runsPb.EraseRunRequest, ctx) => {
+      const run = ownRun(projectOf(ctx.metadata), req.runId);
+      inputs.delete(run.id);
+      return { run };
+    }),
     retryRun: unary(log, "RetryRun", async (req: runsPb.RetryRunRequest, ctx) => {
       const project = projectOf(ctx.metadata);
       const old = ownRun(project, req.runId);

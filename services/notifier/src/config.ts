@@ -52,6 +52,10 @@ export const notifierEnvSchema = commonEnvSchema.extend(schemaEnvSchema.shape).e
   NOTIFIER_MAX_CONCURRENCY: envInt(64, 1, 10_000),
   /** Seconds the previous secret still signs after a rotation. @default 86400 */
   NOTIFIER_SECRET_OVERLAP_SECONDS: envInt(86_400, 0),
+  /** Settled deliveries (and their attempts) are deleted this long after their last change, as runs are. @default 30 */
+  LONGHAUL_RUN_RETENTION_DAYS: envInt(30, 1, 36_500),
+  /** Seconds between two deletions of old deliveries; one with nothing to delete is one index-only statement. @default 300 */
+  NOTIFIER_RETENTION_INTERVAL_SECONDS: envInt(300, 1, 86_400),
   /** Deadline of each call to the scheduler, in milliseconds. @default 5000 */
   NOTIFIER_RPC_TIMEOUT_MS: envInt(5_000, 100, 60_000),
 });

@@ -15,6 +15,7 @@ import { createWebhookSender, type Resolver } from "./adapters/http/webhook-send
 import { createNotifierMetrics } from "./adapters/metrics.js";
 import { startFinishedConsumer } from "./adapters/nats/finished-consumer.js";
 import { countPendingDeliveries, createPgDeliveryStore } from "./adapters/pg/delivery-store.js";
+import { startDeliveryRetention } from "./adapters/pg/delivery-retention.js";
 import { notifierMigrationSet } from "./adapters/pg/migrations.js";
 import type { NotifierDatabase } from "./adapters/pg/schema.js";
 import { createPgSecretStore } from "./adapters/pg/secret-store.js";
@@ -106,6 +107,11 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
       else if (isConnectionError(err)) health.set("postgres", false, err);
     },
   });
+  const retention = startDeliveryRetention(db, {
+    retentionSeconds: config.LONGHAUL_RUN_RETENTION_DAYS * 86_400,
+    intervalMs: config.NOTIFIER_RETENTION_INTERVAL_SECONDS * 1000,
+    log,
+  });
   core.onCapacity(poller.wake);
   core.onRetryDue(poller.wakeIn);
   health.started();
@@ -117,6 +123,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
       health.stopping();
       await consumer.stop();
       await poller.stop();
+      await retention.stop();
       await core.drain();
       await sender.close?.();
       await grpc.stop(5_000);

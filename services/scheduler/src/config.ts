@@ -28,6 +28,10 @@ const schema = commonEnvSchema.extend(schemaEnvSchema.shape).extend({
   SCHEDULER_IDEMPOTENCY_TTL_SECONDS: envInt(86_400, 60),
   /** Request and response bodies are dropped this long after a run ends. @default 7 */
   LONGHAUL_RETENTION_DAYS: envInt(7, 1, 3650),
+  /** Whole runs (with their attempts and Idempotency-Keys) are deleted this long after they end. @default 30 */
+  LONGHAUL_RUN_RETENTION_DAYS: envInt(30, 1, 36500),
+  /** Seconds between two retention passes; a pass with nothing to delete is one index-only read. @default 300 */
+  SCHEDULER_RETENTION_INTERVAL_SECONDS: envInt(300, 1, 86_400),
   LONGHAUL_WEBHOOK_ALLOW_PRIVATE: envBool(false),
   /** The development project's API key; when set, the `dev` project owns it. */
   LONGHAUL_DEV_API_KEY: z.string().min(16).optional(),

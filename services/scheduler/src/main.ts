@@ -71,6 +71,8 @@ await runService({
         redispatchAfterSeconds: config.SCHEDULER_REDISPATCH_AFTER_SECONDS,
         webhookRepublishAfterSeconds: config.SCHEDULER_WEBHOOK_REPUBLISH_SECONDS,
         retentionSeconds: config.LONGHAUL_RETENTION_DAYS * 86_400,
+        runRetentionSeconds: config.LONGHAUL_RUN_RETENTION_DAYS * 86_400,
+        retentionIntervalMs: config.SCHEDULER_RETENTION_INTERVAL_SECONDS * 1000,
         authCacheMs: 5_000,
       },
     };

@@ -83,7 +83,11 @@ export interface paths {
         get: operations["getRun"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Erase a finished run's bodies and headers (personal data)
+         * @description Needs the `admin` scope. The stored request and response bodies and headers go at once; the run, its times, status and attempts stay. `409` while the run has not finished. Recorded in the audit log (`run.erase`).
+         */
+        delete: operations["eraseRun"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1800,6 +1804,30 @@ export interface operations {
             };
             400: components["responses"]["E400"];
             404: components["responses"]["E404"];
+            default: components["responses"]["Error"];
+        };
+    };
+    eraseRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: components["responses"]["E403"];
+            404: components["responses"]["E404"];
+            409: components["responses"]["E409"];
             default: components["responses"]["Error"];
         };
     };

@@ -63,6 +63,8 @@ export interface RunsPort {
   getRunResult(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.GetRunResultResponse>;
   listRuns(caller: Caller, req: runsPb.ListRunsRequest, opts?: CallOptions): Promise<runsPb.ListRunsResponse>;
   cancelRun(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.Run>;
+  /** Erases a finished run's bodies and headers (RunService/EraseRun). */
+  eraseRun(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.Run>;
   retryRun(caller: Caller, runId: string, opts?: CallOptions): Promise<string>;
   /** Retries every finished run matching a filter (RunService/RetryRuns). */
   retryRuns(caller: Caller, req: runsPb.RetryRunsRequest, opts?: CallOptions): Promise<runsPb.RetryRunsResponse>;

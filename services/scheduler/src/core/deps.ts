@@ -16,7 +16,12 @@ export interface SchedulerSettings {
   idempotencyTtlSeconds: number;
   redispatchAfterSeconds: number;
   webhookRepublishAfterSeconds: number;
+  /** Bodies are dropped this long after a run ends. */
   retentionSeconds: number;
+  /** Whole runs are deleted this long after they end. */
+  runRetentionSeconds: number;
+  /** Time between two retention passes (each starts with one index-only probe). */
+  retentionIntervalMs: number;
   authCacheMs: number;
 }
 

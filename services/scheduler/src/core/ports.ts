@@ -81,6 +81,16 @@ export interface DueWork {
   webhooks: boolean;
 }
 
+/** Which retention passes have work now (adapters/pg/retention.ts). */
+export interface RetentionDue {
+  /** Runs past the body retention period that the body pass has not reached. */
+  bodies: boolean;
+  /** Runs past the run retention period: whole rows to delete. */
+  runs: boolean;
+  /** Invoker sessions expired for an hour. */
+  sessions: boolean;
+}
+
 /** Finished runs to retry in bulk (RetryRuns). */
 export interface RetryFilter {
   project: string;
@@ -157,7 +167,14 @@ export interface SchedulerStore {
   expiredLeases(limit: number): Promise<{ id: string; attempt: number }[]>;
   staleDispatches(afterSeconds: number, limit: number): Promise<DispatchRef[]>;
   untakenWebhooks(afterSeconds: number, limit: number): Promise<{ id: string; project: string; app: string; status: string }[]>;
-  dropOldBodies(retentionSeconds: number): Promise<number>;
+  /** Which retention passes have work, in one index-only read. */
+  retentionDue(bodySeconds: number, runSeconds: number): Promise<RetentionDue>;
+  /** One batch of the body pass: bodies of runs ended before the period dropped; `moved` false once there are none. */
+  dropOldBodies(retentionSeconds: number, batch: number): Promise<{ runs: number; moved: boolean }>;
+  /** Deletes up to `batch` runs ended before the period, with their attempts and Idempotency-Keys; how many. */
+  deleteOldRuns(retentionSeconds: number, batch: number): Promise<number>;
+  /** Erases a finished run's bodies and headers (audited); `erased` false when it has not finished. */
+  eraseRun(project: string, runId: string, actor: string): Promise<{ run: RunRecord; erased: boolean } | undefined>;
 
   /** A window of the overview's figures, in one statement (adapters/pg/run-stats.ts). */
   runStats(q: StatsQuery, now: Date): Promise<StatsResult>;

@@ -4,6 +4,10 @@ import { createEffects } from "./deps.js";
 import type { RunLifecycle } from "./run-lifecycle.js";
 
 const BATCH = 200;
+/** Runs per retention statement: each is a short transaction that holds few row locks. */
+const RETENTION_BATCH = 500;
+/** Retention statements per tick; a larger backlog goes on at the next tick. */
+const RETENTION_BATCHES_PER_TICK = 10;
 
 /**
  * One pass of the scheduler's repairs (docs/ARCHITECTURE.md "Recovery"). Every
@@ -14,7 +18,7 @@ const BATCH = 200;
 export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
   const { store, settings, log } = deps;
   const effects = createEffects(deps);
-  let lastRetention = 0;
+  let nextRetention = 0;
   // A scheduler that has just started (or restarted) lets invokers reach it
   // for one lease before it ends anything as lost: their heartbeats failed
   // while no scheduler answered, and that is not the invoker's loss.
@@ -26,6 +30,48 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
     } catch (err) {
       log.warn({ err, step: name }, "reconcile step failed; next tick retries");
     }
+  }
+
+  /**
+   * Retention (DESIGN.md "Data"): bodies after LONGHAUL_RETENTION_DAYS, whole
+   * runs after LONGHAUL_RUN_RETENTION_DAYS, idle invoker sessions after an
+   * hour. One index-only probe says which have work, so a pass with nothing
+   * to delete is one read; work goes in small batches, each its own short
+   * transaction. True when a backlog is left for the next tick.
+   */
+  async function retentionPass(): Promise<boolean> {
+    const due = await store.retentionDue(settings.retentionSeconds, settings.runRetentionSeconds);
+    let bodies = 0;
+    let deleted = 0;
+    // Each pass has its own budget, so a body backlog never holds back deletions.
+    let backlog = false;
+    if (due.bodies) {
+      backlog = true;
+      for (let i = 0; i < RETENTION_BATCHES_PER_TICK; i++) {
+        const r = await store.dropOldBodies(settings.retentionSeconds, RETENTION_BATCH);
+        bodies += r.runs;
+        if (!r.moved) {
+          backlog = false;
+          break;
+        }
+      }
+    }
+    if (due.runs) {
+      let left = true;
+      for (let i = 0; i < RETENTION_BATCHES_PER_TICK && left; i++) {
+        const n = await store.deleteOldRuns(settings.runRetentionSeconds, RETENTION_BATCH);
+        deleted += n;
+        left = n === RETENTION_BATCH;
+      }
+      backlog ||= left;
+    }
+    if (bodies > 0) log.info({ runs: bodies }, "dropped bodies past retention");
+    if (deleted > 0) log.info({ runs: deleted }, "deleted runs past retention");
+    if (due.sessions) {
+      const n = await store.dropIdleSessions();
+      if (n > 0) log.info({ sessions: n }, "forgot invoker sessions idle for an hour");
+    }
+    return backlog;
   }
 
   return {
@@ -76,17 +122,9 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
           await deps.bus.publishFinished(r, { republish: true });
         }
       });
-      if (Date.now() - lastRetention > 60_000) {
-        lastRetention = Date.now();
-        await step("retention", async () => {
-          const n = await store.dropOldBodies(settings.retentionSeconds);
-          if (n > 0) log.info({ runs: n }, "dropped bodies past retention");
-        });
-        await step("sessions", async () => {
-          const n = await store.dropIdleSessions();
-          if (n > 0) log.info({ sessions: n }, "forgot invoker sessions idle for an hour");
-        });
-      }
+      if (Date.now() >= nextRetention) await step("retention", async () => {
+        nextRetention = (await retentionPass()) ? Date.now() : Date.now() + settings.retentionIntervalMs;
+      });
       return due.expire || leasesDue || due.queued || due.redispatch || due.webhooks;
     },
   };

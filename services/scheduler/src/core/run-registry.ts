@@ -263,6 +263,18 @@ export function createRunRegistry(deps: SchedulerDeps) {
       return res.run;
     },
 
+    /**
+     * Erases a finished run's bodies and headers (personal data), recorded
+     * in the audit log as `actor`'s. 409 while the run has not finished.
+     */
+    async erase(project: string, id: string, actor: string): Promise<RunRecord> {
+      const res = await store.eraseRun(project, checkRunId(id), actor);
+      if (!res) throw notFound(id);
+      if (!res.erased) throw new LonghaulError("conflict", `run ${id} is ${res.run.status}: only a finished run can be erased`);
+      log.info({ run_id: id, actor }, "run's bodies and headers erased");
+      return res.run;
+    },
+
     /** A new run with the request of an earlier one, linked to it. */
     retry: (project: string, id: string, trace: { traceparent: string; tracestate: string }) => retryOne(project, id, trace, ""),
 

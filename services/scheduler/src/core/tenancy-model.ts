@@ -142,7 +142,7 @@ export function checkProjectName(name: string): string {
 export interface AuditInput {
   /** `operator:<fingerprint>` or `key:<key id>`. */
   actor: string;
-  action: "project.create" | "project.limits" | "project.delete" | "key.create" | "key.revoke";
+  action: "project.create" | "project.limits" | "project.delete" | "key.create" | "key.revoke" | "run.erase";
   project: string | null;
   target?: string | null;
   detail?: Record<string, unknown>;

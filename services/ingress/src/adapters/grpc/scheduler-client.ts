@@ -154,6 +154,10 @@ export function createSchedulerClients(addresses: string, internalToken: string)
       );
       return requireRun(res.run);
     },
+    async eraseRun(caller, runId, opts) {
+      const res = await callUnary(runClient.eraseRun.bind(runClient), { runId }, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal);
+      return requireRun(res.run);
+    },
     async retryRun(caller, runId, opts) {
       const res = await callUnary(
         runClient.retryRun.bind(runClient),

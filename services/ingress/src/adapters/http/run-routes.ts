@@ -82,6 +82,19 @@ export function runRoutes(deps: RouteDeps): Route[] {
       },
     },
     {
+      // Erasure on demand (personal data): the finished run's bodies and
+      // headers go at once; the run, its times and status stay.
+      method: "DELETE",
+      pattern: "/v1/runs/:id",
+      auth: true,
+      scope: "admin",
+      handler: async (ctx) => {
+        await runs.eraseRun(ctx.caller, runIdParam(ctx), { signal: ctx.signal });
+        ctx.res.writeHead(204);
+        ctx.res.end();
+      },
+    },
+    {
       method: "GET",
       pattern: "/v1/runs/:id/result",
       // Either a key, or a signed link (expires + signature) handed out in webhooks.

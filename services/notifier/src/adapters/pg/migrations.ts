@@ -59,6 +59,18 @@ export const notifierMigrations: Record<string, Migration> = {
       await sql`drop table webhook_secrets`.execute(db);
     },
   },
+  // Retention that deletes: settled deliveries go LONGHAUL_RUN_RETENTION_DAYS
+  // after their last change, as the scheduler deletes their runs. The
+  // partial index holds settled deliveries only, so the due poller's
+  // pending rows cost it nothing.
+  "0013_delivery_retention": {
+    async up(db) {
+      await sql`create index webhook_deliveries_settled on webhook_deliveries (updated_at) where state <> 'pending'`.execute(db);
+    },
+    async down(db) {
+      await sql`drop index webhook_deliveries_settled`.execute(db);
+    },
+  },
 };
 
 /** The notifier's migrations and the table that records them. */

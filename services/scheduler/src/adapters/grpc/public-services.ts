@@ -132,6 +132,10 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
       await registry.cancel(project, req.runId);
       return { run: runToProto(await registry.getRun(project, req.runId)) };
     }),
+    eraseRun: unary(log, "EraseRun", async (req: runsPb.EraseRunRequest, ctx) => {
+      const caller = await callerOf(tenancy, ctx, "admin", "erasing a run");
+      return { run: runToProto({ run: await registry.erase(caller.project, req.runId, `key:${caller.keyId}`), attempts: [] }) };
+    }),
     retryRun: unary(log, "RetryRun", (req: runsPb.RetryRunRequest, ctx) =>
       inSpan("run.submit", { attributes: { "longhaul.retry_of": req.runId } }, async (span) => {
         const project = await projectOf(tenancy, ctx, "invoke", "retrying a run");

@@ -158,15 +158,6 @@ export async function untakenWebhooks(
   return rows.rows.map((r) => ({ id: r.id, project: r.project_id, app: r.app, status: r.status }));
 }
 
-/** Drops request and response bodies of runs finished before the retention period. */
-export async function dropOldBodies(db: Kysely<SchedulerDb>, retentionSeconds: number): Promise<number> {
-  const r = await sql`
-    update runs set request_body = null, response_body = null
-    where finished_at < now() - make_interval(secs => ${retentionSeconds})
-      and (request_body is not null or response_body is not null)`.execute(db);
-  return Number(r.numAffectedRows ?? 0);
-}
-
 /** Queue depth and runs in flight per app, for metrics and the apps API. */
 export async function appCounts(
   db: Kysely<SchedulerDb>,

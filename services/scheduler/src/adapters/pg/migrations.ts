@@ -253,6 +253,23 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`create index admin_audit_project on admin_audit (project_id, id desc)`.execute(db);
     },
   },
+  // Retention that deletes (adapters/pg/retention.ts). Bodies go after
+  // LONGHAUL_RETENTION_DAYS; the one-row table says how far that pass has
+  // gone (finished_at), so its probe is an index-only look at the runs
+  // finished since, on runs_finished_at, and never re-reads the runs whose
+  // bodies are already gone. Whole rows go after LONGHAUL_RUN_RETENTION_DAYS
+  // through the same index. '-infinity': the first pass walks every finished run once.
+  "0013_run_retention": {
+    async up(db: Kysely<unknown>) {
+      await sql`create index if not exists runs_finished_at on runs (finished_at) where finished_at is not null`.execute(db);
+      await sql`
+        create table run_retention (
+          id integer primary key check (id = 1),
+          bodies_until timestamptz not null
+        )`.execute(db);
+      await sql`insert into run_retention (id, bodies_until) values (1, '-infinity')`.execute(db);
+    },
+  },
 };
 
 /** The scheduler's migrations and the table that records them. */

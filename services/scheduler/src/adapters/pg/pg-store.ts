@@ -6,6 +6,7 @@ import * as maintenance from "./maintenance-store.js";
 import * as claims from "./claim-run.js";
 import * as ends from "./end-attempt.js";
 import * as inserts from "./insert-run.js";
+import * as retention from "./retention.js";
 import * as runs from "./run-queries.js";
 import * as stats from "./run-stats.js";
 import * as tenancy from "./tenancy-store.js";
@@ -50,7 +51,10 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     dueWork: (redispatchAfter, webhookAfter) => maintenance.dueWork(db, redispatchAfter, webhookAfter),
     staleDispatches: (after, limit) => maintenance.staleDispatches(db, after, limit),
     untakenWebhooks: (after, limit) => maintenance.untakenWebhooks(db, after, limit),
-    dropOldBodies: (retention) => maintenance.dropOldBodies(db, retention),
+    retentionDue: (bodySeconds, runSeconds) => retention.retentionDue(db, bodySeconds, runSeconds),
+    dropOldBodies: (seconds, batch) => retention.dropOldBodies(db, seconds, batch),
+    deleteOldRuns: (seconds, batch) => retention.deleteOldRuns(db, seconds, batch),
+    eraseRun: (project, runId, actor) => retention.eraseRun(db, project, runId, actor),
     runStats: (q, now) => stats.readRunStats(db, q, now, rolledHint),
     rollUpStats: async () => (rolledHint = await stats.rollUpRunStats(db)),
   };

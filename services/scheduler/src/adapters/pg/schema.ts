@@ -172,6 +172,12 @@ export interface RunStatsProgressTable {
   rolled_until: Timestamp;
 }
 
+/** How far the body retention pass has gone (migration 0013): one row. */
+export interface RunRetentionTable {
+  id: number;
+  bodies_until: Timestamp;
+}
+
 /** The scheduler's view of the database. */
 export interface SchedulerDb {
   projects: ProjectsTable;
@@ -186,6 +192,7 @@ export interface SchedulerDb {
   watch_streams: WatchStreamsTable;
   invoker_sessions: InvokerSessionsTable;
   admin_audit: AdminAuditTable;
+  run_retention: RunRetentionTable;
 }
 
 export type RunRow = Selectable<RunsTable>;

@@ -77,7 +77,7 @@ export async function createProject(db: Kysely<SchedulerDb>, name: string, limit
 }
 
 /** Records an admin action; called inside the transaction of the change. */
-async function recordAudit(trx: Transaction<SchedulerDb>, a: AuditInput): Promise<void> {
+export async function recordAudit(trx: Transaction<SchedulerDb>, a: AuditInput): Promise<void> {
   await trx
     .insertInto("admin_audit")
     .values({ actor: a.actor, action: a.action, project_id: a.project, target: a.target ?? null, detail: JSON.stringify(a.detail ?? {}) })

@@ -56,7 +56,7 @@ const schemas: Record<string, Schema> = {
     id: { type: "string" },
     at: nullableDateTime,
     actor: { type: "string", description: "operator:<fingerprint> or key:<key id>" },
-    action: { type: "string", enum: ["project.create", "project.limits", "project.delete", "key.create", "key.revoke"] },
+    action: { type: "string", enum: ["project.create", "project.limits", "project.delete", "key.create", "key.revoke", "run.erase"] },
     project: { type: ["string", "null"] },
     target: { type: ["string", "null"] },
     detail: { type: "object" },

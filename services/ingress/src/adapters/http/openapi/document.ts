@@ -135,6 +135,15 @@ const paths: Obj = {
       parameters: [idParam, { name: "wait", in: "query", schema: { type: "integer", minimum: 0, maximum: 60 } }],
       responses: { "200": jsonResponse("The run.", "Run"), ...errorResponses(400, 404) },
     },
+    delete: {
+      operationId: "eraseRun",
+      tags: ["runs"],
+      summary: "Erase a finished run's bodies and headers (personal data)",
+      description:
+        "Needs the `admin` scope. The stored request and response bodies and headers go at once; the run, its times, status and attempts stay. `409` while the run has not finished. Recorded in the audit log (`run.erase`).",
+      parameters: [idParam],
+      responses: { "204": { description: "Erased." }, ...errorResponses(403, 404, 409) },
+    },
   },
   "/v1/runs/{id}/result": {
     get: {

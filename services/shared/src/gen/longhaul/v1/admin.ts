@@ -165,7 +165,10 @@ export interface AuditEntry {
     | undefined;
   /** "operator:<fingerprint>" (the operator key) or "key:<key id>" (a project admin's key). */
   actor: string;
-  /** project.create, project.limits, project.delete, key.create, key.revoke. */
+  /**
+   * project.create, project.limits, project.delete, key.create, key.revoke,
+   * run.erase (a project admin erased a run's bodies and headers; target: the run id).
+   */
   action: string;
   project: string;
   /** The key's id for key actions. */

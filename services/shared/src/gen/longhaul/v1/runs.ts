@@ -326,6 +326,15 @@ export interface CancelRunResponse {
   run?: Run | undefined;
 }
 
+export interface EraseRunRequest {
+  runId: string;
+}
+
+export interface EraseRunResponse {
+  /** The run after the erasure. */
+  run?: Run | undefined;
+}
+
 export interface RetryRunRequest {
   runId: string;
 }
@@ -2964,6 +2973,146 @@ export const CancelRunResponse: MessageFns<CancelRunResponse> = {
   },
 };
 
+function createBaseEraseRunRequest(): EraseRunRequest {
+  return { runId: "" };
+}
+
+export const EraseRunRequest: MessageFns<EraseRunRequest> = {
+  encode(message: EraseRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseRunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EraseRunRequest {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+    };
+  },
+
+  toJSON(message: EraseRunRequest): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EraseRunRequest>, I>>(base?: I): EraseRunRequest {
+    return EraseRunRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EraseRunRequest>, I>>(object: I): EraseRunRequest {
+    const message = createBaseEraseRunRequest();
+    message.runId = object.runId ?? "";
+    return message;
+  },
+};
+
+function createBaseEraseRunResponse(): EraseRunResponse {
+  return { run: undefined };
+}
+
+export const EraseRunResponse: MessageFns<EraseRunResponse> = {
+  encode(message: EraseRunResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.run !== undefined) {
+      Run.encode(message.run, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseRunResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseRunResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.run = Run.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EraseRunResponse {
+    return { run: isSet(object.run) ? Run.fromJSON(object.run) : undefined };
+  },
+
+  toJSON(message: EraseRunResponse): unknown {
+    const obj: any = {};
+    if (message.run !== undefined) {
+      obj.run = Run.toJSON(message.run);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EraseRunResponse>, I>>(base?: I): EraseRunResponse {
+    return EraseRunResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EraseRunResponse>, I>>(object: I): EraseRunResponse {
+    const message = createBaseEraseRunResponse();
+    message.run = (object.run !== undefined && object.run !== null) ? Run.fromPartial(object.run) : undefined;
+    return message;
+  },
+};
+
 function createBaseRetryRunRequest(): RetryRunRequest {
   return { runId: "" };
 }
@@ -4461,6 +4610,21 @@ export const RunServiceService = {
     responseSerialize: (value: CancelRunResponse): Buffer => Buffer.from(CancelRunResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelRunResponse => CancelRunResponse.decode(value),
   },
+  /**
+   * EraseRun erases a finished run's stored request and response bodies and
+   * headers at once (personal data); the run itself stays, as do its times and
+   * status. Needs the `admin` scope. FAILED_PRECONDITION while the run has not
+   * finished; NOT_FOUND for another project's run. Recorded in the audit log.
+   */
+  eraseRun: {
+    path: "/longhaul.v1.RunService/EraseRun" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EraseRunRequest): Buffer => Buffer.from(EraseRunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EraseRunRequest => EraseRunRequest.decode(value),
+    responseSerialize: (value: EraseRunResponse): Buffer => Buffer.from(EraseRunResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EraseRunResponse => EraseRunResponse.decode(value),
+  },
   /** RetryRun submits a new run with the request of an earlier one. */
   retryRun: {
     path: "/longhaul.v1.RunService/RetryRun" as const,
@@ -4555,6 +4719,13 @@ export interface RunServiceServer extends UntypedServiceImplementation {
   getRunResult: handleUnaryCall<GetRunResultRequest, GetRunResultResponse>;
   listRuns: handleUnaryCall<ListRunsRequest, ListRunsResponse>;
   cancelRun: handleUnaryCall<CancelRunRequest, CancelRunResponse>;
+  /**
+   * EraseRun erases a finished run's stored request and response bodies and
+   * headers at once (personal data); the run itself stays, as do its times and
+   * status. Needs the `admin` scope. FAILED_PRECONDITION while the run has not
+   * finished; NOT_FOUND for another project's run. Recorded in the audit log.
+   */
+  eraseRun: handleUnaryCall<EraseRunRequest, EraseRunResponse>;
   /** RetryRun submits a new run with the request of an earlier one. */
   retryRun: handleUnaryCall<RetryRunRequest, RetryRunResponse>;
   /**
@@ -4670,6 +4841,27 @@ export interface RunServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelRunResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * EraseRun erases a finished run's stored request and response bodies and
+   * headers at once (personal data); the run itself stays, as do its times and
+   * status. Needs the `admin` scope. FAILED_PRECONDITION while the run has not
+   * finished; NOT_FOUND for another project's run. Recorded in the audit log.
+   */
+  eraseRun(
+    request: EraseRunRequest,
+    callback: (error: ServiceError | null, response: EraseRunResponse) => void,
+  ): ClientUnaryCall;
+  eraseRun(
+    request: EraseRunRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EraseRunResponse) => void,
+  ): ClientUnaryCall;
+  eraseRun(
+    request: EraseRunRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EraseRunResponse) => void,
   ): ClientUnaryCall;
   /** RetryRun submits a new run with the request of an earlier one. */
   retryRun(
