@@ -7,7 +7,7 @@ import { createDb, migrate } from "@longhaul/shared/db";
 import { sql, type Kysely } from "kysely";
 import { createTestDatabase } from "../../../../../tests/helpers/isolation.js";
 import { ensureProjectKey } from "./app-store.js";
-import { schedulerMigrations } from "./migrations.js";
+import { schedulerMigrationSet } from "./migrations.js";
 import { deleteOldRuns, dropOldBodies, eraseRun, retentionDue } from "./retention.js";
 import type { SchedulerDb } from "./schema.js";
 
@@ -19,7 +19,7 @@ let db: Kysely<SchedulerDb>;
 beforeAll(async () => {
   database = await createTestDatabase();
   db = createDb<SchedulerDb>({ url: database.url, log });
-  await migrate(db, schedulerMigrations, "scheduler_migrations", log);
+  await migrate(db, schedulerMigrationSet, log);
   await ensureProjectKey(db, "p1", "key-one-0123456789");
 });
 
