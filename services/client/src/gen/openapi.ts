@@ -1251,7 +1251,7 @@ export interface components {
             /** @description operator:<fingerprint> or key:<key id> */
             actor: string;
             /** @enum {string} */
-            action: "project.create" | "project.limits" | "project.delete" | "key.create" | "key.revoke";
+            action: "project.create" | "project.limits" | "project.delete" | "key.create" | "key.revoke" | "run.erase";
             project: string | null;
             target: string | null;
             detail: Record<string, never>;
