@@ -181,8 +181,17 @@ export function createFakeStore(): FakeStore {
     async untakenWebhooks() {
       return [];
     },
+    async retentionDue() {
+      return { bodies: false, runs: false, sessions: false };
+    },
     async dropOldBodies() {
+      return { runs: 0, moved: false };
+    },
+    async deleteOldRuns() {
       return 0;
+    },
+    async eraseRun() {
+      return undefined;
     },
     async dropIdleSessions() {
       return 0;
@@ -311,6 +320,8 @@ export const TEST_SETTINGS: SchedulerSettings = {
   redispatchAfterSeconds: 30,
   webhookRepublishAfterSeconds: 60,
   retentionSeconds: 7 * 86_400,
+  runRetentionSeconds: 30 * 86_400,
+  retentionIntervalMs: 300_000,
   authCacheMs: 0,
 };
 
