@@ -1,4 +1,4 @@
-// Issue 2 end to end: the four services as processes, a real app and a real
+// The async path end to end: the four services as processes, a real app and a real
 // webhook receiver on loopback, real Postgres and JetStream.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";

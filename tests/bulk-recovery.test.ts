@@ -1,4 +1,4 @@
-// Bulk recovery after an outage (issue 13 item 2): POST /v1/runs/retry retries
+// Bulk recovery after an outage: POST /v1/runs/retry retries
 // every finished run a filter matches, once; POST /v1/apps/{app}/pause and
 // /resume hold and release an app's queue.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

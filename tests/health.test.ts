@@ -1,4 +1,4 @@
-// Issue 6, gRPC health: every gRPC server of the mesh (scheduler, invoker,
+// gRPC health: every gRPC server of the mesh (scheduler, invoker,
 // notifier as processes) answers `grpc.health.v1.Health/Check` NOT_SERVING
 // while a dependency it needs is down and SERVING once it is back, and runs
 // flow again afterwards. NATS is a nats-server of this file's own (stopped and

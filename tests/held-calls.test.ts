@@ -1,4 +1,4 @@
-// Held calls across deploys and restarts (issue 13): a draining invoker keeps
+// Held calls across deploys and restarts: a draining invoker keeps
 // its calls to their end while another takes new work, and leases live in
 // Postgres, one per invoker, so a scheduler restart loses nothing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

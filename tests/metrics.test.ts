@@ -1,4 +1,4 @@
-// Issue 6, metrics: every service serves Prometheus text on /metrics, and the
+// Metrics: every service serves Prometheus text on /metrics, and the
 // counters, gauges and histograms move on a real run through the four
 // services as processes (real app, real webhook receiver, real Postgres and
 // JetStream).

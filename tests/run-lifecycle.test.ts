@@ -1,4 +1,4 @@
-// Issue 3 end to end: every state transition of a run through the real mesh,
+// A run's life end to end: every state transition of a run through the real mesh,
 // with two scheduler processes sharing the work.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";

@@ -1,4 +1,4 @@
-// Issue 6, traces: the four services as processes export OTLP/HTTP (JSON) to a
+// Traces: the four services as processes export OTLP/HTTP (JSON) to a
 // receiver of the test's own on loopback. One async run with a webhook must be
 // one trace, from the gateway's request through the scheduler, the invoker's
 // held call to the app, the result, and the notifier's delivery; the app and

@@ -1,4 +1,4 @@
-// Issue 4 end to end: webhooks through the real mesh, verified with the
+// Webhooks end to end: webhooks through the real mesh, verified with the
 // `standardwebhooks` package (not our own code), retried, logged, replayable,
 // rotated; private targets refused where the operator did not allow them.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

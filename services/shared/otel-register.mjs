@@ -14,7 +14,7 @@
 // all-zero trace id, so logs would carry no usable trace id. This way every
 // request still gets a real trace id, propagated (HTTP, gRPC, NATS, the app,
 // the webhook) and written in its log lines, while spans are non-recording:
-// no attributes gathered, nothing processed or exported (issue 11: span work
+// no attributes gathered, nothing processed or exported (span work
 // nobody reads cost a fifth of each service's CPU per run). With an exporter,
 // OTEL_TRACES_SAMPLER is honoured (parentbased_always_on by default).
 import { register } from "node:module";

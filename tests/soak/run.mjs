@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run soak [-- --minutes 7 --runs 20]` (issue 5): the real mesh, as
+// `npm run soak [-- --minutes 7 --runs 20]`: the real mesh, as
 // `npm start` runs it with its defaults, holds calls longer than every default
 // timeout on the path and shows them succeed and deliver their webhooks.
 // Not part of `npm test`. See tests/soak/README.md.

@@ -8,7 +8,7 @@ const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 
 // A process started as the services are (node --import otel-register), with no
 // OTEL_* variable at all: nothing is exported and spans are not even recorded
-// (no span work when nobody listens, issue 11), yet they get real ids, logs
+// (no span work when nobody listens), yet they get real ids, logs
 // carry them and NATS headers propagate them (the all-zero trace id seen when
 // the SDK installed no tracer provider must not come back).
 const script = `

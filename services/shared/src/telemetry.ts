@@ -24,7 +24,7 @@ export async function shutdownTelemetry(): Promise<void> {
 export const tracer = trace.getTracer("longhaul");
 
 /**
- * Attribute names of Longhaul's spans (issue 6: "spans carry the run id, app,
+ * Attribute names of Longhaul's spans ("spans carry the run id, app,
  * attempt and outcome"). One spelling everywhere, so a trace backend can
  * search every hop of a run by `longhaul.run_id`.
  */

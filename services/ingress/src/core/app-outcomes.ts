@@ -2,7 +2,7 @@ import { runsPb } from "@longhaul/shared/proto";
 import type { CallOptions, Caller, RunsPort } from "./ports.js";
 
 /**
- * Recent outcome counts of one app (issue 8, "Apps: ... recent outcome
+ * Recent outcome counts of one app ("Apps: ... recent outcome
  * counts"), counted from the run listing: RunService has no aggregate call,
  * so the ingress pages through the runs created in the window and counts
  * them by status, up to a bound that keeps one dashboard refresh cheap.

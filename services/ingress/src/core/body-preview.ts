@@ -2,7 +2,7 @@ import { isUtf8 } from "node:buffer";
 
 /**
  * A stored body as the dashboard shows it: text when it is UTF-8, base64
- * otherwise, and never more than a preview's worth of bytes (issue 8: "body
+ * otherwise, and never more than a preview's worth of bytes ("body
  * preview"), so that a run page stays fast whatever the app sent.
  */
 export interface BodyPreview {

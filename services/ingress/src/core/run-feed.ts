@@ -3,7 +3,7 @@ import { runsPb } from "@longhaul/shared/proto";
 import type { Caller, RunsPort } from "./ports.js";
 
 /**
- * The project's live feed of runs (`GET /v1/events`, issue 8: "new runs and
+ * The project's live feed of runs (`GET /v1/events`: "new runs and
  * state changes appear live"): one RunService/WatchRuns stream. The scheduler
  * sends every change of the project's runs (created, state, webhook state),
  * coalesced and without repeats, so the feed only has to

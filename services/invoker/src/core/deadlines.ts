@@ -1,7 +1,7 @@
 import type { Clock } from "./ports.js";
 
 /**
- * The deadlines of every held call behind one timer (issue 5): a Timeout,
+ * The deadlines of every held call behind one timer: a Timeout,
  * two closures and a timer list per call add up at 16,000 held calls, and
  * most calls share the 12 h default. The timer is armed for the earliest
  * deadline; when it fires, every call that is due is aborted with

@@ -70,7 +70,7 @@ export class HeartbeatLoop {
    * Sends one beat now (also used by tests): the held runs in batches, sent
    * side by side, each built and sent in an event-loop turn of its own. Not
    * one after the other: under load a batch took seconds at the scheduler,
-   * and eight in a row outlasted the 15 s lease (issue 5 benchmark).
+   * and eight in a row outlasted the 15 s lease (the held-calls benchmark).
    */
   async beat(): Promise<void> {
     const held = this.o.held();

@@ -50,7 +50,7 @@ export interface RunInvokerOptions {
 }
 
 /**
- * One attempt held here. Kept small on purpose (issue 5: 16,000 held calls
+ * One attempt held here. Kept small on purpose (16,000 held calls
  * in one process): one AbortController at a time, and only while there is
  * something to abort.
  */
@@ -195,7 +195,7 @@ export class RunInvoker {
     // Under the dispatch when it carried this run's trace, else under the
     // run's stored context: either way in the run's one trace.
     const parent = runContext(run.traceparent, run.tracestate);
-    // `run.call` is a client span for the whole hold (issue 6): it ends when
+    // `run.call` is a client span for the whole hold: it ends when
     // the app answers or the call is stopped; reporting the outcome follows
     // beside it, in the parent's context.
     const span = tracer.startSpan(
@@ -229,7 +229,7 @@ export class RunInvoker {
    * Starts the call to the app; resolves, once it ended, with what reports
    * its outcome (CompleteRun or ReleaseRun), if anything does. Not an async
    * function on purpose: one suspended for the whole hold would keep its
-   * frame, generator and await closures alive per held call (issue 5: memory
+   * frame, generator and await closures alive per held call (memory
    * per held call); a pending promise with one reaction is all this keeps.
    */
   private callApp(run: ClaimedRun, held: HeldRun, span: Span): Promise<(() => Promise<void>) | undefined> {

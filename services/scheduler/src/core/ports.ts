@@ -59,7 +59,7 @@ export interface ListFilter {
 
 /**
  * What the notifier needs to deliver a run's webhook, carried in `run.finished`
- * when the body is small (issue 11: the notifier then asks the scheduler
+ * when the body is small (the notifier then asks the scheduler
  * nothing before its first attempt).
  */
 export interface FinishedDelivery {

@@ -1,6 +1,6 @@
 /**
  * Masking of secrets in a stored request or response before it is shown
- * (issue 8: "headers with secrets masked"). The dashboard and the JSON API
+ * ("headers with secrets masked"). The dashboard and the JSON API
  * never hand a secret back, even to the key's own project: a screenshot or a
  * shared screen must not leak a customer's token.
  */

@@ -3,7 +3,7 @@ import { runsPb } from "@longhaul/shared/proto";
 import type { FakeMesh } from "../../../test/fake-mesh.js";
 import { DEV, errorOf, startHarness } from "../../../test/gateway-harness.js";
 
-// The API the dashboard added (issue 8) over real HTTP and real gRPC against
+// The API the dashboard added over real HTTP and real gRPC against
 // in-process fakes of the mesh: the project, the project feed (SSE), a run's
 // request, result previews and app outcome counts.
 

@@ -8,8 +8,8 @@ import { DASHBOARD_CSS } from "../../dashboard/styles.js";
 
 /**
  * The dashboard's files, read once at start and held in memory with their
- * compressed forms and ETags: serving them is a lookup, and they load fast
- * (issue 8). The browser modules are compiled by `tsc -b` from
+ * compressed forms and ETags: serving them is a lookup, and they load fast.
+ * The browser modules are compiled by `tsc -b` from
  * src/dashboard/client into dist/dashboard/client; the stylesheet and the
  * HTML shell are TypeScript modules (src/dashboard/), so the build needs no
  * copy step. The chart library, uPlot, is served from its own ES module
@@ -48,7 +48,7 @@ export const DEFAULT_CLIENT_DIR = fileURLToPath(new URL("../../../dist/dashboard
  * A file held in memory with its strong ETag and its compressed forms, each
  * made the first time a browser asks for it and kept: compressing every asset
  * at start (brotli at quality 11) cost each ingress start seconds of CPU,
- * dashboard or not (issue 11's profile).
+ * dashboard or not (the cost-per-run profile).
  */
 export function createAsset(contentType: string, body: Buffer): Asset {
   let gzip: Buffer | undefined;

@@ -60,7 +60,7 @@ export function sendAsset(
 
 /**
  * `/dashboard` (and every path below it: the page routes in the browser)
- * and `/dashboard/assets/<version>/<file>` (issue 8).
+ * and `/dashboard/assets/<version>/<file>`.
  */
 export function dashboardRoutes(assets: DashboardAssets): Route[] {
   const routes: Route[] = [];

@@ -37,7 +37,7 @@ export interface HttpGatewayOptions {
   limits: HttpLimits;
   resultUrlKey: Buffer;
   /**
-   * More routes, built from the same deps (the dashboard of issue 8 plugs in
+   * More routes, built from the same deps (the dashboard plugs in
    * here as `/dashboard/...`); literal first segments are reserved from the
    * gateway automatically.
    */

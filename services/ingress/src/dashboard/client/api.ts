@@ -1,6 +1,6 @@
 /**
  * The JSON API as the dashboard calls it: same origin, the API key from
- * sessionStorage (issue 8: signed in per browser tab, gone when it closes)
+ * sessionStorage (signed in per browser tab, gone when it closes)
  * in `Authorization`, errors as {@link ApiError}.
  */
 

@@ -5,7 +5,7 @@ import type { App, Outcomes, RunStatus } from "./types.js";
 import { BASE, type ViewContext } from "./view.js";
 
 /**
- * The project's apps (issue 8): each app's settings, its calls in flight and
+ * The project's apps: each app's settings, its calls in flight and
  * queue depth now, and the outcomes of its runs of the last hour
  * (`GET /v1/apps/{app}/outcomes`). The apps are re-read every 5 s while the
  * tab is visible, their outcome counts every 30 s.

@@ -98,7 +98,7 @@ export interface TimelineEntry {
 const ok2xx = (code: number | null) => code !== null && code >= 200 && code < 300;
 
 /**
- * A run's life in time order (issue 8: accepted, dispatched, each attempt's
+ * A run's life in time order (accepted, dispatched, each attempt's
  * start and end, finished, each webhook attempt), from the run and its
  * webhook delivery.
  */

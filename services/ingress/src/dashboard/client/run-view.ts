@@ -7,7 +7,7 @@ import type { Delivery, Run, RunRequest, RunResponse } from "./types.js";
 import { BASE, type ViewContext } from "./view.js";
 
 /**
- * One run (issue 8): its summary, timeline, request, response and webhook
+ * One run: its summary, timeline, request, response and webhook
  * deliveries, with cancel, retry and redeliver. The run's own SSE stream
  * (`GET /v1/runs/{id}/events`) keeps it live until it finishes; after that,
  * while its webhook is pending, the run and its deliveries are re-read every

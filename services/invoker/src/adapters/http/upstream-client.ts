@@ -110,7 +110,7 @@ export function createUpstreamClient(o: UpstreamClientOptions): UpstreamPort {
   return {
     // Not an async function on purpose: while the app works (for hours), a
     // call is undici's pending promise and one reaction, not a suspended
-    // function with its frame (issue 5: memory per held call).
+    // function with its frame (memory per held call).
     call(req: UpstreamRequest): Promise<UpstreamResult> {
       const { signal } = req;
       if (signal.aborted) return Promise.resolve({ kind: "aborted" });
