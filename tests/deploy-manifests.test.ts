@@ -261,7 +261,7 @@ describe.each(["single-node", "ha"])("deploy/k8s/overlays/%s", (overlay) => {
   it("migrates in a Job of the release, the services waiting for it rather than migrating", () => {
     const job = byName(objs, "Job", "longhaul-migrate");
     const pod = job.spec.template.spec;
-    expect(pod.containers[0].image).toBe("registry.example.com/longhaul/migrate:0.1.0");
+    expect(pod.containers[0].image).toBe("registry.example.com/longhaul/migrate:0.2.0");
     expect(pod.restartPolicy).toBe("OnFailure");
     // It reads the services' database: the Secret's DATABASE_URL, or CloudNativePG's in single-node.
     const dbFrom = pod.containers[0].env?.find((e: { name: string }) => e.name === "DATABASE_URL");
