@@ -156,6 +156,8 @@ export interface SchedulerStore {
   cancelRun(project: string, runId: string): Promise<{ run: RunRecord; cancelled: boolean; previousOwner: string | null } | undefined>;
   /** The run's project, or undefined when it has no webhook (or no such run). */
   setWebhookState(runId: string, state: string): Promise<string | undefined>;
+  /** setWebhookState for many runs in one statement; resolves with the runs that have a webhook and their projects. */
+  setWebhookStates(states: { runId: string; state: string }[]): Promise<{ runId: string; project: string }[]>;
 
   appsWithDueRuns(limit: number): Promise<{ project: string; app: string }[]>;
   dispatchQueued(project: string, app: string, batch: number): Promise<DispatchRef[]>;

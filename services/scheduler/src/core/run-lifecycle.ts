@@ -23,6 +23,8 @@ export interface Completion extends AttemptResult {
   retryAfterSeconds: number;
 }
 
+const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /**
  * The invoker-facing half of the scheduler: claims, leases, outcomes. Every
  * answer is decided in Postgres, so late and duplicate calls are harmless.
@@ -126,6 +128,19 @@ export function createRunLifecycle(deps: SchedulerDeps) {
       const project = await store.setWebhookState(runId, state);
       if (project === undefined) throw new LonghaulError("not_found", `run ${runId} has no webhook`);
       deps.bus.publishChanged(project, runId, `webhook_${state}`);
+    },
+
+    /**
+     * updateWebhookState for many runs at once (one statement); resolves with
+     * the run ids that are gone, have no webhook or are no run id at all (each
+     * only its own failure, never the batch's).
+     */
+    async updateWebhookStates(states: { runId: string; state: WebhookState }[]): Promise<string[]> {
+      const found = await store.setWebhookStates(states.filter((s) => RUN_ID.test(s.runId)));
+      const state = new Map(states.map((s) => [s.runId, s.state]));
+      for (const r of found) deps.bus.publishChanged(r.project, r.runId, `webhook_${state.get(r.runId)}`);
+      const ok = new Set(found.map((r) => r.runId));
+      return [...state.keys()].filter((id) => !ok.has(id));
     },
 
     /** Records a finished pass-through call so it shows in listings and the dashboard. */

@@ -3,6 +3,9 @@ import { callUnary, createClient, internalMetadata } from "@longhaul/shared/grpc
 import { runStatusFromProto, schedulerPb, webhookStateToProto } from "@longhaul/shared/proto";
 import type { RunSource } from "../../core/ports.js";
 
+/** gRPC status UNIMPLEMENTED: the scheduler does not know the method. */
+const GRPC_UNIMPLEMENTED = 12;
+
 /** Options of {@link createSchedulerRunSource}. */
 export interface SchedulerRunSourceOptions {
   /** Address list of the scheduler copies (SCHEDULER_ADDR). */
@@ -23,6 +26,7 @@ export function createSchedulerRunSource(options: SchedulerRunSourceOptions): Ru
     retry: [schedulerPb.SchedulerInternalServiceService.getDeliveryInput.path],
   });
   const metadata = () => internalMetadata(options.internalToken);
+  let batched = true;
 
   return {
     async getDeliveryInput(runId) {
@@ -55,6 +59,21 @@ export function createSchedulerRunSource(options: SchedulerRunSourceOptions): Ru
     },
 
     async updateWebhookStates(states) {
+      if (batched) {
+        try {
+          // One call for all; runs the scheduler no longer has count as told.
+          await callUnary(
+            client.updateWebhookStates.bind(client),
+            { states: states.map(({ runId, state }) => ({ runId, state: webhookStateToProto(state) })) },
+            metadata(),
+            options.timeoutMs,
+          );
+          return states.map((s) => s.runId);
+        } catch (err) {
+          if (!(err instanceof LonghaulError && (err.cause as { code?: unknown } | undefined)?.code === GRPC_UNIMPLEMENTED)) throw err;
+          batched = false; // a scheduler older than UpdateWebhookStates: one call per run from now on
+        }
+      }
       // Calls in parallel over the one HTTP/2 connection.
       const results = await Promise.allSettled(
         states.map(({ runId, state }) =>

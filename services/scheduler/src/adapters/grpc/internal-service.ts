@@ -166,5 +166,13 @@ export function createInternalService(
       await lifecycle.updateWebhookState(req.runId, state);
       return {};
     }),
+    updateWebhookStates: unary(log, "UpdateWebhookStates", async (req: schedulerPb.UpdateWebhookStatesRequest) => {
+      const states = req.states.map((s) => {
+        const state = webhookStateFromProto(s.state);
+        if (!state || state === "none") throw new LonghaulError("invalid_argument", `states: ${s.runId}: pending, delivered or failed`);
+        return { runId: s.runId, state };
+      });
+      return { notFoundRunIds: await lifecycle.updateWebhookStates(states) };
+    }),
   };
 }

@@ -308,6 +308,24 @@ describe("pg store", () => {
     // A webhook state change names the run's project (for its change notice); no webhook: undefined.
     expect(await a.setWebhookState(mine[1]!, "pending")).toBe("p1");
     expect(await a.setWebhookState(theirs, "pending")).toBeUndefined();
+    // Many in one statement: runs with a webhook are set and named with their projects, the others left out.
+    const set = await a.setWebhookStates([
+      { runId: mine[0]!, state: "delivered" },
+      { runId: theirs, state: "delivered" },
+      { runId: mine[2]!, state: "failed" },
+      { runId: "00000000-0000-4000-8000-000000000000", state: "delivered" },
+    ]);
+    expect(set.sort((x, y) => x.runId.localeCompare(y.runId))).toEqual(
+      [mine[0]!, mine[2]!].sort().map((runId) => ({ runId, project: "p1" })),
+    );
+    const after = await a.findRuns("p1", mine);
+    expect(after.map((r) => [r.id, r.webhook_state])).toEqual(
+      expect.arrayContaining([
+        [mine[0], "delivered"],
+        [mine[1], "pending"],
+        [mine[2], "failed"],
+      ]),
+    );
   });
 
   it("coalesces a burst of change notices into one read of Postgres", async () => {

@@ -43,6 +43,11 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
     endSucceeded: (runId, attempt, owner, result) => succeed({ runId, attempt, owner, result }),
     cancelRun: (project, runId) => ends.cancelRun(db, project, runId),
     setWebhookState: (runId, state) => webhookState({ runId, state }),
+    // Many states in one call: the group commit above makes them one statement.
+    setWebhookStates: async (states) => {
+      const projects = await Promise.all(states.map((s) => webhookState(s)));
+      return states.flatMap((s, i) => (projects[i] === undefined ? [] : [{ runId: s.runId, project: projects[i] }]));
+    },
     appsWithDueRuns: (limit) => maintenance.appsWithDueRuns(db, limit),
     dispatchQueued: (project, app, batch) => maintenance.dispatchQueued(db, project, app, batch),
     expireQueued: () => maintenance.expireQueued(db),

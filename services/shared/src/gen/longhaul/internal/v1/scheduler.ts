@@ -209,6 +209,14 @@ export interface UpdateWebhookStateRequest {
 export interface UpdateWebhookStateResponse {
 }
 
+export interface UpdateWebhookStatesRequest {
+  states: UpdateWebhookStateRequest[];
+}
+
+export interface UpdateWebhookStatesResponse {
+  notFoundRunIds: string[];
+}
+
 function createBaseAuthenticateRequest(): AuthenticateRequest {
   return { apiKey: "" };
 }
@@ -2900,6 +2908,150 @@ export const UpdateWebhookStateResponse: MessageFns<UpdateWebhookStateResponse> 
   },
 };
 
+function createBaseUpdateWebhookStatesRequest(): UpdateWebhookStatesRequest {
+  return { states: [] };
+}
+
+export const UpdateWebhookStatesRequest: MessageFns<UpdateWebhookStatesRequest> = {
+  encode(message: UpdateWebhookStatesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.states) {
+      UpdateWebhookStateRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateWebhookStatesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateWebhookStatesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.states.push(UpdateWebhookStateRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateWebhookStatesRequest {
+    return {
+      states: globalThis.Array.isArray(object?.states)
+        ? object.states.map((e: any) => UpdateWebhookStateRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: UpdateWebhookStatesRequest): unknown {
+    const obj: any = {};
+    if (message.states?.length) {
+      obj.states = message.states.map((e) => UpdateWebhookStateRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateWebhookStatesRequest>, I>>(base?: I): UpdateWebhookStatesRequest {
+    return UpdateWebhookStatesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateWebhookStatesRequest>, I>>(object: I): UpdateWebhookStatesRequest {
+    const message = createBaseUpdateWebhookStatesRequest();
+    message.states = object.states?.map((e) => UpdateWebhookStateRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseUpdateWebhookStatesResponse(): UpdateWebhookStatesResponse {
+  return { notFoundRunIds: [] };
+}
+
+export const UpdateWebhookStatesResponse: MessageFns<UpdateWebhookStatesResponse> = {
+  encode(message: UpdateWebhookStatesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.notFoundRunIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateWebhookStatesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateWebhookStatesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.notFoundRunIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateWebhookStatesResponse {
+    return {
+      notFoundRunIds: globalThis.Array.isArray(object?.notFoundRunIds)
+        ? object.notFoundRunIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.not_found_run_ids)
+        ? object.not_found_run_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: UpdateWebhookStatesResponse): unknown {
+    const obj: any = {};
+    if (message.notFoundRunIds?.length) {
+      obj.notFoundRunIds = message.notFoundRunIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateWebhookStatesResponse>, I>>(base?: I): UpdateWebhookStatesResponse {
+    return UpdateWebhookStatesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateWebhookStatesResponse>, I>>(object: I): UpdateWebhookStatesResponse {
+    const message = createBaseUpdateWebhookStatesResponse();
+    message.notFoundRunIds = object.notFoundRunIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * SchedulerInternalService is called by the other services of the mesh only.
  * Calls carry the mesh's internal token in `x-longhaul-internal-token`.
@@ -3022,6 +3174,23 @@ export const SchedulerInternalServiceService = {
       Buffer.from(UpdateWebhookStateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UpdateWebhookStateResponse => UpdateWebhookStateResponse.decode(value),
   },
+  /**
+   * UpdateWebhookStates is UpdateWebhookState for many runs in one call and
+   * one statement (the notifier reports the states of a short window
+   * together). A run that is gone or has no webhook is named in
+   * not_found_run_ids; the others are recorded.
+   */
+  updateWebhookStates: {
+    path: "/longhaul.internal.v1.SchedulerInternalService/UpdateWebhookStates" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateWebhookStatesRequest): Buffer =>
+      Buffer.from(UpdateWebhookStatesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateWebhookStatesRequest => UpdateWebhookStatesRequest.decode(value),
+    responseSerialize: (value: UpdateWebhookStatesResponse): Buffer =>
+      Buffer.from(UpdateWebhookStatesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdateWebhookStatesResponse => UpdateWebhookStatesResponse.decode(value),
+  },
 } as const;
 
 export interface SchedulerInternalServiceServer extends UntypedServiceImplementation {
@@ -3063,6 +3232,13 @@ export interface SchedulerInternalServiceServer extends UntypedServiceImplementa
    * first call also tells the reconciler that the notifier took the run.
    */
   updateWebhookState: handleUnaryCall<UpdateWebhookStateRequest, UpdateWebhookStateResponse>;
+  /**
+   * UpdateWebhookStates is UpdateWebhookState for many runs in one call and
+   * one statement (the notifier reports the states of a short window
+   * together). A run that is gone or has no webhook is named in
+   * not_found_run_ids; the others are recorded.
+   */
+  updateWebhookStates: handleUnaryCall<UpdateWebhookStatesRequest, UpdateWebhookStatesResponse>;
 }
 
 export interface SchedulerInternalServiceClient extends Client {
@@ -3217,6 +3393,27 @@ export interface SchedulerInternalServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UpdateWebhookStateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * UpdateWebhookStates is UpdateWebhookState for many runs in one call and
+   * one statement (the notifier reports the states of a short window
+   * together). A run that is gone or has no webhook is named in
+   * not_found_run_ids; the others are recorded.
+   */
+  updateWebhookStates(
+    request: UpdateWebhookStatesRequest,
+    callback: (error: ServiceError | null, response: UpdateWebhookStatesResponse) => void,
+  ): ClientUnaryCall;
+  updateWebhookStates(
+    request: UpdateWebhookStatesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdateWebhookStatesResponse) => void,
+  ): ClientUnaryCall;
+  updateWebhookStates(
+    request: UpdateWebhookStatesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdateWebhookStatesResponse) => void,
   ): ClientUnaryCall;
 }
 
