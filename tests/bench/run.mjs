@@ -15,15 +15,17 @@ import { parseArgs } from "node:util";
 import { now } from "./lib/clock.mjs";
 import { forkChild } from "./lib/ipc.mjs";
 import { createPgAdmin } from "./lib/pg-admin.mjs";
-import { MODES, measureSystem } from "./lib/phases.mjs";
+import { MODES, measureLongCalls, measureSystem } from "./lib/phases.mjs";
 import { natsServerPid, postmasterPid } from "./lib/proc-cpu.mjs";
 import { renderReport, targets } from "./lib/report.mjs";
 import { bareHttp, rawInsert, rawJetStream } from "./systems/limits.mjs";
-import { longhaul } from "./systems/longhaul.mjs";
+import { longhaul, longhaulOtlp } from "./systems/longhaul.mjs";
 import { graphile, pgboss } from "./systems/peers.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SYSTEMS = [longhaul, pgboss, graphile, bareHttp, rawInsert, rawJetStream];
+const SYSTEMS = [longhaul, longhaulOtlp, pgboss, graphile, bareHttp, rawInsert, rawJetStream];
+/** Systems the long-call scenario runs on (the job systems, Longhaul without trace export). */
+const LONG_CALL_SYSTEMS = new Set(["longhaul", "pgboss", "graphile"]);
 
 const { values: opts } = parseArgs({
   options: {
@@ -31,6 +33,9 @@ const { values: opts } = parseArgs({
     only: { type: "string" },
     json: { type: "string" },
     "app-delay-ms": { type: "string", default: "0" },
+    "long-calls": { type: "string" },
+    "long-call-seconds": { type: "string" },
+    "no-long-calls": { type: "boolean", default: false },
   },
 });
 const mode = opts.quick ? "quick" : "full";
@@ -39,8 +44,17 @@ if (!Number.isInteger(appDelayMs) || appDelayMs < 0) {
   console.error("--app-delay-ms: a whole number of milliseconds");
   process.exit(2);
 }
-const cfg = MODES[mode];
-const selected = opts.only ? SYSTEMS.filter((s) => opts.only.split(",").includes(s.name)) : SYSTEMS;
+const cfg = structuredClone(MODES[mode]);
+if (opts["long-calls"] !== undefined) cfg.longCalls.count = Number(opts["long-calls"]);
+if (opts["long-call-seconds"] !== undefined) cfg.longCalls.holdMs = Number(opts["long-call-seconds"]) * 1000;
+if (!(Number.isInteger(cfg.longCalls.count) && cfg.longCalls.count > 0 && cfg.longCalls.holdMs > 0)) {
+  console.error("--long-calls: a whole number of runs > 0; --long-call-seconds: seconds > 0");
+  process.exit(2);
+}
+// The OTLP row runs in full runs (and when --only names it): quick runs stay short for CI.
+const selected = opts.only
+  ? SYSTEMS.filter((s) => opts.only.split(",").includes(s.name))
+  : SYSTEMS.filter((s) => !(opts.quick && s.name === "longhaul-otlp"));
 if (selected.length === 0) {
   console.error(`--only: none of ${SYSTEMS.map((s) => s.name).join(", ")}`);
   process.exit(2);
@@ -94,6 +108,7 @@ const machine = {
 };
 
 const results = [];
+const longCalls = [];
 try {
   // The fake app + webhook receiver, and the load generator: each in its own process.
   const sinks = await forkChild(path.join(here, "lib", "sinks.mjs"), { name: "sinks" });
@@ -110,15 +125,25 @@ try {
     { name: "sinks", pid: sinks.pid },
     { name: "orchestrator", pid: process.pid },
   ];
+  const startCtx = { databaseUrl, natsUrl, pg, appUrl: sinks.info.appUrl, hookUrl: sinks.info.hookUrl, otlpUrl: sinks.info.otlpUrl, logDir, quick: opts.quick };
   log(`${mode} run of ${selected.map((s) => s.name).join(", ")}; logs in ${logDir}`);
   for (const spec of selected) {
     if (interrupted) break;
-    const startCtx = { databaseUrl, natsUrl, pg, appUrl: sinks.info.appUrl, hookUrl: sinks.info.hookUrl, logDir, quick: opts.quick };
     try {
       results.push(await measureSystem(spec, { loadgen, sinks, pg, cfg, log, startCtx, infraProcs, harnessProcs, appDelayMs }));
     } catch (err) {
       log(`${spec.name} failed: ${err.stack ?? err}`);
       results.push({ name: spec.name, label: spec.label, kind: spec.kind, error: String(err.message ?? err) });
+    }
+  }
+  // The long-call scenario, each system started afresh (peers with their concurrency raised).
+  for (const spec of opts["no-long-calls"] ? [] : selected.filter((s) => LONG_CALL_SYSTEMS.has(s.name))) {
+    if (interrupted) break;
+    try {
+      longCalls.push(await measureLongCalls(spec, { loadgen, sinks, cfg, log, startCtx, infraProcs }));
+    } catch (err) {
+      log(`${spec.name} long calls failed: ${err.stack ?? err}`);
+      longCalls.push({ name: spec.name, label: spec.label, error: String(err.message ?? err) });
     }
   }
 } finally {
@@ -135,11 +160,12 @@ const doc = {
   machine,
   settings: cfg,
   results,
+  longCalls,
   targets: targets(results),
 };
 fs.mkdirSync(path.dirname(jsonPath), { recursive: true });
 fs.writeFileSync(jsonPath, JSON.stringify(doc, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v), 2) + "\n");
-const failed = results.some((r) => r.error);
+const failed = results.some((r) => r.error) || longCalls.some((r) => r.error);
 // Logs are kept when something failed (or BENCH_KEEP_LOGS is set), for a post-mortem.
 const keepLogs = failed || Boolean(process.env.BENCH_KEEP_LOGS);
 if (!keepLogs) fs.rmSync(logDir, { recursive: true, force: true });

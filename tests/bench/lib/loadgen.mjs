@@ -163,7 +163,62 @@ async function run({ rate, count, drainMs, startDelayMs = 20 }) {
   return { intended, done, ids, cut, maxSendLagMs: maxLagMs };
 }
 
+/**
+ * Closed loop, "as fast as the system accepts them": `count` submits with at
+ * most `concurrency` open at once, each sent when another is answered.
+ * Bounded by `timeoutMs` (what is open then is aborted and counted failed).
+ */
+async function burst({ count, concurrency, timeoutMs }) {
+  if (!target) throw new Error("configure a target first");
+  const t0 = now();
+  let next = 0;
+  let accepted = 0;
+  let failed = 0;
+  let open = 0;
+  let lastAt = t0;
+  const aborts = new Set();
+  await new Promise((resolve) => {
+    const deadline = setTimeout(() => {
+      next = count;
+      for (const abort of aborts) abort();
+      failed += open;
+      open = 0;
+      resolve();
+    }, timeoutMs);
+    const fireNext = () => {
+      if (next >= count) {
+        if (open === 0) {
+          clearTimeout(deadline);
+          resolve();
+        }
+        return;
+      }
+      const i = next++;
+      open++;
+      inFlight++;
+      let settled = false;
+      let abort = () => {};
+      abort = target.fire(i, (ok) => {
+        if (settled) return;
+        settled = true;
+        inFlight--;
+        aborts.delete(abort);
+        if (next >= count && open === 0) return; // cut at the deadline
+        open--;
+        if (ok) accepted++;
+        else failed++;
+        lastAt = now();
+        fireNext();
+      });
+      aborts.add(abort);
+    };
+    for (let k = 0; k < Math.min(concurrency, count); k++) fireNext();
+  });
+  return { count, accepted, failed, startedAt: t0, seconds: (lastAt - t0) / 1000 };
+}
+
 serve({
+  burst,
   async configure(spec) {
     await target?.close();
     if (spec.kind === "http") target = httpTarget(spec);

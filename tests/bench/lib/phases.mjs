@@ -6,7 +6,7 @@
 // Each phase is bounded in count and time (MODES).
 import { now, sleep } from "./clock.mjs";
 import { commitLedger } from "./commits.mjs";
-import { cpuMeter } from "./proc-cpu.mjs";
+import { cpuMeter, rssSampler } from "./proc-cpu.mjs";
 import { acceptLatencies, arrivalLatencies, arrivalTimes, judgeStep, summary } from "./stats.mjs";
 
 /** Durations and rates of each mode; the full run fits 10 minutes on 2 cores, the quick one 1 minute. */
@@ -32,6 +32,8 @@ export const MODES = {
     statsSettleMs: 11_000, // Postgres backends flush their statistics when idle after at most 10 s
     idleWindowMs: 5000,
     floorRate: 10,
+    idleMs: 30_000, // the idle phase after the load
+    longCalls: { count: 2000, holdMs: 60_000, concurrency: 64 },
   },
   quick: {
     warmup: null, // quick figures are not compared, so no warm-up
@@ -54,6 +56,8 @@ export const MODES = {
     statsSettleMs: 300, // too short for exact counts: quick figures are a smoke check only
     idleWindowMs: 300,
     floorRate: 10,
+    idleMs: 2000,
+    longCalls: { count: 100, holdMs: 3000, concurrency: 64 },
   },
 };
 
@@ -71,6 +75,94 @@ async function waitQuiet(arrivals, timeoutMs, intervalMs) {
     await sleep(intervalMs);
   }
   return false;
+}
+
+/**
+ * The idle phase: no traffic for `cfg.idleMs` after the load; CPU per process
+ * (percent of one core) and Postgres commits per second of its databases.
+ */
+async function measureIdle(sys, env) {
+  const { pg, cfg } = env;
+  const meter = cpuMeter([...sys.processes, ...env.infraProcs]);
+  const dbs = Object.values(sys.databases ?? {});
+  const before = dbs.length > 0 ? await pg.commits(dbs) : {};
+  const t0 = now();
+  await meter.start();
+  await sleep(cfg.idleMs);
+  const cpu = await meter.stop();
+  const after = dbs.length > 0 ? await pg.commits(dbs) : {};
+  const seconds = (now() - t0) / 1000;
+  const commitsPerSecond = Object.fromEntries(
+    Object.entries(sys.databases ?? {}).map(([part, db]) => [part, (after[db] - before[db]) / seconds]),
+  );
+  return {
+    seconds,
+    cpuPctOfCore: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, (100 * v) / seconds])),
+    commitsPerSecond,
+    commitsPerSecondTotal: Object.values(commitsPerSecond).reduce((a, b) => a + b, 0),
+  };
+}
+
+/**
+ * The long-call scenario (the workload Longhaul exists for), on a fresh start
+ * of the system (`ctx.longCalls` set: the peers raise their concurrency to
+ * the number of calls): `count` runs whose app answers after `holdMs`,
+ * submitted as fast as the system accepts them (closed loop, `concurrency`
+ * submits open at once); then the time until every webhook arrived, the peak
+ * RSS of the system's own processes over the scenario, and CPU per held call
+ * (own processes, Postgres, nats-server).
+ */
+export async function measureLongCalls(spec, env) {
+  const { loadgen, sinks, cfg, log } = env;
+  const lc = cfg.longCalls;
+  const result = { name: spec.name, label: spec.label, count: lc.count, holdSeconds: lc.holdMs / 1000 };
+  const sys = await spec.start({ ...env.startCtx, longCalls: lc.count });
+  result.settings = sys.settings;
+  try {
+    await loadgen.request("configure", { ...sys.target, appDelayMs: lc.holdMs });
+    await sinks.request("collect");
+    const own = sys.processes.map((p) => p.name);
+    const meter = cpuMeter([...sys.processes, ...env.infraProcs]);
+    const rss = rssSampler(sys.processes);
+    await meter.start();
+    rss.start();
+    log(`${spec.name}: ${lc.count} long calls (${lc.holdMs / 1000} s each)`);
+    const sent = await loadgen.request("burst", { count: lc.count, concurrency: lc.concurrency, timeoutMs: 10 * 60_000 });
+    // Every webhook, bounded: the hold, plus what it took to submit them all, plus 2 minutes.
+    const until = now() + lc.holdMs + sent.seconds * 1000 + 120_000;
+    let hooks = 0;
+    while (now() < until) {
+      hooks = (await sinks.request("counts")).hooks;
+      if (hooks >= sent.accepted) break;
+      await sleep(250);
+    }
+    const cpu = await meter.stop();
+    const mem = rss.stop();
+    const got = await sinks.request("collect");
+    const last = got.hooks.times.length > 0 ? Math.max(...got.hooks.times) : NaN;
+    const ownCpu = own.reduce((s, k) => s + (cpu[k] ?? 0), 0);
+    const perCallMs = (v) => (sent.accepted > 0 ? (1000 * v) / sent.accepted : NaN);
+    Object.assign(result, {
+      accepted: sent.accepted,
+      failed: sent.failed,
+      submitSeconds: sent.seconds,
+      finished: got.hooks.ids.length,
+      allFinishedSeconds: (last - sent.startedAt) / 1000,
+      peakRssMiB: mem.peakSum / 2 ** 20,
+      rssKiBPerCall: sent.accepted > 0 ? (mem.peakSum - mem.firstSum) / 1024 / sent.accepted : NaN,
+      rssPeakByProcessMiB: Object.fromEntries(Object.entries(mem.peak).map(([k, v]) => [k, v / 2 ** 20])),
+      cpuMsPerCall: {
+        own: perCallMs(ownCpu),
+        postgres: perCallMs(cpu.postgres ?? 0),
+        nats: perCallMs(cpu["nats-server"] ?? 0),
+        box: perCallMs(ownCpu + (cpu.postgres ?? 0) + (cpu["nats-server"] ?? 0)),
+      },
+    });
+    return result;
+  } finally {
+    await loadgen.request("close");
+    await sys.stop();
+  }
 }
 
 /**
@@ -200,6 +292,8 @@ export async function measureSystem(spec, env) {
       cpuPer1000: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, per1000(v)])),
       ownCpuPer1000: own.length > 0 ? per1000(own.reduce((s, k) => s + (cpu[k] ?? 0), 0)) : null,
     };
+    // Whole-box CPU per run: the system's own processes, Postgres and nats-server (ms per run = s per 1,000 runs).
+    result.steady.boxCpuMsPerRun = per1000(own.reduce((s, k) => s + (cpu[k] ?? 0), 0) + (cpu.postgres ?? 0) + (cpu["nats-server"] ?? 0));
 
     if (sys.dispatch) {
       const latRate = Math.min(cfg.latencyRate, base / 2);
@@ -225,6 +319,11 @@ export async function measureSystem(spec, env) {
         result.commits = { withWebhook, withoutWebhook };
       }
     }
+    if (spec.kind === "job" && cfg.idleMs > 0) {
+      log(`${spec.name}: idle for ${cfg.idleMs / 1000} s`);
+      result.idle = await measureIdle(sys, env);
+    }
+    if (sys.otlp) result.otlp = await sinks.request("otlp");
     return result;
   } finally {
     await stop();

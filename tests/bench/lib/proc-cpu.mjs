@@ -112,3 +112,50 @@ export function cpuMeter(procs) {
     },
   };
 }
+
+/** Resident set size of a live process in bytes (VmRSS), NaN when gone. */
+export function rssBytes(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Samples the RSS of named processes every `intervalMs` between start() and
+ * stop(): stop() gives each one's first and peak sample, and the peak of
+ * their sum (bytes).
+ * @param {{ name: string, pid: number | undefined }[]} procs
+ */
+export function rssSampler(procs, intervalMs = 500) {
+  const live = procs.filter((p) => p.pid);
+  const first = {};
+  const peak = {};
+  let peakSum = 0;
+  let timer;
+  const sample = () => {
+    let sum = 0;
+    for (const p of live) {
+      const v = rssBytes(p.pid);
+      if (!Number.isFinite(v)) continue;
+      first[p.name] ??= v;
+      peak[p.name] = Math.max(peak[p.name] ?? 0, v);
+      sum += v;
+    }
+    peakSum = Math.max(peakSum, sum);
+  };
+  return {
+    start() {
+      sample();
+      timer = setInterval(sample, intervalMs);
+    },
+    stop() {
+      clearInterval(timer);
+      sample();
+      const firstSum = Object.values(first).reduce((s, v) => s + v, 0);
+      return { first, peak, firstSum, peakSum };
+    },
+  };
+}

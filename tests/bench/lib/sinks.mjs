@@ -3,6 +3,8 @@
 // shared clock (clock.mjs), keyed by the run id the caller names:
 // `x-longhaul-run-id` (Longhaul) or `x-run-id` (the peers' workers).
 //
+// Also an OTLP/HTTP receiver for the row with trace export on.
+//
 // The app is a plain synchronous handler: it answers 200 with a small JSON
 // body after the delay the request asks for in `x-bench-delay-ms` (0: at once).
 import http from "node:http";
@@ -68,8 +70,21 @@ const hookServer = http.createServer((req, res) => {
   });
 });
 
+// An OTLP/HTTP trace receiver (the "OTLP export on" row): takes every export
+// request, answers an empty 200 (a valid ExportTraceServiceResponse), counts.
+const otlp = { requests: 0, bytes: 0 };
+const otlpServer = http.createServer((req, res) => {
+  otlp.requests++;
+  req.on("data", (c) => (otlp.bytes += c.length));
+  req.on("end", () => {
+    res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/x-protobuf" });
+    res.end();
+  });
+});
+
 const appPort = await listen(appServer);
 const hookPort = await listen(hookServer);
+const otlpPort = await listen(otlpServer);
 
 serve(
   {
@@ -77,6 +92,8 @@ serve(
     counts: () => ({ app: app.count, hooks: hooks.count }),
     /** Every arrival since the last collect(), then forgets them. */
     collect: () => ({ app: app.take(), hooks: hooks.take() }),
+    /** OTLP export requests and bytes received so far. */
+    otlp: () => ({ ...otlp }),
   },
-  { appUrl: `http://127.0.0.1:${appPort}`, hookUrl: `http://127.0.0.1:${hookPort}/hook` },
+  { appUrl: `http://127.0.0.1:${appPort}`, hookUrl: `http://127.0.0.1:${hookPort}/hook`, otlpUrl: `http://127.0.0.1:${otlpPort}` },
 );

@@ -13,7 +13,9 @@ import { createHmac, randomUUID } from "node:crypto";
 export const API_KEY = "bench_peer_key_0123456789";
 const SECRET = Buffer.from("bench-webhook-secret-0123456789abcdef");
 const MAX_BODY = 10 * 1024 * 1024;
-const agent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 512 });
+// Sockets per host: 512, or more when the settings hold more calls at once (the long-call scenario).
+const sockets = Math.max(512, Number(JSON.parse(process.env.BENCH_PEER_SETTINGS ?? "{}").settings?.httpSockets) || 0);
+const agent = new http.Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: 512 });
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "host", "authorization", "content-length", "upgrade", "te", "trailer"]);
 
 /** One HTTP call with the shared agent; resolves with status, headers and the whole body. */

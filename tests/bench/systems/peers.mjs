@@ -29,6 +29,20 @@ export const GRAPHILE_SETTINGS = {
 };
 
 /**
+ * Settings for the long-call scenario (2,000 runs held 60 s): each peer's
+ * concurrency raised to the number of calls, as its users would. graphile-
+ * worker: `concurrency` = N, its local queue one more (its guide's rule);
+ * the pool stays (a running job holds no connection). Both: the HTTP agent
+ * may open that many sockets to the app (512 otherwise). pg-boss: N slots as
+ * batches of 20 on N/20 fetch loops (one loop of N would take only what is
+ * there at each fetch and then wait for the whole batch).
+ */
+export const LONG_CALL_SETTINGS = {
+  pgboss: (n) => ({ batchSize: 20, localConcurrency: Math.max(1, Math.ceil(n / 20)), httpSockets: n + 64 }),
+  graphile: (n) => ({ concurrency: n, localQueueSize: n + 1, httpSockets: n + 64 }),
+};
+
+/**
  * @param {object} o
  * @param {string} o.overrideVar  env variable whose JSON object overrides settings (to try other tunings)
  */
@@ -38,18 +52,23 @@ function peerSystem({ name, label, script, settings: defaults, overrideVar, extr
     label,
     kind: "job",
     async start(ctx) {
-      const settings = { ...defaults, ...JSON.parse(process.env[overrideVar] || "{}") };
+      const settings = {
+        ...defaults,
+        ...JSON.parse(process.env[overrideVar] || "{}"),
+        ...(ctx.longCalls ? LONG_CALL_SETTINGS[name](ctx.longCalls) : {}),
+      };
       const db = await ctx.pg.createDatabase(name);
+      const logName = ctx.longCalls ? `${name}-long-calls` : name;
       const env = {
         ...process.env,
         BENCH_PEER_SETTINGS: JSON.stringify({ connectionString: db.url, appUrl: ctx.appUrl, settings, ...extra }),
       };
       const file = path.join(here, script);
       // The API first: it installs the schema (and the queue) the worker needs.
-      const api = await forkChild(file, { args: ["api"], env, name: `${name}-api`, logFile: path.join(ctx.logDir, `${name}-api.log`) });
+      const api = await forkChild(file, { args: ["api"], env, name: `${name}-api`, logFile: path.join(ctx.logDir, `${logName}-api.log`) });
       let worker;
       try {
-        worker = await forkChild(file, { args: ["worker"], env, name: `${name}-worker`, logFile: path.join(ctx.logDir, `${name}-worker.log`) });
+        worker = await forkChild(file, { args: ["worker"], env, name: `${name}-worker`, logFile: path.join(ctx.logDir, `${logName}-worker.log`) });
       } catch (err) {
         await api.stop();
         throw err;
