@@ -274,6 +274,22 @@ describe("notifier core", () => {
     expect(sent.map((r) => r.url)).toEqual(["https://hooks.example/a", "https://hooks.example/b"]);
   });
 
+  it("redelivers once its own attempt in flight has ended (its record may wait for a batch)", async () => {
+    const { core, mem, sent, input } = setup([http(200)]);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held = { ...mem.store };
+    mem.store.finishAttempt = async (...args) => (await gate, held.finishAttempt(...args));
+    await core.acceptFinished({ runId: input.runId, project: "dev" });
+    await new Promise((r) => setTimeout(r, 10)); // the POST is sent, its record waits
+    expect(sent).toHaveLength(1);
+    const again = core.redeliver("dev", input.runId);
+    release();
+    await expect(again).resolves.toMatchObject({ delivery: { runId: input.runId } });
+    await core.drain();
+    expect(sent).toHaveLength(2);
+  });
+
   it("tells the scheduler many states in one report, and a run it no longer has counts as told", async () => {
     let down = false;
     const calls: string[][] = [];

@@ -247,8 +247,15 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     return outcome.state;
   }
 
+  /** This notifier's attempts in flight, by run. */
+  const attemptsByRun = new Map<string, Promise<void>>();
   function startAttempts(claimed: Delivery[], token: string, prefetched?: DeliveryInput): void {
-    for (const d of claimed) track(attempt(d, token, prefetched));
+    for (const d of claimed) {
+      const p = attempt(d, token, prefetched);
+      attemptsByRun.set(d.runId, p);
+      void p.finally(() => attemptsByRun.get(d.runId) === p && attemptsByRun.delete(d.runId)).catch(() => undefined);
+      track(p);
+    }
   }
 
   /** Slots promised to deliveries being created leased, not yet in flight. */
@@ -390,7 +397,14 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     /** Sends a delivery again now, in a new retry series; attempts keep their numbering. */
     async redeliver(projectId: string, runId: string) {
       await listDeliveries(projectId, runId);
-      const result = await store.redeliver(runId);
+      let result = await store.redeliver(runId);
+      const local = attemptsByRun.get(runId);
+      if (result === "locked" && local) {
+        // The attempt in flight is this notifier's (its POST may be done, its
+        // record waiting for its batch): redeliver once it has ended.
+        await local.catch(() => undefined);
+        result = await store.redeliver(runId);
+      }
       if (result === null) throw new LonghaulError("not_found", "this run has no webhook delivery");
       if (result === "locked") {
         throw new LonghaulError("conflict", "an attempt of this webhook is in flight; try again when it ends", {
