@@ -44,8 +44,11 @@ export function createEffects({ bus, log, metrics }: SchedulerDeps) {
   return {
     async dispatched(refs: DispatchRef[], options: { republish?: boolean } = {}): Promise<void> {
       if (refs.length === 0) return;
-      await bus.publishDispatch(refs, options).catch((err: unknown) => log.warn({ err, runs: refs.length }, "dispatch publish failed; the reconciler will republish"));
+      const published = bus.publishDispatch(refs, options);
+      // Sent before the dispatch is acknowledged, so that notices and dispatch
+      // leave in one socket write (the row says dispatched already).
       for (const r of refs) bus.publishChanged(r.project, r.runId, "dispatched");
+      await published.catch((err: unknown) => log.warn({ err, runs: refs.length }, "dispatch publish failed; the reconciler will republish"));
     },
     async changed(run: RunRecord): Promise<void> {
       bus.publishChanged(run.project_id, run.id, run.status);
