@@ -107,6 +107,7 @@ describe("buildSubmitRunRequest", () => {
       idempotencyKey: "id-1",
       notBefore: undefined,
       labels: {},
+      runId: "",
     });
   });
 });

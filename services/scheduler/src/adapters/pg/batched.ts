@@ -1,8 +1,8 @@
-import { sql, type Insertable, type Kysely } from "kysely";
+import { CompiledQuery, sql, type Kysely } from "kysely";
 import { groupCommit } from "@longhaul/shared/db";
 import type { RunRecord } from "../../core/model.js";
 import type { AttemptResult } from "../../core/ports.js";
-import { runColumns } from "./run-columns.js";
+import { runColumns, type Db } from "./run-columns.js";
 import type { SchedulerDb } from "./schema.js";
 
 /**
@@ -15,25 +15,131 @@ import type { SchedulerDb } from "./schema.js";
 /** Most callers in one statement: large enough to absorb a burst, small enough for a quick statement. */
 const MAX_BATCH = 200;
 
-/** A new run's row. */
-export type RunRow = Insertable<SchedulerDb["runs"]>;
+/** A new run's row, as insertRuns writes it. */
+export interface NewRunRow {
+  id: string;
+  project_id: string;
+  app: string;
+  mode: "async" | "sync";
+  /** dispatched_at is the insert's time for a dispatched run. */
+  status: "queued" | "dispatched";
+  method: string;
+  path: string;
+  query: string;
+  upstream_url: string;
+  /** JSON text. */
+  request_headers: string;
+  request_body: Buffer;
+  webhook_url: string | null;
+  priority: number;
+  timeout_seconds: number;
+  max_attempts: number;
+  idempotency_key: string | null;
+  retry_of: string | null;
+  not_before: Date | null;
+  traceparent: string;
+  tracestate: string;
+  /** JSON text. */
+  labels: string;
+}
 
-/** Inserts runs; answers per row whether it was new (false: a run with that id existed). */
+/** Each column of a new run, with its array type for unnest. */
+const NEW_RUN_COLUMNS: [keyof NewRunRow, string][] = [
+  ["id", "uuid"], ["project_id", "text"], ["app", "text"], ["mode", "text"], ["status", "text"],
+  ["method", "text"], ["path", "text"], ["query", "text"], ["upstream_url", "text"], ["request_headers", "jsonb"],
+  ["request_body", "bytea"], ["webhook_url", "text"], ["priority", "int"], ["timeout_seconds", "int"],
+  ["max_attempts", "int"], ["idempotency_key", "text"], ["retry_of", "uuid"], ["not_before", "timestamptz"],
+  ["traceparent", "text"], ["tracestate", "text"], ["labels", "jsonb"],
+];
+
+/**
+ * One statement for any number of new runs, its text fixed (no query
+ * building per submit: kysely's was a tenth of the scheduler's CPU per run):
+ * a column of values per array.
+ */
+const INSERT_RUNS = `
+  insert into runs (${NEW_RUN_COLUMNS.map(([c]) => c).join(", ")}, dispatched_at)
+  select ${NEW_RUN_COLUMNS.map(([c]) => `r.${c}`).join(", ")}, case when r.status = 'dispatched' then now() end
+  from unnest(${NEW_RUN_COLUMNS.map(([, t], i) => `$${i + 1}::${t}[]`).join(", ")})
+    as r(${NEW_RUN_COLUMNS.map(([c]) => c).join(", ")})
+  on conflict (id) do nothing
+  returning id`;
+
+/** Inserts runs in one statement; the ids inserted (a run whose id existed is not). */
+export async function insertRuns(db: Db, rows: readonly NewRunRow[]): Promise<Set<string>> {
+  const params = NEW_RUN_COLUMNS.map(([c]) => rows.map((r) => r[c]));
+  const { rows: inserted } = await db.executeQuery<{ id: string }>(CompiledQuery.raw(INSERT_RUNS, params));
+  return new Set(inserted.map((r) => r.id));
+}
+
+/** Inserts runs, concurrent submits in one statement; answers per row whether it was new. */
 export function batchedInsert(db: Kysely<SchedulerDb>) {
-  return groupCommit<RunRow, boolean>(
+  return groupCommit<NewRunRow, boolean>(
     async (rows) => {
-      const inserted = await db
-        .insertInto("runs")
-        .values(rows)
-        .onConflict((oc) => oc.column("id").doNothing())
-        .returning("id")
-        .execute();
-      const ids = new Set(inserted.map((r) => r.id));
+      const ids = await insertRuns(db, rows);
       return rows.map((r) => ids.has(r.id));
     },
     { maxBatch: MAX_BATCH },
   );
 }
+
+/** The columns of a run returned, qualified (a join would make bare names ambiguous). */
+const RUN_RETURNING = runColumns.map((c) => `runs.${c}`).join(", ");
+
+/** Claims (batchedClaim), the text fixed. */
+const CLAIM_RUNS = `
+  with wanted as (
+    select * from unnest($1::uuid[], $2::int[], $3::text[], $4::int[]) as w(id, attempt, invoker, lease)
+  ), claimed as (
+    update runs set
+      status = 'running',
+      owner = w.invoker,
+      lease_expires_at = now() + make_interval(secs => w.lease),
+      started_at = coalesce(runs.started_at, now())
+    from wanted w
+    where runs.id = w.id and runs.attempt = w.attempt
+      and (runs.status = 'dispatched' or (runs.status = 'running' and runs.owner = w.invoker))
+    returning ${RUN_RETURNING}
+  ), session as (
+    insert into invoker_sessions (invoker_id, lease_expires_at)
+    select distinct on (w.invoker) w.invoker, now() + make_interval(secs => w.lease)
+    from wanted w where w.invoker in (select owner from claimed)
+    on conflict (invoker_id) do nothing
+  ), opened as (
+    insert into run_attempts (run_id, attempt, invoker_id)
+    select id, attempt, owner from claimed
+    on conflict (run_id, attempt) do nothing
+  )
+  select * from claimed`;
+
+/** Successful completions (batchedSuccess), the text fixed. */
+const END_SUCCEEDED = `
+  with done as (
+    select * from unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::jsonb[], $6::bytea[], $7::bool[])
+      as d(id, attempt, owner, status_code, headers, body, truncated)
+  ), ended as (
+    update runs set
+      status = 'succeeded',
+      finished_at = now(),
+      owner = null,
+      lease_expires_at = null,
+      status_code = d.status_code,
+      response_headers = d.headers,
+      response_body = d.body,
+      response_truncated = d.truncated,
+      error_code = null,
+      error_message = null,
+      webhook_state = case when runs.webhook_url is null then 'none' else 'pending' end
+    from done d
+    where runs.id = d.id and runs.attempt = d.attempt and runs.status = 'running' and runs.owner = d.owner
+    returning ${RUN_RETURNING}
+  ), attempts as (
+    update run_attempts set finished_at = now(), status_code = e.status_code, error_code = null, error_message = null
+    from ended e
+    where run_attempts.run_id = e.id and run_attempts.attempt = e.attempt
+  )
+  select e.*, (select a.max_concurrency from apps a where a.project_id = e.project_id and a.name = e.app) as app_max_concurrency
+  from ended e`;
 
 export interface ClaimInput {
   runId: string;
@@ -51,35 +157,14 @@ export interface ClaimInput {
 export function batchedClaim(db: Kysely<SchedulerDb>) {
   return groupCommit<ClaimInput, RunRecord | undefined>(
     async (items) => {
-      const { rows } = await sql<RunRecord>`
-        with wanted as (
-          select * from unnest(
-            ${items.map((i) => i.runId)}::uuid[],
-            ${items.map((i) => i.attempt)}::int[],
-            ${items.map((i) => i.invokerId)}::text[],
-            ${items.map((i) => i.leaseSeconds)}::int[]
-          ) as w(id, attempt, invoker, lease)
-        ), claimed as (
-          update runs set
-            status = 'running',
-            owner = w.invoker,
-            lease_expires_at = now() + make_interval(secs => w.lease),
-            started_at = coalesce(runs.started_at, now())
-          from wanted w
-          where runs.id = w.id and runs.attempt = w.attempt
-            and (runs.status = 'dispatched' or (runs.status = 'running' and runs.owner = w.invoker))
-          returning ${sql.join(runColumns.map((c) => sql.ref(`runs.${c}`)))}
-        ), session as (
-          insert into invoker_sessions (invoker_id, lease_expires_at)
-          select distinct on (w.invoker) w.invoker, now() + make_interval(secs => w.lease)
-          from wanted w where w.invoker in (select owner from claimed)
-          on conflict (invoker_id) do nothing
-        ), opened as (
-          insert into run_attempts (run_id, attempt, invoker_id)
-          select id, attempt, owner from claimed
-          on conflict (run_id, attempt) do nothing
-        )
-        select * from claimed`.execute(db);
+      const { rows } = await db.executeQuery<RunRecord>(
+        CompiledQuery.raw(CLAIM_RUNS, [
+          items.map((i) => i.runId),
+          items.map((i) => i.attempt),
+          items.map((i) => i.invokerId),
+          items.map((i) => i.leaseSeconds),
+        ]),
+      );
       const byKey = new Map(rows.map((r) => [`${r.id}:${r.attempt}:${r.owner}`, r]));
       return items.map((i) => byKey.get(`${i.runId}:${i.attempt}:${i.invokerId}`));
     },
@@ -106,40 +191,17 @@ export type Succeeded = { run: RunRecord; limited: boolean };
 export function batchedSuccess(db: Kysely<SchedulerDb>) {
   return groupCommit<SuccessInput, Succeeded | undefined>(
     async (items) => {
-      const { rows } = await sql<RunRecord & { app_max_concurrency: number | null }>`
-        with done as (
-          select * from unnest(
-            ${items.map((i) => i.runId)}::uuid[],
-            ${items.map((i) => i.attempt)}::int[],
-            ${items.map((i) => i.owner)}::text[],
-            ${items.map((i) => i.result.statusCode)}::int[],
-            ${items.map((i) => JSON.stringify(i.result.headers))}::jsonb[],
-            ${items.map((i) => i.result.body ?? Buffer.alloc(0))}::bytea[],
-            ${items.map((i) => i.result.bodyTruncated)}::bool[]
-          ) as d(id, attempt, owner, status_code, headers, body, truncated)
-        ), ended as (
-          update runs set
-            status = 'succeeded',
-            finished_at = now(),
-            owner = null,
-            lease_expires_at = null,
-            status_code = d.status_code,
-            response_headers = d.headers,
-            response_body = d.body,
-            response_truncated = d.truncated,
-            error_code = null,
-            error_message = null,
-            webhook_state = case when runs.webhook_url is null then 'none' else 'pending' end
-          from done d
-          where runs.id = d.id and runs.attempt = d.attempt and runs.status = 'running' and runs.owner = d.owner
-          returning ${sql.join(runColumns.map((c) => sql.ref(`runs.${c}`)))}
-        ), attempts as (
-          update run_attempts set finished_at = now(), status_code = e.status_code, error_code = null, error_message = null
-          from ended e
-          where run_attempts.run_id = e.id and run_attempts.attempt = e.attempt
-        )
-        select e.*, (select a.max_concurrency from apps a where a.project_id = e.project_id and a.name = e.app) as app_max_concurrency
-        from ended e`.execute(db);
+      const { rows } = await db.executeQuery<RunRecord & { app_max_concurrency: number | null }>(
+        CompiledQuery.raw(END_SUCCEEDED, [
+          items.map((i) => i.runId),
+          items.map((i) => i.attempt),
+          items.map((i) => i.owner),
+          items.map((i) => i.result.statusCode),
+          items.map((i) => JSON.stringify(i.result.headers)),
+          items.map((i) => i.result.body ?? Buffer.alloc(0)),
+          items.map((i) => i.result.bodyTruncated),
+        ]),
+      );
       const byKey = new Map(rows.map((r) => [`${r.id}:${r.attempt}`, r]));
       return items.map((i) => {
         const key = `${i.runId}:${i.attempt}`;

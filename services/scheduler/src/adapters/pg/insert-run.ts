@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { sql, type Kysely, type Transaction } from "kysely";
+import { CompiledQuery, sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
 import type { NewRun as NewRunInput } from "../../core/ports.js";
-import { findApp, joinedApp, joinedAppColumns } from "./run-queries.js";
+import { findApp, joinedApp, joinedAppColumns, type JoinedAppRow } from "./run-queries.js";
 import { admitSubmit } from "./tenancy-store.js";
 import type { Db } from "./run-columns.js";
-import type { RunRow } from "./batched.js";
+import { insertRuns, type NewRunRow } from "./batched.js";
 import type { SchedulerDb } from "./schema.js";
 
 export interface SubmitResult {
@@ -40,7 +40,7 @@ export async function insertRun(db: Kysely<SchedulerDb>, input: NewRunInput): Pr
 }
 
 /** Inserts one run row; false when a run with its id exists (shared by concurrent submits: batched.ts). */
-export type InsertRow = (row: RunRow) => Promise<boolean>;
+export type InsertRow = (row: NewRunRow) => Promise<boolean>;
 
 /**
  * The answer to a submit whose run id (chosen by the caller: a gateway that
@@ -54,6 +54,20 @@ async function alreadySubmitted(db: Db, project: string, runId: string): Promise
   }
   return { runId, existing: true, dispatch: null };
 }
+
+/** The project's limits and the app, for a submit: the text fixed (no query building per submit). */
+const PROJECT_AND_APP = `
+  select projects.deleted_at, projects.submits_per_second, projects.max_in_flight, projects.max_queued,
+    ${joinedAppColumns.join(", ")}
+  from projects left join apps on apps.project_id = projects.id and apps.name = $2
+  where projects.id = $1`;
+
+type ProjectAndAppRow = JoinedAppRow & {
+  deleted_at: Date | null;
+  submits_per_second: number | string;
+  max_in_flight: number;
+  max_queued: number;
+};
 
 /**
  * Looks the app up and stores the run built from it in one transaction, so a
@@ -74,18 +88,8 @@ export async function submitRun(
   // and the app (no concurrency limit, not paused) in one read, then the run
   // inserted as dispatched, which is its own commit. Anything that needs a
   // lock or a count (limits, Idempotency-Key, a delay) takes the transaction.
-  const found = await db
-    .selectFrom("projects")
-    .leftJoin("apps", (join) => join.onRef("apps.project_id", "=", "projects.id").on("apps.name", "=", appName))
-    .select([
-      "projects.deleted_at",
-      "projects.submits_per_second",
-      "projects.max_in_flight",
-      "projects.max_queued",
-      ...joinedAppColumns,
-    ])
-    .where("projects.id", "=", project)
-    .executeTakeFirst();
+  const { rows } = await db.executeQuery<ProjectAndAppRow>(CompiledQuery.raw(PROJECT_AND_APP, [project, appName]));
+  const found = rows[0];
   const unlimited = found && !found.deleted_at && Number(found.submits_per_second) === 0 && found.max_in_flight === 0 && found.max_queued === 0;
   const joined = found ? joinedApp(found) : undefined;
   if (unlimited && joined && joined.maxConcurrency === 0 && !joined.paused) {
@@ -158,13 +162,8 @@ async function insertRunIn(
       if (room > 0) status = "dispatched";
       else await refuseWhenQueueFull(trx, input);
     }
-    const inserted = await trx
-      .insertInto("runs")
-      .values(runRow(input, runId, status))
-      .onConflict((oc) => oc.column("id").doNothing())
-      .returning("id")
-      .executeTakeFirst();
-    if (!inserted) return alreadySubmitted(trx, input.project, runId);
+    const inserted = await insertRuns(trx, [runRow(input, runId, status)]);
+    if (!inserted.has(runId)) return alreadySubmitted(trx, input.project, runId);
     const dispatch =
       status === "dispatched"
         ? { runId, attempt: 1, project: input.project, app: input.app.name, traceparent: input.traceparent }
@@ -189,7 +188,7 @@ async function refuseWhenQueueFull(trx: Transaction<SchedulerDb>, input: NewRunI
 }
 
 /** The row of a new run. */
-function runRow(input: NewRunInput, runId: string, status: "queued" | "dispatched"): RunRow {
+function runRow(input: NewRunInput, runId: string, status: "queued" | "dispatched"): NewRunRow {
   return {
       id: runId,
       project_id: input.project,
@@ -209,7 +208,6 @@ function runRow(input: NewRunInput, runId: string, status: "queued" | "dispatche
       idempotency_key: input.idempotencyKey,
       retry_of: input.retryOf,
       not_before: input.notBefore,
-      dispatched_at: status === "dispatched" ? sql<Date>`now()` as never : null,
       traceparent: input.traceparent,
       tracestate: input.tracestate,
       labels: JSON.stringify(input.labels),
