@@ -1272,7 +1272,7 @@ export interface components {
             policy?: {
                 /** @description ms; the run's timeout */
                 executionTimeout?: number;
-                /** @description ms; accepted, the app's queue TTL applies */
+                /** @description ms: the job's whole lifetime from submit; it bounds the run's timeout, and past it the job is cancelled if not ended and answers 404 (checked when the job is asked about) */
                 ttl?: number;
                 lowPriority?: boolean;
             };
