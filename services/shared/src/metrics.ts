@@ -1,5 +1,6 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { withTimeout } from "./timers.js";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 
@@ -59,7 +60,7 @@ function consumerGauges(registry: Registry): { consumers: WatchedConsumer[] } {
       ackPending.reset();
       await Promise.all(
         state.consumers.map(async (c) => {
-          const info = await withTimeout(c.jsm.consumers.info(c.stream, c.consumer), CONSUMER_INFO_TIMEOUT_MS).catch(() => undefined);
+          const info = await withTimeout(c.jsm.consumers.info(c.stream, c.consumer), CONSUMER_INFO_TIMEOUT_MS, `no answer within ${CONSUMER_INFO_TIMEOUT_MS} ms`).catch(() => undefined);
           if (!info) return;
           const labels = { stream: c.stream, consumer: c.consumer };
           this.set(labels, info.num_pending);
@@ -69,14 +70,6 @@ function consumerGauges(registry: Registry): { consumers: WatchedConsumer[] } {
     },
   });
   return state;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** A running `/metrics` server. */

@@ -3,6 +3,7 @@
  * HTTP endpoint, time and metrics. Adapters implement them; tests fake them.
  * Errors thrown by ports are LonghaulErrors (codes decide what happens next).
  */
+import { sleep } from "@longhaul/shared/timers";
 
 /** One header as stored or received; names may repeat. */
 export interface HeaderPair {
@@ -122,18 +123,5 @@ export const systemClock: Clock = {
     const t = setTimeout(fn, Math.min(Math.max(0, ms), 2_147_483_647));
     return () => clearTimeout(t);
   },
-  sleep(ms, signal) {
-    return new Promise<void>((resolve) => {
-      if (signal?.aborted) return resolve();
-      const onAbort = () => {
-        clearTimeout(t);
-        resolve();
-      };
-      const t = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      }, ms);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  },
+  sleep,
 };

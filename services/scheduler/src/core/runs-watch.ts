@@ -1,3 +1,4 @@
+import { sleep } from "@longhaul/shared/timers";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { RunRecord } from "./model.js";
 import type { EventBus, SchedulerStore } from "./ports.js";
@@ -129,16 +130,4 @@ export async function watchProjectRuns(
   } finally {
     unsubscribe();
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

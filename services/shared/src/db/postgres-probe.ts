@@ -1,3 +1,4 @@
+import { withTimeout } from "../timers.js";
 import { sql, type Kysely } from "kysely";
 
 /** Options of {@link probePostgres}. */
@@ -28,17 +29,12 @@ export function probePostgres<DB>(
   const probe = async () => {
     if (inFlight || stopped) return;
     inFlight = true;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`select 1 took over ${timeoutMs} ms`)), timeoutMs);
-      });
-      await Promise.race([sql`select 1`.execute(db), timeout]);
+      await withTimeout(sql`select 1`.execute(db), timeoutMs, `select 1 took over ${timeoutMs} ms`);
       if (!stopped) onResult(true);
     } catch (err) {
       if (!stopped) onResult(false, err);
     } finally {
-      clearTimeout(timer);
       inFlight = false;
     }
   };

@@ -1,3 +1,4 @@
+import { sleep } from "@longhaul/shared/timers";
 import { jetstream, type JsMsg, type ConsumerMessages } from "@nats-io/jetstream";
 import type { Logger } from "@longhaul/shared/logger";
 import { context } from "@longhaul/shared/telemetry";
@@ -138,15 +139,4 @@ export async function startDispatchConsumer(o: DispatchConsumerOptions): Promise
       await running;
     },
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }
