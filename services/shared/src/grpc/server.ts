@@ -4,6 +4,7 @@ import {
   Server,
   ServerCredentials,
   ServerInterceptingCall,
+  ServerListenerBuilder,
   status as GrpcStatus,
   type ServerInterceptor,
   type Metadata,
@@ -124,6 +125,33 @@ function metricsInterceptor(registry: Registry): ServerInterceptor {
   };
 }
 
+/**
+ * Internal services answer only calls carrying the mesh's token in
+ * `x-longhaul-internal-token`, compared in constant time (over digests, so
+ * that lengths do not leak either). `internalPaths`: the methods of the
+ * services added with `internal: true`, filled as they are added.
+ */
+function internalTokenInterceptor(token: string, internalPaths: ReadonlySet<string>): ServerInterceptor {
+  const expected = createHash("sha256").update(token).digest();
+  const tokenMatches = (sent: unknown) => typeof sent === "string" && timingSafeEqual(createHash("sha256").update(sent).digest(), expected);
+  return (method, call) => {
+    if (!internalPaths.has(method.path)) return new ServerInterceptingCall(call);
+    return new ServerInterceptingCall(call, {
+      start(next) {
+        next(
+          new ServerListenerBuilder()
+            .withOnReceiveMetadata((metadata, mdNext) => {
+              if (tokenMatches(metadata.get(INTERNAL_TOKEN_METADATA_KEY)[0])) return mdNext(metadata);
+              const err = toServiceError(new LonghaulError("unauthenticated", "internal RPC"));
+              call.sendStatus({ code: err.code!, details: err.details!, metadata: err.metadata! });
+            })
+            .build(),
+        );
+      },
+    });
+  };
+}
+
 /** A gRPC server with reflection, health and error mapping already wired. */
 export interface GrpcServer {
   server: Server;
@@ -148,6 +176,7 @@ export function connectionAgeOptions(config: {
 
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const maxBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
+  const internalPaths = new Set<string>();
   const server = new Server({
     "grpc.max_receive_message_length": maxBytes,
     "grpc.max_send_message_length": maxBytes,
@@ -159,7 +188,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
           "grpc.max_connection_age_grace_ms": options.maxConnectionAgeGraceMs ?? 86_400_000,
         }
       : {}),
-    interceptors: options.registry ? [metricsInterceptor(options.registry)] : [],
+    interceptors: [...(options.registry ? [metricsInterceptor(options.registry)] : []), internalTokenInterceptor(options.internalToken, internalPaths)],
   });
   const health = new HealthImplementation({ "": "NOT_SERVING" });
   health.addToServer(server);
@@ -169,29 +198,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     const first = Object.values(definition)[0];
     const name = first?.path.split("/")[1];
     if (name) serviceNames.push(name);
-    if (!opts.internal) {
-      server.addService(definition, impl);
-      return;
-    }
-    // Internal services answer only calls carrying the mesh's token, compared
-    // in constant time (over digests, so that lengths do not leak either).
-    const expected = createHash("sha256").update(options.internalToken).digest();
-    const tokenMatches = (token: unknown) =>
-      typeof token === "string" && timingSafeEqual(createHash("sha256").update(token).digest(), expected);
-    const guarded: UntypedServiceImplementation = {};
-    for (const [key, handler] of Object.entries(impl)) {
-      guarded[key] = ((call: { metadata: Metadata }, cbOrUndefined?: sendUnaryData<unknown>) => {
-        const token = call.metadata.get(INTERNAL_TOKEN_METADATA_KEY)[0];
-        if (!tokenMatches(token)) {
-          const err = toServiceError(new LonghaulError("unauthenticated", "internal RPC"));
-          if (typeof cbOrUndefined === "function") cbOrUndefined(err as never, null);
-          else (call as unknown as { emit(ev: string, e: unknown): void }).emit("error", err);
-          return;
-        }
-        (handler as (...a: unknown[]) => void)(call, cbOrUndefined);
-      }) as never;
-    }
-    server.addService(definition, guarded);
+    if (opts.internal) for (const m of Object.values(definition)) internalPaths.add(m.path);
+    server.addService(definition, impl);
   };
 
   const setServing = (serving: boolean) => {
