@@ -12,8 +12,11 @@ const schema = commonEnvSchema.extend(schemaEnvSchema.shape).extend({
   SCHEDULER_METRICS_PORT: envInt(9461, 0, 65535),
   /** How often the reconciler runs. @default 500 */
   SCHEDULER_TICK_MS: envInt(500, 50, 60_000),
-  /** Longest pause between reconciler passes while they find nothing to do. @default 2000 */
-  SCHEDULER_IDLE_TICK_MS: envInt(2_000, 50, 60_000),
+  /**
+   * Longest pause between reconciler passes while they find nothing to do
+   * (a delayed run or a retry due sooner shortens it). @default 5000
+   */
+  SCHEDULER_IDLE_TICK_MS: envInt(5_000, 50, 60_000),
   /** An invoker's claim lasts this long unless renewed by heartbeats. @default 15 */
   SCHEDULER_LEASE_SECONDS: envInt(15, 2, 600),
   /** A dispatched run nobody claimed is republished after this. @default 15 */

@@ -79,6 +79,8 @@ export interface DueWork {
   queued: boolean;
   redispatch: boolean;
   webhooks: boolean;
+  /** When the first waiting run (a delayed run, a retry's backoff) becomes due; null: none waits. */
+  nextDueAt?: Date | null;
 }
 
 /** Which retention passes have work now (adapters/pg/retention.ts). */

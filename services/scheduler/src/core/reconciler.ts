@@ -74,7 +74,12 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
     return backlog;
   }
 
+  let nextDueAt: Date | undefined;
+
   return {
+    /** When the first waiting run becomes due, as the last pass saw it. */
+    nextDueAt: () => nextDueAt,
+
     /**
      * One pass: a single read says which repairs have work (an idle mesh
      * costs one statement per tick), then only those run. True when some
@@ -89,6 +94,7 @@ export function createReconciler(deps: SchedulerDeps, lifecycle: RunLifecycle) {
         log.warn({ err, step: "probe" }, "reconcile probe failed; next tick retries");
         return true;
       }
+      nextDueAt = due.nextDueAt ?? undefined;
       const leasesDue = due.leases && Date.now() >= leasesFrom;
       if (due.expire) await step("expire", async () => {
         for (const r of await store.expireQueued()) {
@@ -141,22 +147,32 @@ export interface ReconcilerPace {
 /**
  * Runs `tick` one pass at a time: every `tickMs` while it finds work; while
  * it finds none the pause doubles up to `idleTickMs` (an idle mesh costs
- * Postgres a statement every 2 s), and `wake` (a retry was scheduled) brings
- * it back to full rate at once.
+ * Postgres a statement every 5 s), but never past the moment the first
+ * waiting run becomes due (a delayed run, a retry's backoff: `nextDueAt`), so
+ * they start on time without polling. `wake` brings it back to full rate at
+ * once (also when it comes during a pass).
  */
-export function startReconcilerLoop(reconciler: { tick(): Promise<boolean> }, pace: ReconcilerPace) {
+export function startReconcilerLoop(reconciler: { tick(): Promise<boolean>; nextDueAt?(): Date | undefined }, pace: ReconcilerPace) {
   let ticking: Promise<void> | undefined;
   let delay = pace.tickMs;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let wokenDuringPass = false;
   const schedule = (ms: number) => {
     if (stopped) return;
     timer = setTimeout(() => {
+      wokenDuringPass = false;
       ticking = reconciler.tick().then(
         (busy) => {
           ticking = undefined;
-          delay = busy ? pace.tickMs : Math.min(delay * 2, Math.max(pace.idleTickMs, pace.tickMs));
-          schedule(delay);
+          delay = busy || wokenDuringPass ? pace.tickMs : Math.min(delay * 2, Math.max(pace.idleTickMs, pace.tickMs));
+          const due = reconciler.nextDueAt?.();
+          const untilDue = due ? Math.max(due.getTime() - Date.now(), pace.tickMs) : Infinity;
+          if (untilDue < delay) {
+            // Sleep until the run is due, at full rate from then on.
+            delay = pace.tickMs;
+            schedule(untilDue);
+          } else schedule(delay);
         },
         () => {
           ticking = undefined;
@@ -167,9 +183,13 @@ export function startReconcilerLoop(reconciler: { tick(): Promise<boolean> }, pa
   };
   schedule(delay);
   return {
-    /** Back to full rate now, unless already there or a pass is running. */
+    /** Back to full rate now (after the running pass, if one runs), unless already there. */
     wake(): void {
-      if (delay === pace.tickMs || ticking) return;
+      if (ticking) {
+        wokenDuringPass = true;
+        return;
+      }
+      if (delay === pace.tickMs) return;
       delay = pace.tickMs;
       clearTimeout(timer);
       schedule(delay);

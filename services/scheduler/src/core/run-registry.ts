@@ -152,7 +152,11 @@ export function createRunRegistry(deps: SchedulerDeps) {
     }
     if (result.dispatch) await effects.dispatched([result.dispatch]);
     // A new run that waits: project watchers still see it appear.
-    else if (!result.existing) bus.publishChanged(project, result.runId, "queued");
+    else if (!result.existing) {
+      bus.publishChanged(project, result.runId, "queued");
+      // A delayed run: the reconciler learns when it is due (it sleeps till then).
+      if (input.notBefore) deps.wakeReconciler?.();
+    }
     return { runId: result.runId, existing: result.existing };
   }
 

@@ -275,4 +275,39 @@ describe("the reconciler's pace", () => {
     await vi.advanceTimersByTimeAsync(1000);
     expect(at).toHaveLength(passes);
   });
+
+  it("sleeps until the first waiting run is due rather than the whole idle pause, and a wake during a pass counts", async () => {
+    vi.useRealTimers();
+    vi.useFakeTimers();
+    const at: number[] = [];
+    let dueAt: Date | undefined;
+    let release: (() => void) | undefined;
+    const loop = startReconcilerLoop(
+      {
+        tick: async () => {
+          at.push(Date.now());
+          if (release === undefined && at.length === 4) await new Promise<void>((r) => (release = r));
+          return false;
+        },
+        nextDueAt: () => dueAt,
+      },
+      { tickMs: 100, idleTickMs: 1_000 },
+    );
+    const start = Date.now();
+    await vi.advanceTimersByTimeAsync(100 + 200);
+    // A run becomes due 250 ms from now: the pass after the next pause comes then, not 400 ms later.
+    dueAt = new Date(Date.now() + 650);
+    await vi.advanceTimersByTimeAsync(400);
+    expect(at.map((t) => t - start)).toEqual([100, 300, 700]);
+    dueAt = new Date(start + 950);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(at.at(-1)! - start).toBe(950);
+    // Woken while that pass runs: the next pass comes at full rate.
+    dueAt = undefined;
+    loop.wake();
+    release!();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(at.at(-1)! - start).toBe(1050);
+    await loop.stop();
+  });
 });

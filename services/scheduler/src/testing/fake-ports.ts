@@ -166,7 +166,9 @@ export function createFakeStore(): FakeStore {
     async dueWork() {
       check("dueWork");
       const values = [...runs.values()];
-      return { expire: false, leases: values.some(leaseLost), queued: values.some(due), redispatch: false, webhooks: false };
+      const waiting = values.flatMap((r) => (r.status === "queued" && r.not_before && r.not_before.getTime() > now() ? [r.not_before.getTime()] : []));
+      const nextDueAt = waiting.length > 0 ? new Date(Math.min(...waiting)) : null;
+      return { expire: false, leases: values.some(leaseLost), queued: values.some(due), redispatch: false, webhooks: false, nextDueAt };
     },
     async expireQueued() {
       return [];

@@ -198,7 +198,8 @@ export async function dueWork(db: Kysely<SchedulerDb>, redispatchAfterSeconds: n
       exists (select 1 from runs
               where webhook_state = 'pending' and webhook_taken_at is null
                 and finished_at < now() - make_interval(secs => ${webhookAfterSeconds})
-                and (webhook_published_at is null or webhook_published_at < now() - make_interval(secs => ${webhookAfterSeconds}))) as webhooks
+                and (webhook_published_at is null or webhook_published_at < now() - make_interval(secs => ${webhookAfterSeconds}))) as webhooks,
+      (select min(not_before) from runs where status = 'queued' and not_before > now()) as "nextDueAt"
   `.execute(db);
   return rows[0]!;
 }

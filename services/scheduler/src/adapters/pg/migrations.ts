@@ -270,6 +270,14 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`insert into run_retention (id, bodies_until) values (1, '-infinity')`.execute(db);
     },
   },
+  // The reconciler sleeps until the first delayed run (or retry) is due
+  // instead of polling for it (maintenance-store.ts dueWork, next_due_at):
+  // the earliest not_before among waiting runs, read from this index alone.
+  "0017_runs_not_before": {
+    async up(db: Kysely<unknown>) {
+      await sql`create index if not exists runs_not_before on runs (not_before) where status = 'queued' and not_before is not null`.execute(db);
+    },
+  },
 };
 
 /** The scheduler's migrations and the table that records them. */

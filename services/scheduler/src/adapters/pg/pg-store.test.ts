@@ -164,6 +164,16 @@ describe("pg store", () => {
     expect(await a.endSucceeded(runId, 1, "inv-x", ok)).toMatchObject({ limited: false, run: { status: "succeeded" } });
   });
 
+  it("says when the first delayed run is due, so the reconciler can sleep till then", async () => {
+    const app = normaliseApp({ name: "later", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const soon = new Date(Date.now() + 60_000);
+    await a.insertRun(newRun(app, { notBefore: new Date(Date.now() + 120_000) }));
+    await a.insertRun(newRun(app, { notBefore: soon }));
+    const due = await a.dueWork(30, 30);
+    expect(due.nextDueAt?.getTime()).toBe(soon.getTime());
+  });
+
   it("lets one invoker claim an attempt, refuses a late result and a second claim", async () => {
     const app = normaliseApp({ name: "claims", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);
