@@ -1,8 +1,10 @@
-import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers, TimeoutError, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
   RetentionPolicy,
   StorageType,
   jetstreamManager,
@@ -177,14 +179,24 @@ export async function ensureStreams(
 /** Tries of a stream's creation or update before start-up fails. */
 const STREAM_SETUP_ATTEMPTS = 5;
 
-/** A timeout, or "already in use" from a copy that created the stream first: worth another look. */
+/**
+ * JetStream API error codes (nats-server's errors.json) that a stream set-up
+ * retries: another copy created the stream first with a placement still
+ * settling (JSStreamNameExistErr), or the cluster has no peers for it yet
+ * (JSClusterNoPeersErr). The library names only a few codes (JetStreamApiCodes).
+ */
+const STREAM_NAME_IN_USE = 10058;
+const NO_SUITABLE_PEERS = 10005;
+
+/** A timeout, a stream another copy created first, or a placement not settled yet: worth another look. */
 function isRetryableSetupError(err: unknown): boolean {
-  const e = err as { name?: string; code?: string; message?: string };
-  return e?.name === "TimeoutError" || /timeout|already in use|no suitable peers|stream name already/i.test(`${e?.code ?? ""} ${e?.message ?? ""}`);
+  if (err instanceof TimeoutError) return true;
+  return err instanceof JetStreamApiError && (err.code === STREAM_NAME_IN_USE || err.code === NO_SUITABLE_PEERS || err.status === 408);
 }
 
+/** The stream or consumer asked about does not exist. */
 function isNotFound(err: unknown): boolean {
-  return err instanceof Error && /not found/i.test(err.message);
+  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound);
 }
 
 /**
