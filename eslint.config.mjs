@@ -20,7 +20,7 @@ const ALL = [...SERVICES, ...PACKAGES, ...COMMANDS];
  * never matches a relative path (`./pg/` is not `pg`).
  */
 const TRANSPORTS =
-  "^(@grpc/.*|@nats-io/.*|pg|pg-.*|kysely(/.*)?|undici|(node:)?(http|https|http2|net|tls|dgram)|prom-client|@longhaul/shared/(grpc|nats|db|service|metrics))$";
+  "^(@grpc/.*|@nats-io/.*|pg|pg-.*|kysely(/.*)?|undici|(node:)?(http|https|http2|net|tls|dgram)|prom-client|@longhaul/shared/(grpc|nats|db|service|metrics|egress-agent))$";
 
 /** Imports of another service, by package name or by a relative path out of this one. */
 function otherServices(self) {

@@ -6,6 +6,8 @@ import { connectNats, ensureStreams, natsNames, streamSettings } from "@longhaul
 import { createDependencyHealth } from "@longhaul/shared/service";
 import { createDb, ensureDatabase, isConnectionError, readySchema } from "@longhaul/shared/db";
 import { resultUrlKey } from "@longhaul/shared/result-url";
+import { ownAddresses } from "@longhaul/shared/config";
+import { createEgressPolicy, webhookNetworks } from "@longhaul/shared/egress";
 import type { NotifierConfig } from "./config.js";
 import { createNotifierCore } from "./core/notifier-core.js";
 import { startPoller } from "./core/poller.js";
@@ -64,8 +66,16 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     internalToken: config.LONGHAUL_INTERNAL_TOKEN,
     timeoutMs: config.NOTIFIER_RPC_TIMEOUT_MS,
   });
+  // Webhooks go where apps may go (the same guard): public addresses, private
+  // ones only when the operator allows them, never link-local, metadata or Longhaul's own.
+  const egress = await createEgressPolicy(
+    webhookNetworks(config.LONGHAUL_WEBHOOK_ALLOW_PRIVATE),
+    ownAddresses(config, [`127.0.0.1:${config.NOTIFIER_GRPC_PORT}`, `127.0.0.1:${config.NOTIFIER_METRICS_PORT}`]),
+    seams.resolve,
+  );
   const sender = createWebhookSender({
     allowPrivate: config.LONGHAUL_WEBHOOK_ALLOW_PRIVATE,
+    egress,
     timeoutMs: config.NOTIFIER_ATTEMPT_TIMEOUT_SECONDS * 1000,
     maxResponseBytes: config.NOTIFIER_MAX_RESPONSE_BYTES,
     ...(seams.resolve ? { resolve: seams.resolve } : {}),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { LonghaulError } from "./errors.js";
-import { DEFAULT_APP_NETWORKS, appAddressRefusal, checkAppUrl, isForbiddenAddress, parseNetworks, validateWebhookUrl } from "./egress.js";
+import { DEFAULT_APP_NETWORKS, appAddressRefusal, checkAppUrl, parseNetworks, validateWebhookUrl, webhookNetworks } from "./egress.js";
 
 const strict = { allowPrivate: false };
 
@@ -89,13 +89,29 @@ describe("allowPrivate", () => {
   });
 });
 
-describe("isForbiddenAddress", () => {
+describe("the webhook policy (appAddressRefusal, as for apps)", () => {
+  const strictPolicy = { allowedNetworks: parseNetworks(webhookNetworks(false)), denied: [] };
+  const openPolicy = { allowedNetworks: parseNetworks(webhookNetworks(true)), denied: [{ address: "127.0.0.1", port: 9461 }] };
   it.each(["127.0.0.1", "10.0.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "::ffff:127.0.0.1", "fd00::1", "fe80::1", "not-an-ip"])(
-    "forbids %s",
-    (a) => expect(isForbiddenAddress(a)).toBe(true),
+    "refuses %s without private targets",
+    (a) => expect(appAddressRefusal(a, 443, strictPolicy)).toBeDefined(),
   );
   it.each(["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"])("allows %s", (a) =>
-    expect(isForbiddenAddress(a)).toBe(false),
+    expect(appAddressRefusal(a, 443, strictPolicy)).toBeUndefined(),
+  );
+  it.each(["127.0.0.1", "10.0.0.1", "100.64.0.1", "::1", "fd00::1"])("allows %s when private targets are allowed", (a) =>
+    expect(appAddressRefusal(a, 443, openPolicy)).toBeUndefined(),
+  );
+  it.each(["169.254.169.254", "::ffff:169.254.169.254", "169.254.1.1", "fe80::1", "fd00:ec2::254", "168.63.129.16", "0.0.0.0"])(
+    "refuses %s even when private targets are allowed (link-local, metadata)",
+    (a) => expect(appAddressRefusal(a, 443, openPolicy)).toBeDefined(),
+  );
+  it("refuses Longhaul's own ports even when private targets are allowed", () => {
+    expect(appAddressRefusal("127.0.0.1", 9461, openPolicy)).toMatch(/Longhaul's own/);
+  });
+  it.each(["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://0xa9fea9fe/"])(
+    "refuses %s at submit even when private targets are allowed",
+    (url) => expect(() => validateWebhookUrl(url, { allowPrivate: true })).toThrow(LonghaulError),
   );
 });
 

@@ -2,27 +2,6 @@ import { lookup as dnsLookup } from "node:dns/promises";
 import ipaddr from "ipaddr.js";
 import { LonghaulError } from "./errors.js";
 
-/**
- * Address ranges a webhook may not reach unless an operator allows private
- * targets: everything but ipaddr.js's "unicast" (loopback, private, link-local
- * with the 169.254.169.254 metadata address, CGNAT "carrierGradeNat",
- * unspecified, multicast, reserved, ...).
- */
-export function isForbiddenAddress(address: string): boolean {
-  if (!ipaddr.isValid(address)) return true;
-  let parsed = ipaddr.parse(address);
-  // ::ffff:10.0.0.1 and friends reach the IPv4 address they embed.
-  if (parsed.kind() === "ipv6" && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
-    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
-  }
-  const range = parsed.range();
-  if (parsed.kind() === "ipv6") {
-    // Global unicast IPv6 only; 6to4/teredo/NAT64 can embed a private IPv4.
-    return range !== "unicast";
-  }
-  return range !== "unicast";
-}
-
 /** Options of {@link validateWebhookUrl}. */
 export interface WebhookUrlOptions {
   /** Allow loopback and private targets (local development). @default false */
@@ -30,8 +9,23 @@ export interface WebhookUrlOptions {
 }
 
 /**
- * Checks a webhook URL at submit: absolute http(s), no userinfo, and (unless
- * private targets are allowed) no forbidden IP literal. WHATWG URL parsing
+ * The networks a webhook may reach besides public addresses: every one when
+ * an operator allows private targets (LONGHAUL_WEBHOOK_ALLOW_PRIVATE), none
+ * otherwise. Link-local and metadata addresses stay refused either way
+ * (appAddressRefusal), as for apps.
+ */
+export function webhookNetworks(allowPrivate: boolean): string {
+  return allowPrivate ? "0.0.0.0/0,::/0" : "";
+}
+
+/** The webhook policy as far as a URL alone can be checked (Longhaul's own addresses are checked at delivery). */
+function webhookSubmitPolicy(allowPrivate: boolean): EgressPolicy {
+  return { allowedNetworks: parseNetworks(webhookNetworks(allowPrivate)), denied: [] };
+}
+
+/**
+ * Checks a webhook URL at submit: absolute http(s), no userinfo, and no IP
+ * literal the egress policy refuses (appAddressRefusal, as for apps). WHATWG URL parsing
  * already folds decimal, octal, hex and short IPv4 spellings into dotted form,
  * so `http://2130706433/` is checked as 127.0.0.1. Names are checked again
  * after resolution at delivery.
@@ -52,14 +46,12 @@ export function validateWebhookUrl(raw: string, options: WebhookUrlOptions): URL
   if (raw.length > 2048) {
     throw new LonghaulError("invalid_argument", "webhookEndpoint is longer than 2048 characters");
   }
-  if (!options.allowPrivate) {
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    if (ipaddr.isValid(host) && isForbiddenAddress(host)) {
-      throw new LonghaulError("invalid_argument", "webhookEndpoint targets a private or reserved address");
-    }
-    if (host === "localhost" || host.endsWith(".localhost") || host.endsWith(".internal")) {
-      throw new LonghaulError("invalid_argument", "webhookEndpoint targets a private or reserved address");
-    }
+  const { host, port } = hostAndPort(url);
+  // An address literal is checked here, as every address is at delivery.
+  const why = ipaddr.isValid(host) ? appAddressRefusal(host, port, webhookSubmitPolicy(options.allowPrivate)) : undefined;
+  if (why) throw new LonghaulError("invalid_argument", `webhookEndpoint targets a private or reserved address (${why})`);
+  if (!options.allowPrivate && (host === "localhost" || host.endsWith(".localhost") || host.endsWith(".internal"))) {
+    throw new LonghaulError("invalid_argument", "webhookEndpoint targets a private or reserved address");
   }
   return url;
 }
@@ -158,9 +150,10 @@ export function hostAndPort(url: URL): { host: string; port: number } {
 /**
  * Resolves `host` and checks every address it has (a name with one refused
  * address among allowed ones is refused): the addresses to connect to, the
- * first one first, or a LonghaulError `invalid_argument` saying why not.
+ * first one first, or a LonghaulError `invalid_argument` saying why not. A
+ * name that does not resolve fails with the resolver's own error.
  */
-export async function resolveAppTarget(
+export async function resolveEgressTarget(
   host: string,
   port: number,
   policy: EgressPolicy,
@@ -168,12 +161,27 @@ export async function resolveAppTarget(
 ): Promise<{ address: string; family: number }[]> {
   const family = ipaddr.isValid(host) ? (ipaddr.parse(host).kind() === "ipv6" ? 6 : 4) : 0;
   const addresses = family ? [{ address: host, family }] : await resolve(host);
-  if (addresses.length === 0) throw new LonghaulError("invalid_argument", `app host ${host} has no address`);
+  if (addresses.length === 0) throw new LonghaulError("invalid_argument", `${host} has no address`);
   for (const a of addresses) {
     const why = appAddressRefusal(a.address, port, policy);
-    if (why) throw new LonghaulError("invalid_argument", `url: refused: ${family ? "" : `${host} resolves to ${a.address}, and `}${why}`);
+    if (why) throw new LonghaulError("invalid_argument", `refused: ${family ? "" : `${host} resolves to ${a.address}, and `}${why}`);
   }
   return addresses;
+}
+
+/** {@link resolveEgressTarget} for an app URL: a refusal names the `url` field. */
+export async function resolveAppTarget(
+  host: string,
+  port: number,
+  policy: EgressPolicy,
+  resolve: AddressResolver = systemResolver,
+): Promise<{ address: string; family: number }[]> {
+  try {
+    return await resolveEgressTarget(host, port, policy, resolve);
+  } catch (err) {
+    if (err instanceof LonghaulError) throw new LonghaulError(err.code, `url: ${err.message.startsWith("refused") ? "" : "app host "}${err.message}`);
+    throw err;
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
-import { Agent, buildConnector, type Dispatcher } from "undici";
-import { resolveAppTarget, type EgressPolicy } from "@longhaul/shared/egress";
+import { Agent, type Dispatcher } from "undici";
+import type { EgressPolicy } from "@longhaul/shared/egress";
+import { EGRESS_REFUSED, createGuardedAgent } from "@longhaul/shared/egress-agent";
 import type { HeaderPair, UpstreamPort, UpstreamRequest, UpstreamResult } from "../../core/ports.js";
 
 /** Options of the Agent that carries every call to the apps. */
@@ -37,32 +38,7 @@ export function upstreamAgentOptions(o: UpstreamAgentOptions = {}): Agent.Option
 
 export function createUpstreamAgent(o: UpstreamAgentOptions = {}): Agent {
   const options = upstreamAgentOptions(o);
-  if (!o.egress) return new Agent(options);
-  return new Agent({ ...options, connect: guardedConnector(buildConnector(options.connect as buildConnector.BuildOptions), o.egress) });
-}
-
-/**
- * A connector that resolves the host itself, refuses it unless every
- * address passes the egress policy, and connects to the first address
- * checked. `host` (the Host header's name) still gives TLS its server name,
- * so certificates are verified against the URL's host, not the address.
- */
-export function guardedConnector(connect: buildConnector.connector, policy: EgressPolicy): buildConnector.connector {
-  return (opts, callback) => {
-    const host = opts.hostname.replace(/^\[|\]$/g, "");
-    const port = Number(opts.port) || (opts.protocol === "https:" ? 443 : 80);
-    resolveAppTarget(host, port, policy).then(
-      (addresses) => {
-        const pinned = addresses[0]!;
-        connect({ ...opts, hostname: pinned.address, host: opts.host ?? opts.hostname }, callback);
-      },
-      (err: unknown) => {
-        const e = err instanceof Error ? err : new Error(String(err));
-        // A refusal reads as what it is in the run's error message.
-        callback(Object.assign(new Error(`app address refused: ${e.message.replace(/^url: refused: /, "")}`), { code: "ELONGHAUL_EGRESS" }), null);
-      },
-    );
-  };
+  return o.egress ? createGuardedAgent(options, o.egress, { what: "app" }) : new Agent(options);
 }
 
 /** Header pairs as undici's flat `[name, value, ...]` list, which keeps repeated names. */
@@ -197,7 +173,7 @@ const NEVER_CONNECTED = new Set([
   "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
   "ERR_SSL_WRONG_VERSION_NUMBER",
   // The egress guard refused the app's address (guardedConnector): nothing was sent.
-  "ELONGHAUL_EGRESS",
+  EGRESS_REFUSED,
 ]);
 
 /** The error codes on an error and its causes, outermost first. */

@@ -4,6 +4,7 @@ import { classify } from "../../core/retry-policy.js";
 import { newWebhookSecret, signatureHeader } from "../../core/signing.js";
 import type { WebhookRequest } from "../../core/ports.js";
 import { eventually, startReceiver, type Receiver } from "../../testing/receiver.js";
+import { parseNetworks, webhookNetworks } from "@longhaul/shared/egress";
 import { createWebhookSender, type Resolver } from "./webhook-sender.js";
 
 // Every receiver here is a real HTTP server on loopback; private targets are
@@ -37,8 +38,12 @@ function signed(url: string, body = '{"hello":"world"}'): WebhookRequest {
   };
 }
 
-const sender = (over: Partial<Parameters<typeof createWebhookSender>[0]> = {}) =>
-  createWebhookSender({ allowPrivate: true, timeoutMs: 1_000, maxResponseBytes: 64 * 1024, ...over });
+/** A sender under the egress policy the notifier builds: private targets allowed unless `allowPrivate` is false. */
+const sender = (over: Partial<Omit<Parameters<typeof createWebhookSender>[0], "egress">> = {}) => {
+  const allowPrivate = over.allowPrivate ?? true;
+  const egress = { allowedNetworks: parseNetworks(webhookNetworks(allowPrivate)), denied: [] };
+  return createWebhookSender({ allowPrivate, egress, timeoutMs: 1_000, maxResponseBytes: 64 * 1024, ...over });
+};
 
 describe("webhook sender against real receivers", () => {
   it("POSTs the signed body with its headers and reads the answer", async () => {
@@ -192,6 +197,14 @@ describe("address checks at delivery", () => {
     expect(result).toMatchObject({ kind: "response", statusCode: 200 });
     expect(calls).toBe(1);
     expect(r.received[0]!.headers.host).toBe(`pinned.longhaul.invalid:${r.port}`);
+  });
+
+  it("refuses a name that resolves to a metadata or link-local address even when private targets are allowed", async () => {
+    for (const address of ["169.254.169.254", "fe80::1"]) {
+      const resolve: Resolver = async () => [{ address, family: address.includes(":") ? 6 : 4 }];
+      const result = await sender({ allowPrivate: true, resolve }).send(signed("http://hooks.example.com/"));
+      expect(result, address).toMatchObject({ kind: "refused", message: expect.stringContaining("webhook address refused") });
+    }
   });
 
   it("counts an unknown name as a network error, worth retrying", async () => {

@@ -1,18 +1,21 @@
-import { lookup as dnsLookup } from "node:dns/promises";
-import type { LookupAddress } from "node:dns";
-import { isIP } from "node:net";
-import { Agent, request } from "undici";
+import { request } from "undici";
 import { context, contextFromCarrier, trace, traceCarrier } from "@longhaul/shared/telemetry";
-import { isForbiddenAddress, validateWebhookUrl } from "@longhaul/shared/egress";
+import { validateWebhookUrl, type AddressResolver, type EgressPolicy } from "@longhaul/shared/egress";
+import { createGuardedAgent, egressRefusal } from "@longhaul/shared/egress-agent";
 import type { SendResult, WebhookRequest, WebhookSender } from "../../core/ports.js";
 
 /** Resolves a host name to every address it has (dns.lookup with `all`). */
-export type Resolver = (hostname: string) => Promise<LookupAddress[]>;
+export type Resolver = AddressResolver;
 
 /** Options of {@link createWebhookSender}. */
 export interface WebhookSenderOptions {
-  /** Let webhooks reach loopback and private addresses. @default false */
+  /** Let webhooks reach loopback and private addresses (the URL check at send; `egress` says it at connect). @default false */
   allowPrivate: boolean;
+  /**
+   * Where a webhook may connect: the egress policy apps have too
+   * (createEgressPolicy with webhookNetworks(allowPrivate) and Longhaul's own addresses).
+   */
+  egress: EgressPolicy;
   /** Bounds one POST from connect to the last byte read. */
   timeoutMs: number;
   /** Bytes of the answer read before the connection is dropped. */
@@ -21,78 +24,6 @@ export interface WebhookSenderOptions {
   excerptBytes?: number;
   /** @default dns.lookup(host, { all: true }) */
   resolve?: Resolver;
-}
-
-const defaultResolve: Resolver = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
-
-type Pinned = { address: string; family: number };
-
-/** The code of the error the guarded lookup fails a connection with. */
-const EGRESS_REFUSED = "LONGHAUL_EGRESS_REFUSED";
-
-/**
- * Checks where a webhook would go, after resolution: every address the name
- * has must be allowed (a name with one private address among public ones is
- * refused), and the first is the one connected to.
- */
-async function pinTarget(host: string, options: WebhookSenderOptions): Promise<Pinned | { refused: string }> {
-  const family = isIP(host);
-  const addresses = family ? [{ address: host, family }] : await (options.resolve ?? defaultResolve)(host);
-  if (addresses.length === 0) return { refused: `${host} has no address` };
-  if (!options.allowPrivate) {
-    const bad = addresses.find((a) => isForbiddenAddress(a.address));
-    if (bad) return { refused: `${host} resolves to a private or reserved address (${bad.address})` };
-  }
-  const first = addresses[0]!;
-  return { address: first.address, family: first.family };
-}
-
-/**
- * One agent for every webhook, whose connections are made only to addresses
- * checked when the connection is made: its lookup resolves the name, applies
- * the egress rules and hands the socket the address it checked, so a second
- * DNS answer (rebinding) cannot lead it elsewhere. TLS still verifies the
- * URL's host name. A connection is kept alive and reused for the next webhook
- * to the same origin (issue 11: a connection, and a TLS handshake, per
- * webhook cost the notifier more than the rest of a delivery).
- */
-function guardedAgent(options: WebhookSenderOptions): Agent {
-  return new Agent({
-    headersTimeout: options.timeoutMs,
-    bodyTimeout: options.timeoutMs,
-    connectTimeout: options.timeoutMs,
-    connect: {
-      lookup: ((hostname: string, opts: { all?: boolean }, callback: (...args: unknown[]) => void) => {
-        pinTarget(hostname.replace(/^\[|\]$/g, ""), options).then(
-          (pinned) => {
-            if ("refused" in pinned) return callback(Object.assign(new Error(pinned.refused), { code: EGRESS_REFUSED }));
-            // Node ≥ 20 asks for every address (`all`) when autoSelectFamily is on.
-            if (opts?.all) callback(null, [pinned]);
-            else callback(null, pinned.address, pinned.family);
-          },
-          (err: unknown) => callback(err),
-        );
-      }) as never,
-    },
-  });
-}
-
-/** The egress refusal inside an undici error, if that is what failed it. */
-function refusal(err: unknown): string | undefined {
-  for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
-    if (e.code === EGRESS_REFUSED) return e.message;
-  }
-  return undefined;
-}
-
-/** `promise`, or the signal's reason once it aborts (getaddrinfo itself cannot be cancelled). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 function describe(err: unknown): { kind: "timeout" | "network"; message: string } {
@@ -111,12 +42,19 @@ function describe(err: unknown): { kind: "timeout" | "network"; message: string 
 /**
  * POSTs webhooks with undici, each attempt bounded in time and in what it
  * reads, never following redirects, and connected only to an address checked
- * against the SSRF rules at that moment (DESIGN.md: "resolved and checked
- * again at delivery").
+ * against the egress policy at that moment (DESIGN.md: "resolved and checked
+ * again at delivery"), by the guard app calls go through too. One agent for
+ * every webhook: a connection is kept alive and reused for the next webhook
+ * to the same origin (a connection, and a TLS handshake, per webhook cost
+ * more than the rest of a delivery).
  */
 export function createWebhookSender(options: WebhookSenderOptions): WebhookSender {
   const excerptBytes = options.excerptBytes ?? 1024;
-  const agent = guardedAgent(options);
+  const agent = createGuardedAgent(
+    { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs, connectTimeout: options.timeoutMs },
+    options.egress,
+    { what: "webhook", ...(options.resolve ? { resolve: options.resolve } : {}) },
+  );
 
   async function send(req: WebhookRequest): Promise<SendResult> {
     let url: URL;
@@ -126,11 +64,6 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
       return { kind: "refused", message: err instanceof Error ? err.message : String(err) };
     }
     const signal = AbortSignal.timeout(options.timeoutMs);
-    // An address literal never reaches the agent's lookup: checked here.
-    const literal = url.hostname.replace(/^\[|\]$/g, "");
-    if (isIP(literal) && !options.allowPrivate && isForbiddenAddress(literal)) {
-      return { kind: "refused", message: `${literal} is a private or reserved address` };
-    }
 
     const headers = { ...req.headers };
     // Inside the caller's span when there is one, else in the run's trace.
@@ -144,7 +77,7 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
         try {
           res = await request(url, { method: "POST", headers, body: req.body, dispatcher: agent, signal });
         } catch (err) {
-          const refused = refusal(err);
+          const refused = egressRefusal(err);
           return refused ? { kind: "refused" as const, message: refused } : describe(err);
         }
         const chunks: Buffer[] = [];

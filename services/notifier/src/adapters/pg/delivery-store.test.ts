@@ -10,6 +10,7 @@ import { createNotifierCore } from "../../core/notifier-core.js";
 import { startPoller } from "../../core/poller.js";
 import type { DeliveryInput, DeliveryState, RunSource } from "../../core/ports.js";
 import { eventually, startReceiver, type Receiver } from "../../testing/receiver.js";
+import { parseNetworks, webhookNetworks } from "@longhaul/shared/egress";
 import { createWebhookSender } from "../http/webhook-sender.js";
 import { createPgDeliveryStore } from "./delivery-store.js";
 import { notifierMigrationSet } from "./migrations.js";
@@ -86,7 +87,12 @@ function makeCore(runs: RunSource, over: { schedule?: number[]; maxConcurrency?:
     secrets: createPgSecretStore(db),
     runs,
     // Generous: on a busy machine a 2-s bound timed answers out, and a retried one is a second send.
-    sender: createWebhookSender({ allowPrivate: true, timeoutMs: 10_000, maxResponseBytes: 64 * 1024 }),
+    sender: createWebhookSender({
+      allowPrivate: true,
+      egress: { allowedNetworks: parseNetworks(webhookNetworks(true)), denied: [] },
+      timeoutMs: 10_000,
+      maxResponseBytes: 64 * 1024,
+    }),
     log,
     payload: { maxInlineBytes: 256 * 1024, publicUrl: "http://127.0.0.1:8080", resultUrlKey: resultUrlKey("x".repeat(16)), resultUrlTtlSeconds: 60 },
     retryScheduleSeconds: over.schedule ?? [0, 0.1, 0.1],
