@@ -12,6 +12,8 @@ const MAX_WAIT_SECONDS = 60;
 const MAX_LIST_LIMIT = 500;
 /** Queued runs dispatched at once when an app is resumed; the reconciler takes the rest. */
 const RESUME_DISPATCH_BATCH = 200;
+/** Past this many unacknowledged dispatches, a submit waits for its own. */
+const MAX_UNACKED_DISPATCHES = 1_000;
 /** Watchers re-read the run this often even without a change notice (core NATS is at-most-once). */
 const WATCH_POLL_MS = 2_000;
 
@@ -73,6 +75,8 @@ function requestHash(input: SubmitInput): string {
 export function createRunRegistry(deps: SchedulerDeps) {
   const { store, bus, settings, log } = deps;
   const effects = createEffects(deps);
+  /** Dispatches of new runs published and not yet acknowledged. */
+  let unacked = 0;
 
   async function view(project: string, id: string): Promise<RunView> {
     const run = await store.findRun(project, checkRunId(id));
@@ -150,7 +154,16 @@ export function createRunRegistry(deps: SchedulerDeps) {
       // Debug: the one info line per run is the attempt's end (run-lifecycle).
       log.debug({ run_id: result.runId, app: input.app, project, dispatched: result.dispatch !== null }, "run accepted");
     }
-    if (result.dispatch) await effects.dispatched([result.dispatch]);
+    if (result.dispatch) {
+      // The run is committed: the answer need not wait for JetStream to
+      // acknowledge its dispatch (a lost publish is republished by the
+      // reconciler after SCHEDULER_REDISPATCH_AFTER_SECONDS), unless too many
+      // acknowledgements are outstanding (a slow broker slows submits down).
+      unacked++;
+      const published = effects.dispatched([result.dispatch]).finally(() => unacked--);
+      if (unacked > MAX_UNACKED_DISPATCHES) await published;
+      else void published;
+    }
     // A new run that waits: project watchers still see it appear.
     else if (!result.existing) {
       bus.publishChanged(project, result.runId, "queued");
