@@ -316,13 +316,16 @@ describe("notifier core", () => {
     down = true;
     calls.length = 0;
     await core.pollOnce();
-    expect(calls).toHaveLength(0); // the sweep runs once a second, not at every poll
+    expect(calls).toHaveLength(0); // the sweep never runs at every poll
     clock += 1_000;
+    await core.pollOnce();
+    expect(calls).toHaveLength(0); // every report worked: the sweep waits 30 s
+    clock += 29_000;
     await core.pollOnce();
     expect(calls).toEqual([["a", "b"]]);
     expect(mem.rows.get("a")!.reported).toBeNull(); // not told: tried again by a later sweep
     down = false;
-    clock += 1_000;
+    clock += 1_000; // a report failed: once a second again
     await core.pollOnce();
     expect(mem.rows.get("a")!.reported).toBe("pending");
   });

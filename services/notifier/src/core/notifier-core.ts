@@ -56,6 +56,8 @@ export type AcceptResult =
 const INPUT_UNAVAILABLE_RETRY_MS = 10_000;
 const ERROR_TEXT_LIMIT = 1_000;
 const REPORT_SWEEP_INTERVAL_MS = 1_000;
+/** The sweep's pace while every report worked: only another notifier's leftovers (it died between a record and its report) are left to find. */
+const REPORT_IDLE_SWEEP_MS = 30_000;
 /** How long states to tell the scheduler are gathered before one report tells them all. */
 const REPORT_WINDOW_MS = 250;
 /** Most states told in one report. */
@@ -86,6 +88,9 @@ export function createNotifierCore(options: NotifierCoreOptions) {
   let onCapacity: (() => void) | undefined;
   let onRetryDue: ((ms: number) => void) | undefined;
   let lastSweep = 0;
+  // Set by a failed report (and at start, for what a previous run left): the
+  // sweep then looks once a second, else every REPORT_IDLE_SWEEP_MS.
+  let reportsBehind = true;
 
   function track(p: Promise<void>): void {
     const tracked = p.catch((err: unknown) => log.error({ err }, "webhook attempt failed unexpectedly"));
@@ -109,6 +114,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       return true;
     } catch (err) {
       log.warn({ err, runs: runIds.length }, "webhook states not reported yet");
+      reportsBehind = true;
       return false;
     }
   }
@@ -350,9 +356,11 @@ export function createNotifierCore(options: NotifierCoreOptions) {
         backlog = true;
       }
       // States left untold are rare (a failed report); look for them once a
-      // second, not at every poll, which runs after every attempt under load.
-      if (now().getTime() - lastSweep >= REPORT_SWEEP_INTERVAL_MS) {
+      // second while reports fail, else every 30 s (an idle notifier's
+      // statements are its poll's), never at every poll.
+      if (now().getTime() - lastSweep >= (reportsBehind ? REPORT_SWEEP_INTERVAL_MS : REPORT_IDLE_SWEEP_MS)) {
         lastSweep = now().getTime();
+        reportsBehind = false;
         const untold = await store.listUnreported(REPORT_BATCH_MAX);
         if (untold.length > 0) await reportNow(untold);
       }
