@@ -383,7 +383,6 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     /** Waits for the attempts in flight (each bounded by the attempt timeout). */
     async drain(): Promise<void> {
       while (inFlight.size > 0) await Promise.all([...inFlight]);
-      await store.flush?.();
       await flushReports();
       await Promise.all([...reporting]);
     },

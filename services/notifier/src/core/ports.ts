@@ -99,8 +99,6 @@ export interface DeliveryStore {
   reportStates(runIds: string[], report: (states: { runId: string; state: DeliveryState }[]) => Promise<string[]>): Promise<string[]>;
   /** Run ids whose state the scheduler has not been told yet. */
   listUnreported(limit: number): Promise<string[]>;
-  /** Writes what waits for its batch now (at shutdown); none when writes are not batched. */
-  flush?(): Promise<void>;
 }
 
 /** A project's signing secrets. */

@@ -1,7 +1,6 @@
-import { sql } from "@longhaul/shared/db";
+import { groupCommit, sql } from "@longhaul/shared/db";
 import type { Kysely, Selectable } from "kysely";
 import type { AttemptOutcome, Delivery, DeliveryAttempt, DeliveryState, DeliveryStore } from "../../core/ports.js";
-import { createBatcher } from "./batcher.js";
 import type { NotifierDatabase, WebhookAttemptsTable, WebhookDeliveriesTable } from "./schema.js";
 
 type DeliveryRow = Selectable<WebhookDeliveriesTable>;
@@ -37,24 +36,24 @@ function toAttempt(row: Selectable<WebhookAttemptsTable>): DeliveryAttempt {
 /** Milliseconds as a Postgres interval, so that every time is the database's own clock. */
 const ms = (n: number) => sql`make_interval(secs => ${n / 1000})`;
 
-/** How long a new delivery waits for others to share its statement (it delays the first POST). */
-export const CREATE_WINDOW_MS = 5;
-/** How long an attempt's record waits for others (the POST is done; only the slot waits). */
-export const FINISH_WINDOW_MS = 25;
+/**
+ * How long a write waits for others to share its statement (a new delivery's
+ * delays its first POST by as much; an attempt's record only holds its slot).
+ */
+const WRITE_WINDOW_MS = 5;
 /** Most writes in one statement. */
 const MAX_BATCH = 128;
+/**
+ * Statements written at once: a batch held up (a row locked by a report
+ * waiting on the scheduler) must not stall the deliveries behind it.
+ */
+const WRITE_CONCURRENCY = 4;
 
 type NewDelivery = Parameters<DeliveryStore["create"]>[0];
 type Write =
   | { kind: "create"; d: NewDelivery; lease: { token: string; leaseMs: number } | undefined }
   | { kind: "finish"; runId: string; token: string; attempt: DeliveryAttempt | null; outcome: AttemptOutcome };
 type WriteResult = { kind: "create"; delivery: Delivery | null } | { kind: "finish"; kept: boolean };
-
-/** SQLSTATE classes of one row's fault: data exceptions (22) and constraint violations (23). */
-function isRowError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
-}
 
 /**
  * New deliveries and attempts' records of concurrent callers, in one
@@ -146,15 +145,20 @@ async function writeBatch(db: Kysely<NotifierDatabase>, writes: Write[]): Promis
  * notifiers on machines with skewed clocks agree on what is due and on
  * whose lease has run out.
  */
-export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliveryStore & { flush(): Promise<void> } {
-  const writes = createBatcher<Write, WriteResult>({ maxSize: MAX_BATCH, run: (w) => writeBatch(db, w), isItemError: isRowError });
+export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliveryStore {
+  // Group commit (@longhaul/shared/db): a batch that fails on one row's data
+  // is written again row by row, so only that caller fails; any other
+  // failure fails every caller of the batch.
+  const writes = groupCommit<Write, WriteResult>((w) => writeBatch(db, w), {
+    maxBatch: MAX_BATCH,
+    windowMs: WRITE_WINDOW_MS,
+    concurrency: WRITE_CONCURRENCY,
+  });
   return {
     async create(d, lease) {
-      const r = await writes.add({ kind: "create", d, lease }, CREATE_WINDOW_MS);
+      const r = await writes({ kind: "create", d, lease });
       return r.kind === "create" ? r.delivery : null;
     },
-
-    flush: () => writes.flush(),
 
     async claimDue(limit, leaseMs, token, runId) {
       if (limit <= 0) return [];
@@ -178,7 +182,7 @@ export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliverySto
     },
 
     async finishAttempt(runId, token, attempt, outcome) {
-      const r = await writes.add({ kind: "finish", runId, token, attempt, outcome }, FINISH_WINDOW_MS);
+      const r = await writes({ kind: "finish", runId, token, attempt, outcome });
       return r.kind === "finish" && r.kept;
     },
 
