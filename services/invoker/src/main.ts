@@ -1,8 +1,9 @@
+import { hostname } from "node:os";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { createRegistry, Gauge, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
-import { connectNats, natsNames, streamSettings } from "@longhaul/shared/nats";
+import { connectNats, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDependencyHealth, runService } from "@longhaul/shared/service";
 import { loadConfig } from "./config.js";
 import { ownAddresses } from "@longhaul/shared/config";
@@ -93,7 +94,15 @@ await runService({
         return decision;
       },
     });
-    registerConsumerPending(registry, await jetstreamManager(nc), names.dispatchStream, names.invokerConsumer);
+    // The consumer's backlog is the same for every copy: one copy (the metrics lease's holder) exports it.
+    const metricsLease = await startLeaderLease(nc, {
+      bucket: names.leaseBucket,
+      key: "invoker-metrics",
+      holder: `${hostname()}-${process.pid}`,
+      log,
+      replicas: config.LONGHAUL_NATS_REPLICAS,
+    });
+    registerConsumerPending(registry, await jetstreamManager(nc), names.dispatchStream, names.invokerConsumer, { exportIf: metricsLease.isLeader });
     health.started();
 
     return {
@@ -111,6 +120,7 @@ await runService({
         },
         { name: "heartbeats", close: () => heartbeats.stop() },
         { name: "cancel subscription", close: () => cancels.close() },
+        { name: "metrics lease", close: () => metricsLease.stop() },
         { name: "nats", close: () => nc.drain() },
         { name: "scheduler client", close: async () => scheduler.close() },
         { name: "upstream agent", close: () => agent.close() },

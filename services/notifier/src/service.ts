@@ -1,8 +1,9 @@
+import { hostname } from "node:os";
 import type { Logger } from "@longhaul/shared/logger";
 import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
 import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
-import { connectNats, ensureStreams, natsNames, streamSettings } from "@longhaul/shared/nats";
+import { connectNats, ensureStreams, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDependencyHealth } from "@longhaul/shared/service";
 import { createDb, ensureDatabase, isConnectionError, readySchema } from "@longhaul/shared/db";
 import { resultUrlKey } from "@longhaul/shared/result-url";
@@ -60,6 +61,14 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   const names = natsNames(config.LONGHAUL_NATS_PREFIX);
   const nc = await connectNats(config.NATS_URL, "longhaul-notifier", log, (up) => health.set("nats", up));
   const jsm = await ensureStreams(nc, names, streamSettings(config));
+  // Gauges of shared state (deliveries pending, the consumer's backlog) come from one copy only.
+  const metricsLease = await startLeaderLease(nc, {
+    bucket: names.leaseBucket,
+    key: "notifier-metrics",
+    holder: `${hostname()}-${process.pid}`,
+    log,
+    replicas: config.LONGHAUL_NATS_REPLICAS,
+  });
 
   const runs = createSchedulerRunSource({
     address: config.SCHEDULER_ADDR,
@@ -97,7 +106,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     rpcTimeoutMs: config.NOTIFIER_RPC_TIMEOUT_MS,
     maxConcurrency: config.NOTIFIER_MAX_CONCURRENCY,
     secretOverlapSeconds: config.NOTIFIER_SECRET_OVERLAP_SECONDS,
-    metrics: createNotifierMetrics(registry, () => countPendingDeliveries(db)),
+    metrics: createNotifierMetrics(registry, () => countPendingDeliveries(db), metricsLease.isLeader),
   });
 
   grpc.add(notifierPb.NotifierInternalServiceService, notifierServiceImpl(core, log), { internal: true });
@@ -105,7 +114,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   const metricsServer = await serveMetrics(registry, config.NOTIFIER_METRICS_HOST, config.NOTIFIER_METRICS_PORT);
 
   const consumer = await startFinishedConsumer({ nc, jsm, names, core, log });
-  registerConsumerPending(registry, jsm, names.eventsStream, names.notifierConsumer);
+  registerConsumerPending(registry, jsm, names.eventsStream, names.notifierConsumer, { exportIf: metricsLease.isLeader });
   const poller = startPoller({
     poll: core.pollOnce,
     intervalMs: config.NOTIFIER_POLL_MS,
@@ -139,6 +148,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
       await grpc.stop(5_000);
       await metricsServer.close();
       runs.close();
+      await metricsLease.stop();
       await nc.drain();
       await db.destroy();
     },

@@ -22,19 +22,22 @@ const CONSUMER_INFO_TIMEOUT_MS = 2_000;
  * delivered: the backlog) and `longhaul_jetstream_consumer_ack_pending`
  * (delivered, not yet acked) of durable consumers, read with
  * `$JS.API.CONSUMER.INFO` at scrape time. While JetStream does not answer, the
- * series are absent rather than stale. Call once per consumer.
+ * series are absent rather than stale. Call once per consumer. A consumer is
+ * shared by every copy of a service: `exportIf` (the holder of a leader
+ * lease) lets one copy export it, so that sums over copies hold.
  */
 export function registerConsumerPending(
   registry: Registry,
   jsm: Pick<JetStreamManager, "consumers">,
   stream: string,
   consumer: string,
+  options: { exportIf?: () => boolean } = {},
 ): void {
   const gauges = consumerGauges(registry);
-  gauges.consumers.push({ jsm, stream, consumer });
+  gauges.consumers.push({ jsm, stream, consumer, exportIf: options.exportIf ?? (() => true) });
 }
 
-type WatchedConsumer = { jsm: Pick<JetStreamManager, "consumers">; stream: string; consumer: string };
+type WatchedConsumer = { jsm: Pick<JetStreamManager, "consumers">; stream: string; consumer: string; exportIf: () => boolean };
 
 const perRegistry = new WeakMap<Registry, { consumers: WatchedConsumer[] }>();
 
@@ -60,6 +63,7 @@ function consumerGauges(registry: Registry): { consumers: WatchedConsumer[] } {
       ackPending.reset();
       await Promise.all(
         state.consumers.map(async (c) => {
+          if (!c.exportIf()) return;
           const info = await withTimeout(c.jsm.consumers.info(c.stream, c.consumer), CONSUMER_INFO_TIMEOUT_MS, `no answer within ${CONSUMER_INFO_TIMEOUT_MS} ms`).catch(() => undefined);
           if (!info) return;
           const labels = { stream: c.stream, consumer: c.consumer };

@@ -5,7 +5,12 @@ import type { NotifierMetrics } from "../core/ports.js";
  * The notifier's Prometheus metrics: attempts by outcome, their duration, and
  * (read from Postgres at each scrape) how many deliveries wait.
  */
-export function createNotifierMetrics(registry: Registry, countPending: () => Promise<number>): NotifierMetrics {
+export function createNotifierMetrics(
+  registry: Registry,
+  countPending: () => Promise<number>,
+  /** True on the one copy that exports the count all copies share (the metrics lease's holder). */
+  exportShared: () => boolean = () => true,
+): NotifierMetrics {
   const attempts = new Counter({
     name: "longhaul_webhook_attempts_total",
     help: "Webhook attempts, by what they left the delivery in: delivered, retrying or failed.",
@@ -23,6 +28,11 @@ export function createNotifierMetrics(registry: Registry, countPending: () => Pr
     help: "Webhook deliveries not yet delivered nor failed (all notifiers).",
     registers: [registry],
     async collect() {
+      if (!exportShared()) {
+        // A gauge without labels always shows a value: 0 here, so that a sum over copies is the count.
+        this.reset();
+        return;
+      }
       // An unreachable database keeps the last value rather than failing the scrape.
       const n = await countPending().catch(() => undefined);
       if (n !== undefined) this.set(n);
