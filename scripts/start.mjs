@@ -60,6 +60,7 @@ const RESTART_STABLE_MS = 60_000;
 /** Default ports (DESIGN.md "Ports and names"), each overridable by its variable. */
 const PORTS = {
   LONGHAUL_HTTP_PORT: 8080,
+  INGRESS_METRICS_PORT: 9460,
   SCHEDULER_GRPC_PORT: 50051,
   INVOKER_GRPC_PORT: 50052,
   NOTIFIER_GRPC_PORT: 50053,
@@ -267,7 +268,7 @@ async function main() {
   const banner = [
     "",
     "Longhaul is running.",
-    `  gateway      ${gw}   (dashboard ${gw}/dashboard, metrics ${gw}/metrics)`,
+    `  gateway      ${gw}   (dashboard ${gw}/dashboard, metrics ${mesh.metricsUrls.ingress[0]})`,
     `  scheduler    ${mesh.addresses.scheduler}   gRPC: longhaul.v1.RunService, longhaul.v1.AppService (metrics ${mesh.metricsUrls.scheduler[0]})`,
     `  invoker      ${mesh.addresses.invoker}   gRPC, internal (metrics ${mesh.metricsUrls.invoker[0]})`,
     `  notifier     ${mesh.addresses.notifier}   gRPC, internal (metrics ${mesh.metricsUrls.notifier[0]})`,

@@ -73,6 +73,9 @@ describe("/metrics", () => {
       expect(has(samples, "nodejs_eventloop_lag_seconds"), service).toBe(true);
       expect(samples.find((s) => s.name === "process_resident_memory_bytes")?.labels.service).toBe(service);
     }
+    // The gateway's metrics are on INGRESS_METRICS_PORT only: the public port has no /metrics.
+    expect(mesh.metricsUrls.ingress[0]).not.toContain(mesh.ingressUrl);
+    expect((await fetch(`${mesh.ingressUrl}/metrics`)).status).toBe(404);
   });
 
   it("moves on real runs: accepted, queued, in flight, delays, finished, webhook attempts, consumer backlog", async () => {

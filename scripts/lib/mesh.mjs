@@ -19,7 +19,7 @@ export const PORT_VARS = {
   scheduler: ["SCHEDULER_GRPC_PORT", "SCHEDULER_METRICS_PORT"],
   invoker: ["INVOKER_GRPC_PORT", "INVOKER_METRICS_PORT"],
   notifier: ["NOTIFIER_GRPC_PORT", "NOTIFIER_METRICS_PORT"],
-  ingress: ["LONGHAUL_HTTP_PORT"],
+  ingress: ["LONGHAUL_HTTP_PORT", "INGRESS_METRICS_PORT"],
 };
 
 /** Start order: each tier waits for the one before. */
@@ -139,11 +139,7 @@ export async function startMesh(options) {
       name,
       copies
         .filter((c) => c.name === name)
-        .map((c) =>
-          name === "ingress"
-            ? `http://127.0.0.1:${c.ports.LONGHAUL_HTTP_PORT}/metrics`
-            : `http://127.0.0.1:${c.ports[PORT_VARS[name][1]]}/metrics`,
-        ),
+        .map((c) => `http://127.0.0.1:${c.ports[PORT_VARS[name][1]]}/metrics`),
     ]),
   );
 

@@ -7,8 +7,12 @@ import { commonEnvSchema, envBool, envInt, parseEnv, z } from "@longhaul/shared/
 export const ingressEnvSchema = commonEnvSchema.extend({
   /** Address the HTTP gateway binds. @default "0.0.0.0" */
   LONGHAUL_HTTP_HOST: z.string().default("0.0.0.0"),
-  /** Port of the HTTP gateway (gateway, `/v1`, `/dashboard`, `/metrics`, `/healthz`). @default 8080 */
+  /** Port of the HTTP gateway (gateway, `/v1`, `/dashboard`, `/healthz`). @default 8080 */
   LONGHAUL_HTTP_PORT: envInt(8080, 0, 65_535),
+  /** Address of the `/metrics` server, apart from the public port. @default "0.0.0.0" */
+  INGRESS_METRICS_HOST: z.string().default("0.0.0.0"),
+  /** Port of the `/metrics` server (the public port answers 404 there). @default 9460 */
+  INGRESS_METRICS_PORT: envInt(9460, 0, 65_535),
   /**
    * Largest request body an async call may carry; a larger one is answered
    * 413 and nothing is stored. Also caps JSON bodies of the control API.

@@ -1,4 +1,4 @@
-import { createRegistry } from "@longhaul/shared/metrics";
+import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { runService } from "@longhaul/shared/service";
 import { resultUrlKey } from "@longhaul/shared/result-url";
 import { createAdminClient } from "./adapters/grpc/admin-client.js";
@@ -42,16 +42,20 @@ await runService({
       resultUrlKey: resultUrlKey(config.LONGHAUL_INTERNAL_TOKEN),
     });
     const port = await gateway.listen(config.LONGHAUL_HTTP_HOST, config.LONGHAUL_HTTP_PORT);
+    // Metrics name every project's apps: on their own port, never the public one.
+    const metricsServer = await serveMetrics(registry, config.INGRESS_METRICS_HOST, config.INGRESS_METRICS_PORT);
 
     return {
       ready: {
         host: config.LONGHAUL_HTTP_HOST,
         port,
+        metrics_port: metricsServer.port,
         publicUrl: config.LONGHAUL_PUBLIC_URL || undefined,
         dashboard: dashboard ? `/dashboard (assets ${dashboard.version})` : "off",
       },
       closers: [
         { name: "http", close: () => gateway.close(config.INGRESS_SHUTDOWN_GRACE_MS) },
+        { name: "metrics", close: () => metricsServer.close() },
         {
           name: "grpc-clients",
           close: async () => {

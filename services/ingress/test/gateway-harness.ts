@@ -2,7 +2,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { expect } from "vitest";
 import { createLogger } from "@longhaul/shared/logger";
-import { createRegistry } from "@longhaul/shared/metrics";
+import { createRegistry, type Registry } from "@longhaul/shared/metrics";
 import { appsPb } from "@longhaul/shared/proto";
 import { resultUrlKey } from "@longhaul/shared/result-url";
 import { createAdminClient } from "../src/adapters/grpc/admin-client.js";
@@ -20,17 +20,18 @@ export const MAX_BODY = 1024;
 export const DEV = { authorization: "Bearer key-dev" };
 
 /** A gateway on an ephemeral port over the given ports. */
-export async function startGateway(ports: MeshPorts): Promise<{ gateway: HttpGateway; base: string }> {
+export async function startGateway(ports: MeshPorts): Promise<{ gateway: HttpGateway; base: string; registry: Registry }> {
+  const registry = createRegistry("ingress-test");
   const gateway = createHttpGateway({
     log: createLogger("ingress-test", "silent"),
-    registry: createRegistry("ingress-test"),
+    registry,
     ports,
     authenticator: createAuthenticator(ports.keys, { cacheSeconds: 5 }),
     limits: { maxBodyBytes: MAX_BODY, sseHeartbeatSeconds: 1, sseMaxSeconds: 30, feedMaxWatched: 5 },
     resultUrlKey: resultUrlKey(TOKEN),
   });
   const port = await gateway.listen("127.0.0.1", 0);
-  return { gateway, base: `http://127.0.0.1:${port}` };
+  return { gateway, base: `http://127.0.0.1:${port}`, registry };
 }
 
 /** The ingress's real gRPC clients of the given addresses, as mesh ports. */
@@ -62,14 +63,15 @@ export async function errorOf(res: Response): Promise<{ code: string; message: s
 }
 
 /** A fake mesh with app `dev/echo`, and a gateway over it. */
-export async function startHarness(): Promise<{ mesh: FakeMesh; base: string; stop(): Promise<void> }> {
+export async function startHarness(): Promise<{ mesh: FakeMesh; base: string; registry: Registry; stop(): Promise<void> }> {
   const mesh = await startFakeMesh();
   const clients = meshPorts(mesh.schedulerAddr, mesh.invokerAddr, mesh.notifierAddr);
-  const { gateway, base } = await startGateway(clients.ports);
+  const { gateway, base, registry } = await startGateway(clients.ports);
   mesh.apps.set("dev/echo", appsPb.App.fromPartial({ name: "echo", url: "http://app.internal:9000/base", timeoutSeconds: 60 }));
   return {
     mesh,
     base,
+    registry,
     async stop() {
       await gateway.close(100);
       clients.close();

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runsPb } from "@longhaul/shared/proto";
 import { resultUrlKey, signResultUrl } from "@longhaul/shared/result-url";
 import { KEYS, TOKEN, type FakeMesh } from "../../../test/fake-mesh.js";
+import type { Registry } from "@longhaul/shared/metrics";
 import { DEV, errorOf, startHarness } from "../../../test/gateway-harness.js";
 
 // The control API (`/v1/runs`, `/v1/apps`, `/v1/webhooks`) and `/metrics`
@@ -9,10 +10,11 @@ import { DEV, errorOf, startHarness } from "../../../test/gateway-harness.js";
 
 let mesh: FakeMesh;
 let base: string;
+let registry: Registry;
 let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  ({ mesh, base, stop } = await startHarness());
+  ({ mesh, base, registry, stop } = await startHarness());
 });
 
 afterAll(async () => {
@@ -154,7 +156,9 @@ describe("webhooks API", () => {
 describe("metrics", () => {
   it("counts requests by route pattern and accepted runs", async () => {
     expect((await fetch(`${base}/dev/echo/m?async=true`, { method: "POST", headers: DEV })).status).toBe(202);
-    const text = await (await fetch(`${base}/metrics`)).text();
+    // Served on INGRESS_METRICS_PORT by main.ts, never on the public port.
+    expect((await fetch(`${base}/metrics`)).status).toBe(404);
+    const text = await registry.metrics();
     expect(text).toMatch(/longhaul_http_requests_total\{[^}]*route="\/:project\/:app\/\*"[^}]*status="202"/);
     expect(text).toMatch(/longhaul_runs_accepted_total\{[^}]*existing="false"[^}]*\} \d+/);
     expect(text).toContain("longhaul_http_request_duration_seconds_bucket");

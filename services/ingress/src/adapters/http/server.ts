@@ -56,7 +56,7 @@ export interface HttpGateway {
   close(graceMs: number): Promise<void>;
 }
 
-/** Builds the gateway: `/{project}/{app}/...`, `/v1/...` (and its OpenAPI document), `/healthz`, `/metrics`. */
+/** Builds the gateway: `/{project}/{app}/...`, `/v1/...` (and its OpenAPI document), `/healthz`. */
 export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
   const { log, registry } = options;
   const metrics = createHttpMetrics(registry);
@@ -179,7 +179,7 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
   };
 }
 
-/** `/healthz` (200 while the scheduler answers its health check) and `/metrics`. */
+/** `/healthz`: 200 while the scheduler answers its health check. (`/metrics` has its own port: INGRESS_METRICS_PORT.) */
 function opsRoutes(options: HttpGatewayOptions): Route[] {
   return [
     {
@@ -189,16 +189,6 @@ function opsRoutes(options: HttpGatewayOptions): Route[] {
       handler: async (ctx) => {
         const serving = await options.ports.health.schedulerServing();
         sendJson(ctx.res, serving ? 200 : 503, { status: serving ? "ok" : "scheduler unavailable" });
-      },
-    },
-    {
-      method: "GET",
-      pattern: "/metrics",
-      auth: false,
-      handler: async (ctx) => {
-        const body = await options.registry.metrics();
-        ctx.res.writeHead(200, { "content-type": options.registry.contentType });
-        ctx.res.end(body);
       },
     },
   ];

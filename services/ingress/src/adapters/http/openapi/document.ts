@@ -409,15 +409,6 @@ const paths: Obj = {
       responses: { "200": jsonResponse("Serving.", "Health"), "503": jsonResponse("Not serving.", "Health") },
     },
   },
-  "/metrics": {
-    get: {
-      operationId: "getMetrics",
-      tags: ["meta"],
-      summary: "Prometheus metrics of the ingress",
-      security: [],
-      responses: { "200": { description: "Prometheus text format.", content: { "text/plain": { schema: { type: "string" } } } } },
-    },
-  },
 };
 
 const errorResponse = (description: string, extraHeaders: Obj = {}): Obj => ({
