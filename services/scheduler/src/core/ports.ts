@@ -209,6 +209,12 @@ export interface EventBus {
   watchChanges(runId: string, onChange: () => void): () => void;
   /** Calls `onChange` with the id of every run of `project` that changes; returns an unsubscribe. */
   watchProject(project: string, onChange: (runId: string) => void): () => void;
+  /**
+   * Resolves once the broker holds every watch made so far (a round trip).
+   * Notices are published by whichever scheduler made the change, over its own
+   * connection: a watch that reads before this may miss one sent meanwhile.
+   */
+  watchesReady(): Promise<void>;
   /** False while the broker is unreachable: submits then answer 503. */
   isConnected(): boolean;
 }

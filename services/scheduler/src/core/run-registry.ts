@@ -227,6 +227,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
       }
       const changes = subscribe(checkRunId(id), signal);
       try {
+        await bus.watchesReady();
         let current = await view(project, id);
         const deadline = Date.now() + waitSeconds * 1000;
         while (!isTerminal(current.run.status) && Date.now() < deadline && !signal.aborted) {

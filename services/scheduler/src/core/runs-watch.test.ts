@@ -35,6 +35,7 @@ function fakes() {
       set.add(onChange);
       return () => set.delete(onChange);
     },
+    watchesReady: () => Promise.resolve(),
   } as unknown as EventBus;
   return {
     store,

@@ -95,6 +95,7 @@ export async function watchProjectRuns(
     wake?.();
   });
   try {
+    await deps.bus.watchesReady();
     out.live();
     if (q.createdAfter) {
       const fresh = await deps.store.listRuns({ project, app: q.app || undefined, createdAfter: q.createdAfter, limit: CREATED_AFTER_LIMIT });

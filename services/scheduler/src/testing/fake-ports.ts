@@ -296,6 +296,7 @@ export function createFakeBus(): FakeBus {
     },
     watchChanges: () => () => undefined,
     watchProject: () => () => undefined,
+    watchesReady: () => Promise.resolve(),
     isConnected: () => bus.connected,
   };
   return bus;

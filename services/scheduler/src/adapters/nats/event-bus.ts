@@ -1,5 +1,6 @@
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { Logger } from "@longhaul/shared/logger";
+import { withTimeout } from "@longhaul/shared/timers";
 import { RunAttr, SpanKind, inSpan, runContext } from "@longhaul/shared/telemetry";
 import { traceHeaders, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import type { EventBus } from "../../core/ports.js";
@@ -99,6 +100,13 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
       });
       return () => sub.unsubscribe();
     },
+    // A PING/PONG round trip: the server has handled every SUB sent before it.
+    // Bounded, so that a watch does not hang on a broker outage; the watch's
+    // own poll (every 2 s) then still sees each state.
+    watchesReady: () =>
+      withTimeout(nc.flush(), 2_000, "NATS did not answer a flush within 2 s").catch((err: unknown) => {
+        log.warn({ err }, "watch started without a confirmed subscription; it falls back to polling");
+      }),
     isConnected: () => connected && !nc.isClosed(),
   };
 }

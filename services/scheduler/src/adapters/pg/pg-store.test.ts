@@ -342,7 +342,10 @@ describe("pg store", () => {
     const app = normaliseApp({ name: "bursty", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);
     let notify: (runId: string) => void = () => undefined;
-    const bus = { watchProject: (_p: string, fn: (runId: string) => void) => ((notify = fn), () => undefined) } as unknown as EventBus;
+    const bus = {
+      watchProject: (_p: string, fn: (runId: string) => void) => ((notify = fn), () => undefined),
+      watchesReady: () => Promise.resolve(),
+    } as unknown as EventBus;
     const reads: number[] = [];
     const store = { ...a, findRuns: (project: string, ids: readonly string[]) => (reads.push(ids.length), a.findRuns(project, ids)) };
     const ac = new AbortController();
