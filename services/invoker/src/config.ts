@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { commonEnvSchema, envInt, parseEnv, z } from "@longhaul/shared/config";
+import { MAX_RUN_TIMEOUT_SECONDS } from "@longhaul/shared/domain";
 
 /** Environment of the invoker; the only place that reads `process.env`. */
 export const invokerEnvSchema = commonEnvSchema.extend({
@@ -41,7 +42,7 @@ export const invokerEnvSchema = commonEnvSchema.extend({
    * back (a second SIGTERM ends at once). The longest a run may take, so a
    * deploy never cuts a call. @default 43200 (12 h)
    */
-  INVOKER_DRAIN_SECONDS: envInt(43_200, 0),
+  INVOKER_DRAIN_SECONDS: envInt(MAX_RUN_TIMEOUT_SECONDS, 0),
   /** Bytes of an app's response body kept for a run; the rest is read and dropped. @default 10 MiB */
   INVOKER_MAX_RESPONSE_BYTES: envInt(10 * 1024 * 1024, 0),
   /** Heartbeat period override in ms. @default lease_seconds * 1000 / 3, as the scheduler says */

@@ -1,43 +1,10 @@
-/** States of a run (DESIGN.md "Run lifecycle"). */
-export type RunStatus =
-  | "queued"
-  | "dispatched"
-  | "running"
-  | "succeeded"
-  | "failed"
-  | "timed_out"
-  | "cancelled"
-  | "expired";
+import { isFinished, MAX_RUN_TIMEOUT_SECONDS } from "@longhaul/shared/domain";
 
-export const RUN_STATUSES: readonly RunStatus[] = [
-  "queued",
-  "dispatched",
-  "running",
-  "succeeded",
-  "failed",
-  "timed_out",
-  "cancelled",
-  "expired",
-];
+// The run's statuses, webhook states and error codes are the domain's (one list for every service).
+export { RUN_STATUSES, type RunErrorCode, type RunStatus, type WebhookState } from "@longhaul/shared/domain";
 
-const TERMINAL: ReadonlySet<RunStatus> = new Set(["succeeded", "failed", "timed_out", "cancelled", "expired"]);
-
-export function isTerminal(status: string): boolean {
-  return TERMINAL.has(status as RunStatus);
-}
-
-export type WebhookState = "none" | "pending" | "delivered" | "failed";
-
-/** Stable error codes recorded on runs and attempts. */
-export type RunErrorCode =
-  | "app_error"
-  | "connect_error"
-  | "timeout"
-  /** Cut after the request was sent: reset, lost invoker, drain deadline. */
-  | "interrupted"
-  | "cancelled_by_user"
-  | "queue_ttl_exceeded"
-  | "response_too_large";
+/** True once a run can change no more. */
+export const isTerminal = isFinished;
 
 /** An app's settings: where it lives and how its runs are scheduled. */
 export interface AppSettings {
@@ -68,7 +35,7 @@ export interface AttemptOutcome {
 }
 
 /** The maximum and default run timeout: 12 hours (DESIGN.md). */
-export const MAX_TIMEOUT_SECONDS = 43_200;
+export const MAX_TIMEOUT_SECONDS = MAX_RUN_TIMEOUT_SECONDS;
 
 export interface HeaderPair {
   name: string;

@@ -150,7 +150,7 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     }): Promise<string> {
       const app = await store.getApp(r.project, r.app);
       const id = await store.insertSyncRun({ ...r, upstreamUrl: app?.url ?? "" });
-      const status = r.statusCode >= 200 && r.statusCode < 300 && !r.errorCode ? "succeeded" : "failed";
+      const status = isSuccessStatus(r.statusCode) && !r.errorCode ? "succeeded" : "failed";
       deps.metrics.runFinished(r.app, status);
       // Project watchers (the dashboard) see pass-through calls appear too.
       deps.bus.publishChanged(r.project, id, status);

@@ -60,7 +60,8 @@ export type RunErrorCode =
   | "app_error"
   | "connect_error"
   | "timeout"
-  | "invoker_lost"
+  /** Cut after the request was sent: reset, lost invoker, drain deadline. */
+  | "interrupted"
   | "cancelled_by_user"
   | "queue_ttl_exceeded"
   | "response_too_large";
