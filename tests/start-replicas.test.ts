@@ -24,6 +24,7 @@ const PORT_VARS = [
   "SCHEDULER_METRICS_PORT",
   "INVOKER_METRICS_PORT",
   "NOTIFIER_METRICS_PORT",
+  "INGRESS_METRICS_PORT",
 ];
 const API_KEY = `lh_dev_${"ab".repeat(16)}`;
 
@@ -68,7 +69,7 @@ function portFree(port: number): Promise<boolean> {
  */
 async function freeBases(): Promise<Record<string, string>> {
   for (;;) {
-    // The highest port used is base + 16 (seven variables, copies at +10): at most 19,996.
+    // The highest port used is base + 17 (eight variables, copies at +10): at most 19,997.
     const base = 10_000 + Math.floor(Math.random() * 999) * 10;
     const ports = PORT_VARS.map((_, i) => base + i);
     const all = [...ports, ...ports.map((p) => p + 10)];
