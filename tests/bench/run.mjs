@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [--only a,b] [--json FILE] [--app-delay-ms N]` (issue 7):
+// `npm run bench [-- --quick] [--only a,b] [--json FILE] [--app-delay-ms N]`:
 // measures Longhaul, the builds a user would pick instead (pg-boss,
 // graphile-worker) and the limits of the parts (bare HTTP, raw INSERT, raw
 // JetStream) one after the other on this machine, then prints one table and

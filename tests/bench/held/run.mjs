@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench:held [-- --n 1000,4000,16000]` (issue 5): one real invoker
+// `npm run bench:held [-- --n 1000,4000,16000]`: one real invoker
 // process holding N calls at once, and a bare undici client holding the same
 // N as the floor. Prints, for each N: RSS and heap per held call, event-loop
 // delay p99, and the latency of new work while holding (for Longhaul: accept,

@@ -33,7 +33,7 @@ function commitLines(results) {
     });
 }
 
-/** The targets of issues 7 and 11, each with the figures it compares and whether it held. */
+/** The targets Longhaul is held to, each with the figures it compares and whether it held. */
 export function targets(results) {
   const by = Object.fromEntries(results.map((r) => [r.name, r]));
   const lh = by.longhaul;

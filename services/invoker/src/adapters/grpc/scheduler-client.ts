@@ -45,7 +45,7 @@ const DEFAULT_DEADLINES: SchedulerDeadlines = {
 /**
  * The request body as bytes of its own. Decoded `bytes` are a view into the
  * buffer the whole gRPC message arrived in; held for hours by the HTTP call,
- * that view would keep the entire buffer alive (issue 5: memory per held call).
+ * that view would keep the entire buffer alive (memory per held call).
  */
 function ownBytes(body: Uint8Array | undefined): Uint8Array {
   if (!body || body.byteLength === 0) return new Uint8Array(0);

@@ -58,7 +58,7 @@ type WriteResult = { kind: "create"; delivery: Delivery | null } | { kind: "fini
 /**
  * New deliveries and attempts' records of concurrent callers, in one
  * statement (one commit): the webhook path's writes are one commit per short
- * window, not one or two per webhook (issue 11). Each caller is answered once
+ * window, not one or two per webhook. Each caller is answered once
  * the statement committed.
  */
 async function writeBatch(db: Kysely<NotifierDatabase>, writes: Write[]): Promise<WriteResult[]> {

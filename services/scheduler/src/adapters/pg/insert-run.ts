@@ -83,10 +83,10 @@ export async function submitRun(
   chosenRunId?: string,
 ): Promise<SubmitResult> {
   const runId = chosenRunId ?? randomUUID();
-  // The common case in two statements and no transaction (issue 11: five
-  // round trips were a fifth of a submit's cost): the project (no limits)
-  // and the app (no concurrency limit, not paused) in one read, then the run
-  // inserted as dispatched, which is its own commit. Anything that needs a
+  // The common case in two statements and no transaction (five round trips
+  // were a fifth of a submit's cost): the project (no limits) and the app (no
+  // concurrency limit, not paused) in one read, then the run inserted as
+  // dispatched, which is its own commit, shared with concurrent submits. Anything that needs a
   // lock or a count (limits, Idempotency-Key, a delay) takes the transaction.
   const { rows } = await db.executeQuery<ProjectAndAppRow>(CompiledQuery.raw(PROJECT_AND_APP, [project, appName]));
   const found = rows[0];

@@ -180,7 +180,7 @@ export async function appCounts(
 /**
  * Which of the reconciler's repairs have work now, in one read (one commit)
  * instead of one statement per repair: an idle mesh costs Postgres one
- * statement per tick (issue 11). Each test is the condition of its repair.
+ * statement per tick. Each test is the condition of its repair.
  */
 export async function dueWork(db: Kysely<SchedulerDb>, redispatchAfterSeconds: number, webhookAfterSeconds: number): Promise<DueWork> {
   const { rows } = await sql<DueWork>`
