@@ -102,6 +102,9 @@ describe("project limits", () => {
   it("keeps runs past max_in_flight queued, never refused, while another project's run starts at once", async () => {
     const busy = await project("busy", { max_in_flight: 1 });
     const other = await project("other", {});
+    // The figure the README gives: how long B's run waits to start, A idle, then A at its limit.
+    const idle = (await submit(other.next(), "other", "/quick")).json.run_id as string;
+    const idleRun = await other.apis[0]!.finished(idle);
     const first = (await submit(busy.next(), "busy", "/hold/busy1")).json.run_id as string;
     const second = (await submit(busy.next(), "busy", "/hold/busy2")).json.run_id as string;
     expect(second).toBeTruthy();
@@ -110,7 +113,13 @@ describe("project limits", () => {
 
     // Project B's run starts and ends while A sits at its limit with a backlog.
     const b = (await submit(other.next(), "other", "/quick")).json.run_id as string;
-    expect((await other.apis[0]!.finished(b)).status).toBe("succeeded");
+    const bRun = await other.apis[0]!.finished(b);
+    expect(bRun.status).toBe("succeeded");
+    const waitMs = (r: { created_at: string; started_at: string }) => Date.parse(r.started_at) - Date.parse(r.created_at);
+    console.log(
+      `fair share: project B's run started ${waitMs(bRun)} ms after its submit while project A sat at max_in_flight ` +
+        `with a hanging call and a backlog (${waitMs(idleRun)} ms with A idle)`,
+    );
     // A's second run is still waiting: its first still holds the only slot.
     expect((await busy.apis[1]!.getRun(second)).json.status).toBe("queued");
     expect(app.received.filter((r) => r.url.startsWith("/hold/busy2"))).toHaveLength(0);
