@@ -9,7 +9,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import { createLogger } from "@longhaul/shared/logger";
 import { callUnary, createClient, createGrpcServer, internalMetadata, unary, type GrpcServer } from "@longhaul/shared/grpc";
 import { notifierPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
-import { natsNames } from "@longhaul/shared/nats";
+import { encodeRunFinished, natsNames } from "@longhaul/shared/nats";
 import { resultUrlKey, verifyResultUrl } from "@longhaul/shared/result-url";
 import { createTestDatabase, createTestNats } from "../../../tests/helpers/isolation.js";
 import { loadConfig } from "./config.js";
@@ -128,7 +128,7 @@ function addRun(over: Partial<schedulerPb.GetDeliveryInputResponse> = {}): sched
 
 async function publishFinished(run: { runId: string; project: string }): Promise<void> {
   const names = natsNames(nats.prefix);
-  const payload = JSON.stringify({ run_id: run.runId, project: run.project, app: "echo", status: "succeeded" });
+  const payload = encodeRunFinished({ runId: run.runId, project: run.project, app: "echo", status: "succeeded" });
   await jetstream(nc).publish(names.finished(run.project), payload, { msgID: `${run.runId}:finished` });
 }
 
@@ -136,33 +136,54 @@ const md = () => internalMetadata(token);
 const hits = (runId: string) => receiver.received.filter((r) => r.url.includes(runId));
 
 describe("the notifier service", () => {
-  it("delivers from what run.finished carries, without asking the scheduler", async () => {
+  // As this release writes it (RunFinishedEvent, protobuf), and as an older
+  // scheduler wrote it (JSON): during a rolling update both arrive.
+  it.each(["protobuf", "legacy JSON"] as const)("delivers from what run.finished carries (%s), without asking the scheduler", async (encoding) => {
     const run = addRun();
     runs.delete(run.runId); // the scheduler could not answer for it: the event must be enough
     const names = natsNames(nats.prefix);
-    const payload = JSON.stringify({
-      run_id: run.runId,
-      project: "dev",
-      app: "echo",
-      status: "succeeded",
-      delivery: {
-        webhook_url: run.webhookUrl,
-        status_code: 201,
-        content_type: "application/json",
-        body_base64: Buffer.from('{"inline":true}').toString("base64"),
-        body_truncated: false,
-        error_code: "",
-        error_message: "",
-        traceparent: TRACEPARENT,
-      },
-    });
+    const body = Buffer.from('{"inline":true}');
+    const payload =
+      encoding === "protobuf"
+        ? encodeRunFinished({
+            runId: run.runId,
+            project: "dev",
+            app: "echo",
+            status: "succeeded",
+            delivery: {
+              webhookUrl: run.webhookUrl,
+              statusCode: 201,
+              contentType: "application/json",
+              body,
+              bodyTruncated: false,
+              errorCode: "",
+              errorMessage: "",
+              traceparent: TRACEPARENT,
+            },
+          })
+        : JSON.stringify({
+            run_id: run.runId,
+            project: "dev",
+            app: "echo",
+            status: "succeeded",
+            delivery: {
+              webhook_url: run.webhookUrl,
+              status_code: 201,
+              content_type: "application/json",
+              body_base64: body.toString("base64"),
+              body_truncated: false,
+              error_code: "",
+              error_message: "",
+              traceparent: TRACEPARENT,
+            },
+          });
     await jetstream(nc).publish(names.finished("dev"), payload, { msgID: `${run.runId}:finished` });
     await eventually(() => lastTold(run.runId) === runsPb.WebhookState.WEBHOOK_STATE_DELIVERED);
     const [got] = hits(run.runId);
     expect(got!.headers).toMatchObject({ "x-longhaul-run-id": run.runId, "x-longhaul-status-code": "201" });
+    expect(got!.body.toString()).toBe('{"inline":true}');
     expect(asked).not.toContain(run.runId);
   });
-
 
   it("turns a run.finished event into a signed webhook and reports it delivered, once", async () => {
     const run = addRun();

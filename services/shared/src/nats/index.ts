@@ -2,3 +2,4 @@
 export * from "./names.js";
 export * from "./connection.js";
 export * from "./leader-lease.js";
+export * from "./events.js";

@@ -10,3 +10,4 @@ export * as schedulerPb from "../gen/longhaul/internal/v1/scheduler.js";
 export * as invokerPb from "../gen/longhaul/internal/v1/invoker.js";
 export * as notifierPb from "../gen/longhaul/internal/v1/notifier.js";
 export * from "./status.js";
+export * as eventsPb from "../gen/longhaul/internal/v1/events.js";

@@ -1,5 +1,5 @@
 import type { Logger } from "@longhaul/shared/logger";
-import type { NatsConnection, NatsNames } from "@longhaul/shared/nats";
+import { decodeCancel, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 
 /**
  * Subscribes (core NATS, every invoker) to `<p>.control.cancel`, payload
@@ -18,14 +18,10 @@ export function subscribeCancels(
         log.error({ err }, "cancel subscription failed");
         return;
       }
-      let runId: unknown;
-      try {
-        runId = (JSON.parse(msg.string()) as { run_id?: unknown }).run_id;
-      } catch {
-        runId = undefined;
-      }
-      if (typeof runId !== "string" || runId === "") {
-        log.warn({ subject: msg.subject }, "cancel payload is not {run_id}; ignored");
+      // A CancelNotice (events.proto), or an older scheduler's JSON.
+      const runId = decodeCancel(msg.data);
+      if (!runId) {
+        log.warn({ subject: msg.subject }, "cancel payload is not a CancelNotice; ignored");
         return;
       }
       const held = cancel(runId);

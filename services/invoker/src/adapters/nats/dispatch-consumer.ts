@@ -2,7 +2,7 @@ import { sleep } from "@longhaul/shared/timers";
 import { jetstream, type JsMsg, type ConsumerMessages } from "@nats-io/jetstream";
 import type { Logger } from "@longhaul/shared/logger";
 import { context } from "@longhaul/shared/telemetry";
-import { contextFromHeaders, ensureConsumer, ensureStreams, type NatsConnection, type NatsNames, type StreamSettings } from "@longhaul/shared/nats";
+import { contextFromHeaders, decodeDispatch, ensureConsumer, ensureStreams, type NatsConnection, type NatsNames, type StreamSettings } from "@longhaul/shared/nats";
 import { createCapacity, type Capacity } from "../../core/capacity.js";
 import type { Dispatch } from "../../core/ports.js";
 import type { ClaimDecision } from "../../core/run-invoker.js";
@@ -43,16 +43,10 @@ export interface DispatchConsumer {
   stop(): Promise<void>;
 }
 
-/** Reads `{"run_id","attempt"}`; undefined when the payload is not one. */
+/** Reads a DispatchEvent (events.proto, or an older scheduler's JSON); undefined when the payload is not one. */
 export function parseDispatch(data: Uint8Array): Dispatch | undefined {
-  try {
-    const v = JSON.parse(new TextDecoder().decode(data)) as { run_id?: unknown; attempt?: unknown };
-    if (typeof v.run_id !== "string" || v.run_id === "") return undefined;
-    if (typeof v.attempt !== "number" || !Number.isInteger(v.attempt) || v.attempt < 0) return undefined;
-    return { runId: v.run_id, attempt: v.attempt };
-  } catch {
-    return undefined;
-  }
+  const e = decodeDispatch(data);
+  return e && { runId: e.runId, attempt: e.attempt };
 }
 
 /**

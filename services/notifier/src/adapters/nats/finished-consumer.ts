@@ -1,36 +1,13 @@
 import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import { z } from "@longhaul/shared/config";
 import type { Logger } from "@longhaul/shared/logger";
 import { context } from "@longhaul/shared/telemetry";
-import { contextFromHeaders, ensureConsumer, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
+import { contextFromHeaders, decodeRunFinished, ensureConsumer, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NotifierCore } from "../../core/notifier-core.js";
 import type { RunStatusName } from "../../core/ports.js";
 
-/**
- * `run.finished` payload (ARCHITECTURE.md): `{"run_id","project","app","status"}`
- * and, when the app's answer is small, `delivery` with what the webhook needs
- * (then the scheduler is not asked). Events without it (older schedulers, the
- * reconciler's republish, large answers) are completed by GetDeliveryInput.
- */
-const finishedEvent = z.object({
-  run_id: z.uuid(),
-  project: z.string().min(1),
-  app: z.string().optional(),
-  status: z.string().optional(),
-  delivery: z
-    .object({
-      webhook_url: z.string(),
-      status_code: z.number().int(),
-      content_type: z.string(),
-      body_base64: z.string(),
-      body_truncated: z.boolean(),
-      error_code: z.string(),
-      error_message: z.string(),
-      traceparent: z.string(),
-    })
-    .optional(),
-});
+/** Run ids are UUIDs: anything else would fail in Postgres on every redelivery. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Events handled at once; their deliveries are inserted together (one statement per short window). */
 const CONCURRENCY = 64;
@@ -65,31 +42,34 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
   const handling = new Set<Promise<void>>();
 
   async function handle(m: JsMsg): Promise<void> {
-    const parsed = finishedEvent.safeParse(safeJson(m));
-    if (!parsed.success) {
+    // RunFinishedEvent (events.proto), or the JSON of an older scheduler.
+    const e = decodeRunFinished(m.data);
+    if (!e || !UUID.test(e.runId)) {
       // A malformed event will never parse: drop it rather than loop on it.
       log.error({ subject: m.subject, seq: m.seq }, "malformed run.finished event dropped");
       m.term("malformed");
       return;
     }
-    const d = parsed.data.delivery;
+    // Without the delivery (older schedulers, the reconciler's republish,
+    // large answers) the core asks the scheduler (GetDeliveryInput).
+    const d = e.delivery;
     const event = {
-      runId: parsed.data.run_id,
-      project: parsed.data.project,
-      ...(d && parsed.data.app && parsed.data.status
+      runId: e.runId,
+      project: e.project,
+      ...(d && e.app && e.status
         ? {
             input: {
-              runId: parsed.data.run_id,
-              project: parsed.data.project,
-              app: parsed.data.app,
-              webhookUrl: d.webhook_url,
-              status: parsed.data.status as RunStatusName,
-              statusCode: d.status_code,
-              contentType: d.content_type,
-              body: Buffer.from(d.body_base64, "base64"),
-              bodyTruncated: d.body_truncated,
-              errorCode: d.error_code,
-              errorMessage: d.error_message,
+              runId: e.runId,
+              project: e.project,
+              app: e.app,
+              webhookUrl: d.webhookUrl,
+              status: e.status as RunStatusName,
+              statusCode: d.statusCode,
+              contentType: d.contentType,
+              body: Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength),
+              bodyTruncated: d.bodyTruncated,
+              errorCode: d.errorCode,
+              errorMessage: d.errorMessage,
               traceparent: d.traceparent,
             },
           }
@@ -124,12 +104,4 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
       await Promise.all(handling);
     },
   };
-}
-
-function safeJson(m: JsMsg): unknown {
-  try {
-    return m.json();
-  } catch {
-    return undefined;
-  }
 }

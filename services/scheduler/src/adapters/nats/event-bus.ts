@@ -2,10 +2,8 @@ import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { Logger } from "@longhaul/shared/logger";
 import { withTimeout } from "@longhaul/shared/timers";
 import { RunAttr, SpanKind, inSpan, runContext } from "@longhaul/shared/telemetry";
-import { traceHeaders, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
+import { encodeCancel, encodeDispatch, encodeRunChanged, encodeRunFinished, traceHeaders, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import type { EventBus } from "../../core/ports.js";
-
-const encoder = new TextEncoder();
 
 /**
  * Events over NATS: dispatch and run.finished on JetStream (durable, deduped
@@ -37,7 +35,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
               attributes: { [RunAttr.runId]: r.runId, [RunAttr.app]: r.app, [RunAttr.project]: r.project, [RunAttr.attempt]: r.attempt },
             },
             () =>
-              js.publish(names.dispatch(r.project, r.app), encoder.encode(JSON.stringify({ run_id: r.runId, attempt: r.attempt })), {
+              js.publish(names.dispatch(r.project, r.app), encodeDispatch({ runId: r.runId, attempt: r.attempt }), {
                 msgID: options.republish ? `${r.runId}:${r.attempt}:${Date.now()}` : `${r.runId}:${r.attempt}`,
                 headers: traceHeaders(),
                 timeout: 5_000,
@@ -57,37 +55,22 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
         () =>
           js.publish(
             names.finished(run.project),
-            encoder.encode(
-              JSON.stringify({
-                run_id: run.id,
-                project: run.project,
-                app: run.app,
-                status: run.status,
-                ...(run.delivery
-                  ? {
-                      delivery: {
-                        webhook_url: run.delivery.webhookUrl,
-                        status_code: run.delivery.statusCode,
-                        content_type: run.delivery.contentType,
-                        body_base64: run.delivery.body.toString("base64"),
-                        body_truncated: run.delivery.bodyTruncated,
-                        error_code: run.delivery.errorCode,
-                        error_message: run.delivery.errorMessage,
-                        traceparent: run.traceparent ?? "",
-                      },
-                    }
-                  : {}),
-              }),
-            ),
+            encodeRunFinished({
+              runId: run.id,
+              project: run.project,
+              app: run.app,
+              status: run.status,
+              delivery: run.delivery && { ...run.delivery, traceparent: run.traceparent ?? "" },
+            }),
             { msgID: options.republish ? `${run.id}:finished:${Date.now()}` : `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
           ),
       );
     },
     publishCancel(runId) {
-      nc.publish(names.cancel, encoder.encode(JSON.stringify({ run_id: runId })));
+      nc.publish(names.cancel, encodeCancel(runId));
     },
     publishChanged(project, runId, status) {
-      nc.publish(names.runChanged(project, runId), encoder.encode(JSON.stringify({ run_id: runId, status })));
+      nc.publish(names.runChanged(project, runId), encodeRunChanged(runId, status));
     },
     watchChanges(runId, onChange) {
       const sub = nc.subscribe(names.runChangedOfRun(runId), { callback: () => onChange() });
