@@ -1,9 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { FINISHED_RUN_STATUSES, RUN_STATUSES } from "@longhaul/shared/domain";
 import {
   bucketLabel,
   compareRuns,
   deliveryRate,
   formatBytes,
+  isFinished,
   formatDuration,
   formatTime,
   fromLocalInput,
@@ -188,5 +190,14 @@ describe("search box", () => {
     expect(searchTarget("0b9e3c1e-8a")).toEqual({ kind: "lookup", prefix: "0b9e3c1e-8a" });
     expect(searchTarget("0b9e3c1")).toMatchObject({ kind: "invalid", message: expect.stringContaining("at least 8") });
     expect(searchTarget("not-an-id!")).toMatchObject({ kind: "invalid" });
+  });
+});
+
+// The dashboard is built by tsc alone for the browser and cannot load the
+// shared domain module, so it keeps its own copy of the finished set: this
+// keeps the copy equal to the domain's.
+describe("the dashboard's run statuses", () => {
+  it("call finished exactly the statuses the domain calls finished", () => {
+    for (const status of RUN_STATUSES) expect(isFinished(status), status).toBe(FINISHED_RUN_STATUSES.has(status));
   });
 });
