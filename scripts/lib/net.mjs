@@ -1,6 +1,9 @@
 // Small TCP helpers shared by the dev scripts: free ports, reachability checks
-// and readiness loops. No dependencies beyond node:net.
+// and readiness loops. No dependencies beyond node's own modules.
+import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
+import path from "node:path";
 
 /**
  * Ports handed out below the kernel's ephemeral range (32768-60999 on Linux):
@@ -25,14 +28,44 @@ function canBind(port) {
 }
 
 /**
+ * Ports handed out on this machine, one file each: a port is handed out once
+ * in RESERVATION_MS, whichever process asks. Between the pick and the bind of
+ * the service that is given it (seconds: migrations run first) another
+ * picker would otherwise take it too: two test meshes starting at once drew
+ * the same port now and then (EADDRINUSE in CI).
+ */
+const RESERVED_DIR = path.join(os.tmpdir(), "longhaul-ports");
+const RESERVATION_MS = 15 * 60_000;
+
+/** Takes `port` for this process for RESERVATION_MS; false when another took it first. */
+function reserve(port) {
+  const file = path.join(RESERVED_DIR, String(port));
+  try {
+    fs.mkdirSync(RESERVED_DIR, { recursive: true });
+    fs.closeSync(fs.openSync(file, "wx"));
+    return true;
+  } catch (err) {
+    if (err?.code !== "EEXIST") return true; // nowhere to record it: the bind check alone decides
+  }
+  try {
+    if (Date.now() - fs.statSync(file).mtimeMs < RESERVATION_MS) return false;
+    const now = new Date();
+    fs.utimesSync(file, now, now); // an old reservation, taken over
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A port that was free a moment ago on 127.0.0.1, chosen at random below the
- * ephemeral range (see PICK_FROM). A race with another picker is still
- * possible but rare; callers that spawn a server on it detect an early exit.
+ * ephemeral range (see PICK_FROM) and handed out to no other picker on this
+ * machine for a while (reserve).
  */
 export async function freePort() {
   for (let i = 0; i < 200; i++) {
     const port = PICK_FROM + Math.floor(Math.random() * (PICK_TO - PICK_FROM));
-    if (await canBind(port)) return port;
+    if (reserve(port) && (await canBind(port))) return port;
   }
   throw new Error(`no free port found between ${PICK_FROM} and ${PICK_TO}`);
 }
