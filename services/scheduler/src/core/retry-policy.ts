@@ -1,3 +1,4 @@
+import { isSuccessStatus } from "@longhaul/shared/domain";
 import type { AppSettings, AttemptOutcome, RunErrorCode } from "./model.js";
 
 /** What to do once an attempt has ended. */
@@ -57,6 +58,14 @@ export function backoffSeconds(app: AppSettings, attempt: number, retryAfterSeco
 }
 
 /**
+ * An attempt that succeeded: the app answered 2xx and nothing went wrong
+ * after. No policy can change that outcome.
+ */
+export function isSuccess(outcome: { statusCode: number; errorCode: string }): boolean {
+  return isSuccessStatus(outcome.statusCode) && !outcome.errorCode;
+}
+
+/**
  * Decides the run's next step after an attempt: success on 2xx; a retry when
  * attempts remain and the failure is safe to retry (the app provably never
  * took the request, or the app is declared idempotent); otherwise a final state.
@@ -68,7 +77,7 @@ export function decide(
   outcome: AttemptOutcome,
   random: () => number = Math.random,
 ): Decision {
-  if (outcome.statusCode >= 200 && outcome.statusCode < 300 && !outcome.errorCode) return { kind: "succeeded" };
+  if (isSuccess(outcome)) return { kind: "succeeded" };
   const { errorCode, message, unprocessed } = classify(outcome);
   const retryable = (unprocessed || app.idempotent) && errorCode !== "response_too_large";
   if (retryable && attempt < maxAttempts && outcome.retryAfterSeconds <= MAX_RETRY_AFTER_SECONDS) {

@@ -4,8 +4,7 @@ import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
 import type { AppSettings, AttemptOutcome, RunRecord, WebhookState } from "./model.js";
 import type { AttemptResult } from "./ports.js";
-import { decide, type Decision } from "./retry-policy.js";
-import { isSuccessStatus } from "@longhaul/shared/domain";
+import { decide, isSuccess, type Decision } from "./retry-policy.js";
 
 const SUCCEEDED: Decision = { kind: "succeeded" };
 
@@ -48,7 +47,7 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     // A success is a success whatever the app's policy: it is ended without a
     // read (one statement, shared with concurrent completions).
     const ended =
-      owner !== null && isSuccessStatus(result.statusCode) && !result.errorCode
+      owner !== null && isSuccess(result)
         ? await store.endSucceeded(runId, attempt, owner, result).then((r) => r && { ...r, decision: SUCCEEDED })
         : await store.endAttempt(
             runId,
@@ -150,7 +149,7 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     }): Promise<string> {
       const app = await store.getApp(r.project, r.app);
       const id = await store.insertSyncRun({ ...r, upstreamUrl: app?.url ?? "" });
-      const status = isSuccessStatus(r.statusCode) && !r.errorCode ? "succeeded" : "failed";
+      const status = isSuccess(r) ? "succeeded" : "failed";
       deps.metrics.runFinished(r.app, status);
       // Project watchers (the dashboard) see pass-through calls appear too.
       deps.bus.publishChanged(r.project, id, status);

@@ -149,10 +149,18 @@ export interface ClaimInput {
 }
 
 /**
- * Claims attempts for invokers in one statement (claim-run.ts has the rules:
- * a dispatched attempt, or one the same invoker already holds; a session row
- * per invoker; the attempt's record opened). When two invokers claim the same
- * attempt in one batch, Postgres updates the row once: one of them gets it.
+ * Makes invokers the owners of dispatched attempts, with a lease, and opens
+ * each attempt's record, in one statement for the batch. The same invoker
+ * claiming the same attempt again gets it again (its first answer may have
+ * missed the deadline, and the dispatch came back): claims are idempotent per
+ * invoker. Undefined for an attempt that is not claimable. When two invokers
+ * claim the same attempt in one batch, Postgres updates the row once: one of
+ * them gets it.
+ *
+ * Every owner gets a session row, so a lost invoker's runs are found from it
+ * (maintenance-store expiredLeases). An existing row is left alone (no row
+ * lock shared by an invoker's concurrent claims): the run's own lease covers
+ * the call until the invoker's next heartbeat renews the session.
  */
 export function batchedClaim(db: Kysely<SchedulerDb>) {
   return groupCommit<ClaimInput, RunRecord | undefined>(

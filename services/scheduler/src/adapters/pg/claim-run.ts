@@ -1,49 +1,5 @@
-import { sql, type Kysely } from "kysely";
-import type { RunRecord } from "../../core/model.js";
-import { runColumns, type Db } from "./run-columns.js";
-import type { SchedulerDb } from "./schema.js";
-
-/**
- * Makes an invoker the owner of a dispatched attempt, with a lease, and opens
- * its attempt record, in one statement (one round trip, one commit). The same
- * invoker claiming the same attempt again gets it again (its first answer may
- * have missed the deadline, and the dispatch came back): claims are idempotent
- * per invoker. Undefined when the attempt is not claimable.
- *
- * Every owner gets a session row, so a lost invoker's runs are found from it
- * (maintenance-store expiredLeases). An existing row is left alone (no row
- * lock shared by an invoker's concurrent claims): the run's own lease covers
- * the call until the invoker's next heartbeat renews the session.
- */
-export async function claimRun(
-  db: Kysely<SchedulerDb>,
-  runId: string,
-  attempt: number,
-  invokerId: string,
-  leaseSeconds: number,
-): Promise<RunRecord | undefined> {
-  const { rows } = await sql<RunRecord>`
-    with claimed as (
-      update runs set
-        status = 'running',
-        owner = ${invokerId},
-        lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
-        started_at = coalesce(started_at, now())
-      where id = ${runId} and attempt = ${attempt}
-        and (status = 'dispatched' or (status = 'running' and owner = ${invokerId}))
-      returning ${sql.join(runColumns.map((c) => sql.ref(c)))}
-    ), session as (
-      insert into invoker_sessions (invoker_id, lease_expires_at)
-      select ${invokerId}, now() + make_interval(secs => ${leaseSeconds}) from claimed
-      on conflict (invoker_id) do nothing
-    ), opened as (
-      insert into run_attempts (run_id, attempt, invoker_id)
-      select id, attempt, ${invokerId} from claimed
-      on conflict (run_id, attempt) do nothing
-    )
-    select * from claimed`.execute(db);
-  return rows[0];
-}
+import { sql } from "kysely";
+import type { Db } from "./run-columns.js";
 
 /**
  * One heartbeat of an invoker, one statement: renews the invoker's own lease
