@@ -1,3 +1,4 @@
+import { createGrpcTls } from "@longhaul/shared/grpc";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { runService } from "@longhaul/shared/service";
 import { resultUrlKey } from "@longhaul/shared/result-url";
@@ -19,10 +20,12 @@ await runService({
   async start(config, log) {
     const registry = createRegistry("ingress");
 
-    const scheduler = createSchedulerClients(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
-    const notifier = createNotifierClient(config.NOTIFIER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
-    const invoker = createInvokerClient(config.INVOKER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
-    const admin = createAdminClient(config.SCHEDULER_ADDR);
+    // TLS (mutual with a CA) to every peer when LONGHAUL_GRPC_TLS_* is set; plaintext otherwise.
+    const tls = createGrpcTls(config, log);
+    const scheduler = createSchedulerClients(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, tls);
+    const notifier = createNotifierClient(config.NOTIFIER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, tls);
+    const invoker = createInvokerClient(config.INVOKER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, tls);
+    const admin = createAdminClient(config.SCHEDULER_ADDR, tls);
     const authenticator = createAuthenticator(scheduler.keys, { cacheSeconds: config.INGRESS_AUTH_CACHE_SECONDS });
     const dashboard = config.INGRESS_DASHBOARD_ENABLED ? await loadDashboardAssets() : undefined;
     const docs = await loadDocsAssets();
@@ -52,6 +55,7 @@ await runService({
         metrics_port: metricsServer.port,
         publicUrl: config.LONGHAUL_PUBLIC_URL || undefined,
         dashboard: dashboard ? `/dashboard (assets ${dashboard.version})` : "off",
+        grpc_tls: tls ? (tls.mutual ? "mutual" : "on") : "off",
       },
       closers: [
         { name: "http", close: () => gateway.close(config.INGRESS_SHUTDOWN_GRACE_MS) },
@@ -63,6 +67,7 @@ await runService({
             notifier.close();
             invoker.close();
             admin.close();
+            tls?.close();
           },
         },
       ],

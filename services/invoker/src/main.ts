@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { createRegistry, Gauge, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
-import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer, createGrpcTls } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
 import { connectNats, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDependencyHealth, runService } from "@longhaul/shared/service";
@@ -38,7 +38,9 @@ await runService({
       ownAddresses(config, [`127.0.0.1:${config.INVOKER_GRPC_PORT}`, `127.0.0.1:${config.INVOKER_METRICS_PORT}`]),
     );
     const agent = createUpstreamAgent({ egress });
-    const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN);
+    // TLS (mutual with a CA) for the server and the scheduler client when LONGHAUL_GRPC_TLS_* is set.
+    const tls = createGrpcTls(config, log);
+    const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, {}, tls);
     const invoker = new RunInvoker({
       invokerId: config.invokerId,
       scheduler,
@@ -65,6 +67,7 @@ await runService({
       address: `${config.INVOKER_GRPC_HOST}:${config.INVOKER_GRPC_PORT}`,
       internalToken: config.LONGHAUL_INTERNAL_TOKEN,
       registry,
+      tls,
       ...connectionAgeOptions(config),
     });
     grpc.add(
@@ -106,7 +109,12 @@ await runService({
     health.started();
 
     return {
-      ready: { grpc_port: grpcPort, metrics_port: metricsServer.port, max_in_flight: config.INVOKER_MAX_IN_FLIGHT },
+      ready: {
+        grpc_port: grpcPort,
+        metrics_port: metricsServer.port,
+        max_in_flight: config.INVOKER_MAX_IN_FLIGHT,
+        grpc_tls: tls ? (tls.mutual ? "mutual" : "on") : "off",
+      },
       closers: [
         { name: "dispatch consumer", close: () => consumer.stop() },
         {
@@ -123,6 +131,7 @@ await runService({
         { name: "metrics lease", close: () => metricsLease.stop() },
         { name: "nats", close: () => nc.drain() },
         { name: "scheduler client", close: async () => scheduler.close() },
+        { name: "grpc tls reload", close: async () => tls?.close() },
         { name: "upstream agent", close: () => agent.close() },
         { name: "metrics server", close: () => metricsServer.close() },
       ],

@@ -9,7 +9,7 @@ await runService({
   async start(config, log) {
     const notifier = await startNotifier(config, log);
     return {
-      ready: { grpc_port: notifier.grpcPort, metrics_port: notifier.metricsPort },
+      ready: { grpc_port: notifier.grpcPort, metrics_port: notifier.metricsPort, grpc_tls: notifier.grpcTls },
       closers: [{ name: "notifier", close: () => notifier.stop() }],
     };
   },

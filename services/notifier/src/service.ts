@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import type { Logger } from "@longhaul/shared/logger";
 import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
-import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer, createGrpcTls } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDependencyHealth } from "@longhaul/shared/service";
@@ -27,6 +27,8 @@ import { createPgSecretStore } from "./adapters/pg/secret-store.js";
 export interface RunningNotifier {
   grpcPort: number;
   metricsPort: number;
+  /** gRPC TLS: "off", "on", or "mutual" (client certificates required). */
+  grpcTls: "off" | "on" | "mutual";
   /** Stops taking work, lets attempts in flight end, closes every connection. */
   stop(): Promise<void>;
 }
@@ -49,7 +51,10 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   await readySchema(db, notifierMigrationSet, config, log);
 
   const registry = createRegistry("notifier");
+  // TLS (mutual with a CA) for the server and the scheduler client when LONGHAUL_GRPC_TLS_* is set.
+  const tls = createGrpcTls(config, log);
   const grpc = createGrpcServer({
+    tls,
     log,
     address: `${config.NOTIFIER_GRPC_HOST}:${config.NOTIFIER_GRPC_PORT}`,
     internalToken: config.LONGHAUL_INTERNAL_TOKEN,
@@ -74,6 +79,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     address: config.SCHEDULER_ADDR,
     internalToken: config.LONGHAUL_INTERNAL_TOKEN,
     timeoutMs: config.NOTIFIER_RPC_TIMEOUT_MS,
+    tls,
   });
   // Webhooks go where apps may go (the same guard): public addresses, private
   // ones only when the operator allows them, never link-local, metadata or Longhaul's own.
@@ -138,6 +144,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   return {
     grpcPort,
     metricsPort: metricsServer.port,
+    grpcTls: tls ? (tls.mutual ? "mutual" : "on") : "off",
     async stop() {
       health.stopping();
       await consumer.stop();
@@ -148,6 +155,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
       await grpc.stop(5_000);
       await metricsServer.close();
       runs.close();
+      tls?.close();
       await metricsLease.stop();
       await nc.drain();
       await db.destroy();

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { ownAddresses } from "@longhaul/shared/config";
 import { createEgressPolicy } from "@longhaul/shared/egress";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
-import { connectionAgeOptions, createGrpcServer } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer, createGrpcTls } from "@longhaul/shared/grpc";
 import { adminPb, appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, probePostgres, readySchema } from "@longhaul/shared/db";
@@ -35,11 +35,14 @@ await runService({
 
     const names = natsNames(config.LONGHAUL_NATS_PREFIX);
     const registry = createRegistry("scheduler");
+    // TLS (mutual with a CA) when LONGHAUL_GRPC_TLS_* is set; plaintext otherwise.
+    const tls = createGrpcTls(config, log);
     const grpc = createGrpcServer({
       log,
       address: `${config.SCHEDULER_GRPC_HOST}:${config.SCHEDULER_GRPC_PORT}`,
       internalToken: config.LONGHAUL_INTERNAL_TOKEN,
       registry,
+      tls,
       ...connectionAgeOptions(config),
     });
     // Health: NOT_SERVING while NATS or Postgres is unreachable.
@@ -120,7 +123,7 @@ await runService({
 
     health.started();
     return {
-      ready: { grpc_port: port, metrics_port: metrics.port },
+      ready: { grpc_port: port, metrics_port: metrics.port, grpc_tls: tls ? (tls.mutual ? "mutual" : "on") : "off" },
       closers: [
         { name: "reconciler", close: () => reconcilerLoop.stop() },
         {
@@ -131,6 +134,7 @@ await runService({
           },
         },
         { name: "grpc", close: () => grpc.stop(10_000) },
+        { name: "grpc tls reload", close: async () => tls?.close() },
         { name: "postgres probe", close: async () => pgProbe.stop() },
         { name: "metrics", close: () => metrics.close() },
         { name: "metrics lease", close: () => metricsLease.stop() },

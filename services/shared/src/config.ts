@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { grpcTarget } from "./grpc/targets.js";
+import { grpcTlsFiles, readGrpcTlsFiles } from "./grpc/tls-files.js";
 import { DEFAULT_APP_NETWORKS, parseNetworks } from "./egress.js";
 
 export { z };
@@ -19,6 +20,13 @@ export const envAddressList = (def: string) =>
         ctx.addIssue({ code: "custom", message: (err as Error).message });
       }
     });
+
+/** zod helper: a file path; an empty value (`VAR=` in a Compose file) counts as unset. */
+const envPath = () =>
+  z
+    .string()
+    .optional()
+    .transform((v) => v || undefined);
 
 /** Environment variables every service reads. */
 export const commonEnvSchema = z.object({
@@ -73,6 +81,22 @@ export const commonEnvSchema = z.object({
    */
   GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400 * 30).default(86_400),
   /**
+   * Path of a PEM certificate (chain): every gRPC server of the service serves
+   * TLS with it and every gRPC client presents it. Set with
+   * LONGHAUL_GRPC_TLS_KEY, or neither (plaintext). @default unset
+   */
+  LONGHAUL_GRPC_TLS_CERT: envPath(),
+  /** Path of the PEM private key of LONGHAUL_GRPC_TLS_CERT. @default unset */
+  LONGHAUL_GRPC_TLS_KEY: envPath(),
+  /**
+   * Path of a PEM CA bundle: clients verify servers against it (unset: Node's
+   * default roots) and servers require client certificates it signed (mutual
+   * TLS). @default unset
+   */
+  LONGHAUL_GRPC_TLS_CA: envPath(),
+  /** How often the TLS files are read again (a renewed certificate is used without a restart); 0: never. @default 60 */
+  LONGHAUL_GRPC_TLS_RELOAD_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
+  /**
    * CIDR networks of special-purpose addresses an app URL may reach (public
    * addresses always may; link-local and metadata never). @default the
    * private ranges (RFC 1918, RFC 4193), not loopback
@@ -116,11 +140,28 @@ export class ConfigError extends Error {
  */
 export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): Readonly<z.infer<S>> {
   const result = schema.safeParse(env);
-  if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
-    throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+  const lines = result.success
+    ? crossChecks(result.data as Record<string, unknown>)
+    : result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+  if (lines.length > 0) throw new ConfigError(`invalid configuration:\n${lines.map((l) => `  ${l}`).join("\n")}`);
+  return Object.freeze(result.data as z.infer<S>);
+}
+
+/**
+ * Checks that span several variables or reach outside the environment, run
+ * once the schema parsed: the gRPC TLS files must come as a pair and be
+ * readable PEM (a service that would fail its first handshake does not start).
+ * Each message starts with the variable at fault. A schema without the TLS
+ * variables (the migrate command's) has none of them in its output.
+ */
+function crossChecks(data: Record<string, unknown>): string[] {
+  try {
+    const files = grpcTlsFiles(data as { LONGHAUL_GRPC_TLS_CERT?: string; LONGHAUL_GRPC_TLS_KEY?: string; LONGHAUL_GRPC_TLS_CA?: string });
+    if (files) readGrpcTlsFiles(files);
+    return [];
+  } catch (err) {
+    return [(err as Error).message];
   }
-  return Object.freeze(result.data);
 }
 
 /** zod helper: an integer read from an environment string. */

@@ -2,6 +2,7 @@ import {
   Metadata,
   credentials,
   type CallOptions,
+  type ChannelCredentials,
   type ChannelOptions,
   type ClientUnaryCall,
   type ServiceError,
@@ -9,8 +10,9 @@ import {
 import { fromGrpcError } from "./errors.js";
 import { grpcTarget } from "./targets.js";
 import { INTERNAL_TOKEN_METADATA_KEY } from "./server.js";
+import type { GrpcTls } from "./tls.js";
 
-type ClientCtor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: Partial<ChannelOptions>) => C;
+type ClientCtor<C> = new (address: string, creds: ChannelCredentials, options?: Partial<ChannelOptions>) => C;
 
 /** Channel options every client of the mesh uses: keepalive and generous message sizes. */
 export const channelOptions: Partial<ChannelOptions> = {
@@ -43,6 +45,12 @@ export interface ClientOptions {
    * call could do the work twice. @default []
    */
   retry?: readonly string[];
+  /**
+   * Connect with TLS: verify the server against the CA of these credentials
+   * (Node's default roots without one) and present the service's certificate.
+   * Absent: plaintext.
+   */
+  tls?: GrpcTls | undefined;
 }
 
 /**
@@ -78,12 +86,14 @@ export function serviceConfig(retry: readonly string[] = []): object {
 }
 
 /**
- * Creates a plaintext client of a generated service for an address list
- * (`host:port`, a comma-separated list of them, or one DNS name that resolves
- * to every copy; see {@link grpcTarget}), with calls spread over the copies.
+ * Creates a client of a generated service for an address list (`host:port`,
+ * a comma-separated list of them, or one DNS name that resolves to every copy;
+ * see {@link grpcTarget}), with calls spread over the copies; plaintext unless
+ * `options.tls` is given. With TLS, the certificate of each server must name
+ * the host of its address (a DNS name or an IP address in its subjectAltName).
  */
 export function createClient<C>(Ctor: ClientCtor<C>, addresses: string, options: ClientOptions = {}): C {
-  return new Ctor(grpcTarget(addresses), credentials.createInsecure(), {
+  return new Ctor(grpcTarget(addresses), options.tls?.channel ?? credentials.createInsecure(), {
     ...channelOptions,
     "grpc.service_config": JSON.stringify(serviceConfig(options.retry)),
   });

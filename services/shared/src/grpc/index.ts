@@ -3,3 +3,5 @@ export * from "./errors.js";
 export * from "./server.js";
 export * from "./client.js";
 export * from "./targets.js";
+export * from "./tls.js";
+export * from "./tls-files.js";

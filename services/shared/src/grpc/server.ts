@@ -22,6 +22,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { LonghaulError } from "../errors.js";
 import { fromGrpcError, toServiceError } from "./errors.js";
+import type { GrpcTls } from "./tls.js";
 
 export const INTERNAL_TOKEN_METADATA_KEY = "x-longhaul-internal-token";
 
@@ -84,6 +85,8 @@ export interface GrpcServerOptions {
   maxConnectionAgeGraceMs?: number;
   /** Where `grpc_server_started_total` / `grpc_server_handled_total` go; absent: not counted. */
   registry?: Registry;
+  /** Serve TLS (mutual when it has a CA) with these credentials; absent: plaintext. */
+  tls?: GrpcTls | undefined;
 }
 
 /**
@@ -218,7 +221,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         new ReflectionService({ longhaul: { fileDescriptorProtos: loadDescriptorProtos() } } as never, {
           services: [...serviceNames, "grpc.health.v1.Health"],
         }).addToServer(server);
-        server.bindAsync(options.address, ServerCredentials.createInsecure(), (err, port) =>
+        server.bindAsync(options.address, options.tls?.server ?? ServerCredentials.createInsecure(), (err, port) =>
           err ? reject(err) : resolve(port),
         );
       }),

@@ -1,6 +1,6 @@
 import { Metadata } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { callUnary, createClient } from "@longhaul/shared/grpc";
+import { callUnary, createClient, type GrpcTls } from "@longhaul/shared/grpc";
 import { adminPb } from "@longhaul/shared/proto";
 import type { AdminPort, Caller } from "../../core/ports.js";
 
@@ -19,10 +19,10 @@ function required<T>(value: T | undefined, what: string): T {
   return value;
 }
 
-/** AdminService and KeyService of the scheduler at `address`, on the caller's own key. */
-export function createAdminClient(address: string): AdminPort & { close(): void } {
-  const admin = createClient(adminPb.AdminServiceClient, address);
-  const keys = createClient(adminPb.KeyServiceClient, address);
+/** AdminService and KeyService of the scheduler at `address`, on the caller's own key; over TLS when `tls` is given. */
+export function createAdminClient(address: string, tls?: GrpcTls): AdminPort & { close(): void } {
+  const admin = createClient(adminPb.AdminServiceClient, address, { tls });
+  const keys = createClient(adminPb.KeyServiceClient, address, { tls });
   return {
     whoAmI: (auth, opts) => callUnary(admin.whoAmI.bind(admin), {}, authMetadata(auth), CALL_TIMEOUT_MS, opts?.signal),
     async createProject(auth, name, opts) {

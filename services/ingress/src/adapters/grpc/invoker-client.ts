@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
+import { createClient, fromGrpcError, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
 import type { InvokeResponsePart, InvokerPort } from "../../core/ports.js";
 
@@ -35,10 +35,10 @@ async function pumpRequest(
 
 /**
  * InvokerService/Invoke as the gateway's invoker port, spread round-robin over
- * the invokers at `addresses`; `close()` drops the channel.
+ * the invokers at `addresses` (over TLS when `tls` is given); `close()` drops the channel.
  */
-export function createInvokerClient(addresses: string, internalToken: string): InvokerPort & { close(): void } {
-  const client = createClient(invokerPb.InvokerServiceClient, addresses);
+export function createInvokerClient(addresses: string, internalToken: string, tls?: GrpcTls): InvokerPort & { close(): void } {
+  const client = createClient(invokerPb.InvokerServiceClient, addresses, { tls });
   return {
     async *invoke(head, body, deadlineSeconds, signal): AsyncGenerator<InvokeResponsePart> {
       const call = client.invoke(internalMetadata(internalToken), { deadline: Date.now() + deadlineSeconds * 1000 });

@@ -1,12 +1,13 @@
-import { callUnary, createClient, internalMetadata } from "@longhaul/shared/grpc";
+import { callUnary, createClient, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
 import type { WebhooksPort } from "../../core/ports.js";
 
 const CALL_TIMEOUT_MS = 10_000;
 
-/** NotifierInternalService as the gateway's webhooks port; `close()` drops the channel. */
-export function createNotifierClient(addresses: string, internalToken: string): WebhooksPort & { close(): void } {
+/** NotifierInternalService as the gateway's webhooks port (over TLS when `tls` is given); `close()` drops the channel. */
+export function createNotifierClient(addresses: string, internalToken: string, tls?: GrpcTls): WebhooksPort & { close(): void } {
   const client = createClient(notifierPb.NotifierInternalServiceClient, addresses, {
+    tls,
     // Reads; a rotation or a redelivery is never sent twice.
     retry: [
       notifierPb.NotifierInternalServiceService.getWebhookSecret.path,

@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto";
 import { service as healthService } from "grpc-health-check";
 import { setTimeout } from "node:timers/promises";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { callUnary, createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
+import { callUnary, createClient, fromGrpcError, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
 import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, RunsWatchItem, Scope, SignedResultsPort } from "../../core/ports.js";
 
@@ -103,13 +103,14 @@ async function submitWithFailover<T>(req: runsPb.SubmitRunRequest, call: (req: r
 
 /**
  * Clients of the scheduler's public and internal services at `addresses`
- * (every copy; calls are spread round-robin over those that answer).
+ * (every copy; calls are spread round-robin over those that answer), over TLS
+ * when `tls` is given.
  */
-export function createSchedulerClients(addresses: string, internalToken: string): SchedulerClients {
-  const runClient = createClient(runsPb.RunServiceClient, addresses, { retry: RETRIED });
-  const appClient = createClient(appsPb.AppServiceClient, addresses, { retry: RETRIED });
-  const internalClient = createClient(schedulerPb.SchedulerInternalServiceClient, addresses, { retry: RETRIED });
-  const healthClient = createClient(HealthClient, addresses, { retry: RETRIED });
+export function createSchedulerClients(addresses: string, internalToken: string, tls?: GrpcTls): SchedulerClients {
+  const runClient = createClient(runsPb.RunServiceClient, addresses, { retry: RETRIED, tls });
+  const appClient = createClient(appsPb.AppServiceClient, addresses, { retry: RETRIED, tls });
+  const internalClient = createClient(schedulerPb.SchedulerInternalServiceClient, addresses, { retry: RETRIED, tls });
+  const healthClient = createClient(HealthClient, addresses, { retry: RETRIED, tls });
 
   const keys: KeyResolver = {
     async resolve(apiKey) {

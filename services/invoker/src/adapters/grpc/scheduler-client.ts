@@ -1,6 +1,6 @@
 import { status as GrpcStatus, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { LonghaulError, isErrorCode } from "@longhaul/shared/errors";
-import { callUnary, createClient, fromGrpcError, internalMetadata } from "@longhaul/shared/grpc";
+import { callUnary, createClient, fromGrpcError, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
 import { schedulerPb } from "@longhaul/shared/proto";
 import { traceCarrier } from "@longhaul/shared/telemetry";
 import type { ClaimedRun, Dispatch, RunOutcome, SchedulerPort } from "../../core/ports.js";
@@ -169,18 +169,20 @@ const MAX_CALL_MS = 12 * 3600 * 1000;
 
 /**
  * Talks to `longhaul.internal.v1.SchedulerInternalService` on every scheduler
- * copy at `addresses` (round-robin). Errors arrive as LonghaulErrors (callUnary
- * maps them at this border).
+ * copy at `addresses` (round-robin), over TLS when `tls` is given. Errors
+ * arrive as LonghaulErrors (callUnary maps them at this border).
  */
 export function createSchedulerClient(
   addresses: string,
   internalToken: string,
   deadlines: Partial<SchedulerDeadlines> = {},
+  tls?: GrpcTls,
 ): SchedulerClient {
   // A heartbeat renews leases (fenced by attempt): sending it again to another
   // copy is harmless. Claims and outcomes have their own retries in the core.
   const client = createClient(schedulerPb.SchedulerInternalServiceClient, addresses, {
     retry: [schedulerPb.SchedulerInternalServiceService.heartbeat.path],
+    tls,
   });
   const d = { ...DEFAULT_DEADLINES, ...deadlines };
   const md = () => internalMetadata(internalToken);

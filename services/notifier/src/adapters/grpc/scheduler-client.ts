@@ -1,5 +1,5 @@
 import { LonghaulError } from "@longhaul/shared/errors";
-import { callUnary, createClient, internalMetadata } from "@longhaul/shared/grpc";
+import { callUnary, createClient, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
 import { runStatusFromProto, schedulerPb, webhookStateToProto } from "@longhaul/shared/proto";
 import type { RunSource } from "../../core/ports.js";
 
@@ -13,6 +13,8 @@ export interface SchedulerRunSourceOptions {
   internalToken: string;
   /** Deadline of each call. */
   timeoutMs: number;
+  /** Connect with TLS; absent: plaintext. */
+  tls?: GrpcTls | undefined;
 }
 
 /**
@@ -24,6 +26,7 @@ export function createSchedulerRunSource(options: SchedulerRunSourceOptions): Ru
   // A read is sent again to another copy when one goes down mid-call.
   const client = createClient(schedulerPb.SchedulerInternalServiceClient, options.address, {
     retry: [schedulerPb.SchedulerInternalServiceService.getDeliveryInput.path],
+    tls: options.tls,
   });
   const metadata = () => internalMetadata(options.internalToken);
   let batched = true;
