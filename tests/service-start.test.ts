@@ -2,8 +2,13 @@
  * The one bootstrap of the four services (runService in @longhaul/shared/service),
  * as processes (dist/main.js, built by `npm test`): a bad configuration, or a
  * start that fails, is one fatal log line with its cause and exit code 1.
+ * gRPC TLS files that are half a pair, unreadable or not PEM are a bad
+ * configuration too.
  */
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -51,6 +56,40 @@ describe("service start-up", () => {
       expect(fatal?.err?.message).toContain("LONGHAUL_INTERNAL_TOKEN");
     });
   }
+
+  for (const service of SERVICES) {
+    it(`${service}: gRPC TLS with a certificate but no key is a bad configuration naming the missing variable`, async () => {
+      const { code, lines } = await runMain(service, { LONGHAUL_INTERNAL_TOKEN: TOKEN, LONGHAUL_GRPC_TLS_CERT: "/etc/longhaul/tls.crt" });
+      expect(code).toBe(1);
+      const fatal = lines.filter((l) => l.level === 60);
+      expect(fatal).toHaveLength(1);
+      expect(fatal[0]).toMatchObject({ service, msg: `${service} has a bad configuration` });
+      expect(fatal[0]?.err?.message).toBe(
+        "invalid configuration:\n  LONGHAUL_GRPC_TLS_KEY: must be set when LONGHAUL_GRPC_TLS_CERT is (gRPC TLS needs a certificate and its key)",
+      );
+    });
+  }
+
+  it("scheduler: gRPC TLS files that cannot be read, or are not PEM, are a bad configuration naming the variable", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "longhaul-tls-"));
+    try {
+      const notPem = path.join(dir, "tls.crt");
+      writeFileSync(notPem, "not a certificate\n");
+      const missing = await runMain("scheduler", {
+        LONGHAUL_INTERNAL_TOKEN: TOKEN,
+        LONGHAUL_GRPC_TLS_CERT: path.join(dir, "absent.crt"),
+        LONGHAUL_GRPC_TLS_KEY: path.join(dir, "absent.key"),
+      });
+      expect(missing.code).toBe(1);
+      expect(missing.lines.find((l) => l.level === 60)?.err?.message).toContain(`LONGHAUL_GRPC_TLS_CERT: cannot read ${path.join(dir, "absent.crt")} (ENOENT)`);
+      const bad = await runMain("scheduler", { LONGHAUL_INTERNAL_TOKEN: TOKEN, LONGHAUL_GRPC_TLS_CERT: notPem, LONGHAUL_GRPC_TLS_KEY: notPem });
+      expect(bad.code).toBe(1);
+      expect(bad.lines.find((l) => l.level === 60)?.err?.message).toContain(`LONGHAUL_GRPC_TLS_CERT: ${notPem} holds no PEM certificate`);
+      expect(bad.lines.some((l) => l.msg === "ready")).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it("invoker: a start that fails (its gRPC port is taken) is logged with its cause and exits 1", async () => {
     nats = await createTestNats();

@@ -2,9 +2,11 @@
 // end-to-end test file, on its own database and NATS prefix so that files run
 // in parallel against the Postgres and NATS that `npm test` provides.
 import { rmSync } from "node:fs";
+import { createGrpcTlsFromFiles, type GrpcTls } from "@longhaul/shared/grpc";
 import { startMesh, type Mesh, type MeshOptions } from "../../scripts/lib/mesh.mjs";
 import { createTestDatabase, createTestNats } from "./isolation.js";
 import { checkResponsesAgainstOpenApi } from "./openapi-conformance.js";
+import { createTestPki, type TestPki } from "./pki.js";
 
 export type { Mesh, MeshOptions, ServiceName } from "../../scripts/lib/mesh.mjs";
 
@@ -13,6 +15,14 @@ export interface TestMesh extends Mesh {
   database: { url: string; name: string };
   /** The test file's own stream prefix (LONGHAUL_NATS_PREFIX). */
   natsPrefix: string;
+  /** With `grpcTls`: the certificates the services use (removed by cleanup). */
+  pki?: TestPki;
+  /**
+   * With `grpcTls`: credentials for the test's own gRPC clients of the mesh
+   * (pass as createClient's `tls`): they trust the test CA and present the
+   * mesh's certificate.
+   */
+  clientTls?: GrpcTls;
   /**
    * Stops the mesh, then drops the database, deletes the streams and removes
    * the temp log dir (kept when LONGHAUL_KEEP_LOGS is set or `logDir` was given).
@@ -29,6 +39,14 @@ export interface TestMeshOptions extends Omit<MeshOptions, "databaseUrl" | "nats
   natsUrl?: string;
   /** Rewrites the URL of the file's database the services get (e.g. to go through a TCP proxy). */
   databaseUrl?: (url: string) => string;
+  /**
+   * gRPC between the services over TLS, with certificates openssl makes for
+   * this mesh: `"tls"` sets LONGHAUL_GRPC_TLS_CERT and _KEY (clients trust the
+   * test CA through NODE_EXTRA_CA_CERTS, as an operator's private CA would be
+   * added); `"mtls"` also sets LONGHAUL_GRPC_TLS_CA, so servers require client
+   * certificates. @default plaintext
+   */
+  grpcTls?: "tls" | "mtls";
 }
 
 /**
@@ -42,7 +60,20 @@ export interface TestMeshOptions extends Omit<MeshOptions, "databaseUrl" | "nats
  * ```
  */
 export async function startTestMesh(options: TestMeshOptions = {}): Promise<TestMesh> {
-  const { natsUrl, databaseUrl, ...meshOptions } = options;
+  const { natsUrl, databaseUrl, grpcTls, ...meshOptions } = options;
+  const pki = grpcTls ? createTestPki() : undefined;
+  const tlsEnv: Record<string, string> = pki
+    ? {
+        LONGHAUL_GRPC_TLS_CERT: pki.cert,
+        LONGHAUL_GRPC_TLS_KEY: pki.key,
+        ...(grpcTls === "mtls" ? { LONGHAUL_GRPC_TLS_CA: pki.ca } : { NODE_EXTRA_CA_CERTS: pki.ca }),
+      }
+    : {};
+  const clientTls = pki ? createGrpcTlsFromFiles({ cert: pki.cert, key: pki.key, ca: pki.ca }, { reloadMs: 0 }) : undefined;
+  const dropPki = () => {
+    clientTls?.close();
+    pki?.cleanup();
+  };
   const database = await createTestDatabase();
   const nats = await createTestNats();
   let mesh: Mesh;
@@ -51,6 +82,7 @@ export async function startTestMesh(options: TestMeshOptions = {}): Promise<Test
     mesh = await startMesh({
       readyTimeoutMs: 60_000,
       ...meshOptions,
+      env: { ...tlsEnv, ...meshOptions.env },
       databaseUrl: databaseUrl ? databaseUrl(database.url) : database.url,
       natsUrl: natsUrl ?? nats.url,
       natsPrefix: nats.prefix,
@@ -58,6 +90,7 @@ export async function startTestMesh(options: TestMeshOptions = {}): Promise<Test
   } catch (err) {
     await nats.cleanup().catch(() => {});
     await database.drop().catch(() => {});
+    dropPki();
     throw err;
   }
   // Every answer the test gets from this ingress through fetch is checked
@@ -70,6 +103,7 @@ export async function startTestMesh(options: TestMeshOptions = {}): Promise<Test
       await mesh.stop();
       await nats.cleanup().catch(() => {});
       await database.drop().catch(() => {});
+      dropPki();
       throw err;
     }
   }
@@ -78,6 +112,8 @@ export async function startTestMesh(options: TestMeshOptions = {}): Promise<Test
   return Object.assign(mesh, {
     database: { url: database.url, name: database.name },
     natsPrefix: nats.prefix,
+    ...(pki ? { pki } : {}),
+    ...(clientTls ? { clientTls } : {}),
     cleanup: () =>
       (cleaned ??= (async () => {
         stopChecking();
@@ -85,6 +121,7 @@ export async function startTestMesh(options: TestMeshOptions = {}): Promise<Test
         // A NATS of the test's own is the test's to clean up.
         if (!natsUrl) await nats.cleanup();
         await database.drop();
+        dropPki();
         // A temp log dir of our own goes too, unless asked to keep it for a post-mortem.
         if (!options.logDir && !process.env.LONGHAUL_KEEP_LOGS) rmSync(mesh.logDir, { recursive: true, force: true });
       })()),

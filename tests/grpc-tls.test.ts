@@ -1,0 +1,111 @@
+// gRPC mutual TLS across the whole mesh: the four services as processes with
+// LONGHAUL_GRPC_TLS_CERT/_KEY/_CA set to certificates openssl made for this
+// file. Every path between them (gateway → scheduler, invoker and notifier;
+// invoker → scheduler; notifier → scheduler) carries a run, and a client
+// without the right certificate, or without TLS, is refused.
+import { readFileSync } from "node:fs";
+import { credentials, makeGenericClientConstructor, type ChannelCredentials, type Client } from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
+import { createGrpcTlsFromFiles } from "@longhaul/shared/grpc";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
+import { gateway, startPeer, type Peer } from "./helpers/peers.js";
+
+type HealthClient = Client & {
+  check(req: { service: string }, opts: { deadline: number }, cb: (e: (Error & { code?: number }) | null, r: { status: string }) => void): void;
+};
+const Health = makeGenericClientConstructor(healthService, "Health") as unknown as new (address: string, creds: ChannelCredentials) => HealthClient;
+const UNAVAILABLE = 14;
+
+let mesh: TestMesh;
+let app: Peer;
+let hook: Peer;
+let api: ReturnType<typeof gateway>;
+
+beforeAll(async () => {
+  app = await startPeer();
+  hook = await startPeer();
+  mesh = await startTestMesh({ grpcTls: "mtls", env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true" } });
+  api = gateway(mesh.ingressUrl, mesh.apiKey);
+  expect((await api.putApp("echo", { url: app.url })).status).toBe(201);
+});
+
+afterAll(async () => {
+  await mesh?.cleanup();
+  await app?.close();
+  await hook?.close();
+});
+
+/** grpc.health.v1 Check of the scheduler with these credentials: the status, or the gRPC error code. */
+function check(creds: ChannelCredentials): Promise<{ status?: string; code?: number }> {
+  const client = new Health(mesh.addresses.scheduler.split(",")[0]!, creds);
+  return new Promise((resolve) => {
+    client.check({ service: "" }, { deadline: Date.now() + 5_000 }, (err, res) => {
+      client.close();
+      resolve(err ? { code: err.code } : { status: res.status });
+    });
+  });
+}
+
+describe("a mesh with mutual TLS", () => {
+  it("every service says so in its ready line", () => {
+    for (const name of ["scheduler", "invoker", "notifier", "ingress"] as const) {
+      const ready = mesh
+        .logs(name)
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { msg?: string; grpc_tls?: string })
+        .find((l) => l.msg === "ready");
+      expect(ready?.grpc_tls, name).toBe("mutual");
+    }
+  });
+
+  it("runs an async request end to end: submit, the app called, the result stored, the webhook sent", async () => {
+    app.handle((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ echoed: req.body.toString() }));
+    });
+    const submit = await api.call("POST", `/dev/echo/predict?async=true&webhookEndpoint=${encodeURIComponent(`${hook.url}/hook`)}`, '{"n":1}', {
+      "content-type": "application/json",
+    });
+    expect(submit.status).toBe(202);
+    const runId: string = submit.json.run_id;
+    const [call] = await app.waitFor(1, "/predict");
+    expect(call!.body.toString()).toBe('{"n":1}');
+    expect(await api.finished(runId)).toMatchObject({ run_id: runId, status: "succeeded", status_code: 200 });
+    const result = await api.call("GET", `/v1/runs/${runId}/result`);
+    expect(JSON.parse(result.text)).toEqual({ echoed: '{"n":1}' });
+    const [delivery] = await hook.waitFor(1, "/hook");
+    expect(delivery!.headers["x-longhaul-run-id"]).toBe(runId);
+  });
+
+  it("passes a sync call through the invoker and reads the webhook secret from the notifier", async () => {
+    app.handle((_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end("sync over mTLS");
+    });
+    const sync = await api.call("POST", "/dev/echo/now", "x");
+    expect(sync.status).toBe(200);
+    expect(sync.text).toBe("sync over mTLS");
+    const secret = await api.call("GET", "/v1/webhooks/secret");
+    expect(secret.status).toBe(200);
+    expect(secret.json.secret).toMatch(/^whsec_/);
+  });
+
+  it("answers a client with a certificate of the CA", async () => {
+    expect(await check(mesh.clientTls!.channel)).toEqual({ status: "SERVING" });
+  });
+
+  it("refuses a client without a certificate, one with a certificate of another CA, and a plaintext one", async () => {
+    const pki = mesh.pki!;
+    const trustsCa = readFileSync(pki.ca);
+    expect(await check(credentials.createSsl(trustsCa))).toEqual({ code: UNAVAILABLE });
+    const rogue = createGrpcTlsFromFiles({ cert: pki.rogue.cert, key: pki.rogue.key, ca: pki.ca }, { reloadMs: 0 });
+    try {
+      expect(await check(rogue.channel)).toEqual({ code: UNAVAILABLE });
+    } finally {
+      rogue.close();
+    }
+    expect(await check(credentials.createInsecure())).toEqual({ code: UNAVAILABLE });
+  });
+});
