@@ -1,8 +1,8 @@
-// gRPC mutual TLS across the whole mesh: the four services as processes with
-// LONGHAUL_GRPC_TLS_CERT/_KEY/_CA set to certificates openssl made for this
-// file. Every path between them (gateway → scheduler, invoker and notifier;
-// invoker → scheduler; notifier → scheduler) carries a run, and a client
-// without the right certificate, or without TLS, is refused.
+// gRPC TLS across the whole mesh: the four services as processes with
+// LONGHAUL_GRPC_TLS_CERT/_KEY (and _CA for mutual TLS) set to certificates
+// openssl made for this file. Every path between them (gateway → scheduler,
+// invoker and notifier; invoker → scheduler; notifier → scheduler) carries a
+// run, and a client without the right certificate, or without TLS, is refused.
 import { readFileSync } from "node:fs";
 import { credentials, makeGenericClientConstructor, type ChannelCredentials, type Client } from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
@@ -25,20 +25,16 @@ let api: ReturnType<typeof gateway>;
 beforeAll(async () => {
   app = await startPeer();
   hook = await startPeer();
-  mesh = await startTestMesh({ grpcTls: "mtls", env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true" } });
-  api = gateway(mesh.ingressUrl, mesh.apiKey);
-  expect((await api.putApp("echo", { url: app.url })).status).toBe(201);
 });
 
 afterAll(async () => {
-  await mesh?.cleanup();
   await app?.close();
   await hook?.close();
 });
 
 /** grpc.health.v1 Check of the scheduler with these credentials: the status, or the gRPC error code. */
-function check(creds: ChannelCredentials): Promise<{ status?: string; code?: number }> {
-  const client = new Health(mesh.addresses.scheduler.split(",")[0]!, creds);
+function check(creds: ChannelCredentials, of: TestMesh = mesh): Promise<{ status?: string; code?: number }> {
+  const client = new Health(of.addresses.scheduler.split(",")[0]!, creds);
   return new Promise((resolve) => {
     client.check({ service: "" }, { deadline: Date.now() + 5_000 }, (err, res) => {
       client.close();
@@ -47,17 +43,34 @@ function check(creds: ChannelCredentials): Promise<{ status?: string; code?: num
   });
 }
 
-describe("a mesh with mutual TLS", () => {
-  it("every service says so in its ready line", () => {
-    for (const name of ["scheduler", "invoker", "notifier", "ingress"] as const) {
-      const ready = mesh
+/** The `grpc_tls` field of each service's ready line. */
+function readyTls(of: TestMesh): Record<string, string | undefined> {
+  return Object.fromEntries(
+    (["scheduler", "invoker", "notifier", "ingress"] as const).map((name) => [
+      name,
+      of
         .logs(name)
         .split("\n")
         .filter((l) => l.startsWith("{"))
         .map((l) => JSON.parse(l) as { msg?: string; grpc_tls?: string })
-        .find((l) => l.msg === "ready");
-      expect(ready?.grpc_tls, name).toBe("mutual");
-    }
+        .find((l) => l.msg === "ready")?.grpc_tls,
+    ]),
+  );
+}
+
+describe("a mesh with mutual TLS", () => {
+  // One mesh at a time: this one stops before the next describe starts its own.
+  beforeAll(async () => {
+    mesh = await startTestMesh({ grpcTls: "mtls", env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true" } });
+    api = gateway(mesh.ingressUrl, mesh.apiKey);
+    expect((await api.putApp("echo", { url: app.url })).status).toBe(201);
+  });
+  afterAll(async () => {
+    await mesh?.cleanup();
+  });
+
+  it("every service says so in its ready line", () => {
+    expect(readyTls(mesh)).toEqual({ scheduler: "mutual", invoker: "mutual", notifier: "mutual", ingress: "mutual" });
   });
 
   it("runs an async request end to end: submit, the app called, the result stored, the webhook sent", async () => {
@@ -107,5 +120,31 @@ describe("a mesh with mutual TLS", () => {
       rogue.close();
     }
     expect(await check(credentials.createInsecure())).toEqual({ code: UNAVAILABLE });
+  });
+});
+
+describe("a mesh with TLS and no CA set (servers ask no client certificate)", () => {
+  let tlsMesh: TestMesh;
+  beforeAll(async () => {
+    tlsMesh = await startTestMesh({ grpcTls: "tls" });
+  });
+  afterAll(async () => {
+    await tlsMesh?.cleanup();
+  });
+
+  it("runs an async request end to end, answers a client that trusts the CA and presents nothing, refuses plaintext", async () => {
+    expect(readyTls(tlsMesh)).toEqual({ scheduler: "on", invoker: "on", notifier: "on", ingress: "on" });
+    const api = gateway(tlsMesh.ingressUrl, tlsMesh.apiKey);
+    expect((await api.putApp("echo", { url: app.url })).status).toBe(201);
+    app.handle((req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end(`tls ${req.body.toString()}`);
+    });
+    const submit = await api.call("POST", "/dev/echo/run?async=true", "body");
+    expect(submit.status).toBe(202);
+    expect(await api.finished(submit.json.run_id)).toMatchObject({ status: "succeeded", status_code: 200 });
+    expect((await api.call("GET", `/v1/runs/${submit.json.run_id}/result`)).text).toBe("tls body");
+    expect(await check(credentials.createSsl(readFileSync(tlsMesh.pki!.ca)), tlsMesh)).toEqual({ status: "SERVING" });
+    expect(await check(credentials.createInsecure(), tlsMesh)).toEqual({ code: UNAVAILABLE });
   });
 });
