@@ -120,7 +120,7 @@ describe("RunPod (runpod-sdk)", () => {
     expect(health.jobs.inQueue).toBe(0);
   });
 
-  it("policy.ttl: the run's timeout is at most the ttl, and a job past it is cancelled, never reaches the app, and is gone", async () => {
+  it("policy.ttl: the run's timeout is at most the ttl, and a job past it never reaches the app, and is gone", async () => {
     expect((await api.putApp("ttl-worker", { url: app.url, max_concurrency: 1, retry: { max_attempts: 1 } })).status).toBe(201);
     const post = async (path: string, body: unknown) => {
       const r = await fetch(`${mesh.ingressUrl}/v2/ttl-worker${path}`, {
@@ -150,11 +150,47 @@ describe("RunPod (runpod-sdk)", () => {
       return s.status === 404 ? s : undefined;
     }, 20_000, "the job to outlive its ttl");
     expect(gone.json.error).toContain("ttl");
-    expect((await runOf(late.json.id)).status).toBe("cancelled");
+    // Ended by the scheduler at its deadline (1 s: the ttl in whole seconds, rounded down), before anyone asked.
+    expect(await runOf(late.json.id)).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", started_at: null });
 
     for (const r of releases.splice(0)) r();
     await eventually(async () => (await status(blocker.json.id)).json.status === "COMPLETED", 20_000, "the blocker to end");
     expect(app.received.some((r) => r.body.toString().includes(late.json.id))).toBe(false);
+  });
+
+  it("policy.ttl: a queued job nobody asks about is never started past its ttl; it ends TIMED_OUT and its webhook says so", async () => {
+    expect((await api.putApp("ttl-queue", { url: app.url, max_concurrency: 1, retry: { max_attempts: 1 } })).status).toBe(201);
+    const ep = runpodSdk(mesh.apiKey, { baseUrl: `${mesh.ingressUrl}/v2` }).endpoint("ttl-queue")!;
+    const runOf = async (jobId: string) => (await api.call("GET", `/v1/runs?label=runpod_job:${jobId}`)).json.runs[0];
+    const reached = (jobId: string) => app.received.some((r) => r.body.toString().includes(jobId));
+
+    // The app's one slot is busy: the job with a ttl waits queued behind the blocker.
+    const blocker = await ep.run({ input: { hold: true } });
+    await eventually(async () => reached(blocker.id), 20_000, "the blocker to reach the app");
+    const late = await ep.run({ input: { key: "never" }, policy: { ttl: 2000 }, webhook: `${hooks.url}/runpod-ttl` });
+    const queued = await runOf(late.id);
+    expect(queued).toMatchObject({ status: "queued", error_code: null });
+    expect(Date.parse(queued.expires_at) - Date.parse(queued.created_at)).toBeGreaterThanOrEqual(1900);
+    expect(Date.parse(queued.expires_at) - Date.parse(queued.created_at)).toBeLessThanOrEqual(2100);
+
+    // Nobody asks about it (a /v2 question past the ttl would cancel it): the scheduler ends it by itself.
+    const ended = await eventually(async () => {
+      const r = await runOf(late.id);
+      return r.status === "queued" ? undefined : r;
+    }, 20_000, "the job to expire in the queue");
+    expect(ended).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", started_at: null, attempts: [] });
+    expect(Date.parse(ended.finished_at)).toBeGreaterThanOrEqual(Date.parse(queued.expires_at));
+    const [hook] = await hooks.waitFor(1, "/runpod-ttl");
+    expect(JSON.parse(hook!.body.toString())).toMatchObject({ id: late.id, status: "TIMED_OUT" });
+    expect(hook!.headers["webhook-signature"]).toMatch(/^v1,/);
+
+    // The slot frees: the next job queued runs, and the expired one never does.
+    const after = await ep.run({ input: { key: "after" } });
+    for (const r of releases.splice(0)) r();
+    expect((await ep.statusSync(after.id, 30_000)).status).toBe("COMPLETED");
+    expect((await ep.status(blocker.id)).status).toBe("COMPLETED");
+    expect(reached(late.id)).toBe(false);
+    expect((await runOf(late.id)).status).toBe("expired");
   });
 
   it("bad input: RunPod's error shape and status, nothing stored", async () => {
@@ -166,6 +202,10 @@ describe("RunPod (runpod-sdk)", () => {
     const noInput = await post("/run", '{"prompt":"no input field"}');
     expect(noInput.status).toBe(400);
     expect((await noInput.json()).error).toContain("input");
+    for (const ttl of ["0", "-1000", '"soon"', "604800001"]) {
+      const badTtl = await post("/run", `{"input":{},"policy":{"ttl":${ttl}}}`);
+      expect([badTtl.status, Object.keys(await badTtl.json())]).toEqual([400, ["error"]]);
+    }
     const unknownJob = await fetch(`${mesh.ingressUrl}/v2/worker/status/00000000-0000-4000-8000-000000000000`, { headers: { authorization: `Bearer ${mesh.apiKey}` } });
     expect([unknownJob.status, Object.keys(await unknownJob.json())]).toEqual([404, ["error"]]);
     const unknownEndpoint = await post("/bogus", "{}");

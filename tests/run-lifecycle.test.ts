@@ -1,6 +1,9 @@
 // A run's life end to end: every state transition of a run through the real mesh,
 // with two scheduler processes sharing the work.
+import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { callUnary, createClient } from "@longhaul/shared/grpc";
+import { runsPb } from "@longhaul/shared/proto";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
 
@@ -140,6 +143,55 @@ describe("run lifecycle", () => {
     const run = await api.finished(waiting, 15_000);
     expect(run).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded" });
     await api.call("POST", `/v1/runs/${blocker}/cancel`);
+  });
+
+  it("expires a run not started within its own X-Longhaul-Queue-Ttl; a bad one is refused and stores nothing", async () => {
+    app.handle(async (req, res, raw) => {
+      const u = new URL(req.url, "http://x");
+      const hold = Number(u.searchParams.get("hold") ?? 0);
+      if (hold) await new Promise<void>((r) => { const t = setTimeout(r, hold); raw.socket.once("close", () => { clearTimeout(t); r(); }); });
+      if (!res.destroyed) res.end("ok");
+    });
+    // The app has no queue TTL of its own: the run's deadline is the only one.
+    await api.putApp("own-ttl", { url: app.url, max_concurrency: 1 });
+    const blocker = await submit("own-ttl", "/b?hold=60000");
+    const waiting = await submit("own-ttl", "/w?queueTtl=1");
+    const queued = (await api.getRun(waiting)).json;
+    expect(Date.parse(queued.expires_at) - Date.parse(queued.created_at)).toBeGreaterThanOrEqual(990);
+    const run = await api.finished(waiting, 15_000);
+    expect(run).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", started_at: null });
+    await api.call("POST", `/v1/runs/${blocker}/cancel`);
+    expect(app.received.some((r) => r.url.startsWith("/w"))).toBe(false);
+
+    const count = async () => (await api.call("GET", "/v1/runs?app=own-ttl&limit=500")).json.runs.length as number;
+    const before = await count();
+    for (const [path, headers] of [
+      ["/x?queueTtl=0", {}],
+      ["/x?queueTtl=-3", {}],
+      ["/x?queueTtl=soon", {}],
+      ["/x", { "x-longhaul-queue-ttl": "2592001" }],
+      ["/x", { "x-longhaul-queue-ttl": "5", "x-longhaul-delay": "10" }],
+    ] as const) {
+      const r = await api.call("POST", `/dev/own-ttl${path}${path.includes("?") ? "&" : "?"}async=true`, "x", headers);
+      expect([r.status, r.json.error.code], r.text).toEqual([400, "invalid_argument"]);
+      expect(r.json.error.message).toMatch(/queueTtl|Queue-Ttl/);
+    }
+    // A sync call has no queue to wait in.
+    expect((await api.call("POST", "/dev/own-ttl/x?queueTtl=5", "x")).status).toBe(400);
+    // Over gRPC: INVALID_ARGUMENT.
+    const runs = createClient(runsPb.RunServiceClient, mesh.addresses.scheduler);
+    try {
+      const md = new Metadata();
+      md.set("authorization", `Bearer ${mesh.apiKey}`);
+      const req = runsPb.SubmitRunRequest.fromPartial({ app: "own-ttl", request: { method: "POST", path: "/x" }, queueTtlSeconds: -1 });
+      await expect(callUnary(runs.submitRun.bind(runs), req, md, 10_000)).rejects.toMatchObject({
+        code: "invalid_argument",
+        message: expect.stringContaining("queue_ttl_seconds"),
+      });
+    } finally {
+      runs.close();
+    }
+    expect(await count()).toBe(before);
   });
 
   it("starts a delayed run no earlier than asked, and higher priority first in a queue", async () => {

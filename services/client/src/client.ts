@@ -66,6 +66,8 @@ export interface SubmitOptions extends CallOptions {
   notBefore?: Date | string;
   /** Start no earlier than this many seconds from now. */
   delaySeconds?: number;
+  /** Seconds from now within which the run must start, else it ends `expired` (1..2592000). */
+  queueTtlSeconds?: number;
   /** Labels to find the run by (`GET /v1/runs?label=key:value`). */
   labels?: Record<string, string>;
 }
@@ -230,6 +232,7 @@ export class LonghaulClient {
     if (options.priority !== undefined) headers["x-longhaul-priority"] = String(options.priority);
     if (options.notBefore !== undefined) headers["x-longhaul-not-before"] = iso(options.notBefore)!;
     if (options.delaySeconds !== undefined) headers["x-longhaul-delay"] = String(options.delaySeconds);
+    if (options.queueTtlSeconds !== undefined) headers["x-longhaul-queue-ttl"] = String(options.queueTtlSeconds);
     if (options.labels) headers["x-longhaul-labels"] = Object.entries(options.labels).map(([k, v]) => `${k}=${v}`).join(",");
     const query: Record<string, string> = { async: "true" };
     if (options.webhook !== undefined) query.webhookEndpoint = options.webhook;

@@ -985,6 +985,11 @@ export interface components {
             created_at: string;
             /** Format: date-time */
             not_before: string | null;
+            /**
+             * Format: date-time
+             * @description The run's own start deadline (`X-Longhaul-Queue-Ttl`, RunPod's `policy.ttl`): not started by then, it ends `expired`. Null without one (the app's `queue_ttl_seconds` may still apply).
+             */
+            expires_at: string | null;
             /** Format: date-time */
             dispatched_at: string | null;
             /** Format: date-time */
@@ -1255,7 +1260,7 @@ export interface components {
             policy?: {
                 /** @description ms; the run's timeout */
                 executionTimeout?: number;
-                /** @description ms: the job's whole lifetime from submit; it bounds the run's timeout, and past it the job is cancelled if not ended and answers 404 (checked when the job is asked about) */
+                /** @description ms: the job's whole lifetime from submit; it bounds the run's timeout, a job not started within it (whole seconds, rounded down) never starts and ends TIMED_OUT, and past it the job is cancelled if not ended and answers 404 when asked about */
                 ttl?: number;
                 lowPriority?: boolean;
             };
@@ -1431,6 +1436,8 @@ export interface operations {
     callAppGet: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -1445,6 +1452,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -1484,6 +1493,8 @@ export interface operations {
     callAppPut: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -1498,6 +1509,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -1541,6 +1554,8 @@ export interface operations {
     callAppPost: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -1555,6 +1570,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -1598,6 +1615,8 @@ export interface operations {
     callAppDelete: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -1612,6 +1631,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -1651,6 +1672,8 @@ export interface operations {
     callAppPatch: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -1665,6 +1688,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -3674,6 +3699,8 @@ export interface operations {
     cerebriumCallGet: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -3688,6 +3715,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -3727,6 +3756,8 @@ export interface operations {
     cerebriumCallPut: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -3741,6 +3772,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -3784,6 +3817,8 @@ export interface operations {
     cerebriumCallPost: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -3798,6 +3833,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -3841,6 +3878,8 @@ export interface operations {
     cerebriumCallDelete: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -3855,6 +3894,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };
@@ -3894,6 +3935,8 @@ export interface operations {
     cerebriumCallPatch: {
         parameters: {
             query?: {
+                /** @description `X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other). */
+                queueTtl?: number;
                 /** @description `true`, `1` or a bare `async`: answer 202 at once and run in the background. */
                 async?: "true" | "1" | "false" | "0" | "";
                 /** @description POST the app's answer here when the run finishes (async only). */
@@ -3908,6 +3951,8 @@ export interface operations {
                 "X-Longhaul-Priority"?: number;
                 "X-Longhaul-Not-Before"?: string;
                 "X-Longhaul-Delay"?: number;
+                /** @description Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only. */
+                "X-Longhaul-Queue-Ttl"?: number;
                 /** @description `key=value,key=value`, up to 10. */
                 "X-Longhaul-Labels"?: string;
             };

@@ -51,6 +51,12 @@ describe("parseRunOptions", () => {
       ["", { "Idempotency-Key": "k".repeat(256) }, /Idempotency-Key/],
       ["", { "X-Longhaul-Labels": "team" }, /X-Longhaul-Labels: "team" is not key=value/],
       ["", { "X-Longhaul-Labels": "a=1,a=2" }, /X-Longhaul-Labels: label a is given twice/],
+      ["queueTtl=0", {}, /queueTtl query parameter must be between 1 and 2592000/],
+      ["queueTtl=-5", {}, /queueTtl/],
+      ["queueTtl=soon", {}, /queueTtl query parameter must be an integer/],
+      ["queueTtl=1.5", {}, /queueTtl/],
+      ["", { "X-Longhaul-Queue-Ttl": "2592001" }, /X-Longhaul-Queue-Ttl must be between 1 and 2592000/],
+      ["", { "X-Longhaul-Queue-Ttl": "60", "X-Longhaul-Delay": "60" }, /X-Longhaul-Queue-Ttl ends before the run may start/],
     ] as const) {
       const err = (() => {
         try {
@@ -75,6 +81,13 @@ describe("parseRunOptions", () => {
     expect(parseRunOptions(call("", { "X-Longhaul-Delay": "0" }), now).notBefore).toBeUndefined();
   });
 
+  it("reads the queue ttl from X-Longhaul-Queue-Ttl first, else queueTtl", () => {
+    expect(parseRunOptions(call("queueTtl=30"), now).queueTtlSeconds).toBe(30);
+    expect(parseRunOptions(call("queueTtl=30", { "X-Longhaul-Queue-Ttl": "45" }), now).queueTtlSeconds).toBe(45);
+    expect(parseRunOptions(call(""), now).queueTtlSeconds).toBe(0);
+    expect(parseRunOptions(call("", { "X-Longhaul-Queue-Ttl": "61", "X-Longhaul-Delay": "60" }), now).queueTtlSeconds).toBe(61);
+  });
+
   it("reads webhookEndpoint and Idempotency-Key", () => {
     const o = parseRunOptions(call("webhookEndpoint=https%3A%2F%2Fhooks.example%2Fx", { "Idempotency-Key": " k1 " }), now);
     expect(o.webhookUrl).toBe("https://hooks.example/x");
@@ -89,6 +102,7 @@ describe("buildSubmitRunRequest", () => {
       Authorization: "Bearer k",
       "Idempotency-Key": "id-1",
       "X-Longhaul-Priority": "7",
+      "X-Longhaul-Queue-Ttl": "120",
     });
     const body = Buffer.from([0, 1, 2, 255]);
     const req = buildSubmitRunRequest("echo", c, body, parseRunOptions(c, now));
@@ -106,6 +120,7 @@ describe("buildSubmitRunRequest", () => {
       priority: 7,
       idempotencyKey: "id-1",
       notBefore: undefined,
+      queueTtlSeconds: 120,
       labels: {},
       runId: "",
     });
@@ -133,5 +148,7 @@ describe("buildInvokeHead", () => {
     expect(() => buildInvokeHead("dev", app, c, parseRunOptions(c, now))).toThrow(/async/);
     const labelled = call("", { "X-Longhaul-Labels": "team=ml" });
     expect(() => buildInvokeHead("dev", app, labelled, parseRunOptions(labelled, now))).toThrow(/X-Longhaul-Labels needs an async call/);
+    const ttl = call("queueTtl=30");
+    expect(() => buildInvokeHead("dev", app, ttl, parseRunOptions(ttl, now))).toThrow(/Queue-Ttl \(queueTtl\) needs an async call/);
   });
 });

@@ -1,6 +1,6 @@
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { invokerPb, runsPb } from "@longhaul/shared/proto";
-import { parseLabelsHeader, type Labels } from "@longhaul/shared/domain";
+import { MAX_QUEUE_TTL_SECONDS, parseLabelsHeader, type Labels } from "@longhaul/shared/domain";
 import { appRequestHeaders, headerValue, joinAppUrl, prefersAsync, splitQuery } from "./app-request.js";
 
 /** 12 hours: the longest a call may be held (DESIGN.md "Run lifecycle"). */
@@ -26,6 +26,8 @@ export interface RunOptions {
   timeoutSeconds: number;
   priority: number;
   notBefore: Date | undefined;
+  /** Seconds from submit within which the run must start, else it expires; 0: only the app's queue TTL. */
+  queueTtlSeconds: number;
   webhookUrl: string;
   idempotencyKey: string;
   /** `X-Longhaul-Labels: team=ml,job=42` (every such header, joined). */
@@ -97,6 +99,12 @@ export function parseRunOptions(call: GatewayCall, now: Date): RunOptions {
     notBefore = delay > 0 ? new Date(now.getTime() + delay * 1000) : undefined;
   }
 
+  const queueTtl = pick("X-Longhaul-Queue-Ttl", "queueTtl");
+  const queueTtlSeconds = queueTtl ? parseIntOption(queueTtl.raw, queueTtl.name, 1, MAX_QUEUE_TTL_SECONDS) : 0;
+  if (notBefore && queueTtlSeconds > 0 && notBefore.getTime() >= now.getTime() + queueTtlSeconds * 1000) {
+    throw badRequest(`${queueTtl!.name} ends before the run may start (X-Longhaul-Not-Before or X-Longhaul-Delay)`);
+  }
+
   const idempotencyKey = (header("Idempotency-Key") ?? "").trim();
   if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw badRequest(`Idempotency-Key is longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
@@ -110,6 +118,7 @@ export function parseRunOptions(call: GatewayCall, now: Date): RunOptions {
     timeoutSeconds,
     priority,
     notBefore,
+    queueTtlSeconds,
     // The scheduler checks the URL (http(s), no private targets) at submit.
     webhookUrl: params.get("webhookEndpoint") ?? "",
     idempotencyKey,
@@ -138,6 +147,7 @@ export function buildSubmitRunRequest(
     priority: options.priority,
     idempotencyKey: options.idempotencyKey,
     notBefore: options.notBefore,
+    queueTtlSeconds: options.queueTtlSeconds,
     labels: options.labels,
     // Chosen by the scheduler client, the same on every try (scheduler-client.ts).
     runId: "",
@@ -156,6 +166,8 @@ export function buildInvokeHead(
 ): invokerPb.InvokeHead {
   if (options.webhookUrl) throw badRequest("webhookEndpoint needs an async call (async=true)");
   if (options.notBefore) throw badRequest("X-Longhaul-Not-Before and X-Longhaul-Delay need an async call");
+  // A sync call starts at once or fails: a queue deadline has nothing to bound.
+  if (options.queueTtlSeconds) throw badRequest("X-Longhaul-Queue-Ttl (queueTtl) needs an async call (async=true)");
   // A sync call is recorded without labels: refusing them says so at once.
   if (Object.keys(options.labels).length > 0) throw badRequest("X-Longhaul-Labels needs an async call (async=true)");
   const appTimeout = app.timeoutSeconds > 0 ? app.timeoutSeconds : MAX_TIMEOUT_SECONDS;

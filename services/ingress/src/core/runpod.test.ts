@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isRunpodExpired, parseRunpodRequest, runpodJob, runpodStatus, runpodTimeoutSeconds } from "./runpod.js";
+import { isRunpodExpired, parseRunpodRequest, runpodJob, runpodQueueTtlSeconds, runpodStatus, runpodTimeoutSeconds } from "./runpod.js";
 
 describe("RunPod mapping", () => {
   it("names every Longhaul status as RunPod does", () => {
@@ -37,6 +37,16 @@ describe("RunPod mapping", () => {
     expect(isRunpodExpired({ runpod_expires: "1000" }, 999)).toBe(false);
     expect(isRunpodExpired({ runpod_expires: "1000" }, 1000)).toBe(true);
     expect(isRunpodExpired({ runpod_job: "j" }, Number.MAX_SAFE_INTEGER)).toBe(false);
+  });
+
+  it("policy.ttl is the run's queue deadline in whole seconds, rounded down so the job never starts past it", () => {
+    expect(runpodQueueTtlSeconds(parseRunpodRequest({ input: {}, policy: { ttl: 4500 } }))).toBe(4);
+    expect(runpodQueueTtlSeconds(parseRunpodRequest({ input: {}, policy: { ttl: 1000 } }))).toBe(1);
+    expect(runpodQueueTtlSeconds(parseRunpodRequest({ input: {}, policy: { ttl: 604_800_000 } }))).toBe(604_800);
+    expect(runpodQueueTtlSeconds(parseRunpodRequest({ input: {} }))).toBe(0);
+    for (const ttl of [0, -1000, 999, 604_800_001, 1500.5, "60000", null]) {
+      expect(() => parseRunpodRequest({ input: {}, policy: { ttl } })).toThrow(/policy\.ttl/);
+    }
   });
 
   it("a job carries delayTime and executionTime in ms once known", () => {

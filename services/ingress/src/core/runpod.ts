@@ -18,6 +18,9 @@ import { isRunpodFinished, msBetween, runpodStatus } from "@longhaul/shared/doma
  */
 export const RUNPOD_EXPIRES_LABEL = "runpod_expires";
 
+/** The longest `policy.ttl` RunPod accepts: 7 days. */
+export const RUNPOD_MAX_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+
 export { RUNPOD_JOB_LABEL, isRunpodFinished, runpodStatus, type RunpodStatus } from "@longhaul/shared/domain";
 
 /** The body of `POST /v2/{endpoint}/run` and `/runsync` (RunPod's EndpointInputPayload). */
@@ -29,7 +32,8 @@ const runRequestSchema = z
     policy: z
       .object({
         executionTimeout: z.number().int().min(1000).max(43_200_000).optional(),
-        ttl: z.number().int().min(1000).optional(),
+        // RunPod's own upper bound: a week.
+        ttl: z.number().int().min(1000).max(RUNPOD_MAX_TTL_MS).optional(),
         lowPriority: z.boolean().optional(),
       })
       .passthrough()
@@ -77,6 +81,15 @@ export function parseRunpodRequest(body: unknown): RunpodJobRequest {
 export function runpodTimeoutSeconds(req: RunpodJobRequest, appTimeoutSeconds: number): number {
   if (req.ttlMs === undefined) return req.timeoutSeconds;
   return Math.min(req.timeoutSeconds || appTimeoutSeconds, Math.ceil(req.ttlMs / 1000));
+}
+
+/**
+ * The run's own queue deadline for a job sent with `policy.ttl`, in the whole
+ * seconds the scheduler takes: rounded down (at least 1), so the job is never
+ * started after its ttl. 0 without a ttl.
+ */
+export function runpodQueueTtlSeconds(req: RunpodJobRequest): number {
+  return req.ttlMs === undefined ? 0 : Math.max(1, Math.floor(req.ttlMs / 1000));
 }
 
 /**

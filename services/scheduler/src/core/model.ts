@@ -64,6 +64,8 @@ export interface RunRecord {
   idempotency_key: string | null;
   retry_of: string | null;
   not_before: Date | null;
+  /** The run's own start deadline (its queue_ttl_seconds from submit); null: only the app's queue TTL. */
+  expires_at: Date | null;
   created_at: Date;
   dispatched_at: Date | null;
   started_at: Date | null;

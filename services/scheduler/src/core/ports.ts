@@ -24,6 +24,8 @@ export interface NewRun {
   idempotencyKey: string | null;
   requestHash: string;
   notBefore: Date | null;
+  /** The run's own start deadline; null: only the app's queue TTL applies. */
+  expiresAt: Date | null;
   retryOf: string | null;
   traceparent: string;
   tracestate: string;
@@ -79,7 +81,10 @@ export interface DueWork {
   queued: boolean;
   redispatch: boolean;
   webhooks: boolean;
-  /** When the first waiting run (a delayed run, a retry's backoff) becomes due; null: none waits. */
+  /**
+   * When the first waiting run (a delayed run, a retry's backoff) becomes due
+   * or the first deadline of a waiting run passes; null: none.
+   */
   nextDueAt?: Date | null;
 }
 

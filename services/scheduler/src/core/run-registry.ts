@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
-import { isTerminal, RUN_STATUSES, type AttemptRecord, type RunRecord } from "./model.js";
+import { isTerminal, RUN_STATUSES, type AppSettings, type AttemptRecord, type RunRecord } from "./model.js";
+import type { NewRun } from "./ports.js";
 import { checkStatsQuery } from "./run-stats.js";
 import { watchProjectRuns, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
 import { checkLabels } from "@longhaul/shared/domain";
@@ -111,6 +112,8 @@ export function createRunRegistry(deps: SchedulerDeps) {
         priority: run.priority,
         idempotencyKey,
         notBefore: undefined,
+        // A retry is a new run: the first one's deadline (likely past) is not carried over.
+        queueTtlSeconds: 0,
         labels: run.labels,
       },
       trace,
@@ -122,33 +125,39 @@ export function createRunRegistry(deps: SchedulerDeps) {
     checkName("app", input.app);
     if (input.runId && !UUID.test(input.runId)) throw new LonghaulError("invalid_argument", "run_id: must be a UUID");
     if (!bus.isConnected()) throw new LonghaulError("unavailable", "the event broker is unreachable; try again", { retryAfterSeconds: 2 });
-    const result = await store.submitRun(project, input.app, (app) => ({
-      project,
-      app,
-      mode: "async",
-      method: input.method,
-      path: input.path,
-      query: input.query,
-      headers: input.headers,
-      body: input.body,
-      webhookUrl: input.webhookUrl || null,
-      priority: input.priority,
-      idempotencyKey: input.idempotencyKey || null,
-      // Only a keyed submit is compared with an earlier one.
-      requestHash: input.idempotencyKey ? requestHash(input) : "",
-      notBefore: input.notBefore ?? null,
-      retryOf,
-      traceparent: trace.traceparent,
-      tracestate: trace.tracestate,
-      labels: input.labels,
-      maxQueuedPerApp: settings.maxQueuedPerApp,
-      idempotencyTtlSeconds: settings.idempotencyTtlSeconds,
-      timeoutSeconds: checkSubmit(input, app, {
+    // Validated against the app inside the store's transaction: a refusal stores nothing.
+    const build = (app: AppSettings): NewRun => {
+      const checked = checkSubmit(input, app, {
         maxRequestBytes: settings.maxRequestBytes,
         allowPrivateWebhooks: settings.allowPrivateWebhooks,
         now: new Date(),
-      }).timeoutSeconds,
-    }), input.runId ? input.runId.toLowerCase() : undefined);
+      });
+      return {
+        project,
+        app,
+        mode: "async",
+        method: input.method,
+        path: input.path,
+        query: input.query,
+        headers: input.headers,
+        body: input.body,
+        webhookUrl: input.webhookUrl || null,
+        priority: input.priority,
+        idempotencyKey: input.idempotencyKey || null,
+        // Only a keyed submit is compared with an earlier one.
+        requestHash: input.idempotencyKey ? requestHash(input) : "",
+        notBefore: input.notBefore ?? null,
+        expiresAt: checked.expiresAt,
+        retryOf,
+        traceparent: trace.traceparent,
+        tracestate: trace.tracestate,
+        labels: input.labels,
+        maxQueuedPerApp: settings.maxQueuedPerApp,
+        idempotencyTtlSeconds: settings.idempotencyTtlSeconds,
+        timeoutSeconds: checked.timeoutSeconds,
+      };
+    };
+    const result = await store.submitRun(project, input.app, build, input.runId ? input.runId.toLowerCase() : undefined);
     if (!result.existing) {
       deps.metrics.runAccepted(input.app);
       // Debug: the one info line per run is the attempt's end (run-lifecycle).
@@ -167,8 +176,9 @@ export function createRunRegistry(deps: SchedulerDeps) {
     // A new run that waits: project watchers still see it appear.
     else if (!result.existing) {
       bus.publishChanged(project, result.runId, "queued");
-      // A delayed run: the reconciler learns when it is due (it sleeps till then).
-      if (input.notBefore) deps.wakeReconciler?.();
+      // A delayed run, or one with a deadline: the reconciler learns when it
+      // is due or expires (it sleeps till the earliest of them).
+      if (input.notBefore || input.queueTtlSeconds) deps.wakeReconciler?.();
     }
     return { runId: result.runId, existing: result.existing };
   }

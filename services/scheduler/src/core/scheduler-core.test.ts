@@ -30,6 +30,7 @@ function input(app: string, over: Partial<SubmitInput> = {}): SubmitInput {
     priority: 0,
     idempotencyKey: "",
     notBefore: undefined,
+    queueTtlSeconds: 0,
     labels: {},
     ...over,
   };
@@ -99,6 +100,98 @@ describe("admission", () => {
     expect(err).toBeInstanceOf(LonghaulError);
     expect(err).toMatchObject({ code: "unavailable" });
     expect(store.runs.size).toBe(0);
+  });
+});
+
+describe("a run's own queue deadline (queue_ttl_seconds)", () => {
+  it("is stored as submit + ttl; a run still queued past it never starts, ends expired with its webhook, and frees no slot it never took", async () => {
+    const t = await setUp(testApp("a", { maxConcurrency: 1 }));
+    const reconciler = createReconciler(t.deps, t.lifecycle);
+    const blocker = await t.registry.submit("p", input("a"), TRACE);
+    await t.lifecycle.claim(blocker.runId, 1, "inv-1");
+    const waiting = await t.registry.submit("p", input("a", { queueTtlSeconds: 5, webhookUrl: "http://127.0.0.1:9/hook" }), TRACE);
+    expect(t.store.runs.get(waiting.runId)).toMatchObject({ status: "queued", expires_at: new Date(T0.getTime() + 5_000) });
+    // The reconciler is woken to learn of the deadline, and sleeps until it.
+    expect(t.wakes.count).toBe(1);
+    await reconciler.tick();
+    expect(t.store.runs.get(waiting.runId)?.status).toBe("queued");
+    expect(reconciler.nextDueAt()).toEqual(new Date(T0.getTime() + 5_000));
+
+    vi.setSystemTime(T0.getTime() + 5_000);
+    // The slot frees at the deadline: the waiting run is not dispatched into it.
+    await t.lifecycle.complete(blocker.runId, 1, "inv-1", answer(200));
+    expect(t.bus.dispatched.map((d) => d.runId)).toEqual([blocker.runId]);
+    expect(await reconciler.tick()).toBe(true);
+    expect(t.store.runs.get(waiting.runId)).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", webhook_state: "pending" });
+    expect(t.bus.finished.map((f) => [f.id, f.status])).toContainEqual([waiting.runId, "expired"]);
+    expect(t.bus.changed).toContainEqual({ project: "p", runId: waiting.runId, status: "expired" });
+    expect(t.metrics.finished).toContain("a:expired");
+    expect(t.bus.dispatched.map((d) => d.runId)).toEqual([blocker.runId]);
+    expect(t.store.attempts.filter((a) => a.run_id === waiting.runId)).toEqual([]);
+  });
+
+  it("a run dispatched before its deadline and not claimed by then is refused at the claim, then expired", async () => {
+    const t = await setUp(testApp("a"));
+    const reconciler = createReconciler(t.deps, t.lifecycle);
+    const { runId } = await t.registry.submit("p", input("a", { queueTtlSeconds: 2 }), TRACE);
+    expect(t.store.runs.get(runId)?.status).toBe("dispatched");
+    vi.setSystemTime(T0.getTime() + 2_000);
+    await expect(t.lifecycle.claim(runId, 1, "inv-1")).rejects.toMatchObject({ code: "conflict" });
+    expect(await reconciler.tick()).toBe(true);
+    expect(t.store.runs.get(runId)).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", started_at: null });
+  });
+
+  it("a claim before the deadline starts the run, and the deadline no longer applies to it", async () => {
+    const t = await setUp(testApp("a"));
+    const reconciler = createReconciler(t.deps, t.lifecycle);
+    const { runId } = await t.registry.submit("p", input("a", { queueTtlSeconds: 2 }), TRACE);
+    vi.setSystemTime(T0.getTime() + 1_999);
+    await t.lifecycle.claim(runId, 1, "inv-1");
+    vi.setSystemTime(T0.getTime() + 10_000);
+    await t.lifecycle.heartbeat("inv-1", [{ runId, attempt: 1 }]);
+    await reconciler.tick();
+    expect(t.store.runs.get(runId)?.status).toBe("running");
+    expect((await t.lifecycle.complete(runId, 1, "inv-1", answer(200)))?.status).toBe("succeeded");
+  });
+
+  it("the app's queue TTL still applies when it is the earlier deadline", async () => {
+    const t = await setUp(testApp("a", { maxConcurrency: 1, queueTtlSeconds: 3 }));
+    const reconciler = createReconciler(t.deps, t.lifecycle);
+    const blocker = await t.registry.submit("p", input("a"), TRACE);
+    await t.lifecycle.claim(blocker.runId, 1, "inv-1");
+    const waiting = await t.registry.submit("p", input("a", { queueTtlSeconds: 600 }), TRACE);
+    vi.setSystemTime(T0.getTime() + 4_000);
+    await t.lifecycle.heartbeat("inv-1", [{ runId: blocker.runId, attempt: 1 }]);
+    await reconciler.tick();
+    expect(t.store.runs.get(waiting.runId)).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded" });
+    expect(t.store.runs.get(waiting.runId)?.error_message).toContain("app's queue_ttl_seconds");
+  });
+
+  it("refuses a negative, fractional or absurd ttl, or one that ends before not_before, with invalid_argument, storing nothing", async () => {
+    const { registry, store, bus } = await setUp(testApp("a"));
+    for (const queueTtlSeconds of [-1, 1.5, 30 * 86_400 + 1, Number.NaN]) {
+      const err = await registry.submit("p", input("a", { queueTtlSeconds }), TRACE).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "invalid_argument" });
+      expect((err as Error).message).toContain("queue_ttl_seconds");
+    }
+    const late = input("a", { queueTtlSeconds: 60, notBefore: new Date(T0.getTime() + 60_000) });
+    await expect(registry.submit("p", late, TRACE)).rejects.toMatchObject({ code: "invalid_argument" });
+    expect(store.runs.size).toBe(0);
+    expect(bus.dispatched).toEqual([]);
+  });
+
+  it("a manual retry is a new run without the first one's deadline", async () => {
+    const t = await setUp(testApp("a", { maxConcurrency: 1 }));
+    const reconciler = createReconciler(t.deps, t.lifecycle);
+    const blocker = await t.registry.submit("p", input("a"), TRACE);
+    await t.lifecycle.claim(blocker.runId, 1, "inv-1");
+    const waiting = await t.registry.submit("p", input("a", { queueTtlSeconds: 1 }), TRACE);
+    vi.setSystemTime(T0.getTime() + 1_000);
+    await t.lifecycle.heartbeat("inv-1", [{ runId: blocker.runId, attempt: 1 }]);
+    await reconciler.tick();
+    expect(t.store.runs.get(waiting.runId)?.status).toBe("expired");
+    const again = await t.registry.retry("p", waiting.runId, TRACE);
+    expect(t.store.runs.get(again.runId)).toMatchObject({ status: "queued", expires_at: null });
   });
 });
 

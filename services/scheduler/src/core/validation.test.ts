@@ -16,6 +16,7 @@ const submit: SubmitInput = {
   priority: 0,
   idempotencyKey: "",
   notBefore: undefined,
+  queueTtlSeconds: 0,
   labels: {},
 };
 const limits = { maxRequestBytes: 1024, allowPrivateWebhooks: false, now: new Date() };
@@ -58,14 +59,20 @@ describe("checkSubmit", () => {
   const app = normaliseApp({ ...base, timeoutSeconds: 600 });
 
   it("takes the app's timeout by default", () => {
-    expect(checkSubmit(submit, app, limits)).toEqual({ timeoutSeconds: 600 });
-    expect(checkSubmit({ ...submit, timeoutSeconds: 30 }, app, limits)).toEqual({ timeoutSeconds: 30 });
+    expect(checkSubmit(submit, app, limits)).toEqual({ timeoutSeconds: 600, expiresAt: null });
+    expect(checkSubmit({ ...submit, timeoutSeconds: 30 }, app, limits)).toEqual({ timeoutSeconds: 30, expiresAt: null });
+  });
+
+  it("makes a queue ttl the run's deadline from now", () => {
+    expect(checkSubmit({ ...submit, queueTtlSeconds: 90 }, app, limits).expiresAt).toEqual(new Date(limits.now.getTime() + 90_000));
   });
 
   it.each([
     [{ timeoutSeconds: 601 }, "invalid_argument: timeout_seconds"],
     [{ timeoutSeconds: -5 }, "invalid_argument: timeout_seconds"],
     [{ priority: 101 }, "invalid_argument: priority"],
+    [{ queueTtlSeconds: -1 }, "invalid_argument: queue_ttl_seconds"],
+    [{ queueTtlSeconds: 2_592_001 }, "invalid_argument: queue_ttl_seconds"],
     [{ priority: -101 }, "invalid_argument: priority"],
     [{ method: "get" }, "invalid_argument: request.method"],
     [{ path: "predict" }, "invalid_argument: request.path"],

@@ -1,6 +1,6 @@
 import { LonghaulError } from "@longhaul/shared/errors";
 import { validateWebhookUrl } from "@longhaul/shared/egress";
-import { checkLabels } from "@longhaul/shared/domain";
+import { checkLabels, MAX_QUEUE_TTL_SECONDS } from "@longhaul/shared/domain";
 import { MAX_TIMEOUT_SECONDS, type AppSettings } from "./model.js";
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -58,7 +58,7 @@ export function normaliseApp(input: AppInput): AppSettings {
     initialBackoffSeconds: numberIn("retry.initial_backoff_seconds", initial, 0.1, 3600),
     maxBackoffSeconds: numberIn("retry.max_backoff_seconds", max, initial, 86_400),
     idempotent: retry?.idempotent ?? false,
-    queueTtlSeconds: intIn("queue_ttl_seconds", input.queueTtlSeconds, 0, 30 * 86_400),
+    queueTtlSeconds: intIn("queue_ttl_seconds", input.queueTtlSeconds, 0, MAX_QUEUE_TTL_SECONDS),
   };
   return settings;
 }
@@ -88,6 +88,8 @@ export interface SubmitInput {
   priority: number;
   idempotencyKey: string;
   notBefore: Date | undefined;
+  /** Seconds from submit within which the run must start; 0: none of its own (the app's queue TTL still applies). */
+  queueTtlSeconds: number;
   /** Labels to find the run by; checked here, whichever client sent them. */
   labels: Record<string, string>;
   /** The run id the caller chose (a UUID), or empty. */
@@ -100,8 +102,11 @@ export interface SubmitLimits {
   now: Date;
 }
 
-/** Checks a submit against the app and the limits; returns the effective timeout. */
-export function checkSubmit(input: SubmitInput, app: AppSettings, limits: SubmitLimits): { timeoutSeconds: number } {
+/**
+ * Checks a submit against the app and the limits; returns the effective
+ * timeout and the run's own start deadline (null without a queue TTL).
+ */
+export function checkSubmit(input: SubmitInput, app: AppSettings, limits: SubmitLimits): { timeoutSeconds: number; expiresAt: Date | null } {
   if (!METHOD.test(input.method)) throw invalid("request.method", "must be an HTTP method in upper case");
   if (!input.path.startsWith("/") || input.path.length > 8192) throw invalid("request.path", "must start with '/' and be at most 8192 characters");
   if (input.query.length > 8192) throw invalid("request.query", "at most 8192 characters");
@@ -120,7 +125,16 @@ export function checkSubmit(input: SubmitInput, app: AppSettings, limits: Submit
   if (input.notBefore && input.notBefore.getTime() > limits.now.getTime() + 30 * 86_400_000) {
     throw invalid("not_before", "at most 30 days ahead");
   }
-  return { timeoutSeconds: input.timeoutSeconds || app.timeoutSeconds };
+  let expiresAt: Date | null = null;
+  if (input.queueTtlSeconds !== 0) {
+    intIn("queue_ttl_seconds", input.queueTtlSeconds, 1, MAX_QUEUE_TTL_SECONDS);
+    expiresAt = new Date(limits.now.getTime() + input.queueTtlSeconds * 1000);
+    // A deadline before the earliest start could never be met: refused, not stored to expire.
+    if (input.notBefore && input.notBefore.getTime() >= expiresAt.getTime()) {
+      throw invalid("queue_ttl_seconds", "the run would expire before not_before lets it start");
+    }
+  }
+  return { timeoutSeconds: input.timeoutSeconds || app.timeoutSeconds, expiresAt };
 }
 
 /** Statuses a bulk retry may select: finished, and not succeeded. */

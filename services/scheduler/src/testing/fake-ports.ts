@@ -52,7 +52,16 @@ export function createFakeStore(): FakeStore {
   const ref = (run: RunRecord): DispatchRef => ({ runId: run.id, attempt: run.attempt, project: run.project_id, app: run.app, traceparent: run.traceparent });
   const inFlight = (project: string, app: string) =>
     [...runs.values()].filter((r) => r.project_id === project && r.app === app && (r.status === "dispatched" || r.status === "running")).length;
-  const due = (r: RunRecord) => r.status === "queued" && (r.not_before === null || r.not_before.getTime() <= now());
+  /** Past its own start deadline: it never starts (the claim refuses it, the reconciler expires it). */
+  const lapsed = (r: RunRecord) => r.expires_at !== null && r.expires_at.getTime() <= now();
+  const waiting = (r: RunRecord) => r.status === "queued" || r.status === "dispatched";
+  /** A queued first attempt past its app's queue TTL. */
+  const overAppTtl = (r: RunRecord) => {
+    const ttl = appOf(r)?.queueTtlSeconds ?? 0;
+    return r.status === "queued" && r.attempt === 1 && ttl > 0 && r.created_at.getTime() < now() - ttl * 1000;
+  };
+  const expirable = (r: RunRecord) => (waiting(r) && lapsed(r)) || overAppTtl(r);
+  const due = (r: RunRecord) => r.status === "queued" && (r.not_before === null || r.not_before.getTime() <= now()) && !lapsed(r);
   const leaseLost = (r: RunRecord) => r.status === "running" && r.owner !== null && (sessions.get(r.owner) ?? 0) < now();
 
   /** Dispatches queued runs of one app, oldest first, as far as its limit and pause allow. */
@@ -129,7 +138,7 @@ export function createFakeStore(): FakeStore {
     },
     async claimRun(runId, attempt, invokerId, leaseSeconds) {
       const run = runs.get(runId);
-      if (!run || run.status !== "dispatched" || run.attempt !== attempt) return undefined;
+      if (!run || run.status !== "dispatched" || run.attempt !== attempt || lapsed(run)) return undefined;
       sessions.set(invokerId, now() + leaseSeconds * 1000);
       Object.assign(run, { status: "running", owner: invokerId, started_at: run.started_at ?? new Date() });
       attempts.push({ run_id: runId, attempt, invoker_id: invokerId, started_at: new Date(), finished_at: null, status_code: null, error_code: null, error_message: null });
@@ -166,12 +175,25 @@ export function createFakeStore(): FakeStore {
     async dueWork() {
       check("dueWork");
       const values = [...runs.values()];
-      const waiting = values.flatMap((r) => (r.status === "queued" && r.not_before && r.not_before.getTime() > now() ? [r.not_before.getTime()] : []));
-      const nextDueAt = waiting.length > 0 ? new Date(Math.min(...waiting)) : null;
-      return { expire: false, leases: values.some(leaseLost), queued: values.some(due), redispatch: false, webhooks: false, nextDueAt };
+      const times = values.flatMap((r) => [
+        ...(r.status === "queued" && r.not_before && r.not_before.getTime() > now() ? [r.not_before.getTime()] : []),
+        ...(waiting(r) && r.expires_at && r.expires_at.getTime() > now() ? [r.expires_at.getTime()] : []),
+      ]);
+      const nextDueAt = times.length > 0 ? new Date(Math.min(...times)) : null;
+      return { expire: values.some(expirable), leases: values.some(leaseLost), queued: values.some(due), redispatch: false, webhooks: false, nextDueAt };
     },
     async expireQueued() {
-      return [];
+      const ended = [...runs.values()].filter(expirable);
+      for (const r of ended) {
+        Object.assign(r, {
+          status: "expired",
+          finished_at: new Date(),
+          error_code: "queue_ttl_exceeded",
+          error_message: lapsed(r) ? "not started within the run's own queue_ttl_seconds" : "waited in the queue past the app's queue_ttl_seconds",
+          webhook_state: r.webhook_url ? "pending" : "none",
+        });
+      }
+      return ended.map((r) => ({ id: r.id, project: r.project_id, app: r.app, webhook: r.webhook_url !== null }));
     },
     async expiredLeases(limit) {
       check("expiredLeases");
@@ -232,6 +254,7 @@ export function createFakeStore(): FakeStore {
       idempotency_key: n.idempotencyKey,
       retry_of: n.retryOf,
       not_before: n.notBefore,
+      expires_at: n.expiresAt,
       created_at: new Date(),
       dispatched_at: null,
       started_at: null,

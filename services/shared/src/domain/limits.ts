@@ -15,3 +15,10 @@ export const MAX_RUN_TIMEOUT_MS = MAX_RUN_TIMEOUT_SECONDS * 1000;
 export function isSuccessStatus(statusCode: number): boolean {
   return statusCode >= 200 && statusCode < 300;
 }
+
+/**
+ * The longest a run may wait to start: an app's `queue_ttl_seconds` and a
+ * run's own queue deadline are bounded by it, as a delayed start is
+ * (`X-Longhaul-Delay`). 30 days.
+ */
+export const MAX_QUEUE_TTL_SECONDS = 30 * 24 * 60 * 60;

@@ -56,6 +56,7 @@ export function runToJson(run: runsPb.Run) {
     idempotency_key: orNull(run.idempotencyKey),
     created_at: iso(run.createdAt),
     not_before: iso(run.notBefore),
+    expires_at: iso(run.expiresAt),
     dispatched_at: iso(run.dispatchedAt),
     started_at: iso(run.startedAt),
     finished_at: iso(run.finishedAt),

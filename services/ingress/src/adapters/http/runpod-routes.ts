@@ -10,6 +10,7 @@ import {
   isRunpodFinished,
   parseRunpodRequest,
   runpodAppBody,
+  runpodQueueTtlSeconds,
   runpodJob,
   runpodStatus,
   runpodTimeoutSeconds,
@@ -93,6 +94,8 @@ export function runpodRoutes(deps: RouteDeps): Route[] {
         webhookUrl: req.webhook ?? "",
         timeoutSeconds,
         priority: req.priority,
+        // The scheduler never starts it past the ttl, asked about or not.
+        queueTtlSeconds: runpodQueueTtlSeconds(req),
         labels: { [RUNPOD_JOB_LABEL]: jobId, ...expires },
       }),
     );

@@ -46,6 +46,7 @@ function run(over: Partial<Run> = {}): Run {
     idempotency_key: null,
     created_at: "2026-05-01T12:00:00.000Z",
     not_before: null,
+    expires_at: null,
     dispatched_at: null,
     started_at: null,
     finished_at: null,

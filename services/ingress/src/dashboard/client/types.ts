@@ -44,6 +44,7 @@ export interface Run {
   idempotency_key: string | null;
   created_at: string;
   not_before: string | null;
+  expires_at: string | null;
   dispatched_at: string | null;
   started_at: string | null;
   finished_at: string | null;

@@ -40,6 +40,7 @@ export function runToProto({ run, attempts }: RunView): runsPb.Run {
     startedAt: orUndefined(run.started_at),
     finishedAt: orUndefined(run.finished_at),
     notBefore: orUndefined(run.not_before),
+    expiresAt: orUndefined(run.expires_at),
     labels: run.labels ?? {},
     attempts: attempts.map((a) => ({
       attempt: a.attempt,

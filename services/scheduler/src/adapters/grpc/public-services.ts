@@ -71,6 +71,7 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
             priority: req.priority,
             idempotencyKey: req.idempotencyKey,
             notBefore: req.notBefore,
+            queueTtlSeconds: req.queueTtlSeconds,
             labels: req.labels,
             runId: req.runId,
           },

@@ -37,6 +37,7 @@ export interface NewRunRow {
   idempotency_key: string | null;
   retry_of: string | null;
   not_before: Date | null;
+  expires_at: Date | null;
   traceparent: string;
   tracestate: string;
   /** JSON text. */
@@ -49,7 +50,7 @@ const NEW_RUN_COLUMNS: [keyof NewRunRow, string][] = [
   ["method", "text"], ["path", "text"], ["query", "text"], ["upstream_url", "text"], ["request_headers", "jsonb"],
   ["request_body", "bytea"], ["webhook_url", "text"], ["priority", "int"], ["timeout_seconds", "int"],
   ["max_attempts", "int"], ["idempotency_key", "text"], ["retry_of", "uuid"], ["not_before", "timestamptz"],
-  ["traceparent", "text"], ["tracestate", "text"], ["labels", "jsonb"],
+  ["traceparent", "text"], ["tracestate", "text"], ["labels", "jsonb"], ["expires_at", "timestamptz"],
 ];
 
 /**
@@ -99,6 +100,8 @@ const CLAIM_RUNS = `
     from wanted w
     where runs.id = w.id and runs.attempt = w.attempt
       and (runs.status = 'dispatched' or (runs.status = 'running' and runs.owner = w.invoker))
+      -- Past its own start deadline a run never starts (a re-claim of a started one is not a start).
+      and (runs.expires_at is null or runs.expires_at > now() or runs.status = 'running')
     returning ${RUN_RETURNING}
   ), session as (
     insert into invoker_sessions (invoker_id, lease_expires_at)

@@ -208,6 +208,7 @@ function runRow(input: NewRunInput, runId: string, status: "queued" | "dispatche
       idempotency_key: input.idempotencyKey,
       retry_of: input.retryOf,
       not_before: input.notBefore,
+      expires_at: input.expiresAt,
       traceparent: input.traceparent,
       tracestate: input.tracestate,
       labels: JSON.stringify(input.labels),

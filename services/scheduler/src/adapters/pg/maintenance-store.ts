@@ -62,6 +62,8 @@ export async function dispatchQueued(
           .where("app", "=", appName)
           .where("status", "=", "queued")
           .where((eb) => eb.or([eb("not_before", "is", null), eb("not_before", "<=", sql<Date>`now()`)]))
+          // Past its deadline a run is the reconciler's to expire: a dispatch would take a slot it can never use.
+          .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", sql<Date>`now()`)]))
           .orderBy("priority", "desc")
           .orderBy("created_at")
           .orderBy("id")
@@ -75,17 +77,27 @@ export async function dispatchQueued(
   });
 }
 
-/** First attempts queued past their app's TTL become `expired`. */
+/**
+ * Ends as `expired` (queue_ttl_exceeded) the runs that waited too long: a
+ * first attempt queued past its app's TTL, and any run not started by its
+ * own deadline (`expires_at`), queued or dispatched (the claim refuses it
+ * then). The earlier of the two deadlines wins. The status is checked again
+ * under each row's lock, so a run claimed meanwhile is left running.
+ */
 export async function expireQueued(db: Kysely<SchedulerDb>): Promise<{ id: string; project: string; app: string; webhook: boolean }[]> {
   const rows = await sql<{ id: string; project_id: string; app: string; webhook_url: string | null }>`
     update runs r set
       status = 'expired', finished_at = now(),
-      error_code = 'queue_ttl_exceeded', error_message = 'waited in the queue past the app''s queue_ttl_seconds',
+      error_code = 'queue_ttl_exceeded',
+      error_message = case when r.expires_at <= now() then 'not started within the run''s own queue_ttl_seconds'
+        else 'waited in the queue past the app''s queue_ttl_seconds' end,
       webhook_state = case when r.webhook_url is null then 'none' else 'pending' end
-    from apps a
-    where r.status = 'queued' and r.attempt = 1
-      and a.project_id = r.project_id and a.name = r.app and a.queue_ttl_seconds > 0
-      and r.created_at < now() - make_interval(secs => a.queue_ttl_seconds)
+    where r.id in (
+        select id from runs where status in ('queued', 'dispatched') and expires_at <= now()
+        union
+        select q.id from apps a join runs q on q.project_id = a.project_id and q.app = a.name and q.status = 'queued'
+        where a.queue_ttl_seconds > 0 and q.attempt = 1 and q.created_at < now() - make_interval(secs => a.queue_ttl_seconds))
+      and (r.status = 'queued' or (r.status = 'dispatched' and r.expires_at <= now()))
     returning r.id, r.project_id, r.app, r.webhook_url`.execute(db);
   return rows.rows.map((r) => ({ id: r.id, project: r.project_id, app: r.app, webhook: r.webhook_url !== null }));
 }
@@ -185,9 +197,10 @@ export async function appCounts(
 export async function dueWork(db: Kysely<SchedulerDb>, redispatchAfterSeconds: number, webhookAfterSeconds: number): Promise<DueWork> {
   const { rows } = await sql<DueWork>`
     select
-      exists (select 1 from runs r join apps a on a.project_id = r.project_id and a.name = r.app
+      (exists (select 1 from runs r join apps a on a.project_id = r.project_id and a.name = r.app
               where r.status = 'queued' and r.attempt = 1 and a.queue_ttl_seconds > 0
-                and r.created_at < now() - make_interval(secs => a.queue_ttl_seconds)) as expire,
+                and r.created_at < now() - make_interval(secs => a.queue_ttl_seconds))
+        or exists (select 1 from runs where status in ('queued', 'dispatched') and expires_at <= now())) as expire,
       exists (select 1 from invoker_sessions s join runs r on r.owner = s.invoker_id and r.status = 'running'
               where s.lease_expires_at < now() and r.lease_expires_at < now()) as leases,
       exists (select 1 from runs
@@ -199,7 +212,9 @@ export async function dueWork(db: Kysely<SchedulerDb>, redispatchAfterSeconds: n
               where webhook_state = 'pending' and webhook_taken_at is null
                 and finished_at < now() - make_interval(secs => ${webhookAfterSeconds})
                 and (webhook_published_at is null or webhook_published_at < now() - make_interval(secs => ${webhookAfterSeconds}))) as webhooks,
-      (select min(not_before) from runs where status = 'queued' and not_before > now()) as "nextDueAt"
+      least(
+        (select min(not_before) from runs where status = 'queued' and not_before > now()),
+        (select min(expires_at) from runs where status in ('queued', 'dispatched') and expires_at > now())) as "nextDueAt"
   `.execute(db);
   return rows[0]!;
 }

@@ -278,6 +278,21 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`create index if not exists runs_not_before on runs (not_before) where status = 'queued' and not_before is not null`.execute(db);
     },
   },
+  // A run's own start deadline (SubmitRunRequest.queue_ttl_seconds, RunPod's
+  // policy.ttl): a run not claimed by then never starts; the claim refuses it
+  // and the reconciler ends it `expired`. On a live table: the column is
+  // nullable without a default (a catalog change, no rewrite), and the lock
+  // it needs is waited for at most 5 s (else the migration fails and is run
+  // again) rather than queueing every query on runs behind a long one. The
+  // partial index holds only waiting runs that have a deadline: the
+  // reconciler's probe and its sleep until the earliest deadline read it alone.
+  "0018_runs_expires_at": {
+    async up(db: Kysely<unknown>) {
+      await sql`set local lock_timeout = '5s'`.execute(db);
+      await sql`alter table runs add column if not exists expires_at timestamptz`.execute(db);
+      await sql`create index if not exists runs_expires_at on runs (expires_at) where status in ('queued', 'dispatched') and expires_at is not null`.execute(db);
+    },
+  },
 };
 
 /** The scheduler's migrations and the table that records them. */

@@ -54,6 +54,7 @@ function newRun(app: ReturnType<typeof normaliseApp>, patch: Partial<NewRun> = {
     idempotencyKey: null,
     requestHash: "h1",
     notBefore: null,
+    expiresAt: null,
     retryOf: null,
     traceparent: "",
     tracestate: "",
@@ -246,6 +247,52 @@ describe("pg store", () => {
     const expired = await a.expireQueued();
     expect(expired.map((e) => e.id)).toEqual([waiting.runId]);
     expect(await a.findRun("p1", waiting.runId)).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", webhook_state: "pending" });
+  });
+
+  it("a run's own deadline: never claimed past it (a started run's re-claim still is), never dispatched past it, then expired", async () => {
+    const app = normaliseApp({ name: "deadline", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    const limited = normaliseApp({ name: "deadline-q", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 1, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    await a.upsertApp("p1", limited);
+    const soon = () => new Date(Date.now() + 800);
+    const unclaimed = await a.insertRun(newRun(app, { expiresAt: soon(), webhookUrl: "http://example.com/h" }));
+    const started = await a.insertRun(newRun(app, { expiresAt: soon() }));
+    const later = await a.insertRun(newRun(app, { expiresAt: new Date(Date.now() + 60_000) }));
+    const blocker = await a.insertRun(newRun(limited));
+    const waitingDeadline = soon();
+    const waiting = await a.insertRun(newRun(limited, { expiresAt: waitingDeadline }));
+    expect([unclaimed.dispatch, waiting.dispatch === null]).toEqual([expect.objectContaining({ runId: unclaimed.runId }), true]);
+    expect((await a.findRun("p1", waiting.runId))?.expires_at?.getTime()).toBe(waitingDeadline.getTime());
+    await a.claimRun(started.runId, 1, "inv-d", 60);
+    await a.claimRun(blocker.runId, 1, "inv-d", 60);
+    // The reconciler sleeps until the first deadline of a waiting run at the latest.
+    const before = await a.dueWork(30, 30);
+    expect(before.nextDueAt!.getTime()).toBeLessThanOrEqual(waitingDeadline.getTime());
+    expect(before.expire).toBe(false);
+
+    await new Promise((r) => setTimeout(r, 900));
+    expect(await a.claimRun(unclaimed.runId, 1, "inv-d", 60)).toBeUndefined();
+    expect(await b.claimRun(unclaimed.runId, 1, "inv-e", 60)).toBeUndefined();
+    expect(await a.claimRun(started.runId, 1, "inv-d", 60)).toMatchObject({ id: started.runId, status: "running" });
+    expect(await a.claimRun(later.runId, 1, "inv-d", 60)).toMatchObject({ id: later.runId, status: "running" });
+    // The blocker ends: its slot is not given to the run past its deadline.
+    await a.endSucceeded(blocker.runId, 1, "inv-d", ok);
+    expect(await a.dispatchQueued("p1", "deadline-q", 10)).toEqual([]);
+
+    expect((await a.dueWork(30, 30)).expire).toBe(true);
+    const expired = await a.expireQueued();
+    expect(expired.map((e) => e.id).sort()).toEqual([unclaimed.runId, waiting.runId].sort());
+    expect(expired.find((e) => e.id === unclaimed.runId)?.webhook).toBe(true);
+    expect(await a.findRun("p1", unclaimed.runId)).toMatchObject({
+      status: "expired",
+      error_code: "queue_ttl_exceeded",
+      webhook_state: "pending",
+      started_at: null,
+    });
+    expect((await a.findRun("p1", waiting.runId))?.error_message).toContain("own queue_ttl_seconds");
+    expect(await a.findAttempts(unclaimed.runId)).toEqual([]);
+    expect(await a.findRun("p1", started.runId)).toMatchObject({ status: "running" });
+    expect(await a.expireQueued()).toEqual([]);
   });
 
   it("lists newest first with a stable cursor, scoped to the project", async () => {

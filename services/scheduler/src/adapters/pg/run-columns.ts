@@ -11,5 +11,6 @@ export const runColumns = [
   "max_attempts", "attempt", "idempotency_key", "retry_of", "not_before", "created_at", "dispatched_at",
   "started_at", "finished_at", "owner", "lease_expires_at", "status_code", "response_headers",
   "response_body", "response_truncated", "error_code", "error_message", "traceparent", "tracestate", "labels",
+  "expires_at",
 ] as const;
 

@@ -34,6 +34,7 @@ function newRun(patch: Partial<NewRun> = {}): NewRun {
     idempotencyKey: null,
     requestHash: "h",
     notBefore: null,
+    expiresAt: null,
     retryOf: null,
     traceparent: "",
     tracestate: "",

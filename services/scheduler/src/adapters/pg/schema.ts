@@ -96,6 +96,8 @@ export interface RunsTable {
   idempotency_key: string | null;
   retry_of: string | null;
   not_before: NullableTimestamp;
+  /** The run's own start deadline (migration 0018): not started by then, it never starts. */
+  expires_at: NullableTimestamp;
   created_at: GeneratedTimestamp;
   dispatched_at: NullableTimestamp;
   started_at: NullableTimestamp;

@@ -121,7 +121,7 @@ const schemas: Record<string, Schema> = {
         type: "object",
         properties: {
           executionTimeout: { ...int, minimum: 1000, maximum: 43200000, description: "ms; the run's timeout" },
-          ttl: { ...int, description: "ms: the job's whole lifetime from submit; it bounds the run's timeout, and past it the job is cancelled if not ended and answers 404 (checked when the job is asked about)" },
+          ttl: { ...int, minimum: 1000, maximum: 604800000, description: "ms: the job's whole lifetime from submit; it bounds the run's timeout, a job not started within it (whole seconds, rounded down) never starts and ends TIMED_OUT, and past it the job is cancelled if not ended and answers 404 when asked about" },
           lowPriority: { type: "boolean" },
         },
       },

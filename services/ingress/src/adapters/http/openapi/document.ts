@@ -64,6 +64,8 @@ const asyncHeaders = [
   { name: "X-Longhaul-Priority", in: "header", schema: { type: "integer", minimum: -100, maximum: 100 } },
   { name: "X-Longhaul-Not-Before", in: "header", schema: { type: "string", format: "date-time" } },
   { name: "X-Longhaul-Delay", in: "header", schema: { type: "integer", minimum: 0, maximum: 2592000 } },
+  { name: "X-Longhaul-Queue-Ttl", in: "header", schema: { type: "integer", minimum: 1, maximum: 2592000 }, description: "Seconds from submit within which the run must start; not started by then (the app busy), it ends `expired` (`queue_ttl_exceeded`) and never reaches the app. The app's `queue_ttl_seconds` still applies: the earlier wins. Async only." },
+  { name: "queueTtl", in: "query", schema: { type: "integer", minimum: 1, maximum: 2592000 }, description: "`X-Longhaul-Queue-Ttl` as a query parameter (read only without the header; passed to the app like any other)." },
   { name: "X-Longhaul-Labels", in: "header", schema: { type: "string" }, description: "`key=value,key=value`, up to 10." },
   { name: "async", in: "query", schema: { type: "string", enum: ["true", "1", "false", "0", ""] }, description: "`true`, `1` or a bare `async`: answer 202 at once and run in the background." },
   { name: "webhookEndpoint", in: "query", schema: { type: "string", format: "uri" }, description: "POST the app's answer here when the run finishes (async only)." },

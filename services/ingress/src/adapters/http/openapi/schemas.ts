@@ -64,6 +64,7 @@ const run = closed(
     idempotency_key: nullable("string"),
     created_at: dateTime,
     not_before: nullableDateTime,
+    expires_at: { ...nullableDateTime, description: "The run's own start deadline (`X-Longhaul-Queue-Ttl`, RunPod's `policy.ttl`): not started by then, it ends `expired`. Null without one (the app's `queue_ttl_seconds` may still apply)." },
     dispatched_at: nullableDateTime,
     started_at: nullableDateTime,
     finished_at: nullableDateTime,

@@ -209,6 +209,11 @@ export interface Run {
   attempts: RunAttempt[];
   /** Labels the client set at submit (at most 10), e.g. {"team": "ml"}. */
   labels: { [key: string]: string };
+  /**
+   * The run's own start deadline (submit + queue_ttl_seconds); unset when it
+   * was submitted without one.
+   */
+  expiresAt?: Date | undefined;
 }
 
 export interface Run_LabelsEntry {
@@ -245,6 +250,15 @@ export interface SubmitRunRequest {
    * another project's run is refused (ALREADY_EXISTS).
    */
   runId: string;
+  /**
+   * Seconds from submit within which the run must start: one not started by
+   * then (still queued, or handed to an invoker that has not claimed it)
+   * never starts and ends `expired` with error code queue_ttl_exceeded; a
+   * retry of a failed attempt is not started past it either. The app's
+   * queue_ttl_seconds still applies: the earlier deadline wins. 0: none of
+   * its own; else 1..2592000 (30 days), and after not_before.
+   */
+  queueTtlSeconds: number;
 }
 
 export interface SubmitRunRequest_LabelsEntry {
@@ -905,6 +919,7 @@ function createBaseRun(): Run {
     notBefore: undefined,
     attempts: [],
     labels: {},
+    expiresAt: undefined,
   };
 }
 
@@ -985,6 +1000,9 @@ export const Run: MessageFns<Run> = {
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       Run_LabelsEntry.encode({ key: key as any, value }, writer.uint32(202).fork()).join();
     });
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(210).fork()).join();
+    }
     return writer;
   },
 
@@ -1204,6 +1222,14 @@ export const Run: MessageFns<Run> = {
             }
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1314,6 +1340,11 @@ export const Run: MessageFns<Run> = {
           {},
         )
         : {},
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
     };
   },
 
@@ -1400,6 +1431,9 @@ export const Run: MessageFns<Run> = {
         });
       }
     }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
     return obj;
   },
 
@@ -1441,6 +1475,7 @@ export const Run: MessageFns<Run> = {
       },
       {},
     );
+    message.expiresAt = object.expiresAt ?? undefined;
     return message;
   },
 };
@@ -1541,6 +1576,7 @@ function createBaseSubmitRunRequest(): SubmitRunRequest {
     notBefore: undefined,
     labels: {},
     runId: "",
+    queueTtlSeconds: 0,
   };
 }
 
@@ -1572,6 +1608,9 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     });
     if (message.runId !== "") {
       writer.uint32(82).string(message.runId);
+    }
+    if (message.queueTtlSeconds !== 0) {
+      writer.uint32(88).int32(message.queueTtlSeconds);
     }
     return writer;
   },
@@ -1664,6 +1703,14 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
             message.runId = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.queueTtlSeconds = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1720,6 +1767,11 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      queueTtlSeconds: isSet(object.queueTtlSeconds)
+        ? globalThis.Number(object.queueTtlSeconds)
+        : isSet(object.queue_ttl_seconds)
+        ? globalThis.Number(object.queue_ttl_seconds)
+        : 0,
     };
   },
 
@@ -1758,6 +1810,9 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     if (message.runId !== "") {
       obj.runId = message.runId;
     }
+    if (message.queueTtlSeconds !== 0) {
+      obj.queueTtlSeconds = Math.round(message.queueTtlSeconds);
+    }
     return obj;
   },
 
@@ -1785,6 +1840,7 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
       {},
     );
     message.runId = object.runId ?? "";
+    message.queueTtlSeconds = object.queueTtlSeconds ?? 0;
     return message;
   },
 };
