@@ -200,6 +200,12 @@ export const schemaEnvSchema = z.object({
    * it needs before it exits with an error. @default 600
    */
   LONGHAUL_MIGRATION_WAIT_SECONDS: envInt(600, 0, 86_400),
+  /**
+   * Run the hot path's statements as named prepared statements (parsed and
+   * planned once per connection). Turn off behind a pooler that cannot keep
+   * them (PgBouncer in transaction mode before 1.21). @default true
+   */
+  LONGHAUL_PG_PREPARED_STATEMENTS: envBool(true),
 });
 
 export type SchemaConfig = z.infer<typeof schemaEnvSchema>;

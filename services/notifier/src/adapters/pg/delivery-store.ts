@@ -1,4 +1,4 @@
-import { groupCommit, sql } from "@longhaul/shared/db";
+import { executePrepared, groupCommit, sql } from "@longhaul/shared/db";
 import type { Kysely, Selectable } from "kysely";
 import type { AttemptOutcome, Delivery, DeliveryAttempt, DeliveryState, DeliveryStore } from "../../core/ports.js";
 import type { NotifierDatabase, WebhookAttemptsTable, WebhookDeliveriesTable } from "./schema.js";
@@ -65,7 +65,7 @@ async function writeBatch(db: Kysely<NotifierDatabase>, writes: Write[]): Promis
   const creates = writes.flatMap((w) => (w.kind === "create" ? [w] : []));
   const finishes = writes.flatMap((w) => (w.kind === "finish" ? [w] : []));
   const col = <T, V>(rows: T[], f: (r: T) => V) => rows.map(f);
-  const { rows } = await sql<{ kind: "c" | "f"; run_id: string; created_at: Date | null; next_attempt_at: Date | null }>`
+  const { rows } = await executePrepared(db, "lh_write_deliveries", sql<{ kind: "c" | "f"; run_id: string; created_at: Date | null; next_attempt_at: Date | null }>`
     with c as (
       select * from unnest(
         ${col(creates, (w) => w.d.runId)}::uuid[], ${col(creates, (w) => w.d.projectId)}::text[],
@@ -109,7 +109,7 @@ async function writeBatch(db: Kysely<NotifierDatabase>, writes: Write[]): Promis
     )
     select 'c' as kind, run_id, created_at, next_attempt_at from ins
     union all
-    select 'f', run_id, null, null from upd`.execute(db);
+    select 'f', run_id, null, null from upd`);
   const created = new Map<string, { created_at: Date | null; next_attempt_at: Date | null }>();
   const kept = new Set<string>();
   for (const r of rows) {

@@ -1,5 +1,5 @@
-import { CompiledQuery, sql, type Kysely } from "kysely";
-import { groupCommit } from "@longhaul/shared/db";
+import { CompiledQuery, type Kysely } from "kysely";
+import { groupCommit, preparedStatement } from "@longhaul/shared/db";
 import type { RunRecord } from "../../core/model.js";
 import type { AttemptResult } from "../../core/ports.js";
 import { runColumns, type Db } from "./run-columns.js";
@@ -58,13 +58,13 @@ const NEW_RUN_COLUMNS: [keyof NewRunRow, string][] = [
  * building per submit: kysely's was a tenth of the scheduler's CPU per run):
  * a column of values per array.
  */
-const INSERT_RUNS = `
+const INSERT_RUNS = preparedStatement("lh_insert_runs", `
   insert into runs (${NEW_RUN_COLUMNS.map(([c]) => c).join(", ")}, dispatched_at)
   select ${NEW_RUN_COLUMNS.map(([c]) => `r.${c}`).join(", ")}, case when r.status = 'dispatched' then now() end
   from unnest(${NEW_RUN_COLUMNS.map(([, t], i) => `$${i + 1}::${t}[]`).join(", ")})
     as r(${NEW_RUN_COLUMNS.map(([c]) => c).join(", ")})
   on conflict (id) do nothing
-  returning id`;
+  returning id`);
 
 /** Inserts runs in one statement; the ids inserted (a run whose id existed is not). */
 export async function insertRuns(db: Db, rows: readonly NewRunRow[]): Promise<Set<string>> {
@@ -88,7 +88,7 @@ export function batchedInsert(db: Kysely<SchedulerDb>) {
 const RUN_RETURNING = runColumns.map((c) => `runs.${c}`).join(", ");
 
 /** Claims (batchedClaim), the text fixed. */
-const CLAIM_RUNS = `
+const CLAIM_RUNS = preparedStatement("lh_claim_runs", `
   with wanted as (
     select * from unnest($1::uuid[], $2::int[], $3::text[], $4::int[]) as w(id, attempt, invoker, lease)
   ), claimed as (
@@ -113,10 +113,10 @@ const CLAIM_RUNS = `
     select id, attempt, owner from claimed
     on conflict (run_id, attempt) do nothing
   )
-  select * from claimed`;
+  select * from claimed`);
 
 /** Successful completions (batchedSuccess), the text fixed. */
-const END_SUCCEEDED = `
+const END_SUCCEEDED = preparedStatement("lh_end_succeeded", `
   with done as (
     select * from unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::jsonb[], $6::bytea[], $7::bool[])
       as d(id, attempt, owner, status_code, headers, body, truncated)
@@ -142,7 +142,7 @@ const END_SUCCEEDED = `
     where run_attempts.run_id = e.id and run_attempts.attempt = e.attempt
   )
   select e.*, (select a.max_concurrency from apps a where a.project_id = e.project_id and a.name = e.app) as app_max_concurrency
-  from ended e`;
+  from ended e`);
 
 export interface ClaimInput {
   runId: string;
@@ -231,6 +231,16 @@ export function batchedSuccess(db: Kysely<SchedulerDb>) {
 /** How long a webhook's state waits for others to share its commit: nobody waits on it in a hurry. */
 const WEBHOOK_STATE_WINDOW_MS = 50;
 
+/** Webhook states (batchedWebhookState), the text fixed. */
+const SET_WEBHOOK_STATES = preparedStatement("lh_set_webhook_states", `
+  update runs set
+    webhook_state = s.state,
+    webhook_taken_at = coalesce(runs.webhook_taken_at, now()),
+    webhook_settled_at = case when s.state in ('delivered', 'failed') then now() else null end
+  from unnest($1::uuid[], $2::text[]) as s(id, state)
+  where runs.id = s.id and runs.webhook_url is not null
+  returning runs.id, runs.project_id`);
+
 /**
  * Sets webhooks' states as the notifier tells them, the states told within a
  * short window in one statement: the first tell marks the webhook taken (the
@@ -243,14 +253,9 @@ export function batchedWebhookState(db: Kysely<SchedulerDb>) {
   return groupCommit<{ runId: string; state: string }, string | undefined>(
     async (items) => {
       const latest = new Map(items.map((i) => [i.runId, i.state]));
-      const { rows } = await sql<{ id: string; project_id: string }>`
-        update runs set
-          webhook_state = s.state,
-          webhook_taken_at = coalesce(runs.webhook_taken_at, now()),
-          webhook_settled_at = case when s.state in ('delivered', 'failed') then now() else null end
-        from unnest(${[...latest.keys()]}::uuid[], ${[...latest.values()]}::text[]) as s(id, state)
-        where runs.id = s.id and runs.webhook_url is not null
-        returning runs.id, runs.project_id`.execute(db);
+      const { rows } = await db.executeQuery<{ id: string; project_id: string }>(
+        CompiledQuery.raw(SET_WEBHOOK_STATES, [[...latest.keys()], [...latest.values()]]),
+      );
       const project = new Map(rows.map((r) => [r.id, r.project_id]));
       return items.map((i) => project.get(i.runId));
     },

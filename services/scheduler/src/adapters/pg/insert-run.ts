@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { CompiledQuery, sql, type Kysely, type Transaction } from "kysely";
+import { preparedStatement } from "@longhaul/shared/db";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
 import type { NewRun as NewRunInput } from "../../core/ports.js";
@@ -56,11 +57,11 @@ async function alreadySubmitted(db: Db, project: string, runId: string): Promise
 }
 
 /** The project's limits and the app, for a submit: the text fixed (no query building per submit). */
-const PROJECT_AND_APP = `
+const PROJECT_AND_APP = preparedStatement("lh_project_and_app", `
   select projects.deleted_at, projects.submits_per_second, projects.max_in_flight, projects.max_queued,
     ${joinedAppColumns.join(", ")}
   from projects left join apps on apps.project_id = projects.id and apps.name = $2
-  where projects.id = $1`;
+  where projects.id = $1`);
 
 type ProjectAndAppRow = JoinedAppRow & {
   deleted_at: Date | null;
