@@ -16,7 +16,7 @@ import { createTenancy } from "./core/tenancy.js";
 import { createAdminService, createKeyService } from "./adapters/grpc/admin-service.js";
 import { createInternalService } from "./adapters/grpc/internal-service.js";
 import { createAppService, createRunService } from "./adapters/grpc/public-services.js";
-import { createSchedulerMetrics } from "./adapters/metrics.js";
+import { createSchedulerMetrics, createWatchGauges } from "./adapters/metrics.js";
 import { createEventBus } from "./adapters/nats/event-bus.js";
 import { ensureProjectKey } from "./adapters/pg/app-store.js";
 import { schedulerMigrationSet } from "./adapters/pg/migrations.js";
@@ -80,6 +80,7 @@ await runService({
       },
     };
     const runRegistry = createRunRegistry(deps);
+    createWatchGauges(registry, runRegistry.watchStats);
     const lifecycle = createRunLifecycle(deps);
     const reconciler = createReconciler(deps, lifecycle);
 

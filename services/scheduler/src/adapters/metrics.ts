@@ -52,10 +52,40 @@ export function createSchedulerMetrics(registry: Registry, store: SchedulerStore
       }
     },
   });
+  const watchReads = new Counter({
+    name: "longhaul_watch_reads_total",
+    help: "Reads of runs made for watchers (WatchRun, long polls: `run`; WatchRuns: `project`), shared by every watcher of a run in this process",
+    labelNames: ["watch"],
+    registers: [registry],
+  });
   return {
     runAccepted: (app) => accepted.inc({ app }),
+    watchRead: (watch) => watchReads.inc({ watch }),
     runFinished: (app, status) => finished.inc({ app, status }),
     dispatchDelay: (s) => dispatchDelay.observe(s),
     startDelay: (s) => startDelay.observe(s),
   };
+}
+
+/**
+ * Gauges of this copy's watches of single runs: how many runs are watched,
+ * and by how many watchers (WatchRun streams and long polls) together.
+ */
+export function createWatchGauges(registry: Registry, stats: () => { runs: number; watchers: number }): void {
+  new Gauge({
+    name: "longhaul_watched_runs",
+    help: "Runs watched on this copy (one subscription and one read per change each)",
+    registers: [registry],
+    collect() {
+      this.set(stats().runs);
+    },
+  });
+  new Gauge({
+    name: "longhaul_run_watchers",
+    help: "WatchRun streams and long polls open on this copy",
+    registers: [registry],
+    collect() {
+      this.set(stats().watchers);
+    },
+  });
 }

@@ -230,6 +230,8 @@ export interface SchedulerMetrics {
   runFinished(app: string, status: string): void;
   dispatchDelay(seconds: number): void;
   startDelay(seconds: number): void;
+  /** One read of runs for watchers: of one run (`run`) or of a project's changed runs (`project`). */
+  watchRead(watch: "run" | "project"): void;
 }
 
 /** Projects, keys and limits in Postgres (adapters/pg/tenancy-store.ts). */

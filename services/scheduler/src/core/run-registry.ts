@@ -6,6 +6,7 @@ import { isTerminal, RUN_STATUSES, type AppSettings, type AttemptRecord, type Ru
 import type { NewRun } from "./ports.js";
 import { checkStatsQuery } from "./run-stats.js";
 import { watchProjectRuns, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
+import { createRunWatchers } from "./run-watchers.js";
 import { checkLabels } from "@longhaul/shared/domain";
 import { checkName, checkRetryQuery, checkSubmit, idPrefixRange, normaliseApp, type AppInput, type RetryQuery, type SubmitInput } from "./validation.js";
 
@@ -15,8 +16,6 @@ const MAX_LIST_LIMIT = 500;
 const RESUME_DISPATCH_BATCH = 200;
 /** Past this many unacknowledged dispatches, a submit waits for its own. */
 const MAX_UNACKED_DISPATCHES = 1_000;
-/** Watchers re-read the run this often even without a change notice (core NATS is at-most-once). */
-const WATCH_POLL_MS = 2_000;
 
 /** The filters of a listing; empty strings, zeros and undefined filter nothing. */
 export interface ListQuery {
@@ -84,6 +83,15 @@ export function createRunRegistry(deps: SchedulerDeps) {
     if (!run) throw notFound(id);
     return { run, attempts: await store.findAttempts(run.id) };
   }
+
+  // Every watch of one run in this process shares its subscription and its reads (core/run-watchers.ts).
+  const watchers = createRunWatchers<RunView>({
+    bus,
+    read: view,
+    isFinal: (v) => isTerminal(v.run.status),
+    onRead: () => deps.metrics.watchRead("run"),
+    onLostError: (err) => log.warn({ err }, "a watched run could not be read; its watchers wait for the next read"),
+  });
 
   async function withCounts(project: string, apps: Awaited<ReturnType<typeof store.listApps>>) {
     const counts = await store.appCounts(project);
@@ -235,18 +243,16 @@ export function createRunRegistry(deps: SchedulerDeps) {
       if (waitSeconds < 0 || waitSeconds > MAX_WAIT_SECONDS) {
         throw new LonghaulError("invalid_argument", `wait_seconds: must be from 0 to ${MAX_WAIT_SECONDS}`);
       }
-      const changes = subscribe(checkRunId(id), signal);
+      const follower = watchers.follow(project, checkRunId(id));
       try {
-        await bus.watchesReady();
-        let current = await view(project, id);
+        let current = await follower.first();
         const deadline = Date.now() + waitSeconds * 1000;
-        while (!isTerminal(current.run.status) && Date.now() < deadline && !signal.aborted) {
-          await changes.next(Math.min(WATCH_POLL_MS, deadline - Date.now()));
-          current = await view(project, id);
+        while (!isTerminal(current.view.run.status) && Date.now() < deadline && !signal.aborted) {
+          current = await follower.next(current, deadline - Date.now(), signal);
         }
-        return current;
+        return current.view;
       } finally {
-        changes.close();
+        follower.close();
       }
     },
 
@@ -353,58 +359,25 @@ export function createRunRegistry(deps: SchedulerDeps) {
 
     /** Sends the run now and at each change until it is finished. */
     async watch(project: string, id: string, signal: AbortSignal, send: (v: RunView) => void): Promise<void> {
-      // Subscribe before the first read, so that no change falls in between.
-      const changes = subscribe(checkRunId(id), signal);
+      const follower = watchers.follow(project, checkRunId(id));
       try {
-        let current = await view(project, id);
-        send(current);
-        let lastKey = stateKey(current);
-        while (!isTerminal(current.run.status) && !signal.aborted) {
-          await changes.next(WATCH_POLL_MS);
-          current = await view(project, id);
-          const key = stateKey(current);
-          if (key !== lastKey) send(current);
+        let current = await follower.first();
+        send(current.view);
+        let lastKey = stateKey(current.view);
+        while (!isTerminal(current.view.run.status) && !signal.aborted) {
+          current = await follower.next(current, Number.POSITIVE_INFINITY, signal);
+          const key = stateKey(current.view);
+          if (key !== lastKey) send(current.view);
           lastKey = key;
         }
       } finally {
-        changes.close();
+        follower.close();
       }
     },
-  };
 
-  /**
-   * Change notices of one run. `next(ms)` resolves at the next notice (or one
-   * that came since the last call), after `ms`, or on abort.
-   */
-  function subscribe(runId: string, signal: AbortSignal) {
-    let pending = false;
-    let wake: (() => void) | undefined;
-    const unsubscribe = bus.watchChanges(runId, () => {
-      pending = true;
-      wake?.();
-    });
-    return {
-      next(ms: number): Promise<void> {
-        if (pending || signal.aborted) {
-          pending = false;
-          return Promise.resolve();
-        }
-        return new Promise<void>((resolve) => {
-          const done = () => {
-            clearTimeout(timer);
-            signal.removeEventListener("abort", done);
-            wake = undefined;
-            pending = false;
-            resolve();
-          };
-          const timer = setTimeout(done, Math.max(ms, 0));
-          signal.addEventListener("abort", done, { once: true });
-          wake = done;
-        });
-      },
-      close: unsubscribe,
-    };
-  }
+    /** Runs watched in this process and their watchers (a gauge). */
+    watchStats: () => watchers.stats(),
+  };
 }
 
 function stateKey(v: RunView): string {

@@ -1,7 +1,7 @@
 import { sleep } from "@longhaul/shared/timers";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { RunRecord } from "./model.js";
-import type { EventBus, SchedulerStore } from "./ports.js";
+import type { EventBus, SchedulerMetrics, SchedulerStore } from "./ports.js";
 import { checkName } from "./validation.js";
 
 /**
@@ -65,7 +65,7 @@ export function checkWatchRunsQuery(q: WatchRunsQuery): WatchRunsQuery {
  * client must reconnect and list again rather than go on with a gap.
  */
 export async function watchProjectRuns(
-  deps: { store: SchedulerStore; bus: EventBus },
+  deps: { store: SchedulerStore; bus: EventBus; metrics?: Pick<SchedulerMetrics, "watchRead"> },
   project: string,
   query: WatchRunsQuery,
   signal: AbortSignal,
@@ -125,7 +125,9 @@ export async function watchProjectRuns(
       const ids = [...pending];
       pending.clear();
       for (let i = 0; i < ids.length && !signal.aborted; i += READ_BATCH) {
-        for (const run of await deps.store.findRuns(project, ids.slice(i, i + READ_BATCH))) send(run);
+        const runs = await deps.store.findRuns(project, ids.slice(i, i + READ_BATCH));
+        deps.metrics?.watchRead("project");
+        for (const run of runs) send(run);
       }
     }
   } finally {

@@ -325,10 +325,12 @@ export function createFakeBus(): FakeBus {
   return bus;
 }
 
-export function createFakeMetrics(): SchedulerMetrics & { accepted: string[]; finished: string[] } {
+export function createFakeMetrics(): SchedulerMetrics & { accepted: string[]; finished: string[]; watchReads: string[] } {
   const m = {
     accepted: [] as string[],
     finished: [] as string[],
+    watchReads: [] as string[],
+    watchRead: (watch: string) => void m.watchReads.push(watch),
     runAccepted: (app: string) => void m.accepted.push(app),
     runFinished: (app: string, status: string) => void m.finished.push(`${app}:${status}`),
     dispatchDelay: () => undefined,
