@@ -1,0 +1,193 @@
+// Watchers of one run share their work: fifty of them (`?wait=` long polls,
+// `GET /v1/runs/{id}/events` streams and RunService/WatchRun streams) cost
+// the scheduler's Postgres about what one costs. The run is driven through
+// queued → dispatched → running → succeeded while they watch, and the reads
+// are counted twice: by the scheduler's own `longhaul_watch_reads_total`,
+// and by Postgres's scan counters of the runs and run_attempts tables of
+// this file's database (pg_stat_user_tables).
+import { Metadata, type ClientReadableStream } from "@grpc/grpc-js";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "@longhaul/shared/grpc";
+import { runsPb } from "@longhaul/shared/proto";
+import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
+import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
+
+let mesh: TestMesh;
+let app: Peer;
+let api: ReturnType<typeof gateway>;
+let db: pg.Client;
+/** Calls the app holds until the test lets them go. */
+const held = new Set<() => void>();
+const closers: (() => void)[] = [];
+
+beforeAll(async () => {
+  app = await startPeer();
+  app.handle(async (_req, res) => {
+    await new Promise<void>((resolve) => held.add(resolve));
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("done");
+  });
+  mesh = await startTestMesh();
+  api = gateway(mesh.ingressUrl, mesh.apiKey);
+  expect((await api.putApp("slow", { url: app.url })).status).toBe(201);
+  db = new pg.Client({ connectionString: mesh.database.url });
+  await db.connect();
+});
+
+afterAll(async () => {
+  for (const close of closers.splice(0)) close();
+  for (const release of held) release();
+  await db?.end();
+  await mesh?.cleanup();
+  await app?.close();
+});
+
+/** A sample of the scheduler's /metrics with the label `label` (e.g. `watch="run"`), 0 when absent. */
+async function schedulerMetric(name: string, label = ""): Promise<number> {
+  const text = await (await fetch(mesh.metricsUrls.scheduler[0]!)).text();
+  const line = text.split("\n").find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(label));
+  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+}
+
+/** Index and sequential scans of the run tables so far, as Postgres counts them. */
+async function runTableScans(): Promise<number> {
+  // Backends report their counts when idle, at most once a second: wait for the last ones.
+  await new Promise((r) => setTimeout(r, 2_500));
+  const { rows } = await db.query<{ n: string }>(
+    `select coalesce(sum(coalesce(idx_scan, 0) + coalesce(seq_scan, 0)), 0)::text as n
+       from pg_stat_user_tables where schemaname = 'public' and relname in ('runs', 'run_attempts')`,
+  );
+  return Number(rows[0]!.n);
+}
+
+type Kind = "wait" | "sse" | "grpc";
+
+interface Watcher {
+  kind: Kind;
+  /** Statuses seen, in order (a long poll: its one answer). */
+  seen: string[];
+  /** Resolves when the watcher is done (stream ended, poll answered). */
+  done: Promise<void>;
+}
+
+function openLongPoll(runId: string): Watcher {
+  const w: Watcher = { kind: "wait", seen: [], done: Promise.resolve() };
+  w.done = api.getRun(runId, 60).then((r) => {
+    expect(r.status, r.text).toBe(200);
+    w.seen.push(r.json.status as string);
+  });
+  return w;
+}
+
+function openSse(runId: string): Watcher {
+  const ac = new AbortController();
+  closers.push(() => ac.abort());
+  const w: Watcher = { kind: "sse", seen: [], done: Promise.resolve() };
+  const reading = (async () => {
+    const res = await fetch(`${mesh.ingressUrl}/v1/runs/${runId}/events`, { headers: { authorization: `Bearer ${mesh.apiKey}` }, signal: ac.signal });
+    expect(res.status).toBe(200);
+    let text = "";
+    for await (const chunk of res.body!) {
+      text += Buffer.from(chunk).toString();
+      for (let end = text.indexOf("\n\n"); end >= 0; end = text.indexOf("\n\n")) {
+        const frame = text.slice(0, end);
+        text = text.slice(end + 2);
+        const data = /^data: (.*)$/m.exec(frame)?.[1];
+        if (/^event: run$/m.test(frame) && data) w.seen.push((JSON.parse(data) as { status: string }).status);
+      }
+    }
+  })();
+  // Closed by the test's end (abort) only when something failed earlier.
+  w.done = reading.catch((err: unknown) => {
+    if (!ac.signal.aborted) throw err;
+  });
+  void w.done.catch(() => undefined);
+  return w;
+}
+
+/** `RUN_STATUS_RUNNING` → `running`, as the HTTP API names it. */
+const statusName = (s: runsPb.RunStatus) => runsPb.runStatusToJSON(s).replace(/^RUN_STATUS_/, "").toLowerCase();
+
+function openWatchRun(runId: string): Watcher {
+  const client = createClient(runsPb.RunServiceClient, mesh.addresses.scheduler);
+  const md = new Metadata();
+  md.set("authorization", `Bearer ${mesh.apiKey}`);
+  const call: ClientReadableStream<runsPb.WatchRunResponse> = client.watchRun({ runId }, md, { deadline: Date.now() + 120_000 });
+  closers.push(() => {
+    call.cancel();
+    client.close();
+  });
+  const w: Watcher = { kind: "grpc", seen: [], done: Promise.resolve() };
+  w.done = new Promise<void>((resolve, reject) => {
+    call.on("data", (m: runsPb.WatchRunResponse) => w.seen.push(statusName(m.run!.status)));
+    call.on("error", reject);
+    call.on("end", () => resolve());
+  }).finally(() => client.close());
+  return w;
+}
+
+/**
+ * Opens `n` watchers of a fresh run (long polls, SSE and WatchRun in turn),
+ * drives it through its states with a quiet spell while it runs, and counts
+ * the reads made meanwhile.
+ */
+async function measure(n: number): Promise<{ reads: number; scans: number; watchers: Watcher[] }> {
+  expect((await api.call("POST", "/v1/apps/slow/pause")).status).toBe(200);
+  const submitted = await api.call("POST", "/dev/slow/work?async=true", "{}");
+  expect(submitted.status, submitted.text).toBe(202);
+  const runId = submitted.json.run_id as string;
+
+  const kinds: Kind[] = ["sse", "grpc", "wait"];
+  const watchers = Array.from({ length: n }, (_, i) => {
+    const kind = kinds[i % kinds.length]!;
+    return kind === "wait" ? openLongPoll(runId) : kind === "sse" ? openSse(runId) : openWatchRun(runId);
+  });
+  // Every watcher is in the scheduler, and every stream has its first state.
+  await eventually(async () => (await schedulerMetric("longhaul_run_watchers")) === n, 20_000, `${n} watchers in the scheduler`);
+  await eventually(async () => watchers.every((w) => w.kind === "wait" || w.seen.length > 0), 20_000, "first states");
+
+  const reads0 = await schedulerMetric("longhaul_watch_reads_total", 'watch="run"');
+  const scans0 = await runTableScans();
+
+  expect((await api.call("POST", "/v1/apps/slow/resume")).status).toBe(200);
+  await eventually(async () => held.size > 0, 20_000, "the app to hold the call");
+  await eventually(async () => watchers.every((w) => w.kind === "wait" || w.seen.includes("running")), 20_000, "every stream to see running");
+  // A quiet spell while the app holds the call: only the run's safety reads.
+  await new Promise((r) => setTimeout(r, 4_000));
+  for (const release of held) release();
+  held.clear();
+  await Promise.all(watchers.map((w) => w.done));
+  await eventually(async () => (await schedulerMetric("longhaul_run_watchers")) === 0, 10_000, "the watchers to leave");
+
+  const reads = (await schedulerMetric("longhaul_watch_reads_total", 'watch="run"')) - reads0;
+  const scans = (await runTableScans()) - scans0;
+  for (const w of watchers) {
+    expect(w.seen.at(-1), `${w.kind} watcher's last state`).toBe("succeeded");
+    if (w.kind !== "wait") {
+      expect(w.seen[0], `${w.kind} watcher's first state`).toBe("queued");
+      expect(w.seen, `${w.kind} watcher saw the run running`).toContain("running");
+    }
+  }
+  return { reads, scans, watchers };
+}
+
+describe("watchers of one run", () => {
+  it("cost Postgres the same reads per change with 50 watchers as with 1", { timeout: 120_000 }, async () => {
+    const one = await measure(1);
+    const fifty = await measure(50);
+    console.log(
+      `watch reads of one run (3 changes and a 4-s quiet spell): 1 watcher ${one.reads} reads (${one.scans} scans of runs/run_attempts); ` +
+        `50 watchers ${fifty.reads} reads (${fifty.scans} scans)`,
+    );
+    // Three changes (dispatched, running, succeeded), each one read and perhaps one
+    // more when notices come during a read; a safety read per 2 s of quiet.
+    for (const m of [one, fifty]) {
+      expect(m.reads).toBeGreaterThanOrEqual(3);
+      expect(m.reads).toBeLessThanOrEqual(10);
+    }
+    expect(fifty.reads).toBeLessThanOrEqual(one.reads + 3);
+    // Postgres agrees: a read per watcher per change (or per 2 s) would be hundreds of scans more.
+    expect(fifty.scans).toBeLessThanOrEqual(one.scans + 40);
+  });
+});
