@@ -155,13 +155,15 @@ describe("run lifecycle", () => {
     // The app has no queue TTL of its own: the run's deadline is the only one.
     await api.putApp("own-ttl", { url: app.url, max_concurrency: 1 });
     const blocker = await submit("own-ttl", "/b?hold=60000");
-    const waiting = await submit("own-ttl", "/w?queueTtl=1");
+    const waiting = await submit("own-ttl", "/never-started?queueTtl=1");
     const queued = (await api.getRun(waiting)).json;
     expect(Date.parse(queued.expires_at) - Date.parse(queued.created_at)).toBeGreaterThanOrEqual(990);
     const run = await api.finished(waiting, 15_000);
     expect(run).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", started_at: null });
+    // The slot frees: the next run goes through it, the expired one never does.
     await api.call("POST", `/v1/runs/${blocker}/cancel`);
-    expect(app.received.some((r) => r.url.startsWith("/w"))).toBe(false);
+    expect((await api.finished(await submit("own-ttl", "/after-expiry"), 15_000)).status).toBe("succeeded");
+    expect(app.received.some((r) => r.url.startsWith("/never-started"))).toBe(false);
 
     const count = async () => (await api.call("GET", "/v1/runs?app=own-ttl&limit=500")).json.runs.length as number;
     const before = await count();
