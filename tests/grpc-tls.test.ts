@@ -3,7 +3,9 @@
 // openssl made for this file. Every path between them (gateway → scheduler,
 // invoker and notifier; invoker → scheduler; notifier → scheduler) carries a
 // run, and a client without the right certificate, or without TLS, is refused.
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { credentials, makeGenericClientConstructor, type ChannelCredentials, type Client } from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { createGrpcTlsFromFiles } from "@longhaul/shared/grpc";
@@ -107,6 +109,23 @@ describe("a mesh with mutual TLS", () => {
 
   it("answers a client with a certificate of the CA", async () => {
     expect(await check(mesh.clientTls!.channel)).toEqual({ status: "SERVING" });
+  });
+
+  it("the exec probe of deploy/k8s (grpc-health-probe.js) sees each server SERVING with the service's TLS settings, and fails without them", () => {
+    const probe = fileURLToPath(new URL("../services/shared/dist/grpc-health-probe.js", import.meta.url));
+    const tlsEnv = { LONGHAUL_GRPC_TLS_CERT: mesh.pki!.cert, LONGHAUL_GRPC_TLS_KEY: mesh.pki!.key, LONGHAUL_GRPC_TLS_CA: mesh.pki!.ca };
+    const run = (port: number, env: Record<string, string>) =>
+      spawnSync(process.execPath, [probe, String(port), "3000"], { env: { PATH: process.env.PATH, ...env }, encoding: "utf8" });
+    const [scheduler, invoker, notifier] = (["scheduler", "invoker", "notifier"] as const).map(
+      (name) => mesh.processes.find((p) => p.name === name)!.ports[`${name.toUpperCase()}_GRPC_PORT`]!,
+    );
+    for (const port of [scheduler!, invoker!, notifier!]) {
+      const ok = run(port, tlsEnv);
+      expect(ok.status, ok.stderr).toBe(0);
+    }
+    const plain = run(scheduler!, {});
+    expect(plain.status).toBe(1);
+    expect(plain.stderr).toContain("UNAVAILABLE");
   });
 
   it("refuses a client without a certificate, one with a certificate of another CA, and a plaintext one", async () => {

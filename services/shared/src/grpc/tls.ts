@@ -1,4 +1,4 @@
-import { getCACertificates } from "node:tls";
+import nodeTls from "node:tls";
 import { experimental, type ChannelCredentials, type ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { grpcTlsFiles, readGrpcTlsFiles, readGrpcTlsFilesAsync, type GrpcTlsFiles, type GrpcTlsPem, type GrpcTlsSettings } from "./tls-files.js";
@@ -31,6 +31,24 @@ export interface GrpcTlsOptions {
   log?: Logger;
   /** How often the files are read again; 0: only at start. @default 60_000 */
   reloadMs?: number;
+  /**
+   * Clients do not match the server's name against its certificate (the
+   * chain is still verified against the CA). Only for a probe of a service's
+   * own port over loopback, where the certificate names the Service, not
+   * 127.0.0.1. @default false
+   */
+  skipHostnameCheck?: boolean;
+}
+
+/**
+ * Node's default CA certificates (`tls.getCACertificates("default")`, Node ≥
+ * 22.15: the bundled roots plus NODE_EXTRA_CA_CERTS). Looked up at call time,
+ * so that importing this module on an older Node (a tool of the repo run with
+ * the system's) does not fail; there only the bundled roots are known.
+ */
+function defaultRoots(): Buffer {
+  const all = typeof nodeTls.getCACertificates === "function" ? nodeTls.getCACertificates("default") : nodeTls.rootCertificates;
+  return Buffer.from(all.join("\n"));
 }
 
 /**
@@ -61,7 +79,7 @@ class CheckedPemProvider implements experimental.CertificateProvider {
 
   /** Without a CA file, clients verify servers against Node's default roots (bundled, plus NODE_EXTRA_CA_CERTS). */
   private caUpdate(): experimental.CaCertificateUpdate {
-    return { caCertificate: this.current.ca ?? Buffer.from(getCACertificates("default").join("\n")) };
+    return { caCertificate: this.current.ca ?? defaultRoots() };
   }
 
   private identityUpdate(): experimental.IdentityCertificateUpdate {
@@ -122,7 +140,11 @@ export function createGrpcTlsFromFiles(files: GrpcTlsFiles, options: GrpcTlsOpti
   // hands them to a constructor that takes (identity, ca): the identity goes
   // first. One provider serves both, so only the second's nullness matters.
   const server = experimental.createCertificateProviderServerCredentials(provider, mutual ? provider : null, mutual);
-  const channel = experimental.createCertificateProviderChannelCredentials(provider, provider);
+  const channel = experimental.createCertificateProviderChannelCredentials(
+    provider,
+    provider,
+    options.skipHostnameCheck ? { checkServerIdentity: () => undefined } : {},
+  );
   return {
     mutual,
     server,
