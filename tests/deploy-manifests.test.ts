@@ -29,10 +29,37 @@ type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespa
 const EXTERNAL_SECRETS = new Set(["longhaul-secrets", "longhaul-nats-auth", "longhaul-pg-app"]);
 
 function render(overlay: string): Obj[] {
-  const r = spawnSync(kubectlPath(), ["kustomize", path.join(k8sDir, "overlays", overlay)], { encoding: "utf8" });
+  return renderDir(path.join(k8sDir, "overlays", overlay));
+}
+
+function renderDir(dir: string): Obj[] {
+  const r = spawnSync(kubectlPath(), ["kustomize", dir], { encoding: "utf8" });
   if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`kubectl kustomize ${overlay} failed:\n${r.stderr}`);
+  if (r.status !== 0) throw new Error(`kubectl kustomize ${dir} failed:\n${r.stderr}`);
   return parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj).filter(Boolean);
+}
+
+/** An overlay with optional components added, as an operator's own kustomization would (in a temp dir). */
+function renderWith(overlay: string, components: string[]): Obj[] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lh-kustomize-"));
+  try {
+    const rel = (p: string) => path.relative(dir, path.join(k8sDir, p));
+    fs.writeFileSync(
+      path.join(dir, "kustomization.yaml"),
+      [
+        "apiVersion: kustomize.config.k8s.io/v1beta1",
+        "kind: Kustomization",
+        "resources:",
+        `  - ${rel(`overlays/${overlay}`)}`,
+        "components:",
+        ...components.map((c) => `  - ${rel(`components/${c}`)}`),
+        "",
+      ].join("\n"),
+    );
+    return renderDir(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Every field of `value` that the Kubernetes type `type` does not define, as paths. */
@@ -323,6 +350,61 @@ describe.each(["single-node", "ha"])("deploy/k8s/overlays/%s", (overlay) => {
       expect(dashboard.uid).toBe("longhaul-overview");
       for (const p of dashboard.panels) expect(p.targets.length, p.title).toBeGreaterThan(0);
     }
+  });
+});
+
+describe("deploy/k8s/components/grpc-tls (added to overlays/ha)", () => {
+  const objs = renderWith("ha", ["grpc-tls"]);
+  const GRPC_PORTS = { "longhaul-scheduler": 50051, "longhaul-invoker": 50052, "longhaul-notifier": 50053 } as Record<string, number>;
+
+  it("renders objects that fit the Kubernetes API schemas, every reference resolved", async () => {
+    expect((await Promise.all(objs.map(validateObject))).flat()).toEqual([]);
+    expect(referenceProblems(objs)).toEqual([]);
+  });
+
+  it("gives every service the Secret's files (cert-manager's keys) at the paths of LONGHAUL_GRPC_TLS_*, readable by the service only", () => {
+    const config = byName(objs, "ConfigMap", "longhaul-config").data!;
+    const dir = "/etc/longhaul/grpc-tls";
+    expect([config.LONGHAUL_GRPC_TLS_CERT, config.LONGHAUL_GRPC_TLS_KEY, config.LONGHAUL_GRPC_TLS_CA]).toEqual([
+      `${dir}/tls.crt`,
+      `${dir}/tls.key`,
+      `${dir}/ca.crt`,
+    ]);
+    expect(deployments(objs)).toHaveLength(4);
+    for (const d of deployments(objs)) {
+      const pod = d.spec.template.spec;
+      const mount = pod.containers[0].volumeMounts.find((m: { mountPath: string }) => m.mountPath === dir);
+      // A whole-volume mount: a subPath mount would never see a renewal.
+      expect(mount, d.metadata.name).toMatchObject({ readOnly: true });
+      expect(mount.subPath).toBeUndefined();
+      const vol = pod.volumes.find((v: { name: string }) => v.name === mount.name);
+      expect(vol.secret.secretName).toBe("longhaul-grpc-tls");
+      expect(vol.secret.defaultMode).toBe(0o440);
+      expect(pod.securityContext.fsGroup).toBe(pod.securityContext.runAsGroup);
+    }
+  });
+
+  it("turns the grpc probes, which cannot speak TLS, into exec probes of grpc-health-probe.js on each server's own port", () => {
+    expect(fs.existsSync(path.join(repoRoot, "services/shared/src/grpc-health-probe.ts"))).toBe(true);
+    for (const d of deployments(objs).filter((x) => x.metadata.name in GRPC_PORTS)) {
+      const c = d.spec.template.spec.containers[0];
+      const port = GRPC_PORTS[d.metadata.name]!;
+      expect(c.ports.map((p: { containerPort: number }) => p.containerPort)).toContain(port);
+      for (const probe of [c.readinessProbe, c.startupProbe]) {
+        expect(probe.grpc, d.metadata.name).toBeUndefined();
+        expect(probe.exec.command).toEqual(["node", "/app/services/shared/dist/grpc-health-probe.js", String(port), "4000"]);
+        expect(probe.timeoutSeconds).toBeGreaterThanOrEqual(5);
+      }
+      expect(c.livenessProbe.tcpSocket.port).toBe(port);
+    }
+  });
+
+  it("the example Certificate names every host the clients dial, for server and client use", () => {
+    const cert = parseYaml(fs.readFileSync(path.join(k8sDir, "components/grpc-tls/certificate.example.yaml"), "utf8"));
+    expect(cert.spec.secretName).toBe("longhaul-grpc-tls");
+    expect(cert.spec.usages).toEqual(expect.arrayContaining(["server auth", "client auth"]));
+    const config = byName(objs, "ConfigMap", "longhaul-config").data!;
+    for (const v of ["SCHEDULER_ADDR", "INVOKER_ADDR", "NOTIFIER_ADDR"]) expect(cert.spec.dnsNames).toContain(config[v]!.split(":")[0]);
   });
 });
 
