@@ -18,10 +18,12 @@ import { createInternalService } from "./adapters/grpc/internal-service.js";
 import { createAppService, createRunService } from "./adapters/grpc/public-services.js";
 import { createSchedulerMetrics, createWatchGauges } from "./adapters/metrics.js";
 import { createEventBus } from "./adapters/nats/event-bus.js";
+import { settingsNotices } from "./adapters/nats/settings-notices.js";
 import { ensureProjectKey } from "./adapters/pg/app-store.js";
 import { schedulerMigrationSet } from "./adapters/pg/migrations.js";
 import { createPgStore, createPgTenancyStore } from "./adapters/pg/pg-store.js";
 import type { SchedulerDb } from "./adapters/pg/schema.js";
+import { createSubmitSettingsCache, readSubmitSettings } from "./adapters/pg/submit-settings.js";
 
 /** Wiring only: Postgres → NATS → the core → gRPC and /metrics → the reconciler. */
 await runService({
@@ -59,7 +61,15 @@ await runService({
       replicas: config.LONGHAUL_NATS_REPLICAS,
     });
 
-    const store = createPgStore(db);
+    // Submit settings (a project's limits, its app) held 5 s at most, dropped
+    // at once on every copy when they change: a submit is then one statement.
+    const notices = settingsNotices(nc, names, log);
+    const submitSettings = createSubmitSettingsCache((project, app) => readSubmitSettings(db, project, app), {
+      ttlMs: 5_000,
+      announce: notices.announce,
+    });
+    notices.follow(submitSettings);
+    const store = createPgStore(db, submitSettings);
     const deps: SchedulerDeps = {
       store,
       bus: createEventBus(nc, names, log),
@@ -86,7 +96,7 @@ await runService({
 
     // Keys answer for 2 s per copy; the gateway keeps them 2 s more: a revoked key is refused within 5 s.
     const tenancy = createTenancy(
-      createPgTenancyStore(db),
+      createPgTenancyStore(db, submitSettings),
       { adminKey: config.LONGHAUL_ADMIN_KEY, previousAdminKey: config.LONGHAUL_ADMIN_KEY_PREVIOUS, defaultLimits: config.LONGHAUL_DEFAULT_LIMITS, authCacheMs: 2_000 },
       log,
     );

@@ -92,6 +92,15 @@ export function decodeCancel(data: Uint8Array): string | undefined {
   return runId || undefined;
 }
 
+export function encodeSettingsChanged(project: string): Uint8Array {
+  return eventsPb.SettingsChangedNotice.encode({ project }).finish();
+}
+
+/** The project of a settings notice. */
+export function decodeSettingsChanged(data: Uint8Array): string | undefined {
+  return fromProto(eventsPb.SettingsChangedNotice.decode, data)?.project || undefined;
+}
+
 export function encodeRunChanged(runId: string, status: string): Uint8Array {
   return eventsPb.RunChangedNotice.encode({ runId, status }).finish();
 }

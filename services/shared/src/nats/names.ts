@@ -17,6 +17,8 @@ export interface NatsNames {
   finishedAll: string;
   /** Core NATS broadcast asking the invoker holding a run to abort it. */
   cancel: string;
+  /** Core NATS broadcast: a project's limits or apps changed (schedulers drop their copy). */
+  settingsChanged: string;
   /**
    * Core NATS notice that a run changed, for watchers:
    * `<p>.run.changed.<project>.<run_id>`, payload `{"run_id","status"}`.
@@ -41,6 +43,7 @@ export function natsNames(prefix: string): NatsNames {
     finished: (project) => `${prefix}.run.finished.${project}`,
     finishedAll: `${prefix}.run.finished.>`,
     cancel: `${prefix}.control.cancel`,
+    settingsChanged: `${prefix}.control.settings`,
     runChanged: (project, runId) => `${prefix}.run.changed.${project}.${runId}`,
     runChangedOfRun: (runId) => `${prefix}.run.changed.*.${runId}`,
     runChangedOfProject: (project) => `${prefix}.run.changed.${project}.>`,

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { CompiledQuery, sql, type Kysely, type Transaction } from "kysely";
-import { preparedStatement } from "@longhaul/shared/db";
+import { sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { AppSettings, DispatchRef } from "../../core/model.js";
 import type { NewRun as NewRunInput } from "../../core/ports.js";
-import { findApp, joinedApp, joinedAppColumns, type JoinedAppRow } from "./run-queries.js";
+import { findApp } from "./run-queries.js";
+import type { SubmitSettings } from "./submit-settings.js";
 import { admitSubmit } from "./tenancy-store.js";
 import type { Db } from "./run-columns.js";
 import { insertRuns, type NewRunRow } from "./batched.js";
@@ -56,44 +56,29 @@ async function alreadySubmitted(db: Db, project: string, runId: string): Promise
   return { runId, existing: true, dispatch: null };
 }
 
-/** The project's limits and the app, for a submit: the text fixed (no query building per submit). */
-const PROJECT_AND_APP = preparedStatement("lh_project_and_app", `
-  select projects.deleted_at, projects.submits_per_second, projects.max_in_flight, projects.max_queued,
-    ${joinedAppColumns.join(", ")}
-  from projects left join apps on apps.project_id = projects.id and apps.name = $2
-  where projects.id = $1`);
-
-type ProjectAndAppRow = JoinedAppRow & {
-  deleted_at: Date | null;
-  submits_per_second: number | string;
-  max_in_flight: number;
-  max_queued: number;
-};
-
 /**
- * Looks the app up and stores the run built from it in one transaction, so a
- * submit costs one commit. `build` validates against the app and may throw:
+ * Looks the app up and stores the run built from it, in one commit. `build` validates against the app and may throw:
  * then nothing is stored.
  */
 export async function submitRun(
   db: Kysely<SchedulerDb>,
   insert: InsertRow,
+  settings: (project: string, app: string) => Promise<SubmitSettings | undefined>,
   project: string,
   appName: string,
   build: (app: AppSettings) => NewRunInput,
   chosenRunId?: string,
 ): Promise<SubmitResult> {
   const runId = chosenRunId ?? randomUUID();
-  // The common case in two statements and no transaction (five round trips
-  // were a fifth of a submit's cost): the project (no limits) and the app (no
-  // concurrency limit, not paused) in one read, then the run inserted as
-  // dispatched, which is its own commit, shared with concurrent submits. Anything that needs a
-  // lock or a count (limits, Idempotency-Key, a delay) takes the transaction.
-  const { rows } = await db.executeQuery<ProjectAndAppRow>(CompiledQuery.raw(PROJECT_AND_APP, [project, appName]));
-  const found = rows[0];
-  const unlimited = found && !found.deleted_at && Number(found.submits_per_second) === 0 && found.max_in_flight === 0 && found.max_queued === 0;
-  const joined = found ? joinedApp(found) : undefined;
-  if (unlimited && joined && joined.maxConcurrency === 0 && !joined.paused) {
+  // The common case in one statement and no transaction: the project (no
+  // limits) and the app (no concurrency limit, not paused) as the settings
+  // cache knows them (submit-settings.ts), then the run inserted as
+  // dispatched, its commit shared with concurrent submits. Anything that needs
+  // a lock or a count (limits, Idempotency-Key, a delay) takes the
+  // transaction, which reads the settings again.
+  const found = await settings(project, appName);
+  const joined = found?.app;
+  if (found?.unlimited && joined && joined.maxConcurrency === 0 && !joined.paused) {
     const app = joined;
     const input = build(app);
     const delayed = input.notBefore !== null && input.notBefore.getTime() > Date.now();

@@ -12,6 +12,7 @@ import { ensureProjectKey } from "./app-store.js";
 import { schedulerMigrationSet } from "./migrations.js";
 import { createPgStore } from "./pg-store.js";
 import type { SchedulerDb } from "./schema.js";
+import { createSubmitSettingsCache, readSubmitSettings, type SubmitSettingsCache } from "./submit-settings.js";
 
 const log = createLogger("test", "silent");
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -28,8 +29,14 @@ beforeAll(async () => {
   await migrate(dbA, schedulerMigrationSet, log);
   await ensureProjectKey(dbA, "p1", "key-one-0123456789");
   await ensureProjectKey(dbA, "p2", "key-two-0123456789");
-  a = createPgStore(dbA);
-  b = createPgStore(dbB);
+  // Each scheduler's submit settings, the notices between them as NATS carries them (settings-notices.ts).
+  const settingsA = createSubmitSettingsCache((p, app) => readSubmitSettings(dbA, p, app), { ttlMs: 60_000, announce: (p) => settingsB.forget(p) });
+  const settingsB: SubmitSettingsCache = createSubmitSettingsCache((p, app) => readSubmitSettings(dbB, p, app), {
+    ttlMs: 60_000,
+    announce: (p) => settingsA.forget(p),
+  });
+  a = createPgStore(dbA, settingsA);
+  b = createPgStore(dbB, settingsB);
 });
 
 afterAll(async () => {
@@ -88,6 +95,29 @@ describe("pg store", () => {
     await a.endAttempt(first.runId, 1, "inv-1", ok, (run) => decide(app2, run.attempt, run.max_attempts, { statusCode: 200, errorCode: "", errorMessage: "", retryAfterSeconds: 0 }));
     const next = await Promise.all([a.dispatchQueued("p1", "limited", 10), b.dispatchQueued("p1", "limited", 10)]);
     expect(next.flat()).toHaveLength(1);
+  });
+
+  it("a change of an app or a project's limits on one scheduler reaches the other's next submit", async () => {
+    const app = normaliseApp({ name: "settings", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const submit = (store: SchedulerStore) => store.submitRun("p1", "settings", (found) => newRun(found));
+    // b reads the settings once and keeps them: its submits are one statement.
+    expect((await submit(b)).dispatch).not.toBeNull();
+    await a.setAppPaused("p1", "settings", true);
+    expect((await submit(b)).dispatch).toBeNull();
+    await a.setAppPaused("p1", "settings", false);
+    expect((await submit(b)).dispatch).not.toBeNull();
+    await a.deleteApp("p1", "settings");
+    await expect(submit(b)).rejects.toThrow(/app settings not found/);
+
+    // Without a notice (lost), a copy is behind for the cache's lifetime at most.
+    await a.upsertApp("p1", app);
+    const deaf = createPgStore(dbB, createSubmitSettingsCache((p, name) => readSubmitSettings(dbB, p, name), { ttlMs: 300 }));
+    expect((await submit(deaf)).dispatch).not.toBeNull();
+    await a.setAppPaused("p1", "settings", true);
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await submit(deaf)).dispatch).toBeNull();
+    await a.deleteApp("p1", "settings");
   });
 
   it("dispatches the queue by priority, FIFO within a priority", async () => {

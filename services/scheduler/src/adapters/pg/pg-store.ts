@@ -11,9 +11,14 @@ import * as runs from "./run-queries.js";
 import * as stats from "./run-stats.js";
 import * as tenancy from "./tenancy-store.js";
 import type { SchedulerDb } from "./schema.js";
+import type { SubmitSettingsCache } from "./submit-settings.js";
 
-/** The scheduler's store on Postgres: the repositories bound to one database. */
-export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
+/**
+ * The scheduler's store on Postgres: the repositories bound to one database.
+ * `settings`: the submit settings cache; every change of an app goes through
+ * it (createPgTenancyStore takes the same one for projects' limits).
+ */
+export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsCache): SchedulerStore {
   /** The rollup's progress as last seen: a planner hint for stats reads (it only grows). */
   let rolledHint: Date | undefined;
   // The hot path's writes, each as a group commit (batched.ts).
@@ -23,15 +28,15 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
   const webhookState = batchedWebhookState(db);
   return {
     projectOfKey: (key) => apps.projectOfKey(db, key),
-    upsertApp: (project, app) => apps.upsertApp(db, project, app),
+    upsertApp: (project, app) => afterChange(settings, project, apps.upsertApp(db, project, app)),
     getApp: (project, name) => apps.getApp(db, project, name),
     listApps: (project) => apps.listApps(db, project),
-    deleteApp: (project, name) => apps.deleteApp(db, project, name),
-    setAppPaused: (project, name, paused) => apps.setAppPaused(db, project, name, paused),
+    deleteApp: (project, name) => afterChange(settings, project, apps.deleteApp(db, project, name)),
+    setAppPaused: (project, name, paused) => afterChange(settings, project, apps.setAppPaused(db, project, name, paused)),
     findRetryable: (filter) => runs.findRetryable(db, filter),
     appCounts: (project) => maintenance.appCounts(db, project),
     insertRun: (run) => inserts.insertRun(db, run),
-    submitRun: (project, app, build, runId) => inserts.submitRun(db, insert, project, app, build, runId),
+    submitRun: (project, app, build, runId) => inserts.submitRun(db, insert, settings.get, project, app, build, runId),
     insertSyncRun: (r) => runs.insertSyncRun(db, r),
     findRun: (project, id) => runs.findRun(db, project, id),
     findAttempts: (runId) => runs.findAttempts(db, runId),
@@ -65,16 +70,23 @@ export function createPgStore(db: Kysely<SchedulerDb>): SchedulerStore {
   };
 }
 
+/** Tells the settings cache that `project`'s settings changed, once the change is committed. */
+async function afterChange<T>(settings: SubmitSettingsCache, project: string, change: Promise<T>): Promise<T> {
+  const done = await change;
+  settings.changed(project);
+  return done;
+}
+
 /** Projects, keys and limits on Postgres. */
-export function createPgTenancyStore(db: Kysely<SchedulerDb>): TenancyStore {
+export function createPgTenancyStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsCache): TenancyStore {
   return {
     findKey: (secret) => tenancy.findKey(db, secret),
-    createProject: (name, limits, audit) => tenancy.createProject(db, name, limits, audit),
+    createProject: (name, limits, audit) => afterChange(settings, name, tenancy.createProject(db, name, limits, audit)),
     getProject: (name) => tenancy.getProject(db, name),
     listProjects: () => tenancy.listProjects(db),
     projectUsage: (names) => tenancy.projectUsage(db, names),
-    updateLimits: (name, limits, audit) => tenancy.updateLimits(db, name, limits, audit),
-    deleteProject: (name, audit) => tenancy.deleteProject(db, name, audit),
+    updateLimits: (name, limits, audit) => afterChange(settings, name, tenancy.updateLimits(db, name, limits, audit)),
+    deleteProject: (name, audit) => afterChange(settings, name, tenancy.deleteProject(db, name, audit)),
     createKey: (project, key, audit) => tenancy.createKey(db, project, key, audit),
     listKeys: (project) => tenancy.listKeys(db, project),
     revokeKey: (id, project, audit) => tenancy.revokeKey(db, id, project, audit),

@@ -8,6 +8,7 @@ import type { NewRun, SchedulerStore } from "../../core/ports.js";
 import { ensureProjectKey } from "./app-store.js";
 import { schedulerMigrationSet } from "./migrations.js";
 import { createPgStore } from "./pg-store.js";
+import { createSubmitSettingsCache, readSubmitSettings } from "./submit-settings.js";
 import type { SchedulerDb } from "./schema.js";
 
 /** Listing filters against a real Postgres: labels, id prefixes, time ranges, status codes. */
@@ -53,7 +54,7 @@ beforeAll(async () => {
   await migrate(db, schedulerMigrationSet, log);
   await ensureProjectKey(db, "p1", "key-one-0123456789");
   await ensureProjectKey(db, "p2", "key-two-0123456789");
-  store = createPgStore(db);
+  store = createPgStore(db, createSubmitSettingsCache((p, name) => readSubmitSettings(db, p, name), { ttlMs: 60_000 }));
   await store.upsertApp("p1", app);
   await store.upsertApp("p2", app);
 });

@@ -65,6 +65,15 @@ export interface RunChangedNotice {
   status: string;
 }
 
+/**
+ * On `<prefix>.control.settings` (core NATS): a project's limits or one of its
+ * apps changed; every scheduler copy drops what it holds of the project's
+ * submit settings (it holds them a few seconds at most without this notice).
+ */
+export interface SettingsChangedNotice {
+  project: string;
+}
+
 function createBaseDispatchEvent(): DispatchEvent {
   return { runId: "", attempt: 0 };
 }
@@ -665,6 +674,73 @@ export const RunChangedNotice: MessageFns<RunChangedNotice> = {
     const message = createBaseRunChangedNotice();
     message.runId = object.runId ?? "";
     message.status = object.status ?? "";
+    return message;
+  },
+};
+
+function createBaseSettingsChangedNotice(): SettingsChangedNotice {
+  return { project: "" };
+}
+
+export const SettingsChangedNotice: MessageFns<SettingsChangedNotice> = {
+  encode(message: SettingsChangedNotice, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.project !== "") {
+      writer.uint32(10).string(message.project);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SettingsChangedNotice {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettingsChangedNotice();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.project = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SettingsChangedNotice {
+    return { project: isSet(object.project) ? globalThis.String(object.project) : "" };
+  },
+
+  toJSON(message: SettingsChangedNotice): unknown {
+    const obj: any = {};
+    if (message.project !== "") {
+      obj.project = message.project;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SettingsChangedNotice>, I>>(base?: I): SettingsChangedNotice {
+    return SettingsChangedNotice.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SettingsChangedNotice>, I>>(object: I): SettingsChangedNotice {
+    const message = createBaseSettingsChangedNotice();
+    message.project = object.project ?? "";
     return message;
   },
 };
