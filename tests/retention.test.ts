@@ -100,7 +100,12 @@ describe("retention", () => {
     const agingRun = await api.getRun(aging);
     expect(agingRun.status).toBe(200);
     expect(agingRun.json.status).toBe("succeeded");
-    expect((await api.call("GET", `/v1/runs/${aging}/result?format=json`)).json).toMatchObject({ status_code: 200, body_base64: "" });
+    expect((await api.call("GET", `/v1/runs/${aging}/result?format=json`)).json).toMatchObject({ status_code: 200, body_base64: "", body_gone: true });
+    // The raw form has no body to send: a clear 410, not an empty body under the app's content type.
+    const gone = await api.call("GET", `/v1/runs/${aging}/result`);
+    expect(gone.status).toBe(410);
+    expect(gone.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(gone.json.error).toMatchObject({ code: "result_gone", message: expect.stringContaining("retention") });
     // Bodies go, headers stay (only an erasure takes those).
     expect((await api.call("GET", `/v1/runs/${aging}/request`)).json.headers).toEqual(
       expect.arrayContaining([{ name: "x-user", value: "alice" }]),
@@ -110,6 +115,10 @@ describe("retention", () => {
     expect(freshInput.json.body_stored).toBe(true);
     const freshResult = (await api.call("GET", `/v1/runs/${fresh}/result?format=json`)).json;
     expect(JSON.parse(Buffer.from(freshResult.body_base64, "base64").toString())).toEqual({ answer: "/fresh", email: "alice@example.com" });
+    expect(freshResult.body_gone).toBe(false);
+    const freshRaw = await api.call("GET", `/v1/runs/${fresh}/result`);
+    expect(freshRaw.status).toBe(200);
+    expect(freshRaw.json).toEqual({ answer: "/fresh", email: "alice@example.com" });
 
     // The deleted run's Idempotency-Key names nothing now: the same key makes a new run.
     const again = await submit("/old", { "idempotency-key": "retained-key" });
@@ -122,6 +131,10 @@ describe("DELETE /v1/runs/{id}", () => {
     const id = await submit("/erase");
     await api.finished(id);
     expect((await api.call("GET", `/v1/runs/${id}/request`)).json.body_stored).toBe(true);
+    const before = await api.call("GET", `/v1/runs/${id}/result`);
+    expect(before.status).toBe(200);
+    expect(before.headers.get("content-type")).toBe("application/json");
+    expect(before.json).toMatchObject({ answer: "/erase" });
 
     const r = await api.call("DELETE", `/v1/runs/${id}`);
     expect(r.status, r.text).toBe(204);
@@ -132,7 +145,12 @@ describe("DELETE /v1/runs/{id}", () => {
     expect(input.json).toMatchObject({ body_stored: false, headers: [] });
     const result = await api.call("GET", `/v1/runs/${id}/result?format=json`);
     expect(result.status).toBe(200);
-    expect(result.json).toMatchObject({ headers: [], content_type: null, body_base64: "" });
+    expect(result.json).toMatchObject({ headers: [], content_type: null, body_base64: "", body_gone: true });
+    const preview = await api.call("GET", `/v1/runs/${id}/result?format=preview`);
+    expect(preview.json).toMatchObject({ status_code: 200, body_gone: true });
+    const raw = await api.call("GET", `/v1/runs/${id}/result`);
+    expect(raw.status).toBe(410);
+    expect(raw.json.error).toMatchObject({ code: "result_gone", message: expect.stringContaining("erased") });
     expect(result.text).not.toContain("alice");
     const { rows } = await db.query(`select request_body, response_body, request_headers, response_headers from runs where id = $1`, [id]);
     expect(rows[0]).toEqual({ request_body: null, response_body: null, request_headers: [], response_headers: [] });

@@ -111,6 +111,7 @@ export async function startFakeMesh(): Promise<FakeMesh> {
           statusCode: result.statusCode,
           contentType: result.contentType,
           body: result.body,
+          bodyGone: result.bodyGone,
         });
       }),
     },

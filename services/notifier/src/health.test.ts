@@ -127,6 +127,7 @@ async function webhookFlows(): Promise<void> {
     createdAt: new Date(),
     startedAt: new Date(),
     requestBody: Buffer.alloc(0),
+    bodyGone: false,
   });
   const payload = JSON.stringify({ run_id: runId, project: "dev", app: "echo", status: "succeeded" });
   await jetstream(nc).publish(natsNames(nats.prefix).finished("dev"), payload, { msgID: `${runId}:finished` });

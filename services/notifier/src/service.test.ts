@@ -120,6 +120,7 @@ function addRun(over: Partial<schedulerPb.GetDeliveryInputResponse> = {}): sched
     createdAt: new Date(),
     startedAt: new Date(),
     requestBody: Buffer.alloc(0),
+    bodyGone: false,
     ...over,
   };
   runs.set(runId, run);

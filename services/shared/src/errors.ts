@@ -11,6 +11,7 @@ export type ErrorCode =
   | "not_found"
   | "already_exists"
   | "conflict"
+  | "result_gone"
   | "unprocessable"
   | "payload_too_large"
   | "resource_exhausted"
@@ -25,6 +26,7 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   not_found: 404,
   already_exists: 409,
   conflict: 409,
+  result_gone: 410,
   unprocessable: 422,
   payload_too_large: 413,
   resource_exhausted: 429,

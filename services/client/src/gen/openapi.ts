@@ -102,7 +102,7 @@ export interface paths {
         };
         /**
          * What the app answered
-         * @description Raw (default): the stored body under the app's content type; the app's status in `X-Longhaul-Status-Code`. `format=json`: an envelope with the body in base64. `format=preview`: headers masked, body capped. A signed link (`expires`, `signature`) needs no key.
+         * @description Raw (default): the stored body under the app's content type; the app's status in `X-Longhaul-Status-Code`. `format=json`: an envelope with the body in base64. `format=preview`: headers masked, body capped. A signed link (`expires`, `signature`) needs no key. Once the body is gone (dropped after the retention period, or erased), the raw form is a `410` `result_gone` and the envelopes say `body_gone: true`.
          */
         get: operations["getRunResult"];
         put?: never;
@@ -929,7 +929,7 @@ export interface components {
         /** @description Every error of the control API. */
         Error: {
             error: {
-                /** @description invalid_argument (400), unauthenticated (401), permission_denied (403), not_found (404), conflict or already_exists (409), payload_too_large (413), unprocessable (422), resource_exhausted (429), internal (500), unavailable (503), deadline_exceeded (504) */
+                /** @description invalid_argument (400), unauthenticated (401), permission_denied (403), not_found (404), conflict or already_exists (409), result_gone (410), payload_too_large (413), unprocessable (422), resource_exhausted (429), internal (500), unavailable (503), deadline_exceeded (504) */
                 code: string;
                 message: string;
                 /** @description On a 429: the limit that was hit. */
@@ -1036,6 +1036,8 @@ export interface components {
             headers: components["schemas"]["Header"][];
             body_base64: string;
             body_truncated: boolean;
+            /** @description The app's body was stored and is no longer: dropped after the retention period, or erased. The body is then empty. */
+            body_gone: boolean;
         };
         RunResultPreview: {
             /** Format: uuid */
@@ -1050,6 +1052,8 @@ export interface components {
             body: string | null;
             body_preview_truncated: boolean;
             body_truncated: boolean;
+            /** @description The app's body was stored and is no longer: dropped after the retention period, or erased. The body is then empty. */
+            body_gone: boolean;
         };
         RunRequest: {
             /** Format: uuid */
@@ -1400,6 +1404,15 @@ export interface components {
         };
         /** @description The run is in the wrong state for this. */
         E409: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description `result_gone`: the app's stored body is no longer stored (dropped after the retention period, or erased). */
+        E410: {
             headers: {
                 [name: string]: unknown;
             };
@@ -1872,6 +1885,7 @@ export interface operations {
             401: components["responses"]["E401"];
             404: components["responses"]["E404"];
             409: components["responses"]["E409"];
+            410: components["responses"]["E410"];
             default: components["responses"]["Error"];
         };
     };

@@ -97,6 +97,8 @@ export interface StoredResult {
   contentType: string;
   body: Buffer;
   bodyTruncated: boolean;
+  /** The stored body was dropped after the retention period, or erased. */
+  bodyGone: boolean;
 }
 
 /** Reads results for signed links; the link's signature is the authorisation. */

@@ -14,6 +14,8 @@ const grpcStatusByCode: Record<ErrorCode, GrpcStatus> = {
   not_found: GrpcStatus.NOT_FOUND,
   already_exists: GrpcStatus.ALREADY_EXISTS,
   conflict: GrpcStatus.FAILED_PRECONDITION,
+  // Gone: the thing was there and is no more (its code travels in the trailer).
+  result_gone: GrpcStatus.NOT_FOUND,
   unprocessable: GrpcStatus.FAILED_PRECONDITION,
   payload_too_large: GrpcStatus.RESOURCE_EXHAUSTED,
   resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,

@@ -212,6 +212,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
         contentType: res.contentType,
         body: res.body,
         bodyTruncated: res.bodyTruncated,
+        bodyGone: res.bodyGone,
       };
     },
   };

@@ -54,6 +54,7 @@ describe("runs API", () => {
       body: Buffer.from([137, 80, 78, 71]),
       contentType: "image/png",
       bodyTruncated: false,
+      bodyGone: false,
     });
     const raw = await fetch(`${base}/v1/runs/${run.id}/result`, { headers: DEV });
     expect(raw.status).toBe(200);
@@ -77,6 +78,31 @@ describe("runs API", () => {
     const early = await fetch(`${base}/v1/runs/${unfinished.id}/result`, { headers: DEV });
     expect(early.status).toBe(409);
     expect((await errorOf(early)).message).toMatch(/running/);
+  });
+
+  it("answers a result whose body is gone with 410 result_gone raw, and body_gone in the envelopes", async () => {
+    const run = mesh.addRun("dev", "echo", runsPb.RunStatus.RUN_STATUS_SUCCEEDED);
+    mesh.results.set(run.id, {
+      runId: run.id,
+      status: runsPb.RunStatus.RUN_STATUS_SUCCEEDED,
+      statusCode: 200,
+      headers: [],
+      body: Buffer.alloc(0),
+      contentType: "",
+      bodyTruncated: false,
+      bodyGone: true,
+    });
+    const raw = await fetch(`${base}/v1/runs/${run.id}/result`, { headers: DEV });
+    expect(raw.status).toBe(410);
+    expect(raw.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(await errorOf(raw)).toMatchObject({ code: "result_gone", message: expect.stringMatching(/retention period, or erased/) });
+    const viaLink = await fetch(signResultUrl(base, run.id, resultUrlKey(TOKEN), new Date(Date.now() + 60_000)));
+    expect(viaLink.status).toBe(410);
+    for (const format of ["json", "preview"]) {
+      const res = await fetch(`${base}/v1/runs/${run.id}/result?format=${format}`, { headers: DEV });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ status_code: 200, body_gone: true });
+    }
   });
 
   it("streams state changes as SSE frames, with heartbeats, and ends when finished", async () => {

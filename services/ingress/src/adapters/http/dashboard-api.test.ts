@@ -143,6 +143,7 @@ describe("GET /v1/runs/{id}/result?format=preview", () => {
       body: Buffer.from([137, 80, 78, 71]),
       contentType: "image/png",
       bodyTruncated: false,
+      bodyGone: false,
     });
     const json = await (await fetch(`${base}/v1/runs/${run.id}/result?format=preview`, { headers: DEV })).json();
     expect(json).toEqual({
@@ -159,6 +160,7 @@ describe("GET /v1/runs/{id}/result?format=preview", () => {
       body: "iVBORw==",
       body_preview_truncated: false,
       body_truncated: false,
+      body_gone: false,
     });
     expect((await fetch(`${base}/v1/runs/${run.id}/result?format=xml`, { headers: DEV })).status).toBe(400);
   });

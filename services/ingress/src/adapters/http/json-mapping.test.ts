@@ -64,6 +64,7 @@ describe("resultToJson", () => {
       body: Buffer.from("boom"),
       contentType: "text/plain",
       bodyTruncated: false,
+      bodyGone: false,
     });
     expect(json).toEqual({
       run_id: "r",
@@ -73,6 +74,7 @@ describe("resultToJson", () => {
       headers: [{ name: "content-type", value: "text/plain" }],
       body_base64: Buffer.from("boom").toString("base64"),
       body_truncated: false,
+      body_gone: false,
     });
   });
 });

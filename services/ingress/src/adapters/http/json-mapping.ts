@@ -88,6 +88,7 @@ export function resultToJson(res: runsPb.GetRunResultResponse) {
     headers: res.headers.map((h) => ({ name: h.name, value: h.value })),
     body_base64: Buffer.from(res.body).toString("base64"),
     body_truncated: res.bodyTruncated,
+    body_gone: res.bodyGone,
   };
 }
 

@@ -43,5 +43,6 @@ export function resultPreviewToJson(res: runsPb.GetRunResultResponse, previewByt
     body_preview_truncated: preview.truncated,
     // The app sent more than the stored limit: even the stored body is partial.
     body_truncated: res.bodyTruncated,
+    body_gone: res.bodyGone,
   };
 }

@@ -168,6 +168,7 @@ async function signedResult(deps: RouteDeps, ctx: RequestContext): Promise<void>
     body: stored.body,
     contentType: stored.contentType,
     bodyTruncated: stored.bodyTruncated,
+    bodyGone: stored.bodyGone,
   };
   const format = resultFormat(ctx);
   if (format === "json") sendJson(ctx.res, 200, resultToJson(res), STORED_BODY_HEADERS);
@@ -209,9 +210,17 @@ function previewBytes(ctx: RequestContext): number {
 /**
  * The app's stored body as it answered, under its content type; the app's
  * status travels in `X-Longhaul-Status-Code` so that a 200 here always means
- * "here is the stored result", whatever the app answered.
+ * "here is the stored result", whatever the app answered. A body that is
+ * gone (retention, erasure) is a 410 `result_gone`, not an empty 200.
  */
 function sendRawResult(ctx: RequestContext, res: runsPb.GetRunResultResponse): void {
+  // An empty body under the app's content type would read as the app's answer.
+  if (res.bodyGone) {
+    throw new LonghaulError(
+      "result_gone",
+      `the app's body of run ${res.runId} is no longer stored: it was dropped after the retention period, or erased (its status code and times remain on the run)`,
+    );
+  }
   const body = Buffer.from(res.body);
   const headers: Record<string, string | number> = {
     "content-type": res.contentType || "application/octet-stream",

@@ -150,7 +150,9 @@ export function runView(root: HTMLElement, ctx: ViewContext, runId: string): () 
           : [
               h("p", { class: "mono" }, `HTTP ${res.status_code}`, res.content_type ? ` · ${res.content_type}` : ""),
               headersTable(res.headers),
-              bodyBlock(res, res.content_type, r.mode === "sync" ? "Sync calls are recorded without bodies." : "Empty body."),
+              res.body_gone
+                ? h("p", { class: "muted" }, "Body no longer stored (dropped after the retention period, or erased).")
+                : bodyBlock(res, res.content_type, r.mode === "sync" ? "Sync calls are recorded without bodies." : "Empty body."),
               res.body_truncated ? h("p", { class: "muted" }, "The app sent more than the stored limit; the stored body is cut.") : null,
             ],
       );

@@ -108,6 +108,8 @@ export interface RunResponse extends BodyPreview {
   content_type: string | null;
   headers: Header[];
   body_truncated: boolean;
+  /** The stored body was dropped after the retention period, or erased. */
+  body_gone: boolean;
 }
 
 export interface DeliveryAttempt {

@@ -9,7 +9,7 @@ import type { RunRecord } from "../../core/model.js";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { Tenancy } from "../../core/tenancy.js";
-import { contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
+import { bodyGone, contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
 
 /** `longhaul.internal.v1.SchedulerInternalService`: what the invoker and notifier call. */
 export function createInternalService(
@@ -145,6 +145,7 @@ export function createInternalService(
         createdAt: run.created_at,
         startedAt: run.started_at ?? undefined,
         requestBody: run.request_body ?? Buffer.alloc(0),
+        bodyGone: bodyGone(run),
       };
     }),
     recordSyncRun: unary(log, "RecordSyncRun", async (req: schedulerPb.RecordSyncRunRequest) => ({

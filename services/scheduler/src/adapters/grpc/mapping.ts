@@ -59,6 +59,16 @@ export function contentTypeOf(headers: { name: string; value: string }[] | null)
   return headers?.find((h) => h.name.toLowerCase() === "content-type")?.value ?? "";
 }
 
+/**
+ * True when the app answered an async run and its stored body is no longer
+ * stored (dropped after the retention period, or erased): a finished async
+ * run the app answered always has a body, empty or not. A sync call is
+ * recorded without its body; that is not a body gone.
+ */
+export function bodyGone(run: RunRecord): boolean {
+  return run.mode === "async" && run.finished_at !== null && run.status_code !== null && run.response_body === null;
+}
+
 export function resultToProto(run: RunRecord): runsPb.GetRunResultResponse {
   return {
     runId: run.id,
@@ -68,5 +78,6 @@ export function resultToProto(run: RunRecord): runsPb.GetRunResultResponse {
     body: run.response_body ?? Buffer.alloc(0),
     contentType: contentTypeOf(run.response_headers),
     bodyTruncated: run.response_truncated,
+    bodyGone: bodyGone(run),
   };
 }

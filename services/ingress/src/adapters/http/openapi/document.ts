@@ -153,7 +153,7 @@ const paths: Obj = {
       tags: ["runs"],
       summary: "What the app answered",
       description:
-        "Raw (default): the stored body under the app's content type; the app's status in `X-Longhaul-Status-Code`. `format=json`: an envelope with the body in base64. `format=preview`: headers masked, body capped. A signed link (`expires`, `signature`) needs no key.",
+        "Raw (default): the stored body under the app's content type; the app's status in `X-Longhaul-Status-Code`. `format=json`: an envelope with the body in base64. `format=preview`: headers masked, body capped. A signed link (`expires`, `signature`) needs no key. Once the body is gone (dropped after the retention period, or erased), the raw form is a `410` `result_gone` and the envelopes say `body_gone: true`.",
       security: [{ bearer: [] }, {}],
       parameters: [
         idParam,
@@ -175,7 +175,7 @@ const paths: Obj = {
             "*/*": { schema: {} },
           },
         },
-        ...errorResponses(400, 401, 404, 409),
+        ...errorResponses(400, 401, 404, 409, 410),
       },
     },
   },
@@ -479,6 +479,7 @@ export function openApiDocument(version: string, parts: OpenApiPart[] = []): Obj
         E403: errorResponse("The key lacks the scope this needs (`permission_denied`, naming the scope)."),
         E404: errorResponse("Unknown, or another project's."),
         E409: errorResponse("The run is in the wrong state for this."),
+        E410: errorResponse("`result_gone`: the app's stored body is no longer stored (dropped after the retention period, or erased)."),
         Error: errorResponse("An error; see the code.", retryAfter),
       },
       schemas: merge("schema", schemas, ...parts.map((p) => p.schemas ?? {})),

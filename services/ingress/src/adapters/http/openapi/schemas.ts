@@ -177,7 +177,7 @@ export const schemas: Record<string, Schema> = {
           code: {
             type: "string",
             description:
-              "invalid_argument (400), unauthenticated (401), permission_denied (403), not_found (404), conflict or already_exists (409), payload_too_large (413), unprocessable (422), resource_exhausted (429), internal (500), unavailable (503), deadline_exceeded (504)",
+              "invalid_argument (400), unauthenticated (401), permission_denied (403), not_found (404), conflict or already_exists (409), result_gone (410), payload_too_large (413), unprocessable (422), resource_exhausted (429), internal (500), unavailable (503), deadline_exceeded (504)",
           },
           message: { type: "string" },
           limit: { type: "string", description: "On a 429: the limit that was hit." },
@@ -222,6 +222,7 @@ export const schemas: Record<string, Schema> = {
     headers: { type: "array", items: ref("Header") },
     body_base64: { type: "string", contentEncoding: "base64" },
     body_truncated: { type: "boolean" },
+    body_gone: { type: "boolean", description: "The app's body was stored and is no longer: dropped after the retention period, or erased. The body is then empty." },
   }),
   RunResultPreview: closed({
     run_id: { type: "string", format: "uuid" },
@@ -231,6 +232,7 @@ export const schemas: Record<string, Schema> = {
     headers: { type: "array", items: ref("Header") },
     ...bodyPreview,
     body_truncated: { type: "boolean" },
+    body_gone: { type: "boolean", description: "The app's body was stored and is no longer: dropped after the retention period, or erased. The body is then empty." },
   }),
   RunRequest: closed({
     run_id: { type: "string", format: "uuid" },

@@ -295,6 +295,12 @@ export interface GetRunResultResponse {
   contentType: string;
   /** True when the app's body was larger than the stored limit. */
   bodyTruncated: boolean;
+  /**
+   * True when the app answered and its body was stored but is no longer:
+   * dropped after the retention period, or erased (EraseRun). `body` and the
+   * headers are then empty. A sync call, recorded without its body, is not.
+   */
+  bodyGone: boolean;
 }
 
 export interface ListRunsRequest {
@@ -2261,6 +2267,7 @@ function createBaseGetRunResultResponse(): GetRunResultResponse {
     body: Buffer.alloc(0),
     contentType: "",
     bodyTruncated: false,
+    bodyGone: false,
   };
 }
 
@@ -2286,6 +2293,9 @@ export const GetRunResultResponse: MessageFns<GetRunResultResponse> = {
     }
     if (message.bodyTruncated !== false) {
       writer.uint32(56).bool(message.bodyTruncated);
+    }
+    if (message.bodyGone !== false) {
+      writer.uint32(64).bool(message.bodyGone);
     }
     return writer;
   },
@@ -2359,6 +2369,14 @@ export const GetRunResultResponse: MessageFns<GetRunResultResponse> = {
             message.bodyTruncated = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.bodyGone = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2396,6 +2414,11 @@ export const GetRunResultResponse: MessageFns<GetRunResultResponse> = {
         : isSet(object.body_truncated)
         ? globalThis.Boolean(object.body_truncated)
         : false,
+      bodyGone: isSet(object.bodyGone)
+        ? globalThis.Boolean(object.bodyGone)
+        : isSet(object.body_gone)
+        ? globalThis.Boolean(object.body_gone)
+        : false,
     };
   },
 
@@ -2422,6 +2445,9 @@ export const GetRunResultResponse: MessageFns<GetRunResultResponse> = {
     if (message.bodyTruncated !== false) {
       obj.bodyTruncated = message.bodyTruncated;
     }
+    if (message.bodyGone !== false) {
+      obj.bodyGone = message.bodyGone;
+    }
     return obj;
   },
 
@@ -2437,6 +2463,7 @@ export const GetRunResultResponse: MessageFns<GetRunResultResponse> = {
     message.body = object.body ?? Buffer.alloc(0);
     message.contentType = object.contentType ?? "";
     message.bodyTruncated = object.bodyTruncated ?? false;
+    message.bodyGone = object.bodyGone ?? false;
     return message;
   },
 };

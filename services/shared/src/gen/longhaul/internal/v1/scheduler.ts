@@ -178,6 +178,8 @@ export interface GetDeliveryInputResponse {
     | undefined;
   /** The request body the app was sent (Replicate's webhook shows its input). */
   requestBody: Buffer;
+  /** As GetRunResultResponse.body_gone: the stored body was dropped or erased. */
+  bodyGone: boolean;
 }
 
 export interface GetDeliveryInputResponse_LabelsEntry {
@@ -1980,6 +1982,7 @@ function createBaseGetDeliveryInputResponse(): GetDeliveryInputResponse {
     createdAt: undefined,
     startedAt: undefined,
     requestBody: Buffer.alloc(0),
+    bodyGone: false,
   };
 }
 
@@ -2035,6 +2038,9 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
     }
     if (message.requestBody.length !== 0) {
       writer.uint32(138).bytes(message.requestBody);
+    }
+    if (message.bodyGone !== false) {
+      writer.uint32(144).bool(message.bodyGone);
     }
     return writer;
   },
@@ -2191,6 +2197,14 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
             message.requestBody = Buffer.from(reader.bytes());
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.bodyGone = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2279,6 +2293,11 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
         : isSet(object.request_body)
         ? Buffer.from(bytesFromBase64(object.request_body))
         : Buffer.alloc(0),
+      bodyGone: isSet(object.bodyGone)
+        ? globalThis.Boolean(object.bodyGone)
+        : isSet(object.body_gone)
+        ? globalThis.Boolean(object.body_gone)
+        : false,
     };
   },
 
@@ -2341,6 +2360,9 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
     if (message.requestBody.length !== 0) {
       obj.requestBody = base64FromBytes(message.requestBody);
     }
+    if (message.bodyGone !== false) {
+      obj.bodyGone = message.bodyGone;
+    }
     return obj;
   },
 
@@ -2374,6 +2396,7 @@ export const GetDeliveryInputResponse: MessageFns<GetDeliveryInputResponse> = {
     message.createdAt = object.createdAt ?? undefined;
     message.startedAt = object.startedAt ?? undefined;
     message.requestBody = object.requestBody ?? Buffer.alloc(0);
+    message.bodyGone = object.bodyGone ?? false;
     return message;
   },
 };
