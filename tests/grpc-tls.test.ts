@@ -94,7 +94,7 @@ describe("a mesh with mutual TLS", () => {
     expect(delivery!.headers["x-longhaul-run-id"]).toBe(runId);
   });
 
-  it("passes a sync call through the invoker and reads the webhook secret from the notifier", async () => {
+  it("passes a sync call through the invoker, reads the webhook secret from the notifier, and checks the scheduler's health for /healthz", async () => {
     app.handle((_req, res) => {
       res.writeHead(200, { "content-type": "text/plain" });
       res.end("sync over mTLS");
@@ -105,6 +105,8 @@ describe("a mesh with mutual TLS", () => {
     const secret = await api.call("GET", "/v1/webhooks/secret");
     expect(secret.status).toBe(200);
     expect(secret.json.secret).toMatch(/^whsec_/);
+    const health = await fetch(`${mesh.ingressUrl}/healthz`);
+    expect([health.status, await health.json()]).toEqual([200, { status: "ok" }]);
   });
 
   it("answers a client with a certificate of the CA", async () => {
