@@ -1,6 +1,7 @@
 // Watchers of one run share their work: fifty of them (`?wait=` long polls,
-// `GET /v1/runs/{id}/events` streams and RunService/WatchRun streams) cost
-// the scheduler's Postgres about what one costs. The run is driven through
+// `GET /v1/runs/{id}/events` streams, RunService/WatchRun streams and
+// project feeds `GET /v1/events?run=`) cost the scheduler's Postgres about
+// what one costs. The run is driven through
 // queued → dispatched → running → succeeded while they watch, and the reads
 // are counted twice: by the scheduler's own `longhaul_watch_reads_total`,
 // and by Postgres's scan counters of the runs and run_attempts tables of
@@ -61,7 +62,7 @@ async function runTableScans(): Promise<number> {
   return Number(rows[0]!.n);
 }
 
-type Kind = "wait" | "sse" | "grpc";
+type Kind = "wait" | "sse" | "grpc" | "feed";
 
 interface Watcher {
   kind: Kind;
@@ -80,12 +81,18 @@ function openLongPoll(runId: string): Watcher {
   return w;
 }
 
-function openSse(runId: string): Watcher {
+/**
+ * A server-sent event stream: the run's own (`/v1/runs/{id}/events`, ends
+ * when the run does) or the project's feed naming the run (`/v1/events?run=`,
+ * closed here once the run has succeeded).
+ */
+function openSse(runId: string, kind: "sse" | "feed" = "sse"): Watcher {
   const ac = new AbortController();
   closers.push(() => ac.abort());
-  const w: Watcher = { kind: "sse", seen: [], done: Promise.resolve() };
+  const w: Watcher = { kind, seen: [], done: Promise.resolve() };
+  const path = kind === "sse" ? `/v1/runs/${runId}/events` : `/v1/events?run=${runId}`;
   const reading = (async () => {
-    const res = await fetch(`${mesh.ingressUrl}/v1/runs/${runId}/events`, { headers: { authorization: `Bearer ${mesh.apiKey}` }, signal: ac.signal });
+    const res = await fetch(`${mesh.ingressUrl}${path}`, { headers: { authorization: `Bearer ${mesh.apiKey}` }, signal: ac.signal });
     expect(res.status).toBe(200);
     let text = "";
     for await (const chunk of res.body!) {
@@ -95,6 +102,7 @@ function openSse(runId: string): Watcher {
         text = text.slice(end + 2);
         const data = /^data: (.*)$/m.exec(frame)?.[1];
         if (/^event: run$/m.test(frame) && data) w.seen.push((JSON.parse(data) as { status: string }).status);
+        if (kind === "feed" && w.seen.at(-1) === "succeeded") ac.abort();
       }
     }
   })();
@@ -132,22 +140,25 @@ function openWatchRun(runId: string): Watcher {
  * drives it through its states with a quiet spell while it runs, and counts
  * the reads made meanwhile.
  */
-async function measure(n: number): Promise<{ reads: number; scans: number; watchers: Watcher[] }> {
+async function measure(n: number): Promise<{ reads: number; projectReads: number; scans: number; watchers: Watcher[] }> {
   expect((await api.call("POST", "/v1/apps/slow/pause")).status).toBe(200);
   const submitted = await api.call("POST", "/dev/slow/work?async=true", "{}");
   expect(submitted.status, submitted.text).toBe(202);
   const runId = submitted.json.run_id as string;
 
-  const kinds: Kind[] = ["sse", "grpc", "wait"];
+  const kinds: Kind[] = ["sse", "grpc", "wait", "feed"];
   const watchers = Array.from({ length: n }, (_, i) => {
     const kind = kinds[i % kinds.length]!;
-    return kind === "wait" ? openLongPoll(runId) : kind === "sse" ? openSse(runId) : openWatchRun(runId);
+    return kind === "wait" ? openLongPoll(runId) : kind === "grpc" ? openWatchRun(runId) : openSse(runId, kind);
   });
+  const feeds = watchers.filter((w) => w.kind === "feed").length;
   // Every watcher is in the scheduler, and every stream has its first state.
-  await eventually(async () => (await schedulerMetric("longhaul_run_watchers")) === n, 20_000, `${n} watchers in the scheduler`);
+  await eventually(async () => (await schedulerMetric("longhaul_run_watchers")) === n - feeds, 20_000, `${n - feeds} run watchers in the scheduler`);
+  await eventually(async () => (await schedulerMetric("longhaul_project_watchers")) === feeds, 20_000, `${feeds} project feeds in the scheduler`);
   await eventually(async () => watchers.every((w) => w.kind === "wait" || w.seen.length > 0), 20_000, "first states");
 
   const reads0 = await schedulerMetric("longhaul_watch_reads_total", 'watch="run"');
+  const projectReads0 = await schedulerMetric("longhaul_watch_reads_total", 'watch="project"');
   const scans0 = await runTableScans();
 
   expect((await api.call("POST", "/v1/apps/slow/resume")).status).toBe(200);
@@ -161,6 +172,7 @@ async function measure(n: number): Promise<{ reads: number; scans: number; watch
   await eventually(async () => (await schedulerMetric("longhaul_run_watchers")) === 0, 10_000, "the watchers to leave");
 
   const reads = (await schedulerMetric("longhaul_watch_reads_total", 'watch="run"')) - reads0;
+  const projectReads = (await schedulerMetric("longhaul_watch_reads_total", 'watch="project"')) - projectReads0;
   const scans = (await runTableScans()) - scans0;
   for (const w of watchers) {
     expect(w.seen.at(-1), `${w.kind} watcher's last state`).toBe("succeeded");
@@ -169,7 +181,7 @@ async function measure(n: number): Promise<{ reads: number; scans: number; watch
       expect(w.seen, `${w.kind} watcher saw the run running`).toContain("running");
     }
   }
-  return { reads, scans, watchers };
+  return { reads, projectReads, scans, watchers };
 }
 
 describe("watchers of one run", () => {
@@ -178,7 +190,7 @@ describe("watchers of one run", () => {
     const fifty = await measure(50);
     console.log(
       `watch reads of one run (3 changes and a 4-s quiet spell): 1 watcher ${one.reads} reads (${one.scans} scans of runs/run_attempts); ` +
-        `50 watchers ${fifty.reads} reads (${fifty.scans} scans)`,
+        `50 watchers (13 SSE, 13 WatchRun, 12 ?wait=, 12 project feeds) ${fifty.reads} reads of the run and ${fifty.projectReads} of the project (${fifty.scans} scans)`,
     );
     // Three changes (dispatched, running, succeeded), each one read and perhaps one
     // more when notices come during a read; a safety read per 2 s of quiet.
@@ -187,7 +199,11 @@ describe("watchers of one run", () => {
       expect(m.reads).toBeLessThanOrEqual(10);
     }
     expect(fifty.reads).toBeLessThanOrEqual(one.reads + 3);
-    // Postgres agrees: a read per watcher per change (or per 2 s) would be hundreds of scans more.
-    expect(fifty.scans).toBeLessThanOrEqual(one.scans + 40);
+    // Twelve project feeds: their changed runs read once per 150-ms window, not once per feed.
+    expect(fifty.projectReads).toBeGreaterThanOrEqual(1);
+    expect(fifty.projectReads).toBeLessThanOrEqual(6);
+    // Postgres agrees: a read per watcher per change (or per 2 s) is ~500 scans more (seen when
+    // each watcher had its own); the scheduler's own periodic work moves the count by a few dozen.
+    expect(fifty.scans).toBeLessThanOrEqual(one.scans + 120);
   });
 });

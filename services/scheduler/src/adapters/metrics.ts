@@ -68,10 +68,11 @@ export function createSchedulerMetrics(registry: Registry, store: SchedulerStore
 }
 
 /**
- * Gauges of this copy's watches of single runs: how many runs are watched,
- * and by how many watchers (WatchRun streams and long polls) together.
+ * Gauges of this copy's watches: how many runs are watched, by how many
+ * watchers (WatchRun streams and long polls) together, and how many project
+ * feeds (WatchRuns) are open.
  */
-export function createWatchGauges(registry: Registry, stats: () => { runs: number; watchers: number }): void {
+export function createWatchGauges(registry: Registry, stats: () => { runs: number; watchers: number; projectWatchers: number }): void {
   new Gauge({
     name: "longhaul_watched_runs",
     help: "Runs watched on this copy (one subscription and one read per change each)",
@@ -86,6 +87,14 @@ export function createWatchGauges(registry: Registry, stats: () => { runs: numbe
     registers: [registry],
     collect() {
       this.set(stats().watchers);
+    },
+  });
+  new Gauge({
+    name: "longhaul_project_watchers",
+    help: "WatchRuns streams (project feeds) open on this copy",
+    registers: [registry],
+    collect() {
+      this.set(stats().projectWatchers);
     },
   });
 }

@@ -5,7 +5,7 @@ import { createEffects } from "./deps.js";
 import { isTerminal, RUN_STATUSES, type AppSettings, type AttemptRecord, type RunRecord } from "./model.js";
 import type { NewRun } from "./ports.js";
 import { checkStatsQuery } from "./run-stats.js";
-import { watchProjectRuns, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
+import { createProjectWatchers, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
 import { createRunWatchers } from "./run-watchers.js";
 import { checkLabels } from "@longhaul/shared/domain";
 import { checkName, checkRetryQuery, checkSubmit, idPrefixRange, normaliseApp, type AppInput, type RetryQuery, type SubmitInput } from "./validation.js";
@@ -84,14 +84,23 @@ export function createRunRegistry(deps: SchedulerDeps) {
     return { run, attempts: await store.findAttempts(run.id) };
   }
 
+  /** The run as a watcher sees it: without its bodies (a watch never sends them). */
+  async function watchView(project: string, id: string): Promise<RunView> {
+    const [run] = await store.findRuns(project, [id]);
+    if (!run) throw notFound(id);
+    return { run, attempts: await store.findAttempts(run.id) };
+  }
+
   // Every watch of one run in this process shares its subscription and its reads (core/run-watchers.ts).
   const watchers = createRunWatchers<RunView>({
     bus,
-    read: view,
+    read: watchView,
     isFinal: (v) => isTerminal(v.run.status),
     onRead: () => deps.metrics.watchRead("run"),
     onLostError: (err) => log.warn({ err }, "a watched run could not be read; its watchers wait for the next read"),
   });
+  // And every watch of one project shares its subscription and its reads (core/runs-watch.ts).
+  const projectWatchers = createProjectWatchers(deps);
 
   async function withCounts(project: string, apps: Awaited<ReturnType<typeof store.listApps>>) {
     const counts = await store.appCounts(project);
@@ -355,7 +364,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
 
     /** Sends the project's runs as they change, until `signal` aborts (core/runs-watch.ts). */
     watchRuns: (project: string, query: WatchRunsQuery, signal: AbortSignal, out: WatchRunsOutput) =>
-      watchProjectRuns(deps, project, query, signal, out),
+      projectWatchers.watch(project, query, signal, out),
 
     /** Sends the run now and at each change until it is finished. */
     async watch(project: string, id: string, signal: AbortSignal, send: (v: RunView) => void): Promise<void> {
@@ -375,8 +384,8 @@ export function createRunRegistry(deps: SchedulerDeps) {
       }
     },
 
-    /** Runs watched in this process and their watchers (a gauge). */
-    watchStats: () => watchers.stats(),
+    /** Runs watched in this process and their watchers, and project watches (gauges). */
+    watchStats: () => ({ ...watchers.stats(), projectWatchers: projectWatchers.stats().watchers }),
   };
 }
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunRecord } from "./model.js";
 import type { EventBus, ListFilter, SchedulerStore } from "./ports.js";
-import { watchProjectRuns, type WatchRunsQuery } from "./runs-watch.js";
+import { createProjectWatchers, watchProjectRuns, type WatchRunsQuery } from "./runs-watch.js";
 
 // The project watch's logic with plain fakes of its two ports: a bus whose
 // notices the test sends by hand, and a store of runs in memory that counts
@@ -188,5 +188,46 @@ describe("project watch", () => {
     f.notify(1);
     await expect(w.done).rejects.toThrow("connection terminated");
     expect(f.listening("p1")).toBe(0);
+  });
+
+  it("shares one subscription and one read per window among every watch of a project, catch-ups for each alone", async () => {
+    const f = fakes();
+    f.put(1, { status: "running" });
+    f.put(2, { status: "queued", app: "b" });
+    const hub = createProjectWatchers({ store: f.store, bus: f.bus }, { coalesceMs: 50 });
+    const watches = Array.from({ length: 20 }, (_, i) => {
+      const ac = new AbortController();
+      stops.push(ac);
+      const events: string[] = [];
+      // Every fifth names run 1 to catch up on; every other keeps to app a.
+      const done = hub.watch("p1", { app: i % 2 ? "a" : "", runIds: i % 5 === 0 ? [id(1)] : [], createdAfter: undefined }, ac.signal, {
+        live: () => events.push("live"),
+        run: (r) => events.push(`${Number(r.id.slice(-12))}:${r.status}`),
+      });
+      return { events, done, stop: () => ac.abort() };
+    });
+    await until(() => watches.every((w) => w.events[0] === "live"), "every watch live");
+    expect(f.listening("p1")).toBe(1);
+    await until(() => watches.filter((w) => w.events.includes("1:running")).length === 4, "the catch-ups");
+    await new Promise((r) => setTimeout(r, 80));
+    const catchUpReads = f.reads.length;
+    expect(catchUpReads).toBeLessThanOrEqual(2);
+    // Only the watches that named run 1 got it.
+    watches.forEach((w, i) => expect(w.events.includes("1:running")).toBe(i % 5 === 0));
+
+    f.put(1, { status: "succeeded" });
+    f.notify(1);
+    f.put(2, { status: "running" });
+    f.notify(2);
+    await until(() => watches.every((w) => w.events.includes("1:succeeded")), "every watch told");
+    await new Promise((r) => setTimeout(r, 120));
+    // Two notices, twenty watches: at most two reads (one at once, one after the window).
+    expect(f.reads.length - catchUpReads).toBeLessThanOrEqual(2);
+    watches.forEach((w, i) => expect(w.events.includes("2:running")).toBe(i % 2 === 0));
+    expect(hub.stats()).toEqual({ projects: 1, watchers: 20 });
+    for (const w of watches) w.stop();
+    await Promise.all(watches.map((w) => w.done));
+    expect(f.listening("p1")).toBe(0);
+    expect(hub.stats()).toEqual({ projects: 0, watchers: 0 });
   });
 });

@@ -133,6 +133,12 @@ export function createFakeStore(): FakeStore {
       const run = runs.get(id);
       return run && (project === null || run.project_id === project) ? ({ ...run }) : undefined;
     },
+    async findRuns(project, ids) {
+      return [...runs.values()]
+        .filter((r) => r.project_id === project && ids.includes(r.id))
+        .sort((a, b) => a.created_at.getTime() - b.created_at.getTime())
+        .map((r) => ({ ...r, request_body: null, response_body: null }));
+    },
     async findAttempts(runId) {
       return attempts.filter((a) => a.run_id === runId);
     },
