@@ -66,18 +66,19 @@ type Kind = "wait" | "sse" | "grpc" | "feed";
 
 interface Watcher {
   kind: Kind;
-  /** Statuses seen, in order (a long poll: its one answer). */
+  /** Statuses seen, in order (a long poll: its one answer); a failure as `error:<code>`. */
   seen: string[];
   /** Resolves when the watcher is done (stream ended, poll answered). */
   done: Promise<void>;
 }
 
-function openLongPoll(runId: string): Watcher {
+function openLongPoll(runId: string, key = mesh.apiKey): Watcher {
   const w: Watcher = { kind: "wait", seen: [], done: Promise.resolve() };
-  w.done = api.getRun(runId, 60).then((r) => {
-    expect(r.status, r.text).toBe(200);
-    w.seen.push(r.json.status as string);
-  });
+  w.done = gateway(mesh.ingressUrl, key)
+    .getRun(runId, 60)
+    .then((r) => {
+      w.seen.push(r.status === 200 ? (r.json.status as string) : `error:${r.json?.error?.code as string}`);
+    });
   return w;
 }
 
@@ -86,13 +87,13 @@ function openLongPoll(runId: string): Watcher {
  * when the run does) or the project's feed naming the run (`/v1/events?run=`,
  * closed here once the run has succeeded).
  */
-function openSse(runId: string, kind: "sse" | "feed" = "sse"): Watcher {
+function openSse(runId: string, kind: "sse" | "feed" = "sse", key = mesh.apiKey): Watcher {
   const ac = new AbortController();
   closers.push(() => ac.abort());
   const w: Watcher = { kind, seen: [], done: Promise.resolve() };
   const path = kind === "sse" ? `/v1/runs/${runId}/events` : `/v1/events?run=${runId}`;
   const reading = (async () => {
-    const res = await fetch(`${mesh.ingressUrl}${path}`, { headers: { authorization: `Bearer ${mesh.apiKey}` }, signal: ac.signal });
+    const res = await fetch(`${mesh.ingressUrl}${path}`, { headers: { authorization: `Bearer ${key}` }, signal: ac.signal });
     expect(res.status).toBe(200);
     let text = "";
     for await (const chunk of res.body!) {
@@ -102,6 +103,7 @@ function openSse(runId: string, kind: "sse" | "feed" = "sse"): Watcher {
         text = text.slice(end + 2);
         const data = /^data: (.*)$/m.exec(frame)?.[1];
         if (/^event: run$/m.test(frame) && data) w.seen.push((JSON.parse(data) as { status: string }).status);
+        if (/^event: error$/m.test(frame) && data) w.seen.push(`error:${(JSON.parse(data) as { error: { code: string } }).error.code}`);
         if (kind === "feed" && w.seen.at(-1) === "succeeded") ac.abort();
       }
     }
@@ -117,19 +119,22 @@ function openSse(runId: string, kind: "sse" | "feed" = "sse"): Watcher {
 /** `RUN_STATUS_RUNNING` → `running`, as the HTTP API names it. */
 const statusName = (s: runsPb.RunStatus) => runsPb.runStatusToJSON(s).replace(/^RUN_STATUS_/, "").toLowerCase();
 
-function openWatchRun(runId: string): Watcher {
+function openWatchRun(runId: string, key = mesh.apiKey): Watcher {
   const client = createClient(runsPb.RunServiceClient, mesh.addresses.scheduler);
   const md = new Metadata();
-  md.set("authorization", `Bearer ${mesh.apiKey}`);
+  md.set("authorization", `Bearer ${key}`);
   const call: ClientReadableStream<runsPb.WatchRunResponse> = client.watchRun({ runId }, md, { deadline: Date.now() + 120_000 });
   closers.push(() => {
     call.cancel();
     client.close();
   });
   const w: Watcher = { kind: "grpc", seen: [], done: Promise.resolve() };
-  w.done = new Promise<void>((resolve, reject) => {
+  w.done = new Promise<void>((resolve) => {
     call.on("data", (m: runsPb.WatchRunResponse) => w.seen.push(statusName(m.run!.status)));
-    call.on("error", reject);
+    call.on("error", (err: Error & { code?: number }) => {
+      w.seen.push(`error:${err.code === 16 ? "unauthenticated" : String(err.code)}`);
+      resolve();
+    });
     call.on("end", () => resolve());
   }).finally(() => client.close());
   return w;
@@ -205,5 +210,37 @@ describe("watchers of one run", () => {
     // Postgres agrees: a read per watcher per change (or per 2 s) is ~500 scans more (seen when
     // each watcher had its own); the scheduler's own periodic work moves the count by a few dozen.
     expect(fifty.scans).toBeLessThanOrEqual(one.scans + 120);
+  });
+
+  it("ends the watchers of a revoked key within 5 s while the run's other watchers go on", { timeout: 60_000 }, async () => {
+    const operator = gateway(mesh.ingressUrl, mesh.adminKey);
+    const created = await operator.call("POST", "/v1/admin/projects/dev/keys", { name: "doomed", scopes: ["read"] });
+    expect(created.status, created.text).toBe(201);
+    const doomedKey = created.json.key as string;
+    const submitted = await api.call("POST", "/dev/slow/work?async=true", "{}");
+    expect(submitted.status, submitted.text).toBe(202);
+    const runId = submitted.json.run_id as string;
+    await eventually(async () => held.size > 0, 20_000, "the app to hold the call");
+
+    const open = (key: string) => [openSse(runId, "sse", key), openWatchRun(runId, key), openLongPoll(runId, key)];
+    const doomed = open(doomedKey);
+    const kept = open(mesh.apiKey);
+    await eventually(async () => (await schedulerMetric("longhaul_run_watchers")) === 6, 20_000, "six watchers of one run");
+    await eventually(async () => [...doomed, ...kept].every((w) => w.kind === "wait" || w.seen.includes("running")), 20_000, "first states");
+    expect(await schedulerMetric("longhaul_watched_runs")).toBe(1);
+
+    const revokedAt = Date.now();
+    expect((await operator.call("DELETE", `/v1/admin/keys/${created.json.id as string}`)).status).toBe(204);
+    await Promise.all(doomed.map((w) => w.done));
+    const tookMs = Date.now() - revokedAt;
+    console.log(`watchers of a revoked key ended ${tookMs} ms after the revocation`);
+    expect(tookMs).toBeLessThan(5_000);
+    for (const w of doomed) expect(w.seen.at(-1), `${w.kind} watcher of the revoked key`).toBe("error:unauthenticated");
+    // The shared watch of the run goes on for the others.
+    expect(await schedulerMetric("longhaul_run_watchers")).toBe(3);
+    for (const release of held) release();
+    held.clear();
+    await Promise.all(kept.map((w) => w.done));
+    for (const w of kept) expect(w.seen.at(-1), `${w.kind} watcher of the kept key`).toBe("succeeded");
   });
 });
