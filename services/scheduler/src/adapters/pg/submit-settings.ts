@@ -60,25 +60,57 @@ export function createSubmitSettingsCache(
   read: (project: string, app: string) => Promise<SubmitSettings | undefined>,
   options: { ttlMs: number; max?: number; announce?: (project: string) => void },
 ): SubmitSettingsCache {
+  const cache = new LRUCache<string, SubmitSettings>({ max: options.max ?? 10_000, ttl: options.ttlMs });
+  // Concurrent first submits to one app share a single read.
+  const reading = new Map<string, Promise<SubmitSettings | undefined>>();
+  // Changes seen per project (and in all): a read that a change overtook is
+  // answered to its callers (as a read just before the change would be) but
+  // never kept, and later callers start a read of their own.
+  const changes = new Map<string, number>();
+  let outages = 0;
+  const changesOf = (project: string) => (changes.get(project) ?? 0) + outages;
   // A tab cannot be in a project or app name (names are checked before a submit reads).
   const key = (project: string, app: string) => `${project}\t${app}`;
-  const cache = new LRUCache<string, SubmitSettings, { project: string; app: string }>({
-    max: options.max ?? 10_000,
-    ttl: options.ttlMs,
-    // Concurrent first submits to one app share a single read.
-    fetchMethod: async (_key, _stale, { context }) => read(context.project, context.app),
-  });
+
   function forget(project: string): void {
+    changes.set(project, (changes.get(project) ?? 0) + 1);
     const prefix = `${project}\t`;
     for (const k of [...cache.keys()]) if (k.startsWith(prefix)) cache.delete(k);
+    for (const k of [...reading.keys()]) if (k.startsWith(prefix)) reading.delete(k);
   }
+
   return {
-    get: (project, app) => cache.fetch(key(project, app), { context: { project, app } }),
+    get(project, app) {
+      const k = key(project, app);
+      const held = cache.get(k);
+      if (held) return Promise.resolve(held);
+      let pending = reading.get(k);
+      if (!pending) {
+        const seen = changesOf(project);
+        pending = read(project, app).then(
+          (settings) => {
+            if (reading.get(k) === pending) reading.delete(k);
+            if (settings && changesOf(project) === seen) cache.set(k, settings);
+            return settings;
+          },
+          (err: unknown) => {
+            if (reading.get(k) === pending) reading.delete(k);
+            throw err;
+          },
+        );
+        reading.set(k, pending);
+      }
+      return pending;
+    },
     changed(project) {
       forget(project);
       options.announce?.(project);
     },
     forget,
-    forgetAll: () => cache.clear(),
+    forgetAll() {
+      outages++;
+      cache.clear();
+      reading.clear();
+    },
   };
 }
