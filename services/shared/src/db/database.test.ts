@@ -69,7 +69,8 @@ describe("prepared statements", () => {
     }
   });
 
-  it("refuses one text under two names", () => {
+  it("refuses one text under two names, and two texts under one name", () => {
     expect(() => preparedStatement("lh_test_other_name", COUNT_ITEMS)).toThrow(/has the text of lh_test_count_items/);
+    expect(() => preparedStatement("lh_test_count_items", `${COUNT_ITEMS} limit 1`)).toThrow(/lh_test_count_items has two texts/);
   });
 });

@@ -26,6 +26,7 @@ export interface DbOptions {
 
 /** The hot statements' texts and their names (preparedStatement). */
 const preparedNames = new Map<string, string>();
+const preparedTexts = new Set<string>();
 
 /**
  * Marks a statement's fixed text as one a connection prepares once and then
@@ -38,7 +39,9 @@ const preparedNames = new Map<string, string>();
 export function preparedStatement(name: string, text: string): string {
   const known = preparedNames.get(text);
   if (known !== undefined && known !== name) throw new Error(`statement ${name} has the text of ${known}`);
+  if (known === undefined && preparedTexts.has(name)) throw new Error(`statement ${name} has two texts`);
   preparedNames.set(text, name);
+  preparedTexts.add(name);
   return text;
 }
 

@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// Usage: npm run bench:pg -- [--runs 800] [--unprepared]
+//
+// What Postgres spends on one run's hot statements, alone: a database of its
+// own (migrated, removed at the end), one connection, and per run the
+// scheduler's own statements one after the other (no batching): the insert,
+// the claim, the 2xx completion and the webhook state, plus `select 1` as the
+// floor of a round trip. Prints the backend's CPU per run and per statement,
+// read from /proc (Postgres on this machine), with the statements prepared
+// (as the services run them) or, with --unprepared, parsed and planned each
+// time (LONGHAUL_PG_PREPARED_STATEMENTS=false). Figures are printed, never
+// asserted. Runs under scripts/with-deps.mjs.
+import fs from "node:fs";
+import { randomBytes, randomUUID } from "node:crypto";
+import { parseArgs } from "node:util";
+import pg from "pg";
+import pino from "pino";
+import { sql } from "kysely";
+import { createDb, migrate } from "../../services/shared/dist/db/index.js";
+import { schedulerMigrationSet } from "../../services/scheduler/dist/adapters/pg/migrations.js";
+import { batchedClaim, batchedInsert, batchedSuccess, batchedWebhookState } from "../../services/scheduler/dist/adapters/pg/batched.js";
+
+const { values: args } = parseArgs({ options: { runs: { type: "string", default: "800" }, unprepared: { type: "boolean", default: false } } });
+const runs = Math.max(10, Math.min(20_000, Number(args.runs)));
+const base = process.env.DATABASE_URL;
+if (!base) throw new Error("run under scripts/with-deps.mjs (npm run bench:pg)");
+
+const name = `lh_pgstmt_${randomBytes(4).toString("hex")}`;
+const admin = new pg.Client({ connectionString: base });
+await admin.connect();
+await admin.query(`create database ${name}`);
+const url = new URL(base);
+url.pathname = `/${name}`;
+const log = pino({ level: "warn" });
+const db = createDb({ url: url.toString(), log, poolSize: 1, prepare: !args.unprepared });
+try {
+  await migrate(db, schedulerMigrationSet, log);
+  await sql`insert into projects (id) values ('p1')`.execute(db);
+  await sql`insert into apps (project_id, name, url, timeout_seconds, max_concurrency, max_attempts, initial_backoff_seconds, max_backoff_seconds, idempotent, queue_ttl_seconds)
+    values ('p1', 'a1', 'http://127.0.0.1:1', 60, 0, 1, 1, 10, false, 0)`.execute(db);
+  const insert = batchedInsert(db);
+  const claim = batchedClaim(db);
+  const succeed = batchedSuccess(db);
+  const webhook = batchedWebhookState(db);
+  const { rows } = await sql`select pg_backend_pid() as pid`.execute(db);
+  const pid = rows[0].pid;
+  // utime + stime of the backend, in ms (clock ticks of 10 ms: figures are averages over many runs).
+  const cpu = () => {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  };
+  const spent = {};
+  const step = async (k, f) => {
+    const c = cpu();
+    await f();
+    spent[k] = (spent[k] ?? 0) + cpu() - c;
+  };
+  const row = (id) => ({
+    id, project_id: "p1", app: "a1", mode: "async", status: "dispatched", method: "POST", path: "/x", query: "",
+    upstream_url: "http://127.0.0.1:1", request_headers: "{}", request_body: Buffer.from("{}"), webhook_url: "http://127.0.0.1:2/h",
+    priority: 0, timeout_seconds: 60, max_attempts: 1, idempotency_key: null, retry_of: null, not_before: null,
+    traceparent: "", tracestate: "", labels: "{}", expires_at: null,
+  });
+  const one = async () => {
+    const id = randomUUID();
+    await step("insert", () => insert(row(id)));
+    await step("claim", () => claim({ runId: id, attempt: 1, invokerId: "inv1", leaseSeconds: 60 }));
+    await step("complete (2xx)", () =>
+      succeed({ runId: id, attempt: 1, owner: "inv1", result: { statusCode: 200, headers: {}, body: Buffer.from("{}"), bodyTruncated: false } }),
+    );
+    await step("webhook state", () => webhook({ runId: id, state: "delivered" }));
+    await step("select 1", () => sql`select 1`.execute(db));
+  };
+  for (let i = 0; i < 50; i++) await one(); // warm: plans cached, pages in memory
+  for (const k of Object.keys(spent)) delete spent[k];
+  const c0 = cpu();
+  for (let i = 0; i < runs; i++) await one();
+  const total = cpu() - c0;
+  console.log(`Postgres backend CPU per run, ${runs} runs, statements ${args.unprepared ? "unprepared" : "prepared"}: ${(total / runs).toFixed(2)} ms`);
+  for (const [k, v] of Object.entries(spent)) console.log(`  ${k.padEnd(16)} ${(v / runs).toFixed(3)} ms`);
+} finally {
+  await db.destroy();
+  await admin.query(`drop database if exists ${name} with (force)`);
+  await admin.end();
+}
