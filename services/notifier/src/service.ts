@@ -47,7 +47,7 @@ export interface NotifierSeams {
  */
 export async function startNotifier(config: NotifierConfig, log: Logger, seams: NotifierSeams = {}): Promise<RunningNotifier> {
   if (config.LONGHAUL_MIGRATE_AT_START && config.LONGHAUL_ENSURE_DATABASE) await ensureDatabase(config.DATABASE_URL);
-  const db = createDb<NotifierDatabase>({ url: config.DATABASE_URL, log, poolSize: 20 , prepare: config.LONGHAUL_PG_PREPARED_STATEMENTS });
+  const db = createDb<NotifierDatabase>({ url: config.DATABASE_URL, log, poolSize: 20, prepare: config.LONGHAUL_PG_PREPARED_STATEMENTS });
   await readySchema(db, notifierMigrationSet, config, log);
 
   const registry = createRegistry("notifier");

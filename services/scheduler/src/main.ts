@@ -31,7 +31,7 @@ await runService({
   loadConfig,
   async start(config, log) {
     if (config.LONGHAUL_MIGRATE_AT_START && config.LONGHAUL_ENSURE_DATABASE) await ensureDatabase(config.DATABASE_URL);
-    const db = createDb<SchedulerDb>({ url: config.DATABASE_URL, log, poolSize: config.SCHEDULER_DB_POOL_SIZE , prepare: config.LONGHAUL_PG_PREPARED_STATEMENTS });
+    const db = createDb<SchedulerDb>({ url: config.DATABASE_URL, log, poolSize: config.SCHEDULER_DB_POOL_SIZE, prepare: config.LONGHAUL_PG_PREPARED_STATEMENTS });
     await readySchema(db, schedulerMigrationSet, config, log);
     for (const { project, key } of projectKeys(config)) await ensureProjectKey(db, project, key);
 

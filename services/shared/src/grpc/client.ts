@@ -89,8 +89,9 @@ export function serviceConfig(retry: readonly string[] = []): object {
  * Creates a client of a generated service for an address list (`host:port`,
  * a comma-separated list of them, or one DNS name that resolves to every copy;
  * see {@link grpcTarget}), with calls spread over the copies; plaintext unless
- * `options.tls` is given. With TLS, the certificate of each server must name
- * the host of its address (a DNS name or an IP address in its subjectAltName).
+ * `options.tls` is given. With TLS, every server's certificate must name the
+ * channel's authority in its subjectAltName: the DNS name, or for an address
+ * list the first address of the list (grpc-js checks each copy against it).
  */
 export function createClient<C>(Ctor: ClientCtor<C>, addresses: string, options: ClientOptions = {}): C {
   return new Ctor(grpcTarget(addresses), options.tls?.channel ?? credentials.createInsecure(), {
