@@ -286,4 +286,29 @@ describe("run lifecycle", () => {
     expect(statuses.at(-1)).toBe("succeeded");
     expect(statuses).toContain("running");
   });
+  it("an app paused, changed or deleted through one scheduler copy is seen by every submit at once, whichever copy takes it", async () => {
+    // Both copies hold the app's settings for their fast path first.
+    await api.putApp("flip", { url: app.url });
+    for (let i = 0; i < 6; i++) await submit("flip", "/warm");
+    expect((await api.call("POST", "/v1/apps/flip/pause")).status).toBe(200);
+    // Ten submits spread over both copies: none may be dispatched while paused.
+    const held = [];
+    for (let i = 0; i < 10; i++) held.push(await submit("flip", "/held"));
+    for (const id of held) expect((await api.getRun(id)).json.status).toBe("queued");
+    expect(app.received.some((r) => r.url.startsWith("/held"))).toBe(false);
+    expect((await api.call("POST", "/v1/apps/flip/resume")).status).toBe(200);
+    for (const id of held) expect((await api.finished(id, 15_000)).status).toBe("succeeded");
+    // A new URL is used by the next submit on either copy.
+    await api.putApp("flip", { url: `${app.url}/moved` });
+    const moved = [];
+    for (let i = 0; i < 6; i++) moved.push(await submit("flip", "/after"));
+    for (const id of moved) expect((await api.finished(id, 15_000)).status).toBe("succeeded");
+    expect(app.received.filter((r) => r.url.startsWith("/moved/after")).length).toBe(6);
+    // Deleted: every copy refuses at once.
+    expect((await api.call("DELETE", "/v1/apps/flip")).status).toBe(204);
+    for (let i = 0; i < 4; i++) {
+      const r = await api.call("POST", "/dev/flip/x?async=true", "body");
+      expect(r.status, r.text).toBe(404);
+    }
+  });
 });
