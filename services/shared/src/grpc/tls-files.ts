@@ -67,9 +67,15 @@ function parseCertificates(variable: string, path: string, pem: Buffer): X509Cer
   });
 }
 
-/** Checks what was read: certificates parse, the key is the certificate's, the certificate has not expired. */
+/**
+ * Checks what was read: certificates parse, the key is the certificate's,
+ * the certificate is valid now, and with a CA, the CA signed it (or a
+ * certificate of its chain): a service whose every handshake would fail does
+ * not start.
+ */
 function checkPem(files: GrpcTlsFiles, raw: { cert: Buffer; key: Buffer; ca: Buffer | null }, now: Date): GrpcTlsPem {
-  const [leaf] = parseCertificates("LONGHAUL_GRPC_TLS_CERT", files.cert, raw.cert);
+  const chain = parseCertificates("LONGHAUL_GRPC_TLS_CERT", files.cert, raw.cert);
+  const leaf = chain[0];
   let key: KeyObject;
   try {
     key = createPrivateKey(raw.key);
@@ -83,7 +89,17 @@ function checkPem(files: GrpcTlsFiles, raw: { cert: Buffer; key: Buffer; ca: Buf
   if (notAfter.getTime() <= now.getTime()) {
     throw new GrpcTlsError(`LONGHAUL_GRPC_TLS_CERT: the certificate in ${files.cert} expired on ${notAfter.toISOString()}`);
   }
-  if (raw.ca && files.ca) parseCertificates("LONGHAUL_GRPC_TLS_CA", files.ca, raw.ca);
+  const notBefore = new Date(leaf!.validFrom);
+  if (notBefore.getTime() > now.getTime()) {
+    throw new GrpcTlsError(`LONGHAUL_GRPC_TLS_CERT: the certificate in ${files.cert} is not valid before ${notBefore.toISOString()}`);
+  }
+  if (raw.ca && files.ca) {
+    const authorities = parseCertificates("LONGHAUL_GRPC_TLS_CA", files.ca, raw.ca);
+    const signed = chain.some((c) => authorities.some((a) => a.fingerprint256 === c.fingerprint256 || (c.checkIssued(a) && c.verify(a.publicKey))));
+    if (!signed) {
+      throw new GrpcTlsError(`LONGHAUL_GRPC_TLS_CERT: the certificate in ${files.cert} is not signed by a CA of ${files.ca} (LONGHAUL_GRPC_TLS_CA)`);
+    }
+  }
   return { cert: raw.cert, key: raw.key, ca: raw.ca, notAfter };
 }
 

@@ -128,7 +128,7 @@ describe("gRPC mutual TLS (a CA set)", () => {
     // Trusts the server, presents nothing.
     await refused(ask(port, credentials.createSsl(readFileSync(pki.ca))));
     // Trusts the server, presents a certificate of another CA.
-    await refused(ask(port, tlsOf({ cert: pki.rogue.cert, key: pki.rogue.key, ca: pki.ca })));
+    await refused(ask(port, credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.rogue.key), readFileSync(pki.rogue.cert))));
     await refused(ask(port));
   });
 });
@@ -208,8 +208,22 @@ describe("gRPC TLS settings", () => {
     expect(message({ LONGHAUL_GRPC_TLS_CERT: pki.cert }).split("\n")).toHaveLength(2);
   });
 
-  it("an expired certificate is refused at start", () => {
+  it("an expired certificate, or one not valid yet, is refused at start", () => {
     const later = new Date(Date.now() + 3 * 86_400_000);
     expect(() => readGrpcTlsFiles({ cert: pki.cert, key: pki.key }, later)).toThrow(/LONGHAUL_GRPC_TLS_CERT: the certificate in .* expired on/);
+    const earlier = new Date(Date.now() - 86_400_000);
+    expect(() => readGrpcTlsFiles({ cert: pki.cert, key: pki.key }, earlier)).toThrow(/LONGHAUL_GRPC_TLS_CERT: the certificate in .* is not valid before/);
+  });
+
+  it("with a CA, a certificate that CA did not sign is refused at start (every mutual handshake would fail)", () => {
+    expect(message({ LONGHAUL_GRPC_TLS_CERT: pki.rogue.cert, LONGHAUL_GRPC_TLS_KEY: pki.rogue.key, LONGHAUL_GRPC_TLS_CA: pki.ca })).toContain(
+      `LONGHAUL_GRPC_TLS_CERT: the certificate in ${pki.rogue.cert} is not signed by a CA of ${pki.ca} (LONGHAUL_GRPC_TLS_CA)`,
+    );
+    // Its own CA, or a bundle holding it, is fine.
+    const bundle = path.join(pki.dir, "bundle.crt");
+    writeFileSync(bundle, `${readFileSync(pki.ca, "utf8")}${readFileSync(pki.rogue.ca, "utf8")}`);
+    const ok = createGrpcTls(parse({ LONGHAUL_GRPC_TLS_CERT: pki.rogue.cert, LONGHAUL_GRPC_TLS_KEY: pki.rogue.key, LONGHAUL_GRPC_TLS_CA: bundle }));
+    cleanups.push(() => ok?.close());
+    expect(ok?.mutual).toBe(true);
   });
 });
