@@ -1,4 +1,4 @@
-import { createGrpcTls } from "@longhaul/shared/grpc";
+import { createGrpcTls, grpcTlsMode } from "@longhaul/shared/grpc";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
 import { runService } from "@longhaul/shared/service";
 import { resultUrlKey } from "@longhaul/shared/result-url";
@@ -55,7 +55,7 @@ await runService({
         metrics_port: metricsServer.port,
         publicUrl: config.LONGHAUL_PUBLIC_URL || undefined,
         dashboard: dashboard ? `/dashboard (assets ${dashboard.version})` : "off",
-        grpc_tls: tls ? (tls.mutual ? "mutual" : "on") : "off",
+        grpc_tls: grpcTlsMode(tls),
       },
       closers: [
         { name: "http", close: () => gateway.close(config.INGRESS_SHUTDOWN_GRACE_MS) },

@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { createRegistry, Gauge, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
-import { connectionAgeOptions, createGrpcServer, createGrpcTls } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer, createGrpcTls, grpcTlsMode } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
 import { connectNats, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDependencyHealth, runService } from "@longhaul/shared/service";
@@ -113,7 +113,7 @@ await runService({
         grpc_port: grpcPort,
         metrics_port: metricsServer.port,
         max_in_flight: config.INVOKER_MAX_IN_FLIGHT,
-        grpc_tls: tls ? (tls.mutual ? "mutual" : "on") : "off",
+        grpc_tls: grpcTlsMode(tls),
       },
       closers: [
         { name: "dispatch consumer", close: () => consumer.stop() },

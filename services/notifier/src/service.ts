@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import type { Logger } from "@longhaul/shared/logger";
 import { createRegistry, registerConsumerPending, serveMetrics } from "@longhaul/shared/metrics";
-import { connectionAgeOptions, createGrpcServer, createGrpcTls } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer, createGrpcTls, grpcTlsMode } from "@longhaul/shared/grpc";
 import { notifierPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDependencyHealth } from "@longhaul/shared/service";
@@ -144,7 +144,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   return {
     grpcPort,
     metricsPort: metricsServer.port,
-    grpcTls: tls ? (tls.mutual ? "mutual" : "on") : "off",
+    grpcTls: grpcTlsMode(tls),
     async stop() {
       health.stopping();
       await consumer.stop();

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { ownAddresses } from "@longhaul/shared/config";
 import { createEgressPolicy } from "@longhaul/shared/egress";
 import { createRegistry, serveMetrics } from "@longhaul/shared/metrics";
-import { connectionAgeOptions, createGrpcServer, createGrpcTls } from "@longhaul/shared/grpc";
+import { connectionAgeOptions, createGrpcServer, createGrpcTls, grpcTlsMode } from "@longhaul/shared/grpc";
 import { adminPb, appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { connectNats, ensureStreams, natsNames, startLeaderLease, streamSettings } from "@longhaul/shared/nats";
 import { createDb, ensureDatabase, probePostgres, readySchema } from "@longhaul/shared/db";
@@ -134,7 +134,7 @@ await runService({
 
     health.started();
     return {
-      ready: { grpc_port: port, metrics_port: metrics.port, grpc_tls: tls ? (tls.mutual ? "mutual" : "on") : "off" },
+      ready: { grpc_port: port, metrics_port: metrics.port, grpc_tls: grpcTlsMode(tls) },
       closers: [
         { name: "reconciler", close: () => reconcilerLoop.stop() },
         {

@@ -168,3 +168,8 @@ export function createGrpcTls(
   if (!files) return undefined;
   return createGrpcTlsFromFiles(files, { log, reloadMs: config.LONGHAUL_GRPC_TLS_RELOAD_SECONDS * 1000 });
 }
+
+/** How a service's gRPC is secured, as its `ready` line says it. */
+export function grpcTlsMode(tls: GrpcTls | undefined): "off" | "on" | "mutual" {
+  return tls ? (tls.mutual ? "mutual" : "on") : "off";
+}
