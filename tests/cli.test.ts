@@ -108,6 +108,25 @@ describe("longhaul", () => {
     expect(failed.stdout).toMatch(/status\s+failed/);
   });
 
+  it("submit --queue-ttl: the run's own start deadline; a run not started by then ends expired (exit 1)", async () => {
+    expect((await longhaul(["submit", "--help"])).stdout).toContain("--queue-ttl <seconds>");
+    const later = JSON.parse((await longhaul(["submit", "echo", "/job", "--queue-ttl", "600", "--wait", "--json"])).stdout);
+    // expires_at is reckoned on the scheduler's clock, created_at on Postgres's: a few ms apart.
+    expect(Math.abs(Date.parse(later.expires_at) - Date.parse(later.created_at) - 600_000)).toBeLessThan(1000);
+    // One call at a time, held: a run with a 1 s deadline waits behind it and never starts.
+    expect((await longhaul(["apps", "put", "one-slot", "--url", app.url, "--max-concurrency", "1", "--max-attempts", "1"])).code).toBe(0);
+    const blocker = (await longhaul(["submit", "one-slot", "/hold"])).stdout.trim();
+    const expired = await longhaul(["submit", "one-slot", "/never", "--queue-ttl", "1", "--wait", "30", "--json"]);
+    expect(expired.code).toBe(1);
+    const ended = JSON.parse(expired.stdout);
+    expect(ended).toMatchObject({ status: "expired", error_code: "queue_ttl_exceeded", started_at: null });
+    expect((await longhaul(["runs", "get", ended.run_id])).stdout).toMatch(new RegExp(`^start by\\s+${ended.expires_at}$`, "m"));
+    expect((await longhaul(["runs", "get", blocker])).stdout).not.toContain("start by");
+    expect((await longhaul(["runs", "cancel", blocker])).code).toBe(0);
+    const bad = await longhaul(["submit", "echo", "/job", "--queue-ttl", "soon"]);
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining("--queue-ttl must be an integer")]);
+  });
+
   it("--data @file and - (stdin) reach the app", async () => {
     const file = join(mkdtempSync(join(tmpdir(), "longhaul-cli-")), "body.json");
     writeFileSync(file, '{"from":"file"}');

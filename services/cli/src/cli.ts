@@ -101,7 +101,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .option("--label <key=value>", "a label to find the run by (repeatable)", collect)
     .option("--timeout <seconds>", "shorten the app's timeout for this run", intArg("--timeout"))
     .option("--priority <n>", "-100..100, higher first", intArg("--priority"))
-    .action(async (app: string, path: string, o: { method?: string; data?: string; header?: string[]; webhook?: string; wait?: string | boolean; idempotencyKey?: string; label?: string[]; timeout?: number; priority?: number }) => {
+    .option("--queue-ttl <seconds>", "the run must start within this many seconds, else it ends expired (1..2592000)", intArg("--queue-ttl"))
+    .action(async (app: string, path: string, o: { method?: string; data?: string; header?: string[]; webhook?: string; wait?: string | boolean; idempotencyKey?: string; label?: string[]; timeout?: number; priority?: number; queueTtl?: number }) => {
       const wait = waitSeconds(o.wait);
       const headers: Record<string, string> = {};
       for (const h of o.header ?? []) {
@@ -131,6 +132,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         labels: Object.keys(labels).length ? labels : undefined,
         timeoutSeconds: o.timeout,
         priority: o.priority,
+        queueTtlSeconds: o.queueTtl,
       });
       if (wait === false) {
         print({ run_id: accepted.runId }, () => `${accepted.runId}\n`);

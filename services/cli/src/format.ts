@@ -35,6 +35,8 @@ export function runSummary(run: Run): string {
     ["status code", run.status_code],
     ["attempt", `${run.attempt}/${run.max_attempts}`],
     ["created", run.created_at],
+    // The run's own queue deadline, only when it has one.
+    ...(run.expires_at ? [["start by", run.expires_at] as [string, string]] : []),
     ["finished", run.finished_at],
     ["duration", runDuration(run)],
     ["webhook", run.webhook_url ? `${run.webhook_state} ${run.webhook_url}` : run.webhook_state],
