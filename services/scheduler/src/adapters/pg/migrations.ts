@@ -286,11 +286,16 @@ export const schedulerMigrations: Record<string, Migration> = {
   // again) rather than queueing every query on runs behind a long one. The
   // partial index holds only waiting runs that have a deadline: the
   // reconciler's probe and its sleep until the earliest deadline read it alone.
+  // `set local` lasts to the end of the transaction, and Kysely's Migrator runs
+  // a whole batch in one: the timeout the batch had is put back at the end, so
+  // the migrations after this one do not inherit the 5 s.
   "0018_runs_expires_at": {
     async up(db: Kysely<unknown>) {
+      const { rows } = await sql<{ value: string }>`select current_setting('lock_timeout') as value`.execute(db);
       await sql`set local lock_timeout = '5s'`.execute(db);
       await sql`alter table runs add column if not exists expires_at timestamptz`.execute(db);
       await sql`create index if not exists runs_expires_at on runs (expires_at) where status in ('queued', 'dispatched') and expires_at is not null`.execute(db);
+      await sql`select set_config('lock_timeout', ${rows[0]!.value}, true)`.execute(db);
     },
   },
 };
