@@ -3,9 +3,10 @@
 // overview), sees runs submitted through the API appear and change state
 // live, opens runs, cancels a running one, checks that the overview's charts
 // draw the API's figures (in the figures table and on hover), opens a run by
-// a prefix of its id from the search box, filters runs by label, reads the
-// apps page, takes the README's screenshots (runs at 1280 px, the overview
-// at 1280 and 390 px) and checks that a 390 px phone never scrolls sideways.
+// a prefix of its id from the search box, filters runs by label, shows a
+// run's queue deadline only when it has one, reads the apps page, takes the
+// README's screenshots (runs at 1280 px, the overview at 1280 and 390 px)
+// and checks that a 390 px phone never scrolls sideways.
 import { tmpdir } from "node:os";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -361,6 +362,34 @@ describe("dashboard", () => {
     await page.locator('input[name="status_code"]').press("Enter");
     await page.locator(row(labelled)).waitFor();
     expect(new URL(page.url()).searchParams.get("status_code")).toBe("2xx");
+  });
+
+  it("shows a run's queue deadline beside its other times, only when it has one", async () => {
+    const withTtl = await submit("thumbnails", "/render?size=ttl", { "x-longhaul-queue-ttl": "600" });
+    const run = (await api.finished(withTtl)) as { expires_at: string };
+    await page.goto(`${mesh.ingressUrl}/dashboard/runs/${withTtl}`);
+    await page.locator('.run-status [data-status="succeeded"]').waitFor();
+    const deadline = page.locator(".summary div", { has: page.locator("dt", { hasText: "Queue deadline" }) }).locator("dd time");
+    expect(await deadline.getAttribute("datetime", { timeout: LIVE_MS })).toBe(run.expires_at);
+    // Shown as the other times are, in the browser's time zone: the time, and the date when not today.
+    const shown = await page.evaluate((iso) => {
+      const d = new Date(iso);
+      const p = (n: number) => String(n).padStart(2, "0");
+      const time = `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+      return d.toDateString() === new Date().toDateString() ? time : `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${time}`;
+    }, run.expires_at);
+    expect(await deadline.textContent()).toBe(shown);
+    const terms = page.locator(".summary dt");
+    const order = await terms.allTextContents();
+    expect(order.indexOf("Queue deadline")).toBe(order.indexOf("Created") + 1);
+
+    // A run without one has no such row.
+    const without = await submit("thumbnails", "/render?size=nottl");
+    await api.finished(without);
+    await page.goto(`${mesh.ingressUrl}/dashboard/runs/${without}`);
+    await page.locator('.run-status [data-status="succeeded"]').waitFor();
+    await page.locator(".summary dt", { hasText: "Created" }).waitFor();
+    expect(await terms.allTextContents()).not.toContain("Queue deadline");
   });
 
   it("shows each app's settings, calls in flight, queue depth and recent outcomes", async () => {

@@ -64,6 +64,10 @@ export function runView(root: HTMLElement, ctx: ViewContext, runId: string): () 
       row("Mode", badge(`mode-${r.mode}`, r.mode)),
       row("Call", h("span", { class: "mono" }, `${r.method} ${r.path}`)),
       row("Created", formatTime(r.created_at)),
+      // The run's own queue deadline (queue TTL, RunPod's policy.ttl), only when it has one.
+      r.expires_at
+        ? row("Queue deadline", h("time", { datetime: r.expires_at, title: "Not started by then, the run ends expired" }, formatTime(r.expires_at)))
+        : [],
       row("Started", formatTime(r.started_at)),
       row("Finished", formatTime(r.finished_at)),
       row("Duration", h("span", { class: "duration" }, formatDuration(runDurationMs(r)))),
