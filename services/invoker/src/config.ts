@@ -30,6 +30,13 @@ export const invokerEnvSchema = commonEnvSchema.extend({
    */
   INVOKER_MAX_CONCURRENT_CLAIMS: envInt(64, 1),
   /**
+   * Call slots kept free for runs handed over at submit (SchedulerInternalService
+   * Handoff): a run accepted while this invoker has such a slot is started for
+   * it in the submit's own commit, with no dispatch message and no claim.
+   * 0 turns handoffs off (every run comes by dispatch). @default 64
+   */
+  INVOKER_HANDOFF_CREDITS: envInt(64, 0),
+  /**
    * CompleteRun / ReleaseRun calls in flight at once; when many held calls end
    * together (an app answering thousands at once, a drain) the rest wait their
    * turn instead of racing their deadlines at the scheduler. Below the

@@ -14,6 +14,7 @@ import { systemClock } from "./core/ports.js";
 import { RunInvoker } from "./core/run-invoker.js";
 import { createInvokeService } from "./adapters/grpc/invoke-service.js";
 import { createSchedulerClient } from "./adapters/grpc/scheduler-client.js";
+import { startHandoff } from "./adapters/grpc/handoff-client.js";
 import { createUpstreamAgent, createUpstreamClient } from "./adapters/http/upstream-client.js";
 import { subscribeCancels } from "./adapters/nats/cancel-subscriber.js";
 import { startDispatchConsumer } from "./adapters/nats/dispatch-consumer.js";
@@ -97,6 +98,22 @@ await runService({
         return decision;
       },
     });
+    // Runs handed over at submit on a Handoff stream, beside the dispatches.
+    const handoff =
+      config.INVOKER_HANDOFF_CREDITS > 0
+        ? startHandoff({
+            open: () => scheduler.openHandoff(),
+            invokerId: config.invokerId,
+            capacity,
+            credits: config.INVOKER_HANDOFF_CREDITS,
+            owned: () => invoker.ownedRuns(),
+            take: (run, release) => {
+              // The call joins the run's trace from its stored context (RunInvoker.hold).
+              if (invoker.take(run, release)) heartbeats.nudge();
+            },
+            log,
+          })
+        : undefined;
     // The consumer's backlog is the same for every copy: one copy (the metrics lease's holder) exports it.
     const metricsLease = await startLeaderLease(nc, {
       bucket: names.leaseBucket,
@@ -116,6 +133,7 @@ await runService({
         grpc_tls: grpcTlsMode(tls),
       },
       closers: [
+        { name: "handoff stream", close: async () => handoff?.stop() },
         { name: "dispatch consumer", close: () => consumer.stop() },
         {
           // Held runs finish or are released; sync calls get the same time.

@@ -14,6 +14,7 @@ import type { SchedulerDeps } from "./core/deps.js";
 import { createRunRegistry } from "./core/run-registry.js";
 import { createTenancy } from "./core/tenancy.js";
 import { createAdminService, createKeyService } from "./adapters/grpc/admin-service.js";
+import { createHandoffStreams } from "./adapters/grpc/handoff-streams.js";
 import { createInternalService } from "./adapters/grpc/internal-service.js";
 import { createAppService, createRunService } from "./adapters/grpc/public-services.js";
 import { createSchedulerMetrics, createWatchGauges } from "./adapters/metrics.js";
@@ -89,6 +90,9 @@ await runService({
         authCacheMs: 5_000,
       },
     };
+    // Invokers' Handoff streams: a run accepted while one has room is started for it in the submit's commit.
+    const handoffs = createHandoffStreams(log, config.SCHEDULER_LEASE_SECONDS);
+    deps.handoff = handoffs.port;
     const runRegistry = createRunRegistry(deps);
     createWatchGauges(registry, runRegistry.watchStats);
     const lifecycle = createRunLifecycle(deps);
@@ -110,7 +114,7 @@ await runService({
     grpc.add(appsPb.AppServiceService, createAppService(runRegistry, tenancy, log, egress));
     grpc.add(adminPb.AdminServiceService, createAdminService(tenancy, log));
     grpc.add(adminPb.KeyServiceService, createKeyService(tenancy, log));
-    grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy), {
+    grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy, handoffs), {
       internal: true,
     });
     const port = await grpc.start();
@@ -144,6 +148,8 @@ await runService({
             await rolling;
           },
         },
+        // Invokers get what was started for them, then their streams end: they reconnect to another copy.
+        { name: "handoff streams", close: async () => handoffs.close() },
         { name: "grpc", close: () => grpc.stop(10_000) },
         { name: "grpc tls reload", close: async () => tls?.close() },
         { name: "postgres probe", close: async () => pgProbe.stop() },

@@ -68,6 +68,8 @@ interface HeldRun {
 }
 
 const EMPTY_BODY = new Uint8Array(0);
+/** Attempts remembered as let go of without the scheduler's word. */
+const UNSETTLED_MAX = 10_000;
 
 /** Error codes after which retrying CompleteRun may succeed. */
 const TRANSIENT = new Set(["unavailable", "deadline_exceeded", "internal", "resource_exhausted"]);
@@ -80,6 +82,15 @@ const TRANSIENT = new Set(["unavailable", "deadline_exceeded", "internal", "reso
  */
 export class RunInvoker {
   private readonly held = new Map<string, HeldRun>();
+  /** Claims sent and not answered yet: the scheduler may have made them ours. */
+  private readonly claiming = new Map<string, Dispatch>();
+  /**
+   * Attempts let go of while the scheduler may still count them ours (an
+   * outcome it refused with an error, a release that failed): their calls
+   * may have reached the app, so they are never handed back. Bounded: the
+   * oldest are forgotten past UNSETTLED_MAX (their leases ran out long ago).
+   */
+  private readonly unsettled = new Map<string, Dispatch>();
   private readonly backoff: { initialMs: number; maxMs: number };
   private readonly reports: LimitFunction;
   private readonly deadlines: Deadlines;
@@ -96,6 +107,16 @@ export class RunInvoker {
     return [...this.held.values()].map((h) => h.dispatch);
   }
 
+  /**
+   * Every attempt the scheduler may count as this process's with a call that
+   * may have been made: held, being claimed, or let go of without its word.
+   * A Handoff stream's hello names them; any other attempt this process owns
+   * never reached it and may be handed back.
+   */
+  ownedRuns(): Dispatch[] {
+    return [...this.heldRuns(), ...this.claiming.values(), ...this.unsettled.values()];
+  }
+
   /** Lease length the last claim reported, 0 before any. */
   leaseSeconds(): number {
     return this.leaseSecondsSeen;
@@ -110,9 +131,11 @@ export class RunInvoker {
     }
     const release = this.o.capacity.acquire();
     let run: ClaimedRun;
+    this.claiming.set(dispatch.runId, dispatch);
     try {
       run = await this.o.scheduler.claimRun(dispatch, this.o.invokerId);
     } catch (err) {
+      this.claiming.delete(dispatch.runId);
       release();
       const e = LonghaulError.from(err);
       this.o.metrics.claimFailed(e.code);
@@ -123,26 +146,44 @@ export class RunInvoker {
       log.warn({ run_id: dispatch.runId, attempt: dispatch.attempt, err: e }, "claim failed; dispatch will be redelivered");
       return { kind: "retry", reason: e.message };
     }
+    this.claiming.delete(dispatch.runId);
+    return { kind: "claimed", run, start: this.own(run, release) };
+  }
+
+  /**
+   * Takes a run a Handoff stream brought: started for this invoker in its
+   * submit's commit, as after a claim. `release` frees the call slot its
+   * credit kept. False (and the slot freed) when it is held here already.
+   */
+  take(run: ClaimedRun, release: () => void): boolean {
+    if (this.held.has(run.runId)) {
+      release();
+      return false;
+    }
+    this.own(run, release)();
+    return true;
+  }
+
+  /** Makes `run` held here; the returned function starts its call (once). */
+  private own(run: ClaimedRun, release: () => void): () => void {
+    const { log } = this.o;
     if (run.leaseSeconds > 0) this.leaseSecondsSeen = run.leaseSeconds;
+    const dispatch = { runId: run.runId, attempt: run.attempt };
     const held: HeldRun = { dispatch, stopped: undefined, abort: undefined, done: Promise.resolve() };
     this.held.set(dispatch.runId, held);
     let started = false;
-    return {
-      kind: "claimed",
-      run,
-      start: () => {
-        if (started) return;
-        started = true;
-        const letGoOf = () => {
-          if (this.held.get(run.runId) === held) this.held.delete(run.runId);
-          release();
-        };
-        // One then() rather than catch().finally(): a promise fewer per held call.
-        held.done = this.hold(run, held).then(letGoOf, (err: unknown) => {
-          log.error({ err, run_id: run.runId }, "run handling failed");
-          letGoOf();
-        });
-      },
+    return () => {
+      if (started) return;
+      started = true;
+      const letGoOf = () => {
+        if (this.held.get(run.runId) === held) this.held.delete(run.runId);
+        release();
+      };
+      // One then() rather than catch().finally(): a promise fewer per held call.
+      held.done = this.hold(run, held).then(letGoOf, (err: unknown) => {
+        log.error({ err, run_id: run.runId }, "run handling failed");
+        letGoOf();
+      });
     };
   }
 
@@ -364,12 +405,20 @@ export class RunInvoker {
       const e = LonghaulError.from(err);
       metrics.completeFailed(e.code);
       if (!TRANSIENT.has(e.code)) {
+        this.settleLater(held.dispatch);
         log.error({ ...ids, err: e }, "outcome refused; dropped");
         return "done";
       }
       log.warn({ ...ids, err: e, retry_in_ms: delay }, "could not record outcome; retrying");
       return "retry";
     }
+  }
+
+  /** Remembers an attempt let go of without the scheduler's word (see `unsettled`). */
+  private settleLater(d: Dispatch): void {
+    this.unsettled.delete(d.runId);
+    this.unsettled.set(d.runId, d);
+    if (this.unsettled.size > UNSETTLED_MAX) this.unsettled.delete(this.unsettled.keys().next().value!);
   }
 
   private async release(run: ClaimedRun): Promise<void> {
@@ -386,6 +435,7 @@ export class RunInvoker {
       this.o.log.info({ run_id: run.runId, attempt: run.attempt, accepted }, "run released");
     } catch (err) {
       // The lease then runs out and the scheduler recovers the run by policy.
+      this.settleLater({ runId: run.runId, attempt: run.attempt });
       this.o.log.warn({ run_id: run.runId, attempt: run.attempt, err }, "release failed; the lease will expire");
     }
   }

@@ -2,7 +2,7 @@ import { isCompatRun } from "@longhaul/shared/domain";
 import type { Logger } from "@longhaul/shared/logger";
 import type { DispatchRef, RunRecord } from "./model.js";
 import { isTerminal } from "./model.js";
-import type { EventBus, SchedulerMetrics, SchedulerStore } from "./ports.js";
+import type { EventBus, Handoff, SchedulerMetrics, SchedulerStore } from "./ports.js";
 
 /** Largest app answer carried in a `run.finished` event. */
 export const INLINE_DELIVERY_MAX_BYTES = 64 * 1024;
@@ -34,6 +34,8 @@ export interface SchedulerDeps {
   random?: () => number;
   /** Brings the reconciler back to its full rate (a retry was scheduled). Set by main. */
   wakeReconciler?: () => void;
+  /** Invokers that take runs at submit (Handoff streams); without it every run is dispatched. */
+  handoff?: Handoff;
 }
 
 /**

@@ -104,3 +104,45 @@ export interface DispatchRef {
   app: string;
   traceparent: string;
 }
+
+/** An attempt an invoker owns, as it names it. */
+export interface AttemptRef {
+  runId: string;
+  attempt: number;
+}
+
+/** What an invoker needs to make the call of an attempt it owns (claimed, or started for it at submit). */
+export interface StartedRun {
+  runId: string;
+  attempt: number;
+  project: string;
+  app: string;
+  upstreamUrl: string;
+  method: string;
+  path: string;
+  query: string;
+  headers: HeaderPair[];
+  body: Buffer;
+  timeoutSeconds: number;
+  traceparent: string;
+  tracestate: string;
+}
+
+/** A claimed run as the invoker's call needs it. */
+export function startedRun(run: RunRecord): StartedRun {
+  return {
+    runId: run.id,
+    attempt: run.attempt,
+    project: run.project_id,
+    app: run.app,
+    upstreamUrl: run.upstream_url,
+    method: run.method,
+    path: run.path,
+    query: run.query,
+    headers: run.request_headers,
+    body: run.request_body ?? Buffer.alloc(0),
+    timeoutSeconds: run.timeout_seconds,
+    traceparent: run.traceparent,
+    tracestate: run.tracestate,
+  };
+}

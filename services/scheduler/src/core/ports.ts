@@ -1,4 +1,4 @@
-import type { AppSettings, AttemptRecord, DispatchRef, HeaderPair, RunRecord } from "./model.js";
+import type { AppSettings, AttemptRecord, AttemptRef, DispatchRef, HeaderPair, RunRecord, StartedRun } from "./model.js";
 import type { Decision } from "./retry-policy.js";
 import type { StatsQuery, StatsResult } from "./run-stats.js";
 import type { AuditInput, AuditRecord, KeyRecord, ProjectLimits, ProjectRecord, ProjectUsage, Scope } from "./tenancy-model.js";
@@ -32,6 +32,34 @@ export interface NewRun {
   labels: Record<string, string>;
   maxQueuedPerApp: number;
   idempotencyTtlSeconds: number;
+}
+
+/** A submit as stored. */
+export interface SubmitOutcome {
+  runId: string;
+  existing: boolean;
+  /** Set when the run was inserted as dispatched: publish it after commit. */
+  dispatch: DispatchRef | null;
+  /** Set when the run was inserted started for the invoker of `startFor`: send it to that invoker. */
+  started: StartedRun | null;
+}
+
+/**
+ * Invokers that take runs at submit (their Handoff streams on this copy):
+ * a run started for one of them costs no dispatch and no claim.
+ */
+export interface Handoff {
+  /** Takes one credit of an invoker with room; undefined when none has any. */
+  reserve(): HandoffSlot | undefined;
+}
+
+/** One invoker's credit, taken for one submit. */
+export interface HandoffSlot {
+  readonly invokerId: string;
+  /** Sends the started run; false when the invoker's stream closed first (the run never left). */
+  send(run: StartedRun): boolean;
+  /** Gives the credit back unused (the run was not started for this invoker). */
+  cancel(): void;
 }
 
 export interface AttemptResult {
@@ -134,7 +162,21 @@ export interface SchedulerStore {
     app: string,
     build: (app: AppSettings) => NewRun,
     runId?: string,
-  ): Promise<{ runId: string; existing: boolean; dispatch: DispatchRef | null }>;
+    startFor?: { invokerId: string; leaseSeconds: number },
+  ): Promise<SubmitOutcome>;
+  /**
+   * Hands attempts started for `invokerId` that never reached it back to the
+   * queue (dispatched again); what to publish. An attempt no longer running
+   * for that invoker is left alone.
+   */
+  returnRuns(invokerId: string, runs: AttemptRef[]): Promise<DispatchRef[]>;
+  /**
+   * Hands back what an invoker process owns but neither holds nor claims (a
+   * handoff or a claim answer it never received), among the attempts opened
+   * for it in the last `uptimeSeconds`: never one a predecessor under the
+   * same id may have sent.
+   */
+  returnOrphans(invokerId: string, held: AttemptRef[], uptimeSeconds: number): Promise<DispatchRef[]>;
   insertSyncRun(r: {
     project: string; app: string; upstreamUrl: string; method: string; path: string;
     statusCode: number; errorCode: string; errorMessage: string; startedAt: Date; finishedAt: Date;

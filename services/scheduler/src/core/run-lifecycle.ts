@@ -2,7 +2,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import { context, runContext } from "@longhaul/shared/telemetry";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
-import type { AppSettings, AttemptOutcome, RunRecord, WebhookState } from "./model.js";
+import type { AppSettings, AttemptOutcome, AttemptRef, RunRecord, WebhookState } from "./model.js";
 import type { AttemptResult } from "./ports.js";
 import { decide, isSuccess, type Decision } from "./retry-policy.js";
 
@@ -98,6 +98,20 @@ export function createRunLifecycle(deps: SchedulerDeps) {
       }
       deps.bus.publishChanged(run.project_id, run.id, run.status);
       return run;
+    },
+
+    /**
+     * An invoker opened a Handoff stream: what its process owns but neither
+     * holds nor claims never reached it (a started run or a claim answer lost
+     * with a broken stream), so it goes back to the queue, dispatched again.
+     */
+    async handoffOpened(invokerId: string, held: AttemptRef[], uptimeSeconds: number) {
+      const back = await store.returnOrphans(invokerId, held, uptimeSeconds);
+      if (back.length > 0) {
+        log.warn({ invoker: invokerId, runs: back.length }, "runs owned by an invoker that never received them; dispatched again");
+        await effects.dispatched(back);
+      }
+      return back.length;
     },
 
     async heartbeat(invokerId: string, held: { runId: string; attempt: number }[]) {

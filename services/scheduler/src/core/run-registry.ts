@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
-import { isTerminal, RUN_STATUSES, type AppSettings, type AttemptRecord, type RunRecord } from "./model.js";
-import type { NewRun } from "./ports.js";
+import { isTerminal, RUN_STATUSES, type AppSettings, type AttemptRecord, type RunRecord, type StartedRun } from "./model.js";
+import type { HandoffSlot, NewRun, SubmitOutcome } from "./ports.js";
 import { checkStatsQuery } from "./run-stats.js";
 import { createProjectWatchers, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
 import { createRunWatchers } from "./run-watchers.js";
@@ -138,6 +138,20 @@ export function createRunRegistry(deps: SchedulerDeps) {
     );
   }
 
+  /**
+   * A run stored started for `slot`'s invoker: sent down its stream. When the
+   * stream closed first the run never left, so it goes back to the queue and
+   * is dispatched as any other.
+   */
+  async function handedOff(slot: HandoffSlot, run: StartedRun): Promise<void> {
+    deps.metrics.dispatchDelay(0);
+    deps.metrics.startDelay(0);
+    bus.publishChanged(run.project, run.runId, "running");
+    if (slot.send(run)) return;
+    log.info({ run_id: run.runId, invoker: slot.invokerId }, "invoker stream closed before its run was sent; dispatching it");
+    await effects.dispatched(await store.returnRuns(slot.invokerId, [{ runId: run.runId, attempt: run.attempt }]));
+  }
+
   async function submit(project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }, retryOf: string | null = null) {
     checkName("app", input.app);
     if (input.runId && !UUID.test(input.runId)) throw new LonghaulError("invalid_argument", "run_id: must be a UUID");
@@ -174,7 +188,20 @@ export function createRunRegistry(deps: SchedulerDeps) {
         timeoutSeconds: checked.timeoutSeconds,
       };
     };
-    const result = await store.submitRun(project, input.app, build, input.runId ? input.runId.toLowerCase() : undefined);
+    // An invoker with a credit on this copy gets the run in the submit's own
+    // commit (no dispatch, no claim); the credit goes back when the run was
+    // not started for it (a limit, a key, a delay, a resent submit).
+    const slot = deps.handoff?.reserve();
+    let result: SubmitOutcome;
+    try {
+      const startFor = slot && { invokerId: slot.invokerId, leaseSeconds: settings.leaseSeconds };
+      result = await store.submitRun(project, input.app, build, input.runId ? input.runId.toLowerCase() : undefined, startFor);
+    } catch (err) {
+      slot?.cancel();
+      throw err;
+    }
+    if (slot && !result.started) slot.cancel();
+    if (slot && result.started) await handedOff(slot, result.started);
     if (!result.existing) {
       deps.metrics.runAccepted(input.app);
       // Debug: the one info line per run is the attempt's end (run-lifecycle).
@@ -191,7 +218,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
       else void published;
     }
     // A new run that waits: project watchers still see it appear.
-    else if (!result.existing) {
+    else if (!result.existing && !result.started) {
       bus.publishChanged(project, result.runId, "queued");
       // A delayed run, or one with a deadline: the reconciler learns when it
       // is due or expires (it sleeps till the earliest of them).

@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { createLogger } from "@longhaul/shared/logger";
 import type { SchedulerDeps, SchedulerSettings } from "../core/deps.js";
-import type { AppSettings, AttemptRecord, DispatchRef, RunRecord } from "../core/model.js";
+import { startedRun, type AppSettings, type AttemptRecord, type DispatchRef, type RunRecord } from "../core/model.js";
 import type { AttemptResult, EventBus, FinishedDelivery, NewRun, SchedulerMetrics, SchedulerStore, StoredApp } from "../core/ports.js";
 import type { Decision } from "../core/retry-policy.js";
 
@@ -123,11 +123,19 @@ export function createFakeStore(): FakeStore {
     async getApp(project, name) {
       return apps.get(`${project}/${name}`);
     },
-    async submitRun(project, appName, build, runId) {
+    async submitRun(project, appName, build, runId, startFor) {
       check("submitRun");
       const app = apps.get(`${project}/${appName}`);
       if (!app) throw new LonghaulError("not_found", `app ${appName} not found`);
-      return insert(build(app), runId);
+      return insert(build(app), runId, startFor);
+    },
+    async returnRuns(invokerId, returned) {
+      return handBack(invokerId, (r) => returned.some((x) => x.runId === r.id && x.attempt === r.attempt));
+    },
+    async returnOrphans(invokerId, heldRuns, uptimeSeconds) {
+      const since = now() - uptimeSeconds * 1000;
+      const opened = (r: RunRecord) => attempts.some((a) => a.run_id === r.id && a.attempt === r.attempt && a.invoker_id === invokerId && a.started_at.getTime() > since);
+      return handBack(invokerId, (r) => opened(r) && !heldRuns.some((h) => h.runId === r.id && h.attempt === r.attempt));
     },
     async findRun(project, id) {
       const run = runs.get(id);
@@ -228,11 +236,21 @@ export function createFakeStore(): FakeStore {
     },
   };
 
-  function insert(n: NewRun, chosenId?: string) {
+  /** Running attempts of `invokerId` that `pick` names, back to dispatched, their attempt records dropped. */
+  function handBack(invokerId: string, pick: (r: RunRecord) => boolean): DispatchRef[] {
+    const back = [...runs.values()].filter((r) => r.status === "running" && r.owner === invokerId && pick(r));
+    for (const r of back) {
+      Object.assign(r, { status: "dispatched", owner: null, lease_expires_at: null, dispatched_at: new Date(), started_at: r.attempt === 1 ? null : r.started_at });
+      attempts.splice(attempts.findIndex((a) => a.run_id === r.id && a.attempt === r.attempt), 1);
+    }
+    return back.map(ref);
+  }
+
+  function insert(n: NewRun, chosenId?: string, startFor?: { invokerId: string; leaseSeconds: number }) {
     if (n.idempotencyKey) {
       const seen = idempotency.get(`${n.project}/${n.app.name}/${n.idempotencyKey}`);
       if (seen && seen.hash !== n.requestHash) throw new LonghaulError("unprocessable", "Idempotency-Key was used with a different request");
-      if (seen) return { runId: seen.runId, existing: true, dispatch: null };
+      if (seen) return { runId: seen.runId, existing: true, dispatch: null, started: null };
     }
     const queued = [...runs.values()].filter((r) => r.project_id === n.project && r.app === n.app.name && r.status === "queued").length;
     if (n.maxQueuedPerApp > 0 && queued >= n.maxQueuedPerApp) {
@@ -282,7 +300,14 @@ export function createFakeStore(): FakeStore {
     const [dispatched] = dispatch(n.project, n.app.name, 1).filter((d) => d.runId === id);
     // Another run of the app may have taken the slot; this one waits queued then.
     if (!dispatched && run.status === "dispatched") run.status = "queued";
-    return { runId: id, existing: false, dispatch: dispatched ?? null };
+    // As the real store: only an unlimited app's plain submit is started at once for an invoker.
+    if (dispatched && startFor && n.app.maxConcurrency === 0 && !n.idempotencyKey && !n.notBefore) {
+      sessions.set(startFor.invokerId, Math.max(sessions.get(startFor.invokerId) ?? 0, now() + startFor.leaseSeconds * 1000));
+      Object.assign(run, { status: "running", owner: startFor.invokerId, started_at: new Date() });
+      attempts.push({ run_id: id, attempt: 1, invoker_id: startFor.invokerId, started_at: new Date(), finished_at: null, status_code: null, error_code: null, error_message: null });
+      return { runId: id, existing: false, dispatch: null, started: startedRun(run) };
+    }
+    return { runId: id, existing: false, dispatch: dispatched ?? null, started: null };
   }
 
   return Object.assign(partial<SchedulerStore>(store, "store"), {

@@ -21,8 +21,12 @@ export interface SyncRunRecord {
 /** The scheduler as the invoker sees it: the core's port plus RecordSyncRun for sync calls. */
 export interface SchedulerClient extends SchedulerPort {
   recordSyncRun(record: SyncRunRecord): Promise<string>;
+  /** Opens a Handoff stream (adapters/grpc/handoff-client.ts drives it). */
+  openHandoff(): HandoffDuplex;
   close(): void;
 }
+
+export type HandoffDuplex = ClientDuplexStream<schedulerPb.HandoffRequest, schedulerPb.HandoffResponse>;
 
 /** Deadlines of each RPC (every gRPC call has one). */
 export interface SchedulerDeadlines {
@@ -167,6 +171,25 @@ class AttemptStream {
 /** Upper bound of a run's call when the scheduler names no deadline (DESIGN: 12 h at most). */
 const MAX_CALL_MS = 12 * 3600 * 1000;
 
+/** An attempt the invoker owns (ClaimRun's answer, or a run a Handoff stream brought), as the core takes it. */
+export function toClaimedRun(res: schedulerPb.ClaimRunResponse, dispatch?: Dispatch): ClaimedRun {
+  const req = res.request;
+  return {
+    runId: res.runId || (dispatch?.runId ?? ""),
+    attempt: res.attempt || (dispatch?.attempt ?? 0),
+    project: res.project,
+    app: res.app,
+    url: res.url,
+    method: req?.method || "GET",
+    headers: req?.headers ?? [],
+    body: ownBytes(req?.body),
+    deadline: res.deadline ?? new Date(Date.now() + MAX_CALL_MS),
+    leaseSeconds: res.leaseSeconds,
+    traceparent: res.traceparent,
+    tracestate: res.tracestate,
+  };
+}
+
 /**
  * Talks to `longhaul.internal.v1.SchedulerInternalService` on every scheduler
  * copy at `addresses` (round-robin), over TLS when `tls` is given. Errors
@@ -212,22 +235,7 @@ export function createSchedulerClient(
 
   return {
     async claimRun(dispatch: Dispatch, invokerId: string): Promise<ClaimedRun> {
-      const res = await claim({ runId: dispatch.runId, attempt: dispatch.attempt, invokerId });
-      const req = res.request;
-      return {
-        runId: res.runId || dispatch.runId,
-        attempt: res.attempt || dispatch.attempt,
-        project: res.project,
-        app: res.app,
-        url: res.url,
-        method: req?.method || "GET",
-        headers: req?.headers ?? [],
-        body: ownBytes(req?.body),
-        deadline: res.deadline ?? new Date(Date.now() + MAX_CALL_MS),
-        leaseSeconds: res.leaseSeconds,
-        traceparent: res.traceparent,
-        tracestate: res.tracestate,
-      };
+      return toClaimedRun(await claim({ runId: dispatch.runId, attempt: dispatch.attempt, invokerId }), dispatch);
     },
 
     async heartbeat(invokerId: string, held: Dispatch[]) {
@@ -270,6 +278,8 @@ export function createSchedulerClient(
       const res = await callUnary(client.recordSyncRun.bind(client), r, md(), d.recordMs);
       return res.runId;
     },
+
+    openHandoff: () => client.handoff(md()),
 
     close: () => {
       for (const s of streams) s.close();

@@ -1,15 +1,15 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
-import { joinAppUrl } from "@longhaul/shared/domain";
 import { unary } from "@longhaul/shared/grpc";
 import { schedulerPb } from "@longhaul/shared/proto";
 import { contextFromCarrier, inSpan, SpanKind } from "@longhaul/shared/telemetry";
-import type { RunRecord } from "../../core/model.js";
+import { startedRun, type RunRecord } from "../../core/model.js";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { Tenancy } from "../../core/tenancy.js";
-import { bodyGone, contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
+import type { HandoffStreams } from "./handoff-streams.js";
+import { bodyGone, claimResponse, contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
 
 /** `longhaul.internal.v1.SchedulerInternalService`: what the invoker and notifier call. */
 export function createInternalService(
@@ -18,31 +18,12 @@ export function createInternalService(
   leaseSeconds: number,
   log: Logger,
   tenancy: Tenancy,
+  handoffs: HandoffStreams,
 ): schedulerPb.SchedulerInternalServiceServer {
   const claim = (req: schedulerPb.ClaimRunRequest) => lifecycle.claim(req.runId, req.attempt, req.invokerId);
 
   /** What an invoker needs to make the call of the attempt it claimed. */
-  function claimed(run: RunRecord): schedulerPb.ClaimRunResponse {
-    return {
-      runId: run.id,
-      attempt: run.attempt,
-      project: run.project_id,
-      app: run.app,
-      // The one rule for sync and async calls (shared/domain): the app URL's own query comes first.
-      url: joinAppUrl(run.upstream_url, run.path, run.query),
-      request: {
-        method: run.method,
-        path: run.path,
-        query: run.query,
-        headers: run.request_headers,
-        body: run.request_body ?? Buffer.alloc(0),
-      },
-      deadline: new Date(Date.now() + run.timeout_seconds * 1000),
-      leaseSeconds,
-      traceparent: run.traceparent,
-      tracestate: run.tracestate,
-    };
-  }
+  const claimed = (run: RunRecord) => claimResponse(startedRun(run), leaseSeconds);
 
   async function complete(req: schedulerPb.CompleteRunRequest): Promise<schedulerPb.CompleteRunResponse> {
     const run = await lifecycle.complete(req.runId, req.attempt, req.invokerId, {
@@ -122,6 +103,8 @@ export function createInternalService(
     })),
     completeRun: unary(log, "CompleteRun", complete),
     attempts: (call: ServerDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>) => attempts(call),
+    handoff: (call: ServerDuplexStream<schedulerPb.HandoffRequest, schedulerPb.HandoffResponse>) =>
+      handoffs.serve(call, (invokerId, held, uptimeSeconds) => lifecycle.handoffOpened(invokerId, held, uptimeSeconds)),
     releaseRun: unary(log, "ReleaseRun", async (req: schedulerPb.ReleaseRunRequest) => ({
       accepted: (await lifecycle.release(req.runId, req.attempt, req.invokerId, req.reason)) !== undefined,
     })),

@@ -1,6 +1,7 @@
-import { runStatusFromProto, runStatusToProto, webhookStateFromProto, webhookStateToProto, type runsPb } from "@longhaul/shared/proto";
+import { runStatusFromProto, runStatusToProto, webhookStateFromProto, webhookStateToProto, type runsPb, type schedulerPb } from "@longhaul/shared/proto";
 import type { RunView } from "../../core/run-registry.js";
-import type { RunRecord } from "../../core/model.js";
+import { joinAppUrl } from "@longhaul/shared/domain";
+import type { RunRecord, StartedRun } from "../../core/model.js";
 
 /** The proto enum of a stored status. */
 export const statusToProto = runStatusToProto;
@@ -79,5 +80,22 @@ export function resultToProto(run: RunRecord): runsPb.GetRunResultResponse {
     contentType: contentTypeOf(run.response_headers),
     bodyTruncated: run.response_truncated,
     bodyGone: bodyGone(run),
+  };
+}
+
+/** What an invoker needs to make the call of an attempt it owns (ClaimRun's answer, a Handoff's run). */
+export function claimResponse(run: StartedRun, leaseSeconds: number): schedulerPb.ClaimRunResponse {
+  return {
+    runId: run.runId,
+    attempt: run.attempt,
+    project: run.project,
+    app: run.app,
+    // The one rule for sync and async calls (shared/domain): the app URL's own query comes first.
+    url: joinAppUrl(run.upstreamUrl, run.path, run.query),
+    request: { method: run.method, path: run.path, query: run.query, headers: run.headers, body: run.body },
+    deadline: new Date(Date.now() + run.timeoutSeconds * 1000),
+    leaseSeconds,
+    traceparent: run.traceparent,
+    tracestate: run.tracestate,
   };
 }

@@ -21,8 +21,11 @@ export interface NewRunRow {
   project_id: string;
   app: string;
   mode: "async" | "sync";
-  /** dispatched_at is the insert's time for a dispatched run. */
-  status: "queued" | "dispatched";
+  /**
+   * dispatched_at is the insert's time for a dispatched or running run; a
+   * running one is started for `owner` (a handoff: the submit is its claim).
+   */
+  status: "queued" | "dispatched" | "running";
   method: string;
   path: string;
   query: string;
@@ -42,33 +45,54 @@ export interface NewRunRow {
   tracestate: string;
   /** JSON text. */
   labels: string;
+  /** The invoker a running run is started for; null otherwise. */
+  owner: string | null;
+  /** The owner's lease on a running run; 0 otherwise. */
+  lease_seconds: number;
 }
 
 /** Each column of a new run, with its array type for unnest. */
-const NEW_RUN_COLUMNS: [keyof NewRunRow, string][] = [
+const NEW_RUN_COLUMNS: [Exclude<keyof NewRunRow, "lease_seconds">, string][] = [
   ["id", "uuid"], ["project_id", "text"], ["app", "text"], ["mode", "text"], ["status", "text"],
   ["method", "text"], ["path", "text"], ["query", "text"], ["upstream_url", "text"], ["request_headers", "jsonb"],
   ["request_body", "bytea"], ["webhook_url", "text"], ["priority", "int"], ["timeout_seconds", "int"],
   ["max_attempts", "int"], ["idempotency_key", "text"], ["retry_of", "uuid"], ["not_before", "timestamptz"],
   ["traceparent", "text"], ["tracestate", "text"], ["labels", "jsonb"], ["expires_at", "timestamptz"],
+  ["owner", "text"],
 ];
+const UNNESTED: [keyof NewRunRow, string][] = [...NEW_RUN_COLUMNS, ["lease_seconds", "int"]];
 
 /**
  * One statement for any number of new runs, its text fixed (no query
  * building per submit: kysely's was a tenth of the scheduler's CPU per run):
- * a column of values per array.
+ * a column of values per array. A run inserted running (a handoff) gets its
+ * owner's lease, its attempt's record and its owner's session row in the
+ * same statement, as a claim would give it (CLAIM_RUNS).
  */
 const INSERT_RUNS = preparedStatement("lh_insert_runs", `
-  insert into runs (${NEW_RUN_COLUMNS.map(([c]) => c).join(", ")}, dispatched_at)
-  select ${NEW_RUN_COLUMNS.map(([c]) => `r.${c}`).join(", ")}, case when r.status = 'dispatched' then now() end
-  from unnest(${NEW_RUN_COLUMNS.map(([, t], i) => `$${i + 1}::${t}[]`).join(", ")})
-    as r(${NEW_RUN_COLUMNS.map(([c]) => c).join(", ")})
-  on conflict (id) do nothing
-  returning id`);
+  with inserted as (
+    insert into runs (${NEW_RUN_COLUMNS.map(([c]) => c).join(", ")}, dispatched_at, lease_expires_at, started_at)
+    select ${NEW_RUN_COLUMNS.map(([c]) => `r.${c}`).join(", ")},
+      case when r.status in ('dispatched', 'running') then now() end,
+      case when r.status = 'running' then now() + make_interval(secs => r.lease_seconds) end,
+      case when r.status = 'running' then now() end
+    from unnest(${UNNESTED.map(([, t], i) => `$${i + 1}::${t}[]`).join(", ")})
+      as r(${UNNESTED.map(([c]) => c).join(", ")})
+    on conflict (id) do nothing
+    returning id, owner, lease_expires_at
+  ), opened as (
+    insert into run_attempts (run_id, attempt, invoker_id)
+    select id, 1, owner from inserted where owner is not null
+  ), session as (
+    insert into invoker_sessions (invoker_id, lease_expires_at)
+    select distinct on (owner) owner, lease_expires_at from inserted where owner is not null
+    on conflict (invoker_id) do nothing
+  )
+  select id from inserted`);
 
 /** Inserts runs in one statement; the ids inserted (a run whose id existed is not). */
 export async function insertRuns(db: Db, rows: readonly NewRunRow[]): Promise<Set<string>> {
-  const params = NEW_RUN_COLUMNS.map(([c]) => rows.map((r) => r[c]));
+  const params = UNNESTED.map(([c]) => rows.map((r) => r[c]));
   const { rows: inserted } = await db.executeQuery<{ id: string }>(CompiledQuery.raw(INSERT_RUNS, params));
   return new Set(inserted.map((r) => r.id));
 }

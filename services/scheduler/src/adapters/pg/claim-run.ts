@@ -27,3 +27,68 @@ export async function renewSession(
       and r.owner = ${invokerId} and r.status = 'running'`.execute(db);
   return new Set(rows.map((r) => `${r.id}:${r.attempt}`));
 }
+
+/** The attempts handed back, as dispatches to publish. */
+interface Returned {
+  id: string;
+  attempt: number;
+  project_id: string;
+  app: string;
+  traceparent: string;
+}
+
+/**
+ * Puts running attempts of `invokerId` back to dispatched, and drops their
+ * attempt records: the invoker never had them, so nothing was sent (the
+ * caller's word). `orphans` is a query of (id, attempt) to hand back.
+ */
+function handBack(invokerId: string, orphans: ReturnType<typeof sql>) {
+  return sql<Returned>`
+    with orphans as (${orphans}), back as (
+      update runs set
+        status = 'dispatched',
+        owner = null,
+        lease_expires_at = null,
+        dispatched_at = now(),
+        -- A first attempt never started; a retry keeps its run's first start.
+        started_at = case when runs.attempt = 1 then null else runs.started_at end
+      from orphans o
+      where runs.id = o.id and runs.attempt = o.attempt and runs.status = 'running' and runs.owner = ${invokerId}
+      returning runs.id, runs.attempt, runs.project_id, runs.app, runs.traceparent
+    ), dropped as (
+      delete from run_attempts a using back b where a.run_id = b.id and a.attempt = b.attempt
+    )
+    select * from back`;
+}
+
+/** Hands back attempts started for an invoker that never reached it (its stream closed first). */
+export async function returnRuns(db: Db, invokerId: string, runs: { runId: string; attempt: number }[]): Promise<Returned[]> {
+  if (runs.length === 0) return [];
+  const listed = sql`select * from unnest(${runs.map((r) => r.runId)}::uuid[], ${runs.map((r) => r.attempt)}::int[]) as w(id, attempt)`;
+  const { rows } = await handBack(invokerId, listed).execute(db);
+  return rows;
+}
+
+/**
+ * Hands back what an invoker process owns but does not hold (HandoffHello):
+ * its attempts opened in the last `uptimeSeconds` (so by this process, never
+ * by a predecessor with the same id) that are running for it and are not
+ * among `held`.
+ */
+export async function returnOrphans(
+  db: Db,
+  invokerId: string,
+  held: { runId: string; attempt: number }[],
+  uptimeSeconds: number,
+): Promise<Returned[]> {
+  const orphans = sql`
+    select r.id, r.attempt from runs r
+    join run_attempts a on a.run_id = r.id and a.attempt = r.attempt and a.invoker_id = ${invokerId}
+    where r.owner = ${invokerId} and r.status = 'running'
+      and a.started_at > now() - make_interval(secs => ${uptimeSeconds})
+      and not exists (
+        select 1 from unnest(${held.map((h) => h.runId)}::uuid[], ${held.map((h) => h.attempt)}::int[]) as h(id, attempt)
+        where h.id = r.id and h.attempt = r.attempt)`;
+  const { rows } = await handBack(invokerId, orphans).execute(db);
+  return rows;
+}

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared/errors";
-import type { AppSettings, DispatchRef } from "../../core/model.js";
-import type { NewRun as NewRunInput } from "../../core/ports.js";
+import type { AppSettings, StartedRun } from "../../core/model.js";
+import type { NewRun as NewRunInput, SubmitOutcome as SubmitResult } from "../../core/ports.js";
 import { findApp } from "./run-queries.js";
 import type { SubmitSettings } from "./submit-settings.js";
 import { admitSubmit } from "./tenancy-store.js";
@@ -10,12 +10,7 @@ import type { Db } from "./run-columns.js";
 import { insertRuns, type NewRunRow } from "./batched.js";
 import type { SchedulerDb } from "./schema.js";
 
-export interface SubmitResult {
-  runId: string;
-  existing: boolean;
-  /** Set when the run was inserted as dispatched: publish it after commit. */
-  dispatch: DispatchRef | null;
-}
+export type { SubmitOutcome as SubmitResult } from "../../core/ports.js";
 
 /** Counts the app's runs in flight under a lock on its row, so two schedulers agree. */
 async function roomForApp(trx: Transaction<SchedulerDb>, project: string, app: AppSettings): Promise<number> {
@@ -53,7 +48,7 @@ async function alreadySubmitted(db: Db, project: string, runId: string): Promise
   if (!prior || prior.project_id !== project) {
     throw new LonghaulError("already_exists", `run id ${runId} is taken`);
   }
-  return { runId, existing: true, dispatch: null };
+  return { runId, existing: true, dispatch: null, started: null };
 }
 
 /**
@@ -68,6 +63,7 @@ export async function submitRun(
   appName: string,
   build: (app: AppSettings) => NewRunInput,
   chosenRunId?: string,
+  startFor?: { invokerId: string; leaseSeconds: number },
 ): Promise<SubmitResult> {
   const runId = chosenRunId ?? randomUUID();
   // The common case in one statement and no transaction: the project (no
@@ -84,8 +80,11 @@ export async function submitRun(
     const delayed = input.notBefore !== null && input.notBefore.getTime() > Date.now();
     if (!input.idempotencyKey && !delayed) {
       // One multi-row insert and one commit with the concurrent submits (group commit).
-      if (!(await insert(runRow(input, runId, "dispatched")))) return alreadySubmitted(db, project, runId);
-      return { runId, existing: false, dispatch: { runId, attempt: 1, project: input.project, app: app.name, traceparent: input.traceparent } };
+      // With an invoker's credit (a handoff) the run is stored started for it: the submit is its claim.
+      const row = startFor ? runRow(input, runId, "running", startFor) : runRow(input, runId, "dispatched");
+      if (!(await insert(row))) return alreadySubmitted(db, project, runId);
+      if (startFor) return { runId, existing: false, dispatch: null, started: startedOf(input, runId) };
+      return { runId, existing: false, dispatch: { runId, attempt: 1, project: input.project, app: app.name, traceparent: input.traceparent }, started: null };
     }
   }
   return db.transaction().execute(async (trx) => {
@@ -137,7 +136,7 @@ async function insertRunIn(
         if (prior.request_hash !== input.requestHash) {
           throw new LonghaulError("unprocessable", "Idempotency-Key was used with a different request");
         }
-        return { runId: prior.run_id, existing: true, dispatch: null };
+        return { runId: prior.run_id, existing: true, dispatch: null, started: null };
       }
     }
     const delayed = input.notBefore !== null && input.notBefore.getTime() > Date.now();
@@ -154,7 +153,7 @@ async function insertRunIn(
       status === "dispatched"
         ? { runId, attempt: 1, project: input.project, app: input.app.name, traceparent: input.traceparent }
         : null;
-    return { runId, existing: false, dispatch };
+    return { runId, existing: false, dispatch, started: null };
   }
 }
 
@@ -173,8 +172,32 @@ async function refuseWhenQueueFull(trx: Transaction<SchedulerDb>, input: NewRunI
   }
 }
 
-/** The row of a new run. */
-function runRow(input: NewRunInput, runId: string, status: "queued" | "dispatched"): NewRunRow {
+/** What the invoker a new run was started for needs for its call. */
+function startedOf(input: NewRunInput, runId: string): StartedRun {
+  return {
+    runId,
+    attempt: 1,
+    project: input.project,
+    app: input.app.name,
+    upstreamUrl: input.app.url,
+    method: input.method,
+    path: input.path,
+    query: input.query,
+    headers: input.headers,
+    body: input.body,
+    timeoutSeconds: input.timeoutSeconds,
+    traceparent: input.traceparent,
+    tracestate: input.tracestate,
+  };
+}
+
+/** The row of a new run; a running one is started for `startFor`'s invoker. */
+function runRow(
+  input: NewRunInput,
+  runId: string,
+  status: NewRunRow["status"],
+  startFor?: { invokerId: string; leaseSeconds: number },
+): NewRunRow {
   return {
       id: runId,
       project_id: input.project,
@@ -198,5 +221,7 @@ function runRow(input: NewRunInput, runId: string, status: "queued" | "dispatche
       traceparent: input.traceparent,
       tracestate: input.tracestate,
       labels: JSON.stringify(input.labels),
+      owner: startFor?.invokerId ?? null,
+      lease_seconds: startFor?.leaseSeconds ?? 0,
   };
 }

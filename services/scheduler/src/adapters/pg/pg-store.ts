@@ -36,7 +36,9 @@ export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsC
     findRetryable: (filter) => runs.findRetryable(db, filter),
     appCounts: (project) => maintenance.appCounts(db, project),
     insertRun: (run) => inserts.insertRun(db, run),
-    submitRun: (project, app, build, runId) => inserts.submitRun(db, insert, settings.get, project, app, build, runId),
+    submitRun: (project, app, build, runId, startFor) => inserts.submitRun(db, insert, settings.get, project, app, build, runId, startFor),
+    returnRuns: async (invokerId, returned) => (await claims.returnRuns(db, invokerId, returned)).map(dispatchRef),
+    returnOrphans: async (invokerId, held, uptime) => (await claims.returnOrphans(db, invokerId, held, uptime)).map(dispatchRef),
     insertSyncRun: (r) => runs.insertSyncRun(db, r),
     findRun: (project, id) => runs.findRun(db, project, id),
     findAttempts: (runId) => runs.findAttempts(db, runId),
@@ -68,6 +70,10 @@ export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsC
     runStats: (q, now) => stats.readRunStats(db, q, now, rolledHint),
     rollUpStats: async () => (rolledHint = await stats.rollUpRunStats(db)),
   };
+}
+
+function dispatchRef(r: { id: string; attempt: number; project_id: string; app: string; traceparent: string }) {
+  return { runId: r.id, attempt: r.attempt, project: r.project_id, app: r.app, traceparent: r.traceparent };
 }
 
 /** Tells the settings cache that `project`'s settings changed, once the change is committed. */

@@ -138,6 +138,49 @@ export interface AttemptError {
   message: string;
 }
 
+export interface HandoffRequest {
+  message?:
+    | //
+    /** First on every stream, and only there. */
+    { $case: "hello"; value: HandoffHello }
+    | { $case: "credit"; value: HandoffCredit }
+    | { $case: "stop"; value: HandoffStop }
+    | undefined;
+}
+
+export interface HandoffHello {
+  invokerId: string;
+  /**
+   * Every attempt the invoker holds, is claiming, or let go of without the
+   * scheduler's word (an outcome it could not record): none of these may
+   * be handed back.
+   */
+  held: HeldRun[];
+  /**
+   * How long this invoker process has run. Only runs this process was
+   * given are repaired: a restarted process with the same invoker_id never
+   * hands back what its predecessor may have sent.
+   */
+  uptimeSeconds: number;
+}
+
+export interface HandoffCredit {
+  /** More runs the invoker takes on this stream (> 0). */
+  runs: number;
+}
+
+/**
+ * No more runs on this stream: the scheduler ends its side once the runs it
+ * has started for it are sent.
+ */
+export interface HandoffStop {
+}
+
+export interface HandoffResponse {
+  /** A run started for this invoker: make its call as after ClaimRun. */
+  run?: ClaimRunResponse | undefined;
+}
+
 export interface ReleaseRunRequest {
   runId: string;
   attempt: number;
@@ -1698,6 +1741,425 @@ export const AttemptError: MessageFns<AttemptError> = {
   },
 };
 
+function createBaseHandoffRequest(): HandoffRequest {
+  return { message: undefined };
+}
+
+export const HandoffRequest: MessageFns<HandoffRequest> = {
+  encode(message: HandoffRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.message?.$case) {
+      case "hello":
+        HandoffHello.encode(message.message.value, writer.uint32(10).fork()).join();
+        break;
+      case "credit":
+        HandoffCredit.encode(message.message.value, writer.uint32(18).fork()).join();
+        break;
+      case "stop":
+        HandoffStop.encode(message.message.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HandoffRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHandoffRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = { $case: "hello", value: HandoffHello.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = { $case: "credit", value: HandoffCredit.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = { $case: "stop", value: HandoffStop.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HandoffRequest {
+    return {
+      message: isSet(object.hello)
+        ? { $case: "hello", value: HandoffHello.fromJSON(object.hello) }
+        : isSet(object.credit)
+        ? { $case: "credit", value: HandoffCredit.fromJSON(object.credit) }
+        : isSet(object.stop)
+        ? { $case: "stop", value: HandoffStop.fromJSON(object.stop) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: HandoffRequest): unknown {
+    const obj: any = {};
+    if (message.message?.$case === "hello") {
+      obj.hello = HandoffHello.toJSON(message.message.value);
+    } else if (message.message?.$case === "credit") {
+      obj.credit = HandoffCredit.toJSON(message.message.value);
+    } else if (message.message?.$case === "stop") {
+      obj.stop = HandoffStop.toJSON(message.message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HandoffRequest>, I>>(base?: I): HandoffRequest {
+    return HandoffRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HandoffRequest>, I>>(object: I): HandoffRequest {
+    const message = createBaseHandoffRequest();
+    switch (object.message?.$case) {
+      case "hello": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "hello", value: HandoffHello.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "credit": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "credit", value: HandoffCredit.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "stop": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "stop", value: HandoffStop.fromPartial(object.message.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseHandoffHello(): HandoffHello {
+  return { invokerId: "", held: [], uptimeSeconds: 0 };
+}
+
+export const HandoffHello: MessageFns<HandoffHello> = {
+  encode(message: HandoffHello, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.invokerId !== "") {
+      writer.uint32(10).string(message.invokerId);
+    }
+    for (const v of message.held) {
+      HeldRun.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.uptimeSeconds !== 0) {
+      writer.uint32(25).double(message.uptimeSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HandoffHello {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHandoffHello();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.invokerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.held.push(HeldRun.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.uptimeSeconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HandoffHello {
+    return {
+      invokerId: isSet(object.invokerId)
+        ? globalThis.String(object.invokerId)
+        : isSet(object.invoker_id)
+        ? globalThis.String(object.invoker_id)
+        : "",
+      held: globalThis.Array.isArray(object?.held) ? object.held.map((e: any) => HeldRun.fromJSON(e)) : [],
+      uptimeSeconds: isSet(object.uptimeSeconds)
+        ? globalThis.Number(object.uptimeSeconds)
+        : isSet(object.uptime_seconds)
+        ? globalThis.Number(object.uptime_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: HandoffHello): unknown {
+    const obj: any = {};
+    if (message.invokerId !== "") {
+      obj.invokerId = message.invokerId;
+    }
+    if (message.held?.length) {
+      obj.held = message.held.map((e) => HeldRun.toJSON(e));
+    }
+    if (message.uptimeSeconds !== 0) {
+      obj.uptimeSeconds = floatToJson(message.uptimeSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HandoffHello>, I>>(base?: I): HandoffHello {
+    return HandoffHello.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HandoffHello>, I>>(object: I): HandoffHello {
+    const message = createBaseHandoffHello();
+    message.invokerId = object.invokerId ?? "";
+    message.held = object.held?.map((e) => HeldRun.fromPartial(e)) || [];
+    message.uptimeSeconds = object.uptimeSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseHandoffCredit(): HandoffCredit {
+  return { runs: 0 };
+}
+
+export const HandoffCredit: MessageFns<HandoffCredit> = {
+  encode(message: HandoffCredit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runs !== 0) {
+      writer.uint32(8).int32(message.runs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HandoffCredit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHandoffCredit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.runs = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HandoffCredit {
+    return { runs: isSet(object.runs) ? globalThis.Number(object.runs) : 0 };
+  },
+
+  toJSON(message: HandoffCredit): unknown {
+    const obj: any = {};
+    if (message.runs !== 0) {
+      obj.runs = Math.round(message.runs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HandoffCredit>, I>>(base?: I): HandoffCredit {
+    return HandoffCredit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HandoffCredit>, I>>(object: I): HandoffCredit {
+    const message = createBaseHandoffCredit();
+    message.runs = object.runs ?? 0;
+    return message;
+  },
+};
+
+function createBaseHandoffStop(): HandoffStop {
+  return {};
+}
+
+export const HandoffStop: MessageFns<HandoffStop> = {
+  encode(_: HandoffStop, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HandoffStop {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHandoffStop();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): HandoffStop {
+    return {};
+  },
+
+  toJSON(_: HandoffStop): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HandoffStop>, I>>(base?: I): HandoffStop {
+    return HandoffStop.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HandoffStop>, I>>(_: I): HandoffStop {
+    const message = createBaseHandoffStop();
+    return message;
+  },
+};
+
+function createBaseHandoffResponse(): HandoffResponse {
+  return { run: undefined };
+}
+
+export const HandoffResponse: MessageFns<HandoffResponse> = {
+  encode(message: HandoffResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.run !== undefined) {
+      ClaimRunResponse.encode(message.run, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HandoffResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHandoffResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.run = ClaimRunResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HandoffResponse {
+    return { run: isSet(object.run) ? ClaimRunResponse.fromJSON(object.run) : undefined };
+  },
+
+  toJSON(message: HandoffResponse): unknown {
+    const obj: any = {};
+    if (message.run !== undefined) {
+      obj.run = ClaimRunResponse.toJSON(message.run);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HandoffResponse>, I>>(base?: I): HandoffResponse {
+    return HandoffResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HandoffResponse>, I>>(object: I): HandoffResponse {
+    const message = createBaseHandoffResponse();
+    message.run = (object.run !== undefined && object.run !== null)
+      ? ClaimRunResponse.fromPartial(object.run)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseReleaseRunRequest(): ReleaseRunRequest {
   return { runId: "", attempt: 0, invokerId: "", reason: "" };
 }
@@ -3149,6 +3611,32 @@ export const SchedulerInternalServiceService = {
     responseSerialize: (value: AttemptsResponse): Buffer => Buffer.from(AttemptsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AttemptsResponse => AttemptsResponse.decode(value),
   },
+  /**
+   * Handoff gives an invoker runs as they are accepted. The invoker opens one
+   * stream, says who it is and what it holds (HandoffHello), then grants
+   * credits: each credit is one call slot kept free for this stream. A
+   * scheduler copy that accepts a run while an invoker has credit on one of
+   * its streams stores the run already started for that invoker (one commit
+   * for the submit and the claim, no dispatch message) and sends it down the
+   * stream as a ClaimRunResponse; the invoker makes the call as after a
+   * claim. Without credit the run is dispatched as before.
+   *
+   * The hello also repairs what a broken stream lost: a run this invoker
+   * process owns but neither holds nor is claiming was never sent to its app
+   * (the run was started for it and the message was lost, or a claim's
+   * answer was), so it is handed back to the queue. HandoffStop ends the
+   * stream: the scheduler finishes what it has started for it, then ends its
+   * side.
+   */
+  handoff: {
+    path: "/longhaul.internal.v1.SchedulerInternalService/Handoff" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: HandoffRequest): Buffer => Buffer.from(HandoffRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HandoffRequest => HandoffRequest.decode(value),
+    responseSerialize: (value: HandoffResponse): Buffer => Buffer.from(HandoffResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HandoffResponse => HandoffResponse.decode(value),
+  },
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun: {
     path: "/longhaul.internal.v1.SchedulerInternalService/ReleaseRun" as const,
@@ -3244,6 +3732,24 @@ export interface SchedulerInternalServiceServer extends UntypedServiceImplementa
    * answer was lost: claims and outcomes are safe to send again.
    */
   attempts: handleBidiStreamingCall<AttemptsRequest, AttemptsResponse>;
+  /**
+   * Handoff gives an invoker runs as they are accepted. The invoker opens one
+   * stream, says who it is and what it holds (HandoffHello), then grants
+   * credits: each credit is one call slot kept free for this stream. A
+   * scheduler copy that accepts a run while an invoker has credit on one of
+   * its streams stores the run already started for that invoker (one commit
+   * for the submit and the claim, no dispatch message) and sends it down the
+   * stream as a ClaimRunResponse; the invoker makes the call as after a
+   * claim. Without credit the run is dispatched as before.
+   *
+   * The hello also repairs what a broken stream lost: a run this invoker
+   * process owns but neither holds nor is claiming was never sent to its app
+   * (the run was started for it and the message was lost, or a claim's
+   * answer was), so it is handed back to the queue. HandoffStop ends the
+   * stream: the scheduler finishes what it has started for it, then ends its
+   * side.
+   */
+  handoff: handleBidiStreamingCall<HandoffRequest, HandoffResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun: handleUnaryCall<ReleaseRunRequest, ReleaseRunResponse>;
   /** GetDeliveryInput returns what the notifier needs to deliver a webhook. */
@@ -3350,6 +3856,26 @@ export interface SchedulerInternalServiceClient extends Client {
   attempts(): ClientDuplexStream<AttemptsRequest, AttemptsResponse>;
   attempts(options: Partial<CallOptions>): ClientDuplexStream<AttemptsRequest, AttemptsResponse>;
   attempts(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<AttemptsRequest, AttemptsResponse>;
+  /**
+   * Handoff gives an invoker runs as they are accepted. The invoker opens one
+   * stream, says who it is and what it holds (HandoffHello), then grants
+   * credits: each credit is one call slot kept free for this stream. A
+   * scheduler copy that accepts a run while an invoker has credit on one of
+   * its streams stores the run already started for that invoker (one commit
+   * for the submit and the claim, no dispatch message) and sends it down the
+   * stream as a ClaimRunResponse; the invoker makes the call as after a
+   * claim. Without credit the run is dispatched as before.
+   *
+   * The hello also repairs what a broken stream lost: a run this invoker
+   * process owns but neither holds nor is claiming was never sent to its app
+   * (the run was started for it and the message was lost, or a claim's
+   * answer was), so it is handed back to the queue. HandoffStop ends the
+   * stream: the scheduler finishes what it has started for it, then ends its
+   * side.
+   */
+  handoff(): ClientDuplexStream<HandoffRequest, HandoffResponse>;
+  handoff(options: Partial<CallOptions>): ClientDuplexStream<HandoffRequest, HandoffResponse>;
+  handoff(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<HandoffRequest, HandoffResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun(
     request: ReleaseRunRequest,
@@ -3459,6 +3985,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
