@@ -256,6 +256,57 @@ describe("RunInvoker", () => {
     expect(t.capacity.inUse()).toBe(0);
   });
 
+  it("takes a run a Handoff stream brought on the credit's slot, and calls it as a claimed one", async () => {
+    const t = setup(10);
+    const slot = t.capacity.acquire();
+    expect(t.invoker.take(claimedRun({ runId: "h1", attempt: 1 }), slot)).toBe(true);
+    await settle();
+    expect(t.scheduler.claims).toEqual([]);
+    expect(t.upstream.requests.map((c) => c.url)).toEqual(["http://app.invalid/work?x=1"]);
+    expect(t.invoker.heldRuns()).toEqual([{ runId: "h1", attempt: 1 }]);
+    expect(t.capacity.inUse()).toBe(1);
+    t.upstream.answer("h1", ok());
+    await settle();
+    expect(t.scheduler.completions.map((c) => c.dispatch)).toEqual([{ runId: "h1", attempt: 1 }]);
+    expect(t.capacity.inUse()).toBe(0);
+    // The same run again (it is held): refused, its slot freed.
+    const again = t.capacity.acquire();
+    const held = t.capacity.acquire();
+    t.invoker.take(claimedRun({ runId: "h2", attempt: 1 }), held);
+    expect(t.invoker.take(claimedRun({ runId: "h2", attempt: 1 }), again)).toBe(false);
+    expect(t.capacity.inUse()).toBe(1);
+  });
+
+  it("names as owned what it holds, what it is claiming and what it let go of without the scheduler's word", async () => {
+    const t = setup(10);
+    // A claim waiting for its answer: the scheduler may have made it ours.
+    let answerClaim!: () => void;
+    t.scheduler.claimImpl = (d) => new Promise((resolve) => (answerClaim = () => resolve(claimedRun(d))));
+    const claiming = t.invoker.claim({ runId: "c1", attempt: 1 });
+    await settle();
+    expect(t.invoker.ownedRuns()).toEqual([{ runId: "c1", attempt: 1 }]);
+    answerClaim();
+    const decision = await claiming;
+    if (decision.kind !== "claimed") throw new Error(`expected a claim, got ${decision.kind}`);
+    decision.start();
+    await settle();
+    expect(t.invoker.ownedRuns()).toEqual([{ runId: "c1", attempt: 1 }]);
+    // An outcome the scheduler refused with an error: dropped, but still possibly ours.
+    t.scheduler.completeImpl = async () => {
+      throw new LonghaulError("invalid_argument", "no");
+    };
+    t.upstream.answer("c1", ok());
+    await settle();
+    expect(t.invoker.heldRuns()).toEqual([]);
+    expect(t.invoker.ownedRuns()).toEqual([{ runId: "c1", attempt: 1 }]);
+    // A claim refused is not ours.
+    t.scheduler.claimImpl = async () => {
+      throw new LonghaulError("conflict", "taken");
+    };
+    await t.invoker.claim({ runId: "c2", attempt: 1 });
+    expect(t.invoker.ownedRuns()).toEqual([{ runId: "c1", attempt: 1 }]);
+  });
+
   it("drain returns at once when nothing is held", async () => {
     const t = setup();
     await t.invoker.drain(30_000);

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { createFakeDeps, testApp } from "../testing/fake-ports.js";
 import type { AppSettings } from "./model.js";
+import type { Handoff } from "./ports.js";
 import { createReconciler, startReconcilerLoop } from "./reconciler.js";
 import { createRunLifecycle, type Completion } from "./run-lifecycle.js";
 import { createRunRegistry } from "./run-registry.js";
@@ -192,6 +193,84 @@ describe("a run's own queue deadline (queue_ttl_seconds)", () => {
     expect(t.store.runs.get(waiting.runId)?.status).toBe("expired");
     const again = await t.registry.retry("p", waiting.runId, TRACE);
     expect(t.store.runs.get(again.runId)).toMatchObject({ status: "queued", expires_at: null });
+  });
+});
+
+/** A Handoff port over one invoker's credits; `open` false: its stream closed before the send. */
+function fakeHandoff(invokerId: string, credits: number) {
+  const h = { credits, open: true, sent: [] as string[], cancelled: 0 };
+  const port: Handoff = {
+    reserve() {
+      if (h.credits === 0) return undefined;
+      h.credits--;
+      return {
+        invokerId,
+        send: (run) => {
+          if (h.open) h.sent.push(run.runId);
+          return h.open;
+        },
+        cancel: () => {
+          h.cancelled++;
+          h.credits++;
+        },
+      };
+    },
+  };
+  return { h, port };
+}
+
+describe("handoff (a run started for an invoker at submit)", () => {
+  it("a plain submit is started for the invoker with credit: no dispatch, no claim, the run running for it", async () => {
+    const { deps, registry, store, bus } = await setUp(testApp("a"));
+    const { h, port } = fakeHandoff("inv-1", 1);
+    deps.handoff = port;
+    const { runId } = await registry.submit("p", input("a"), TRACE);
+    expect(h.sent).toEqual([runId]);
+    expect(bus.dispatched).toEqual([]);
+    expect(store.runs.get(runId)).toMatchObject({ status: "running", owner: "inv-1" });
+    expect(bus.changed.at(-1)).toMatchObject({ runId, status: "running" });
+    // No credit left: the next run is dispatched.
+    const second = await registry.submit("p", input("a"), TRACE);
+    expect(bus.dispatched.map((d) => d.runId)).toEqual([second.runId]);
+  });
+
+  it("gives the credit back when the run is not started for it (a key, a delay, a limit, a refusal)", async () => {
+    const { deps, registry, store } = await setUp(testApp("a"));
+    await store.upsertApp("p", testApp("limited", { maxConcurrency: 1 }));
+    const { h, port } = fakeHandoff("inv-1", 1);
+    deps.handoff = port;
+    await registry.submit("p", input("a", { idempotencyKey: "k" }), TRACE);
+    await registry.submit("p", input("a", { notBefore: new Date(T0.getTime() + 60_000) }), TRACE);
+    await registry.submit("p", input("limited"), TRACE);
+    await expect(registry.submit("p", input("missing"), TRACE)).rejects.toMatchObject({ code: "not_found" });
+    expect(h).toMatchObject({ credits: 1, cancelled: 4, sent: [] });
+  });
+
+  it("a run whose invoker's stream closed before the send goes back to the queue and is dispatched", async () => {
+    const { deps, registry, store, bus } = await setUp(testApp("a"));
+    const { h, port } = fakeHandoff("inv-1", 1);
+    h.open = false;
+    deps.handoff = port;
+    const { runId } = await registry.submit("p", input("a"), TRACE);
+    expect(store.runs.get(runId)).toMatchObject({ status: "dispatched", owner: null, started_at: null });
+    expect(store.attempts.filter((a) => a.run_id === runId)).toEqual([]);
+    expect(bus.dispatched.map((d) => d.runId)).toEqual([runId]);
+  });
+
+  it("a hello hands back only what the invoker neither holds nor got before this process started", async () => {
+    const { deps, registry, store, bus, lifecycle } = await setUp(testApp("a"));
+    const { port } = fakeHandoff("inv-1", 3);
+    deps.handoff = port;
+    const old = await registry.submit("p", input("a"), TRACE);
+    vi.setSystemTime(T0.getTime() + 60_000);
+    const held = await registry.submit("p", input("a"), TRACE);
+    const lost = await registry.submit("p", input("a"), TRACE);
+    // Up for 30 s: `old` was given to an earlier process under the same id.
+    expect(await lifecycle.handoffOpened("inv-1", [{ runId: held.runId, attempt: 1 }], 30)).toBe(1);
+    expect(bus.dispatched.map((d) => d.runId)).toEqual([lost.runId]);
+    expect(store.runs.get(old.runId)?.status).toBe("running");
+    expect(store.runs.get(held.runId)?.status).toBe("running");
+    expect(store.runs.get(lost.runId)?.status).toBe("dispatched");
   });
 });
 

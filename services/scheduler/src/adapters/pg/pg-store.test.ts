@@ -195,6 +195,45 @@ describe("pg store", () => {
     expect(await a.endSucceeded(runId, 1, "inv-x", ok)).toMatchObject({ limited: false, run: { status: "succeeded" } });
   });
 
+  it("starts a run for an invoker in the submit's statement (a handoff), and hands back only what the invoker never got", async () => {
+    const app = normaliseApp({ name: "handoff", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const startFor = { invokerId: "inv-h", leaseSeconds: 30 };
+    // Concurrent submits share one statement: each started for its invoker.
+    const submitted = await Promise.all(Array.from({ length: 4 }, () => a.submitRun("p1", "handoff", (found) => newRun(found), undefined, startFor)));
+    for (const s of submitted) {
+      expect(s).toMatchObject({ existing: false, dispatch: null, started: { attempt: 1, app: "handoff", upstreamUrl: "http://127.0.0.1:1", query: "a=1", timeoutSeconds: 60 } });
+      const run = await a.findRun("p1", s.runId);
+      expect(run).toMatchObject({ status: "running", owner: "inv-h" });
+      expect(run!.started_at).toBeInstanceOf(Date);
+      expect(run!.lease_expires_at!.getTime()).toBeGreaterThan(Date.now() + 20_000);
+      expect(await a.findAttempts(s.runId)).toMatchObject([{ attempt: 1, invoker_id: "inv-h", finished_at: null }]);
+    }
+    // Its session exists, so its heartbeat keeps the runs (a lost one is found from it).
+    expect(await a.renewSession("inv-h", [{ runId: submitted[0]!.runId, attempt: 1 }], 30)).toEqual(new Set([`${submitted[0]!.runId}:1`]));
+    // A keyed submit is never started at submit: it takes the transaction and is dispatched.
+    const keyed = await a.submitRun("p1", "handoff", (found) => newRun(found, { idempotencyKey: "k-handoff" }), undefined, startFor);
+    expect(keyed).toMatchObject({ started: null, dispatch: { attempt: 1 } });
+
+    const [lost, held, ended, other] = submitted.map((s) => s.runId) as [string, string, string, string];
+    expect(await a.endSucceeded(ended, 1, "inv-h", ok)).toBeDefined();
+    // returnRuns: only the named attempt, only the invoker's own.
+    expect(await a.returnRuns("inv-other", [{ runId: other, attempt: 1 }])).toEqual([]);
+    expect(await a.returnRuns("inv-h", [{ runId: other, attempt: 1 }])).toMatchObject([{ runId: other, attempt: 1, project: "p1", app: "handoff" }]);
+    expect(await a.findRun("p1", other)).toMatchObject({ status: "dispatched", owner: null, started_at: null, lease_expires_at: null });
+    expect(await a.findAttempts(other)).toEqual([]);
+    // The dispatched run is claimable again, by anyone.
+    expect(await b.claimRun(other, 1, "inv-b", 30)).toMatchObject({ status: "running", owner: "inv-b" });
+
+    // returnOrphans: not what is held, not what is ended, not what another process was given.
+    expect(await a.returnOrphans("inv-h", [{ runId: held, attempt: 1 }], 0.001)).toEqual([]);
+    expect(await a.returnOrphans("inv-h", [{ runId: held, attempt: 1 }], 3600)).toMatchObject([{ runId: lost }]);
+    expect((await a.findRun("p1", lost))?.status).toBe("dispatched");
+    expect((await a.findRun("p1", held))?.status).toBe("running");
+    expect((await a.findRun("p1", ended))?.status).toBe("succeeded");
+    expect((await a.findRun("p1", other))?.owner).toBe("inv-b");
+  });
+
   it("says when the first delayed run is due, so the reconciler can sleep till then", async () => {
     const app = normaliseApp({ name: "later", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);
