@@ -33,7 +33,9 @@ export const invokerEnvSchema = commonEnvSchema.extend({
    * Call slots kept free for runs handed over at submit (SchedulerInternalService
    * Handoff): a run accepted while this invoker has such a slot is started for
    * it in the submit's own commit, with no dispatch message and no claim.
-   * 0 turns handoffs off (every run comes by dispatch). @default 64
+   * At most a quarter of INVOKER_MAX_IN_FLIGHT, so that dispatches (retries,
+   * queued runs) always find slots; 0 turns handoffs off (every run comes by
+   * dispatch). @default 64
    */
   INVOKER_HANDOFF_CREDITS: envInt(64, 0),
   /**

@@ -99,13 +99,16 @@ await runService({
       },
     });
     // Runs handed over at submit on a Handoff stream, beside the dispatches.
+    // At most a quarter of the call slots wait for handoffs: the rest stay free for
+    // dispatches (retries, queued runs, runs of copies without a stream).
+    const handoffCredits = Math.min(config.INVOKER_HANDOFF_CREDITS, Math.floor(config.INVOKER_MAX_IN_FLIGHT / 4));
     const handoff =
-      config.INVOKER_HANDOFF_CREDITS > 0
+      handoffCredits > 0
         ? startHandoff({
             open: () => scheduler.openHandoff(),
             invokerId: config.invokerId,
             capacity,
-            credits: config.INVOKER_HANDOFF_CREDITS,
+            credits: handoffCredits,
             owned: () => invoker.ownedRuns(),
             take: (run, release) => {
               // The call joins the run's trace from its stored context (RunInvoker.hold).
