@@ -1,3 +1,5 @@
+import { createHook } from "node:async_hooks";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { Webhook } from "standardwebhooks";
 import { classify } from "../../core/retry-policy.js";
@@ -70,6 +72,38 @@ describe("webhook sender against real receivers", () => {
     expect(took).toBeGreaterThanOrEqual(350);
     expect(took).toBeLessThan(2_000);
     await eventually(() => r.openSockets() === 0);
+  });
+
+  it("leaves no timer running once an attempt has ended", async () => {
+    // A timer per attempt left to fire later kept an idle notifier waking,
+    // for the attempt timeout, after every burst of webhooks.
+    const r = await receiver((_q, res) => res.writeHead(204).end());
+    const timeoutMs = 7_777; // no other timer of this test lasts as long
+    const live = new Set<number>();
+    let created = 0;
+    const hook = createHook({
+      init(id, type, _trigger, resource) {
+        if (type !== "Timeout" || (resource as { _idleTimeout?: number })._idleTimeout !== timeoutMs) return;
+        live.add(id);
+        created++;
+      },
+      destroy(id) {
+        live.delete(id);
+      },
+    }).enable();
+    try {
+      const send = sender({ timeoutMs });
+      // Answered, and failed (nothing listens on port 1).
+      const results = await Promise.all([send.send(signed(r.url)), send.send(signed(r.url)), send.send(signed("http://127.0.0.1:1/hook"))]);
+      expect(results.map((x) => x.kind)).toEqual(["response", "response", "network"]);
+      expect(created).toBe(3); // one deadline per attempt...
+      // ...each gone once its attempt ended (destroy hooks run on a later turn of the loop).
+      await nextTurn();
+      await nextTurn();
+      expect(live.size).toBe(0);
+    } finally {
+      hook.disable();
+    }
   });
 
   it("bounds a receiver that answers headers and then stalls", async () => {

@@ -63,8 +63,6 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
     } catch (err) {
       return { kind: "refused", message: err instanceof Error ? err.message : String(err) };
     }
-    const signal = AbortSignal.timeout(options.timeoutMs);
-
     const headers = { ...req.headers };
     // Inside the caller's span when there is one, else in the run's trace.
     const ctx = trace.getSpan(context.active()) ? context.active() : contextFromCarrier(req.traceparent);
@@ -73,9 +71,17 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
     if (req.traceparent && !traceCarrier(ctx).traceparent) headers.traceparent = req.traceparent;
 
     return context.with(ctx, async () => {
+      // The attempt's deadline, cleared the moment the attempt ends. Not
+      // AbortSignal.timeout: its timer outlives the attempt, and timeoutMs
+      // later builds a TimeoutError (with its stack) and fires an abort event
+      // for a request long done, so a burst of webhooks kept an otherwise
+      // idle notifier busy for timeoutMs after it.
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(new DOMException("webhook attempt timed out", "TimeoutError")), options.timeoutMs);
+      try {
         let res;
         try {
-          res = await request(url, { method: "POST", headers, body: req.body, dispatcher: agent, signal });
+          res = await request(url, { method: "POST", headers, body: req.body, dispatcher: agent, signal: deadline.signal });
         } catch (err) {
           const refused = egressRefusal(err);
           return refused ? { kind: "refused" as const, message: refused } : describe(err);
@@ -108,6 +114,9 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
           excerpt: Buffer.concat(chunks).subarray(0, excerptBytes).toString("utf8"),
           ...(bodyError ? { bodyError } : {}),
         };
+      } finally {
+        clearTimeout(timer);
+      }
     });
   }
 
