@@ -16,7 +16,7 @@ import { createSchedulerRunSource } from "./adapters/grpc/scheduler-client.js";
 import { notifierServiceImpl } from "./adapters/grpc/notifier-service.js";
 import { createWebhookSender, type Resolver } from "./adapters/http/webhook-sender.js";
 import { createNotifierMetrics } from "./adapters/metrics.js";
-import { startFinishedConsumer } from "./adapters/nats/finished-consumer.js";
+import { ACK_WAIT_SECONDS, startFinishedConsumer } from "./adapters/nats/finished-consumer.js";
 import { countPendingDeliveries, createPgDeliveryStore } from "./adapters/pg/delivery-store.js";
 import { startDeliveryRetention } from "./adapters/pg/delivery-retention.js";
 import { notifierMigrationSet } from "./adapters/pg/migrations.js";
@@ -117,6 +117,10 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     attemptTimeoutMs: config.NOTIFIER_ATTEMPT_TIMEOUT_SECONDS * 1000,
     rpcTimeoutMs: config.NOTIFIER_RPC_TIMEOUT_MS,
     maxConcurrency: config.NOTIFIER_MAX_CONCURRENCY,
+    // One commit per webhook (the first attempt before its record) while an
+    // attempt fits four times in the event's ack wait; longer attempts get the
+    // record first, so that the event is never offered again mid-attempt.
+    attemptBeforeRecord: config.NOTIFIER_ATTEMPT_TIMEOUT_SECONDS * 4 <= ACK_WAIT_SECONDS,
     secretOverlapSeconds: config.NOTIFIER_SECRET_OVERLAP_SECONDS,
     metrics: createNotifierMetrics(registry, () => countPendingDeliveries(db), metricsLease.isLeader),
   });

@@ -59,6 +59,25 @@ function memoryStore() {
       Object.assign(r, { state: outcome.state, dueInMs: outcome.nextAttemptInMs, lastError: outcome.lastError, token: null });
       return true;
     },
+    async createAttempted(d, attempt, outcome) {
+      if (rows.has(d.runId)) return false;
+      const now = new Date();
+      rows.set(d.runId, {
+        ...d,
+        state: outcome.state,
+        attemptsMade: attempt.attempt,
+        seriesStart: 0,
+        nextAttemptAt: now,
+        lastError: outcome.lastError,
+        createdAt: now,
+        updatedAt: now,
+        token: null,
+        dueInMs: outcome.nextAttemptInMs,
+        reported: null,
+      });
+      attempts.push(attempt);
+      return true;
+    },
     async release(runId, token, retryInMs, lastError) {
       const r = rows.get(runId);
       if (r?.token === token) Object.assign(r, { token: null, dueInMs: retryInMs, lastError });
@@ -100,7 +119,7 @@ const secrets: SecretStore = {
 
 function setup(
   answers: SendResult[],
-  over: { schedule?: number[]; maxConcurrency?: number; runs?: Partial<RunSource>; now?: () => Date } = {},
+  over: { schedule?: number[]; maxConcurrency?: number; runs?: Partial<RunSource>; now?: () => Date; attemptBeforeRecord?: boolean } = {},
 ) {
   const mem = memoryStore();
   const sent: WebhookRequest[] = [];
@@ -128,6 +147,7 @@ function setup(
     ...over.runs,
   };
   let i = 0;
+  const rowsDuringSend: boolean[] = [];
   const core = createNotifierCore({
     store: mem.store,
     secrets,
@@ -135,6 +155,8 @@ function setup(
     sender: {
       send: async (req) => {
         sent.push(req);
+        // What is recorded while the POST is in flight.
+        rowsDuringSend.push(mem.rows.has(input.runId));
         return answers[Math.min(i++, answers.length - 1)]!;
       },
     },
@@ -147,8 +169,9 @@ function setup(
     secretOverlapSeconds: 60,
     random: () => 0.5,
     ...(over.now ? { now: over.now } : {}),
+    ...(over.attemptBeforeRecord ? { attemptBeforeRecord: true } : {}),
   });
-  return { core, mem, sent, told, input };
+  return { core, mem, sent, told, input, rowsDuringSend };
 }
 
 /** A delivery input for `runId` (the event carries it). */
@@ -187,6 +210,55 @@ describe("notifier core", () => {
     expect(sent[0]!.headers["webhook-id"]).toBe(`msg_${input.runId}`);
     expect(mem.rows.get(input.runId)).toMatchObject({ state: "delivered", attemptsMade: 1 });
     expect(told).toEqual([[input.runId, "delivered"]]);
+  });
+
+  it("attemptBeforeRecord: the first attempt goes before the record, and one write records the delivery with it", async () => {
+    const { core, mem, sent, told, input, rowsDuringSend } = setup([http(204)], { attemptBeforeRecord: true });
+    const accepted = await core.acceptFinished({ runId: input.runId, project: "dev", input });
+    expect(accepted.result).toBe("accepted");
+    const recorded = accepted.result === "accepted" ? accepted.recorded : undefined;
+    expect(recorded).toBeInstanceOf(Promise);
+    await recorded;
+    // Nothing was written while the POST was in flight; then the row and its attempt at once.
+    expect(rowsDuringSend).toEqual([false]);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.headers["webhook-id"]).toBe(`msg_${input.runId}`);
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "delivered", attemptsMade: 1, token: null });
+    expect(mem.attempts).toMatchObject([{ runId: input.runId, attempt: 1, statusCode: 204 }]);
+    await core.drain();
+    expect(told).toEqual([[input.runId, "delivered"]]);
+    // The same event offered again (its ack was lost): recorded first, nothing sent again.
+    const again = await core.acceptFinished({ runId: input.runId, project: "dev", input, repeated: true });
+    expect(again.result === "accepted" && again.recorded).toBeFalsy();
+    expect(await runOnce(core)).toBe(0);
+    expect(sent).toHaveLength(1);
+  });
+
+  it("attemptBeforeRecord: a failed first attempt is recorded pending with its retry due; a repeated event takes the record path", async () => {
+    const { core, mem, sent, input, rowsDuringSend } = setup([http(500), http(200)], { attemptBeforeRecord: true });
+    const accepted = await core.acceptFinished({ runId: input.runId, project: "dev", input });
+    await (accepted.result === "accepted" ? accepted.recorded : undefined);
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "pending", attemptsMade: 1, dueInMs: 5_000 });
+    mem.advance();
+    expect(await runOnce(core)).toBe(1);
+    expect(mem.rows.get(input.runId)).toMatchObject({ state: "delivered", attemptsMade: 2 });
+    expect(sent).toHaveLength(2);
+    // A repeated offer of a new run records before it sends.
+    const other = inputOf("7f1d3c52-4b7e-4f0a-8a55-0f9d6b1e2c33");
+    const repeated = await core.acceptFinished({ runId: other.runId, project: "dev", input: other, repeated: true });
+    expect(repeated.result === "accepted" && repeated.recorded).toBeFalsy();
+    await core.drain();
+    expect(rowsDuringSend.length).toBe(3);
+    expect(mem.rows.get(other.runId)).toMatchObject({ state: "delivered", attemptsMade: 1 });
+  });
+
+  it("attemptBeforeRecord: when the record cannot be written, the event is not acked (recorded rejects)", async () => {
+    const { core, mem, input } = setup([http(204)], { attemptBeforeRecord: true });
+    mem.store.createAttempted = async () => {
+      throw new LonghaulError("unavailable", "postgres is down");
+    };
+    const accepted = await core.acceptFinished({ runId: input.runId, project: "dev", input });
+    await expect(accepted.result === "accepted" ? accepted.recorded : undefined).rejects.toMatchObject({ code: "unavailable" });
   });
 
   it("schedules retries by the schedule, then fails after the last attempt", async () => {

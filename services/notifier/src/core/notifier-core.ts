@@ -32,6 +32,13 @@ export interface NotifierCoreOptions {
   rpcTimeoutMs: number;
   /** Attempts run at once by this notifier. */
   maxConcurrency: number;
+  /**
+   * A new event's first attempt, when due now, is made before its delivery is
+   * recorded, and the delivery is written with its outcome in one commit (one
+   * commit per webhook, not two); the event is acked only after. Only when an
+   * attempt ends well within the event's ack wait (main sets it).
+   */
+  attemptBeforeRecord?: boolean;
   secretOverlapSeconds: number;
   metrics?: NotifierMetrics;
   now?: () => Date;
@@ -45,11 +52,14 @@ export interface FinishedEvent {
   project: string;
   /** What to deliver, when the event carried it: the scheduler is then not asked. */
   input?: DeliveryInput;
+  /** Offered before (JetStream redelivered it, or the scheduler published it again): a delivery may exist. */
+  repeated?: boolean;
 }
 
 /** What became of a `run.finished` event. */
 export type AcceptResult =
-  | { result: "accepted"; input: DeliveryInput }
+  /** `recorded`: when set, the event may be acked only once it resolves (the delivery is written after its first attempt). */
+  | { result: "accepted"; input: DeliveryInput; recorded?: Promise<void> }
   | { result: "no_webhook" | "run_gone"; input?: undefined };
 
 /** Wait before retrying when the scheduler could not say what to send. */
@@ -162,7 +172,8 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     return value;
   }
 
-  async function attempt(delivery: Delivery, token: string, prefetched?: DeliveryInput): Promise<void> {
+  /** `unrecorded`: the delivery is not written yet; its first attempt's record writes it (createAttempted). */
+  async function attempt(delivery: Delivery, token: string, prefetched?: DeliveryInput, unrecorded = false): Promise<void> {
     const runId = delivery.runId;
     let input;
     try {
@@ -197,7 +208,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
         },
         async (span) => {
           try {
-            const state = await send(delivery, token, found);
+            const state = await send(delivery, token, found, unrecorded);
             span.setAttributes({ "longhaul.webhook_state": state, [RunAttr.outcome]: state });
             if (state === "failed") span.setStatus({ code: SpanStatusCode.ERROR });
           } finally {
@@ -209,7 +220,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
   }
 
   /** One POST and its record; resolves with the state it left the delivery in. */
-  async function send(delivery: Delivery, token: string, input: DeliveryInput): Promise<Delivery["state"]> {
+  async function send(delivery: Delivery, token: string, input: DeliveryInput, unrecorded: boolean): Promise<Delivery["state"]> {
     const runId = delivery.runId;
     const startedAt = now();
     const keys = signingSecrets(await projectSecrets(delivery.projectId), startedAt);
@@ -237,10 +248,13 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       error: error?.slice(0, ERROR_TEXT_LIMIT) ?? null,
       responseExcerpt: result.kind === "response" ? result.excerpt : null,
     };
-    const kept = await store.finishAttempt(runId, token, record, { ...outcome, lastError: record.error });
+    const kept = unrecorded
+      ? await store.createAttempted(delivery, record, { ...outcome, lastError: record.error })
+      : await store.finishAttempt(runId, token, record, { ...outcome, lastError: record.error });
     options.metrics?.attempt(outcome.state === "pending" ? "retrying" : outcome.state, durationMs);
     if (!kept) {
-      log.warn({ run_id: runId, attempt: number }, "lease lost during a webhook attempt; its record is dropped");
+      if (unrecorded) log.warn({ run_id: runId, attempt: number }, "the run had a delivery already (a repeated event); this attempt's record is dropped");
+      else log.warn({ run_id: runId, attempt: number }, "lease lost during a webhook attempt; its record is dropped");
       return outcome.state;
     }
     log.info(
@@ -255,13 +269,14 @@ export function createNotifierCore(options: NotifierCoreOptions) {
 
   /** This notifier's attempts in flight, by run. */
   const attemptsByRun = new Map<string, Promise<void>>();
-  function startAttempts(claimed: Delivery[], token: string, prefetched?: DeliveryInput): void {
-    for (const d of claimed) {
-      const p = attempt(d, token, prefetched);
+  function startAttempts(claimed: Delivery[], token: string, prefetched?: DeliveryInput, unrecorded = false): Promise<void>[] {
+    return claimed.map((d) => {
+      const p = attempt(d, token, prefetched, unrecorded);
       attemptsByRun.set(d.runId, p);
       void p.finally(() => attemptsByRun.get(d.runId) === p && attemptsByRun.delete(d.runId)).catch(() => undefined);
       track(p);
-    }
+      return p;
+    });
   }
 
   /** Slots promised to deliveries being created leased, not yet in flight. */
@@ -308,6 +323,29 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       if (!input) return { result: "run_gone" };
       if (!input.webhookUrl) return { result: "no_webhook" };
       const firstAttemptInMs = withJitter((schedule[0] ?? 0) * 1000, random);
+      // A first offer, with room and a first attempt due now: the POST goes
+      // first and one commit records the delivery with its outcome. Nothing
+      // is written until then, so the event is acked only after (`recorded`);
+      // a crash in between offers it again and the webhook is sent again,
+      // under the same webhook-id (webhooks are at least once).
+      if (options.attemptBeforeRecord && !event.repeated && firstAttemptInMs === 0 && hasRoom() && !attemptsByRun.has(input.runId)) {
+        const at = now();
+        const delivery: Delivery = {
+          runId: input.runId,
+          projectId: input.project,
+          webhookId: `msg_${input.runId}`,
+          url: input.webhookUrl,
+          state: "pending",
+          attemptsMade: 0,
+          seriesStart: 0,
+          nextAttemptAt: at,
+          lastError: null,
+          createdAt: at,
+          updatedAt: at,
+        };
+        const [recorded] = startAttempts([delivery], newToken(), input, true);
+        return { result: "accepted", input, recorded: recorded! };
+      }
       // With room and a first attempt due now, the row is made leased to this
       // notifier: its first attempt needs no claim (one commit, not two).
       const lease = hasRoom() && firstAttemptInMs === 0 ? { token: newToken(), leaseMs } : undefined;

@@ -80,6 +80,16 @@ export interface DeliveryStore {
    * lease was lost (nothing written).
    */
   finishAttempt(runId: string, token: string, attempt: DeliveryAttempt | null, outcome: AttemptOutcome): Promise<boolean>;
+  /**
+   * Records a delivery together with its first attempt, made before the
+   * delivery was recorded (one commit for both). False when the run had a
+   * delivery already (nothing written: the attempt repeated another's).
+   */
+  createAttempted(
+    d: { runId: string; projectId: string; webhookId: string; url: string },
+    attempt: DeliveryAttempt,
+    outcome: AttemptOutcome,
+  ): Promise<boolean>;
   /** Gives a lease back without an attempt; the delivery is due again in `retryInMs`. */
   release(runId: string, token: string, retryInMs: number, lastError: string): Promise<void>;
   /** The delivery and its attempts, oldest first, or null. */

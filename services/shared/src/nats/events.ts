@@ -78,7 +78,8 @@ function finishedFromLegacy(json: Record<string, unknown>): RunFinishedEvent | u
       traceparent: str(o.traceparent),
     };
   }
-  return { runId: str(json.run_id), project: str(json.project), app: str(json.app), status: str(json.status), delivery };
+  // An older scheduler does not say whether it sent the event again: as if it had.
+  return { runId: str(json.run_id), project: str(json.project), app: str(json.app), status: str(json.status), delivery, republished: true };
 }
 
 export function encodeCancel(runId: string): Uint8Array {

@@ -3,7 +3,7 @@ import type { Logger } from "@longhaul/shared/logger";
 import { context } from "@longhaul/shared/telemetry";
 import { contextFromHeaders, decodeRunFinished, ensureConsumer, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { NotifierCore } from "../../core/notifier-core.js";
+import type { AcceptResult, NotifierCore } from "../../core/notifier-core.js";
 import type { RunStatusName } from "../../core/ports.js";
 
 /** Run ids are UUIDs: anything else would fail in Postgres on every redelivery. */
@@ -13,8 +13,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const CONCURRENCY = 64;
 /** Wait before an event that could not be handled is offered again. */
 const RETRY_DELAY_MS = 5_000;
-/** The consumer's ack wait: handling an event takes a few calls, never a webhook attempt. */
-const ACK_WAIT_SECONDS = 60;
+/**
+ * The consumer's ack wait: handling an event takes a few calls and at most
+ * one webhook attempt (a first attempt made before its record; see
+ * NotifierCoreOptions.attemptBeforeRecord, on only for attempts of at most a
+ * quarter of this).
+ */
+export const ACK_WAIT_SECONDS = 60;
 
 /** Options of {@link startFinishedConsumer}. */
 export interface FinishedConsumerOptions {
@@ -40,6 +45,8 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
   // before the next one: npm run chaos).
   const messages: ConsumerMessages = await consumer.consume({ max_messages: CONCURRENCY * 2, expires: 5_000 });
   const handling = new Set<Promise<void>>();
+  /** Events whose first attempt is under way, acked when it is recorded. */
+  const acking = new Set<Promise<void>>();
 
   async function handle(m: JsMsg): Promise<void> {
     // RunFinishedEvent (events.proto), or the JSON of an older scheduler.
@@ -56,6 +63,7 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
     const event = {
       runId: e.runId,
       project: e.project,
+      repeated: m.redelivered || e.republished,
       ...(d && e.app && e.status
         ? {
             input: {
@@ -76,15 +84,27 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
         : {}),
     };
     await context.with(contextFromHeaders(m.headers), async () => {
+      let accepted: AcceptResult;
       try {
-        // Resolves once the delivery is committed; its first attempt is under way by then.
-        await core.acceptFinished(event);
+        // Resolves once the delivery is committed (its first attempt under way),
+        // or once a first attempt started that records the delivery when it ends.
+        accepted = await core.acceptFinished(event);
       } catch (err) {
         log.warn({ err, run_id: event.runId }, "run.finished not handled; offered again later");
         m.nak(RETRY_DELAY_MS);
         return;
       }
-      m.ack();
+      if (accepted.result !== "accepted" || !accepted.recorded) return m.ack();
+      // Acked once the attempt recorded the delivery; the handler's slot is free meanwhile.
+      const acked = accepted.recorded.then(
+        () => m.ack(),
+        (err: unknown) => {
+          log.warn({ err, run_id: event.runId }, "webhook attempt not recorded; run.finished offered again later");
+          m.nak(RETRY_DELAY_MS);
+        },
+      );
+      acking.add(acked);
+      void acked.finally(() => acking.delete(acked));
     });
   }
 
@@ -102,6 +122,7 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
       await messages.close();
       await loop;
       await Promise.all(handling);
+      await Promise.all(acking);
     },
   };
 }

@@ -236,6 +236,29 @@ describe("batched writes (one statement and one commit for concurrent callers)",
     expect(await stored(db, [a, b])).toEqual([a, b].sort());
   });
 
+  it("records a delivery with its first attempt in the one statement of a batch; a run with a delivery already gets nothing", async () => {
+    const { store } = makeCore(fakeRuns().runs);
+    const [a, b, existing] = [randomUUID(), randomUUID(), randomUUID()];
+    await store.create(row(existing));
+    const attempt = (runId: string, statusCode: number) => ({
+      runId, attempt: 1, startedAt: new Date(), durationMs: 12, statusCode, error: null, responseExcerpt: "ok\u0000",
+    });
+    const d = (runId: string) => ({ runId, projectId: "p", webhookId: `msg_${runId}`, url: "http://127.0.0.1:9/hook" });
+    const results = await Promise.all([
+      store.createAttempted(d(a), attempt(a, 200), { state: "delivered", nextAttemptInMs: null, lastError: null }),
+      store.createAttempted(d(b), attempt(b, 500), { state: "pending", nextAttemptInMs: 60_000, lastError: "500" }),
+      store.createAttempted(d(existing), attempt(existing, 200), { state: "delivered", nextAttemptInMs: null, lastError: null }),
+    ]);
+    expect(results).toEqual([true, true, false]);
+    expect(await store.get(a)).toMatchObject({ delivery: { state: "delivered", attemptsMade: 1, nextAttemptAt: null }, attempts: [{ attempt: 1, statusCode: 200, responseExcerpt: "ok\ufffd" }] });
+    const retry = await store.get(b);
+    expect(retry).toMatchObject({ delivery: { state: "pending", attemptsMade: 1, lastError: "500" }, attempts: [{ statusCode: 500 }] });
+    expect(retry!.delivery.nextAttemptAt!.getTime()).toBeGreaterThan(Date.now() + 50_000);
+    // The pending one is the poller's: claimable once due, not before.
+    expect(await store.claimDue(10, 1000, randomUUID(), b)).toEqual([]);
+    expect(await store.get(existing)).toMatchObject({ delivery: { state: "pending", attemptsMade: 0 }, attempts: [] });
+  });
+
   it("fail every caller when Postgres fails the batch, and commit none of it", async () => {
     const { store, db } = makeCore(fakeRuns().runs);
     const ids = [randomUUID(), randomUUID(), randomUUID()];

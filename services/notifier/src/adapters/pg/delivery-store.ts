@@ -52,8 +52,9 @@ const WRITE_CONCURRENCY = 4;
 type NewDelivery = Parameters<DeliveryStore["create"]>[0];
 type Write =
   | { kind: "create"; d: NewDelivery; lease: { token: string; leaseMs: number } | undefined }
-  | { kind: "finish"; runId: string; token: string; attempt: DeliveryAttempt | null; outcome: AttemptOutcome };
-type WriteResult = { kind: "create"; delivery: Delivery | null } | { kind: "finish"; kept: boolean };
+  | { kind: "finish"; runId: string; token: string; attempt: DeliveryAttempt | null; outcome: AttemptOutcome }
+  | { kind: "attempted"; d: Omit<NewDelivery, "firstAttemptInMs">; attempt: DeliveryAttempt; outcome: AttemptOutcome };
+type WriteResult = { kind: "create"; delivery: Delivery | null } | { kind: "finish" | "attempted"; kept: boolean };
 
 /**
  * New deliveries and attempts' records of concurrent callers, in one
@@ -64,8 +65,9 @@ type WriteResult = { kind: "create"; delivery: Delivery | null } | { kind: "fini
 async function writeBatch(db: Kysely<NotifierDatabase>, writes: Write[]): Promise<WriteResult[]> {
   const creates = writes.flatMap((w) => (w.kind === "create" ? [w] : []));
   const finishes = writes.flatMap((w) => (w.kind === "finish" ? [w] : []));
+  const attempted = writes.flatMap((w) => (w.kind === "attempted" ? [w] : []));
   const col = <T, V>(rows: T[], f: (r: T) => V) => rows.map(f);
-  const { rows } = await executePrepared(db, "lh_write_deliveries", sql<{ kind: "c" | "f"; run_id: string; created_at: Date | null; next_attempt_at: Date | null }>`
+  const { rows } = await executePrepared(db, "lh_write_deliveries", sql<{ kind: "c" | "f" | "a"; run_id: string; created_at: Date | null; next_attempt_at: Date | null }>`
     with c as (
       select * from unnest(
         ${col(creates, (w) => w.d.runId)}::uuid[], ${col(creates, (w) => w.d.projectId)}::text[],
@@ -106,18 +108,44 @@ async function writeBatch(db: Kysely<NotifierDatabase>, writes: Write[]): Promis
       select f.run_id, f.attempt, f.started_at, f.duration_ms, f.status_code, f.error, f.excerpt
       from f join upd on upd.run_id = f.run_id
       where f.attempt is not null
+    ), a as (
+      select * from unnest(
+        ${col(attempted, (w) => w.d.runId)}::uuid[], ${col(attempted, (w) => w.d.projectId)}::text[],
+        ${col(attempted, (w) => w.d.webhookId)}::text[], ${col(attempted, (w) => w.d.url)}::text[],
+        ${col(attempted, (w) => w.outcome.state)}::text[], ${col(attempted, (w) => w.outcome.nextAttemptInMs)}::float8[],
+        ${col(attempted, (w) => w.outcome.lastError)}::text[], ${col(attempted, (w) => w.attempt.attempt)}::int[],
+        ${col(attempted, (w) => w.attempt.startedAt)}::timestamptz[], ${col(attempted, (w) => w.attempt.durationMs)}::int[],
+        ${col(attempted, (w) => w.attempt.statusCode)}::int[], ${col(attempted, (w) => w.attempt.error)}::text[],
+        ${col(attempted, (w) => w.attempt.responseExcerpt?.replaceAll("\u0000", "\ufffd") ?? null)}::text[]
+      ) as a(run_id, project_id, webhook_id, url, state, next_ms, last_error, attempt, started_at, duration_ms, status_code, error, excerpt)
+    ), ains as (
+      -- A delivery whose first attempt was made before it was recorded: row and attempt together.
+      insert into webhook_deliveries (run_id, project_id, webhook_id, url, state, attempts_made, next_attempt_at, last_error)
+      select run_id, project_id, webhook_id, url, state, attempt, now() + make_interval(secs => next_ms / 1000), last_error
+      from a
+      on conflict (run_id) do nothing
+      returning run_id
+    ), aatt as (
+      insert into webhook_attempts (run_id, attempt, started_at, duration_ms, status_code, error, response_excerpt)
+      select a.run_id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error, a.excerpt
+      from a join ains on ains.run_id = a.run_id
     )
     select 'c' as kind, run_id, created_at, next_attempt_at from ins
     union all
-    select 'f', run_id, null, null from upd`);
+    select 'f', run_id, null, null from upd
+    union all
+    select 'a', run_id, null, null from ains`);
   const created = new Map<string, { created_at: Date | null; next_attempt_at: Date | null }>();
   const kept = new Set<string>();
+  const inserted = new Set<string>();
   for (const r of rows) {
     if (r.kind === "c") created.set(r.run_id, r);
+    else if (r.kind === "a") inserted.add(r.run_id);
     else kept.add(r.run_id);
   }
   return writes.map((w): WriteResult => {
     if (w.kind === "finish") return { kind: "finish", kept: kept.has(w.runId) };
+    if (w.kind === "attempted") return { kind: "attempted", kept: inserted.has(w.d.runId) };
     const row = created.get(w.d.runId);
     if (!row) return { kind: "create", delivery: null };
     const at = new Date(row.created_at!);
@@ -184,6 +212,11 @@ export function createPgDeliveryStore(db: Kysely<NotifierDatabase>): DeliverySto
     async finishAttempt(runId, token, attempt, outcome) {
       const r = await writes({ kind: "finish", runId, token, attempt, outcome });
       return r.kind === "finish" && r.kept;
+    },
+
+    async createAttempted(d, attempt, outcome) {
+      const r = await writes({ kind: "attempted", d, attempt, outcome });
+      return r.kind === "attempted" && r.kept;
     },
 
     async release(runId, token, retryInMs, lastError) {

@@ -61,6 +61,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
               app: run.app,
               status: run.status,
               delivery: run.delivery && { ...run.delivery, traceparent: run.traceparent ?? "" },
+              republished: options.republish === true,
             }),
             { msgID: options.republish ? `${run.id}:finished:${Date.now()}` : `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
           ),

@@ -35,7 +35,14 @@ export interface RunFinishedEvent {
    * and the run is not a compatibility API's; absent: the notifier asks the
    * scheduler (GetDeliveryInput).
    */
-  delivery?: FinishedDelivery | undefined;
+  delivery?:
+    | FinishedDelivery
+    | undefined;
+  /**
+   * Sent again by the reconciler (no notifier reported the webhook taken):
+   * a notifier may have sent it already, so it checks its records first.
+   */
+  republished: boolean;
 }
 
 export interface FinishedDelivery {
@@ -164,7 +171,7 @@ export const DispatchEvent: MessageFns<DispatchEvent> = {
 };
 
 function createBaseRunFinishedEvent(): RunFinishedEvent {
-  return { runId: "", project: "", app: "", status: "", delivery: undefined };
+  return { runId: "", project: "", app: "", status: "", delivery: undefined, republished: false };
 }
 
 export const RunFinishedEvent: MessageFns<RunFinishedEvent> = {
@@ -183,6 +190,9 @@ export const RunFinishedEvent: MessageFns<RunFinishedEvent> = {
     }
     if (message.delivery !== undefined) {
       FinishedDelivery.encode(message.delivery, writer.uint32(42).fork()).join();
+    }
+    if (message.republished !== false) {
+      writer.uint32(48).bool(message.republished);
     }
     return writer;
   },
@@ -240,6 +250,14 @@ export const RunFinishedEvent: MessageFns<RunFinishedEvent> = {
             message.delivery = FinishedDelivery.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.republished = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -263,6 +281,7 @@ export const RunFinishedEvent: MessageFns<RunFinishedEvent> = {
       app: isSet(object.app) ? globalThis.String(object.app) : "",
       status: isSet(object.status) ? globalThis.String(object.status) : "",
       delivery: isSet(object.delivery) ? FinishedDelivery.fromJSON(object.delivery) : undefined,
+      republished: isSet(object.republished) ? globalThis.Boolean(object.republished) : false,
     };
   },
 
@@ -283,6 +302,9 @@ export const RunFinishedEvent: MessageFns<RunFinishedEvent> = {
     if (message.delivery !== undefined) {
       obj.delivery = FinishedDelivery.toJSON(message.delivery);
     }
+    if (message.republished !== false) {
+      obj.republished = message.republished;
+    }
     return obj;
   },
 
@@ -298,6 +320,7 @@ export const RunFinishedEvent: MessageFns<RunFinishedEvent> = {
     message.delivery = (object.delivery !== undefined && object.delivery !== null)
       ? FinishedDelivery.fromPartial(object.delivery)
       : undefined;
+    message.republished = object.republished ?? false;
     return message;
   },
 };
