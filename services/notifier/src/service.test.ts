@@ -129,7 +129,7 @@ function addRun(over: Partial<schedulerPb.GetDeliveryInputResponse> = {}): sched
 
 async function publishFinished(run: { runId: string; project: string }): Promise<void> {
   const names = natsNames(nats.prefix);
-  const payload = encodeRunFinished({ runId: run.runId, project: run.project, app: "echo", status: "succeeded" });
+  const payload = encodeRunFinished({ runId: run.runId, project: run.project, app: "echo", status: "succeeded", republished: false });
   await jetstream(nc).publish(names.finished(run.project), payload, { msgID: `${run.runId}:finished` });
 }
 
@@ -151,6 +151,7 @@ describe("the notifier service", () => {
             project: "dev",
             app: "echo",
             status: "succeeded",
+            republished: false,
             delivery: {
               webhookUrl: run.webhookUrl,
               statusCode: 201,
