@@ -269,14 +269,17 @@ export function createNotifierCore(options: NotifierCoreOptions) {
 
   /** This notifier's attempts in flight, by run. */
   const attemptsByRun = new Map<string, Promise<void>>();
-  function startAttempts(claimed: Delivery[], token: string, prefetched?: DeliveryInput, unrecorded = false): Promise<void>[] {
-    return claimed.map((d) => {
-      const p = attempt(d, token, prefetched, unrecorded);
-      attemptsByRun.set(d.runId, p);
-      void p.finally(() => attemptsByRun.get(d.runId) === p && attemptsByRun.delete(d.runId)).catch(() => undefined);
-      track(p);
-      return p;
-    });
+  function startAttempts(claimed: Delivery[], token: string, prefetched?: DeliveryInput): void {
+    for (const d of claimed) void startAttempt(d, token, prefetched);
+  }
+
+  /** Starts one attempt, tracked; resolves once it is recorded (`unrecorded`: see attempt). */
+  function startAttempt(d: Delivery, token: string, prefetched?: DeliveryInput, unrecorded = false): Promise<void> {
+    const p = attempt(d, token, prefetched, unrecorded);
+    attemptsByRun.set(d.runId, p);
+    void p.finally(() => attemptsByRun.get(d.runId) === p && attemptsByRun.delete(d.runId)).catch(() => undefined);
+    track(p);
+    return p;
   }
 
   /** Slots promised to deliveries being created leased, not yet in flight. */
@@ -343,8 +346,7 @@ export function createNotifierCore(options: NotifierCoreOptions) {
           createdAt: at,
           updatedAt: at,
         };
-        const [recorded] = startAttempts([delivery], newToken(), input, true);
-        return { result: "accepted", input, recorded: recorded! };
+        return { result: "accepted", input, recorded: startAttempt(delivery, newToken(), input, true) };
       }
       // With room and a first attempt due now, the row is made leased to this
       // notifier: its first attempt needs no claim (one commit, not two).
