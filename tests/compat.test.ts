@@ -193,6 +193,38 @@ describe("RunPod (runpod-sdk)", () => {
     expect((await runOf(late.id)).status).toBe("expired");
   });
 
+  it("policy.ttl: a retried job keeps its lifetime; queued past it, the retry never starts", async () => {
+    expect([200, 201]).toContain((await api.putApp("ttl-retry", { url: app.url, max_concurrency: 1, retry: { max_attempts: 1 } })).status);
+    const key = `ttl-retry-${Date.now()}`;
+    const ep = runpodSdk(mesh.apiKey, { baseUrl: `${mesh.ingressUrl}/v2` }).endpoint("ttl-retry")!;
+    const runsOf = async (jobId: string) => (await api.call("GET", `/v1/runs?label=runpod_job:${jobId}`)).json.runs as Record<string, any>[];
+
+    // The app fails a key's first call: the job fails at once, well within its ttl.
+    const job = await ep.run({ input: { fail: true, key }, policy: { ttl: 6000 } });
+    expect((await ep.statusSync(job.id, 30_000)).status).toBe("FAILED");
+    // Then the app's one slot is taken: the retry waits queued behind the blocker.
+    const blocker = await ep.run({ input: { hold: true } });
+    await eventually(async () => app.received.some((r) => r.body.toString().includes(blocker.id)), 20_000, "the blocker to reach the app");
+    const retry = await fetch(`${mesh.ingressUrl}/v2/ttl-retry/retry/${job.id}`, { method: "POST", headers: { authorization: `Bearer ${mesh.apiKey}` } });
+    expect(await retry.json()).toEqual({ id: job.id, status: "IN_QUEUE" });
+    const [again, first] = await runsOf(job.id);
+    expect(again).toMatchObject({ status: "queued", retry_of: first!.run_id });
+    // Its deadline is the job's end (submit + ttl), in whole seconds: not the whole ttl again from the retry.
+    const end = Number(first!.labels.runpod_expires);
+    expect(Date.parse(again!.expires_at)).toBeLessThanOrEqual(end + 50);
+    expect(Date.parse(again!.expires_at)).toBeGreaterThan(end - 1100);
+
+    // Nobody asks about it: the scheduler ends it at the job's end, and the app never sees it again.
+    const ended = await eventually(async () => {
+      const [r] = await runsOf(job.id);
+      return r!.status === "queued" ? undefined : r;
+    }, 20_000, "the retried job to expire in the queue");
+    expect(ended).toMatchObject({ run_id: again!.run_id, status: "expired", error_code: "queue_ttl_exceeded", started_at: null });
+    for (const r of releases.splice(0)) r();
+    expect((await ep.statusSync(blocker.id, 30_000)).status).toBe("COMPLETED");
+    expect(attempts.get(key)).toBe(1);
+  });
+
   it("bad input: RunPod's error shape and status, nothing stored", async () => {
     const before = await runCount("worker");
     const post = (path: string, body: string) =>

@@ -65,7 +65,8 @@ export interface RunsPort {
   cancelRun(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.Run>;
   /** Erases a finished run's bodies and headers (RunService/EraseRun). */
   eraseRun(caller: Caller, runId: string, opts?: CallOptions): Promise<runsPb.Run>;
-  retryRun(caller: Caller, runId: string, opts?: CallOptions): Promise<string>;
+  /** A new run of a finished one's stored request (RunService/RetryRun), with its own queue deadline when `queueTtlSeconds` is set. */
+  retryRun(caller: Caller, runId: string, opts?: CallOptions & { queueTtlSeconds?: number }): Promise<string>;
   /** Retries every finished run matching a filter (RunService/RetryRuns). */
   retryRuns(caller: Caller, req: runsPb.RetryRunsRequest, opts?: CallOptions): Promise<runsPb.RetryRunsResponse>;
   /** The request stored for the run (RunService/GetRunInput). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isRunpodExpired, parseRunpodRequest, runpodJob, runpodQueueTtlSeconds, runpodStatus, runpodTimeoutSeconds } from "./runpod.js";
+import { isRunpodExpired, parseRunpodRequest, runpodJob, runpodQueueTtlSeconds, runpodRetryQueueTtlSeconds, runpodStatus, runpodTimeoutSeconds } from "./runpod.js";
 
 describe("RunPod mapping", () => {
   it("names every Longhaul status as RunPod does", () => {
@@ -47,6 +47,20 @@ describe("RunPod mapping", () => {
     for (const ttl of [0, -1000, 999, 604_800_001, 1500.5, "60000", null]) {
       expect(() => parseRunpodRequest({ input: {}, policy: { ttl } })).toThrow(/policy\.ttl/);
     }
+  });
+
+  it("a retry's queue deadline: the first run's again, but never past the job's policy.ttl", () => {
+    const at = (ms: number) => new Date(Date.UTC(2026, 0, 1) + ms);
+    const T0 = at(0).getTime();
+    // A job sent with a 60 s ttl, retried 20 s later: 40 s left of its lifetime, not 60 again.
+    const job = { createdAt: at(0), expiresAt: at(60_000), labels: { runpod_job: "j", runpod_expires: String(T0 + 60_500) } };
+    expect(runpodRetryQueueTtlSeconds(job, T0 + 20_000)).toBe(40);
+    expect(runpodRetryQueueTtlSeconds(job, T0 + 59_400)).toBe(1);
+    expect(() => runpodRetryQueueTtlSeconds(job, T0 + 59_600)).toThrow(/policy\.ttl/);
+    // A deadline of its own without a ttl (X-Longhaul-Queue-Ttl on a run labelled as a job): the same length again, from now.
+    expect(runpodRetryQueueTtlSeconds({ createdAt: at(0), expiresAt: at(300_004), labels: { runpod_job: "j" } }, T0 + 999_000)).toBe(300);
+    // Neither: no deadline, as before.
+    expect(runpodRetryQueueTtlSeconds({ createdAt: at(0), expiresAt: undefined, labels: { runpod_job: "j" } }, T0 + 5_000)).toBe(0);
   });
 
   it("a job carries delayTime and executionTime in ms once known", () => {

@@ -93,6 +93,25 @@ export function runpodQueueTtlSeconds(req: RunpodJobRequest): number {
 }
 
 /**
+ * The queue deadline of a job's retry (`/retry`), in whole seconds from now;
+ * 0 for none. The first run's own deadline is given again (the run stores
+ * only the deadline: its length is `expires_at - created_at`), but a job sent
+ * with `policy.ttl` keeps its lifetime, as on RunPod, where the ttl counts
+ * from the job's submit: its retry must start before the job's end
+ * (`runpod_expires`), rounded down like the first deadline. A job with less
+ * than a second left could only start past its ttl: 404, as an expired one.
+ */
+export function runpodRetryQueueTtlSeconds(run: Pick<runsPb.Run, "labels" | "createdAt" | "expiresAt">, nowMs: number): number {
+  const first = msBetween(run.createdAt, run.expiresAt);
+  const own = first === undefined ? 0 : Math.max(1, Math.round(first / 1000));
+  const end = run.labels?.[RUNPOD_EXPIRES_LABEL];
+  if (end === undefined || !/^\d+$/.test(end)) return own;
+  const left = Math.floor((Number(end) - nowMs) / 1000);
+  if (left < 1) throw new LonghaulError("not_found", "the job ends within a second: a retry could not start within its policy.ttl");
+  return own === 0 ? left : Math.min(own, left);
+}
+
+/**
  * True when a job sent with `policy.ttl` has outlived it. Such a job is gone,
  * as on RunPod: it answers 404, and a job still queued or in progress is
  * cancelled first (it must not start, nor run on, past its lifetime).

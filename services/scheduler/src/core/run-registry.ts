@@ -110,7 +110,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
     });
   }
 
-  async function retryOne(project: string, id: string, trace: { traceparent: string; tracestate: string }, idempotencyKey: string) {
+  async function retryOne(project: string, id: string, trace: { traceparent: string; tracestate: string }, idempotencyKey: string, queueTtlSeconds = 0) {
     const { run } = await view(project, id);
     if (run.mode !== "async" || run.request_body === null) {
       throw new LonghaulError("conflict", `run ${id} has no stored request to retry (sync call, or past retention)`);
@@ -129,8 +129,9 @@ export function createRunRegistry(deps: SchedulerDeps) {
         priority: run.priority,
         idempotencyKey,
         notBefore: undefined,
-        // A retry is a new run: the first one's deadline (likely past) is not carried over.
-        queueTtlSeconds: 0,
+        // A retry is a new run: the first one's deadline (likely past) is not
+        // carried over; the caller may give it one of its own.
+        queueTtlSeconds,
         labels: run.labels,
       },
       trace,
@@ -346,7 +347,8 @@ export function createRunRegistry(deps: SchedulerDeps) {
     },
 
     /** A new run with the request of an earlier one, linked to it. */
-    retry: (project: string, id: string, trace: { traceparent: string; tracestate: string }) => retryOne(project, id, trace, ""),
+    retry: (project: string, id: string, trace: { traceparent: string; tracestate: string }, queueTtlSeconds = 0) =>
+      retryOne(project, id, trace, "", queueTtlSeconds),
 
     /**
      * Retries every finished run matching `q` never retried before, oldest

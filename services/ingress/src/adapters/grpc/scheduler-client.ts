@@ -162,7 +162,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
     async retryRun(caller, runId, opts) {
       const res = await callUnary(
         runClient.retryRun.bind(runClient),
-        { runId },
+        { runId, queueTtlSeconds: opts?.queueTtlSeconds ?? 0 },
         callerMetadata(caller),
         CALL_TIMEOUT_MS,
         opts?.signal,

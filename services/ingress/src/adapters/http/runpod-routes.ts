@@ -11,6 +11,7 @@ import {
   parseRunpodRequest,
   runpodAppBody,
   runpodQueueTtlSeconds,
+  runpodRetryQueueTtlSeconds,
   runpodJob,
   runpodStatus,
   runpodTimeoutSeconds,
@@ -127,8 +128,9 @@ export function runpodRoutes(deps: RouteDeps): Route[] {
       if (status !== "FAILED" && status !== "TIMED_OUT") {
         throw new LonghaulError("invalid_argument", `job ${jobId} is ${status}: only FAILED or TIMED_OUT jobs are retried`);
       }
-      // The new run keeps the old one's labels, so the job id now names it.
-      await runs.retryRun(caller, run.id);
+      // The new run keeps the old one's labels, so the job id now names it,
+      // and a queue deadline: never started past the job's policy.ttl.
+      await runs.retryRun(caller, run.id, { signal: ctx.signal, queueTtlSeconds: runpodRetryQueueTtlSeconds(run, deps.now().getTime()) });
       sendJson(ctx.res, 200, { id: jobId, status: "IN_QUEUE" });
     }),
     route("POST", "/v2/:app/purge-queue", "invoke", async (ctx, caller) => {

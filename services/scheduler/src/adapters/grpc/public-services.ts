@@ -140,7 +140,7 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
     retryRun: unary(log, "RetryRun", (req: runsPb.RetryRunRequest, ctx) =>
       inSpan("run.submit", { attributes: { "longhaul.retry_of": req.runId } }, async (span) => {
         const project = await projectOf(tenancy, ctx, "invoke", "retrying a run");
-        const { runId } = await countingThrottles(tenancy, project, () => registry.retry(project, req.runId, traceCarrier()));
+        const { runId } = await countingThrottles(tenancy, project, () => registry.retry(project, req.runId, traceCarrier(), req.queueTtlSeconds));
         span.setAttribute(RunAttr.runId, runId);
         return { runId };
       })),

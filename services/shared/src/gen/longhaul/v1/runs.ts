@@ -357,6 +357,12 @@ export interface EraseRunResponse {
 
 export interface RetryRunRequest {
   runId: string;
+  /**
+   * The new run's own start deadline, in seconds from the retry, as
+   * SubmitRunRequest.queue_ttl_seconds. 0: none (the first run's deadline is
+   * not carried over).
+   */
+  queueTtlSeconds: number;
 }
 
 export interface RetryRunResponse {
@@ -3197,13 +3203,16 @@ export const EraseRunResponse: MessageFns<EraseRunResponse> = {
 };
 
 function createBaseRetryRunRequest(): RetryRunRequest {
-  return { runId: "" };
+  return { runId: "", queueTtlSeconds: 0 };
 }
 
 export const RetryRunRequest: MessageFns<RetryRunRequest> = {
   encode(message: RetryRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.runId !== "") {
       writer.uint32(10).string(message.runId);
+    }
+    if (message.queueTtlSeconds !== 0) {
+      writer.uint32(16).int32(message.queueTtlSeconds);
     }
     return writer;
   },
@@ -3229,6 +3238,14 @@ export const RetryRunRequest: MessageFns<RetryRunRequest> = {
             message.runId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.queueTtlSeconds = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3248,6 +3265,11 @@ export const RetryRunRequest: MessageFns<RetryRunRequest> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      queueTtlSeconds: isSet(object.queueTtlSeconds)
+        ? globalThis.Number(object.queueTtlSeconds)
+        : isSet(object.queue_ttl_seconds)
+        ? globalThis.Number(object.queue_ttl_seconds)
+        : 0,
     };
   },
 
@@ -3255,6 +3277,9 @@ export const RetryRunRequest: MessageFns<RetryRunRequest> = {
     const obj: any = {};
     if (message.runId !== "") {
       obj.runId = message.runId;
+    }
+    if (message.queueTtlSeconds !== 0) {
+      obj.queueTtlSeconds = Math.round(message.queueTtlSeconds);
     }
     return obj;
   },
@@ -3265,6 +3290,7 @@ export const RetryRunRequest: MessageFns<RetryRunRequest> = {
   fromPartial<I extends Exact<DeepPartial<RetryRunRequest>, I>>(object: I): RetryRunRequest {
     const message = createBaseRetryRunRequest();
     message.runId = object.runId ?? "";
+    message.queueTtlSeconds = object.queueTtlSeconds ?? 0;
     return message;
   },
 };
