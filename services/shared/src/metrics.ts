@@ -13,8 +13,9 @@ export interface RegistryOptions {
    * `nodejs_eventloop_lag_{min,max,mean,p50,p90,p99}_seconds`
    * (perf_hooks.monitorEventLoopDelay). Each sample is a timer that wakes the
    * process: at 10 ms an idle service wakes 100 times a second (~0.5 % of a
-   * core here); a longer one samples the loop less often and still sees every
-   * stall longer than itself. @default 10 (prom-client's)
+   * core here); at 100 ms, ~0.05 %. A stall longer than the resolution is
+   * always seen; a shorter one only when it holds up a sample. @default 100
+   * (prom-client's own default is 10)
    */
   eventLoopResolutionMs?: number;
 }
@@ -23,7 +24,7 @@ export interface RegistryOptions {
 export function createRegistry(service: string, options: RegistryOptions = {}): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: options.eventLoopResolutionMs ?? 10 });
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: options.eventLoopResolutionMs ?? 100 });
   return registry;
 }
 
