@@ -1,10 +1,12 @@
 // Handoff streams (SchedulerInternalService/Handoff): a run accepted while an
 // invoker has credit is started for it in the submit's commit and sent down
-// its stream. What a broken stream lost is handed back by the invoker's next
-// hello, and never what the invoker may have sent. The mesh's own invoker
+// its stream. What a stream carried that the invoker never received is handed
+// back once the invoker names that stream as ended (next hello, heartbeats),
+// and never what the invoker may have sent, nor a run it claimed. The mesh's own invoker
 // takes dispatches only (INVOKER_HANDOFF_CREDITS=0); the test plays the
 // invoker on the stream with a real gRPC client, to lose messages on purpose.
 import { status as GrpcStatus, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, internalMetadata } from "@longhaul/shared/grpc";
 import { schedulerPb } from "@longhaul/shared/proto";
@@ -34,6 +36,7 @@ type Duplex = ClientDuplexStream<schedulerPb.HandoffRequest, schedulerPb.Handoff
 
 /** A Handoff stream the test drives as an invoker would, recording what arrives. */
 function openStream() {
+  const id = randomUUID();
   const call: Duplex = client.handoff(internalMetadata(mesh.internalToken));
   const runs: schedulerPb.ClaimRunResponse[] = [];
   const ended = new Promise<ServiceError | undefined>((resolve) => {
@@ -43,12 +46,13 @@ function openStream() {
   call.on("data", (res: schedulerPb.HandoffResponse) => res.run && runs.push(res.run));
   const send = (message: schedulerPb.HandoffRequest["message"]) => call.write({ message });
   return {
+    id,
     call,
     runs,
     ended,
     send,
-    hello: (invokerId: string, held: { runId: string; attempt: number }[], uptimeSeconds: number) =>
-      send({ $case: "hello", value: { invokerId, held, uptimeSeconds } }),
+    hello: (invokerId: string, held: { runId: string; attempt: number }[], endedStreams: string[] = [], streamId: string = id) =>
+      send({ $case: "hello", value: { invokerId, held, uptimeSeconds: 0, streamId, endedStreams } }),
     credit: (runs: number) => send({ $case: "credit", value: { runs } }),
   };
 }
@@ -67,9 +71,9 @@ const callsOf = (id: string) => app.received.filter((x) => x.headers["x-longhaul
  * done, so when this returns, the repair has happened. Runs submitted before
  * then went by dispatch to the mesh's invoker.
  */
-async function openAndProve(invokerId: string, held: { runId: string; attempt: number }[], uptimeSeconds: number) {
+async function openAndProve(invokerId: string, held: { runId: string; attempt: number }[], endedStreams: string[] = []) {
   const s = openStream();
-  s.hello(invokerId, held, uptimeSeconds);
+  s.hello(invokerId, held, endedStreams);
   s.credit(1);
   const run = await eventually(async () => {
     await submit(`probe-${invokerId}`);
@@ -84,7 +88,7 @@ async function runOf(id: string) {
 
 describe("handoff", () => {
   it("a run started for an invoker is sent down its stream, stored running for it, in one commit with the submit", async () => {
-    const { s, run } = await openAndProve("ghost-a", [], 3600);
+    const { s, run } = await openAndProve("ghost-a", []);
     expect(run).toMatchObject({ attempt: 1, app: "work", leaseSeconds: expect.any(Number) });
     expect(run.url).toBe(`${app.url}/job?tag=probe-ghost-a`);
     expect(run.request?.method).toBe("POST");
@@ -95,13 +99,13 @@ describe("handoff", () => {
     // Nobody called the app: the stream's owner has not made the call.
     expect(callsOf(run.runId)).toBe(0);
 
-    // The stream breaks as if the message had been lost with it; the same
-    // invoker process opens another: its hello hands the run back, and the
-    // mesh's invoker makes the call, once.
+    // The stream breaks as if the message had been lost with it; the invoker
+    // opens another, naming the first as ended: the run goes back to the queue
+    // and the mesh's invoker makes the call, once.
     s.call.cancel();
     await s.ended;
     const next = openStream();
-    next.hello("ghost-a", [], 3600);
+    next.hello("ghost-a", [], [s.id]);
     const done = await api.finished(run.runId, 20_000);
     expect(done.status).toBe("succeeded");
     expect((done.attempts as { invoker_id: string }[]).map((a) => a.invoker_id)).not.toContain("ghost-a");
@@ -110,30 +114,29 @@ describe("handoff", () => {
     next.call.cancel();
   });
 
-  it("a hello never hands back what the invoker holds, nor what it was given before this process started", async () => {
-    const first = await openAndProve("ghost-b", [], 3600);
+  // (A run the invoker claimed is never handed back: pg-store.test.ts and scheduler-core.test.ts.)
+  it("a hello never hands back what the invoker holds, nor what came on a stream it did not name", async () => {
+    const first = await openAndProve("ghost-b", []);
     const held = { runId: first.run.runId, attempt: 1 };
     first.s.call.cancel();
     await first.s.ended;
 
     // Held: it stays the invoker's.
-    const second = await openAndProve("ghost-b", [held], 3600);
+    const second = await openAndProve("ghost-b", [held], [first.s.id]);
     expect((await runOf(held.runId)).status).toBe("running");
     second.s.call.cancel();
     await second.s.ended;
 
-    // A process up for less time than the run has been started (a restart under
-    // the same INVOKER_ID): its predecessor may have sent it, so it stays.
-    await new Promise((r) => setTimeout(r, 1500));
-    const third = await openAndProve("ghost-b", [], 1);
-    expect((await runOf(held.runId)).status).toBe("running");
-    expect(callsOf(held.runId)).toBe(0);
+    // Not naming the second stream: its run stays.
+    const third = await openAndProve("ghost-b", [], [first.s.id]);
+    expect((await runOf(second.run.runId)).status).toBe("running");
+    expect(callsOf(second.run.runId)).toBe(0);
     third.s.call.cancel();
     await third.s.ended;
 
-    // The same process, not holding it: handed back and called once.
+    // Naming them all, holding none: each handed back and called once.
     const last = openStream();
-    last.hello("ghost-b", [], 3600);
+    last.hello("ghost-b", [], [first.s.id, second.s.id, third.s.id]);
     for (const id of [held.runId, second.run.runId, third.run.runId]) {
       expect((await api.finished(id, 20_000)).status).toBe("succeeded");
       expect(callsOf(id)).toBe(1);
@@ -141,8 +144,25 @@ describe("handoff", () => {
     last.call.cancel();
   });
 
+  it("a heartbeat naming an ended stream hands back what the scheduler started on it after the hello", async () => {
+    const { s, run } = await openAndProve("ghost-e", []);
+    s.call.cancel();
+    await s.ended;
+    const res = await new Promise<schedulerPb.HeartbeatResponse>((resolve, reject) =>
+      client.heartbeat({ invokerId: "ghost-e", runs: [], endedStreams: [s.id] }, internalMetadata(mesh.internalToken), (err, r) => (err ? reject(err) : resolve(r))),
+    );
+    expect(res.lost).toEqual([]);
+    expect((await api.finished(run.runId, 20_000)).status).toBe("succeeded");
+    expect(callsOf(run.runId)).toBe(1);
+    // Not a UUID: refused.
+    const bad = await new Promise<ServiceError | null>((resolve) =>
+      client.heartbeat({ invokerId: "ghost-e", runs: [], endedStreams: ["nope"] }, internalMetadata(mesh.internalToken), (err) => resolve(err)),
+    );
+    expect(bad?.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+  });
+
   it("stop ends the stream; later runs are dispatched", async () => {
-    const { s } = await openAndProve("ghost-c", [], 3600);
+    const { s } = await openAndProve("ghost-c", []);
     s.credit(5);
     s.send({ $case: "stop", value: {} });
     expect(await s.ended).toBeUndefined();
@@ -153,7 +173,7 @@ describe("handoff", () => {
     expect(s.runs).toHaveLength(1);
     // What ghost-c was given and never called: handed back by its next hello.
     const again = openStream();
-    again.hello("ghost-c", [], 3600);
+    again.hello("ghost-c", [], [s.id]);
     expect((await api.finished(s.runs[0]!.runId, 20_000)).status).toBe("succeeded");
     again.call.cancel();
   });
@@ -164,11 +184,19 @@ describe("handoff", () => {
     expect((await noHello.ended)?.code).toBe(GrpcStatus.INVALID_ARGUMENT);
 
     const noId = openStream();
-    noId.hello("", [], 10);
+    noId.hello("", []);
     expect((await noId.ended)?.code).toBe(GrpcStatus.INVALID_ARGUMENT);
 
+    const badStream = openStream();
+    badStream.hello("ghost-d", [], [], "not-a-uuid");
+    expect((await badStream.ended)?.details).toMatch(/stream_id/);
+
+    const badEnded = openStream();
+    badEnded.hello("ghost-d", [], ["x"]);
+    expect((await badEnded.ended)?.details).toMatch(/ended_streams/);
+
     const zero = openStream();
-    zero.hello("ghost-d", [], 10);
+    zero.hello("ghost-d", []);
     zero.credit(0);
     const err = await zero.ended;
     expect(err?.code).toBe(GrpcStatus.INVALID_ARGUMENT);
@@ -182,7 +210,7 @@ describe("handoff", () => {
       call.on("end", () => resolve(undefined));
     });
     call.on("data", () => undefined);
-    call.write({ message: { $case: "hello", value: { invokerId: "intruder", held: [], uptimeSeconds: 3600 } } });
+    call.write({ message: { $case: "hello", value: { invokerId: "intruder", held: [], uptimeSeconds: 0, streamId: randomUUID(), endedStreams: [] } } });
     expect((await ended)?.code).toBe(GrpcStatus.UNAUTHENTICATED);
   });
 });

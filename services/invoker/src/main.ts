@@ -58,6 +58,8 @@ await runService({
       clock: systemClock,
       log,
       held: () => invoker.heldRuns(),
+      owned: () => invoker.ownedRuns(),
+      endedStreams: () => handoff?.endedStreams() ?? [],
       onLost: (lost) => invoker.abortLost(lost),
       claimLeaseSeconds: () => invoker.leaseSeconds(),
       overrideMs: config.INVOKER_HEARTBEAT_MS,

@@ -26,6 +26,40 @@ function setup(over: { overrideMs?: number; claimLease?: number | (() => number)
 }
 
 describe("HeartbeatLoop", () => {
+  it("while Handoff streams ended lately, one beat names everything owned and the streams; only what was held can be lost", async () => {
+    const clock = new FakeClock();
+    const scheduler = new FakeScheduler();
+    const held = [{ runId: "r1", attempt: 1 }];
+    const owned = [...held, { runId: "claiming", attempt: 1 }];
+    let ended: string[] = ["s-1"];
+    let ownedNow: Dispatch[] | undefined = owned;
+    const lost: Dispatch[][] = [];
+    const loop = new HeartbeatLoop({
+      invokerId: "inv-1", scheduler, clock, log,
+      held: () => held, owned: () => ownedNow, endedStreams: () => ended,
+      onLost: (l) => lost.push(l), claimLeaseSeconds: () => 0,
+    });
+    // The scheduler says both are not ours: the claim in flight is not aborted.
+    scheduler.heartbeatImpl = async (d) => ({ lost: d, leaseSeconds: 30 });
+    await loop.beat();
+    expect(scheduler.heartbeats).toEqual([owned]);
+    expect(scheduler.endedNamed).toEqual([["s-1"]]);
+    expect(lost).toEqual([[{ runId: "r1", attempt: 1 }]]);
+    // Nothing held, nothing owned, a stream ended: still a beat (the repair).
+    ownedNow = [];
+    const idle = new HeartbeatLoop({ invokerId: "inv-1", scheduler, clock, log, held: () => [], owned: () => ownedNow, endedStreams: () => ended, onLost: () => undefined, claimLeaseSeconds: () => 0 });
+    await idle.beat();
+    expect(scheduler.endedNamed.at(-1)).toEqual(["s-1"]);
+    // Cannot vouch (undefined), or no stream ended: the held list only, no streams.
+    ownedNow = undefined;
+    await loop.beat();
+    ended = [];
+    ownedNow = owned;
+    await loop.beat();
+    expect(scheduler.heartbeats.slice(-2)).toEqual([held, held]);
+    expect(scheduler.endedNamed.slice(-2)).toEqual([[], []]);
+  });
+
   it("a claim that teaches a short lease brings the first beat forward (the 30-s default would outlast it)", async () => {
     let lease = 0;
     const t = setup({ claimLease: () => lease });

@@ -9,6 +9,14 @@ export interface HeartbeatLoopOptions {
   log: Logger;
   /** The attempts held now. */
   held(): Dispatch[];
+  /**
+   * Every attempt this process may have called (RunInvoker.ownedRuns), named
+   * instead of `held` while there are ended Handoff streams to repair;
+   * undefined when it cannot say for sure.
+   */
+  owned?(): Dispatch[] | undefined;
+  /** Handoff streams of this process that ended lately (HandoffClient.endedStreams). */
+  endedStreams?(): string[];
   /** Called with the attempts the scheduler says are no longer ours. */
   onLost(lost: Dispatch[]): void;
   /** Lease length learned from claims, 0 when none yet. */
@@ -73,21 +81,32 @@ export class HeartbeatLoop {
    * and eight in a row outlasted the 15 s lease (the held-calls benchmark).
    */
   async beat(): Promise<void> {
-    const held = this.o.held();
-    // An idle invoker owns nothing whose lease could lapse.
-    if (held.length === 0) return;
     const size = Math.max(1, this.o.batchSize ?? DEFAULT_BATCH_SIZE);
+    const heldNow = this.o.held();
+    // With Handoff streams that ended lately, one beat names everything this
+    // process may have called, and the streams: what the scheduler started
+    // for us on them and we never received goes back to the queue. Only in
+    // one call (a split list would hand back what the other half names).
+    const ended = this.o.endedStreams?.() ?? [];
+    const owned = ended.length > 0 ? this.o.owned?.() : undefined;
+    const repair = owned !== undefined && owned.length <= size;
+    const held = repair ? owned : heldNow;
+    // An idle invoker owns nothing whose lease could lapse.
+    if (held.length === 0 && !repair) return;
+    // Only what was held when the beat was built can be lost (a claim answered meanwhile is ours).
+    const holding = new Set(heldNow.map((h) => `${h.runId}:${h.attempt}`));
     let lost = 0;
     const calls: Promise<void>[] = [];
-    for (let from = 0; from < held.length; from += size) {
+    for (let from = 0; from < Math.max(held.length, 1); from += size) {
       if (from > 0) await nextTurn();
       const batch = held.slice(from, from + size);
       calls.push(
-        this.o.scheduler.heartbeat(this.o.invokerId, batch).then(
+        this.o.scheduler.heartbeat(this.o.invokerId, batch, repair ? ended : []).then(
           (res) => {
             if (res.leaseSeconds > 0) this.leaseSeconds = res.leaseSeconds;
-            if (res.lost.length > 0) this.o.onLost(res.lost);
-            lost += res.lost.length;
+            const mine = res.lost.filter((l) => holding.has(`${l.runId}:${l.attempt}`));
+            if (mine.length > 0) this.o.onLost(mine);
+            lost += mine.length;
           },
           (err: unknown) => {
             // The other batches still count: a lease not renewed now has two more beats before it lapses.

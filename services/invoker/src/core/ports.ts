@@ -50,7 +50,8 @@ export interface RunOutcome {
 export interface SchedulerPort {
   /** Throws `conflict` / `not_found` when the attempt is not claimable. */
   claimRun(dispatch: Dispatch, invokerId: string): Promise<ClaimedRun>;
-  heartbeat(invokerId: string, held: Dispatch[]): Promise<{ lost: Dispatch[]; leaseSeconds: number }>;
+  /** `endedStreams`: Handoff streams that ended, whose unreceived runs the scheduler hands back (see HeartbeatLoop). */
+  heartbeat(invokerId: string, held: Dispatch[], endedStreams?: string[]): Promise<{ lost: Dispatch[]; leaseSeconds: number }>;
   /** `accepted = false`: a late or stale outcome the scheduler refused. */
   completeRun(dispatch: Dispatch, invokerId: string, outcome: RunOutcome): Promise<{ accepted: boolean }>;
   releaseRun(dispatch: Dispatch, invokerId: string, reason: string): Promise<{ accepted: boolean }>;

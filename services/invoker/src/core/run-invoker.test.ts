@@ -285,6 +285,9 @@ describe("RunInvoker", () => {
     const claiming = t.invoker.claim({ runId: "c1", attempt: 1 });
     await settle();
     expect(t.invoker.ownedRuns()).toEqual([{ runId: "c1", attempt: 1 }]);
+    // A second dispatch of it meanwhile is refused: both claims would succeed and call it twice.
+    expect(await t.invoker.claim({ runId: "c1", attempt: 1 })).toMatchObject({ kind: "refused" });
+    expect(t.scheduler.claims).toHaveLength(1);
     answerClaim();
     const decision = await claiming;
     if (decision.kind !== "claimed") throw new Error(`expected a claim, got ${decision.kind}`);

@@ -87,10 +87,12 @@ export class RunInvoker {
   /**
    * Attempts let go of while the scheduler may still count them ours (an
    * outcome it refused with an error, a release that failed): their calls
-   * may have reached the app, so they are never handed back. Bounded: the
-   * oldest are forgotten past UNSETTLED_MAX (their leases ran out long ago).
+   * may have reached the app, so they are never handed back. Past
+   * UNSETTLED_MAX the oldest are forgotten and `unsettledOverflow` is set:
+   * ownedRuns() can no longer vouch for what we never received.
    */
   private readonly unsettled = new Map<string, Dispatch>();
+  private unsettledOverflow = false;
   private readonly backoff: { initialMs: number; maxMs: number };
   private readonly reports: LimitFunction;
   private readonly deadlines: Deadlines;
@@ -110,10 +112,12 @@ export class RunInvoker {
   /**
    * Every attempt the scheduler may count as this process's with a call that
    * may have been made: held, being claimed, or let go of without its word.
-   * A Handoff stream's hello names them; any other attempt this process owns
-   * never reached it and may be handed back.
+   * The scheduler hands back what was started for us on an ended Handoff
+   * stream and is not named here. Undefined once too many were let go of to
+   * remember them all: then nothing is ever handed back.
    */
-  ownedRuns(): Dispatch[] {
+  ownedRuns(): Dispatch[] | undefined {
+    if (this.unsettledOverflow) return undefined;
     return [...this.heldRuns(), ...this.claiming.values(), ...this.unsettled.values()];
   }
 
@@ -125,8 +129,10 @@ export class RunInvoker {
   /** Claims one dispatched attempt. A slot is taken until the run is let go. */
   async claim(dispatch: Dispatch): Promise<ClaimDecision> {
     const { log } = this.o;
-    if (this.held.has(dispatch.runId)) {
-      // A redelivery of what we already hold (the ack was lost): nothing to do.
+    if (this.held.has(dispatch.runId) || this.claiming.has(dispatch.runId)) {
+      // A redelivery of what we already hold or claim (the ack was lost, or a
+      // republish): nothing to do. Two claims of one run would both succeed
+      // (a claim by the owner is answered again) and call it twice.
       return { kind: "refused", reason: "already held here" };
     }
     const release = this.o.capacity.acquire();
@@ -418,7 +424,10 @@ export class RunInvoker {
   private settleLater(d: Dispatch): void {
     this.unsettled.delete(d.runId);
     this.unsettled.set(d.runId, d);
-    if (this.unsettled.size > UNSETTLED_MAX) this.unsettled.delete(this.unsettled.keys().next().value!);
+    if (this.unsettled.size > UNSETTLED_MAX) {
+      this.unsettled.delete(this.unsettled.keys().next().value!);
+      this.unsettledOverflow = true;
+    }
   }
 
   private async release(run: ClaimedRun): Promise<void> {

@@ -91,8 +91,11 @@ export class FakeScheduler implements SchedulerPort {
     this.claims.push(d);
     return this.claimImpl(d);
   }
-  heartbeat(_id: string, held: Dispatch[]) {
+  /** The ended streams each heartbeat named. */
+  endedNamed: string[][] = [];
+  heartbeat(_id: string, held: Dispatch[], endedStreams: string[] = []) {
     this.heartbeats.push(held);
+    this.endedNamed.push(endedStreams);
     return this.heartbeatImpl(held);
   }
   completeRun(dispatch: Dispatch, _id: string, outcome: RunOutcome) {

@@ -34,6 +34,13 @@ export interface NewRun {
   idempotencyTtlSeconds: number;
 }
 
+/** The invoker (and its Handoff stream) a submit's run is started for. */
+export interface StartFor {
+  invokerId: string;
+  leaseSeconds: number;
+  streamId: string;
+}
+
 /** A submit as stored. */
 export interface SubmitOutcome {
   runId: string;
@@ -56,6 +63,8 @@ export interface Handoff {
 /** One invoker's credit, taken for one submit. */
 export interface HandoffSlot {
   readonly invokerId: string;
+  /** The stream's id, chosen by the invoker: stored with the attempt. */
+  readonly streamId: string;
   /** Sends the started run; false when the invoker's stream closed first (the run never left). */
   send(run: StartedRun): boolean;
   /** Gives the credit back unused (the run was not started for this invoker). */
@@ -162,7 +171,7 @@ export interface SchedulerStore {
     app: string,
     build: (app: AppSettings) => NewRun,
     runId?: string,
-    startFor?: { invokerId: string; leaseSeconds: number },
+    startFor?: StartFor,
   ): Promise<SubmitOutcome>;
   /**
    * Hands attempts started for `invokerId` that never reached it back to the
@@ -171,12 +180,11 @@ export interface SchedulerStore {
    */
   returnRuns(invokerId: string, runs: AttemptRef[]): Promise<DispatchRef[]>;
   /**
-   * Hands back what an invoker process owns but neither holds nor claims (a
-   * handoff or a claim answer it never received), among the attempts opened
-   * for it in the last `uptimeSeconds`: never one a predecessor under the
-   * same id may have sent.
+   * Hands back what was started for `invokerId` on Handoff streams it saw end
+   * (`endedStreams`) and that it does not hold (`held`): it never received
+   * those. Claimed attempts are never touched.
    */
-  returnOrphans(invokerId: string, held: AttemptRef[], uptimeSeconds: number): Promise<DispatchRef[]>;
+  returnOrphans(invokerId: string, held: AttemptRef[], endedStreams: string[]): Promise<DispatchRef[]>;
   insertSyncRun(r: {
     project: string; app: string; upstreamUrl: string; method: string; path: string;
     statusCode: number; errorCode: string; errorMessage: string; startedAt: Date; finishedAt: Date;

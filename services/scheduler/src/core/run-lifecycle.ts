@@ -82,6 +82,24 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     return run;
   }
 
+  /**
+   * An invoker named Handoff streams it saw end (on a new stream's hello, and
+   * in its heartbeats for a while after): what was started for it on them
+   * and that it does not hold never reached it, so it goes back to the
+   * queue, dispatched again. `held`: every attempt the invoker may have
+   * called (held, or let go of without the scheduler's word).
+   */
+  async function returnUnreceived(invokerId: string, held: AttemptRef[], endedStreams: string[]) {
+    if (endedStreams.length === 0) return 0;
+    const back = await store.returnOrphans(invokerId, held, endedStreams);
+    if (back.length > 0) {
+      log.warn({ invoker: invokerId, runs: back.length }, "runs started for an invoker on a stream it never received them on; dispatched again");
+      // A new message id: an earlier dispatch of the attempt may still be in JetStream's duplicate window.
+      await effects.dispatched(back, { republish: true });
+    }
+    return back.length;
+  }
+
   return {
     async claim(runId: string, attempt: number, invokerId: string) {
       const run = await store.claimRun(runId, attempt, invokerId, settings.leaseSeconds);
@@ -100,22 +118,13 @@ export function createRunLifecycle(deps: SchedulerDeps) {
       return run;
     },
 
-    /**
-     * An invoker opened a Handoff stream: what its process owns but neither
-     * holds nor claims never reached it (a started run or a claim answer lost
-     * with a broken stream), so it goes back to the queue, dispatched again.
-     */
-    async handoffOpened(invokerId: string, held: AttemptRef[], uptimeSeconds: number) {
-      const back = await store.returnOrphans(invokerId, held, uptimeSeconds);
-      if (back.length > 0) {
-        log.warn({ invoker: invokerId, runs: back.length }, "runs owned by an invoker that never received them; dispatched again");
-        await effects.dispatched(back);
-      }
-      return back.length;
-    },
+    returnUnreceived,
 
-    async heartbeat(invokerId: string, held: { runId: string; attempt: number }[]) {
+    async heartbeat(invokerId: string, held: { runId: string; attempt: number }[], endedStreams: string[] = []) {
       const owned = await store.renewSession(invokerId, held, settings.leaseSeconds);
+      // A stream that ended may have carried runs that were committed after the
+      // invoker's hello repaired it (the scheduler's side saw the end later).
+      if (endedStreams.length > 0) await returnUnreceived(invokerId, held, endedStreams);
       return held.filter((h) => !owned.has(`${h.runId}:${h.attempt}`));
     },
 

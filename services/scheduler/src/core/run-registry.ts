@@ -142,15 +142,24 @@ export function createRunRegistry(deps: SchedulerDeps) {
   /**
    * A run stored started for `slot`'s invoker: sent down its stream. When the
    * stream closed first the run never left, so it goes back to the queue and
-   * is dispatched as any other.
+   * is dispatched as any other. Never throws: the run is committed and the
+   * submit answered as accepted whatever happens here (a failed hand-back is
+   * repaired by the invoker's next hello or heartbeat).
    */
   async function handedOff(slot: HandoffSlot, run: StartedRun): Promise<void> {
     deps.metrics.dispatchDelay(0);
     deps.metrics.startDelay(0);
-    bus.publishChanged(run.project, run.runId, "running");
-    if (slot.send(run)) return;
+    if (slot.send(run)) {
+      bus.publishChanged(run.project, run.runId, "running");
+      return;
+    }
     log.info({ run_id: run.runId, invoker: slot.invokerId }, "invoker stream closed before its run was sent; dispatching it");
-    await effects.dispatched(await store.returnRuns(slot.invokerId, [{ runId: run.runId, attempt: run.attempt }]));
+    try {
+      const back = await store.returnRuns(slot.invokerId, [{ runId: run.runId, attempt: run.attempt }]);
+      await effects.dispatched(back, { republish: true });
+    } catch (err) {
+      log.warn({ err, run_id: run.runId, invoker: slot.invokerId }, "a run its invoker never received could not be handed back yet");
+    }
   }
 
   async function submit(project: string, input: SubmitInput, trace: { traceparent: string; tracestate: string }, retryOf: string | null = null) {
@@ -195,7 +204,7 @@ export function createRunRegistry(deps: SchedulerDeps) {
     const slot = deps.handoff?.reserve();
     let result: SubmitOutcome;
     try {
-      const startFor = slot && { invokerId: slot.invokerId, leaseSeconds: settings.leaseSeconds };
+      const startFor = slot && { invokerId: slot.invokerId, leaseSeconds: settings.leaseSeconds, streamId: slot.streamId };
       result = await store.submitRun(project, input.app, build, input.runId ? input.runId.toLowerCase() : undefined, startFor);
     } catch (err) {
       slot?.cancel();

@@ -197,7 +197,7 @@ describe("a run's own queue deadline (queue_ttl_seconds)", () => {
 });
 
 /** A Handoff port over one invoker's credits; `open` false: its stream closed before the send. */
-function fakeHandoff(invokerId: string, credits: number) {
+function fakeHandoff(invokerId: string, credits: number, streamId = "00000000-0000-4000-8000-000000000001") {
   const h = { credits, open: true, sent: [] as string[], cancelled: 0 };
   const port: Handoff = {
     reserve() {
@@ -205,6 +205,7 @@ function fakeHandoff(invokerId: string, credits: number) {
       h.credits--;
       return {
         invokerId,
+        streamId,
         send: (run) => {
           if (h.open) h.sent.push(run.runId);
           return h.open;
@@ -257,20 +258,30 @@ describe("handoff (a run started for an invoker at submit)", () => {
     expect(bus.dispatched.map((d) => d.runId)).toEqual([runId]);
   });
 
-  it("a hello hands back only what the invoker neither holds nor got before this process started", async () => {
+  it("hands back only what was started on a stream the invoker saw end and does not hold; never a claimed run", async () => {
     const { deps, registry, store, bus, lifecycle } = await setUp(testApp("a"));
-    const { port } = fakeHandoff("inv-1", 3);
-    deps.handoff = port;
-    const old = await registry.submit("p", input("a"), TRACE);
-    vi.setSystemTime(T0.getTime() + 60_000);
+    const S1 = "00000000-0000-4000-8000-0000000000a1";
+    const S2 = "00000000-0000-4000-8000-0000000000a2";
+    deps.handoff = fakeHandoff("inv-1", 2, S1).port;
     const held = await registry.submit("p", input("a"), TRACE);
     const lost = await registry.submit("p", input("a"), TRACE);
-    // Up for 30 s: `old` was given to an earlier process under the same id.
-    expect(await lifecycle.handoffOpened("inv-1", [{ runId: held.runId, attempt: 1 }], 30)).toBe(1);
+    deps.handoff = fakeHandoff("inv-1", 1, S2).port;
+    const current = await registry.submit("p", input("a"), TRACE);
+    // A run claimed by the same invoker, not held yet (its answer is on its way).
+    deps.handoff = undefined;
+    const claimed = await registry.submit("p", input("a"), TRACE);
+    await lifecycle.claim(claimed.runId, 1, "inv-1");
+    bus.dispatched.length = 0;
+    expect(await lifecycle.returnUnreceived("inv-1", [{ runId: held.runId, attempt: 1 }], [S1])).toBe(1);
     expect(bus.dispatched.map((d) => d.runId)).toEqual([lost.runId]);
-    expect(store.runs.get(old.runId)?.status).toBe("running");
-    expect(store.runs.get(held.runId)?.status).toBe("running");
     expect(store.runs.get(lost.runId)?.status).toBe("dispatched");
+    for (const r of [held, current, claimed]) expect(store.runs.get(r.runId)?.status).toBe("running");
+    // Another invoker naming the stream hands back nothing of inv-1's.
+    expect(await lifecycle.returnUnreceived("inv-2", [], [S1, S2])).toBe(0);
+    // A heartbeat naming an ended stream repairs too.
+    expect(await lifecycle.heartbeat("inv-1", [{ runId: held.runId, attempt: 1 }], [S2])).toEqual([]);
+    expect(store.runs.get(current.runId)?.status).toBe("dispatched");
+    expect(store.runs.get(claimed.runId)?.status).toBe("running");
   });
 });
 

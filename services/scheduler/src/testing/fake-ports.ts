@@ -11,7 +11,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import { createLogger } from "@longhaul/shared/logger";
 import type { SchedulerDeps, SchedulerSettings } from "../core/deps.js";
 import { startedRun, type AppSettings, type AttemptRecord, type DispatchRef, type RunRecord } from "../core/model.js";
-import type { AttemptResult, EventBus, FinishedDelivery, NewRun, SchedulerMetrics, SchedulerStore, StoredApp } from "../core/ports.js";
+import type { AttemptResult, EventBus, FinishedDelivery, NewRun, SchedulerMetrics, SchedulerStore, StartFor, StoredApp } from "../core/ports.js";
 import type { Decision } from "../core/retry-policy.js";
 
 /** An object that throws, naming the method, for every method the fake leaves out. */
@@ -42,6 +42,8 @@ export function createFakeStore(): FakeStore {
   const sessions = new Map<string, number>();
   const idempotency = new Map<string, { runId: string; hash: string }>();
   const failing = new Map<string, Error>();
+  /** The Handoff stream each handed-off attempt was started on (`id:attempt`). */
+  const streamOf = new Map<string, string>();
 
   const now = () => Date.now();
   const check = (method: string) => {
@@ -132,10 +134,9 @@ export function createFakeStore(): FakeStore {
     async returnRuns(invokerId, returned) {
       return handBack(invokerId, (r) => returned.some((x) => x.runId === r.id && x.attempt === r.attempt));
     },
-    async returnOrphans(invokerId, heldRuns, uptimeSeconds) {
-      const since = now() - uptimeSeconds * 1000;
-      const opened = (r: RunRecord) => attempts.some((a) => a.run_id === r.id && a.attempt === r.attempt && a.invoker_id === invokerId && a.started_at.getTime() > since);
-      return handBack(invokerId, (r) => opened(r) && !heldRuns.some((h) => h.runId === r.id && h.attempt === r.attempt));
+    async returnOrphans(invokerId, heldRuns, endedStreams) {
+      const onEnded = (r: RunRecord) => attempts.some((a) => a.run_id === r.id && a.attempt === r.attempt && a.invoker_id === invokerId && endedStreams.includes(streamOf.get(`${r.id}:${r.attempt}`) ?? ""));
+      return handBack(invokerId, (r) => onEnded(r) && !heldRuns.some((h) => h.runId === r.id && h.attempt === r.attempt));
     },
     async findRun(project, id) {
       const run = runs.get(id);
@@ -246,7 +247,7 @@ export function createFakeStore(): FakeStore {
     return back.map(ref);
   }
 
-  function insert(n: NewRun, chosenId?: string, startFor?: { invokerId: string; leaseSeconds: number }) {
+  function insert(n: NewRun, chosenId?: string, startFor?: StartFor) {
     if (n.idempotencyKey) {
       const seen = idempotency.get(`${n.project}/${n.app.name}/${n.idempotencyKey}`);
       if (seen && seen.hash !== n.requestHash) throw new LonghaulError("unprocessable", "Idempotency-Key was used with a different request");
@@ -305,6 +306,7 @@ export function createFakeStore(): FakeStore {
       sessions.set(startFor.invokerId, Math.max(sessions.get(startFor.invokerId) ?? 0, now() + startFor.leaseSeconds * 1000));
       Object.assign(run, { status: "running", owner: startFor.invokerId, started_at: new Date() });
       attempts.push({ run_id: id, attempt: 1, invoker_id: startFor.invokerId, started_at: new Date(), finished_at: null, status_code: null, error_code: null, error_message: null });
+      streamOf.set(`${id}:1`, startFor.streamId);
       return { runId: id, existing: false, dispatch: null, started: startedRun(run) };
     }
     return { runId: id, existing: false, dispatch: dispatched ?? null, started: null };

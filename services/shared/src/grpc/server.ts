@@ -185,6 +185,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     "grpc.max_send_message_length": maxBytes,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+    // The server pings too: a stream whose client vanished (a long-lived
+    // Handoff stream, a watch) is found dead within ~40 s, not 2 h.
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
     ...(options.maxConnectionAgeMs
       ? {
           "grpc.max_connection_age_ms": options.maxConnectionAgeMs,

@@ -1,4 +1,5 @@
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
+import { randomUUID } from "node:crypto";
 import type { Logger } from "@longhaul/shared/logger";
 import type { schedulerPb } from "@longhaul/shared/proto";
 import type { Capacity } from "../../core/capacity.js";
@@ -12,8 +13,12 @@ export interface HandoffClientOptions {
   capacity: Capacity;
   /** Call slots kept free for the stream (INVOKER_HANDOFF_CREDITS, > 0). */
   credits: number;
-  /** What this process may have called and the scheduler may count as its own (RunInvoker.ownedRuns). */
-  owned(): Dispatch[];
+  /**
+   * What this process may have called and the scheduler may count as its own
+   * (RunInvoker.ownedRuns); undefined when it cannot say for sure (then no
+   * stream is ever repaired).
+   */
+  owned(): Dispatch[] | undefined;
   /** Holds a run the stream brought; `release` frees its slot (RunInvoker.take). */
   take(run: ClaimedRun, release: () => void): void;
   log: Logger;
@@ -26,28 +31,39 @@ export interface HandoffClientOptions {
 export interface HandoffClient {
   /** No more runs: the scheduler sends what it started for us, then ends the stream. */
   stop(): Promise<void>;
+  /**
+   * Ids of this process's streams that ended in the last ENDED_KEPT_MS, for
+   * heartbeats: what the scheduler committed for one of them after it ended
+   * here is handed back by the next beat.
+   */
+  endedStreams(): string[];
 }
+
+/** How long an ended stream is named in heartbeats (the server finds a dead stream within ~40 s). */
+const ENDED_KEPT_MS = 120_000;
 
 /** A stream open this long counts as healthy: its successor opens without backoff. */
 const STABLE_MS = 5_000;
 
 /** One open stream and the call slots its credits keep. */
 interface Open {
+  id: string;
   call: HandoffDuplex;
   slots: Array<() => void>;
   ended: boolean;
 }
 
 /**
- * Keeps one Handoff stream open to a scheduler copy: says who we are and
- * what we own (so the scheduler hands back what a broken stream lost), then
+ * Keeps one Handoff stream open to a scheduler copy: says who we are, which
+ * of our streams ended and what we own (so the scheduler hands back what an
+ * ended stream carried and we never received), then
  * keeps up to `credits` call slots offered. Each run that arrives is held
  * like a claimed one. A run that arrives beyond our credits is held too
  * (it is ours already in Postgres) on a slot of its own.
  *
  * Only one stream at a time, and a new one opens only once the old one has
- * ended, so the hello's list is complete: no run of the old stream can
- * arrive after it.
+ * ended (its runs are held by then, or never will be), so the hello's list
+ * is complete for every stream it names as ended.
  */
 export function startHandoff(o: HandoffClientOptions): HandoffClient {
   const retry = o.retry ?? { initialMs: 500, maxMs: 30_000 };
@@ -58,6 +74,12 @@ export function startHandoff(o: HandoffClientOptions): HandoffClient {
   let onEnded: (() => void) | undefined;
   let topUpQueued = false;
   let waitingForRoom = false;
+  /** Streams that ended, oldest first. */
+  const endedStreams: Array<{ id: string; at: number }> = [];
+  const endedIds = () => {
+    while (endedStreams.length > 0 && Date.now() - endedStreams[0]!.at > ENDED_KEPT_MS) endedStreams.shift();
+    return endedStreams.map((e) => e.id);
+  };
 
   const topUp = () => {
     topUpQueued = false;
@@ -91,16 +113,20 @@ export function startHandoff(o: HandoffClientOptions): HandoffClient {
     timer = undefined;
     if (stopping) return;
     const call = o.open();
-    const s: Open = { call, slots: [], ended: false };
+    const s: Open = { id: randomUUID(), call, slots: [], ended: false };
     const openedAt = Date.now();
     current = s;
+    // Built now, with every earlier stream ended: nothing more can arrive on them.
+    const owned = o.owned();
     call.write({
       message: {
         $case: "hello",
         value: {
           invokerId: o.invokerId,
-          held: o.owned().map((d) => ({ runId: d.runId, attempt: d.attempt })),
-          uptimeSeconds: process.uptime(),
+          held: (owned ?? []).map((d) => ({ runId: d.runId, attempt: d.attempt })),
+          uptimeSeconds: 0,
+          streamId: s.id,
+          endedStreams: owned ? endedIds() : [],
         },
       },
     });
@@ -115,6 +141,7 @@ export function startHandoff(o: HandoffClientOptions): HandoffClient {
     const ended = (err?: ServiceError) => {
       if (s.ended) return;
       s.ended = true;
+      endedStreams.push({ id: s.id, at: Date.now() });
       for (const release of s.slots.splice(0)) release();
       if (current === s) current = undefined;
       if (stopping) {
@@ -139,6 +166,7 @@ export function startHandoff(o: HandoffClientOptions): HandoffClient {
 
   connect();
   return {
+    endedStreams: endedIds,
     async stop() {
       stopping = true;
       if (timer) clearTimeout(timer);

@@ -238,10 +238,10 @@ export function createSchedulerClient(
       return toClaimedRun(await claim({ runId: dispatch.runId, attempt: dispatch.attempt, invokerId }), dispatch);
     },
 
-    async heartbeat(invokerId: string, held: Dispatch[]) {
+    async heartbeat(invokerId: string, held: Dispatch[], endedStreams: string[] = []) {
       const res = await callUnary(
         client.heartbeat.bind(client),
-        { invokerId, runs: held.map((h) => ({ runId: h.runId, attempt: h.attempt })) },
+        { invokerId, runs: held.map((h) => ({ runId: h.runId, attempt: h.attempt })), endedStreams },
         md(),
         d.heartbeatMs,
       );

@@ -6,6 +6,7 @@ import { RunAttr, runContext, SpanKind, trace, traceCarrier, tracer } from "@lon
 import type { schedulerPb } from "@longhaul/shared/proto";
 import type { AttemptRef, StartedRun } from "../../core/model.js";
 import type { Handoff, HandoffSlot } from "../../core/ports.js";
+import { checkStreamIds, UUID } from "./stream-ids.js";
 import { claimResponse } from "./mapping.js";
 
 type Call = ServerDuplexStream<schedulerPb.HandoffRequest, schedulerPb.HandoffResponse>;
@@ -35,6 +36,7 @@ const MAX_CREDITS = 100_000;
 /** One invoker's Handoff stream on this copy. */
 interface Stream {
   invokerId: string;
+  id: string;
   call: Call;
   /** Runs it will still take. */
   credits: number;
@@ -91,6 +93,7 @@ export function createHandoffStreams(log: Logger, leaseSeconds: number) {
         };
         return {
           invokerId: s.invokerId,
+          streamId: s.id,
           send(run: StartedRun) {
             settle();
             const sent = s.open;
@@ -110,11 +113,11 @@ export function createHandoffStreams(log: Logger, leaseSeconds: number) {
   };
 
   /**
-   * Serves one Handoff stream. `opened` hands back what the invoker owns but
-   * does not hold; credits count only once it is done, so that no run started
-   * for this stream can be taken for an orphan.
+   * Serves one Handoff stream. `opened` hands back what was started for the
+   * invoker on the streams it names as ended and it does not hold; credits
+   * count once it is done.
    */
-  function serve(call: Call, opened: (invokerId: string, held: AttemptRef[], uptimeSeconds: number) => Promise<unknown>): void {
+  function serve(call: Call, opened: (invokerId: string, held: AttemptRef[], endedStreams: string[]) => Promise<unknown>): void {
     let s: Stream | undefined;
     let early = 0;
     let failed = false;
@@ -133,11 +136,18 @@ export function createHandoffStreams(log: Logger, leaseSeconds: number) {
       if (m.$case === "hello") {
         if (s) return fail("invalid_argument", "hello: only the first message of a stream");
         if (!m.value.invokerId) return fail("invalid_argument", "hello.invoker_id: required");
+        if (!UUID.test(m.value.streamId)) return fail("invalid_argument", "hello.stream_id: a UUID");
+        let ended: string[];
+        try {
+          ended = checkStreamIds(m.value.endedStreams);
+        } catch (err) {
+          return fail("invalid_argument", (err as Error).message);
+        }
         if (closing) return fail("unavailable", "the scheduler is shutting down");
-        const stream: Stream = { invokerId: m.value.invokerId, call, credits: 0, reserved: 0, taking: false, open: true, stopping: false };
+        const stream: Stream = { invokerId: m.value.invokerId, id: m.value.streamId.toLowerCase(), call, credits: 0, reserved: 0, taking: false, open: true, stopping: false };
         s = stream;
         const held = m.value.held.map((h) => ({ runId: h.runId, attempt: h.attempt }));
-        opened(stream.invokerId, held, Math.max(0, m.value.uptimeSeconds)).then(
+        opened(stream.invokerId, held, ended).then(
           () => {
             if (!stream.open || stream.stopping || closing) return;
             stream.credits = Math.min(MAX_CREDITS, early);

@@ -9,6 +9,7 @@ import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { Tenancy } from "../../core/tenancy.js";
 import type { HandoffStreams } from "./handoff-streams.js";
+import { checkStreamIds } from "./stream-ids.js";
 import { bodyGone, claimResponse, contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
 
 /** `longhaul.internal.v1.SchedulerInternalService`: what the invoker and notifier call. */
@@ -98,13 +99,14 @@ export function createInternalService(
       lost: await lifecycle.heartbeat(
         req.invokerId,
         req.runs.map((r) => ({ runId: r.runId, attempt: r.attempt })),
+        checkStreamIds(req.endedStreams),
       ),
       leaseSeconds,
     })),
     completeRun: unary(log, "CompleteRun", complete),
     attempts: (call: ServerDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>) => attempts(call),
     handoff: (call: ServerDuplexStream<schedulerPb.HandoffRequest, schedulerPb.HandoffResponse>) =>
-      handoffs.serve(call, (invokerId, held, uptimeSeconds) => lifecycle.handoffOpened(invokerId, held, uptimeSeconds)),
+      handoffs.serve(call, (invokerId, held, endedStreams) => lifecycle.returnUnreceived(invokerId, held, endedStreams)),
     releaseRun: unary(log, "ReleaseRun", async (req: schedulerPb.ReleaseRunRequest) => ({
       accepted: (await lifecycle.release(req.runId, req.attempt, req.invokerId, req.reason)) !== undefined,
     })),

@@ -49,10 +49,12 @@ export interface NewRunRow {
   owner: string | null;
   /** The owner's lease on a running run; 0 otherwise. */
   lease_seconds: number;
+  /** The owner's Handoff stream a running run is sent on; null otherwise. */
+  handoff_stream: string | null;
 }
 
 /** Each column of a new run, with its array type for unnest. */
-const NEW_RUN_COLUMNS: [Exclude<keyof NewRunRow, "lease_seconds">, string][] = [
+const NEW_RUN_COLUMNS: [Exclude<keyof NewRunRow, "lease_seconds" | "handoff_stream">, string][] = [
   ["id", "uuid"], ["project_id", "text"], ["app", "text"], ["mode", "text"], ["status", "text"],
   ["method", "text"], ["path", "text"], ["query", "text"], ["upstream_url", "text"], ["request_headers", "jsonb"],
   ["request_body", "bytea"], ["webhook_url", "text"], ["priority", "int"], ["timeout_seconds", "int"],
@@ -60,7 +62,7 @@ const NEW_RUN_COLUMNS: [Exclude<keyof NewRunRow, "lease_seconds">, string][] = [
   ["traceparent", "text"], ["tracestate", "text"], ["labels", "jsonb"], ["expires_at", "timestamptz"],
   ["owner", "text"],
 ];
-const UNNESTED: [keyof NewRunRow, string][] = [...NEW_RUN_COLUMNS, ["lease_seconds", "int"]];
+const UNNESTED: [keyof NewRunRow, string][] = [...NEW_RUN_COLUMNS, ["lease_seconds", "int"], ["handoff_stream", "uuid"]];
 
 /**
  * One statement for any number of new runs, its text fixed (no query
@@ -70,19 +72,21 @@ const UNNESTED: [keyof NewRunRow, string][] = [...NEW_RUN_COLUMNS, ["lease_secon
  * same statement, as a claim would give it (CLAIM_RUNS).
  */
 const INSERT_RUNS = preparedStatement("lh_insert_runs", `
-  with inserted as (
+  with r as (
+    select * from unnest(${UNNESTED.map(([, t], i) => `$${i + 1}::${t}[]`).join(", ")})
+      as r(${UNNESTED.map(([c]) => c).join(", ")})
+  ), inserted as (
     insert into runs (${NEW_RUN_COLUMNS.map(([c]) => c).join(", ")}, dispatched_at, lease_expires_at, started_at)
     select ${NEW_RUN_COLUMNS.map(([c]) => `r.${c}`).join(", ")},
       case when r.status in ('dispatched', 'running') then now() end,
       case when r.status = 'running' then now() + make_interval(secs => r.lease_seconds) end,
       case when r.status = 'running' then now() end
-    from unnest(${UNNESTED.map(([, t], i) => `$${i + 1}::${t}[]`).join(", ")})
-      as r(${UNNESTED.map(([c]) => c).join(", ")})
+    from r
     on conflict (id) do nothing
     returning id, owner, lease_expires_at
   ), opened as (
-    insert into run_attempts (run_id, attempt, invoker_id)
-    select id, 1, owner from inserted where owner is not null
+    insert into run_attempts (run_id, attempt, invoker_id, handoff_stream)
+    select i.id, 1, i.owner, r.handoff_stream from inserted i join r on r.id = i.id where i.owner is not null
   ), session as (
     insert into invoker_sessions (invoker_id, lease_expires_at)
     select distinct on (owner) owner, lease_expires_at from inserted where owner is not null

@@ -70,22 +70,23 @@ export async function returnRuns(db: Db, invokerId: string, runs: { runId: strin
 }
 
 /**
- * Hands back what an invoker process owns but does not hold (HandoffHello):
- * its attempts opened in the last `uptimeSeconds` (so by this process, never
- * by a predecessor with the same id) that are running for it and are not
- * among `held`.
+ * Hands back what was started for an invoker on Handoff streams it saw end
+ * and does not hold (HandoffHello, Heartbeat): it never received those. Only
+ * attempts opened on those streams are looked at, never a claimed one (whose
+ * answer may still be on its way).
  */
 export async function returnOrphans(
   db: Db,
   invokerId: string,
   held: { runId: string; attempt: number }[],
-  uptimeSeconds: number,
+  endedStreams: string[],
 ): Promise<Returned[]> {
+  if (endedStreams.length === 0) return [];
   const orphans = sql`
-    select r.id, r.attempt from runs r
-    join run_attempts a on a.run_id = r.id and a.attempt = r.attempt and a.invoker_id = ${invokerId}
-    where r.owner = ${invokerId} and r.status = 'running'
-      and a.started_at > now() - make_interval(secs => ${uptimeSeconds})
+    select r.id, r.attempt from run_attempts a
+    join runs r on r.id = a.run_id and r.attempt = a.attempt
+    where a.handoff_stream = any(${endedStreams}::uuid[]) and a.invoker_id = ${invokerId}
+      and r.owner = ${invokerId} and r.status = 'running'
       and not exists (
         select 1 from unnest(${held.map((h) => h.runId)}::uuid[], ${held.map((h) => h.attempt)}::int[]) as h(id, attempt)
         where h.id = r.id and h.attempt = r.attempt)`;

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { AppSettings, StartedRun } from "../../core/model.js";
-import type { NewRun as NewRunInput, SubmitOutcome as SubmitResult } from "../../core/ports.js";
+import type { NewRun as NewRunInput, StartFor, SubmitOutcome as SubmitResult } from "../../core/ports.js";
 import { findApp } from "./run-queries.js";
 import type { SubmitSettings } from "./submit-settings.js";
 import { admitSubmit } from "./tenancy-store.js";
@@ -63,7 +63,7 @@ export async function submitRun(
   appName: string,
   build: (app: AppSettings) => NewRunInput,
   chosenRunId?: string,
-  startFor?: { invokerId: string; leaseSeconds: number },
+  startFor?: StartFor,
 ): Promise<SubmitResult> {
   const runId = chosenRunId ?? randomUUID();
   // The common case in one statement and no transaction: the project (no
@@ -196,7 +196,7 @@ function runRow(
   input: NewRunInput,
   runId: string,
   status: NewRunRow["status"],
-  startFor?: { invokerId: string; leaseSeconds: number },
+  startFor?: StartFor,
 ): NewRunRow {
   return {
       id: runId,
@@ -223,5 +223,6 @@ function runRow(
       labels: JSON.stringify(input.labels),
       owner: startFor?.invokerId ?? null,
       lease_seconds: startFor?.leaseSeconds ?? 0,
+      handoff_stream: startFor?.streamId ?? null,
   };
 }

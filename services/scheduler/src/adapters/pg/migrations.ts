@@ -298,6 +298,15 @@ export const schedulerMigrations: Record<string, Migration> = {
       await sql`select set_config('lock_timeout', ${rows[0]!.value}, true)`.execute(db);
     },
   },
+  // The Handoff stream an attempt was started on (null: claimed). An invoker
+  // names the streams it saw end, and only their attempts it does not hold are
+  // handed back: never a claimed attempt, whose answer may be on its way.
+  // A nullable column without a default: no table rewrite.
+  "0019_run_attempts_handoff_stream": {
+    async up(db: Kysely<unknown>) {
+      await sql`alter table run_attempts add column if not exists handoff_stream uuid`.execute(db);
+    },
+  },
 };
 
 /** The scheduler's migrations and the table that records them. */

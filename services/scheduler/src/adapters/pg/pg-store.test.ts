@@ -198,7 +198,8 @@ describe("pg store", () => {
   it("starts a run for an invoker in the submit's statement (a handoff), and hands back only what the invoker never got", async () => {
     const app = normaliseApp({ name: "handoff", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);
-    const startFor = { invokerId: "inv-h", leaseSeconds: 30 };
+    const S1 = "00000000-0000-4000-8000-0000000000b1";
+    const startFor = { invokerId: "inv-h", leaseSeconds: 30, streamId: S1 };
     // Concurrent submits share one statement: each started for its invoker.
     const submitted = await Promise.all(Array.from({ length: 4 }, () => a.submitRun("p1", "handoff", (found) => newRun(found), undefined, startFor)));
     for (const s of submitted) {
@@ -225,9 +226,14 @@ describe("pg store", () => {
     // The dispatched run is claimable again, by anyone.
     expect(await b.claimRun(other, 1, "inv-b", 30)).toMatchObject({ status: "running", owner: "inv-b" });
 
-    // returnOrphans: not what is held, not what is ended, not what another process was given.
-    expect(await a.returnOrphans("inv-h", [{ runId: held, attempt: 1 }], 0.001)).toEqual([]);
-    expect(await a.returnOrphans("inv-h", [{ runId: held, attempt: 1 }], 3600)).toMatchObject([{ runId: lost }]);
+    // A run the same invoker claimed (not started on a stream): never handed back by a stream's repair.
+    const { runId: claimedRun } = await a.insertRun(newRun(app));
+    expect(await a.claimRun(claimedRun, 1, "inv-h", 30)).toBeDefined();
+    // returnOrphans: only attempts of the named streams, not what is held, not what ended.
+    expect(await a.returnOrphans("inv-h", [], ["00000000-0000-4000-8000-0000000000b2"])).toEqual([]);
+    expect(await a.returnOrphans("inv-h", [], [])).toEqual([]);
+    expect(await a.returnOrphans("inv-h", [{ runId: held, attempt: 1 }], [S1])).toMatchObject([{ runId: lost }]);
+    expect((await a.findRun("p1", claimedRun))?.status).toBe("running");
     expect((await a.findRun("p1", lost))?.status).toBe("dispatched");
     expect((await a.findRun("p1", held))?.status).toBe("running");
     expect((await a.findRun("p1", ended))?.status).toBe("succeeded");

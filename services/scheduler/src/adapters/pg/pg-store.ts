@@ -38,7 +38,7 @@ export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsC
     insertRun: (run) => inserts.insertRun(db, run),
     submitRun: (project, app, build, runId, startFor) => inserts.submitRun(db, insert, settings.get, project, app, build, runId, startFor),
     returnRuns: async (invokerId, returned) => (await claims.returnRuns(db, invokerId, returned)).map(dispatchRef),
-    returnOrphans: async (invokerId, held, uptime) => (await claims.returnOrphans(db, invokerId, held, uptime)).map(dispatchRef),
+    returnOrphans: async (invokerId, held, ended) => (await claims.returnOrphans(db, invokerId, held, ended)).map(dispatchRef),
     insertSyncRun: (r) => runs.insertSyncRun(db, r),
     findRun: (project, id) => runs.findRun(db, project, id),
     findAttempts: (runId) => runs.findAttempts(db, runId),

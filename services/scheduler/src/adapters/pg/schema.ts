@@ -123,6 +123,8 @@ export interface RunAttemptsTable {
   invoker_id: string;
   started_at: GeneratedTimestamp;
   finished_at: NullableTimestamp;
+  /** The Handoff stream the attempt was started on; null when it was claimed. */
+  handoff_stream: Generated<string | null>;
   status_code: number | null;
   error_code: string | null;
   error_message: string | null;

@@ -78,6 +78,13 @@ export interface HeldRun {
 export interface HeartbeatRequest {
   invokerId: string;
   runs: HeldRun[];
+  /**
+   * As HandoffHello.ended_streams, for a while after they ended: runs the
+   * scheduler committed for a stream after it ended on the invoker's side are
+   * handed back too. `runs` then lists every attempt the invoker may have
+   * called (HandoffHello.held).
+   */
+  endedStreams: string[];
 }
 
 export interface HeartbeatResponse {
@@ -151,17 +158,23 @@ export interface HandoffRequest {
 export interface HandoffHello {
   invokerId: string;
   /**
-   * Every attempt the invoker holds, is claiming, or let go of without the
-   * scheduler's word (an outcome it could not record): none of these may
-   * be handed back.
+   * Every attempt the invoker holds or let go of without the scheduler's
+   * word (an outcome it could not record): none of these is handed back.
    */
   held: HeldRun[];
   /**
-   * How long this invoker process has run. Only runs this process was
-   * given are repaired: a restarted process with the same invoker_id never
-   * hands back what its predecessor may have sent.
+   * Ignored: repairs go by stream (ended_streams), no longer by process age.
+   *
+   * @deprecated
    */
   uptimeSeconds: number;
+  /** This stream's id (a UUID, new for every stream). */
+  streamId: string;
+  /**
+   * Streams of this invoker process that ended: what was started on them and
+   * is not in `held` never reached it.
+   */
+  endedStreams: string[];
 }
 
 export interface HandoffCredit {
@@ -853,7 +866,7 @@ export const HeldRun: MessageFns<HeldRun> = {
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { invokerId: "", runs: [] };
+  return { invokerId: "", runs: [], endedStreams: [] };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
@@ -863,6 +876,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     }
     for (const v of message.runs) {
       HeldRun.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.endedStreams) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -896,6 +912,14 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.runs.push(HeldRun.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.endedStreams.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -916,6 +940,11 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
         ? globalThis.String(object.invoker_id)
         : "",
       runs: globalThis.Array.isArray(object?.runs) ? object.runs.map((e: any) => HeldRun.fromJSON(e)) : [],
+      endedStreams: globalThis.Array.isArray(object?.endedStreams)
+        ? object.endedStreams.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ended_streams)
+        ? object.ended_streams.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -927,6 +956,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     if (message.runs?.length) {
       obj.runs = message.runs.map((e) => HeldRun.toJSON(e));
     }
+    if (message.endedStreams?.length) {
+      obj.endedStreams = message.endedStreams;
+    }
     return obj;
   },
 
@@ -937,6 +969,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     const message = createBaseHeartbeatRequest();
     message.invokerId = object.invokerId ?? "";
     message.runs = object.runs?.map((e) => HeldRun.fromPartial(e)) || [];
+    message.endedStreams = object.endedStreams?.map((e) => e) || [];
     return message;
   },
 };
@@ -1864,7 +1897,7 @@ export const HandoffRequest: MessageFns<HandoffRequest> = {
 };
 
 function createBaseHandoffHello(): HandoffHello {
-  return { invokerId: "", held: [], uptimeSeconds: 0 };
+  return { invokerId: "", held: [], uptimeSeconds: 0, streamId: "", endedStreams: [] };
 }
 
 export const HandoffHello: MessageFns<HandoffHello> = {
@@ -1877,6 +1910,12 @@ export const HandoffHello: MessageFns<HandoffHello> = {
     }
     if (message.uptimeSeconds !== 0) {
       writer.uint32(25).double(message.uptimeSeconds);
+    }
+    if (message.streamId !== "") {
+      writer.uint32(34).string(message.streamId);
+    }
+    for (const v of message.endedStreams) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -1918,6 +1957,22 @@ export const HandoffHello: MessageFns<HandoffHello> = {
             message.uptimeSeconds = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.endedStreams.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1943,6 +1998,16 @@ export const HandoffHello: MessageFns<HandoffHello> = {
         : isSet(object.uptime_seconds)
         ? globalThis.Number(object.uptime_seconds)
         : 0,
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      endedStreams: globalThis.Array.isArray(object?.endedStreams)
+        ? object.endedStreams.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ended_streams)
+        ? object.ended_streams.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1957,6 +2022,12 @@ export const HandoffHello: MessageFns<HandoffHello> = {
     if (message.uptimeSeconds !== 0) {
       obj.uptimeSeconds = floatToJson(message.uptimeSeconds);
     }
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.endedStreams?.length) {
+      obj.endedStreams = message.endedStreams;
+    }
     return obj;
   },
 
@@ -1968,6 +2039,8 @@ export const HandoffHello: MessageFns<HandoffHello> = {
     message.invokerId = object.invokerId ?? "";
     message.held = object.held?.map((e) => HeldRun.fromPartial(e)) || [];
     message.uptimeSeconds = object.uptimeSeconds ?? 0;
+    message.streamId = object.streamId ?? "";
+    message.endedStreams = object.endedStreams?.map((e) => e) || [];
     return message;
   },
 };
@@ -3621,12 +3694,13 @@ export const SchedulerInternalServiceService = {
    * stream as a ClaimRunResponse; the invoker makes the call as after a
    * claim. Without credit the run is dispatched as before.
    *
-   * The hello also repairs what a broken stream lost: a run this invoker
-   * process owns but neither holds nor is claiming was never sent to its app
-   * (the run was started for it and the message was lost, or a claim's
-   * answer was), so it is handed back to the queue. HandoffStop ends the
-   * stream: the scheduler finishes what it has started for it, then ends its
-   * side.
+   * Each stream has an id the invoker chooses, stored with every attempt
+   * started on it. An invoker names the streams it saw end (in the next
+   * stream's hello, and in its heartbeats for a while after): an attempt
+   * started on one of them that the invoker does not hold never reached it
+   * (the stream broke first), so it is handed back to the queue. Claimed
+   * attempts are never handed back this way. HandoffStop ends the stream:
+   * the scheduler finishes what it has started for it, then ends its side.
    */
   handoff: {
     path: "/longhaul.internal.v1.SchedulerInternalService/Handoff" as const,
@@ -3742,12 +3816,13 @@ export interface SchedulerInternalServiceServer extends UntypedServiceImplementa
    * stream as a ClaimRunResponse; the invoker makes the call as after a
    * claim. Without credit the run is dispatched as before.
    *
-   * The hello also repairs what a broken stream lost: a run this invoker
-   * process owns but neither holds nor is claiming was never sent to its app
-   * (the run was started for it and the message was lost, or a claim's
-   * answer was), so it is handed back to the queue. HandoffStop ends the
-   * stream: the scheduler finishes what it has started for it, then ends its
-   * side.
+   * Each stream has an id the invoker chooses, stored with every attempt
+   * started on it. An invoker names the streams it saw end (in the next
+   * stream's hello, and in its heartbeats for a while after): an attempt
+   * started on one of them that the invoker does not hold never reached it
+   * (the stream broke first), so it is handed back to the queue. Claimed
+   * attempts are never handed back this way. HandoffStop ends the stream:
+   * the scheduler finishes what it has started for it, then ends its side.
    */
   handoff: handleBidiStreamingCall<HandoffRequest, HandoffResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
@@ -3866,12 +3941,13 @@ export interface SchedulerInternalServiceClient extends Client {
    * stream as a ClaimRunResponse; the invoker makes the call as after a
    * claim. Without credit the run is dispatched as before.
    *
-   * The hello also repairs what a broken stream lost: a run this invoker
-   * process owns but neither holds nor is claiming was never sent to its app
-   * (the run was started for it and the message was lost, or a claim's
-   * answer was), so it is handed back to the queue. HandoffStop ends the
-   * stream: the scheduler finishes what it has started for it, then ends its
-   * side.
+   * Each stream has an id the invoker chooses, stored with every attempt
+   * started on it. An invoker names the streams it saw end (in the next
+   * stream's hello, and in its heartbeats for a while after): an attempt
+   * started on one of them that the invoker does not hold never reached it
+   * (the stream broke first), so it is handed back to the queue. Claimed
+   * attempts are never handed back this way. HandoffStop ends the stream:
+   * the scheduler finishes what it has started for it, then ends its side.
    */
   handoff(): ClientDuplexStream<HandoffRequest, HandoffResponse>;
   handoff(options: Partial<CallOptions>): ClientDuplexStream<HandoffRequest, HandoffResponse>;
