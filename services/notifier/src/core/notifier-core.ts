@@ -348,6 +348,9 @@ export function createNotifierCore(options: NotifierCoreOptions) {
         };
         return { result: "accepted", input, recorded: startAttempt(delivery, newToken(), input, true) };
       }
+      // An attempt of this run in flight here (its record may not be written
+      // yet): the record path waits for it, so as not to send it again.
+      await attemptsByRun.get(input.runId)?.catch(() => undefined);
       // With room and a first attempt due now, the row is made leased to this
       // notifier: its first attempt needs no claim (one commit, not two).
       const lease = hasRoom() && firstAttemptInMs === 0 ? { token: newToken(), leaseMs } : undefined;

@@ -14,6 +14,12 @@ const CONCURRENCY = 64;
 /** Wait before an event that could not be handled is offered again. */
 const RETRY_DELAY_MS = 5_000;
 /**
+ * An event older than this when taken is treated as offered before: its
+ * delivery is recorded before the POST (a first attempt made before its
+ * record must end well before the scheduler's 30-s republish).
+ */
+const FRESH_MS = 5_000;
+/**
  * The consumer's ack wait: handling an event takes a few calls and at most
  * one webhook attempt (a first attempt made before its record; see
  * NotifierCoreOptions.attemptBeforeRecord, on only for attempts of at most a
@@ -63,7 +69,9 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
     const event = {
       runId: e.runId,
       project: e.project,
-      repeated: m.redelivered || e.republished,
+      // Sent before, or waiting long enough that the scheduler may send it again
+      // (it republishes a webhook no notifier took within 30 s).
+      repeated: m.redelivered || e.republished || Date.now() - m.time.getTime() > FRESH_MS,
       ...(d && e.app && e.status
         ? {
             input: {
