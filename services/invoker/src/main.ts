@@ -135,6 +135,8 @@ await runService({
         grpc_port: grpcPort,
         metrics_port: metricsServer.port,
         max_in_flight: config.INVOKER_MAX_IN_FLIGHT,
+        // At most a quarter of max_in_flight (0: runs come by dispatch only).
+        handoff_credits: handoffCredits,
         grpc_tls: grpcTlsMode(tls),
       },
       closers: [

@@ -149,7 +149,9 @@ export function createHandoffStreams(log: Logger, leaseSeconds: number) {
         const held = m.value.held.map((h) => ({ runId: h.runId, attempt: h.attempt }));
         opened(stream.invokerId, held, ended).then(
           () => {
-            if (!stream.open || stream.stopping || closing) return;
+            if (!stream.open || stream.stopping) return;
+            // Closed while the hello was being handled: ended now (it has nothing to send).
+            if (closing) return stop(stream);
             stream.credits = Math.min(MAX_CREDITS, early);
             stream.taking = true;
             streams.push(stream);
