@@ -7,7 +7,7 @@ import type { HandoffSlot, NewRun, SubmitOutcome } from "./ports.js";
 import { checkStatsQuery } from "./run-stats.js";
 import { createProjectWatchers, type WatchRunsOutput, type WatchRunsQuery } from "./runs-watch.js";
 import { createRunWatchers } from "./run-watchers.js";
-import { checkLabels } from "@longhaul/shared/domain";
+import { checkLabels, UUID } from "@longhaul/shared/domain";
 import { checkName, checkRetryQuery, checkSubmit, idPrefixRange, normaliseApp, type AppInput, type RetryQuery, type SubmitInput } from "./validation.js";
 
 const MAX_WAIT_SECONDS = 60;
@@ -40,7 +40,6 @@ function notFound(id: string): LonghaulError {
   return new LonghaulError("not_found", `run ${id} not found`);
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function checkRunId(id: string): string {
   // Anything that is not a uuid cannot name a run: 404, as for an unknown one.

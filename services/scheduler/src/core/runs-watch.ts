@@ -1,3 +1,4 @@
+import { UUID } from "@longhaul/shared/domain";
 import { sleep } from "@longhaul/shared/timers";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { RunRecord } from "./model.js";
@@ -29,7 +30,6 @@ const READ_BATCH = 500;
 /** Runs whose last sent state a watch remembers (to drop repeats); the oldest are forgotten. */
 const REMEMBERED = 10_000;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface WatchRunsQuery {
   /** Only this app's runs; "" for all. */

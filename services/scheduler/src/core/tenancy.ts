@@ -1,3 +1,4 @@
+import { UUID } from "@longhaul/shared/domain";
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { LonghaulError } from "@longhaul/shared/errors";
@@ -47,7 +48,6 @@ export interface CreatedKey extends KeyRecord {
 export const WATCH_STREAM_TTL_SECONDS = 30;
 
 const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,63}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest();
 

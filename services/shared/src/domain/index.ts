@@ -2,10 +2,11 @@
  * Longhaul's domain rules, in one place and free of any transport or runtime
  * dependency (the dashboard's browser modules import it too): run statuses
  * and their sets, the 12-hour limit, the success rule, how an app's URL is
- * joined, Retry-After, backoff, bearer tokens, and which headers and query
+ * joined, the id pattern, Retry-After, backoff, bearer tokens, and which headers and query
  * parameters hold secrets (masked wherever a stored request is shown).
  */
 export * from "./run-status.js";
+export * from "./ids.js";
 export * from "./limits.js";
 export * from "./app-url.js";
 export * from "./retry-after.js";

@@ -1,3 +1,4 @@
+import { UUID } from "@longhaul/shared/domain";
 import { LonghaulError, errorBody } from "@longhaul/shared/errors";
 import { openRunFeed } from "../../core/run-feed.js";
 import { sendJson } from "./http-io.js";
@@ -7,7 +8,6 @@ import type { RequestContext, Route } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";
 import { openSse } from "./sse.js";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * The caller's own project (`GET /v1/project`), which the dashboard shows

@@ -1,3 +1,4 @@
+import { UUID } from "@longhaul/shared/domain";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { runsPb } from "@longhaul/shared/proto";
 import { verifyResultUrl } from "@longhaul/shared/result-url";
@@ -22,7 +23,6 @@ import { streamRunEvents } from "./run-events.js";
 const MAX_FILTER_JSON_BYTES = 16 * 1024;
 /** Longest `?wait=` of a long-poll (proto: GetRunRequest.wait_seconds, max 60). */
 const MAX_WAIT_SECONDS = 60;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The `{id}` of a run route; anything that is not a UUID cannot be a run: 404. */
 export function runIdParam(ctx: RequestContext): string {

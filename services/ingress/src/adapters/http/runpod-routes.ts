@@ -1,3 +1,4 @@
+import { UUID } from "@longhaul/shared/domain";
 import { randomUUID } from "node:crypto";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { runsPb } from "@longhaul/shared/proto";
@@ -21,7 +22,6 @@ import { readJson, sendJson, type ErrorAnswer } from "./http-io.js";
 import type { RequestContext, Route } from "./router.js";
 import type { RouteDeps } from "./route-deps.js";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** RunPod's `?wait=` of runsync and status-sync, in ms (its SDK sends 1000..90000; RunPod takes up to 300000). */
 function waitMs(ctx: RequestContext, fallback: number): number {

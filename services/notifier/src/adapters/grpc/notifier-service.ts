@@ -1,3 +1,4 @@
+import { UUID } from "@longhaul/shared/domain";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
 import { unary } from "@longhaul/shared/grpc";
@@ -37,7 +38,6 @@ function required(value: string, name: string): string {
   return value;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function runIdOf(value: string): string {
   // Not a uuid: no such run (and Postgres would refuse the cast).

@@ -1,3 +1,4 @@
+import { UUID } from "@longhaul/shared/domain";
 import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "@longhaul/shared/logger";
 import { context } from "@longhaul/shared/telemetry";
@@ -5,9 +6,6 @@ import { contextFromHeaders, decodeRunFinished, ensureConsumer, type NatsConnect
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { AcceptResult, NotifierCore } from "../../core/notifier-core.js";
 import type { RunStatusName } from "../../core/ports.js";
-
-/** Run ids are UUIDs: anything else would fail in Postgres on every redelivery. */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Events handled at once; their deliveries are inserted together (one statement per short window). */
 const CONCURRENCY = 64;
@@ -57,6 +55,7 @@ export async function startFinishedConsumer(options: FinishedConsumerOptions): P
   async function handle(m: JsMsg): Promise<void> {
     // RunFinishedEvent (events.proto), or the JSON of an older scheduler.
     const e = decodeRunFinished(m.data);
+    // Run ids are UUIDs: anything else would fail in Postgres on every redelivery.
     if (!e || !UUID.test(e.runId)) {
       // A malformed event will never parse: drop it rather than loop on it.
       log.error({ subject: m.subject, seq: m.seq }, "malformed run.finished event dropped");

@@ -1,4 +1,5 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { UUID } from "@longhaul/shared/domain";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { toServiceError } from "@longhaul/shared/grpc";
 import type { Logger } from "@longhaul/shared/logger";
@@ -6,7 +7,7 @@ import { RunAttr, runContext, SpanKind, trace, traceCarrier, tracer } from "@lon
 import type { schedulerPb } from "@longhaul/shared/proto";
 import type { AttemptRef, StartedRun } from "../../core/model.js";
 import type { Handoff, HandoffSlot } from "../../core/ports.js";
-import { checkStreamIds, UUID } from "./stream-ids.js";
+import { checkStreamIds } from "./stream-ids.js";
 import { claimResponse } from "./mapping.js";
 
 type Call = ServerDuplexStream<schedulerPb.HandoffRequest, schedulerPb.HandoffResponse>;
@@ -191,8 +192,6 @@ export function createHandoffStreams(log: Logger, leaseSeconds: number) {
       closing = true;
       for (const s of [...streams]) stop(s);
     },
-    /** Invokers with a stream here and the credits they hold, for metrics and tests. */
-    stats: () => ({ streams: streams.length, credits: streams.reduce((n, s) => n + s.credits, 0) }),
   };
 }
 

@@ -1,7 +1,6 @@
+import { UUID } from "@longhaul/shared/domain";
 import { LonghaulError } from "@longhaul/shared/errors";
 
-/** A UUID, any case. */
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Handoff stream ids: UUIDs, at most a few hundred (an invoker names those of the last two minutes). */
 export function checkStreamIds(ids: string[]): string[] {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { AppSettings, StartedRun } from "../../core/model.js";
-import type { NewRun as NewRunInput, StartFor, SubmitOutcome as SubmitResult } from "../../core/ports.js";
+import type { NewRun as NewRunInput, StartFor, SubmitOutcome } from "../../core/ports.js";
 import { findApp } from "./run-queries.js";
 import type { SubmitSettings } from "./submit-settings.js";
 import { admitSubmit } from "./tenancy-store.js";
@@ -10,7 +10,6 @@ import type { Db } from "./run-columns.js";
 import { insertRuns, type NewRunRow } from "./batched.js";
 import type { SchedulerDb } from "./schema.js";
 
-export type { SubmitOutcome as SubmitResult } from "../../core/ports.js";
 
 /** Counts the app's runs in flight under a lock on its row, so two schedulers agree. */
 async function roomForApp(trx: Transaction<SchedulerDb>, project: string, app: AppSettings): Promise<number> {
@@ -31,7 +30,7 @@ async function roomForApp(trx: Transaction<SchedulerDb>, project: string, app: A
  * idempotency key, and inserts the run as `dispatched` when the app has room
  * and nothing delays it, else `queued`.
  */
-export async function insertRun(db: Kysely<SchedulerDb>, input: NewRunInput): Promise<SubmitResult> {
+export async function insertRun(db: Kysely<SchedulerDb>, input: NewRunInput): Promise<SubmitOutcome> {
   return db.transaction().execute((trx) => insertRunIn(trx, input, randomUUID()));
 }
 
@@ -43,7 +42,7 @@ export type InsertRow = (row: NewRunRow) => Promise<boolean>;
  * resends a submit to another scheduler sends the same id) is taken: the same
  * submit seen again when the run is the caller's project's, else a conflict.
  */
-async function alreadySubmitted(db: Db, project: string, runId: string): Promise<SubmitResult> {
+async function alreadySubmitted(db: Db, project: string, runId: string): Promise<SubmitOutcome> {
   const prior = await db.selectFrom("runs").select("project_id").where("id", "=", runId).executeTakeFirst();
   if (!prior || prior.project_id !== project) {
     throw new LonghaulError("already_exists", `run id ${runId} is taken`);
@@ -64,7 +63,7 @@ export async function submitRun(
   build: (app: AppSettings) => NewRunInput,
   chosenRunId?: string,
   startFor?: StartFor,
-): Promise<SubmitResult> {
+): Promise<SubmitOutcome> {
   const runId = chosenRunId ?? randomUUID();
   // The common case in one statement and no transaction: the project (no
   // limits) and the app (no concurrency limit, not paused) as the settings
@@ -102,7 +101,7 @@ async function insertRunIn(
   input: NewRunInput,
   runId: string,
   projectRoom = Number.POSITIVE_INFINITY,
-): Promise<SubmitResult> {
+): Promise<SubmitOutcome> {
   {
     if (input.idempotencyKey) {
       const claimed = await trx
