@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Usage: npm run bench:profile -- [--runs 2000] [--rate 100] [--no-webhook] [--out DIR] [--top 25]
+// Usage: npm run bench:profile -- [--runs 2000] [--rate 100] [--no-webhook] [--no-profile] [--out DIR] [--top 25]
 //
 // CPU profile of every Longhaul service under a steady load: starts the mesh
 // as `npm start` does but with `node --cpu-prof`, an app and a webhook
@@ -9,7 +9,10 @@
 // service writes its profile, and prints per service the top frames by self
 // time and the self time per package. The .cpuprofile files stay in --out
 // (open them in Chrome DevTools or speedscope). Figures are printed, never
-// asserted. Runs under scripts/with-deps.mjs (Postgres and NATS).
+// asserted. `--no-profile` runs the same load without the profiler and
+// prints only the CPU per run, split into user and system time (the
+// profiler's sampling signals inflate system time). Runs under
+// scripts/with-deps.mjs (Postgres and NATS).
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -27,6 +30,7 @@ const { values: args } = parseArgs({
     runs: { type: "string", default: "2000" },
     rate: { type: "string", default: "100" },
     "no-webhook": { type: "boolean", default: false },
+    "no-profile": { type: "boolean", default: false },
     out: { type: "string" },
     top: { type: "string", default: "20" },
   },
@@ -84,12 +88,14 @@ const mesh = await startMesh({
   readyTimeoutMs: 120_000,
   env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", LONGHAUL_APP_ALLOWED_NETWORKS: "127.0.0.0/8,::1/128" },
   nodeArgs: ["--import", "@longhaul/shared/otel-register"],
-  serviceEnv: Object.fromEntries(
-    ["scheduler", "invoker", "notifier", "ingress"].map((n) => [n, { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir(n)}` }]),
-  ),
+  serviceEnv: args["no-profile"]
+    ? {}
+    : Object.fromEntries(
+        ["scheduler", "invoker", "notifier", "ingress"].map((n) => [n, { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir(n)}` }]),
+      ),
 });
 
-/** CPU ms (user + system, from /proc) of each service process, by name. */
+/** CPU ms (user and system, from /proc) of each service process, by name. */
 function cpuOf(processes) {
   const tick = 10; // USER_HZ is 100 on Linux: a tick is 10 ms
   const out = {};
@@ -97,7 +103,8 @@ function cpuOf(processes) {
     if (!p.pid) continue;
     try {
       const fields = fs.readFileSync(`/proc/${p.pid}/stat`, "utf8").split(") ")[1].split(" ");
-      out[p.name] = (out[p.name] ?? 0) + (Number(fields[11]) + Number(fields[12])) * tick;
+      const was = out[p.name] ?? { user: 0, system: 0 };
+      out[p.name] = { user: was.user + Number(fields[11]) * tick, system: was.system + Number(fields[12]) * tick };
     } catch {
       // gone
     }
@@ -159,7 +166,8 @@ try {
   const pgAfter = await commits();
   const done_ = Math.max(1, expected);
   for (const [name, ms] of Object.entries(cpuAfter)) {
-    cpuWindow[name] = (ms - (cpuBefore[name] ?? 0)) / done_;
+    const was = cpuBefore[name] ?? { user: 0, system: 0 };
+    cpuWindow[name] = { user: (ms.user - was.user) / done_, system: (ms.system - was.system) / done_ };
   }
   cpuWindow.pgCommits = (pgAfter - pgBefore) / done_;
   agent.destroy();
@@ -175,9 +183,15 @@ try {
   await admin.end();
 }
 
-for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
+for (const name of args["no-profile"] ? [] : ["scheduler", "invoker", "notifier", "ingress"]) {
   const dir = profDir(name);
-  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")) : [];
+  // The largest: the main thread's (the ESM loader hooks' thread writes a small one beside it).
+  const files = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith(".cpuprofile"))
+        .sort((a, b) => fs.statSync(path.join(dir, b)).size - fs.statSync(path.join(dir, a)).size)
+    : [];
   if (files.length === 0) {
     console.log(`\n## ${name}: no profile written`);
     continue;
@@ -189,13 +203,18 @@ for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
   console.log("top frames by self time:");
   for (const f of summary.frames) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.ms.toFixed(0).padStart(6)} ms  ${f.name}`);
 }
-console.log("\n## CPU per run during the load (from /proc, start-up excluded; profiler overhead included)");
-let sum = 0;
+console.log(
+  `\n## CPU ms per run during the load (from /proc, start-up excluded${args["no-profile"] ? "" : "; profiler overhead included"}): total = user + system`,
+);
+const sum = { user: 0, system: 0 };
+const row = (label, c) => `  ${label.padEnd(10)} ${(c.user + c.system).toFixed(2)} = ${c.user.toFixed(2)} + ${c.system.toFixed(2)}`;
 for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
-  if (cpuWindow[name] === undefined) continue;
-  sum += cpuWindow[name];
-  console.log(`  ${name.padEnd(10)} ${cpuWindow[name].toFixed(2)} ms`);
+  const c = cpuWindow[name];
+  if (c === undefined) continue;
+  sum.user += c.user;
+  sum.system += c.system;
+  console.log(row(name, c));
 }
-console.log(`  ${"sum".padEnd(10)} ${sum.toFixed(2)} ms`);
+console.log(row("sum", sum));
 console.log(`  Postgres commits per run (its own database): ${cpuWindow.pgCommits?.toFixed(2)}`);
-console.log(`\nprofiles in ${outDir}`);
+if (!args["no-profile"]) console.log(`\nprofiles in ${outDir}`);
