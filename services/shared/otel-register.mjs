@@ -8,19 +8,21 @@
 // OTEL_SDK_DISABLED=true turns it all off). Traces are exported when an OTLP
 // endpoint is set or OTEL_TRACES_EXPORTER names an exporter.
 //
-// With no endpoint a tracer provider is still installed, with an always-off
-// sampler and no span processor: the SDK would otherwise install none
-// (exporter "none") and a request arriving without a traceparent would get the
-// all-zero trace id, so logs would carry no usable trace id. This way every
-// request still gets a real trace id, propagated (HTTP, gRPC, NATS, the app,
-// the webhook) and written in its log lines, while spans are non-recording:
-// no attributes gathered, nothing processed or exported (span work
-// nobody reads cost a fifth of each service's CPU per run). With an exporter,
+// With an exporter, the HTTP, gRPC, undici and pg instrumentations run, and
 // OTEL_TRACES_SAMPLER is honoured (parentbased_always_on by default).
+//
+// With no exporter, no instrumentation is loaded (they cost 10-20 % of each
+// service's CPU per run for spans nobody records), but a tracer provider is
+// still installed, with an always-off sampler and no span processor, beside
+// the W3C propagator and the async context manager. Longhaul's own adapters
+// then carry trace context on every hop themselves (@longhaul/shared/telemetry
+// `injectTrace` / `startServerSpan`: HTTP in and out, gRPC metadata, NATS
+// headers), so every request still gets a real trace id (without a provider
+// a request arriving without a traceparent would get the all-zero one),
+// propagated to the app and the webhook and written in its log lines, while
+// spans are non-recording: nothing gathered, processed or exported.
 import { register } from "node:module";
 import path from "node:path";
-
-register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
 
 const env = process.env;
 if (!env.OTEL_SERVICE_NAME) {
@@ -39,13 +41,29 @@ const exportTraces =
 env.OTEL_METRICS_EXPORTER ??= "none"; // metrics are served by prom-client on /metrics
 env.OTEL_LOGS_EXPORTER ??= "none"; // logs go to stdout as JSON
 
-const { NodeSDK } = await import("@opentelemetry/sdk-node");
-const { HttpInstrumentation } = await import("@opentelemetry/instrumentation-http");
-const { GrpcInstrumentation } = await import("@opentelemetry/instrumentation-grpc");
-const { PgInstrumentation } = exportTraces ? await import("@opentelemetry/instrumentation-pg") : {};
-const { UndiciInstrumentation } = await import("@opentelemetry/instrumentation-undici");
+// The loader hook only serves the instrumentations.
+if (exportTraces) register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
 
+const { NodeSDK } = await import("@opentelemetry/sdk-node");
 const { AlwaysOffSampler } = await import("@opentelemetry/sdk-trace-base");
+
+/** The instrumentations, only when spans are exported. */
+async function instrumentations() {
+  const { HttpInstrumentation } = await import("@opentelemetry/instrumentation-http");
+  const { GrpcInstrumentation } = await import("@opentelemetry/instrumentation-grpc");
+  const { PgInstrumentation } = await import("@opentelemetry/instrumentation-pg");
+  const { UndiciInstrumentation } = await import("@opentelemetry/instrumentation-undici");
+  return [
+    new HttpInstrumentation({
+      // Scrapes and probes are not part of any run's trace.
+      ignoreIncomingRequestHook: (req) => req.url === "/metrics" || req.url === "/healthz",
+    }),
+    // Health checks and reflection would fill traces with noise.
+    new GrpcInstrumentation({ ignoreGrpcMethods: ["Check", "Watch", "ServerReflectionInfo"] }),
+    new PgInstrumentation({ requireParentSpan: true }),
+    new UndiciInstrumentation(),
+  ];
+}
 
 /** Records nothing: spans exist (ids, context) but are never sampled. */
 const dropSpans = {
@@ -56,21 +74,11 @@ const dropSpans = {
 };
 
 const sdk = new NodeSDK({
-  instrumentations: [
-    new HttpInstrumentation({
-      // Scrapes and probes are not part of any run's trace.
-      ignoreIncomingRequestHook: (req) => req.url === "/metrics" || req.url === "/healthz",
-    }),
-    // Health checks and reflection would fill traces with noise.
-    new GrpcInstrumentation({ ignoreGrpcMethods: ["Check", "Watch", "ServerReflectionInfo"] }),
-    // Query spans are only worth their cost when someone records them: with
-    // nothing exported the pg hook did nothing useful and cost 3 % of the
-    // scheduler's and notifier's CPU (trace context never flows through SQL).
-    ...(exportTraces ? [new PgInstrumentation({ requireParentSpan: true })] : []),
-    new UndiciInstrumentation(),
-  ],
+  instrumentations: exportTraces ? await instrumentations() : [],
   // Undefined: the SDK builds the exporters OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_* name.
   ...(exportTraces ? {} : { spanProcessors: [dropSpans], sampler: new AlwaysOffSampler() }),
 });
 sdk.start();
 globalThis[Symbol.for("longhaul.otel.sdk")] = sdk;
+// Read by @longhaul/shared/telemetry: the instrumentations carry trace context, the adapters need not.
+globalThis[Symbol.for("longhaul.otel.instrumented")] = exportTraces && env.OTEL_SDK_DISABLED !== "true";

@@ -37,6 +37,43 @@ export const RunAttr = {
   outcome: "longhaul.outcome",
 } as const;
 
+/**
+ * True when OpenTelemetry's HTTP, gRPC and undici instrumentations run (an
+ * exporter is set: otel-register.mjs): they carry trace context on every hop
+ * themselves. Without them Longhaul's adapters do it ({@link injectTrace},
+ * {@link startServerSpan}), which costs a header and a span id per hop.
+ */
+export function instrumented(): boolean {
+  return (globalThis as Record<symbol, unknown>)[Symbol.for("longhaul.otel.instrumented")] === true;
+}
+
+/**
+ * Sets the W3C trace headers of `ctx` through `set` on an outgoing HTTP
+ * request or gRPC call, unless the instrumentations do it (they add their
+ * client span's). With no SDK installed this sets nothing.
+ */
+export function injectTrace(set: (name: string, value: string) => void, ctx: Context = context.active()): void {
+  if (instrumented()) return;
+  propagation.inject(ctx, undefined, { set: (_carrier, name, value) => set(name, value) });
+}
+
+/**
+ * A server span for an incoming HTTP request or gRPC call (`get` reads its
+ * headers or metadata), under the caller's trace when it sent one, and the
+ * context to run the handler in; undefined when the instrumentations make
+ * their own. Without an exporter the span records nothing: it gives the hop
+ * its trace id (a new one when the caller sent none) for logs and onward calls.
+ */
+export function startServerSpan(name: string, get: (name: string) => string | undefined): { span: Span; context: Context } | undefined {
+  if (instrumented()) return undefined;
+  const parent = propagation.extract(context.active(), undefined, {
+    get: (_carrier, key) => get(key),
+    keys: () => [],
+  });
+  const span = tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
 /** The W3C `traceparent` / `tracestate` of a context, for storing beside a run. */
 export function traceCarrier(ctx: Context = context.active()): { traceparent: string; tracestate: string } {
   const carrier: Record<string, string> = {};

@@ -16,8 +16,9 @@ const DROPPED = new Set([
   "upgrade",
   "host",
   "expect",
-  // The run's own trace context is injected by the undici instrumentation;
-  // a stored one would make the app see two.
+  // The run's own trace context is injected with the call (by the undici
+  // instrumentation, or by the upstream client without an exporter); a
+  // stored one would make the app see two.
   "traceparent",
   "tracestate",
 ]);

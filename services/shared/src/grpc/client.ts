@@ -11,6 +11,7 @@ import { fromGrpcError } from "./errors.js";
 import { grpcTarget } from "./targets.js";
 import { INTERNAL_TOKEN_METADATA_KEY } from "./server.js";
 import type { GrpcTls } from "./tls.js";
+import { injectTrace } from "../telemetry.js";
 
 type ClientCtor<C> = new (address: string, creds: ChannelCredentials, options?: Partial<ChannelOptions>) => C;
 
@@ -125,6 +126,7 @@ export function callUnary<Req, Res>(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<Res> {
+  injectTrace((name, value) => metadata.set(name, value));
   return new Promise<Res>((resolve, reject) => {
     const call = method(request, metadata, { deadline: Date.now() + timeoutMs }, (err, res) =>
       err ? reject(fromGrpcError(err)) : resolve(res),

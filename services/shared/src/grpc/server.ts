@@ -21,6 +21,7 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/pr
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { LonghaulError } from "../errors.js";
+import { context, startServerSpan } from "../telemetry.js";
 import { fromGrpcError, toServiceError } from "./errors.js";
 import type { GrpcTls } from "./tls.js";
 
@@ -244,10 +245,24 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   };
 }
 
+/**
+ * Runs `fn` in the call's own server span, under the caller's trace context
+ * from its metadata, when no instrumentation does that (no exporter: see
+ * startServerSpan in @longhaul/shared/telemetry).
+ */
+export function inServerSpan<T>(method: string, metadata: Metadata, fn: () => Promise<T>): Promise<T> {
+  const server = startServerSpan(method, (name) => {
+    const value = metadata.get(name)[0];
+    return typeof value === "string" ? value : undefined;
+  });
+  if (!server) return fn();
+  return context.with(server.context, fn).finally(() => server.span.end());
+}
+
 /** Builds a unary handler from an async function; errors map to gRPC statuses once, here. */
 export function unary<Req, Res>(log: Logger, method: string, fn: Handler<Req, Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    fn(call.request, { metadata: call.metadata, signal: callSignal(call) }).then(
+    inServerSpan(method, call.metadata, () => fn(call.request, { metadata: call.metadata, signal: callSignal(call) })).then(
       (res) => callback(null, res),
       (err: unknown) => callback(toServiceError(reportError(log, method, err)) as never, null),
     );
@@ -262,9 +277,11 @@ export function serverStream<Req, Res>(
 ) {
   return (call: ServerWritableStream<Req, Res>): void => {
     const signal = callSignal(call);
-    fn(call.request, { metadata: call.metadata, signal }, (msg) => {
-      if (!signal.aborted) call.write(msg);
-    }).then(
+    inServerSpan(method, call.metadata, () =>
+      fn(call.request, { metadata: call.metadata, signal }, (msg) => {
+        if (!signal.aborted) call.write(msg);
+      }),
+    ).then(
       () => call.end(),
       (err: unknown) => {
         if (signal.aborted) return;

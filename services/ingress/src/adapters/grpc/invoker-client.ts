@@ -3,6 +3,7 @@ import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { createClient, fromGrpcError, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
 import { invokerPb } from "@longhaul/shared/proto";
+import { injectTrace } from "@longhaul/shared/telemetry";
 import type { InvokeResponsePart, InvokerPort } from "../../core/ports.js";
 
 /** Request body pieces sent per gRPC message; small enough to stream, big enough to be cheap. */
@@ -41,7 +42,9 @@ export function createInvokerClient(addresses: string, internalToken: string, tl
   const client = createClient(invokerPb.InvokerServiceClient, addresses, { tls });
   return {
     async *invoke(head, body, deadlineSeconds, signal): AsyncGenerator<InvokeResponsePart> {
-      const call = client.invoke(internalMetadata(internalToken), { deadline: Date.now() + deadlineSeconds * 1000 });
+      const metadata = internalMetadata(internalToken);
+      injectTrace((name, value) => metadata.set(name, value));
+      const call = client.invoke(metadata, { deadline: Date.now() + deadlineSeconds * 1000 });
       const cancel = () => call.cancel();
       signal.addEventListener("abort", cancel, { once: true });
       // The request streams in while the answer streams out: the app may answer

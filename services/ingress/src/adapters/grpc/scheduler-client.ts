@@ -15,6 +15,7 @@ import { setTimeout } from "node:timers/promises";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { callUnary, createClient, fromGrpcError, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
 import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
+import { injectTrace } from "@longhaul/shared/telemetry";
 import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, RunsWatchItem, Scope, SignedResultsPort } from "../../core/ports.js";
 
 /** Deadline of the quick calls (SubmitRun commits before it answers). */
@@ -29,6 +30,13 @@ const HEALTH_TIMEOUT_MS = 2_000;
 function callerMetadata(caller: Caller): Metadata {
   const md = new Metadata();
   md.set("authorization", caller.authorization);
+  return md;
+}
+
+/** The same for a stream, with the trace context (callUnary adds it to unary calls). */
+function streamMetadata(caller: Caller): Metadata {
+  const md = callerMetadata(caller);
+  injectTrace((name, value) => md.set(name, value));
   return md;
 }
 
@@ -177,7 +185,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
     getRunStats: (caller, req, opts) =>
       callUnary(runClient.getRunStats.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
     async *watchRun(caller, runId, maxSeconds, signal) {
-      const call = runClient.watchRun({ runId }, callerMetadata(caller), {
+      const call = runClient.watchRun({ runId }, streamMetadata(caller), {
         deadline: Date.now() + maxSeconds * 1000,
       });
       for await (const msg of streamOf<runsPb.WatchRunResponse>(call, signal)) {
@@ -185,7 +193,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
       }
     },
     async *watchRuns(caller, req, maxSeconds, signal): AsyncIterable<RunsWatchItem> {
-      const call = runClient.watchRuns(req, callerMetadata(caller), { deadline: Date.now() + maxSeconds * 1000 });
+      const call = runClient.watchRuns(req, streamMetadata(caller), { deadline: Date.now() + maxSeconds * 1000 });
       // The first message carries no run: the scheduler listens from then on.
       for await (const msg of streamOf<runsPb.WatchRunsResponse>(call, signal)) {
         yield msg.run ? { kind: "run", run: msg.run } : { kind: "live" };

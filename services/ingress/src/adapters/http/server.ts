@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
 import type { Registry } from "@longhaul/shared/metrics";
+import { context, startServerSpan } from "@longhaul/shared/telemetry";
 import type { Authenticator } from "../../core/auth.js";
 import type { MeshPorts } from "../../core/ports.js";
 import { adminRoutes } from "./admin-routes.js";
@@ -149,10 +150,18 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
       headersTimeout: 60_000,
     },
     (req, res) => {
-      handle(req, res).catch((err: unknown) => {
-        log.error({ err }, "request handler failed");
-        res.destroy();
+      // The request's own span, in the caller's trace when it sent a traceparent (when no instrumentation makes one).
+      const server = startServerSpan(`${req.method ?? "GET"}`, (name) => {
+        const value = req.headers[name];
+        return typeof value === "string" ? value : undefined;
       });
+      const handled = server ? context.with(server.context, () => handle(req, res)) : handle(req, res);
+      handled
+        .catch((err: unknown) => {
+          log.error({ err }, "request handler failed");
+          res.destroy();
+        })
+        .finally(() => server?.span.end());
     },
   );
 

@@ -3,8 +3,9 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { Dispatcher } from "undici";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
-import { toServiceError } from "@longhaul/shared/grpc";
+import { inServerSpan, toServiceError } from "@longhaul/shared/grpc";
 import type { invokerPb } from "@longhaul/shared/proto";
+import { injectTrace } from "@longhaul/shared/telemetry";
 import type { Capacity } from "../../core/capacity.js";
 import { passableHeaders } from "../../core/outbound-headers.js";
 import type { CallOutcome, InvokerMetrics } from "../../core/ports.js";
@@ -35,7 +36,7 @@ export interface InvokeServiceOptions {
 export function createInvokeService(o: InvokeServiceOptions): { invoke: (call: InvokeCall) => void } {
   return {
     invoke(call) {
-      handle(o, call).catch((err: unknown) => o.log.error({ err }, "invoke handler failed"));
+      inServerSpan("Invoke", call.metadata, () => handle(o, call)).catch((err: unknown) => o.log.error({ err }, "invoke handler failed"));
     },
   };
 }
@@ -66,10 +67,12 @@ async function handle(o: InvokeServiceOptions, call: InvokeCall): Promise<void> 
 
   try {
     const body = await requestBody(messages);
+    const headers = flatHeaders(passableHeaders(head.headers, body !== null));
+    injectTrace((name, value) => headers.push(name, value));
     const res = await o.agent.request({
       ...originAndPath(head.url),
       method: (head.method || "GET").toUpperCase() as Dispatcher.HttpMethod,
-      headers: flatHeaders(passableHeaders(head.headers, body !== null)),
+      headers,
       body,
       signal: controller.signal,
     });

@@ -1,6 +1,7 @@
 import { Agent, type Dispatcher } from "undici";
 import type { EgressPolicy } from "@longhaul/shared/egress";
 import { EGRESS_REFUSED, createGuardedAgent } from "@longhaul/shared/egress-agent";
+import { injectTrace } from "@longhaul/shared/telemetry";
 import type { HeaderPair, UpstreamPort, UpstreamRequest, UpstreamResult } from "../../core/ports.js";
 
 /** Options of the Agent that carries every call to the apps. */
@@ -92,10 +93,13 @@ export function createUpstreamClient(o: UpstreamClientOptions): UpstreamPort {
       if (signal.aborted) return Promise.resolve({ kind: "aborted" });
       let pending: Promise<Dispatcher.ResponseData>;
       try {
+        const headers = flatHeaders(req.headers);
+        // The run.call span's context (when no instrumentation adds its own).
+        injectTrace((name, value) => headers.push(name, value));
         pending = o.agent.request({
           ...originAndPath(req.url),
           method: (req.method || "GET").toUpperCase() as Dispatcher.HttpMethod,
-          headers: flatHeaders(req.headers),
+          headers,
           body: req.body.byteLength > 0 ? Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength) : null,
           signal,
         });

@@ -1,5 +1,5 @@
 import { request } from "undici";
-import { context, contextFromCarrier, trace, traceCarrier } from "@longhaul/shared/telemetry";
+import { context, contextFromCarrier, injectTrace, instrumented, trace } from "@longhaul/shared/telemetry";
 import { validateWebhookUrl, type AddressResolver, type EgressPolicy } from "@longhaul/shared/egress";
 import { createGuardedAgent, egressRefusal } from "@longhaul/shared/egress-agent";
 import type { SendResult, WebhookRequest, WebhookSender } from "../../core/ports.js";
@@ -66,9 +66,13 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
     const headers = { ...req.headers };
     // Inside the caller's span when there is one, else in the run's trace.
     const ctx = trace.getSpan(context.active()) ? context.active() : contextFromCarrier(req.traceparent);
-    // With the OpenTelemetry SDK running, undici's instrumentation adds the
-    // traceparent of its client span; without it, pass the run's own on.
-    if (req.traceparent && !traceCarrier(ctx).traceparent) headers.traceparent = req.traceparent;
+    // With an exporter, undici's instrumentation adds the traceparent of its
+    // client span. Without one, the attempt's own context goes; with no SDK
+    // at all (no propagator), the run's stored traceparent.
+    if (!instrumented()) {
+      injectTrace((name, value) => (headers[name] = value), ctx);
+      if (req.traceparent && !headers.traceparent) headers.traceparent = req.traceparent;
+    }
 
     return context.with(ctx, async () => {
       // The attempt's deadline, cleared the moment the attempt ends. Not
