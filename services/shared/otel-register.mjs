@@ -58,8 +58,11 @@ async function instrumentations() {
       // Scrapes and probes are not part of any run's trace.
       ignoreIncomingRequestHook: (req) => req.url === "/metrics" || req.url === "/healthz",
     }),
-    // Health checks and reflection would fill traces with noise.
-    new GrpcInstrumentation({ ignoreGrpcMethods: ["Check", "Watch", "ServerReflectionInfo"] }),
+    // Health checks and reflection would fill traces with noise. SubmitRuns
+    // is a stream that lives for many requests: each of its messages gets a
+    // client and a server span of its own, named as the SubmitRun call it
+    // carries (adapters/grpc/submit-streams.ts of the ingress and scheduler).
+    new GrpcInstrumentation({ ignoreGrpcMethods: ["Check", "Watch", "ServerReflectionInfo", "SubmitRuns"] }),
     new PgInstrumentation({ requireParentSpan: true }),
     new UndiciInstrumentation(),
   ];

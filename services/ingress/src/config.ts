@@ -48,6 +48,13 @@ export const ingressEnvSchema = commonEnvSchema.extend({
   INGRESS_EVENTS_MAX_WATCHED: envInt(50, 1, 1000),
   /** Serve the dashboard at `/dashboard`. @default true */
   INGRESS_DASHBOARD_ENABLED: envBool(true),
+  /**
+   * SchedulerInternalService/SubmitRuns streams the gateway keeps open for
+   * async submits (each submit a message, not a call); `0` sends every
+   * submit as a unary RunService/SubmitRun call. `auto`: one per address of
+   * `SCHEDULER_ADDR`, two when it is one DNS name. @default "auto"
+   */
+  INGRESS_SUBMIT_STREAMS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
   /** Grace period for in-flight requests at shutdown, in milliseconds. @default 25000 */
   INGRESS_SHUTDOWN_GRACE_MS: envInt(25_000, 0, 600_000),
 });

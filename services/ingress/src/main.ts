@@ -22,7 +22,11 @@ await runService({
 
     // TLS (mutual with a CA) to every peer when LONGHAUL_GRPC_TLS_* is set; plaintext otherwise.
     const tls = createGrpcTls(config, log);
-    const scheduler = createSchedulerClients(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, tls);
+    const scheduler = createSchedulerClients(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, {
+      tls,
+      log,
+      submitStreams: config.INGRESS_SUBMIT_STREAMS === "auto" ? undefined : config.INGRESS_SUBMIT_STREAMS,
+    });
     const notifier = createNotifierClient(config.NOTIFIER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, tls);
     const invoker = createInvokerClient(config.INVOKER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, tls);
     const admin = createAdminClient(config.SCHEDULER_ADDR, tls);

@@ -36,7 +36,7 @@ export async function startGateway(ports: MeshPorts): Promise<{ gateway: HttpGat
 
 /** The ingress's real gRPC clients of the given addresses, as mesh ports. */
 export function meshPorts(schedulerAddr: string, invokerAddr: string, notifierAddr: string) {
-  const scheduler = createSchedulerClients(schedulerAddr, TOKEN);
+  const scheduler = createSchedulerClients(schedulerAddr, TOKEN, { log: createLogger("ingress-test", "silent") });
   const notifier = createNotifierClient(notifierAddr, TOKEN);
   const invoker = createInvokerClient(invokerAddr, TOKEN);
   const admin = createAdminClient(schedulerAddr);

@@ -16,8 +16,9 @@ import { createTenancy } from "./core/tenancy.js";
 import { createAdminService, createKeyService } from "./adapters/grpc/admin-service.js";
 import { createHandoffStreams } from "./adapters/grpc/handoff-streams.js";
 import { createInternalService } from "./adapters/grpc/internal-service.js";
-import { createAppService, createRunService } from "./adapters/grpc/public-services.js";
-import { createSchedulerMetrics, createWatchGauges } from "./adapters/metrics.js";
+import { createAppService, createRunService, createSubmit } from "./adapters/grpc/public-services.js";
+import { createSubmitStreams } from "./adapters/grpc/submit-streams.js";
+import { createSchedulerMetrics, createStreamSubmitCounter, createWatchGauges } from "./adapters/metrics.js";
 import { createEventBus } from "./adapters/nats/event-bus.js";
 import { settingsNotices } from "./adapters/nats/settings-notices.js";
 import { ensureProjectKey } from "./adapters/pg/app-store.js";
@@ -114,9 +115,13 @@ await runService({
     grpc.add(appsPb.AppServiceService, createAppService(runRegistry, tenancy, log, egress));
     grpc.add(adminPb.AdminServiceService, createAdminService(tenancy, log));
     grpc.add(adminPb.KeyServiceService, createKeyService(tenancy, log));
-    grpc.add(schedulerPb.SchedulerInternalServiceService, createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy, handoffs), {
-      internal: true,
-    });
+    // The gateway's submits, as messages on its SubmitRuns streams: each made as RunService/SubmitRun makes it.
+    const submitStreams = createSubmitStreams(createSubmit(runRegistry, tenancy), log, createStreamSubmitCounter(registry));
+    grpc.add(
+      schedulerPb.SchedulerInternalServiceService,
+      createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy, handoffs, submitStreams),
+      { internal: true },
+    );
     const port = await grpc.start();
     const metrics = await serveMetrics(registry, config.SCHEDULER_METRICS_HOST, config.SCHEDULER_METRICS_PORT);
 
@@ -150,7 +155,17 @@ await runService({
         },
         // Invokers get what was started for them, then their streams end: they reconnect to another copy.
         { name: "handoff streams", close: async () => handoffs.close() },
-        { name: "grpc", close: () => grpc.stop(10_000) },
+        {
+          // Submits on the gateway's streams are answered, then each stream
+          // ends UNAVAILABLE; meanwhile the server's GOAWAY sends the gateway's
+          // next streams (and unary calls) to other copies.
+          name: "grpc",
+          close: async () => {
+            const drained = submitStreams.close();
+            await grpc.stop(10_000);
+            await drained;
+          },
+        },
         { name: "grpc tls reload", close: async () => tls?.close() },
         { name: "postgres probe", close: async () => pgProbe.stop() },
         { name: "metrics", close: () => metrics.close() },

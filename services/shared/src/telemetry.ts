@@ -1,4 +1,5 @@
 import {
+  ROOT_CONTEXT,
   context,
   propagation,
   trace,
@@ -9,7 +10,7 @@ import {
   type Span,
 } from "@opentelemetry/api";
 
-export { context, propagation, trace, SpanKind, SpanStatusCode };
+export { ROOT_CONTEXT, context, propagation, trace, SpanKind, SpanStatusCode };
 export type { Attributes, Context, Span };
 
 /** Flushes and stops the SDK started by otel-register.mjs, if it runs. */
@@ -122,4 +123,34 @@ export async function inSpan<T>(
   } finally {
     span.end();
   }
+}
+
+/**
+ * Attributes of a span that stands for one gRPC call, as
+ * @opentelemetry/instrumentation-grpc names them (semantic conventions for
+ * RPC): `rpc.system`, `rpc.service`, `rpc.method`. A message of a stream that
+ * carries such a call (SubmitRuns carries SubmitRun) gets its span named and
+ * attributed like the call, so traces read the same either way.
+ */
+export function rpcSpanAttributes(path: string): Attributes {
+  const [, service = "", method = ""] = path.split("/");
+  return { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method };
+}
+
+/** The span name instrumentation-grpc gives a call of `path` (`/pkg.Service/Method` → `grpc.pkg.Service/Method`). */
+export function rpcSpanName(path: string): string {
+  return `grpc.${path.replace("/", "")}`;
+}
+
+/**
+ * Ends a span standing for a gRPC call as instrumentation-grpc ends its own:
+ * `rpc.grpc.status_code`, and on failure status ERROR with the error's name and message.
+ */
+export function endRpcSpan(span: Span, grpcCode: number, err?: { name: string; message: string }): void {
+  span.setAttribute("rpc.grpc.status_code", grpcCode);
+  if (grpcCode !== 0) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err?.message ?? "" });
+    if (err) span.setAttributes({ "grpc.error_name": err.name, "grpc.error_message": err.message });
+  }
+  span.end();
 }

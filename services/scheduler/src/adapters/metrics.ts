@@ -98,3 +98,24 @@ export function createWatchGauges(registry: Registry, stats: () => { runs: numbe
     },
   });
 }
+
+/**
+ * `longhaul_stream_submits_total{code}`: submits answered on the gateway's
+ * SubmitRuns streams, by Longhaul code (`ok` for a run accepted). They are
+ * messages, not calls, so `grpc_server_handled_total` counts their streams
+ * only; unary SubmitRun calls are counted there as before.
+ */
+export function createStreamSubmitCounter(registry: Registry): (code: string) => void {
+  const counter = new Counter({
+    name: "longhaul_stream_submits_total",
+    help: "Submits answered on SubmitRuns streams, by Longhaul code (ok: accepted)",
+    labelNames: ["code"],
+    registers: [registry],
+  });
+  const byCode = new Map<string, ReturnType<typeof counter.labels>>();
+  return (code) => {
+    let c = byCode.get(code);
+    if (!c) byCode.set(code, (c = counter.labels({ code })));
+    c.inc();
+  };
+}

@@ -98,3 +98,37 @@ function quotaOf(raw: unknown): QuotaState | undefined {
     return undefined;
   }
 }
+
+/**
+ * A LonghaulError as a message of a stream carries it (`SubmitError` of
+ * SchedulerInternalService/SubmitRuns): everything {@link toServiceError}
+ * puts in a call's status and trailers, so that the error read back by
+ * {@link errorFromFields} is the one {@link fromGrpcError} would have read.
+ */
+export interface ErrorFields {
+  code: string;
+  message: string;
+  retryAfterSeconds?: number | undefined;
+  /** JSON {@link QuotaState}, or "". */
+  quotaJson: string;
+}
+
+/** The fields of a stream message's error, as {@link toServiceError} would have sent them. */
+export function errorToFields(err: LonghaulError): ErrorFields {
+  return {
+    code: err.code,
+    message: err.message,
+    retryAfterSeconds: err.retryAfterSeconds,
+    quotaJson: err.quota ? JSON.stringify(err.quota) : "",
+  };
+}
+
+/** A stream message's error back into the LonghaulError {@link fromGrpcError} makes of the same status. */
+export function errorFromFields(f: ErrorFields): LonghaulError {
+  const code = isErrorCode(f.code) ? f.code : "internal";
+  const retryAfter = f.retryAfterSeconds;
+  return new LonghaulError(code, code === "internal" ? "internal error" : f.message, {
+    retryAfterSeconds: retryAfter !== undefined && Number.isFinite(retryAfter) ? retryAfter : undefined,
+    quota: quotaOf(f.quotaJson || undefined),
+  });
+}

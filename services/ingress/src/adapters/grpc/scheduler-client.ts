@@ -10,13 +10,16 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { randomUUID } from "node:crypto";
+import { isIP } from "node:net";
 import { service as healthService } from "grpc-health-check";
 import { setTimeout } from "node:timers/promises";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { callUnary, createClient, fromGrpcError, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
+import type { Logger } from "@longhaul/shared/logger";
 import { appsPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { injectTrace } from "@longhaul/shared/telemetry";
 import type { AppsPort, Caller, HealthPort, KeyResolver, RunsPort, RunsWatchItem, Scope, SignedResultsPort } from "../../core/ports.js";
+import { createSubmitStreams } from "./submit-streams.js";
 
 /** Deadline of the quick calls (SubmitRun commits before it answers). */
 const CALL_TIMEOUT_MS = 10_000;
@@ -109,16 +112,51 @@ async function submitWithFailover<T>(req: runsPb.SubmitRunRequest, call: (req: r
   }
 }
 
+/** Options of {@link createSchedulerClients}. */
+export interface SchedulerClientsOptions {
+  /** Connect with TLS; absent: plaintext. */
+  tls?: GrpcTls | undefined;
+  log: Logger;
+  /**
+   * SubmitRuns streams kept open for submits; 0 sends every submit as a
+   * unary RunService/SubmitRun call. @default {@link defaultSubmitStreams}
+   */
+  submitStreams?: number | undefined;
+}
+
+/**
+ * SubmitRuns streams for an address list: one per address listed (round-robin
+ * puts the streams opened together on different copies), two for one DNS
+ * name (its copies are not known here; streams are renewed every few seconds
+ * and spread over them as they come and go).
+ */
+export function defaultSubmitStreams(addresses: string): number {
+  const entries = addresses.split(",").map((e) => e.trim()).filter((e) => e !== "");
+  if (entries.length !== 1) return Math.max(1, entries.length);
+  const host = /^(?:ipv[46]:)?\[?([^\]]*?)\]?:\d+$/.exec(entries[0]!)?.[1] ?? "";
+  return isIP(host) ? 1 : 2;
+}
+
 /**
  * Clients of the scheduler's public and internal services at `addresses`
  * (every copy; calls are spread round-robin over those that answer), over TLS
- * when `tls` is given.
+ * when `options.tls` is given. Submits travel as messages on SubmitRuns
+ * streams (adapters/grpc/submit-streams.ts), or as unary calls when no stream
+ * can take them at once.
  */
-export function createSchedulerClients(addresses: string, internalToken: string, tls?: GrpcTls): SchedulerClients {
+export function createSchedulerClients(addresses: string, internalToken: string, options: SchedulerClientsOptions): SchedulerClients {
+  const tls = options.tls;
   const runClient = createClient(runsPb.RunServiceClient, addresses, { retry: RETRIED, tls });
   const appClient = createClient(appsPb.AppServiceClient, addresses, { retry: RETRIED, tls });
   const internalClient = createClient(schedulerPb.SchedulerInternalServiceClient, addresses, { retry: RETRIED, tls });
   const healthClient = createClient(HealthClient, addresses, { retry: RETRIED, tls });
+  // On the internal client's channel: round-robin puts each new stream on the next copy.
+  const submitStreams = createSubmitStreams({
+    open: () => internalClient.submitRuns(internalMetadata(internalToken)),
+    channel: internalClient.getChannel(),
+    streams: options.submitStreams ?? defaultSubmitStreams(addresses),
+    log: options.log,
+  });
 
   const keys: KeyResolver = {
     async resolve(apiKey) {
@@ -136,8 +174,11 @@ export function createSchedulerClients(addresses: string, internalToken: string,
 
   const runs: RunsPort = {
     submitRun: (caller, req, opts) =>
-      submitWithFailover(req, (once) =>
-        callUnary(runClient.submitRun.bind(runClient), once, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+      submitWithFailover(
+        req,
+        (once) =>
+          submitStreams.submit(caller.authorization, once, CALL_TIMEOUT_MS, opts?.signal) ??
+          callUnary(runClient.submitRun.bind(runClient), once, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
       ),
     async getRun(caller, runId, waitSeconds, opts) {
       const res = await callUnary(
@@ -274,6 +315,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
     apps,
     health,
     close() {
+      submitStreams.close();
       for (const c of [runClient, appClient, internalClient, healthClient]) c.close();
     },
   };

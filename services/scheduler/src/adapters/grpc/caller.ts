@@ -6,19 +6,31 @@ import type { KeyCaller, Scope } from "../../core/tenancy-model.js";
 /** How often an open stream checks that its key still works (revocation reaches streams within 5 s). */
 const STREAM_KEY_CHECK_MS = 1_000;
 
-/** The bearer key of `authorization` metadata; `unauthenticated` when there is none. */
-export function bearerOf(ctx: CallContext): string {
-  const header = ctx.metadata.get("authorization")[0];
+/** The bearer key of an `authorization` value (`Bearer <key>`); `unauthenticated` when there is none. */
+export function bearerFrom(header: unknown): string {
   const match = typeof header === "string" ? /^Bearer\s+(\S+)$/i.exec(header) : null;
   if (!match?.[1]) throw new LonghaulError("unauthenticated", "authorization metadata must be 'Bearer <api key>'");
   return match[1];
 }
 
-/** The project key's caller, checked for `scope` (403 naming it otherwise). */
-export async function callerOf(tenancy: Tenancy, ctx: CallContext, scope: Scope | null, what: string): Promise<KeyCaller> {
-  const caller = await tenancy.authenticate(bearerOf(ctx));
+/** The bearer key of `authorization` metadata; `unauthenticated` when there is none. */
+export function bearerOf(ctx: CallContext): string {
+  return bearerFrom(ctx.metadata.get("authorization")[0]);
+}
+
+/**
+ * The project key's caller of an `authorization` value (metadata, or a
+ * SubmitRuns message's field), checked for `scope` (403 naming it otherwise).
+ */
+export async function callerOfAuthorization(tenancy: Tenancy, authorization: unknown, scope: Scope | null, what: string): Promise<KeyCaller> {
+  const caller = await tenancy.authenticate(bearerFrom(authorization));
   if (scope) tenancy.requireScope(caller, scope, what);
   return caller;
+}
+
+/** The project key's caller, checked for `scope` (403 naming it otherwise). */
+export function callerOf(tenancy: Tenancy, ctx: CallContext, scope: Scope | null, what: string): Promise<KeyCaller> {
+  return callerOfAuthorization(tenancy, ctx.metadata.get("authorization")[0], scope, what);
 }
 
 /**

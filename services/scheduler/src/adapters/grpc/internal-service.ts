@@ -9,6 +9,7 @@ import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { Tenancy } from "../../core/tenancy.js";
 import type { HandoffStreams } from "./handoff-streams.js";
+import type { SubmitStreams } from "./submit-streams.js";
 import { checkStreamIds } from "./stream-ids.js";
 import { bodyGone, claimResponse, contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
 
@@ -20,6 +21,7 @@ export function createInternalService(
   log: Logger,
   tenancy: Tenancy,
   handoffs: HandoffStreams,
+  submits: SubmitStreams,
 ): schedulerPb.SchedulerInternalServiceServer {
   const claim = (req: schedulerPb.ClaimRunRequest) => lifecycle.claim(req.runId, req.attempt, req.invokerId);
 
@@ -107,6 +109,7 @@ export function createInternalService(
     attempts: (call: ServerDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>) => attempts(call),
     handoff: (call: ServerDuplexStream<schedulerPb.HandoffRequest, schedulerPb.HandoffResponse>) =>
       handoffs.serve(call, (invokerId, held, endedStreams) => lifecycle.returnUnreceived(invokerId, held, endedStreams)),
+    submitRuns: (call: ServerDuplexStream<schedulerPb.SubmitRunsRequest, schedulerPb.SubmitRunsResponse>) => submits.serve(call),
     releaseRun: unary(log, "ReleaseRun", async (req: schedulerPb.ReleaseRunRequest) => ({
       accepted: (await lifecycle.release(req.runId, req.attempt, req.invokerId, req.reason)) !== undefined,
     })),

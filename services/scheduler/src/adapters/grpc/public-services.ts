@@ -9,7 +9,7 @@ import type { RunRegistry } from "../../core/run-registry.js";
 import type { StoredApp } from "../../core/ports.js";
 import type { Tenancy } from "../../core/tenancy.js";
 import type { Scope } from "../../core/tenancy-model.js";
-import { callerOf, whileKeyWorks } from "./caller.js";
+import { callerOf, callerOfAuthorization, whileKeyWorks } from "./caller.js";
 import { resultToProto, runToProto, statusFromProto } from "./mapping.js";
 
 /** The project of the API key in the `authorization: Bearer <key>` metadata, checked for `scope`. */
@@ -48,16 +48,24 @@ function appToProto(a: StoredApp & { queued: number; inFlight: number }): appsPb
   };
 }
 
-/** `longhaul.v1.RunService` on the core registry. */
-export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: Logger): runsPb.RunServiceServer {
-  return {
-    // `run.submit` is the run's own first span: the run stores its context
-    // (traceCarrier), and every later hop of the run joins it.
-    submitRun: unary(log, "SubmitRun", (req: runsPb.SubmitRunRequest, ctx) =>
-      inSpan("run.submit", { attributes: { [RunAttr.app]: req.app } }, async (span) => {
-        const project = await projectOf(tenancy, ctx, "invoke", "submitting a run");
-        const r = req.request;
-        const accepted = await countingThrottles(tenancy, project, () => registry.submit(
+/** One submit as RunService/SubmitRun and SchedulerInternalService/SubmitRuns both make it. */
+export type Submit = (authorization: unknown, req: runsPb.SubmitRunRequest) => Promise<runsPb.SubmitRunResponse>;
+
+/**
+ * The body of a submit, shared by the unary RunService/SubmitRun and the
+ * gateway's SubmitRuns stream: the caller's key (`authorization`, as sent)
+ * must have the `invoke` scope; a refusal over a project limit counts in its
+ * usage. `run.submit` is the run's own first span, started in the active
+ * context (the call's or the stream message's): the run stores its context
+ * (traceCarrier), and every later hop of the run joins it.
+ */
+export function createSubmit(registry: RunRegistry, tenancy: Tenancy): Submit {
+  return (authorization, req) =>
+    inSpan("run.submit", { attributes: { [RunAttr.app]: req.app } }, async (span) => {
+      const { project } = await callerOfAuthorization(tenancy, authorization, "invoke", "submitting a run");
+      const r = req.request;
+      const accepted = await countingThrottles(tenancy, project, () =>
+        registry.submit(
           project,
           {
             app: req.app,
@@ -76,10 +84,18 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
             runId: req.runId,
           },
           traceCarrier(),
-        ));
-        span.setAttributes({ [RunAttr.runId]: accepted.runId, [RunAttr.project]: project, "longhaul.existing": accepted.existing });
-        return accepted;
-      })),
+        ),
+      );
+      span.setAttributes({ [RunAttr.runId]: accepted.runId, [RunAttr.project]: project, "longhaul.existing": accepted.existing });
+      return accepted;
+    });
+}
+
+/** `longhaul.v1.RunService` on the core registry. */
+export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: Logger): runsPb.RunServiceServer {
+  const submit = createSubmit(registry, tenancy);
+  return {
+    submitRun: unary(log, "SubmitRun", (req: runsPb.SubmitRunRequest, ctx) => submit(ctx.metadata.get("authorization")[0], req)),
     getRun: unary(log, "GetRun", async (req: runsPb.GetRunRequest, ctx) => {
       const caller = await callerOf(tenancy, ctx, "read", "reading runs");
       if (!req.waitSeconds) return { run: runToProto(await registry.getRun(caller.project, req.runId)) };

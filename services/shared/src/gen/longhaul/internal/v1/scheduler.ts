@@ -27,6 +27,8 @@ import {
   RunStatus,
   runStatusFromJSON,
   runStatusToJSON,
+  SubmitRunRequest,
+  SubmitRunResponse,
   WebhookState,
   webhookStateFromJSON,
   webhookStateToJSON,
@@ -192,6 +194,54 @@ export interface HandoffStop {
 export interface HandoffResponse {
   /** A run started for this invoker: make its call as after ClaimRun. */
   run?: ClaimRunResponse | undefined;
+}
+
+export interface SubmitRunsRequest {
+  /** Chosen by the client, unique on its stream: the answer carries it. */
+  id: number;
+  /**
+   * The caller's `authorization` value (`Bearer <api key>`), as SubmitRun
+   * takes it in metadata.
+   */
+  authorization: string;
+  submit?:
+    | SubmitRunRequest
+    | undefined;
+  /**
+   * W3C trace context of the client's span for this submit (a stream
+   * carries no per-message metadata).
+   */
+  traceparent: string;
+  tracestate: string;
+}
+
+export interface SubmitRunsResponse {
+  id: number;
+  result?: { $case: "submitted"; value: SubmitRunResponse } | //
+  /** The submit failed as SubmitRun would have failed. */
+  { $case: "error"; value: SubmitError } | undefined;
+}
+
+/** What SubmitRun's error status carries: its code, message and trailers. */
+export interface SubmitError {
+  /**
+   * A Longhaul error code, as in HTTP error bodies (invalid_argument,
+   * unauthenticated, resource_exhausted, unavailable, ...).
+   */
+  code: string;
+  message: string;
+  /**
+   * Seconds a client should wait before trying again (the
+   * `longhaul-retry-after` trailer); absent when none.
+   */
+  retryAfterSeconds?:
+    | number
+    | undefined;
+  /**
+   * For a refusal over a project limit: the JSON QuotaState of the
+   * `longhaul-quota` trailer; empty otherwise.
+   */
+  quotaJson: string;
 }
 
 export interface ReleaseRunRequest {
@@ -2233,6 +2283,383 @@ export const HandoffResponse: MessageFns<HandoffResponse> = {
   },
 };
 
+function createBaseSubmitRunsRequest(): SubmitRunsRequest {
+  return { id: 0, authorization: "", submit: undefined, traceparent: "", tracestate: "" };
+}
+
+export const SubmitRunsRequest: MessageFns<SubmitRunsRequest> = {
+  encode(message: SubmitRunsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.authorization !== "") {
+      writer.uint32(18).string(message.authorization);
+    }
+    if (message.submit !== undefined) {
+      SubmitRunRequest.encode(message.submit, writer.uint32(26).fork()).join();
+    }
+    if (message.traceparent !== "") {
+      writer.uint32(34).string(message.traceparent);
+    }
+    if (message.tracestate !== "") {
+      writer.uint32(42).string(message.tracestate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitRunsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitRunsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.authorization = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.submit = SubmitRunRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.traceparent = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tracestate = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitRunsRequest {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      authorization: isSet(object.authorization) ? globalThis.String(object.authorization) : "",
+      submit: isSet(object.submit) ? SubmitRunRequest.fromJSON(object.submit) : undefined,
+      traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : "",
+      tracestate: isSet(object.tracestate) ? globalThis.String(object.tracestate) : "",
+    };
+  },
+
+  toJSON(message: SubmitRunsRequest): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.authorization !== "") {
+      obj.authorization = message.authorization;
+    }
+    if (message.submit !== undefined) {
+      obj.submit = SubmitRunRequest.toJSON(message.submit);
+    }
+    if (message.traceparent !== "") {
+      obj.traceparent = message.traceparent;
+    }
+    if (message.tracestate !== "") {
+      obj.tracestate = message.tracestate;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitRunsRequest>, I>>(base?: I): SubmitRunsRequest {
+    return SubmitRunsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitRunsRequest>, I>>(object: I): SubmitRunsRequest {
+    const message = createBaseSubmitRunsRequest();
+    message.id = object.id ?? 0;
+    message.authorization = object.authorization ?? "";
+    message.submit = (object.submit !== undefined && object.submit !== null)
+      ? SubmitRunRequest.fromPartial(object.submit)
+      : undefined;
+    message.traceparent = object.traceparent ?? "";
+    message.tracestate = object.tracestate ?? "";
+    return message;
+  },
+};
+
+function createBaseSubmitRunsResponse(): SubmitRunsResponse {
+  return { id: 0, result: undefined };
+}
+
+export const SubmitRunsResponse: MessageFns<SubmitRunsResponse> = {
+  encode(message: SubmitRunsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    switch (message.result?.$case) {
+      case "submitted":
+        SubmitRunResponse.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+      case "error":
+        SubmitError.encode(message.result.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitRunsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitRunsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "submitted", value: SubmitRunResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "error", value: SubmitError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitRunsResponse {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      result: isSet(object.submitted)
+        ? { $case: "submitted", value: SubmitRunResponse.fromJSON(object.submitted) }
+        : isSet(object.error)
+        ? { $case: "error", value: SubmitError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SubmitRunsResponse): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.result?.$case === "submitted") {
+      obj.submitted = SubmitRunResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = SubmitError.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitRunsResponse>, I>>(base?: I): SubmitRunsResponse {
+    return SubmitRunsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitRunsResponse>, I>>(object: I): SubmitRunsResponse {
+    const message = createBaseSubmitRunsResponse();
+    message.id = object.id ?? 0;
+    switch (object.result?.$case) {
+      case "submitted": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "submitted", value: SubmitRunResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: SubmitError.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSubmitError(): SubmitError {
+  return { code: "", message: "", retryAfterSeconds: undefined, quotaJson: "" };
+}
+
+export const SubmitError: MessageFns<SubmitError> = {
+  encode(message: SubmitError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.retryAfterSeconds !== undefined) {
+      writer.uint32(25).double(message.retryAfterSeconds);
+    }
+    if (message.quotaJson !== "") {
+      writer.uint32(34).string(message.quotaJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.retryAfterSeconds = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.quotaJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitError {
+    return {
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      retryAfterSeconds: isSet(object.retryAfterSeconds)
+        ? globalThis.Number(object.retryAfterSeconds)
+        : isSet(object.retry_after_seconds)
+        ? globalThis.Number(object.retry_after_seconds)
+        : undefined,
+      quotaJson: isSet(object.quotaJson)
+        ? globalThis.String(object.quotaJson)
+        : isSet(object.quota_json)
+        ? globalThis.String(object.quota_json)
+        : "",
+    };
+  },
+
+  toJSON(message: SubmitError): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.retryAfterSeconds !== undefined) {
+      obj.retryAfterSeconds = floatToJson(message.retryAfterSeconds);
+    }
+    if (message.quotaJson !== "") {
+      obj.quotaJson = message.quotaJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitError>, I>>(base?: I): SubmitError {
+    return SubmitError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitError>, I>>(object: I): SubmitError {
+    const message = createBaseSubmitError();
+    message.code = object.code ?? "";
+    message.message = object.message ?? "";
+    message.retryAfterSeconds = object.retryAfterSeconds ?? undefined;
+    message.quotaJson = object.quotaJson ?? "";
+    return message;
+  },
+};
+
 function createBaseReleaseRunRequest(): ReleaseRunRequest {
   return { runId: "", attempt: 0, invokerId: "", reason: "" };
 }
@@ -3711,6 +4138,28 @@ export const SchedulerInternalServiceService = {
     responseSerialize: (value: HandoffResponse): Buffer => Buffer.from(HandoffResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HandoffResponse => HandoffResponse.decode(value),
   },
+  /**
+   * SubmitRuns carries the gateway's submits on one open stream, each
+   * message the same call as longhaul.v1.RunService/SubmitRun at a fraction
+   * of its cost (no call set-up per submit). The stream is authenticated
+   * with the internal token; each message carries the caller's own
+   * `authorization` (checked as SubmitRun checks it) and the caller's trace
+   * context. Messages are handled concurrently and each is answered with its
+   * `id`, in whatever order they finish; one message's failure answers only
+   * that id. A submit sent again with the same run_id (after the stream
+   * broke) never makes a second run. A scheduler copy shutting down answers
+   * what it has taken, refuses new messages (unavailable), then ends the
+   * stream with UNAVAILABLE.
+   */
+  submitRuns: {
+    path: "/longhaul.internal.v1.SchedulerInternalService/SubmitRuns" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: SubmitRunsRequest): Buffer => Buffer.from(SubmitRunsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitRunsRequest => SubmitRunsRequest.decode(value),
+    responseSerialize: (value: SubmitRunsResponse): Buffer => Buffer.from(SubmitRunsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitRunsResponse => SubmitRunsResponse.decode(value),
+  },
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun: {
     path: "/longhaul.internal.v1.SchedulerInternalService/ReleaseRun" as const,
@@ -3825,6 +4274,20 @@ export interface SchedulerInternalServiceServer extends UntypedServiceImplementa
    * the scheduler finishes what it has started for it, then ends its side.
    */
   handoff: handleBidiStreamingCall<HandoffRequest, HandoffResponse>;
+  /**
+   * SubmitRuns carries the gateway's submits on one open stream, each
+   * message the same call as longhaul.v1.RunService/SubmitRun at a fraction
+   * of its cost (no call set-up per submit). The stream is authenticated
+   * with the internal token; each message carries the caller's own
+   * `authorization` (checked as SubmitRun checks it) and the caller's trace
+   * context. Messages are handled concurrently and each is answered with its
+   * `id`, in whatever order they finish; one message's failure answers only
+   * that id. A submit sent again with the same run_id (after the stream
+   * broke) never makes a second run. A scheduler copy shutting down answers
+   * what it has taken, refuses new messages (unavailable), then ends the
+   * stream with UNAVAILABLE.
+   */
+  submitRuns: handleBidiStreamingCall<SubmitRunsRequest, SubmitRunsResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun: handleUnaryCall<ReleaseRunRequest, ReleaseRunResponse>;
   /** GetDeliveryInput returns what the notifier needs to deliver a webhook. */
@@ -3952,6 +4415,25 @@ export interface SchedulerInternalServiceClient extends Client {
   handoff(): ClientDuplexStream<HandoffRequest, HandoffResponse>;
   handoff(options: Partial<CallOptions>): ClientDuplexStream<HandoffRequest, HandoffResponse>;
   handoff(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<HandoffRequest, HandoffResponse>;
+  /**
+   * SubmitRuns carries the gateway's submits on one open stream, each
+   * message the same call as longhaul.v1.RunService/SubmitRun at a fraction
+   * of its cost (no call set-up per submit). The stream is authenticated
+   * with the internal token; each message carries the caller's own
+   * `authorization` (checked as SubmitRun checks it) and the caller's trace
+   * context. Messages are handled concurrently and each is answered with its
+   * `id`, in whatever order they finish; one message's failure answers only
+   * that id. A submit sent again with the same run_id (after the stream
+   * broke) never makes a second run. A scheduler copy shutting down answers
+   * what it has taken, refuses new messages (unavailable), then ends the
+   * stream with UNAVAILABLE.
+   */
+  submitRuns(): ClientDuplexStream<SubmitRunsRequest, SubmitRunsResponse>;
+  submitRuns(options: Partial<CallOptions>): ClientDuplexStream<SubmitRunsRequest, SubmitRunsResponse>;
+  submitRuns(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<SubmitRunsRequest, SubmitRunsResponse>;
   /** ReleaseRun hands an attempt back without an outcome (invoker draining). */
   releaseRun(
     request: ReleaseRunRequest,

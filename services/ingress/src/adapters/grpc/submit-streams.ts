@@ -1,0 +1,295 @@
+import { connectivityState, status as GrpcStatus, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { LonghaulError } from "@longhaul/shared/errors";
+import { errorFromFields, fromGrpcError, grpcStatusOf } from "@longhaul/shared/grpc";
+import type { Logger } from "@longhaul/shared/logger";
+import { runsPb, type schedulerPb } from "@longhaul/shared/proto";
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  context,
+  endRpcSpan,
+  rpcSpanAttributes,
+  rpcSpanName,
+  trace,
+  traceCarrier,
+  tracer,
+} from "@longhaul/shared/telemetry";
+
+/** What the streams watch of their channel. */
+type Channel = Pick<ReturnType<Client["getChannel"]>, "getConnectivityState" | "watchConnectivityState">;
+
+export type SubmitDuplex = ClientDuplexStream<schedulerPb.SubmitRunsRequest, schedulerPb.SubmitRunsResponse>;
+
+/** Options of {@link createSubmitStreams}. */
+export interface SubmitStreamsOptions {
+  /** Opens a SubmitRuns stream (the internal token in its metadata). */
+  open(): SubmitDuplex;
+  /** The channel the streams run on: a change of its state (a GOAWAY, a lost copy) renews them. */
+  channel?: Channel;
+  /** Streams kept open; submits go round-robin over those that are open. */
+  streams: number;
+  /** Submits waiting for their answer on one stream; past it, the caller uses the unary call. @default 256 */
+  maxInFlight?: number;
+  /**
+   * A stream is replaced by a new one after this long (the old one ends once
+   * its answers arrived), so that streams follow the scheduler copies as they
+   * come and go: a stream stays with the connection it was opened on.
+   * @default 10_000
+   */
+  maxAgeMs?: number;
+  /** Wait before opening a stream again after one broke. @default 200 ms doubling to 10 s */
+  retry?: { initialMs: number; maxMs: number };
+  log: Logger;
+}
+
+/** The gateway's SubmitRuns streams. */
+export interface SubmitStreams {
+  /**
+   * Sends a submit on an open stream and resolves with its answer; `undefined`
+   * when no stream can take it now (none open yet, all reconnecting or at
+   * their bound): the caller makes the unary call instead, and never waits
+   * for a stream. Rejects with the LonghaulError the unary call would have
+   * given; `unavailable` when the stream broke before the answer (the submit
+   * may have been committed: send it again with the same run id).
+   */
+  submit(authorization: string, req: runsPb.SubmitRunRequest, timeoutMs: number, signal?: AbortSignal): Promise<runsPb.SubmitRunResponse> | undefined;
+  /** Ends every stream; submits still waiting fail as unavailable. */
+  close(): void;
+}
+
+/** What the span of a submit on a stream stands for: the SubmitRun call it replaces. */
+const SUBMIT_PATH = runsPb.RunServiceService.submitRun.path;
+const SPAN_NAME = rpcSpanName(SUBMIT_PATH);
+const SPAN_ATTRIBUTES = { ...rpcSpanAttributes(SUBMIT_PATH), "longhaul.via": "SubmitRuns" };
+
+/** A stream open this long counts as healthy: its successor opens without backoff. */
+const STABLE_MS = 5_000;
+
+interface Waiting {
+  resolve: (res: runsPb.SubmitRunResponse) => void;
+  reject: (err: LonghaulError) => void;
+  timer: NodeJS.Timeout;
+  span: ReturnType<typeof tracer.startSpan>;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+interface Stream {
+  call: SubmitDuplex;
+  /** The scheduler's headers arrived: the stream is up. */
+  ready: boolean;
+  /** Half-closed by us (replaced, or closing): takes no new submits. */
+  draining: boolean;
+  ended: boolean;
+  openedAt: number;
+  /** The scheduler copy it reached (`host:port`), for spans. */
+  peer: { address: string; port: number } | undefined;
+  waiting: Map<number, Waiting>;
+}
+
+/** One of the streams kept open, and its successor while that one opens. */
+interface Slot {
+  current: Stream | undefined;
+  next: Stream | undefined;
+  timer: NodeJS.Timeout | undefined;
+  delay: number;
+  /** No successor is opened before then (the last one failed). */
+  renewAfter: number;
+}
+
+/**
+ * Keeps `streams` SubmitRuns streams open to the scheduler copies and sends
+ * submits on them, each answer matched by id. Streams are opened at the
+ * first submit (which itself goes by the unary call), reopened with backoff
+ * when they break, and replaced after `maxAgeMs` or when the channel's state
+ * changes (a copy sent GOAWAY at its max connection age, or went away): the
+ * replacement takes submits once it is up, and the old one is half-closed
+ * and finishes the answers it owes.
+ */
+export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
+  const maxInFlight = o.maxInFlight ?? 256;
+  const maxAgeMs = o.maxAgeMs ?? 10_000;
+  const retry = o.retry ?? { initialMs: 200, maxMs: 10_000 };
+  const slots: Slot[] = Array.from({ length: o.streams }, () => ({ current: undefined, next: undefined, timer: undefined, delay: retry.initialMs, renewAfter: 0 }));
+  /** Every stream not ended yet: the slots' and those finishing their answers after a replacement. */
+  const live = new Set<Stream>();
+  let started = false;
+  let closed = false;
+  let turn = 0;
+  let nextId = 1;
+  let unimplementedLogged = false;
+
+  const fail = (s: Stream, err: LonghaulError) => {
+    for (const [id, w] of s.waiting) {
+      s.waiting.delete(id);
+      settle(w);
+      endRpcSpan(w.span, grpcStatusOf(err.code), err);
+      w.reject(err);
+    }
+  };
+  const settle = (w: Waiting) => {
+    clearTimeout(w.timer);
+    if (w.onAbort) w.signal?.removeEventListener("abort", w.onAbort);
+  };
+
+  /** Half-closes a stream: the scheduler ends it after its last answer. */
+  const drain = (s: Stream) => {
+    if (s.draining || s.ended) return;
+    s.draining = true;
+    s.call.end();
+  };
+
+  const connect = (slot: Slot) => {
+    slot.timer = undefined;
+    if (closed) return;
+    // Opened outside any request's trace: the stream outlives every submit on it.
+    const call = context.with(ROOT_CONTEXT, () => o.open());
+    const s: Stream = { call, ready: false, draining: false, ended: false, openedAt: Date.now(), peer: undefined, waiting: new Map() };
+    live.add(s);
+    if (slot.current) slot.next = s;
+    else slot.current = s;
+    call.on("metadata", () => {
+      if (s.ended) return;
+      s.ready = true;
+      s.openedAt = Date.now();
+      const m = /^(.*):(\d+)$/.exec(call.getPeer());
+      s.peer = m ? { address: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) } : undefined;
+      if (slot.next === s) {
+        // The successor is up: it takes the submits, the old stream finishes its answers.
+        const old = slot.current;
+        slot.current = s;
+        slot.next = undefined;
+        if (old) drain(old);
+      }
+    });
+    call.on("data", (res: schedulerPb.SubmitRunsResponse) => {
+      const w = s.waiting.get(res.id);
+      if (!w) return; // past its deadline, or its caller gave up
+      s.waiting.delete(res.id);
+      settle(w);
+      const result = res.result;
+      if (result?.$case === "submitted") {
+        endRpcSpan(w.span, GrpcStatus.OK);
+        w.resolve(result.value);
+      } else {
+        const err = result ? errorFromFields(result.value) : new LonghaulError("internal", "internal error", { cause: new Error("empty answer on a SubmitRuns stream") });
+        endRpcSpan(w.span, grpcStatusOf(err.code), err);
+        w.reject(err);
+      }
+    });
+    const ended = (err?: ServiceError) => {
+      if (s.ended) return;
+      s.ended = true;
+      live.delete(s);
+      const lived = s.ready ? Date.now() - s.openedAt : 0;
+      const broken = err ? fromGrpcError(err) : new LonghaulError("unavailable", "the scheduler ended the submit stream");
+      fail(s, broken.code === "unavailable" ? broken : new LonghaulError("unavailable", `the submit stream broke: ${broken.message}`, { cause: broken }));
+      if (slot.next === s) {
+        // A successor that never came up: the current stream goes on; the next try waits.
+        slot.next = undefined;
+        slot.renewAfter = Date.now() + slot.delay;
+        slot.delay = Math.min(slot.delay * 2, retry.maxMs);
+        return;
+      }
+      if (slot.current !== s) return; // replaced already: it finished its answers
+      slot.current = slot.next;
+      slot.next = undefined;
+      if (closed || slot.current) return;
+      if (lived > STABLE_MS) slot.delay = retry.initialMs;
+      if (err?.code === GrpcStatus.UNIMPLEMENTED) {
+        // An older scheduler copy: submits go by the unary call until a newer one answers.
+        if (!unimplementedLogged) o.log.info("the scheduler does not serve SubmitRuns; submits go by unary calls");
+        unimplementedLogged = true;
+        slot.delay = retry.maxMs;
+      } else if (err && err.code !== GrpcStatus.CANCELLED && err.code !== GrpcStatus.UNAVAILABLE) {
+        o.log.warn({ err: err.details || err.message, retry_in_ms: slot.delay }, "submit stream broke; opening another");
+      }
+      slot.timer = setTimeout(() => connect(slot), slot.delay);
+      slot.delay = Math.min(slot.delay * 2, retry.maxMs);
+    };
+    call.on("error", ended);
+    call.on("status", () => ended());
+    call.on("end", () => ended());
+  };
+
+  /** Replaces every open stream (its successor opens now; the old one drains once that is up). */
+  const renewAll = () => {
+    for (const slot of slots) if (slot.current && !slot.next && !slot.timer) connect(slot);
+  };
+
+  const watch = (channel: Channel) => {
+    const state = channel.getConnectivityState(false);
+    // A deadline far off: the watch is renewed after every change, until close.
+    channel.watchConnectivityState(state, Date.now() + 3_600_000, () => {
+      if (closed) return;
+      const now = channel.getConnectivityState(false);
+      // Leaving READY: a connection was told to go away, or lost. New streams
+      // go over the connections that are up now, or that come next.
+      if (state === connectivityState.READY && now !== connectivityState.READY) renewAll();
+      watch(channel);
+    });
+  };
+
+  const start = () => {
+    started = true;
+    for (const slot of slots) connect(slot);
+    if (o.channel) watch(o.channel);
+  };
+
+  /** The next open stream with room, round-robin; replaces streams past their age on the way. */
+  const pick = (): Stream | undefined => {
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[(turn + i) % slots.length]!;
+      const s = slot.current;
+      if (!s || !s.ready || s.draining || s.waiting.size >= maxInFlight) continue;
+      if (!slot.next && Date.now() - s.openedAt > maxAgeMs && Date.now() >= slot.renewAfter) connect(slot);
+      turn = (turn + i + 1) % slots.length;
+      return s;
+    }
+    return undefined;
+  };
+
+  return {
+    submit(authorization, req, timeoutMs, signal) {
+      if (closed || slots.length === 0) return undefined;
+      if (!started) start();
+      const s = pick();
+      if (!s || signal?.aborted) return undefined;
+      const id = nextId++;
+      const span = tracer.startSpan(SPAN_NAME, {
+        kind: SpanKind.CLIENT,
+        attributes: s.peer ? { ...SPAN_ATTRIBUTES, "server.address": s.peer.address, "server.port": s.peer.port } : SPAN_ATTRIBUTES,
+      });
+      return new Promise<runsPb.SubmitRunResponse>((resolve, reject) => {
+        const giveUp = (err: LonghaulError) => {
+          const w = s.waiting.get(id);
+          if (!w) return;
+          s.waiting.delete(id);
+          settle(w);
+          endRpcSpan(span, grpcStatusOf(err.code), err);
+          reject(err);
+        };
+        const w: Waiting = {
+          resolve,
+          reject,
+          span,
+          signal,
+          onAbort: signal ? () => giveUp(new LonghaulError("deadline_exceeded", "the submit was cancelled by its caller")) : undefined,
+          // Every submit has its deadline, as its unary call would.
+          timer: setTimeout(() => giveUp(new LonghaulError("deadline_exceeded", `no answer from the scheduler in ${timeoutMs} ms`)), timeoutMs),
+        };
+        s.waiting.set(id, w);
+        if (w.onAbort) signal?.addEventListener("abort", w.onAbort, { once: true });
+        s.call.write({ id, authorization, submit: req, ...traceCarrier(trace.setSpan(context.active(), span)) });
+      });
+    },
+    close() {
+      closed = true;
+      for (const slot of slots) if (slot.timer) clearTimeout(slot.timer);
+      for (const s of [...live]) {
+        fail(s, new LonghaulError("unavailable", "the gateway is closing its scheduler client"));
+        s.call.cancel();
+      }
+    },
+  };
+}
