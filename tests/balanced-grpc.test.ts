@@ -33,7 +33,10 @@ afterAll(async () => {
   await app?.close();
 });
 
-/** Calls of `method` each scheduler copy answered OK (grpc_server_handled_total), or started (grpc_server_started_total). */
+/**
+ * Calls of `method` each scheduler copy answered OK (grpc_server_handled_total), or started (grpc_server_started_total).
+ * The gateway's submits are messages on its SubmitRuns streams, not calls: {@link acceptedPerCopy} counts them.
+ */
 async function handledPerCopy(method: string, counter: "handled" | "started" = "handled"): Promise<number[]> {
   return Promise.all(
     mesh.processes
@@ -45,6 +48,18 @@ async function handledPerCopy(method: string, counter: "handled" | "started" = "
             ? new RegExp(`^grpc_server_handled_total\\{[^}]*grpc_method="${method}"[^}]*grpc_code="OK"[^}]*\\} (\\d+)`, "gm")
             : new RegExp(`^grpc_server_started_total\\{[^}]*grpc_method="${method}"[^}]*\\} (\\d+)`, "gm");
         return [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      }),
+  );
+}
+
+/** Runs each scheduler copy accepted (`longhaul_runs_accepted_total`), whether the submit came by a stream message or a call. */
+async function acceptedPerCopy(): Promise<number[]> {
+  return Promise.all(
+    mesh.processes
+      .filter((p) => p.name === "scheduler")
+      .map(async (p) => {
+        const text = await fetch(`http://127.0.0.1:${p.ports.SCHEDULER_METRICS_PORT}/metrics`).then((r) => r.text(), () => "");
+        return [...text.matchAll(/^longhaul_runs_accepted_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
       }),
   );
 }
@@ -65,9 +80,9 @@ describe("two schedulers", () => {
       ids.push(r.runId!);
     }
     for (const id of ids) expect((await api.finished(id)).status).toBe("succeeded");
-    const submits = await handledPerCopy("SubmitRun");
+    const submits = await acceptedPerCopy();
     const claims = await handledPerCopy("Attempts", "started");
-    expect(submits.every((n) => n > 0), `SubmitRun per copy: ${submits}`).toBe(true);
+    expect(submits.every((n) => n > 0), `runs accepted per copy: ${submits}`).toBe(true);
     expect(claims.every((n) => n > 0), `Attempts streams per copy: ${claims}`).toBe(true);
   });
 
@@ -114,11 +129,12 @@ describe("two schedulers", () => {
     }
     for (const id of ids) expect((await api.finished(id!)).status).toBe("succeeded");
     // The copy started again takes submits once more, once the gateway reconnected
-    // (grpc-js redials a lost address with a back-off of at most 1 s).
+    // (grpc-js redials a lost address with a back-off of at most 1 s) and
+    // renewed its submit streams (every 10 s), or by unary calls meanwhile.
     const later: number[] = [];
     await eventually(async () => {
       later.push((await submit()).status);
-      return (await handledPerCopy("SubmitRun"))[0]! > 0;
+      return (await acceptedPerCopy())[0]! > 0;
     }, 30_000, "submits to reach the restarted copy");
     expect(later.every((s) => s === 202), `statuses ${later}`).toBe(true);
   });

@@ -79,6 +79,13 @@ function ancestry(spans: ReceivedSpan[], span: ReceivedSpan): ReceivedSpan[] {
 
 describe("tracing", () => {
   it("makes one async run with a webhook one trace across all four services", async () => {
+    // The gateway's first submit opens its SubmitRuns stream (and goes by a
+    // unary call itself): the traced submit below travels on the stream.
+    await eventually(async () => {
+      expect((await api.call("POST", "/dev/traced/warm?async=true", "{}")).status).toBe(202);
+      const metrics = await (await fetch(mesh.metricsUrls.scheduler[0]!)).text();
+      return /^longhaul_stream_submits_total\{[^}]*code="ok"[^}]*\} [1-9]/m.test(metrics);
+    }, 10_000, "a submit on the gateway's stream");
     const submit = await api.call(
       "POST",
       `/dev/traced/work?async=true&webhookEndpoint=${encodeURIComponent(`${hook.url}/hook`)}`,
@@ -141,7 +148,24 @@ describe("tracing", () => {
       expect(found.length, `${service} ${name}\n${tree}`).toBeGreaterThan(0);
       return found[0]!;
     };
+    // The submit as the gateway and the scheduler see it: named and attributed
+    // as the grpc instrumentation names a RunService/SubmitRun call, though it
+    // is a message on a SubmitRuns stream (`longhaul.via`).
+    const submitClient = one("longhaul-ingress", "grpc.longhaul.v1.RunService/SubmitRun", 3);
+    const submitServer = one("longhaul-scheduler", "grpc.longhaul.v1.RunService/SubmitRun", 2);
+    for (const s of [submitClient, submitServer]) {
+      expect(s.attributes, s.service).toMatchObject({
+        "rpc.system": "grpc",
+        "rpc.service": "longhaul.v1.RunService",
+        "rpc.method": "SubmitRun",
+        "rpc.grpc.status_code": 0,
+        "longhaul.via": "SubmitRuns",
+      });
+    }
+    expect(submitClient.parentSpanId).toBe(root.spanId);
+    expect(submitServer.parentSpanId).toBe(submitClient.spanId);
     const submitSpan = one("longhaul-scheduler", "run.submit");
+    expect(submitSpan.parentSpanId).toBe(submitServer.spanId);
     const callSpan = one("longhaul-invoker", "run.call", 3);
     const complete = one("longhaul-scheduler", "run.complete", 2);
     const finished = one("longhaul-scheduler", "run.finished", 4);

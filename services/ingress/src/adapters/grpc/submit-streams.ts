@@ -62,6 +62,12 @@ const SUBMIT_PATH = runsPb.RunServiceService.submitRun.path;
 const SPAN_NAME = rpcSpanName(SUBMIT_PATH);
 const SPAN_ATTRIBUTES = { ...rpcSpanAttributes(SUBMIT_PATH), "longhaul.via": "SubmitRuns" };
 
+/** `server.address` and `server.port` of a peer (`host:port`, `[v6]:port`), as instrumentation-grpc sets them from its target. */
+function peerAttributes(peer: string): Record<string, string | number> {
+  const m = /^\[?(.*?)\]?:(\d+)$/.exec(peer);
+  return m ? { "server.address": m[1]!, "server.port": Number(m[2]) } : {};
+}
+
 /** A stream open this long counts as healthy: its successor opens without backoff. */
 const STABLE_MS = 5_000;
 
@@ -82,8 +88,10 @@ interface Stream {
   draining: boolean;
   ended: boolean;
   openedAt: number;
-  /** The scheduler copy it reached (`host:port`), for spans. */
-  peer: { address: string; port: number } | undefined;
+  /** The scheduler copy it reached (`host:port`). */
+  peer: string;
+  /** Opened to move off a copy another stream was on already (tried once per stream). */
+  respread: boolean;
   waiting: Map<number, Waiting>;
 }
 
@@ -139,12 +147,12 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
     s.call.end();
   };
 
-  const connect = (slot: Slot) => {
+  const connect = (slot: Slot, respread = false) => {
     slot.timer = undefined;
     if (closed) return;
     // Opened outside any request's trace: the stream outlives every submit on it.
     const call = context.with(ROOT_CONTEXT, () => o.open());
-    const s: Stream = { call, ready: false, draining: false, ended: false, openedAt: Date.now(), peer: undefined, waiting: new Map() };
+    const s: Stream = { call, ready: false, draining: false, ended: false, openedAt: Date.now(), peer: "", respread, waiting: new Map() };
     live.add(s);
     if (slot.current) slot.next = s;
     else slot.current = s;
@@ -152,8 +160,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
       if (s.ended) return;
       s.ready = true;
       s.openedAt = Date.now();
-      const m = /^(.*):(\d+)$/.exec(call.getPeer());
-      s.peer = m ? { address: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) } : undefined;
+      s.peer = call.getPeer();
       if (slot.next === s) {
         // The successor is up: it takes the submits, the old stream finishes its answers.
         const old = slot.current;
@@ -161,6 +168,11 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
         slot.next = undefined;
         if (old) drain(old);
       }
+      // Round-robin gives each new call the next copy, but another call may
+      // take a turn in between and put two streams on one copy: such a stream
+      // is replaced once, so that the streams spread over the copies up.
+      const shared = slots.some((x) => x !== slot && x.current?.ready && x.current.peer === s.peer);
+      if (shared && !s.respread && slot.current === s && !slot.next) connect(slot, true);
     });
     call.on("data", (res: schedulerPb.SubmitRunsResponse) => {
       const w = s.waiting.get(res.id);
@@ -258,7 +270,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
       const id = nextId++;
       const span = tracer.startSpan(SPAN_NAME, {
         kind: SpanKind.CLIENT,
-        attributes: s.peer ? { ...SPAN_ATTRIBUTES, "server.address": s.peer.address, "server.port": s.peer.port } : SPAN_ATTRIBUTES,
+        attributes: { ...SPAN_ATTRIBUTES, ...peerAttributes(s.peer) },
       });
       return new Promise<runsPb.SubmitRunResponse>((resolve, reject) => {
         const giveUp = (err: LonghaulError) => {
