@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type { Metadata, ServerDuplexStream } from "@grpc/grpc-js";
+import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { createLogger } from "@longhaul/shared/logger";
-import { createGrpcServer, serverStream, unary, type GrpcServer } from "@longhaul/shared/grpc";
+import { createGrpcServer, errorToFields, serverStream, unary, type GrpcServer } from "@longhaul/shared/grpc";
 import { appsPb, invokerPb, notifierPb, runsPb, schedulerPb } from "@longhaul/shared/proto";
 
 /**
@@ -46,6 +46,8 @@ export interface FakeMesh {
   watch: EventEmitter;
   /** Every WatchRuns request received. */
   watchRunsCalls: runsPb.WatchRunsRequest[];
+  /** Submits that came as messages on SubmitRuns streams (the others were SubmitRun calls). */
+  streamSubmits: number;
   /** Per-app errors SubmitRun throws (e.g. resource_exhausted). */
   submitErrors: Map<string, LonghaulError>;
   /** Stored requests GetRunInput answers with (else: no body stored). */
@@ -57,7 +59,11 @@ export interface FakeMesh {
 }
 
 function projectOf(metadata: Metadata): string {
-  const auth = String(metadata.get("authorization")[0] ?? "");
+  return projectOfAuthorization(metadata.get("authorization")[0]);
+}
+
+function projectOfAuthorization(authorization: unknown): string {
+  const auth = String(authorization ?? "");
   const project = KEYS[auth.replace(/^Bearer /, "")];
   if (!project) throw new LonghaulError("unauthenticated", "invalid API key");
   return project;
@@ -90,6 +96,19 @@ export async function startFakeMesh(): Promise<FakeMesh> {
     return run;
   };
 
+  const submit = async (authorization: unknown, req: runsPb.SubmitRunRequest): Promise<runsPb.SubmitRunResponse> => {
+    const project = projectOfAuthorization(authorization);
+    const failure = submitErrors.get(req.app);
+    if (failure) throw failure;
+    const idemKey = req.idempotencyKey ? `${project}/${req.idempotencyKey}` : "";
+    const earlier = idemKey ? idempotency.get(idemKey) : undefined;
+    if (earlier) return { runId: earlier, existing: true };
+    submitted.push(req);
+    const run = addRun(project, req.app);
+    if (idemKey) idempotency.set(idemKey, run.id);
+    return { runId: run.id, existing: false };
+  };
+
   const scheduler = createGrpcServer({ log, address: "127.0.0.1:0", internalToken: TOKEN });
   scheduler.add(
     schedulerPb.SchedulerInternalServiceService,
@@ -99,6 +118,18 @@ export async function startFakeMesh(): Promise<FakeMesh> {
         if (!project) throw new LonghaulError("unauthenticated", "invalid API key");
         return { project, scopes: ["read", "invoke", "admin"] };
       }),
+      // The gateway's submits: each message as SubmitRun, answered by id.
+      submitRuns(call: ServerDuplexStream<schedulerPb.SubmitRunsRequest, schedulerPb.SubmitRunsResponse>) {
+        call.sendMetadata(new Metadata());
+        call.on("data", (req: schedulerPb.SubmitRunsRequest) => {
+          mesh.streamSubmits++;
+          submit(req.authorization, req.submit ?? runsPb.SubmitRunRequest.fromPartial({})).then(
+            (value) => call.write({ id: req.id, result: { $case: "submitted", value } }),
+            (err: unknown) => call.write({ id: req.id, result: { $case: "error", value: errorToFields(LonghaulError.from(err)) } }),
+          );
+        });
+        call.on("end", () => call.end());
+      },
       getDeliveryInput: unary(log, "GetDeliveryInput", async (req: schedulerPb.GetDeliveryInputRequest) => {
         const run = runs.get(req.runId);
         const result = results.get(req.runId);
@@ -118,18 +149,7 @@ export async function startFakeMesh(): Promise<FakeMesh> {
     { internal: true },
   );
   scheduler.add(runsPb.RunServiceService, {
-    submitRun: unary(log, "SubmitRun", async (req: runsPb.SubmitRunRequest, ctx) => {
-      const project = projectOf(ctx.metadata);
-      const failure = submitErrors.get(req.app);
-      if (failure) throw failure;
-      const idemKey = req.idempotencyKey ? `${project}/${req.idempotencyKey}` : "";
-      const earlier = idemKey ? idempotency.get(idemKey) : undefined;
-      if (earlier) return { runId: earlier, existing: true };
-      submitted.push(req);
-      const run = addRun(project, req.app);
-      if (idemKey) idempotency.set(idemKey, run.id);
-      return { runId: run.id, existing: false };
-    }),
+    submitRun: unary(log, "SubmitRun", async (req: runsPb.SubmitRunRequest, ctx) => submit(ctx.metadata.get("authorization")[0], req)),
     getRun: unary(log, "GetRun", async (req: runsPb.GetRunRequest, ctx) => ({
       run: ownRun(projectOf(ctx.metadata), req.runId),
     })),
@@ -237,7 +257,7 @@ export async function startFakeMesh(): Promise<FakeMesh> {
     }),
   });
 
-  const mesh = { invokeScript: echoScript } as { invokeScript: InvokeScript };
+  const mesh = { invokeScript: echoScript, streamSubmits: 0 } as { invokeScript: InvokeScript; streamSubmits: number };
   const invoker = createGrpcServer({ log, address: "127.0.0.1:0", internalToken: TOKEN });
   invoker.add(
     invokerPb.InvokerServiceService,

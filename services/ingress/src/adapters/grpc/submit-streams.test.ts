@@ -165,6 +165,15 @@ describe("SubmitRuns streams (gateway side)", () => {
     expect(streams!.submit("Bearer key", request("c"), 1000)).toBeUndefined();
   });
 
+  it("a large body goes by the unary call, never holding up the stream", async () => {
+    await start((req) => accepted(req));
+    await (await onStream("small")).answer;
+    const big = runsPb.SubmitRunRequest.fromPartial({ app: "big", request: { method: "POST", path: "/", body: Buffer.alloc(256 * 1024 + 1) } });
+    expect(streams!.submit("Bearer key", big, 1000)).toBeUndefined();
+    const fits = runsPb.SubmitRunRequest.fromPartial({ app: "fits", request: { method: "POST", path: "/", body: Buffer.alloc(256 * 1024) } });
+    await expect(streams!.submit("Bearer key", fits, 1000)).resolves.toEqual({ runId: "run-fits", existing: false });
+  });
+
   it("a scheduler without SubmitRuns: every submit goes by the unary call", async () => {
     await start(() => undefined, { serveStreams: false });
     expect(streams!.submit("Bearer key", request("a"), 1000)).toBeUndefined();

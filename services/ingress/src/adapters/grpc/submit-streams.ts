@@ -47,7 +47,7 @@ export interface SubmitStreams {
   /**
    * Sends a submit on an open stream and resolves with its answer; `undefined`
    * when no stream can take it now (none open yet, all reconnecting or at
-   * their bound): the caller makes the unary call instead, and never waits
+   * their bound; a body over 256 KiB): the caller makes the unary call instead, and never waits
    * for a stream. Rejects with the LonghaulError the unary call would have
    * given; `unavailable` when the stream broke before the answer (the submit
    * may have been committed: send it again with the same run id).
@@ -67,6 +67,13 @@ function peerAttributes(peer: string): Record<string, string | number> {
   const m = /^\[?(.*?)\]?:(\d+)$/.exec(peer);
   return m ? { "server.address": m[1]!, "server.port": Number(m[2]) } : {};
 }
+
+/**
+ * A submit with a larger body goes by the unary call: on a stream, its
+ * message would hold up the small submits queued behind it (one HTTP/2
+ * stream is written in order), while calls are multiplexed.
+ */
+const MAX_STREAMED_BODY_BYTES = 256 * 1024;
 
 /** A stream open this long counts as healthy: its successor opens without backoff. */
 const STABLE_MS = 5_000;
@@ -263,7 +270,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
 
   return {
     submit(authorization, req, timeoutMs, signal) {
-      if (closed || slots.length === 0) return undefined;
+      if (closed || slots.length === 0 || (req.request?.body.byteLength ?? 0) > MAX_STREAMED_BODY_BYTES) return undefined;
       if (!started) start();
       const s = pick();
       if (!s || signal?.aborted) return undefined;

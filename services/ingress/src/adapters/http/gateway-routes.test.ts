@@ -150,6 +150,47 @@ describe("async submit", () => {
   });
 });
 
+describe("async submit on the scheduler's stream", () => {
+  it("answers exactly as by the unary call: a run, and a refusal's status, body, Retry-After and RateLimit fields", async () => {
+    mesh.submitErrors.set(
+      "full",
+      new LonghaulError("resource_exhausted", "project dev has 2 runs queued, its limit (max_queued 2)", {
+        retryAfterSeconds: 5,
+        quota: { limit: "max_queued", quota: 2, remaining: 0, resetSeconds: 5 },
+      }),
+    );
+    // A gateway of its own: its first submit opens its stream and goes by the unary call.
+    const clients = meshPorts(mesh.schedulerAddr, mesh.invokerAddr, mesh.notifierAddr);
+    const { gateway, base: b } = await startGateway(clients.ports);
+    const answer = async () => {
+      const res = await fetch(`${b}/dev/full/x?async=true`, { method: "POST", headers: DEV, body: "x" });
+      const headers = Object.fromEntries(["content-type", "retry-after", "ratelimit-policy", "ratelimit"].map((h) => [h, res.headers.get(h)]));
+      return { status: res.status, headers, body: await res.text() };
+    };
+    try {
+      const before = mesh.streamSubmits;
+      const byCall = await answer();
+      expect(mesh.streamSubmits).toBe(before);
+      expect(byCall.status).toBe(429);
+      let byStream = await answer();
+      for (let i = 0; i < 100 && mesh.streamSubmits === before; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        byStream = await answer();
+      }
+      expect(mesh.streamSubmits).toBeGreaterThan(before);
+      expect(byStream).toEqual(byCall);
+      const ok = await fetch(`${b}/dev/echo/x?async=true`, { method: "POST", headers: DEV, body: "hi" });
+      expect(ok.status).toBe(202);
+      expect(await ok.text()).toMatch(/^\{"run_id":"[0-9a-f-]{36}"\}$/);
+      expect(mesh.streamSubmits).toBeGreaterThan(before + 1);
+    } finally {
+      await gateway.close(100);
+      clients.close();
+      mesh.submitErrors.delete("full");
+    }
+  });
+});
+
 describe("scheduler down", () => {
   it("answers 503, never 202, when the scheduler does not answer", async () => {
     const dead = `127.0.0.1:${await closedPort()}`;
