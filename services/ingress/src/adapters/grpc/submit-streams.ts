@@ -97,6 +97,8 @@ interface Stream {
   openedAt: number;
   /** The scheduler copy it reached (`host:port`). */
   peer: string;
+  /** Attributes of its submits' spans: the call's, and the copy reached. */
+  spanAttributes: Record<string, string | number>;
   /** Opened to move off a copy another stream was on already (tried once per stream). */
   respread: boolean;
   waiting: Map<number, Waiting>;
@@ -159,7 +161,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
     if (closed) return;
     // Opened outside any request's trace: the stream outlives every submit on it.
     const call = context.with(ROOT_CONTEXT, () => o.open());
-    const s: Stream = { call, ready: false, draining: false, ended: false, openedAt: Date.now(), peer: "", respread, waiting: new Map() };
+    const s: Stream = { call, ready: false, draining: false, ended: false, openedAt: Date.now(), peer: "", spanAttributes: SPAN_ATTRIBUTES, respread, waiting: new Map() };
     live.add(s);
     if (slot.current) slot.next = s;
     else slot.current = s;
@@ -168,6 +170,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
       s.ready = true;
       s.openedAt = Date.now();
       s.peer = call.getPeer();
+      s.spanAttributes = { ...SPAN_ATTRIBUTES, ...peerAttributes(s.peer) };
       if (slot.next === s) {
         // The successor is up: it takes the submits, the old stream finishes its answers.
         const old = slot.current;
@@ -275,10 +278,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
       const s = pick();
       if (!s || signal?.aborted) return undefined;
       const id = nextId++;
-      const span = tracer.startSpan(SPAN_NAME, {
-        kind: SpanKind.CLIENT,
-        attributes: { ...SPAN_ATTRIBUTES, ...peerAttributes(s.peer) },
-      });
+      const span = tracer.startSpan(SPAN_NAME, { kind: SpanKind.CLIENT, attributes: s.spanAttributes });
       return new Promise<runsPb.SubmitRunResponse>((resolve, reject) => {
         const giveUp = (err: LonghaulError) => {
           const w = s.waiting.get(id);
