@@ -164,6 +164,12 @@ describe("submits on SubmitRuns streams", () => {
       expect((await submit()).status).toBe(202);
       return (await perCopy("longhaul_stream_submits_total", 'code="ok"')).reduce((a, b) => a + b, 0) > 0;
     }, 10_000, "a submit answered on a stream");
+    // With no exporter (this mesh), the message carries the request's trace: the app sees it.
+    const traceId = randomUUID().replace(/-/g, "");
+    const traced = await submit("/traced", { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+    expect(traced.status).toBe(202);
+    const [call] = await app.waitFor(1, "/traced");
+    expect(String(call!.headers.traceparent).split("-")[1]).toBe(traceId);
     const tight = await tightProject("tight-http");
     const tightApi = gateway(mesh.ingressUrl, tight);
     const results = await Promise.all([
