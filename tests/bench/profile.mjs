@@ -146,6 +146,16 @@ try {
     });
 
   log(`sending ${runs} runs at ${rate}/s${args["no-webhook"] ? " without webhooks" : " with webhooks"}`);
+  // Every message the mesh sends under its prefix, by kind (`dispatch`, `run.changed`, ...).
+  const wire = await connect({ servers: natsUrl.split(",") });
+  const onWire = new Map();
+  wire.subscribe(`${prefix}.>`, {
+    callback: (_err, msg) => {
+      const kind = msg.subject.split(".").slice(1, msg.subject.startsWith(`${prefix}.run.`) ? 3 : 2).join(".");
+      onWire.set(kind, (onWire.get(kind) ?? 0) + 1);
+    },
+  });
+  await wire.flush();
   const cpuBefore = cpuOf(mesh.processes);
   const pgBefore = await commits();
   const t0 = performance.now();
@@ -163,6 +173,8 @@ try {
   while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
   log(`sent ${runs} (${failed} refused) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
   const cpuAfter = cpuOf(mesh.processes);
+  await wire.close();
+  cpuWindow.nats = [...onWire].sort((a, b) => b[1] - a[1]);
   const pgAfter = await commits();
   const done_ = Math.max(1, expected);
   for (const [name, ms] of Object.entries(cpuAfter)) {
@@ -217,4 +229,10 @@ for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
 }
 console.log(row("sum", sum));
 console.log(`  Postgres commits per run (its own database): ${cpuWindow.pgCommits?.toFixed(2)}`);
+const perRun = (n) => (n / Math.max(1, runs - failed)).toFixed(2);
+console.log(
+  `  NATS messages per run under the mesh's prefix (JetStream acks and replies not counted): ${
+    (cpuWindow.nats ?? []).map(([kind, n]) => `${kind} ${perRun(n)}`).join(", ") || "none"
+  }`,
+);
 if (!args["no-profile"]) console.log(`\nprofiles in ${outDir}`);
