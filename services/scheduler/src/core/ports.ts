@@ -248,10 +248,12 @@ export interface EventBus {
    * it under a new message id so that JetStream's dedup window does not drop it.
    */
   publishDispatch(refs: DispatchRef[], options?: { republish?: boolean }): Promise<void>;
-  /** `traceparent`: the run's stored one, so the event joins the run's trace wherever it is published from. */
   /**
-   * `republish`: no notifier took the webhook (the event was dropped from a
-   * full stream, or lost): sent under a new message id, past JetStream's dedup.
+   * `traceparent`: the run's stored one, so the event joins the run's trace
+   * wherever it is published from. The first publish is not acknowledged
+   * (a lost one is the reconciler's to repair). `republish`: no notifier
+   * took the webhook (the event was dropped from a full stream, or lost):
+   * sent under a new message id, past JetStream's dedup, and acknowledged.
    */
   publishFinished(
     run: { id: string; project: string; app: string; status: string; traceparent?: string; delivery?: FinishedDelivery },

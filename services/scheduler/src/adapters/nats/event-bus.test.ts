@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "@longhaul/shared/logger";
-import { connectNats, natsNames, type NatsConnection } from "@longhaul/shared/nats";
+import { connectNats, decodeRunFinished, ensureStreams, natsNames, type NatsConnection } from "@longhaul/shared/nats";
 import { createTestNats } from "../../../../../tests/helpers/isolation.js";
 import { createEventBus } from "./event-bus.js";
 
@@ -72,5 +72,27 @@ describe("run.changed notices", () => {
     await expect.poll(() => runSeen.length).toBe(1);
     stopRun();
     stop();
+  });
+});
+
+describe("run.finished", () => {
+  it("is stored once per run without waiting for an ack; a republish is acknowledged and stored again", async () => {
+    const names = natsNames(testNats.prefix);
+    const jsm = await ensureStreams(one, names);
+    const bus = createEventBus(one, names, log);
+    const run = { id: RUN_A, project: "p1", app: "a", status: "succeeded" };
+
+    await bus.publishFinished(run);
+    await bus.publishFinished(run); // the same event again (a retried completion): deduped
+    await one.flush();
+    await expect.poll(async () => (await jsm.streams.info(names.eventsStream)).state.messages).toBe(1);
+    const first = await jsm.streams.getMessage(names.eventsStream, { seq: 1 });
+    expect(decodeRunFinished(first!.data)).toMatchObject({ runId: RUN_A, republished: false });
+    expect(first!.header?.get("Nats-Msg-Id")).toBe(`${RUN_A}:finished`);
+
+    await bus.publishFinished(run, { republish: true });
+    expect((await jsm.streams.info(names.eventsStream)).state.messages).toBe(2);
+    const second = await jsm.streams.getMessage(names.eventsStream, { seq: 2 });
+    expect(decodeRunFinished(second!.data)).toMatchObject({ runId: RUN_A, republished: true });
   });
 });

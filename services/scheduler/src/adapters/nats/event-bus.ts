@@ -56,19 +56,32 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
           parent: runContext(run.traceparent ?? ""),
           attributes: { [RunAttr.runId]: run.id, [RunAttr.app]: run.app, [RunAttr.project]: run.project, [RunAttr.outcome]: run.status },
         },
-        () =>
-          js.publish(
-            names.finished(run.project),
-            encodeRunFinished({
-              runId: run.id,
-              project: run.project,
-              app: run.app,
-              status: run.status,
-              delivery: run.delivery && { ...run.delivery, traceparent: run.traceparent ?? "" },
-              republished: options.republish === true,
-            }),
-            { msgID: options.republish ? `${run.id}:finished:${Date.now()}` : `${run.id}:finished`, headers: traceHeaders(), timeout: 5_000 },
-          ),
+        async () => {
+          const subject = names.finished(run.project);
+          const data = encodeRunFinished({
+            runId: run.id,
+            project: run.project,
+            app: run.app,
+            status: run.status,
+            delivery: run.delivery && { ...run.delivery, traceparent: run.traceparent ?? "" },
+            republished: options.republish === true,
+          });
+          if (options.republish) {
+            await js.publish(subject, data, { msgID: `${run.id}:finished:${Date.now()}`, headers: traceHeaders(), timeout: 5_000 });
+            return;
+          }
+          // The first publish waits for no acknowledgement: JetStream stores a
+          // plain publish on its subject and dedups it by Nats-Msg-Id all the
+          // same. One that is lost (the broker down past the client's
+          // reconnect buffer) is what the reconciler repairs anyway, after
+          // SCHEDULER_WEBHOOK_REPUBLISH_SECONDS, with an acknowledged
+          // republish. Waiting for the ack cost a request per run (an inbox
+          // message, a timer and, in nats.js 3.4, an Error built on every
+          // resolved request).
+          const headers = traceHeaders();
+          headers.set("Nats-Msg-Id", `${run.id}:finished`);
+          nc.publish(subject, data, { headers });
+        },
       );
     },
     publishCancel(runId) {
