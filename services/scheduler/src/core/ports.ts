@@ -260,14 +260,10 @@ export interface EventBus {
     options?: { republish?: boolean },
   ): Promise<void>;
   publishCancel(runId: string): void;
-  /**
-   * A run of `project` changed (created, state, webhook state): a core NATS
-   * notice, at most once, and only while a watch of the project is open in
-   * some scheduler copy.
-   */
+  /** A run of `project` changed (created, state, webhook state): a core NATS notice, at most once. */
   publishChanged(project: string, runId: string, status: string): void;
   /** Calls `onChange` whenever the run changes; returns an unsubscribe. */
-  watchChanges(project: string, runId: string, onChange: () => void): () => void;
+  watchChanges(runId: string, onChange: () => void): () => void;
   /** Calls `onChange` with the id of every run of `project` that changes; returns an unsubscribe. */
   watchProject(project: string, onChange: (runId: string) => void): () => void;
   /**

@@ -23,7 +23,7 @@ function fakes() {
   let failNext: Error | undefined;
   const reads: string[] = [];
   const bus: Pick<EventBus, "watchChanges" | "watchesReady"> = {
-    watchChanges(_project, runId, onChange) {
+    watchChanges(runId, onChange) {
       subscriptions += 1;
       const set = listeners.get(runId) ?? new Set();
       listeners.set(runId, set);

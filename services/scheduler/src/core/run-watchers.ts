@@ -143,7 +143,7 @@ export function createRunWatchers<V>(deps: RunWatchersDeps<V>, options: { safety
         waiters: new Set(),
         safety: undefined,
       };
-      entry.unsubscribe = deps.bus.watchChanges(project, runId, () => {
+      entry.unsubscribe = deps.bus.watchChanges(runId, () => {
         if (!entry.closed) requestRead(entry);
       });
       entry.ready = deps.bus.watchesReady();

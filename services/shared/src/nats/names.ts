@@ -24,14 +24,10 @@ export interface NatsNames {
    * `<p>.run.changed.<project>.<run_id>`, payload `{"run_id","status"}`.
    */
   runChanged(project: string, runId: string): string;
+  /** Every notice of one run, whatever its project: `<p>.run.changed.*.<run_id>`. */
+  runChangedOfRun(runId: string): string;
   /** Every notice of one project's runs: `<p>.run.changed.<project>.>`. */
   runChangedOfProject(project: string): string;
-  /**
-   * Core NATS notice, empty: a scheduler copy has open watches of a
-   * project's runs (`<p>.run.watching.<project>`), so notices of them are published.
-   */
-  runWatching(project: string): string;
-  runWatchingAll: string;
 }
 
 export function natsNames(prefix: string): NatsNames {
@@ -49,8 +45,7 @@ export function natsNames(prefix: string): NatsNames {
     cancel: `${prefix}.control.cancel`,
     settingsChanged: `${prefix}.control.settings`,
     runChanged: (project, runId) => `${prefix}.run.changed.${project}.${runId}`,
+    runChangedOfRun: (runId) => `${prefix}.run.changed.*.${runId}`,
     runChangedOfProject: (project) => `${prefix}.run.changed.${project}.>`,
-    runWatching: (project) => `${prefix}.run.watching.${project}`,
-    runWatchingAll: `${prefix}.run.watching.*`,
   };
 }

@@ -4,18 +4,14 @@ import { withTimeout } from "@longhaul/shared/timers";
 import { RunAttr, SpanKind, inSpan, runContext } from "@longhaul/shared/telemetry";
 import { encodeCancel, encodeDispatch, encodeRunChanged, encodeRunFinished, traceHeaders, type NatsConnection, type NatsNames } from "@longhaul/shared/nats";
 import type { EventBus } from "../../core/ports.js";
-import { watchInterest } from "./watch-interest.js";
 
 /**
  * Events over NATS: dispatch and run.finished on JetStream (durable, deduped
  * by message id), cancel and run.changed on core NATS (best effort; Postgres
- * and the heartbeats are the backstop). run.changed goes out only while a
- * watch of its project is open somewhere (watch-interest.ts).
+ * and the heartbeats are the backstop).
  */
 export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger): EventBus {
   const js: JetStreamClient = jetstream(nc);
-  // Change notices only go out while someone, in any copy, watches their project.
-  const interest = watchInterest(nc, names, log);
   let connected = true;
   void (async () => {
     for await (const s of nc.status()) {
@@ -88,26 +84,18 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
       nc.publish(names.cancel, encodeCancel(runId));
     },
     publishChanged(project, runId, status) {
-      if (interest.watched(project)) nc.publish(names.runChanged(project, runId), encodeRunChanged(runId, status));
+      nc.publish(names.runChanged(project, runId), encodeRunChanged(runId, status));
     },
-    watchChanges(project, runId, onChange) {
-      const closeInterest = interest.open(project);
-      const sub = nc.subscribe(names.runChanged(project, runId), { callback: () => onChange() });
-      return () => {
-        sub.unsubscribe();
-        closeInterest();
-      };
+    watchChanges(runId, onChange) {
+      const sub = nc.subscribe(names.runChangedOfRun(runId), { callback: () => onChange() });
+      return () => sub.unsubscribe();
     },
     watchProject(project, onChange) {
-      const closeInterest = interest.open(project);
       // The run id is the subject's last token (`<p>.run.changed.<project>.<run_id>`).
       const sub = nc.subscribe(names.runChangedOfProject(project), {
         callback: (_err, msg) => onChange(msg.subject.slice(msg.subject.lastIndexOf(".") + 1)),
       });
-      return () => {
-        sub.unsubscribe();
-        closeInterest();
-      };
+      return () => sub.unsubscribe();
     },
     // A PING/PONG round trip: the server has handled every SUB sent before it.
     // Bounded, so that a watch does not hang on a broker outage; the watch's
