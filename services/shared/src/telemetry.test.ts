@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { streamedCallSpan } from "./telemetry.js";
 
 const run = promisify(execFile);
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
@@ -46,5 +47,14 @@ describe("otel-register without an endpoint", () => {
     expect(String(probe.header).split("-")[1]).toBe(inside.trace_id);
     expect(String(probe.stored).split("-")[1]).toBe(inside.trace_id);
     expect(about.trace_id).toBe("0af7651916cd43dd8448eb211c80319c");
+  });
+});
+
+describe("streamedCallSpan", () => {
+  it("names a stream message's span as instrumentation-grpc names the call it carries, plus the stream it went by", () => {
+    expect(streamedCallSpan("/longhaul.v1.RunService/SubmitRun", "SubmitRuns")).toEqual({
+      name: "grpc.longhaul.v1.RunService/SubmitRun",
+      attributes: { "rpc.system": "grpc", "rpc.service": "longhaul.v1.RunService", "rpc.method": "SubmitRun", "longhaul.via": "SubmitRuns" },
+    });
   });
 });

@@ -143,6 +143,16 @@ export function rpcSpanName(path: string): string {
 }
 
 /**
+ * Name and attributes of the span of one message of a stream that carries a
+ * call of `path` (SubmitRuns carries RunService/SubmitRun): named and
+ * attributed as the call's own span, plus `longhaul.via`, the stream method
+ * it travelled on. The client and server sides use the same.
+ */
+export function streamedCallSpan(path: string, via: string): { name: string; attributes: Attributes } {
+  return { name: rpcSpanName(path), attributes: { ...rpcSpanAttributes(path), "longhaul.via": via } };
+}
+
+/**
  * Ends a span standing for a gRPC call as instrumentation-grpc ends its own:
  * `rpc.grpc.status_code`, and on failure status ERROR with the error's name and message.
  */

@@ -6,10 +6,10 @@ import { runsPb, type schedulerPb } from "@longhaul/shared/proto";
 import {
   ROOT_CONTEXT,
   SpanKind,
+  type Attributes,
   context,
   endRpcSpan,
-  rpcSpanAttributes,
-  rpcSpanName,
+  streamedCallSpan,
   trace,
   traceCarrier,
   tracer,
@@ -58,9 +58,7 @@ export interface SubmitStreams {
 }
 
 /** What the span of a submit on a stream stands for: the SubmitRun call it replaces. */
-const SUBMIT_PATH = runsPb.RunServiceService.submitRun.path;
-const SPAN_NAME = rpcSpanName(SUBMIT_PATH);
-const SPAN_ATTRIBUTES = { ...rpcSpanAttributes(SUBMIT_PATH), "longhaul.via": "SubmitRuns" };
+const SPAN = streamedCallSpan(runsPb.RunServiceService.submitRun.path, "SubmitRuns");
 
 /** `server.address` and `server.port` of a peer (`host:port`, `[v6]:port`), as instrumentation-grpc sets them from its target. */
 function peerAttributes(peer: string): Record<string, string | number> {
@@ -98,7 +96,7 @@ interface Stream {
   /** The scheduler copy it reached (`host:port`). */
   peer: string;
   /** Attributes of its submits' spans: the call's, and the copy reached. */
-  spanAttributes: Record<string, string | number>;
+  spanAttributes: Attributes;
   /** Opened to move off a copy another stream was on already (tried once per stream). */
   respread: boolean;
   waiting: Map<number, Waiting>;
@@ -161,7 +159,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
     if (closed) return;
     // Opened outside any request's trace: the stream outlives every submit on it.
     const call = context.with(ROOT_CONTEXT, () => o.open());
-    const s: Stream = { call, ready: false, draining: false, ended: false, openedAt: Date.now(), peer: "", spanAttributes: SPAN_ATTRIBUTES, respread, waiting: new Map() };
+    const s: Stream = { call, ready: false, draining: false, ended: false, openedAt: Date.now(), peer: "", spanAttributes: SPAN.attributes, respread, waiting: new Map() };
     live.add(s);
     if (slot.current) slot.next = s;
     else slot.current = s;
@@ -170,7 +168,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
       s.ready = true;
       s.openedAt = Date.now();
       s.peer = call.getPeer();
-      s.spanAttributes = { ...SPAN_ATTRIBUTES, ...peerAttributes(s.peer) };
+      s.spanAttributes = { ...SPAN.attributes, ...peerAttributes(s.peer) };
       if (slot.next === s) {
         // The successor is up: it takes the submits, the old stream finishes its answers.
         const old = slot.current;
@@ -278,7 +276,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
       const s = pick();
       if (!s || signal?.aborted) return undefined;
       const id = nextId++;
-      const span = tracer.startSpan(SPAN_NAME, { kind: SpanKind.CLIENT, attributes: s.spanAttributes });
+      const span = tracer.startSpan(SPAN.name, { kind: SpanKind.CLIENT, attributes: s.spanAttributes });
       return new Promise<runsPb.SubmitRunResponse>((resolve, reject) => {
         const giveUp = (err: LonghaulError) => {
           const w = s.waiting.get(id);

@@ -3,7 +3,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import { errorToFields, fromGrpcError, grpcStatusOf, toServiceError } from "@longhaul/shared/grpc";
 import type { Logger } from "@longhaul/shared/logger";
 import { runsPb, type schedulerPb } from "@longhaul/shared/proto";
-import { SpanKind, contextFromCarrier, endRpcSpan, rpcSpanAttributes, rpcSpanName, trace, context, tracer } from "@longhaul/shared/telemetry";
+import { SpanKind, contextFromCarrier, endRpcSpan, streamedCallSpan, trace, context, tracer } from "@longhaul/shared/telemetry";
 import type { Submit } from "./public-services.js";
 
 type Call = ServerDuplexStream<schedulerPb.SubmitRunsRequest, schedulerPb.SubmitRunsResponse>;
@@ -17,9 +17,7 @@ type Result = schedulerPb.SubmitRunsResponse["result"];
 const MAX_PENDING = 4_096;
 
 /** What a message on a stream stands for, in traces: the SubmitRun call it carries. */
-const SUBMIT_PATH = runsPb.RunServiceService.submitRun.path;
-const SPAN_NAME = rpcSpanName(SUBMIT_PATH);
-const SPAN_ATTRIBUTES = { ...rpcSpanAttributes(SUBMIT_PATH), "longhaul.via": "SubmitRuns" };
+const SPAN = streamedCallSpan(runsPb.RunServiceService.submitRun.path, "SubmitRuns");
 
 const SHUTTING_DOWN = new LonghaulError("unavailable", "the scheduler is shutting down; submit to another copy");
 
@@ -66,7 +64,7 @@ export function createSubmitStreams(submit: Submit, log: Logger, count: SubmitCo
   async function answer(req: schedulerPb.SubmitRunsRequest): Promise<Result> {
     // Each message continues the gateway's trace, as a unary call's metadata would.
     const parent = contextFromCarrier(req.traceparent, req.tracestate);
-    const span = tracer.startSpan(SPAN_NAME, { kind: SpanKind.SERVER, attributes: SPAN_ATTRIBUTES }, parent);
+    const span = tracer.startSpan(SPAN.name, { kind: SpanKind.SERVER, attributes: SPAN.attributes }, parent);
     try {
       if (!req.submit) throw new LonghaulError("invalid_argument", "submit: required");
       const run = req.submit;
