@@ -158,6 +158,29 @@ describe("SubmitRuns streams (gateway side)", () => {
     expect(sched.calls).toHaveLength(2);
   });
 
+  it("a stream answered unavailable (its copy is shutting down) takes no more submits: it delivers what it owes, ends, and another opens", async () => {
+    const refusing = new Set<ServerCall>();
+    const sched = await start((req, call) => {
+      if (req.submit?.app.startsWith("held")) return undefined;
+      if (req.submit?.app === "refused") refusing.add(call);
+      return refusing.has(call) ? { $case: "error", value: errorToFields(new LonghaulError("unavailable", "the scheduler is shutting down")) } : accepted(req);
+    }, { maxAgeMs: 600_000 });
+    const held = (await onStream("held")).answer;
+    await expect((await onStream("refused")).answer).rejects.toMatchObject({ code: "unavailable" });
+    // At once, as a retry of the refused submit would be: never the refusing stream again.
+    const retried = streams!.submit("Bearer key", request("retry"), 1000);
+    retried?.catch(() => undefined);
+    await expect.poll(() => sched.halfClosed.has(sched.calls[0]!)).toBe(true);
+    await expect((await onStream("next")).answer).resolves.toEqual({ runId: "run-next", existing: false });
+    expect(sched.calls).toHaveLength(2);
+    expect(sched.received.filter((r) => r.call === sched.calls[0]).map((r) => r.req.submit?.app)).toEqual(["held", "refused"]);
+    // The retired stream still delivers the answer it owed.
+    const first = sched.received.find((r) => r.req.submit?.app === "held")!;
+    first.call.write({ id: first.req.id, result: accepted(first.req) });
+    await expect(held).resolves.toEqual({ runId: "run-held", existing: false });
+    if (retried) await expect(retried).resolves.toEqual({ runId: "run-retry", existing: false });
+  });
+
   it("past its bound a stream takes no more submits: the caller uses the unary call", async () => {
     await start(() => undefined, { maxInFlight: 2 });
     await onStream("a");

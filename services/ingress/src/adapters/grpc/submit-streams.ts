@@ -193,6 +193,8 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
         w.resolve(result.value);
       } else {
         const err = result ? errorFromFields(result.value) : new LonghaulError("internal", "internal error", { cause: new Error("empty answer on a SubmitRuns stream") });
+        // Before the caller hears of it: its next try must not pick this stream again.
+        if (err.code === "unavailable") retire(slot, s);
         endRpcSpan(w.span, grpcStatusOf(err.code), err);
         w.reject(err);
       }
@@ -214,7 +216,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
       if (slot.current !== s) return; // replaced already: it finished its answers
       slot.current = slot.next;
       slot.next = undefined;
-      if (closed || slot.current) return;
+      if (closed || slot.current || slot.timer) return; // slot.timer: a successor is on its way already
       if (lived > STABLE_MS) slot.delay = retry.initialMs;
       if (err?.code === GrpcStatus.UNIMPLEMENTED) {
         // An older scheduler copy: submits go by the unary call until a newer one answers.
@@ -230,6 +232,23 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
     call.on("error", ended);
     call.on("status", () => ended());
     call.on("end", () => ended());
+  };
+
+  /**
+   * A copy answered `unavailable` on `s`: it is shutting down (it answers
+   * what it took, refuses the rest, then ends its streams). No more submits
+   * go on `s`, which is half-closed and still delivers the answers it owes;
+   * a successor opens through the channel, on a copy that is up, at once
+   * unless `s` itself was young (a copy refusing every stream: back off).
+   */
+  const retire = (slot: Slot, s: Stream) => {
+    if (s.draining || s.ended) return;
+    drain(s);
+    if (closed || slot.current !== s || slot.next || slot.timer) return;
+    const young = Date.now() - s.openedAt < STABLE_MS;
+    const wait = young ? slot.delay : 0;
+    slot.delay = young ? Math.min(slot.delay * 2, retry.maxMs) : retry.initialMs;
+    slot.timer = setTimeout(() => connect(slot), wait);
   };
 
   /** Replaces every open stream (its successor opens now; the old one drains once that is up). */
