@@ -27,6 +27,13 @@ import { createPgStore, createPgTenancyStore } from "./adapters/pg/pg-store.js";
 import type { SchedulerDb } from "./adapters/pg/schema.js";
 import { createSubmitSettingsCache, readSubmitSettings } from "./adapters/pg/submit-settings.js";
 
+/**
+ * How long the gRPC server waits at shutdown for the calls and SubmitRuns
+ * messages in flight; well within runService's grace (30 s), which the
+ * closers after it share.
+ */
+const GRPC_STOP_GRACE_MS = 10_000;
+
 /** Wiring only: Postgres → NATS → the core → gRPC and /metrics → the reconciler. */
 await runService({
   name: "scheduler",
@@ -161,8 +168,9 @@ await runService({
           // next streams (and unary calls) to other copies.
           name: "grpc",
           close: async () => {
-            const drained = submitStreams.close();
-            await grpc.stop(10_000);
+            // Both within the same grace: a submit stuck on Postgres holds neither past it.
+            const drained = submitStreams.close(GRPC_STOP_GRACE_MS);
+            await grpc.stop(GRPC_STOP_GRACE_MS);
             await drained;
           },
         },

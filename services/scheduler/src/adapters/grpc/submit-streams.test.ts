@@ -156,7 +156,7 @@ describe("SubmitRuns streams (scheduler side)", () => {
     send(call, 1, "slow-x");
     await expect.poll(() => fake.waitingFor()).toEqual(["slow-x"]);
     let closed = false;
-    const closing = streams.close().then(() => (closed = true));
+    const closing = streams.close(10_000).then(() => (closed = true));
     // The idle stream ends at once; the busy one waits for its submit.
     expect((await gotIdle.ended)?.code).toBe(GrpcStatus.UNAVAILABLE);
     send(call, 2, "ok");
@@ -174,5 +174,25 @@ describe("SubmitRuns streams (scheduler side)", () => {
     // A stream opened after close ends at once.
     const late = collect(open());
     expect((await late.ended)?.code).toBe(GrpcStatus.UNAVAILABLE);
+  });
+
+  it("on close: a submit that does not finish in time holds the shutdown no longer than the limit; its stream ends UNAVAILABLE", async () => {
+    const fake = fakeSubmit();
+    const { streams, open } = await serve(fake.submit);
+    const call = open();
+    const got = collect(call);
+    send(call, 1, "slow-stuck");
+    await expect.poll(() => fake.waitingFor()).toEqual(["slow-stuck"]);
+    const started = Date.now();
+    let closed = false;
+    const closing = streams.close(300).then(() => (closed = true));
+    await expect.poll(() => closed, { timeout: 3_000 }).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect((await got.ended)?.code).toBe(GrpcStatus.UNAVAILABLE);
+    // The submit finishing later answers nothing on the ended stream.
+    fake.release("slow-stuck");
+    await closing;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got.answers.has(1)).toBe(false);
   });
 });

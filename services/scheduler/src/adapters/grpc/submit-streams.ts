@@ -128,16 +128,30 @@ export function createSubmitStreams(submit: Submit, log: Logger, count: SubmitCo
     /**
      * Takes no more submits: each stream ends (UNAVAILABLE) once what it
      * brought is answered; new messages meanwhile are refused as
-     * unavailable. Resolves when every stream has ended.
+     * unavailable. Resolves when every stream has ended, or after
+     * `timeoutMs`: the streams still waiting for a submit then end
+     * UNAVAILABLE at once (the gateway sends those submits again, under
+     * their run ids, to another copy), so that a submit stuck on its
+     * database cannot hold the shutdown past its grace.
      */
-    close(): Promise<void> {
+    close(timeoutMs: number): Promise<void> {
       closing = true;
       const drained = new Promise<void>((resolve) => {
         onDrained = resolve;
       });
       for (const s of [...streams]) settle(s);
       if (streams.size === 0) onDrained?.();
-      return drained;
+      const timer = setTimeout(() => {
+        const left = [...streams];
+        log.warn({ streams: left.length, submits: left.reduce((n, s) => n + s.pending, 0), timeout_ms: timeoutMs }, "SubmitRuns streams not drained in time; ending them");
+        for (const s of left) {
+          s.open = false;
+          streams.delete(s);
+          s.call.emit("error", toServiceError(SHUTTING_DOWN));
+        }
+        onDrained?.();
+      }, timeoutMs);
+      return drained.finally(() => clearTimeout(timer));
     },
   };
 }
