@@ -92,16 +92,25 @@ const RETRIED = [
 const SUBMIT_TRIES = 3;
 const SUBMIT_RETRY_DELAY_MS = 100;
 
+/** The answer to a submit once the clients are closed (the gateway is shutting down): a 503, as the scheduler's own refusal. */
+const CLOSED = () => new LonghaulError("unavailable", "the gateway is shutting down; try again");
+
 /**
  * Submits, trying another scheduler copy when one is unavailable. A submit
  * that reached a scheduler which then went away may have committed there;
  * every try carries the same run id (chosen here when the caller chose
  * none), so a second try answers with that run if it was stored, and never
- * makes a second one.
+ * makes a second one. No try starts once `closed()`: its clients are shut
+ * down, and grpc-js would throw a plain Error (a 500) on their channels.
  */
-async function submitWithFailover<T>(req: runsPb.SubmitRunRequest, call: (req: runsPb.SubmitRunRequest) => Promise<T>): Promise<T> {
+async function submitWithFailover<T>(
+  req: runsPb.SubmitRunRequest,
+  call: (req: runsPb.SubmitRunRequest) => Promise<T>,
+  closed: () => boolean,
+): Promise<T> {
   const once = req.runId ? req : { ...req, runId: randomUUID() };
   for (let attempt = 1; ; attempt++) {
+    if (closed()) throw CLOSED();
     try {
       return await call(once);
     } catch (err) {
@@ -150,6 +159,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
   const appClient = createClient(appsPb.AppServiceClient, addresses, { retry: RETRIED, tls });
   const internalClient = createClient(schedulerPb.SchedulerInternalServiceClient, addresses, { retry: RETRIED, tls });
   const healthClient = createClient(HealthClient, addresses, { retry: RETRIED, tls });
+  let closed = false;
   // On the internal client's channel: round-robin puts each new stream on the next copy.
   const submitStreams = createSubmitStreams({
     open: () => internalClient.submitRuns(internalMetadata(internalToken)),
@@ -179,6 +189,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
         (once) =>
           submitStreams.submit(caller.authorization, once, CALL_TIMEOUT_MS, opts?.signal) ??
           callUnary(runClient.submitRun.bind(runClient), once, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
+        () => closed,
       ),
     async getRun(caller, runId, waitSeconds, opts) {
       const res = await callUnary(
@@ -315,6 +326,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
     apps,
     health,
     close() {
+      closed = true;
       submitStreams.close();
       for (const c of [runClient, appClient, internalClient, healthClient]) c.close();
     },
