@@ -74,6 +74,19 @@ export function isTransportFailure(err: LonghaulError): boolean {
   return isServiceError(err.cause) && err.cause.metadata.get(ERROR_CODE_METADATA_KEY).length === 0;
 }
 
+/**
+ * A failure of the transport for a call carried some other way than its own
+ * gRPC call (a message on a stream that broke, or got no answer in time):
+ * its cause is shaped as grpc-js's own errors, without the code trailer, so
+ * {@link isTransportFailure} holds and it is shown to clients with the same
+ * generic text as a unary call's failure. `detail` stays in the cause, for logs.
+ */
+export function transportError(code: "unavailable" | "deadline_exceeded", detail: string, cause?: unknown): LonghaulError {
+  const status = grpcStatusOf(code);
+  const err = Object.assign(new Error(`${status} ${GrpcStatus[status]}: ${detail}`, { cause }), { code: status, details: detail, metadata: new Metadata() });
+  return new LonghaulError(code, detail, { cause: err });
+}
+
 /** Turns a LonghaulError into the error object grpc-js sends, code kept in trailers. */
 export function toServiceError(err: LonghaulError): Partial<ServiceError> {
   const metadata = new Metadata();

@@ -1,7 +1,7 @@
 import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { createClient, createGrpcServer, errorToFields, internalMetadata, toServiceError, type GrpcServer } from "@longhaul/shared/grpc";
+import { createClient, createGrpcServer, errorToFields, internalMetadata, isTransportFailure, toServiceError, type GrpcServer } from "@longhaul/shared/grpc";
 import { createLogger } from "@longhaul/shared/logger";
 import { runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { createSubmitStreams, type SubmitStreams, type SubmitStreamsOptions } from "./submit-streams.js";
@@ -136,8 +136,11 @@ describe("SubmitRuns streams (gateway side)", () => {
     await start((req) => (req.submit?.app === "ok" ? accepted(req) : undefined));
     const slow = (await onStream("slow", 200)).answer;
     const started = Date.now();
-    await expect(slow).rejects.toMatchObject({ code: "deadline_exceeded" });
+    const late = (await slow.catch((e: unknown) => e)) as LonghaulError;
+    expect(late).toMatchObject({ code: "deadline_exceeded" });
     expect(Date.now() - started).toBeLessThan(2_000);
+    // Shown to the HTTP client as a unary call's deadline is: the generic transport text.
+    expect(isTransportFailure(late)).toBe(true);
     const abort = new AbortController();
     const aborted = (await onStream("slow2", 10_000, abort.signal)).answer;
     abort.abort();
@@ -151,11 +154,19 @@ describe("SubmitRuns streams (gateway side)", () => {
     const b = (await onStream("b")).answer;
     await expect.poll(() => sched.received.length).toBe(2);
     sched.calls[0]!.emit("error", toServiceError(new LonghaulError("unavailable", "going away")));
-    await expect(a).rejects.toMatchObject({ code: "unavailable" });
+    await expect(a).rejects.toMatchObject({ code: "unavailable", message: "going away" });
     await expect(b).rejects.toMatchObject({ code: "unavailable" });
-    // A new stream comes up after the back-off; meanwhile submits go by the unary call.
-    await onStream("c");
-    expect(sched.calls).toHaveLength(2);
+    // A break the scheduler did not explain (here a reset stream) is the transport's: shown as a unary call's.
+    await onStream("c0");
+    const c = (await onStream("c1")).answer;
+    await expect.poll(() => sched.received.length).toBe(4);
+    sched.calls[1]!.emit("error", { code: 13, details: "RST_STREAM", metadata: new Metadata() });
+    const broke = (await c.catch((e: unknown) => e)) as LonghaulError;
+    expect(broke).toMatchObject({ code: "unavailable" });
+    expect(isTransportFailure(broke)).toBe(true);
+    // A new stream comes up after each back-off; meanwhile submits go by the unary call.
+    await onStream("d");
+    expect(sched.calls).toHaveLength(3);
   });
 
   it("a stream answered unavailable (its copy is shutting down) takes no more submits: it delivers what it owes, ends, and another opens", async () => {

@@ -1,6 +1,6 @@
 import { connectivityState, status as GrpcStatus, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { errorFromFields, fromGrpcError, grpcStatusOf } from "@longhaul/shared/grpc";
+import { errorFromFields, fromGrpcError, grpcStatusOf, transportError } from "@longhaul/shared/grpc";
 import type { Logger } from "@longhaul/shared/logger";
 import { runsPb, type schedulerPb } from "@longhaul/shared/proto";
 import {
@@ -204,8 +204,9 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
       s.ended = true;
       live.delete(s);
       const lived = s.ready ? Date.now() - s.openedAt : 0;
-      const broken = err ? fromGrpcError(err) : new LonghaulError("unavailable", "the scheduler ended the submit stream");
-      fail(s, broken.code === "unavailable" ? broken : new LonghaulError("unavailable", `the submit stream broke: ${broken.message}`, { cause: broken }));
+      // A copy refusing (shutting down) says so with its own code; anything else is the transport's failure, shown as a unary call's.
+      const broken = err ? fromGrpcError(err) : transportError("unavailable", "the scheduler ended the submit stream");
+      fail(s, broken.code === "unavailable" ? broken : transportError("unavailable", `the submit stream broke: ${broken.message}`, broken));
       if (slot.next === s) {
         // A successor that never came up: the current stream goes on; the next try waits.
         slot.next = undefined;
@@ -312,7 +313,7 @@ export function createSubmitStreams(o: SubmitStreamsOptions): SubmitStreams {
           signal,
           onAbort: signal ? () => giveUp(new LonghaulError("deadline_exceeded", "the submit was cancelled by its caller")) : undefined,
           // Every submit has its deadline, as its unary call would.
-          timer: setTimeout(() => giveUp(new LonghaulError("deadline_exceeded", `no answer from the scheduler in ${timeoutMs} ms`)), timeoutMs),
+          timer: setTimeout(() => giveUp(transportError("deadline_exceeded", `no answer from the scheduler in ${timeoutMs} ms`)), timeoutMs),
         };
         s.waiting.set(id, w);
         if (w.onAbort) signal?.addEventListener("abort", w.onAbort, { once: true });
