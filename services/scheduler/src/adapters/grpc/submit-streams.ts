@@ -46,6 +46,8 @@ export function createSubmitStreams(submit: Submit, log: Logger, count: SubmitCo
   const streams = new Set<Stream>();
   let closing = false;
   let onDrained: (() => void) | undefined;
+  /** Messages taken before close() and answered after it. */
+  let answeredClosing = 0;
 
   /** Ends a stream once every message it brought is answered: OK after the client's half-close, UNAVAILABLE when closing. */
   const settle = (s: Stream) => {
@@ -105,7 +107,10 @@ export function createSubmitStreams(submit: Submit, log: Logger, count: SubmitCo
           s.paused = false;
           call.resume();
         }
-        if (s.open) call.write({ id: req.id, result });
+        if (s.open) {
+          call.write({ id: req.id, result });
+          if (closing) answeredClosing++;
+        }
         settle(s);
       });
     });
@@ -136,9 +141,11 @@ export function createSubmitStreams(submit: Submit, log: Logger, count: SubmitCo
      */
     close(timeoutMs: number): Promise<void> {
       closing = true;
+      const taken = [...streams].reduce((n, s) => n + s.pending, 0);
+      log.info({ streams: streams.size, submits: taken }, "draining SubmitRuns streams");
       const drained = new Promise<void>((resolve) => {
         onDrained = resolve;
-      });
+      }).then(() => log.info({ answered: answeredClosing }, "SubmitRuns streams drained"));
       for (const s of [...streams]) settle(s);
       if (streams.size === 0) onDrained?.();
       const timer = setTimeout(() => {
