@@ -2,10 +2,13 @@
 // end-to-end test file, on its own database and NATS prefix so that files run
 // in parallel against the Postgres and NATS that `npm test` provides.
 import { rmSync } from "node:fs";
+import pg from "pg";
+import { expect } from "vitest";
 import { createGrpcTlsFromFiles, type GrpcTls } from "@longhaul/shared/grpc";
 import { startMesh, type Mesh, type MeshOptions } from "../../scripts/lib/mesh.mjs";
 import { createTestDatabase, createTestNats } from "./isolation.js";
 import { checkResponsesAgainstOpenApi } from "./openapi-conformance.js";
+import { gateway, type Peer } from "./peers.js";
 import { createTestPki, type TestPki } from "./pki.js";
 
 export type { Mesh, MeshOptions, ServiceName } from "../../scripts/lib/mesh.mjs";
@@ -126,4 +129,41 @@ export async function startTestMesh(options: TestMeshOptions = {}): Promise<Test
         if (!options.logDir && !process.env.LONGHAUL_KEEP_LOGS) rmSync(mesh.logDir, { recursive: true, force: true });
       })()),
   });
+}
+
+/**
+ * After submits made under load (a copy stopped or killed meanwhile), checks
+ * that each was accepted once: every answer a 202 with its own run id; the
+ * database holds exactly those runs among those created since `since` (none
+ * lost, none made twice by a try sent again); each run succeeded and reached
+ * `app` exactly once (its `X-Longhaul-Run-Id`).
+ */
+export async function expectEachAcceptedOnce(
+  mesh: TestMesh,
+  app: Peer,
+  since: Date,
+  results: ReadonlyArray<{ status: number; runId?: string | undefined }>,
+): Promise<void> {
+  const refused = results.filter((r) => r.status !== 202);
+  expect(refused, JSON.stringify(refused.slice(0, 3))).toEqual([]);
+  const ids = new Set(results.map((r) => r.runId!));
+  expect(ids.size).toBe(results.length);
+  const db = new pg.Client({ connectionString: mesh.database.url });
+  await db.connect();
+  try {
+    const { rows } = await db.query<{ id: string }>("select id from runs where created_at >= $1", [since]);
+    expect(rows.length).toBe(ids.size);
+    expect(new Set(rows.map((r) => r.id))).toEqual(ids);
+  } finally {
+    await db.end();
+  }
+  const api = gateway(mesh.ingressUrl, mesh.apiKey);
+  for (const id of ids) expect((await api.finished(id)).status, id).toBe("succeeded");
+  const calls = new Map<string, number>();
+  for (const r of app.received) {
+    const id = r.headers["x-longhaul-run-id"];
+    if (typeof id === "string" && ids.has(id)) calls.set(id, (calls.get(id) ?? 0) + 1);
+  }
+  const notOnce = [...ids].filter((id) => calls.get(id) !== 1).map((id) => `${id}: ${calls.get(id) ?? 0}`);
+  expect(notOnce, "app calls per run").toEqual([]);
 }
