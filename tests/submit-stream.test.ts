@@ -7,6 +7,7 @@
 // with submits in flight on its stream loses none and doubles none: they
 // fail over, under the same run id, to the other copy.
 import { randomUUID } from "node:crypto";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LonghaulError } from "@longhaul/shared/errors";
 import { callUnary, createClient, errorFromFields, internalMetadata } from "@longhaul/shared/grpc";
@@ -214,7 +215,7 @@ describe("submits on SubmitRuns streams", () => {
     }
   });
 
-  it("a scheduler stopped (SIGTERM) under load answers what its streams took; the rest go to the other copy: every submit accepted, once", async () => {
+  it("a scheduler stopped (SIGTERM) under load, slow submits in flight on its streams, answers what its streams took; the rest go to the other copy: every submit accepted, once", async () => {
     const since = new Date();
     const results: { status: number; runId?: string; body: string }[] = [];
     let stop = false;
@@ -230,7 +231,27 @@ describe("submits on SubmitRuns streams", () => {
       const n = await perCopy("longhaul_stream_submits_total", 'code="ok"');
       return n.every((x) => x > 0);
     }, 30_000, "stream submits on both copies");
-    await mesh.kill("scheduler", 1, "SIGTERM");
+    // Slow submits: an app with a concurrency limit is submitted to under a
+    // lock on its row, which the test holds across the SIGTERM; the streams
+    // take them round-robin, so the stopped copy has some in flight.
+    expect((await api.putApp("slow", { url: app.url, max_concurrency: 1000 })).status).toBeLessThan(300);
+    const lock = new pg.Client({ connectionString: mesh.database.url });
+    await lock.connect();
+    await lock.query("begin");
+    await lock.query("select 1 from apps where name = 'slow' for update");
+    const slow = Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const r = await api.call("POST", `/dev/slow/term/${i}?async=true`, "x");
+        results.push({ status: r.status, runId: r.json?.run_id as string | undefined, body: r.text });
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const stopping = mesh.kill("scheduler", 1, "SIGTERM");
+    await new Promise((r) => setTimeout(r, 500));
+    await lock.query("rollback");
+    await lock.end();
+    await stopping;
+    await slow;
     const logs = mesh.logs("scheduler", 1);
     // Submits were in flight on its streams at the stop, and each was answered there.
     const draining = /"submits":(\d+)[^\n]*"msg":"draining SubmitRuns streams"/.exec(logs);
