@@ -1,4 +1,6 @@
+import { spawn } from "node:child_process";
 import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { createLogger, maskUrlSecrets } from "./logger.js";
 
@@ -53,5 +55,42 @@ describe("createLogger", () => {
     const { lines, log } = capture();
     log.info({ url: "https://u:p@h/x?sig=s" }, "calling app");
     expect(lines[0]!.url).toBe("https://u:[redacted]@h/x?sig=[redacted]");
+  });
+});
+
+// A real process writing to a real pipe: stdout lines are buffered, so they
+// must still arrive while the process runs, and all of them when it exits.
+describe("stdout", () => {
+  const logger = fileURLToPath(new URL("./logger.ts", import.meta.url));
+
+  /** Runs `body` in a child with `log` in scope; resolves with its stdout lines as they arrive. */
+  function child(body: string, onLine?: (line: Record<string, unknown>, kill: () => void) => void) {
+    const code = `const { createLogger } = await import(${JSON.stringify(logger)}); const log = createLogger("child"); ${body}`;
+    const proc = spawn(process.execPath, ["--experimental-strip-types", "--no-warnings", "--input-type=module", "-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+    const lines: Record<string, unknown>[] = [];
+    let rest = "";
+    proc.stdout.on("data", (chunk: Buffer) => {
+      const parts = (rest + chunk.toString()).split("\n");
+      rest = parts.pop() ?? "";
+      for (const p of parts) {
+        const line = JSON.parse(p) as Record<string, unknown>;
+        lines.push(line);
+        onLine?.(line, () => proc.kill("SIGKILL"));
+      }
+    });
+    return new Promise<Record<string, unknown>[]>((resolve) => proc.on("close", () => resolve(lines)));
+  }
+
+  it("writes every line by process.exit, however many", async () => {
+    const lines = await child(`for (let i = 0; i < 500; i++) log.info({ i }, "line"); process.exit(3);`);
+    expect(lines.map((l) => l.i)).toEqual([...Array(500).keys()]);
+  });
+
+  it("writes a line within a moment while the process goes on", async () => {
+    // The child logs once and then idles for 20 s; it is killed when its line arrives.
+    const lines = await child(`log.info("alone"); setTimeout(() => log.info("late"), 20_000);`, (line, kill) => {
+      if (line.msg === "alone") kill();
+    });
+    expect(lines.map((l) => l.msg)).toEqual(["alone"]);
   });
 });
