@@ -103,8 +103,17 @@ function cpuOf(processes) {
     if (!p.pid) continue;
     try {
       const fields = fs.readFileSync(`/proc/${p.pid}/stat`, "utf8").split(") ")[1].split(" ");
-      const was = out[p.name] ?? { user: 0, system: 0 };
-      out[p.name] = { user: was.user + Number(fields[11]) * tick, system: was.system + Number(fields[12]) * tick };
+      // read- and write-like system calls (read/readv, write/writev: sockets, pipes, files) of all threads.
+      const io = Object.fromEntries(
+        fs.readFileSync(`/proc/${p.pid}/io`, "utf8").trim().split("\n").map((l) => l.split(": ")).map(([k, v]) => [k, Number(v)]),
+      );
+      const was = out[p.name] ?? { user: 0, system: 0, reads: 0, writes: 0 };
+      out[p.name] = {
+        user: was.user + Number(fields[11]) * tick,
+        system: was.system + Number(fields[12]) * tick,
+        reads: was.reads + io.syscr,
+        writes: was.writes + io.syscw,
+      };
     } catch {
       // gone
     }
@@ -178,8 +187,13 @@ try {
   const pgAfter = await commits();
   const done_ = Math.max(1, expected);
   for (const [name, ms] of Object.entries(cpuAfter)) {
-    const was = cpuBefore[name] ?? { user: 0, system: 0 };
-    cpuWindow[name] = { user: (ms.user - was.user) / done_, system: (ms.system - was.system) / done_ };
+    const was = cpuBefore[name] ?? { user: 0, system: 0, reads: 0, writes: 0 };
+    cpuWindow[name] = {
+      user: (ms.user - was.user) / done_,
+      system: (ms.system - was.system) / done_,
+      reads: (ms.reads - was.reads) / done_,
+      writes: (ms.writes - was.writes) / done_,
+    };
   }
   cpuWindow.pgCommits = (pgAfter - pgBefore) / done_;
   agent.destroy();
@@ -216,15 +230,18 @@ for (const name of args["no-profile"] ? [] : ["scheduler", "invoker", "notifier"
   for (const f of summary.frames) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.ms.toFixed(0).padStart(6)} ms  ${f.name}`);
 }
 console.log(
-  `\n## CPU ms per run during the load (from /proc, start-up excluded${args["no-profile"] ? "" : "; profiler overhead included"}): total = user + system`,
+  `\n## CPU ms per run during the load (from /proc, start-up excluded${args["no-profile"] ? "" : "; profiler overhead included"}): total = user + system; read and write system calls per run`,
 );
-const sum = { user: 0, system: 0 };
-const row = (label, c) => `  ${label.padEnd(10)} ${(c.user + c.system).toFixed(2)} = ${c.user.toFixed(2)} + ${c.system.toFixed(2)}`;
+const sum = { user: 0, system: 0, reads: 0, writes: 0 };
+const row = (label, c) =>
+  `  ${label.padEnd(10)} ${(c.user + c.system).toFixed(2)} = ${c.user.toFixed(2)} + ${c.system.toFixed(2)}   reads ${c.reads.toFixed(1)}, writes ${c.writes.toFixed(1)}`;
 for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
   const c = cpuWindow[name];
   if (c === undefined) continue;
   sum.user += c.user;
   sum.system += c.system;
+  sum.reads += c.reads;
+  sum.writes += c.writes;
   console.log(row(name, c));
 }
 console.log(row("sum", sum));
