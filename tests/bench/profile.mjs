@@ -141,16 +141,22 @@ try {
   const url = new URL(`${mesh.ingressUrl}/dev/bench/predict?async=true${args["no-webhook"] ? "" : `&webhookEndpoint=${hook}`}`);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
   const body = JSON.stringify({ prompt: "Summarise the attached quarterly report in three bullet points. ".repeat(3) });
+  /** Why submits were refused: HTTP status or socket error, counted. */
+  const refusals = new Map();
+  const refusal = (why) => {
+    refusals.set(why, (refusals.get(why) ?? 0) + 1);
+    return false;
+  };
   const submit = () =>
     new Promise((resolve) => {
       const req = http.request(
         { agent, host: url.hostname, port: url.port, path: url.pathname + url.search, method: "POST", headers: { ...auth, "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
         (res) => {
           res.resume();
-          res.on("end", () => resolve(res.statusCode === 202));
+          res.on("end", () => resolve(res.statusCode === 202 || refusal(`HTTP ${res.statusCode}`)));
         },
       );
-      req.on("error", () => resolve(false));
+      req.on("error", (err) => resolve(refusal(err.code ?? err.message)));
       req.end(body);
     });
 
@@ -180,7 +186,7 @@ try {
   const until = Date.now() + 60_000;
   const done = () => (args["no-webhook"] ? appCalls : hooks) >= expected;
   while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
-  log(`sent ${runs} (${failed} refused) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
+  log(`sent ${runs} (${failed} refused${refusals.size ? `: ${[...refusals].map(([k, n]) => `${k} ×${n}`).join(", ")}` : ""}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
   const cpuAfter = cpuOf(mesh.processes);
   await wire.close();
   cpuWindow.nats = [...onWire].sort((a, b) => b[1] - a[1]);
