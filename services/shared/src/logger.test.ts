@@ -86,6 +86,21 @@ describe("stdout", () => {
     expect(lines.map((l) => l.i)).toEqual([...Array(500).keys()]);
   });
 
+  it("makes no write while it has nothing to write: an idle process does not wake for its logger", async () => {
+    // Once its one line is out, the child counts its write system calls (all threads) over 600 ms of idling.
+    const lines = await child(
+      `const { readFileSync } = await import("node:fs");
+       const writes = () => Number(/syscw: (\\d+)/.exec(readFileSync("/proc/self/io", "utf8"))[1]);
+       log.info("once");
+       setTimeout(() => {
+         const before = writes();
+         setTimeout(() => { log.info({ idleWrites: writes() - before }, "idle"); process.exit(0); }, 600);
+       }, 300);`,
+    );
+    expect(lines.map((l) => l.msg)).toEqual(["once", "idle"]);
+    expect(lines[1]).toMatchObject({ idleWrites: 0 });
+  });
+
   it("writes a line within a moment while the process goes on", async () => {
     // The child logs once and then idles for 20 s; it is killed when its line arrives.
     const lines = await child(`log.info("alone"); setTimeout(() => log.info("late"), 20_000);`, (line, kill) => {

@@ -45,14 +45,28 @@ let stdout: DestinationStream | undefined;
 
 /**
  * The process's stdout for log lines, shared by every logger: lines are
- * gathered and written together (every {@link LOG_FLUSH_MS} or
- * {@link LOG_FLUSH_BYTES}, and at exit), so a busy service makes one write a
- * tenth of a second, not one per line. A kill -9 loses at most the last
+ * gathered and written together ({@link LOG_FLUSH_MS} after the first line of
+ * a batch, at {@link LOG_FLUSH_BYTES}, and at exit), so a busy service makes
+ * one write a tenth of a second, not one per line, and an idle one none (no
+ * timer runs while nothing waits). A kill -9 loses at most the last
  * {@link LOG_FLUSH_MS} of lines; a normal exit, `process.exit` and a crash
  * write them all (pino flushes the destination on exit).
  */
 function bufferedStdout(): DestinationStream {
-  stdout ??= pino.destination({ dest: 1, sync: false, minLength: LOG_FLUSH_BYTES, periodicFlush: LOG_FLUSH_MS });
+  if (stdout) return stdout;
+  const boom = pino.destination({ dest: 1, sync: false, minLength: LOG_FLUSH_BYTES });
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    // Ended at exit already (pino's exit hook): nothing left to write.
+    if (!(boom as unknown as { destroyed: boolean }).destroyed) boom.flush();
+  };
+  stdout = {
+    write(line: string) {
+      boom.write(line);
+      timer ??= setTimeout(flush, LOG_FLUSH_MS).unref();
+    },
+  };
   return stdout;
 }
 
