@@ -59,6 +59,7 @@ await runService({
     // Health: NOT_SERVING while NATS or Postgres is unreachable.
     const health = createDependencyHealth((serving) => grpc.setServing(serving), log);
     const nc = await connectNats(config.NATS_URL, "longhaul-scheduler", log, (up) => health.set("nats", up));
+    const bus = createEventBus(nc, names, log);
     const pgProbe = probePostgres(db, (up, err) => health.set("postgres", up, err));
     await ensureStreams(nc, names, streamSettings(config));
     // Gauges of shared state (queue depth from Postgres) are exported by one copy only, so that sums over copies hold.
@@ -81,7 +82,7 @@ await runService({
     const store = createPgStore(db, submitSettings);
     const deps: SchedulerDeps = {
       store,
-      bus: createEventBus(nc, names, log),
+      bus,
       metrics: createSchedulerMetrics(registry, store, { exportShared: metricsLease.isLeader }),
       log,
       settings: {
@@ -178,7 +179,13 @@ await runService({
         { name: "postgres probe", close: async () => pgProbe.stop() },
         { name: "metrics", close: () => metrics.close() },
         { name: "metrics lease", close: () => metricsLease.stop() },
-        { name: "nats", close: () => nc.drain() },
+        {
+          name: "nats",
+          close: () => {
+            bus.sendWaiting(); // change notices of the last 10 ms go out with the drain
+            return nc.drain();
+          },
+        },
         { name: "postgres", close: () => db.destroy() },
       ],
     };

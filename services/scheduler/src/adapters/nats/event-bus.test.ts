@@ -73,6 +73,14 @@ describe("run.changed", () => {
     await one.flush();
     await watcher.flush();
     expect(seen).toEqual(["B:succeeded"]);
+
+    // At shutdown the waiting notices are sent at once, not when their window ends.
+    seen.length = 0;
+    bus.publishChanged("p1", RUN_A, "cancelled");
+    bus.sendWaiting();
+    await one.flush();
+    await watcher.flush();
+    expect(seen).toEqual(["A:cancelled"]);
     await watcher.close();
   });
 });

@@ -21,7 +21,10 @@ export const CHANGED_BATCH_MS = 10;
  * to {@link CHANGED_BATCH_MS} and sent together; a later notice of the same
  * run replaces an earlier one still waiting.
  */
-export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger): EventBus {
+export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger): EventBus & {
+  /** Sends the change notices still waiting; at shutdown, before the connection drains. */
+  sendWaiting(): void;
+} {
   const js: JetStreamClient = jetstream(nc);
   /** Notices waiting to be sent, by subject (one per run). */
   const changed = new Map<string, Uint8Array>();
@@ -48,6 +51,7 @@ export function createEventBus(nc: NatsConnection, names: NatsNames, log: Logger
   })().catch((err: unknown) => log.error({ err }, "nats status loop failed"));
 
   return {
+    sendWaiting: sendChanged,
     // Each publish is a producer span in the run's own trace (a queued run may
     // be dispatched by another run's completion or by the reconciler), and the
     // message carries that span's context to the consumer.
