@@ -362,6 +362,35 @@ describe("notifier core", () => {
     expect(sent).toHaveLength(2);
   });
 
+  it("attemptBeforeRecord: a redelivery while the first attempt is out before its record waits for it, not 'no webhook delivery'", async () => {
+    const { core, mem, sent, input } = setup([http(200)], { attemptBeforeRecord: true });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held = { ...mem.store };
+    mem.store.createAttempted = async (...args) => (await gate, held.createAttempted(...args));
+    await core.acceptFinished({ runId: input.runId, project: "dev", input });
+    await new Promise((r) => setTimeout(r, 10)); // the POST is sent; nothing is recorded yet
+    expect(sent).toHaveLength(1);
+    expect(mem.rows.has(input.runId)).toBe(false);
+    const again = core.redeliver("dev", input.runId);
+    release();
+    await expect(again).resolves.toMatchObject({ delivery: { runId: input.runId } });
+    await core.drain();
+    expect(sent).toHaveLength(2);
+  });
+
+  it("a finished run with a webhook whose delivery another notifier has not recorded yet: redelivery is 409 with Retry-After, not 404", async () => {
+    const finished = { finishedAt: new Date() };
+    const { core, input } = setup([http(200)], { runs: { getDeliveryInput: async (id) => ({ ...inputOf(id), ...finished }) } });
+    await expect(core.redeliver("dev", input.runId)).rejects.toMatchObject({ code: "conflict", retryAfterSeconds: 1 });
+    // Another project's run, or one without a webhook, or not finished: no delivery.
+    await expect(core.redeliver("other", input.runId)).rejects.toMatchObject({ code: "not_found" });
+    const plain = setup([http(200)], { runs: { getDeliveryInput: async (id) => ({ ...inputOf(id), webhookUrl: "", ...finished }) } });
+    await expect(plain.core.redeliver("dev", input.runId)).rejects.toMatchObject({ code: "not_found" });
+    const running = setup([http(200)], { runs: { getDeliveryInput: async (id) => inputOf(id) } });
+    await expect(running.core.redeliver("dev", input.runId)).rejects.toMatchObject({ code: "not_found" });
+  });
+
   it("tells the scheduler many states in one report, and a run it no longer has counts as told", async () => {
     let down = false;
     const calls: string[][] = [];

@@ -446,6 +446,19 @@ export function createNotifierCore(options: NotifierCoreOptions) {
 
     /** Sends a delivery again now, in a new retry series; attempts keep their numbering. */
     async redeliver(projectId: string, runId: string) {
+      if (!(await store.get(runId))) {
+        // A first attempt may be out before its delivery is recorded
+        // (attemptBeforeRecord): here, wait for it; in another notifier, say
+        // so as for an attempt in flight, rather than "no webhook delivery".
+        const local = attemptsByRun.get(runId);
+        if (local) await local.catch(() => undefined);
+        else {
+          const input = await runs.getDeliveryInput(runId);
+          if (input?.webhookUrl && input.project === projectId && input.finishedAt) {
+            throw new LonghaulError("conflict", "the first attempt of this webhook is not recorded yet; try again shortly", { retryAfterSeconds: 1 });
+          }
+        }
+      }
       await listDeliveries(projectId, runId);
       let result = await store.redeliver(runId);
       const local = attemptsByRun.get(runId);
