@@ -7,6 +7,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from "@grpc/grpc-js";
+import { LonghaulError } from "../errors.js";
 import { fromGrpcError } from "./errors.js";
 import { grpcTarget } from "./targets.js";
 import { INTERNAL_TOKEN_METADATA_KEY } from "./server.js";
@@ -128,9 +129,18 @@ export function callUnary<Req, Res>(
 ): Promise<Res> {
   injectTrace((name, value) => metadata.set(name, value));
   return new Promise<Res>((resolve, reject) => {
-    const call = method(request, metadata, { deadline: Date.now() + timeoutMs }, (err, res) =>
-      err ? reject(fromGrpcError(err)) : resolve(res),
-    );
+    let call: ReturnType<UnaryMethod<Req, Res>>;
+    try {
+      call = method(request, metadata, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(fromGrpcError(err)) : resolve(res)));
+    } catch (err) {
+      // grpc-js throws at once on a client closed at shutdown: a call that
+      // cannot be made now, as when its peer is gone (503), not a bug (500).
+      if (err instanceof Error && /Channel has been shut down/.test(err.message)) {
+        reject(new LonghaulError("unavailable", "the service is shutting down", { cause: err }));
+        return;
+      }
+      throw err;
+    }
     signal?.addEventListener("abort", () => call.cancel(), { once: true });
   });
 }
