@@ -175,6 +175,15 @@ function setup(
 }
 
 /** A delivery input for `runId` (the event carries it). */
+/** Holds every call of a store's write `method` until the returned release is called. */
+function holdWrites(store: DeliveryStore, method: "finishAttempt" | "createAttempted"): () => void {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const write = store[method].bind(store) as (...args: unknown[]) => Promise<unknown>;
+  (store as unknown as Record<string, unknown>)[method] = async (...args: unknown[]) => (await gate, write(...args));
+  return release;
+}
+
 function inputOf(runId: string): DeliveryInput {
   return {
     runId,
@@ -327,10 +336,7 @@ describe("notifier core", () => {
 
   it("starts no more first attempts than its concurrency; the rest wait for the poller", async () => {
     const { core, mem, sent } = setup([http(200)], { maxConcurrency: 1, runs: { getDeliveryInput: async (id) => inputOf(id) } });
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const held = { ...mem.store };
-    mem.store.finishAttempt = async (...args) => (await gate, held.finishAttempt(...args));
+    const release = holdWrites(mem.store, "finishAttempt");
     const event = (runId: string) => ({
       runId,
       project: "dev",
@@ -348,10 +354,7 @@ describe("notifier core", () => {
 
   it("redelivers once its own attempt in flight has ended (its record may wait for a batch)", async () => {
     const { core, mem, sent, input } = setup([http(200)]);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const held = { ...mem.store };
-    mem.store.finishAttempt = async (...args) => (await gate, held.finishAttempt(...args));
+    const release = holdWrites(mem.store, "finishAttempt");
     await core.acceptFinished({ runId: input.runId, project: "dev" });
     await new Promise((r) => setTimeout(r, 10)); // the POST is sent, its record waits
     expect(sent).toHaveLength(1);
@@ -364,10 +367,7 @@ describe("notifier core", () => {
 
   it("attemptBeforeRecord: a redelivery while the first attempt is out before its record waits for it, not 'no webhook delivery'", async () => {
     const { core, mem, sent, input } = setup([http(200)], { attemptBeforeRecord: true });
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const held = { ...mem.store };
-    mem.store.createAttempted = async (...args) => (await gate, held.createAttempted(...args));
+    const release = holdWrites(mem.store, "createAttempted");
     await core.acceptFinished({ runId: input.runId, project: "dev", input });
     await new Promise((r) => setTimeout(r, 10)); // the POST is sent; nothing is recorded yet
     expect(sent).toHaveLength(1);

@@ -446,7 +446,8 @@ export function createNotifierCore(options: NotifierCoreOptions) {
 
     /** Sends a delivery again now, in a new retry series; attempts keep their numbering. */
     async redeliver(projectId: string, runId: string) {
-      if (!(await store.get(runId))) {
+      await listDeliveries(projectId, runId).catch(async (err: unknown) => {
+        if (!(err instanceof LonghaulError && err.code === "not_found")) throw err;
         // A first attempt may be out before its delivery is recorded
         // (attemptBeforeRecord): here, wait for it; in another notifier, say
         // so as for an attempt in flight, rather than "no webhook delivery".
@@ -458,8 +459,8 @@ export function createNotifierCore(options: NotifierCoreOptions) {
             throw new LonghaulError("conflict", "the first attempt of this webhook is not recorded yet; try again shortly", { retryAfterSeconds: 1 });
           }
         }
-      }
-      await listDeliveries(projectId, runId);
+        return listDeliveries(projectId, runId);
+      });
       let result = await store.redeliver(runId);
       const local = attemptsByRun.get(runId);
       if (result === "locked" && local) {
