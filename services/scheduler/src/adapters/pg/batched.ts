@@ -222,6 +222,14 @@ export interface SuccessInput {
 export type Succeeded = { run: RunRecord; limited: boolean };
 
 /**
+ * How long a successful completion waits for others to share its commit. The
+ * app has answered already: only the run's end (its state, its webhook, the
+ * invoker's answer) waits this much, never an accept or a call. At 150 runs/s
+ * two completions share a commit on average instead of one each.
+ */
+const SUCCESS_WINDOW_MS = 5;
+
+/**
  * Ends attempts that succeeded (the app answered 2xx: nothing in the app's
  * policy can change that outcome, so no read and no lock first), run and
  * attempt record in one statement for the whole batch. Undefined for an
@@ -252,7 +260,7 @@ export function batchedSuccess(db: Kysely<SchedulerDb>) {
         return { run: run as RunRecord, limited: (app_max_concurrency ?? 0) > 0 };
       });
     },
-    { maxBatch: MAX_BATCH },
+    { maxBatch: MAX_BATCH, windowMs: SUCCESS_WINDOW_MS },
   );
 }
 
