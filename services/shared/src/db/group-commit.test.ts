@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import pg from "pg";
 import { createTestDatabase } from "../../../../tests/helpers/isolation.js";
 import { groupCommit } from "./group-commit.js";
@@ -94,5 +94,60 @@ describe("group commit", () => {
       holder.release();
     }
     expect(await stored()).toEqual([]);
+  });
+});
+
+describe("group commit with a window", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** A writer that records its batches and answers at once (the window, not the database, is under test). */
+  function windowed(options: { windowMs: number; windowWhenBusy?: boolean; maxBatch?: number }) {
+    const written: number[][] = [];
+    const write = groupCommit<number, number>(async (items) => {
+      written.push(items);
+      return items;
+    }, { maxBatch: options.maxBatch ?? 50, ...options });
+    return { write, written };
+  }
+
+  it("holds a batch for its window so that callers who come apart share one write; flushes early when full", async () => {
+    vi.useFakeTimers();
+    const { write, written } = windowed({ windowMs: 5, maxBatch: 3 });
+    const first = write(1);
+    await vi.advanceTimersByTimeAsync(2);
+    const second = write(2);
+    expect(written).toEqual([]); // still inside the first caller's window
+    await vi.advanceTimersByTimeAsync(3);
+    expect(await Promise.all([first, second])).toEqual([1, 2]);
+    expect(written).toEqual([[1, 2]]);
+    // Full before its window ends: written at once.
+    const full = [write(3), write(4), write(5)];
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[1, 2], [3, 4, 5]]);
+    expect(await Promise.all(full)).toEqual([3, 4, 5]);
+  });
+
+  it("windowWhenBusy: writes a lone caller at once, and makes callers that come close together wait for each other", async () => {
+    vi.useFakeTimers();
+    const { write, written } = windowed({ windowMs: 5, windowWhenBusy: true });
+    const lone = write(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[1]]); // no window: nobody came just before it
+    expect(await lone).toBe(1);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(await write(2)).toBe(2); // alone again after a quiet spell
+    expect(written).toEqual([[1], [2]]);
+    // Two more within a window of the one before: the first of them opens a window the other joins.
+    await vi.advanceTimersByTimeAsync(1);
+    const close = write(3);
+    await vi.advanceTimersByTimeAsync(2);
+    const closer = write(4);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[1], [2]]);
+    await vi.advanceTimersByTimeAsync(5);
+    expect(await Promise.all([close, closer])).toEqual([3, 4]);
+    expect(written).toEqual([[1], [2], [3, 4]]);
   });
 });

@@ -26,6 +26,12 @@ export interface GroupCommitOptions {
    * than a few milliseconds.
    */
   windowMs?: number;
+  /**
+   * Opens the window only for a caller that came less than `windowMs` after
+   * the one before it: on a quiet system a lone caller is written at once,
+   * and only callers that come close together wait for each other.
+   */
+  windowWhenBusy?: boolean;
 }
 
 interface Waiter<I, O> {
@@ -45,6 +51,7 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
   const windowMs = options.windowMs ?? 0;
   let inFlight = 0;
   let windowTimer: NodeJS.Timeout | undefined;
+  let lastArrival = -Infinity;
 
   async function flush(batch: Waiter<I, O>[]): Promise<void> {
     try {
@@ -70,8 +77,9 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
     }
   }
 
-  function next(): void {
-    if (windowMs > 0 && queue.length > 0 && queue.length < options.maxBatch && windowTimer === undefined) {
+  /** `busy`: the caller that called came within a window of the one before (windowWhenBusy). */
+  function next(busy = true): void {
+    if (windowMs > 0 && busy && queue.length > 0 && queue.length < options.maxBatch && windowTimer === undefined) {
       // The first caller of a batch opens its window; the window's end writes it.
       windowTimer = setTimeout(() => {
         windowTimer = undefined;
@@ -99,7 +107,9 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
   return (item: I) =>
     new Promise<O>((resolve, reject) => {
       queue.push({ item, resolve, reject });
-      next();
+      const now = Date.now();
+      next(!options.windowWhenBusy || now - lastArrival < windowMs);
+      lastArrival = now;
     });
 }
 

@@ -222,10 +222,10 @@ export interface SuccessInput {
 export type Succeeded = { run: RunRecord; limited: boolean };
 
 /**
- * How long a successful completion waits for others to share its commit. The
- * app has answered already: only the run's end (its state, its webhook, the
- * invoker's answer) waits this much, never an accept or a call. At 150 runs/s
- * two completions share a commit on average instead of one each.
+ * How long a successful completion waits for others to share its commit,
+ * when another came within as long before it (a lone one on a quiet system
+ * is written at once). The app has answered already: only the run's end (its
+ * state, its webhook, the invoker's answer) waits, never an accept or a call.
  */
 const SUCCESS_WINDOW_MS = 5;
 
@@ -260,7 +260,7 @@ export function batchedSuccess(db: Kysely<SchedulerDb>) {
         return { run: run as RunRecord, limited: (app_max_concurrency ?? 0) > 0 };
       });
     },
-    { maxBatch: MAX_BATCH, windowMs: SUCCESS_WINDOW_MS },
+    { maxBatch: MAX_BATCH, windowMs: SUCCESS_WINDOW_MS, windowWhenBusy: true },
   );
 }
 
