@@ -254,7 +254,7 @@ describe("submits on SubmitRuns streams", () => {
     await slow;
     const logs = mesh.logs("scheduler", 1);
     // Submits were in flight on its streams at the stop, and each was answered there.
-    const draining = /"submits":(\d+)[^\n]*"msg":"draining SubmitRuns streams"/.exec(logs);
+    const draining = /"in_flight":(\d+)[^\n]*"msg":"draining SubmitRuns streams"/.exec(logs);
     const drained = /"answered":(\d+)[^\n]*"msg":"SubmitRuns streams drained"/.exec(logs);
     expect(Number(draining?.[1]), "submits in flight at SIGTERM").toBeGreaterThan(0);
     expect(Number(drained?.[1])).toBeGreaterThanOrEqual(Number(draining?.[1]));
