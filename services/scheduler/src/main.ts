@@ -14,6 +14,7 @@ import type { SchedulerDeps } from "./core/deps.js";
 import { createRunRegistry } from "./core/run-registry.js";
 import { createTenancy } from "./core/tenancy.js";
 import { createAdminService, createKeyService } from "./adapters/grpc/admin-service.js";
+import { createAttemptStreams } from "./adapters/grpc/attempt-streams.js";
 import { createHandoffStreams } from "./adapters/grpc/handoff-streams.js";
 import { createInternalService } from "./adapters/grpc/internal-service.js";
 import { createAppService, createRunService, createSubmit } from "./adapters/grpc/public-services.js";
@@ -28,9 +29,9 @@ import type { SchedulerDb } from "./adapters/pg/schema.js";
 import { createSubmitSettingsCache, readSubmitSettings } from "./adapters/pg/submit-settings.js";
 
 /**
- * How long the gRPC server waits at shutdown for the calls and SubmitRuns
- * messages in flight; well within runService's grace (30 s), which the
- * closers after it share.
+ * How long the gRPC server waits at shutdown for the calls and the SubmitRuns
+ * and Attempts messages in flight; well within runService's grace (30 s),
+ * which the closers after it share.
  */
 const GRPC_STOP_GRACE_MS = 10_000;
 
@@ -114,7 +115,9 @@ await runService({
       log,
     );
 
-    grpc.add(runsPb.RunServiceService, createRunService(runRegistry, tenancy, log));
+    // Aborted at shutdown: watches end then, rather than hold the gRPC server's stop for its whole grace.
+    const closingWatches = new AbortController();
+    grpc.add(runsPb.RunServiceService, createRunService(runRegistry, tenancy, log, closingWatches.signal));
     // App URLs: where they may point (DESIGN.md "Projects, keys and limits"), checked when stored.
     const egress = await createEgressPolicy(
       config.LONGHAUL_APP_ALLOWED_NETWORKS,
@@ -125,9 +128,11 @@ await runService({
     grpc.add(adminPb.KeyServiceService, createKeyService(tenancy, log));
     // The gateway's submits, as messages on its SubmitRuns streams: each made as RunService/SubmitRun makes it.
     const submitStreams = createSubmitStreams(createSubmit(runRegistry, tenancy), log, createStreamSubmitCounter(registry));
+    // The invokers' claims and outcomes, as messages on their Attempts streams (and as unary calls).
+    const attemptStreams = createAttemptStreams(lifecycle, config.SCHEDULER_LEASE_SECONDS, log);
     grpc.add(
       schedulerPb.SchedulerInternalServiceService,
-      createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy, handoffs, submitStreams),
+      createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy, handoffs, submitStreams, attemptStreams),
       { internal: true },
     );
     const port = await grpc.start();
@@ -164,15 +169,19 @@ await runService({
         // Invokers get what was started for them, then their streams end: they reconnect to another copy.
         { name: "handoff streams", close: async () => handoffs.close() },
         {
-          // Submits on the gateway's streams are answered, then each stream
-          // ends UNAVAILABLE; meanwhile the server's GOAWAY sends the gateway's
-          // next streams (and unary calls) to other copies.
+          // The server's GOAWAY sends the clients' next streams (and unary
+          // calls) to other copies. Then the long-lived streams served here
+          // end, each with UNAVAILABLE ("this copy is going away"), so that
+          // the stop waits for none of them: submits on the gateway's
+          // SubmitRuns streams and claims and outcomes on the invokers'
+          // Attempts streams once they are answered, the gateway's watches
+          // at once (it opens them again on another copy).
           name: "grpc",
           close: async () => {
-            // Both within the same grace: a submit stuck on Postgres holds neither past it.
-            const drained = submitStreams.close(GRPC_STOP_GRACE_MS);
-            await grpc.stop(GRPC_STOP_GRACE_MS);
-            await drained;
+            // All within the same grace: a message stuck on Postgres holds none past it.
+            const stopped = grpc.stop(GRPC_STOP_GRACE_MS);
+            closingWatches.abort();
+            await Promise.all([submitStreams.close(GRPC_STOP_GRACE_MS), attemptStreams.close(GRPC_STOP_GRACE_MS), stopped]);
           },
         },
         { name: "grpc tls reload", close: async () => tls?.close() },

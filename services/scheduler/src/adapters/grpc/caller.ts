@@ -33,22 +33,36 @@ export function callerOf(tenancy: Tenancy, ctx: CallContext, scope: Scope | null
   return callerOfAuthorization(tenancy, ctx.metadata.get("authorization")[0], scope, what);
 }
 
+/** How a watch stream ends when its scheduler copy shuts down: the gateway opens it again on another copy. */
+export const WATCH_SHUTTING_DOWN = new LonghaulError("unavailable", "the scheduler is shutting down; watch on another copy");
+
 /**
  * Runs a long call (a stream, a long poll) for as long as its key works: the
  * key is checked again every second, and once it is revoked the call ends
  * with `unauthenticated`. The call also holds one of the project's watch
- * stream slots (max_watch_streams) while it runs.
+ * stream slots (max_watch_streams) while it runs. When `closing` aborts (the
+ * scheduler shuts down) the call's signal aborts and the call then ends with
+ * `unavailable` ({@link WATCH_SHUTTING_DOWN}), which its client takes as
+ * "watch on another copy".
  */
 export async function whileKeyWorks(
   tenancy: Tenancy,
   ctx: CallContext,
   caller: KeyCaller,
   run: (signal: AbortSignal) => Promise<void>,
+  closing?: AbortSignal,
 ): Promise<void> {
   const key = bearerOf(ctx);
+  if (closing?.aborted) throw WATCH_SHUTTING_DOWN;
   const inner = new AbortController();
   const onOuter = () => inner.abort(ctx.signal.reason);
   ctx.signal.addEventListener("abort", onOuter, { once: true });
+  let shutDown = false;
+  const onClosing = () => {
+    shutDown = true;
+    inner.abort(WATCH_SHUTTING_DOWN);
+  };
+  closing?.addEventListener("abort", onClosing, { once: true });
   let revoked: LonghaulError | undefined;
   const timer = setInterval(() => {
     tenancy.authenticate(key).then(
@@ -67,6 +81,8 @@ export async function whileKeyWorks(
   } finally {
     clearInterval(timer);
     ctx.signal.removeEventListener("abort", onOuter);
+    closing?.removeEventListener("abort", onClosing);
   }
   if (revoked) throw revoked;
+  if (shutDown) throw WATCH_SHUTTING_DOWN;
 }

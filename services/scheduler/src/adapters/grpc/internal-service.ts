@@ -2,16 +2,15 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
 import { unary } from "@longhaul/shared/grpc";
-import { schedulerPb } from "@longhaul/shared/proto";
-import { contextFromCarrier, inSpan, SpanKind } from "@longhaul/shared/telemetry";
-import { startedRun, type RunRecord } from "../../core/model.js";
+import type { schedulerPb } from "@longhaul/shared/proto";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import type { RunRegistry } from "../../core/run-registry.js";
 import type { Tenancy } from "../../core/tenancy.js";
+import type { AttemptStreams } from "./attempt-streams.js";
 import type { HandoffStreams } from "./handoff-streams.js";
 import type { SubmitStreams } from "./submit-streams.js";
 import { checkStreamIds } from "./stream-ids.js";
-import { bodyGone, claimResponse, contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
+import { bodyGone, contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
 
 /** `longhaul.internal.v1.SchedulerInternalService`: what the invoker and notifier call. */
 export function createInternalService(
@@ -22,81 +21,14 @@ export function createInternalService(
   tenancy: Tenancy,
   handoffs: HandoffStreams,
   submits: SubmitStreams,
+  attempts: AttemptStreams,
 ): schedulerPb.SchedulerInternalServiceServer {
-  const claim = (req: schedulerPb.ClaimRunRequest) => lifecycle.claim(req.runId, req.attempt, req.invokerId);
-
-  /** What an invoker needs to make the call of the attempt it claimed. */
-  const claimed = (run: RunRecord) => claimResponse(startedRun(run), leaseSeconds);
-
-  async function complete(req: schedulerPb.CompleteRunRequest): Promise<schedulerPb.CompleteRunResponse> {
-    const run = await lifecycle.complete(req.runId, req.attempt, req.invokerId, {
-      statusCode: req.statusCode,
-      headers: req.headers,
-      body: req.body,
-      bodyTruncated: req.bodyTruncated,
-      errorCode: req.errorCode,
-      errorMessage: req.errorMessage,
-      retryAfterSeconds: req.retryAfterSeconds,
-    });
-    return { accepted: run !== undefined, status: statusToProto(run?.status ?? "") };
-  }
-
-  /** One request of an Attempts stream, answered as its unary form would be. */
-  async function answer(req: schedulerPb.AttemptsRequest): Promise<schedulerPb.AttemptsResponse["result"]> {
-    const call = req.call;
-    if (!call) throw new LonghaulError("invalid_argument", "call: claim or complete");
-    // Each message continues the invoker's trace, as a unary call's metadata would.
-    const parent = contextFromCarrier(req.traceparent, req.tracestate);
-    const spanName = call.$case === "claim" ? "run.claim" : "run.complete";
-    return inSpan(spanName, { kind: SpanKind.SERVER, parent, attributes: { "rpc.method": "Attempts" } }, async () =>
-      call.$case === "claim"
-        ? { $case: "claim" as const, value: claimed(await claim(call.value)) }
-        : { $case: "complete" as const, value: await complete(call.value) },
-    );
-  }
-
-  /**
-   * Attempts: each request answered on the stream as it finishes. The stream
-   * ends once the invoker half-closed it and every answer was written.
-   */
-  function attempts(call: ServerDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>): void {
-    let open = true;
-    let pending = 0;
-    let ended = false;
-    const finish = () => {
-      if (ended && pending === 0 && open) {
-        open = false;
-        call.end();
-      }
-    };
-    call.on("data", (req: schedulerPb.AttemptsRequest) => {
-      pending++;
-      void answer(req)
-        .catch((err: unknown) => {
-          const e = LonghaulError.from(err);
-          if (e.code === "internal") log.error({ err, method: "Attempts" }, "internal error in handler");
-          return { $case: "error" as const, value: { code: e.code, message: e.message } };
-        })
-        .then((result) => {
-          pending--;
-          if (open) call.write({ id: req.id, result });
-          finish();
-        });
-    });
-    call.on("end", () => {
-      ended = true;
-      finish();
-    });
-    call.on("cancelled", () => (open = false));
-    call.on("error", () => (open = false));
-  }
-
   return {
     authenticate: unary(log, "Authenticate", async (req: schedulerPb.AuthenticateRequest) => {
       const caller = await tenancy.authenticate(req.apiKey);
       return { project: caller.project, scopes: [...caller.scopes] };
     }),
-    claimRun: unary(log, "ClaimRun", async (req: schedulerPb.ClaimRunRequest) => claimed(await claim(req))),
+    claimRun: unary(log, "ClaimRun", attempts.claim),
     heartbeat: unary(log, "Heartbeat", async (req: schedulerPb.HeartbeatRequest) => ({
       lost: await lifecycle.heartbeat(
         req.invokerId,
@@ -105,8 +37,8 @@ export function createInternalService(
       ),
       leaseSeconds,
     })),
-    completeRun: unary(log, "CompleteRun", complete),
-    attempts: (call: ServerDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>) => attempts(call),
+    completeRun: unary(log, "CompleteRun", attempts.complete),
+    attempts: (call: ServerDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>) => attempts.serve(call),
     handoff: (call: ServerDuplexStream<schedulerPb.HandoffRequest, schedulerPb.HandoffResponse>) =>
       handoffs.serve(call, (invokerId, held, endedStreams) => lifecycle.returnUnreceived(invokerId, held, endedStreams)),
     submitRuns: (call: ServerDuplexStream<schedulerPb.SubmitRunsRequest, schedulerPb.SubmitRunsResponse>) => submits.serve(call),

@@ -91,8 +91,14 @@ export function createSubmit(registry: RunRegistry, tenancy: Tenancy): Submit {
     });
 }
 
-/** `longhaul.v1.RunService` on the core registry. */
-export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: Logger): runsPb.RunServiceServer {
+/**
+ * `longhaul.v1.RunService` on the core registry. When `closing` aborts (the
+ * scheduler shuts down) the watches end at once: WatchRun and WatchRuns
+ * streams with `unavailable` (the gateway opens them again on another copy),
+ * long polls (GetRun with `wait_seconds`) with the run as it is then, as
+ * when their wait is up.
+ */
+export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: Logger, closing?: AbortSignal): runsPb.RunServiceServer {
   const submit = createSubmit(registry, tenancy);
   return {
     submitRun: unary(log, "SubmitRun", (req: runsPb.SubmitRunRequest, ctx) => submit(ctx.metadata.get("authorization")[0], req)),
@@ -101,8 +107,9 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
       if (!req.waitSeconds) return { run: runToProto(await registry.getRun(caller.project, req.runId)) };
       // A long poll is a watch: it holds a stream slot and ends when its key is revoked.
       let v: Awaited<ReturnType<typeof registry.waitRun>> | undefined;
+      const polled = closing ? { ...ctx, signal: AbortSignal.any([ctx.signal, closing]) } : ctx;
       await countingThrottles(tenancy, caller.project, () =>
-        whileKeyWorks(tenancy, ctx, caller, async (signal) => {
+        whileKeyWorks(tenancy, polled, caller, async (signal) => {
           v = await registry.waitRun(caller.project, req.runId, req.waitSeconds, signal);
         }),
       );
@@ -182,7 +189,7 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
     watchRun: serverStream(log, "WatchRun", async (req: runsPb.WatchRunRequest, ctx, write: (m: runsPb.WatchRunResponse) => void) => {
       const caller = await callerOf(tenancy, ctx, "read", "watching a run");
       await countingThrottles(tenancy, caller.project, () =>
-        whileKeyWorks(tenancy, ctx, caller, (signal) => registry.watch(caller.project, req.runId, signal, (v) => write({ run: runToProto(v) }))),
+        whileKeyWorks(tenancy, ctx, caller, (signal) => registry.watch(caller.project, req.runId, signal, (v) => write({ run: runToProto(v) })), closing),
       );
     }),
     getRunStats: unary(log, "GetRunStats", async (req: runsPb.GetRunStatsRequest, ctx) => {
@@ -216,6 +223,7 @@ export function createRunService(registry: RunRegistry, tenancy: Tenancy, log: L
             live: () => write({ run: undefined }),
             run: (run) => write({ run: runToProto({ run, attempts: [] }) }),
           }),
+          closing,
         ),
       );
     }),
