@@ -88,6 +88,14 @@ const RETRIED = [
   "/grpc.health.v1.Health/Check",
 ];
 
+/**
+ * Opens of a WatchRun in a row that may end UNAVAILABLE before it answers
+ * (grpc-js's own retries come first: RETRIED), and the pause before each,
+ * times its number in the row.
+ */
+const WATCH_REOPEN_TRIES = 3;
+const WATCH_REOPEN_DELAY_MS = 100;
+
 /** Tries of a submit when a scheduler copy is unavailable (each with the same run id). */
 const SUBMIT_TRIES = 3;
 const SUBMIT_RETRY_DELAY_MS = 100;
@@ -237,11 +245,32 @@ export function createSchedulerClients(addresses: string, internalToken: string,
     getRunStats: (caller, req, opts) =>
       callUnary(runClient.getRunStats.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
     async *watchRun(caller, runId, maxSeconds, signal) {
-      const call = runClient.watchRun({ runId }, streamMetadata(caller), {
-        deadline: Date.now() + maxSeconds * 1000,
-      });
-      for await (const msg of streamOf<runsPb.WatchRunResponse>(call, signal)) {
-        if (msg.run) yield msg.run;
+      const deadline = Date.now() + maxSeconds * 1000;
+      /** The last run sent, encoded: a copy watched anew starts with the run as it is, perhaps that same state. */
+      let last: Buffer | undefined;
+      for (let idle = 0; ; ) {
+        const call = runClient.watchRun({ runId }, streamMetadata(caller), { deadline });
+        let heard = false;
+        try {
+          for await (const msg of streamOf<runsPb.WatchRunResponse>(call, signal)) {
+            heard = true;
+            if (!msg.run) continue;
+            const encoded = Buffer.from(runsPb.Run.encode(msg.run).finish());
+            if (last?.equals(encoded)) continue;
+            last = encoded;
+            yield msg.run;
+          }
+          return;
+        } catch (err) {
+          // A copy going away (shutting down, or its connection lost) ends the
+          // stream UNAVAILABLE: the watch goes on on another copy. WatchRun
+          // starts with the run's current state, so nothing in between is lost.
+          idle = heard ? 1 : idle + 1;
+          const reopen = err instanceof LonghaulError && err.code === "unavailable" && idle <= WATCH_REOPEN_TRIES && !signal.aborted && !closed;
+          if (!reopen || Date.now() + WATCH_REOPEN_DELAY_MS * idle >= deadline) throw err;
+          await setTimeout(WATCH_REOPEN_DELAY_MS * idle);
+          if (signal.aborted || closed) return;
+        }
       }
     },
     async *watchRuns(caller, req, maxSeconds, signal): AsyncIterable<RunsWatchItem> {
