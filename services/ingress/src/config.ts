@@ -55,6 +55,16 @@ export const ingressEnvSchema = commonEnvSchema.extend({
    * `SCHEDULER_ADDR`, two when it is one DNS name. @default "auto"
    */
   INGRESS_SUBMIT_STREAMS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
+  /**
+   * How long the gateway keeps an idle keep-alive connection open, in
+   * milliseconds. Longer than the idle timeout of any load balancer in front
+   * (60 s for most), so that the balancer, not the gateway, closes an idle
+   * connection: a gateway closing first races the balancer's next request on
+   * it, which the client then sees as a reset. Node's default is 5 s.
+   * The time allowed for a request's headers is kept above it.
+   * @default 65000
+   */
+  INGRESS_KEEP_ALIVE_TIMEOUT_MS: envInt(65_000, 1, 3_600_000),
   /** Grace period for in-flight requests at shutdown, in milliseconds. @default 25000 */
   INGRESS_SHUTDOWN_GRACE_MS: envInt(25_000, 0, 600_000),
 });

@@ -47,6 +47,7 @@ await runService({
       },
       extraRoutes: () => [...docsRoutes(docs), ...(dashboard ? dashboardRoutes(dashboard) : [])],
       resultUrlKey: resultUrlKey(config.LONGHAUL_INTERNAL_TOKEN),
+      keepAliveTimeoutMs: config.INGRESS_KEEP_ALIVE_TIMEOUT_MS,
     });
     const port = await gateway.listen(config.LONGHAUL_HTTP_HOST, config.LONGHAUL_HTTP_PORT);
     // Metrics name every project's apps: on their own port, never the public one.

@@ -38,6 +38,12 @@ export interface HttpGatewayOptions {
   limits: HttpLimits;
   resultUrlKey: Buffer;
   /**
+   * How long an idle keep-alive connection stays open (`server.keepAliveTimeout`),
+   * in milliseconds: longer than the idle timeout of a load balancer in front.
+   * @default 65000
+   */
+  keepAliveTimeoutMs?: number;
+  /**
    * More routes, built from the same deps (the dashboard plugs in
    * here as `/dashboard/...`); literal first segments are reserved from the
    * gateway automatically.
@@ -56,6 +62,11 @@ export interface HttpGateway {
   /** Stops accepting, lets answers in flight finish for up to `graceMs`, then cuts the rest. */
   close(graceMs: number): Promise<void>;
 }
+
+/** Idle keep-alive connections are closed after this long by default: above the 60 s idle timeout of common load balancers. */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/** Time a request's headers may take, at least. */
+const HEADERS_TIMEOUT_MS = 60_000;
 
 /** Builds the gateway: `/{project}/{app}/...`, `/v1/...` (and its OpenAPI document), `/healthz`. */
 export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
@@ -142,26 +153,43 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
     }
   };
 
-  const server = createServer(
+  const keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS;
+  // At close, Node lets a connection whose answer ends after server.close()
+  // stay open, idle, for the whole keep-alive timeout: answers in flight
+  // then say `Connection: close`, and those already under way free their
+  // connection as they end.
+  let closing = false;
+  const inFlight = new Set<ServerResponse>();
+  const server: Server = createServer(
     {
       // Sync calls may upload slowly and be held up to 12 h: no whole-request
       // timeout (Node's default is 300 s, TOOLCHAIN.md); headers must still come quickly.
       requestTimeout: 0,
-      headersTimeout: 60_000,
+      // Above the keep-alive timeout: the wait for a kept-alive connection's next headers never ends it first.
+      headersTimeout: Math.max(HEADERS_TIMEOUT_MS, keepAliveTimeout + 1_000),
+      // An idle connection outlives a load balancer's idle timeout: the balancer closes it, never
+      // the gateway under a request the balancer is sending (the client would see a reset).
+      keepAliveTimeout,
     },
     (req, res) => {
+      inFlight.add(res);
+      if (closing) res.shouldKeepAlive = false;
+      res.once("close", () => {
+        inFlight.delete(res);
+        if (closing) setImmediate(() => server.closeIdleConnections());
+      });
       // The request's own span, in the caller's trace when it sent a traceparent (when no instrumentation makes one).
-      const server = startServerSpan(`${req.method ?? "GET"}`, (name) => {
+      const serverSpan = startServerSpan(`${req.method ?? "GET"}`, (name) => {
         const value = req.headers[name];
         return typeof value === "string" ? value : undefined;
       });
-      const handled = server ? context.with(server.context, () => handle(req, res)) : handle(req, res);
+      const handled = serverSpan ? context.with(serverSpan.context, () => handle(req, res)) : handle(req, res);
       handled
         .catch((err: unknown) => {
           log.error({ err }, "request handler failed");
           res.destroy();
         })
-        .finally(() => server?.span.end());
+        .finally(() => serverSpan?.span.end());
     },
   );
 
@@ -178,6 +206,8 @@ export function createHttpGateway(options: HttpGatewayOptions): HttpGateway {
       }),
     close: (graceMs) =>
       new Promise<void>((resolve) => {
+        closing = true;
+        for (const res of inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
         const timer = setTimeout(() => server.closeAllConnections(), graceMs);
         server.close(() => {
           clearTimeout(timer);
