@@ -10,6 +10,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@longhaul/shared/grpc";
 import { runsPb } from "@longhaul/shared/proto";
+import { readSse } from "../services/client/src/sse.js";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
 
@@ -60,16 +61,9 @@ function openSse(runId: string): SseWatch {
   w.done = (async () => {
     const res = await fetch(`${mesh.ingressUrl}/v1/runs/${runId}/events`, { headers: { authorization: `Bearer ${mesh.apiKey}` }, signal: ac.signal });
     expect(res.status).toBe(200);
-    let text = "";
-    for await (const chunk of res.body!) {
-      text += Buffer.from(chunk).toString();
-      for (let end = text.indexOf("\n\n"); end >= 0; end = text.indexOf("\n\n")) {
-        const frame = text.slice(0, end);
-        text = text.slice(end + 2);
-        const data = /^data: (.*)$/m.exec(frame)?.[1];
-        if (/^event: run$/m.test(frame) && data) w.seen.push((JSON.parse(data) as { status: string }).status);
-        if (/^event: error$/m.test(frame) && data) w.seen.push(`error:${(JSON.parse(data) as { error: { code: string } }).error.code}`);
-      }
+    for await (const { event, data } of readSse(res.body!, () => undefined)) {
+      if (event === "run" && data) w.seen.push((JSON.parse(data) as { status: string }).status);
+      if (event === "error" && data) w.seen.push(`error:${(JSON.parse(data) as { error: { code: string } }).error.code}`);
     }
   })().catch((err: unknown) => {
     if (!ac.signal.aborted) throw err;

@@ -1,26 +1,19 @@
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { createClient, createGrpcServer, internalMetadata, type GrpcServer } from "@longhaul/shared/grpc";
 import { createLogger } from "@longhaul/shared/logger";
 import { runsPb, schedulerPb } from "@longhaul/shared/proto";
+import { internalServers } from "../../testing/internal-server.js";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
 import { createAttemptStreams, type AttemptStreams } from "./attempt-streams.js";
 
 // The scheduler's side of Attempts on a real gRPC server and client; the
 // lifecycle is a fake whose outcomes wait until the test lets them go.
-const TOKEN = "attempt-streams-test-token";
 const log = createLogger("attempt-streams-test", "silent");
 
 type Duplex = ReturnType<schedulerPb.SchedulerInternalServiceClient["attempts"]>;
 
-let server: GrpcServer | undefined;
-let client: schedulerPb.SchedulerInternalServiceClient | undefined;
-afterEach(async () => {
-  client?.close();
-  await server?.stop(100);
-  server = undefined;
-  client = undefined;
-});
+const internal = internalServers(log);
+afterEach(internal.stop);
 
 /** Outcomes wait until `release(runId)`; each is counted as recorded then. */
 function fakeLifecycle() {
@@ -38,14 +31,8 @@ function fakeLifecycle() {
 
 async function serve(lifecycle: RunLifecycle): Promise<{ streams: AttemptStreams; open(): Duplex }> {
   const streams = createAttemptStreams(lifecycle, 30, log);
-  server = createGrpcServer({ log, address: "127.0.0.1:0", internalToken: TOKEN });
-  server.add(schedulerPb.SchedulerInternalServiceService, { attempts: (call: Parameters<AttemptStreams["serve"]>[0]) => streams.serve(call) } as never, {
-    internal: true,
-  });
-  const port = await server.start();
-  client = createClient(schedulerPb.SchedulerInternalServiceClient, `127.0.0.1:${port}`);
-  const c = client;
-  return { streams, open: () => c.attempts(internalMetadata(TOKEN)) };
+  const { client, metadata } = await internal.serve({ attempts: (call: Parameters<AttemptStreams["serve"]>[0]) => streams.serve(call) });
+  return { streams, open: () => client.attempts(metadata) };
 }
 
 /** The answers of a stream, by id, and how it ended (with when). */

@@ -1,27 +1,20 @@
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { createClient, createGrpcServer, internalMetadata, type GrpcServer } from "@longhaul/shared/grpc";
 import { createLogger } from "@longhaul/shared/logger";
 import { runsPb, schedulerPb } from "@longhaul/shared/proto";
+import { internalServers } from "../../testing/internal-server.js";
 import type { Submit } from "./public-services.js";
 import { createSubmitStreams, type SubmitStreams } from "./submit-streams.js";
 
 // The scheduler's side of SubmitRuns on a real gRPC server and client; the
 // submit itself is a fake whose behaviour each request's app names.
-const TOKEN = "submit-streams-test-token";
 const log = createLogger("submit-streams-test", "silent");
 
 type Duplex = ReturnType<schedulerPb.SchedulerInternalServiceClient["submitRuns"]>;
 
-let server: GrpcServer | undefined;
-let client: schedulerPb.SchedulerInternalServiceClient | undefined;
-afterEach(async () => {
-  client?.close();
-  await server?.stop(100);
-  server = undefined;
-  client = undefined;
-});
+const internal = internalServers(log);
+afterEach(internal.stop);
 
 /** Submits of app `slow-<n>` wait until `release(n)`; `bad`, `quota`, `boom` fail; others are accepted. */
 function fakeSubmit() {
@@ -51,16 +44,10 @@ function fakeSubmit() {
   return { submit, seen, release: (app: string) => waiting.get(app)?.(), waitingFor: () => [...waiting.keys()], most: () => most };
 }
 
-async function serve(submit: Submit): Promise<{ streams: SubmitStreams; open(): Duplex }> {
+async function serve(submit: Submit): Promise<{ streams: SubmitStreams; open(): Duplex; client: schedulerPb.SchedulerInternalServiceClient }> {
   const streams = createSubmitStreams(submit, log);
-  server = createGrpcServer({ log, address: "127.0.0.1:0", internalToken: TOKEN });
-  server.add(schedulerPb.SchedulerInternalServiceService, { submitRuns: (call: Parameters<SubmitStreams["serve"]>[0]) => streams.serve(call) } as never, {
-    internal: true,
-  });
-  const port = await server.start();
-  client = createClient(schedulerPb.SchedulerInternalServiceClient, `127.0.0.1:${port}`);
-  const c = client;
-  return { streams, open: () => c.submitRuns(internalMetadata(TOKEN)) };
+  const { client, metadata } = await internal.serve({ submitRuns: (call: Parameters<SubmitStreams["serve"]>[0]) => streams.serve(call) });
+  return { streams, open: () => client.submitRuns(metadata), client };
 }
 
 /** The answers of a stream, by id, and how it ended. */
@@ -123,8 +110,8 @@ describe("SubmitRuns streams (scheduler side)", () => {
   });
 
   it("refuses a stream without the internal token", async () => {
-    await serve(fakeSubmit().submit);
-    const call = client!.submitRuns();
+    const { client } = await serve(fakeSubmit().submit);
+    const call = client.submitRuns();
     const got = collect(call);
     send(call, 1, "ok");
     expect((await got.ended)?.code).toBe(GrpcStatus.UNAUTHENTICATED);
