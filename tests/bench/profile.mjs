@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Usage: npm run bench:profile -- [--runs 2000] [--rate 100] [--no-webhook] [--no-profile] [--out DIR] [--top 25]
+//                                 [--node-args "--a-v8-flag ..."]   (added to every service's node command)
 //
 // CPU profile of every Longhaul service under a steady load: starts the mesh
 // as `npm start` does but with `node --cpu-prof`, an app and a webhook
@@ -24,6 +25,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startMesh } from "../../scripts/lib/mesh.mjs";
 import { summariseProfile } from "./lib/cpu-profile.mjs";
+import { cpuMeter, natsServerPid, postmasterPid } from "./lib/proc-cpu.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -33,6 +35,7 @@ const { values: args } = parseArgs({
     "no-profile": { type: "boolean", default: false },
     out: { type: "string" },
     top: { type: "string", default: "20" },
+    "node-args": { type: "string", default: "" },
   },
 });
 const runs = Math.max(1, Math.min(100_000, Number(args.runs)));
@@ -87,7 +90,7 @@ const mesh = await startMesh({
   logDir: path.join(outDir, "logs"),
   readyTimeoutMs: 120_000,
   env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", LONGHAUL_APP_ALLOWED_NETWORKS: "127.0.0.0/8,::1/128" },
-  nodeArgs: ["--import", "@longhaul/shared/otel-register"],
+  nodeArgs: ["--import", "@longhaul/shared/otel-register", ...args["node-args"].split(" ").filter(Boolean)],
   serviceEnv: args["no-profile"]
     ? {}
     : Object.fromEntries(
@@ -171,6 +174,12 @@ try {
     },
   });
   await wire.flush();
+  // Postgres (postmaster and every backend: other databases' too) and nats-server, for the whole box.
+  const servers = cpuMeter([
+    { name: "postgres", pid: await postmasterPid(admin), tree: true },
+    { name: "nats-server", pid: natsServerPid(natsUrl) },
+  ]);
+  await servers.start();
   const cpuBefore = cpuOf(mesh.processes);
   const pgBefore = await commits();
   const t0 = performance.now();
@@ -188,6 +197,7 @@ try {
   while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
   log(`sent ${runs} (${failed} refused${refusals.size ? `: ${[...refusals].map(([k, n]) => `${k} ×${n}`).join(", ")}` : ""}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
   const cpuAfter = cpuOf(mesh.processes);
+  cpuWindow.servers = await servers.stop();
   await wire.close();
   cpuWindow.nats = [...onWire].sort((a, b) => b[1] - a[1]);
   const pgAfter = await commits();
@@ -251,6 +261,11 @@ for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
   console.log(row(name, c));
 }
 console.log(row("sum", sum));
+const serverMs = Object.entries(cpuWindow.servers ?? {}).map(([name, s]) => [name, (s * 1000) / Math.max(1, runs - failed)]);
+if (serverMs.length > 0) {
+  const box = serverMs.reduce((t, [, ms]) => t + ms, sum.user + sum.system);
+  console.log(`  ${serverMs.map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(", ")}; whole box ${box.toFixed(2)} (the services + these)`);
+}
 console.log(`  Postgres commits per run (its own database): ${cpuWindow.pgCommits?.toFixed(2)}`);
 const perRun = (n) => (n / Math.max(1, runs - failed)).toFixed(2);
 console.log(

@@ -17,6 +17,13 @@ const schema = commonEnvSchema.extend(schemaEnvSchema.shape).extend({
    * (a delayed run or a retry due sooner shortens it). @default 5000
    */
   SCHEDULER_IDLE_TICK_MS: envInt(5_000, 50, 60_000),
+  /**
+   * How long a submit waits for others to share its commit, only when
+   * another came within as long before it (so never on a quiet system).
+   * 0: each submit is written at once (still with those that queued behind
+   * a commit in flight). @default 4
+   */
+  SCHEDULER_SUBMIT_WINDOW_MS: envInt(4, 0, 50),
   /** An invoker's claim lasts this long unless renewed by heartbeats. @default 15 */
   SCHEDULER_LEASE_SECONDS: envInt(15, 2, 600),
   /** A dispatched run nobody claimed is republished after this. @default 15 */

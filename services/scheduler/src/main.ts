@@ -80,7 +80,7 @@ await runService({
       announce: notices.announce,
     });
     notices.follow(submitSettings);
-    const store = createPgStore(db, submitSettings);
+    const store = createPgStore(db, submitSettings, { submitWindowMs: config.SCHEDULER_SUBMIT_WINDOW_MS });
     const deps: SchedulerDeps = {
       store,
       bus,

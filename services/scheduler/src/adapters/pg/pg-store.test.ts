@@ -195,6 +195,38 @@ describe("pg store", () => {
     expect(await a.endSucceeded(runId, 1, "inv-x", ok)).toMatchObject({ limited: false, run: { status: "succeeded" } });
   });
 
+  it("lets a submit that comes close after another wait its window for more, and writes a lone one at once", async () => {
+    const app = normaliseApp({ name: "windowed", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const settings = createSubmitSettingsCache((p, name) => readSubmitSettings(dbA, p, name), { ttlMs: 60_000 });
+    const windowed = createPgStore(dbA, settings, { submitWindowMs: 200 });
+    const submit = (store: SchedulerStore) => store.submitRun("p1", "windowed", (found) => newRun(found)).then((r) => r.runId);
+    // Rows written by one transaction share its id (xmin).
+    const txOf = async (ids: string[]) => {
+      const { rows } = await sql<{ tx: string }>`select xmin::text as tx from runs where id = any(${ids}::uuid[]) order by created_at`.execute(dbA);
+      return rows.map((r) => r.tx);
+    };
+    await submit(windowed); // the settings read, so that what follows is one insert each
+    await new Promise((r) => setTimeout(r, 250));
+    // Three submits 20 ms apart: the first (none came within 200 ms before it) is written at once,
+    // the second opens a window that the third joins.
+    const first = submit(windowed);
+    await new Promise((r) => setTimeout(r, 20));
+    const second = submit(windowed);
+    await new Promise((r) => setTimeout(r, 20));
+    const third = submit(windowed);
+    const ids = [await first, await second, await third];
+    const [t1, t2, t3] = await txOf(ids);
+    expect(t2).toBe(t3);
+    expect(t1).not.toBe(t2);
+    // Without a window (the default) the same pace is a commit each.
+    const plain = [await submit(a)];
+    await new Promise((r) => setTimeout(r, 20));
+    plain.push(await submit(a));
+    const [p1, p2] = await txOf(plain);
+    expect(p1).not.toBe(p2);
+  });
+
   it("starts a run for an invoker in the submit's statement (a handoff), and hands back only what the invoker never got", async () => {
     const app = normaliseApp({ name: "handoff", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);

@@ -17,12 +17,17 @@ import type { SubmitSettingsCache } from "./submit-settings.js";
  * The scheduler's store on Postgres: the repositories bound to one database.
  * `settings`: the submit settings cache; every change of an app goes through
  * it (createPgTenancyStore takes the same one for projects' limits).
+ * `submitWindowMs`: see batchedInsert (0, the default: no window).
  */
-export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsCache): SchedulerStore {
+export function createPgStore(
+  db: Kysely<SchedulerDb>,
+  settings: SubmitSettingsCache,
+  options: { submitWindowMs?: number } = {},
+): SchedulerStore {
   /** The rollup's progress as last seen: a planner hint for stats reads (it only grows). */
   let rolledHint: Date | undefined;
   // The hot path's writes, each as a group commit (batched.ts).
-  const insert = batchedInsert(db);
+  const insert = batchedInsert(db, options.submitWindowMs);
   const claim = batchedClaim(db);
   const succeed = batchedSuccess(db);
   const webhookState = batchedWebhookState(db);
