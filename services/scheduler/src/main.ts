@@ -132,7 +132,15 @@ await runService({
     const attemptStreams = createAttemptStreams(lifecycle, config.SCHEDULER_LEASE_SECONDS, log);
     grpc.add(
       schedulerPb.SchedulerInternalServiceService,
-      createInternalService(runRegistry, lifecycle, config.SCHEDULER_LEASE_SECONDS, log, tenancy, handoffs, submitStreams, attemptStreams),
+      createInternalService({
+        lifecycle,
+        tenancy,
+        submits: submitStreams,
+        attempts: attemptStreams,
+        handoffs,
+        leaseSeconds: config.SCHEDULER_LEASE_SECONDS,
+        log,
+      }),
       { internal: true },
     );
     const port = await grpc.start();

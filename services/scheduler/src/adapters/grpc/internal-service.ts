@@ -4,7 +4,6 @@ import type { Logger } from "@longhaul/shared/logger";
 import { unary } from "@longhaul/shared/grpc";
 import type { schedulerPb } from "@longhaul/shared/proto";
 import type { RunLifecycle } from "../../core/run-lifecycle.js";
-import type { RunRegistry } from "../../core/run-registry.js";
 import type { Tenancy } from "../../core/tenancy.js";
 import type { AttemptStreams } from "./attempt-streams.js";
 import type { HandoffStreams } from "./handoff-streams.js";
@@ -12,17 +11,24 @@ import type { SubmitStreams } from "./submit-streams.js";
 import { checkStreamIds } from "./stream-ids.js";
 import { bodyGone, contentTypeOf, statusToProto, webhookStateFromProto } from "./mapping.js";
 
+/** What {@link createInternalService} serves from. */
+export interface InternalServiceDeps {
+  lifecycle: RunLifecycle;
+  tenancy: Tenancy;
+  /** The gateway's SubmitRuns streams. */
+  submits: SubmitStreams;
+  /** The invokers' Attempts streams (claims and outcomes, also as unary calls). */
+  attempts: AttemptStreams;
+  /** The invokers' Handoff streams. */
+  handoffs: HandoffStreams;
+  /** Told to invokers in each heartbeat's answer (SCHEDULER_LEASE_SECONDS). */
+  leaseSeconds: number;
+  log: Logger;
+}
+
 /** `longhaul.internal.v1.SchedulerInternalService`: what the invoker and notifier call. */
-export function createInternalService(
-  registry: RunRegistry,
-  lifecycle: RunLifecycle,
-  leaseSeconds: number,
-  log: Logger,
-  tenancy: Tenancy,
-  handoffs: HandoffStreams,
-  submits: SubmitStreams,
-  attempts: AttemptStreams,
-): schedulerPb.SchedulerInternalServiceServer {
+export function createInternalService(deps: InternalServiceDeps): schedulerPb.SchedulerInternalServiceServer {
+  const { lifecycle, tenancy, submits, attempts, handoffs, leaseSeconds, log } = deps;
   return {
     authenticate: unary(log, "Authenticate", async (req: schedulerPb.AuthenticateRequest) => {
       const caller = await tenancy.authenticate(req.apiKey);
