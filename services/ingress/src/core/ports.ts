@@ -81,7 +81,8 @@ export interface RunsPort {
   /**
    * The project's runs as they change (RunService/WatchRuns): `live` first,
    * once the scheduler listens, then each changed run; ends when `maxSeconds`
-   * pass (the stream's deadline) or `signal` aborts.
+   * pass (the stream's deadline) or `signal` aborts. A scheduler copy going
+   * away is bridged: the watch goes on on another copy, which catches up.
    */
   watchRuns(caller: Caller, req: runsPb.WatchRunsRequest, maxSeconds: number, signal: AbortSignal): AsyncIterable<RunsWatchItem>;
 }

@@ -38,9 +38,10 @@ export interface RunFeedOptions {
 /**
  * Opens a feed. Resolves once the scheduler listens (errors before that are
  * thrown); the iterable then yields the runs as they change, and ends at the
- * stream's deadline or when the signal aborts. A failure after that (the
- * scheduler went away) is thrown from the iteration: the client must
- * reconnect and reload, since changes meanwhile are lost.
+ * stream's deadline or when the signal aborts. A scheduler copy going away
+ * is bridged by the port (another copy catches up); any other failure after
+ * that (the key revoked, no scheduler left) is thrown from the iteration:
+ * the client must reconnect and reload, since changes meanwhile are lost.
  */
 export async function openRunFeed(opts: RunFeedOptions): Promise<AsyncIterable<runsPb.Run>> {
   const watch = opts.runs.watchRuns(

@@ -9,7 +9,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { randomUUID } from "node:crypto";
+import { hash, randomUUID } from "node:crypto";
 import { isIP } from "node:net";
 import { service as healthService } from "grpc-health-check";
 import { setTimeout } from "node:timers/promises";
@@ -95,6 +95,15 @@ const RETRIED = [
  */
 const WATCH_REOPEN_TRIES = 3;
 const WATCH_REOPEN_DELAY_MS = 100;
+
+/**
+ * Runs a project feed re-opened on another copy asks to catch up on (the
+ * ones the client named and the latest ones it was sent): WatchRuns takes
+ * 1000 at most.
+ */
+const FEED_CATCH_UP_RUNS = 1000;
+/** How far before its stream ended a re-opened feed asks for the runs created: Postgres stamps a run at its transaction's start. */
+const FEED_CREATED_OVERLAP_MS = 5_000;
 
 /** Tries of a submit when a scheduler copy is unavailable (each with the same run id). */
 const SUBMIT_TRIES = 3;
@@ -274,10 +283,51 @@ export function createSchedulerClients(addresses: string, internalToken: string,
       }
     },
     async *watchRuns(caller, req, maxSeconds, signal): AsyncIterable<RunsWatchItem> {
-      const call = runClient.watchRuns(req, streamMetadata(caller), { deadline: Date.now() + maxSeconds * 1000 });
-      // The first message carries no run: the scheduler listens from then on.
-      for await (const msg of streamOf<runsPb.WatchRunsResponse>(call, signal)) {
-        yield msg.run ? { kind: "run", run: msg.run } : { kind: "live" };
+      const deadline = Date.now() + maxSeconds * 1000;
+      /** Runs sent on this feed, oldest first, each with a digest of the run as last sent: a copy watched anew catches up on them. */
+      const sent = new Map<string, string>();
+      let request = req;
+      let live = false;
+      for (let idle = 0; ; ) {
+        const call = runClient.watchRuns(request, streamMetadata(caller), { deadline });
+        let heard = false;
+        try {
+          // The first message carries no run: the scheduler listens from then on.
+          for await (const msg of streamOf<runsPb.WatchRunsResponse>(call, signal)) {
+            heard = true;
+            if (!msg.run) {
+              if (!live) yield { kind: "live" };
+              live = true;
+              continue;
+            }
+            const digest = hash("sha1", runsPb.Run.encode(msg.run).finish(), "base64");
+            if (sent.get(msg.run.id) === digest) continue;
+            sent.delete(msg.run.id);
+            sent.set(msg.run.id, digest);
+            if (sent.size > FEED_CATCH_UP_RUNS) sent.delete(sent.keys().next().value!);
+            yield { kind: "run", run: msg.run };
+          }
+          return;
+        } catch (err) {
+          // A copy going away ends the feed's stream UNAVAILABLE: it goes on on
+          // another copy, which is asked to catch up on what changed while no
+          // copy listened: the runs the client named and the runs this feed
+          // sent, as they are now (what did not change is not sent again), and
+          // the runs created since shortly before the stream ended.
+          idle = heard ? 1 : idle + 1;
+          const endedAt = Date.now();
+          const reopen = live && err instanceof LonghaulError && err.code === "unavailable" && idle <= WATCH_REOPEN_TRIES && !signal.aborted && !closed;
+          if (!reopen || endedAt + WATCH_REOPEN_DELAY_MS * idle >= deadline) throw err;
+          await setTimeout(WATCH_REOPEN_DELAY_MS * idle);
+          if (signal.aborted || closed) return;
+          const named = new Set(req.runIds);
+          const seen = [...sent.keys()].filter((id) => !named.has(id));
+          request = {
+            app: req.app,
+            runIds: [...named, ...seen.slice(Math.max(0, seen.length - (FEED_CATCH_UP_RUNS - named.size)))],
+            createdAfter: new Date(endedAt - FEED_CREATED_OVERLAP_MS),
+          };
+        }
       }
     },
   };

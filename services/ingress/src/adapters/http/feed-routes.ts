@@ -55,9 +55,10 @@ function feedQuery(deps: RouteDeps, ctx: RequestContext) {
  * /v1/runs`) per new run and per change of any run, from one
  * RunService/WatchRuns stream (core/run-feed.ts). The 200 is sent once the
  * scheduler listens; the stream ends after `INGRESS_SSE_MAX_SECONDS` (a
- * client reconnects and reloads what it shows). A failure after the 200 (a
- * key that stopped working, the scheduler gone) ends the stream with an
- * `event: error` frame.
+ * client reconnects and reloads what it shows). A scheduler copy that stops
+ * is replaced by another without a frame (the port's watchRuns); any other
+ * failure after the 200 (a key that stopped working, no scheduler left) ends
+ * the stream with an `event: error` frame.
  */
 async function streamProjectEvents(deps: RouteDeps, ctx: RequestContext): Promise<void> {
   const q = feedQuery(deps, ctx);
