@@ -105,6 +105,35 @@ const FEED_CATCH_UP_RUNS = 1000;
 /** How far before its stream ended a re-opened feed asks for the runs created: Postgres stamps a run at its transaction's start. */
 const FEED_CREATED_OVERLAP_MS = 5_000;
 
+/**
+ * Runs `stream` (a watch on one scheduler copy; it calls `heard` on each
+ * message) and, when it ends UNAVAILABLE (a copy going away: shutting down,
+ * or its connection lost), runs it again (`again` true) on another copy: up
+ * to WATCH_REOPEN_TRIES times in a row without a message, with a growing
+ * pause, only while `canReopen()` and before `deadline`. Any other end is the
+ * caller's.
+ */
+async function* onAnotherCopy<T>(
+  deadline: number,
+  signal: AbortSignal,
+  canReopen: () => boolean,
+  stream: (again: boolean, heard: () => void) => AsyncIterable<T>,
+): AsyncGenerator<T> {
+  for (let idle = 0, again = false; ; again = true) {
+    let heard = false;
+    try {
+      yield* stream(again, () => (heard = true));
+      return;
+    } catch (err) {
+      idle = heard ? 1 : idle + 1;
+      const reopen = err instanceof LonghaulError && err.code === "unavailable" && idle <= WATCH_REOPEN_TRIES && !signal.aborted && canReopen();
+      if (!reopen || Date.now() + WATCH_REOPEN_DELAY_MS * idle >= deadline) throw err;
+      await setTimeout(WATCH_REOPEN_DELAY_MS * idle);
+      if (signal.aborted || !canReopen()) return;
+    }
+  }
+}
+
 /** Tries of a submit when a scheduler copy is unavailable (each with the same run id). */
 const SUBMIT_TRIES = 3;
 const SUBMIT_RETRY_DELAY_MS = 100;
@@ -257,78 +286,66 @@ export function createSchedulerClients(addresses: string, internalToken: string,
       const deadline = Date.now() + maxSeconds * 1000;
       /** The last run sent, encoded: a copy watched anew starts with the run as it is, perhaps that same state. */
       let last: Buffer | undefined;
-      for (let idle = 0; ; ) {
+      // WatchRun starts with the run's current state, so nothing in between is lost.
+      yield* onAnotherCopy(deadline, signal, () => !closed, async function* (_again, heard) {
         const call = runClient.watchRun({ runId }, streamMetadata(caller), { deadline });
-        let heard = false;
-        try {
-          for await (const msg of streamOf<runsPb.WatchRunResponse>(call, signal)) {
-            heard = true;
-            if (!msg.run) continue;
-            const encoded = Buffer.from(runsPb.Run.encode(msg.run).finish());
-            if (last?.equals(encoded)) continue;
-            last = encoded;
-            yield msg.run;
-          }
-          return;
-        } catch (err) {
-          // A copy going away (shutting down, or its connection lost) ends the
-          // stream UNAVAILABLE: the watch goes on on another copy. WatchRun
-          // starts with the run's current state, so nothing in between is lost.
-          idle = heard ? 1 : idle + 1;
-          const reopen = err instanceof LonghaulError && err.code === "unavailable" && idle <= WATCH_REOPEN_TRIES && !signal.aborted && !closed;
-          if (!reopen || Date.now() + WATCH_REOPEN_DELAY_MS * idle >= deadline) throw err;
-          await setTimeout(WATCH_REOPEN_DELAY_MS * idle);
-          if (signal.aborted || closed) return;
+        for await (const msg of streamOf<runsPb.WatchRunResponse>(call, signal)) {
+          heard();
+          if (!msg.run) continue;
+          const encoded = Buffer.from(runsPb.Run.encode(msg.run).finish());
+          if (last?.equals(encoded)) continue;
+          last = encoded;
+          yield msg.run;
         }
-      }
+      });
     },
     async *watchRuns(caller, req, maxSeconds, signal): AsyncIterable<RunsWatchItem> {
       const deadline = Date.now() + maxSeconds * 1000;
       /** Runs sent on this feed, oldest first, each with a digest of the run as last sent: a copy watched anew catches up on them. */
       const sent = new Map<string, string>();
-      let request = req;
       let live = false;
-      for (let idle = 0; ; ) {
-        const call = runClient.watchRuns(request, streamMetadata(caller), { deadline });
-        let heard = false;
-        try {
-          // The first message carries no run: the scheduler listens from then on.
-          for await (const msg of streamOf<runsPb.WatchRunsResponse>(call, signal)) {
-            heard = true;
-            if (!msg.run) {
-              if (!live) yield { kind: "live" };
-              live = true;
-              continue;
-            }
-            const digest = hash("sha1", runsPb.Run.encode(msg.run).finish(), "base64");
-            if (sent.get(msg.run.id) === digest) continue;
-            sent.delete(msg.run.id);
-            sent.set(msg.run.id, digest);
-            if (sent.size > FEED_CATCH_UP_RUNS) sent.delete(sent.keys().next().value!);
-            yield { kind: "run", run: msg.run };
-          }
-          return;
-        } catch (err) {
-          // A copy going away ends the feed's stream UNAVAILABLE: it goes on on
-          // another copy, which is asked to catch up on what changed while no
-          // copy listened: the runs the client named and the runs this feed
+      let endedAt = 0;
+      yield* onAnotherCopy(
+        deadline,
+        signal,
+        // A feed that was never live failed to open: an ordinary error for its caller.
+        () => live && !closed,
+        async function* (again, heard) {
+          // Again on another copy, the stream catches up on what changed while
+          // no copy listened: the runs the client named and the runs this feed
           // sent, as they are now (what did not change is not sent again), and
-          // the runs created since shortly before the stream ended.
-          idle = heard ? 1 : idle + 1;
-          const endedAt = Date.now();
-          const reopen = live && err instanceof LonghaulError && err.code === "unavailable" && idle <= WATCH_REOPEN_TRIES && !signal.aborted && !closed;
-          if (!reopen || endedAt + WATCH_REOPEN_DELAY_MS * idle >= deadline) throw err;
-          await setTimeout(WATCH_REOPEN_DELAY_MS * idle);
-          if (signal.aborted || closed) return;
+          // the runs created since shortly before the last stream ended.
           const named = new Set(req.runIds);
           const seen = [...sent.keys()].filter((id) => !named.has(id));
-          request = {
-            app: req.app,
-            runIds: [...named, ...seen.slice(Math.max(0, seen.length - (FEED_CATCH_UP_RUNS - named.size)))],
-            createdAfter: new Date(endedAt - FEED_CREATED_OVERLAP_MS),
-          };
-        }
-      }
+          const request = again
+            ? {
+                app: req.app,
+                runIds: [...named, ...seen.slice(Math.max(0, seen.length - (FEED_CATCH_UP_RUNS - named.size)))],
+                createdAfter: new Date(endedAt - FEED_CREATED_OVERLAP_MS),
+              }
+            : req;
+          const call = runClient.watchRuns(request, streamMetadata(caller), { deadline });
+          try {
+            // The first message carries no run: the scheduler listens from then on.
+            for await (const msg of streamOf<runsPb.WatchRunsResponse>(call, signal)) {
+              heard();
+              if (!msg.run) {
+                if (!live) yield { kind: "live" } as const;
+                live = true;
+                continue;
+              }
+              const digest = hash("sha1", runsPb.Run.encode(msg.run).finish(), "base64");
+              if (sent.get(msg.run.id) === digest) continue;
+              sent.delete(msg.run.id);
+              sent.set(msg.run.id, digest);
+              if (sent.size > FEED_CATCH_UP_RUNS) sent.delete(sent.keys().next().value!);
+              yield { kind: "run", run: msg.run } as const;
+            }
+          } finally {
+            endedAt = Date.now();
+          }
+        },
+      );
     },
   };
 
