@@ -1,8 +1,7 @@
 // A project feed (`GET /v1/events`, over RunService/WatchRuns) open on a
 // scheduler copy that is stopped (SIGTERM, as in a deploy) goes on on the
-// other copy without an `event: error` frame: runs created and changed
-// around the switch all reach the client, and a run is not sent again in a
-// state it was sent in.
+// other copy without an `event: error` frame: runs created around the switch
+// reach the client, and a run is not sent again in a state it was sent in.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSse } from "../services/client/src/sse.js";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
@@ -59,9 +58,9 @@ async function openFeed(): Promise<Feed> {
       if (event === "error" && data) feed.frames.push(`error:${(JSON.parse(data) as { error: { code: string } }).error.code}`);
     }
   })().catch((err: unknown) => {
-    if (!ac.signal.aborted) throw err;
+    // A stream cut by anything but the test's own abort fails the assertions on error frames.
+    if (!ac.signal.aborted) feed.frames.push(`error:${String(err)}`);
   });
-  void feed.done.catch(() => undefined);
   return feed;
 }
 
@@ -72,7 +71,7 @@ const submit = async () => {
 };
 
 describe("project feed failover", () => {
-  it("a feed on a scheduler copy that stops goes on on the other copy: no error frame, no run missed, no state sent twice", async () => {
+  it("a feed on a scheduler copy that stops goes on on the other copy: no error frame, the runs created around the switch sent, no state sent twice", async () => {
     // Feeds, spread over both copies, until copy 0 serves one of them.
     const feeds: Feed[] = [];
     for (let i = 0; (await projectWatchers(0)) < 1; i++) {

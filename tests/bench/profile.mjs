@@ -175,10 +175,12 @@ try {
   });
   await wire.flush();
   // Postgres (postmaster and every backend: other databases' too) and nats-server, for the whole box.
-  const servers = cpuMeter([
+  const serverProcs = [
     { name: "postgres", pid: await postmasterPid(admin), tree: true },
     { name: "nats-server", pid: natsServerPid(natsUrl) },
-  ]);
+  ];
+  for (const p of serverProcs) if (!p.pid) log(`${p.name}: process not found on this machine; left out of the whole box`);
+  const servers = cpuMeter(serverProcs);
   await servers.start();
   const cpuBefore = cpuOf(mesh.processes);
   const pgBefore = await commits();

@@ -150,4 +150,33 @@ describe("group commit with a window", () => {
     expect(await Promise.all([close, closer])).toEqual([3, 4]);
     expect(written).toEqual([[1], [2], [3, 4]]);
   });
+
+  it("writes the callers that queued behind a write in flight as soon as it ends, without a window of their own", async () => {
+    vi.useFakeTimers();
+    const written: number[][] = [];
+    let commit = () => {};
+    const write = groupCommit<number, number>(
+      async (items) => {
+        written.push(items);
+        // The database answers when the test says (a commit that takes long).
+        await new Promise<void>((resolve) => (commit = resolve));
+        return items;
+      },
+      { maxBatch: 50, windowMs: 5, windowWhenBusy: true },
+    );
+    const first = write(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[1]]);
+    // Two come close behind it while it is in flight, and the window one of them opened runs out.
+    const queued = [write(2), write(3)];
+    await vi.advanceTimersByTimeAsync(6);
+    expect(written).toEqual([[1]]);
+    commit();
+    expect(await first).toBe(1);
+    // Written at once, not 5 ms later.
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[1], [2, 3]]);
+    commit();
+    expect(await Promise.all(queued)).toEqual([2, 3]);
+  });
 });

@@ -2,9 +2,12 @@
  * Group commit: callers that arrive while a batch is being written wait and
  * go together in the next one, one statement and one commit for all of them.
  *
- * No timer: a caller arriving while nothing is in flight is written at once
- * (no added latency on a quiet system); under load each batch takes what
- * queued while the previous one was written, up to `maxBatch`. A caller is
+ * Without a window (`windowMs` 0, the default) there is no timer: a caller
+ * arriving while nothing is in flight is written at once (no added latency on
+ * a quiet system); under load each batch takes what queued while the
+ * previous one was written, up to `maxBatch`. A window holds a batch open a
+ * little longer for more callers (see GroupCommitOptions); callers queued
+ * behind a write in flight never wait a window after it. A caller is
  * answered only after its batch's statement returned, so after its row is
  * durable.
  *
@@ -99,7 +102,9 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
       inFlight++;
       void flush(batch).finally(() => {
         inFlight--;
-        if (queue.length > 0) next();
+        // Those that queued behind it waited its commit out: written now, not
+        // after a window of their own (one still open is kept).
+        if (queue.length > 0) next(false);
       });
     }
   }

@@ -89,9 +89,9 @@ const RETRIED = [
 ];
 
 /**
- * Opens of a WatchRun in a row that may end UNAVAILABLE before it answers
- * (grpc-js's own retries come first: RETRIED), and the pause before each,
- * times its number in the row.
+ * Opens of a WatchRun or WatchRuns stream in a row that may end UNAVAILABLE
+ * before it answers (grpc-js's own retries come first: RETRIED), and the
+ * pause before each, times its number in the row.
  */
 const WATCH_REOPEN_TRIES = 3;
 const WATCH_REOPEN_DELAY_MS = 100;
@@ -325,10 +325,12 @@ export function createSchedulerClients(addresses: string, internalToken: string,
               }
             : req;
           const call = runClient.watchRuns(request, streamMetadata(caller), { deadline });
+          let listened = false;
           try {
             // The first message carries no run: the scheduler listens from then on.
             for await (const msg of streamOf<runsPb.WatchRunsResponse>(call, signal)) {
               heard();
+              listened = true;
               if (!msg.run) {
                 if (!live) yield { kind: "live" } as const;
                 live = true;
@@ -342,7 +344,8 @@ export function createSchedulerClients(addresses: string, internalToken: string,
               yield { kind: "run", run: msg.run } as const;
             }
           } finally {
-            endedAt = Date.now();
+            // A stream that never listened leaves the catch-up where the last one ended.
+            if (listened) endedAt = Date.now();
           }
         },
       );

@@ -220,11 +220,14 @@ describe("pg store", () => {
     expect(t2).toBe(t3);
     expect(t1).not.toBe(t2);
     // Without a window (the default) the same pace is a commit each.
-    const plain = [await submit(a)];
+    await new Promise((r) => setTimeout(r, 250));
+    const plain = [submit(a)];
     await new Promise((r) => setTimeout(r, 20));
-    plain.push(await submit(a));
-    const [p1, p2] = await txOf(plain);
-    expect(p1).not.toBe(p2);
+    plain.push(submit(a));
+    await new Promise((r) => setTimeout(r, 20));
+    plain.push(submit(a));
+    const [, p2, p3] = await txOf(await Promise.all(plain));
+    expect(p2).not.toBe(p3);
   });
 
   it("starts a run for an invoker in the submit's statement (a handoff), and hands back only what the invoker never got", async () => {

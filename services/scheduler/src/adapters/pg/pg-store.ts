@@ -13,17 +13,18 @@ import * as tenancy from "./tenancy-store.js";
 import type { SchedulerDb } from "./schema.js";
 import type { SubmitSettingsCache } from "./submit-settings.js";
 
+/** Tunables of {@link createPgStore}. */
+export interface PgStoreOptions {
+  /** How long a submit close after another waits to share its commit (SCHEDULER_SUBMIT_WINDOW_MS; batchedInsert). @default 0 */
+  submitWindowMs?: number;
+}
+
 /**
  * The scheduler's store on Postgres: the repositories bound to one database.
  * `settings`: the submit settings cache; every change of an app goes through
  * it (createPgTenancyStore takes the same one for projects' limits).
- * `submitWindowMs`: see batchedInsert (0, the default: no window).
  */
-export function createPgStore(
-  db: Kysely<SchedulerDb>,
-  settings: SubmitSettingsCache,
-  options: { submitWindowMs?: number } = {},
-): SchedulerStore {
+export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsCache, options: PgStoreOptions = {}): SchedulerStore {
   /** The rollup's progress as last seen: a planner hint for stats reads (it only grows). */
   let rolledHint: Date | undefined;
   // The hot path's writes, each as a group commit (batched.ts).
