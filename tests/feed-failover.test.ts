@@ -4,7 +4,7 @@
 // reach the client, and a run is not sent again in a state it was sent in.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSse } from "../services/client/src/sse.js";
-import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
+import { meshGauge, startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
 
 let mesh: TestMesh;
@@ -30,10 +30,7 @@ afterAll(async () => {
 });
 
 /** `longhaul_project_watchers` of scheduler copy `index` (WatchRuns streams open on it). */
-async function projectWatchers(index: number): Promise<number> {
-  const text = await (await fetch(mesh.metricsUrls.scheduler[index]!)).text();
-  return Number(/^longhaul_project_watchers(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
-}
+const projectWatchers = (index: number) => meshGauge(mesh, "scheduler", index, "longhaul_project_watchers");
 
 interface Feed {
   /** `<run id>:<status>:<webhook state>` of each `event: run` frame, and `error:<code>` frames, in order. */

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@longhaul/shared/grpc";
 import { runsPb } from "@longhaul/shared/proto";
 import { readSse } from "../services/client/src/sse.js";
-import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
+import { meshGauge, startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
 
 let mesh: TestMesh;
@@ -41,10 +41,7 @@ afterAll(async () => {
 });
 
 /** `longhaul_run_watchers` of scheduler copy `index` (WatchRun streams and long polls open on it). */
-async function runWatchers(index: number): Promise<number> {
-  const text = await (await fetch(mesh.metricsUrls.scheduler[index]!)).text();
-  return Number(/^longhaul_run_watchers(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
-}
+const runWatchers = (index: number) => meshGauge(mesh, "scheduler", index, "longhaul_run_watchers");
 
 interface SseWatch {
   /** `event: run` statuses and `error:<code>` frames, in order. */

@@ -167,3 +167,10 @@ export async function expectEachAcceptedOnce(
   const notOnce = [...ids].filter((id) => calls.get(id) !== 1).map((id) => `${id}: ${calls.get(id) ?? 0}`);
   expect(notOnce, "app calls per run").toEqual([]);
 }
+
+/** A gauge or counter of a service copy's /metrics (`name`, whatever its labels), 0 when absent. */
+export async function meshGauge(mesh: TestMesh, service: keyof TestMesh["metricsUrls"], index: number, name: string): Promise<number> {
+  const text = await (await fetch(mesh.metricsUrls[service][index]!)).text();
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, "m").exec(text);
+  return m ? Number(m[1]) : 0;
+}

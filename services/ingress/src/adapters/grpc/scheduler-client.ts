@@ -134,6 +134,9 @@ async function* onAnotherCopy<T>(
   }
 }
 
+/** A run as sent to a watcher, in a few bytes: the same state twice has the same digest. */
+const runDigest = (run: runsPb.Run) => hash("sha1", runsPb.Run.encode(run).finish(), "base64");
+
 /** Tries of a submit when a scheduler copy is unavailable (each with the same run id). */
 const SUBMIT_TRIES = 3;
 const SUBMIT_RETRY_DELAY_MS = 100;
@@ -284,17 +287,17 @@ export function createSchedulerClients(addresses: string, internalToken: string,
       callUnary(runClient.getRunStats.bind(runClient), req, callerMetadata(caller), CALL_TIMEOUT_MS, opts?.signal),
     async *watchRun(caller, runId, maxSeconds, signal) {
       const deadline = Date.now() + maxSeconds * 1000;
-      /** The last run sent, encoded: a copy watched anew starts with the run as it is, perhaps that same state. */
-      let last: Buffer | undefined;
+      /** The run as last sent: a copy watched anew starts with the run as it is, perhaps that same state. */
+      let last: string | undefined;
       // WatchRun starts with the run's current state, so nothing in between is lost.
       yield* onAnotherCopy(deadline, signal, () => !closed, async function* (_again, heard) {
         const call = runClient.watchRun({ runId }, streamMetadata(caller), { deadline });
         for await (const msg of streamOf<runsPb.WatchRunResponse>(call, signal)) {
           heard();
           if (!msg.run) continue;
-          const encoded = Buffer.from(runsPb.Run.encode(msg.run).finish());
-          if (last?.equals(encoded)) continue;
-          last = encoded;
+          const digest = runDigest(msg.run);
+          if (last === digest) continue;
+          last = digest;
           yield msg.run;
         }
       });
@@ -336,7 +339,7 @@ export function createSchedulerClients(addresses: string, internalToken: string,
                 live = true;
                 continue;
               }
-              const digest = hash("sha1", runsPb.Run.encode(msg.run).finish(), "base64");
+              const digest = runDigest(msg.run);
               if (sent.get(msg.run.id) === digest) continue;
               sent.delete(msg.run.id);
               sent.set(msg.run.id, digest);

@@ -57,11 +57,7 @@ export async function whileKeyWorks(
   const inner = new AbortController();
   const onOuter = () => inner.abort(ctx.signal.reason);
   ctx.signal.addEventListener("abort", onOuter, { once: true });
-  let shutDown = false;
-  const onClosing = () => {
-    shutDown = true;
-    inner.abort(WATCH_SHUTTING_DOWN);
-  };
+  const onClosing = () => inner.abort(WATCH_SHUTTING_DOWN);
   closing?.addEventListener("abort", onClosing, { once: true });
   let revoked: LonghaulError | undefined;
   const timer = setInterval(() => {
@@ -84,5 +80,5 @@ export async function whileKeyWorks(
     closing?.removeEventListener("abort", onClosing);
   }
   if (revoked) throw revoked;
-  if (shutDown) throw WATCH_SHUTTING_DOWN;
+  if (inner.signal.reason === WATCH_SHUTTING_DOWN) throw WATCH_SHUTTING_DOWN;
 }
