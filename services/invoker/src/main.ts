@@ -127,7 +127,11 @@ await runService({
       log,
       replicas: config.LONGHAUL_NATS_REPLICAS,
     });
-    registerConsumerPending(registry, await jetstreamManager(nc), names.dispatchStream, names.invokerConsumer, { exportIf: metricsLease.isLeader });
+    // No API check (a request, the last step before ready, where one start-up
+    // in CI stopped once): the manager only reads the consumer's backlog when
+    // metrics are scraped.
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
+    registerConsumerPending(registry, jsm, names.dispatchStream, names.invokerConsumer, { exportIf: metricsLease.isLeader });
     health.started();
 
     return {
