@@ -1,6 +1,6 @@
 import { isCompatRun } from "@longhaul/shared/domain";
 import type { Logger } from "@longhaul/shared/logger";
-import type { DispatchRef, RunRecord } from "./model.js";
+import type { DispatchRef, EndedRun } from "./model.js";
 import { isTerminal } from "./model.js";
 import type { EventBus, Handoff, SchedulerMetrics, SchedulerStore } from "./ports.js";
 
@@ -52,7 +52,7 @@ export function createEffects({ bus, log, metrics }: SchedulerDeps) {
       for (const r of refs) bus.publishChanged(r.project, r.runId, "dispatched");
       await published.catch((err: unknown) => log.warn({ err, runs: refs.length }, "dispatch publish failed; the reconciler will republish"));
     },
-    async changed(run: RunRecord): Promise<void> {
+    async changed(run: EndedRun): Promise<void> {
       bus.publishChanged(run.project_id, run.id, run.status);
       if (!isTerminal(run.status)) return;
       metrics.runFinished(run.app, run.status);

@@ -84,6 +84,31 @@ export interface RunRecord {
   labels: Record<string, string>;
 }
 
+/**
+ * A run as the end of an attempt publishes it (the change notice, run.finished
+ * and its webhook delivery) and answers with: the run without its request
+ * and its times. A success's end reads back no more than this: the request
+ * body and headers are a run's largest columns, and nobody reads them after.
+ */
+export type EndedRun = Pick<
+  RunRecord,
+  | "id"
+  | "project_id"
+  | "app"
+  | "status"
+  | "attempt"
+  | "webhook_url"
+  | "status_code"
+  | "response_headers"
+  | "response_body"
+  | "response_truncated"
+  | "error_code"
+  | "error_message"
+  | "labels"
+  | "traceparent"
+  | "tracestate"
+>;
+
 /** One attempt of a run. */
 export interface AttemptRecord {
   run_id: string;

@@ -1,4 +1,4 @@
-import type { AppSettings, AttemptRecord, AttemptRef, DispatchRef, HeaderPair, RunRecord, StartedRun } from "./model.js";
+import type { AppSettings, AttemptRecord, AttemptRef, DispatchRef, EndedRun, HeaderPair, RunRecord, StartedRun } from "./model.js";
 import type { Decision } from "./retry-policy.js";
 import type { StatsQuery, StatsResult } from "./run-stats.js";
 import type { AuditInput, AuditRecord, KeyRecord, ProjectLimits, ProjectRecord, ProjectUsage, Scope } from "./tenancy-model.js";
@@ -209,7 +209,7 @@ export interface SchedulerStore {
    * can change that outcome, so no read first. Undefined when the attempt is
    * no longer the owner's. `limited`: the app has a concurrency limit.
    */
-  endSucceeded(runId: string, attempt: number, owner: string, result: AttemptResult): Promise<{ run: RunRecord; limited: boolean } | undefined>;
+  endSucceeded(runId: string, attempt: number, owner: string, result: AttemptResult): Promise<{ run: EndedRun; limited: boolean } | undefined>;
   cancelRun(project: string, runId: string): Promise<{ run: RunRecord; cancelled: boolean; previousOwner: string | null } | undefined>;
   /** The run's project, or undefined when it has no webhook (or no such run). */
   setWebhookState(runId: string, state: string): Promise<string | undefined>;

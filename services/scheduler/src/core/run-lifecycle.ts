@@ -2,7 +2,7 @@ import { LonghaulError } from "@longhaul/shared/errors";
 import { context, runContext } from "@longhaul/shared/telemetry";
 import type { SchedulerDeps } from "./deps.js";
 import { createEffects } from "./deps.js";
-import type { AppSettings, AttemptOutcome, AttemptRef, RunRecord, WebhookState } from "./model.js";
+import type { AppSettings, AttemptOutcome, AttemptRef, EndedRun, RunRecord, WebhookState } from "./model.js";
 import type { AttemptResult } from "./ports.js";
 import { decide, isSuccess, type Decision } from "./retry-policy.js";
 
@@ -65,7 +65,7 @@ export function createRunLifecycle(deps: SchedulerDeps) {
     return endAndPublish(ended, attempt, result);
   }
 
-  async function endAndPublish(ended: { run: RunRecord; decision: Decision; limited: boolean }, attempt: number, result: Completion) {
+  async function endAndPublish(ended: { run: EndedRun; decision: Decision; limited: boolean }, attempt: number, result: Completion) {
     const { run, decision, limited } = ended;
     // The retry waits queued for its backoff: the reconciler starts it.
     if (decision.kind === "retry") deps.wakeReconciler?.();

@@ -1,6 +1,6 @@
 import { CompiledQuery, type Kysely } from "kysely";
 import { groupCommit, preparedStatement } from "@longhaul/shared/db";
-import type { RunRecord } from "../../core/model.js";
+import type { EndedRun, RunRecord } from "../../core/model.js";
 import type { AttemptResult } from "../../core/ports.js";
 import { runColumns, type Db } from "./run-columns.js";
 import type { SchedulerDb } from "./schema.js";
@@ -149,6 +149,16 @@ const CLAIM_RUNS = preparedStatement("lh_claim_runs", `
   )
   select * from claimed`);
 
+/**
+ * What a success's end reads back: the run as EndedRun has it, less the
+ * answer the statement just wrote (the caller has it; the attempt record
+ * takes its status code from here). Not the request,
+ * the largest columns (bytea and jsonb, parsed for nothing), nor the times.
+ */
+const SUCCEEDED_RETURNING = ["id", "project_id", "app", "status", "attempt", "webhook_url", "labels", "traceparent", "tracestate", "status_code"]
+  .map((c) => `runs.${c}`)
+  .join(", ");
+
 /** Successful completions (batchedSuccess), the text fixed. */
 const END_SUCCEEDED = preparedStatement("lh_end_succeeded", `
   with done as (
@@ -169,7 +179,7 @@ const END_SUCCEEDED = preparedStatement("lh_end_succeeded", `
       webhook_state = case when runs.webhook_url is null then 'none' else 'pending' end
     from done d
     where runs.id = d.id and runs.attempt = d.attempt and runs.status = 'running' and runs.owner = d.owner
-    returning ${RUN_RETURNING}
+    returning ${SUCCEEDED_RETURNING}
   ), attempts as (
     update run_attempts set finished_at = now(), status_code = e.status_code, error_code = null, error_message = null
     from ended e
@@ -225,7 +235,7 @@ export interface SuccessInput {
 }
 
 /** The run as ended, and whether its app has a concurrency limit (a slot is free). */
-export type Succeeded = { run: RunRecord; limited: boolean };
+export type Succeeded = { run: EndedRun; limited: boolean };
 
 /**
  * How long a successful completion waits for others to share its commit,
@@ -242,28 +252,41 @@ const SUCCESS_WINDOW_MS = 5;
  * attempt no longer the owner's (late, cancelled, reassigned).
  */
 export function batchedSuccess(db: Kysely<SchedulerDb>) {
+  type Row = Pick<EndedRun, "id" | "project_id" | "app" | "status" | "attempt" | "webhook_url" | "labels" | "traceparent" | "tracestate" | "status_code"> & {
+    app_max_concurrency: number | null;
+  };
   return groupCommit<SuccessInput, Succeeded | undefined>(
     async (items) => {
-      const { rows } = await db.executeQuery<RunRecord & { app_max_concurrency: number | null }>(
+      const bodies = items.map((i) => i.result.body ?? Buffer.alloc(0));
+      const { rows } = await db.executeQuery<Row>(
         CompiledQuery.raw(END_SUCCEEDED, [
           items.map((i) => i.runId),
           items.map((i) => i.attempt),
           items.map((i) => i.owner),
           items.map((i) => i.result.statusCode),
           items.map((i) => JSON.stringify(i.result.headers)),
-          items.map((i) => i.result.body ?? Buffer.alloc(0)),
+          bodies,
           items.map((i) => i.result.bodyTruncated),
         ]),
       );
       const byKey = new Map(rows.map((r) => [`${r.id}:${r.attempt}`, r]));
-      return items.map((i) => {
+      return items.map((i, n) => {
         const key = `${i.runId}:${i.attempt}`;
         const row = byKey.get(key);
         // A completion sent twice in one batch ends the run once: the second is late.
         byKey.delete(key);
         if (!row) return undefined;
-        const { app_max_concurrency, ...run } = row;
-        return { run: run as RunRecord, limited: (app_max_concurrency ?? 0) > 0 };
+        const { app_max_concurrency, ...ended } = row;
+        // The answer as the statement wrote it.
+        const run: EndedRun = {
+          ...ended,
+          response_headers: i.result.headers,
+          response_body: bodies[n] ?? null,
+          response_truncated: i.result.bodyTruncated,
+          error_code: null,
+          error_message: null,
+        };
+        return { run, limited: (app_max_concurrency ?? 0) > 0 };
       });
     },
     { maxBatch: MAX_BATCH, windowMs: SUCCESS_WINDOW_MS, windowWhenBusy: true },
