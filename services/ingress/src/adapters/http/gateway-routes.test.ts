@@ -137,6 +137,20 @@ describe("async submit", () => {
     expect(mesh.submitted.length).toBe(before);
   });
 
+  it("stores nothing for an upload cut off mid-body, and goes on serving", async () => {
+    const before = mesh.submitted.length;
+    const url = new URL(`${base}/dev/echo/x?async=true`);
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(url, { method: "POST", headers: { ...DEV, "content-length": "1000" } });
+      req.on("error", () => resolve()); // the client's own socket, destroyed below
+      req.write(Buffer.alloc(100), () => setTimeout(() => req.destroy(), 50));
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(mesh.submitted.length).toBe(before);
+    const next = await fetch(`${base}/dev/echo/x?async=true`, { method: "POST", headers: DEV, body: "hi" });
+    expect(next.status).toBe(202);
+  });
+
   it("answers 400 for a bad option, and 429 with Retry-After when the scheduler says so", async () => {
     const bad = await fetch(`${base}/dev/echo/x?async=true`, { method: "POST", headers: { ...DEV, "x-longhaul-priority": "high" } });
     expect(bad.status).toBe(400);
