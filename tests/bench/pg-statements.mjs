@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// Usage: npm run bench:pg -- [--runs 800] [--unprepared]
+// Usage: npm run bench:pg -- [--runs 800] [--unprepared] [--request-bytes N]
 //
 // What Postgres spends on one run's hot statements, alone: a database of its
 // own (migrated, removed at the end), one connection, and per run the
 // scheduler's own statements one after the other (no batching): the insert,
 // the claim, the 2xx completion and the webhook state, plus `select 1` as the
 // floor of a round trip. Prints the backend's CPU per run and per statement,
+// and this process's (the client: pg encoding parameters, parsing rows),
 // read from /proc (Postgres on this machine), with the statements prepared
 // (as the services run them) or, with --unprepared, parsed and planned each
 // time (LONGHAUL_PG_PREPARED_STATEMENTS=false). Figures are printed, never
-// asserted. Runs under scripts/with-deps.mjs.
+// asserted. --request-bytes sets the stored request body's size (2: "{}";
+// the bench's submits carry ~250 bytes and four headers). Runs under
+// scripts/with-deps.mjs.
 import fs from "node:fs";
 import { randomBytes, randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
@@ -20,7 +23,10 @@ import { createDb, migrate } from "../../services/shared/dist/db/index.js";
 import { schedulerMigrationSet } from "../../services/scheduler/dist/adapters/pg/migrations.js";
 import { batchedClaim, batchedInsert, batchedSuccess, batchedWebhookState } from "../../services/scheduler/dist/adapters/pg/batched.js";
 
-const { values: args } = parseArgs({ options: { runs: { type: "string", default: "800" }, unprepared: { type: "boolean", default: false } } });
+const { values: args } = parseArgs({
+  options: { runs: { type: "string", default: "800" }, unprepared: { type: "boolean", default: false }, "request-bytes": { type: "string", default: "2" } },
+});
+const requestBytes = Math.max(2, Math.min(1 << 20, Number(args["request-bytes"])));
 const runs = Math.max(10, Math.min(20_000, Number(args.runs)));
 const base = process.env.DATABASE_URL;
 if (!base) throw new Error("run under scripts/with-deps.mjs (npm run bench:pg)");
@@ -50,14 +56,31 @@ try {
     return (Number(f[11]) + Number(f[12])) * 10;
   };
   const spent = {};
+  const client = {};
+  const mine = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
   const step = async (k, f) => {
     const c = cpu();
+    const m = mine();
     await f();
     spent[k] = (spent[k] ?? 0) + cpu() - c;
+    client[k] = (client[k] ?? 0) + mine() - m;
   };
+  const body = Buffer.from(JSON.stringify({ p: "x".repeat(requestBytes - 8) }));
+  const headers =
+    requestBytes > 2
+      ? JSON.stringify([
+          { name: "content-type", value: "application/json" },
+          { name: "user-agent", value: "bench" },
+          { name: "accept", value: "*/*" },
+          { name: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" },
+        ])
+      : "{}";
   const row = (id) => ({
     id, project_id: "p1", app: "a1", mode: "async", status: "dispatched", method: "POST", path: "/x", query: "",
-    upstream_url: "http://127.0.0.1:1", request_headers: "{}", request_body: Buffer.from("{}"), webhook_url: "http://127.0.0.1:2/h",
+    upstream_url: "http://127.0.0.1:1", request_headers: headers, request_body: body, webhook_url: "http://127.0.0.1:2/h",
     priority: 0, timeout_seconds: 60, max_attempts: 1, idempotency_key: null, retry_of: null, not_before: null,
     traceparent: "", tracestate: "", labels: "{}", expires_at: null,
   });
@@ -73,11 +96,18 @@ try {
   };
   for (let i = 0; i < 50; i++) await one(); // warm: plans cached, pages in memory
   for (const k of Object.keys(spent)) delete spent[k];
+  for (const k of Object.keys(client)) delete client[k];
   const c0 = cpu();
+  const m0 = mine();
   for (let i = 0; i < runs; i++) await one();
   const total = cpu() - c0;
-  console.log(`Postgres backend CPU per run, ${runs} runs, statements ${args.unprepared ? "unprepared" : "prepared"}: ${(total / runs).toFixed(2)} ms`);
-  for (const [k, v] of Object.entries(spent)) console.log(`  ${k.padEnd(16)} ${(v / runs).toFixed(3)} ms`);
+  const totalClient = mine() - m0;
+  console.log(
+    `CPU per run, ${runs} runs, statements ${args.unprepared ? "unprepared" : "prepared"}, request body ${body.length} bytes: ` +
+      `Postgres backend ${(total / runs).toFixed(2)} ms, client ${(totalClient / runs).toFixed(2)} ms`,
+  );
+  console.log(`  ${"".padEnd(16)} backend   client`);
+  for (const [k, v] of Object.entries(spent)) console.log(`  ${k.padEnd(16)} ${(v / runs).toFixed(3)} ms  ${(client[k] / runs).toFixed(3)} ms`);
 } finally {
   await db.destroy();
   await admin.query(`drop database if exists ${name} with (force)`);

@@ -8,6 +8,7 @@
 // Targets: `http` (POST, the id read from the JSON answer), `pg` (a
 // single-row INSERT of a run-sized row per request on a pool of connections),
 // `nats` (a JetStream publish awaiting its ack).
+import fs from "node:fs";
 import http from "node:http";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
@@ -105,6 +106,20 @@ async function natsTarget({ url, subject }) {
 }
 
 /**
+ * Appends each request of a run that took 30 ms or more (or failed: NaN) to
+ * `file`, one line each: its intended send time (ms of CLOCK_MONOTONIC, as
+ * clock.mjs and lib/stall-log.mjs stamp), its latency and the run's rate.
+ */
+function logSlow(file, rate, intended, done) {
+  const rows = [];
+  for (let i = 0; i < intended.length; i++) {
+    const ms = done[i] - intended[i];
+    if (!(ms < 30)) rows.push(`${intended[i].toFixed(1)} ${ms.toFixed(1)} rate=${rate}\n`);
+  }
+  fs.appendFileSync(file, rows.join(""));
+}
+
+/**
  * One open-loop run. Returns per request its intended send time, the time its
  * answer came (NaN when it failed or was cut at the deadline) and the id the
  * system gave it.
@@ -160,6 +175,7 @@ async function run({ rate, count, drainMs, startDelayMs = 20 }) {
   next = count;
   const cut = aborts.size;
   for (const abort of aborts.values()) abort();
+  if (process.env.BENCH_SLOW_FILE) logSlow(process.env.BENCH_SLOW_FILE, rate, intended, done);
   return { intended, done, ids, cut, maxSendLagMs: maxLagMs };
 }
 

@@ -54,6 +54,7 @@ function longhaulSystem({ name, label, otlp }) {
         natsPrefix: prefix,
         logDir,
         readyTimeoutMs: 120_000, // as npm start: a busy machine starts slowly
+        nodeArgs: ["--import", "@longhaul/shared/otel-register", ...(process.env.BENCH_LONGHAUL_NODE_ARGS ?? "").split(" ").filter(Boolean)],
         env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", ...telemetry },
         // The notifier migrates its own database at start (the mesh runs the migrate command on the scheduler's).
         serviceEnv: { notifier: { DATABASE_URL: notifierDb.url, LONGHAUL_MIGRATE_AT_START: "true" } },
