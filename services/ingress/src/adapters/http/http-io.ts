@@ -2,38 +2,23 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { LonghaulError, errorBody, httpStatusOf, type QuotaState } from "@longhaul/shared/errors";
 import type { Logger } from "@longhaul/shared/logger";
 import { isTransportFailure } from "@longhaul/shared/grpc";
+import { readUpTo } from "@longhaul/shared/body";
 
 /**
  * Reads the whole body up to `limit` bytes; a larger one is a 413 before
- * anything is stored (the rest of the upload is read and dropped). Events
- * rather than `for await`: an async iterator costs a promise per chunk and a
- * stream watcher per request, on the gateway's hottest path.
+ * anything is stored (the rest of the upload is read and dropped).
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? NaN);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(limit));
-  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const settle = (err?: LonghaulError) => {
-      req.off("data", onData).off("end", onEnd).off("error", onError).off("close", onClose);
-      if (err) reject(err);
-      else resolve(Buffer.concat(chunks, size));
-    };
-    // The client went away mid-upload: nothing to store, nobody to answer.
-    const cutOff = (cause?: unknown) => settle(new LonghaulError("invalid_argument", "request body was cut off", { cause }));
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) settle(tooLarge(limit));
-      else chunks.push(chunk);
-    };
-    const onEnd = () => settle();
-    const onError = (err: Error) => cutOff(err);
-    const onClose = () => cutOff();
-    req.on("data", onData).on("end", onEnd).on("error", onError).on("close", onClose);
-    if (req.destroyed) cutOff();
-  });
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
+  const read = await readUpTo(req, limit, "stop");
+  // The client went away mid-upload: nothing to store, nobody to answer.
+  if (read.error) throw new LonghaulError("invalid_argument", "request body was cut off", { cause: read.error });
+  if (read.truncated) {
+    req.resume();
+    throw tooLarge(limit);
+  }
+  return read.body;
 }
 
 function tooLarge(limit: number): LonghaulError {

@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher } from "undici";
+import { readUpTo } from "@longhaul/shared/body";
 import type { EgressPolicy } from "@longhaul/shared/egress";
 import { EGRESS_REFUSED, createGuardedAgent } from "@longhaul/shared/egress-agent";
 import { injectTrace } from "@longhaul/shared/telemetry";
@@ -117,31 +118,9 @@ export function createUpstreamClient(o: UpstreamClientOptions): UpstreamPort {
 /** Reads the answer's body up to `max` bytes, draining the rest. */
 async function readAnswer(res: Dispatcher.ResponseData, max: number, signal: AbortSignal): Promise<UpstreamResult> {
   try {
-    const chunks: Buffer[] = [];
-    let kept = 0;
-    let truncated = false;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      if (kept >= max) {
-        truncated = true;
-        continue;
-      }
-      const room = max - kept;
-      if (chunk.byteLength > room) {
-        chunks.push(chunk.subarray(0, room));
-        kept += room;
-        truncated = true;
-      } else {
-        chunks.push(chunk);
-        kept += chunk.byteLength;
-      }
-    }
-    return {
-      kind: "response",
-      statusCode: res.statusCode,
-      headers: headerPairs(res.headers),
-      body: Buffer.concat(chunks, kept),
-      bodyTruncated: truncated,
-    };
+    const { body, truncated, error } = await readUpTo(res.body, max, "drain");
+    if (error) return failure(error, signal);
+    return { kind: "response", statusCode: res.statusCode, headers: headerPairs(res.headers), body, bodyTruncated: truncated };
   } catch (err) {
     return failure(err, signal);
   }

@@ -1,4 +1,5 @@
 import { request } from "undici";
+import { readUpTo } from "@longhaul/shared/body";
 import { context, contextFromCarrier, injectTrace, instrumented, trace } from "@longhaul/shared/telemetry";
 import { validateWebhookUrl, type AddressResolver, type EgressPolicy } from "@longhaul/shared/egress";
 import { createGuardedAgent, egressRefusal } from "@longhaul/shared/egress-agent";
@@ -90,21 +91,15 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
           const refused = egressRefusal(err);
           return refused ? { kind: "refused" as const, message: refused } : describe(err);
         }
-        const chunks: Buffer[] = [];
-        let received = 0;
+        let answer: Buffer = Buffer.alloc(0);
         let bodyError: string | undefined;
         try {
           if (options.maxResponseBytes > 0) {
-            for await (const chunk of res.body as AsyncIterable<Buffer>) {
-              const take = Math.min(chunk.length, options.maxResponseBytes - received);
-              chunks.push(chunk.subarray(0, take));
-              received += take;
-              // Leaving the loop destroys the stream: an endless answer costs at most the cap.
-              if (received >= options.maxResponseBytes) break;
-            }
+            // Stops at the cap: an endless answer costs at most that.
+            const read = await readUpTo(res.body, options.maxResponseBytes, "stop");
+            answer = read.body;
+            if (read.error) bodyError = `reading the answer: ${describe(read.error).message}`;
           }
-        } catch (err) {
-          bodyError = `reading the answer: ${describe(err).message}`;
         } finally {
           // Drops the connection when the answer was cut at the cap (a receiver
           // that keeps sending is cut off); a whole answer leaves it for reuse.
@@ -115,7 +110,7 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
           kind: "response" as const,
           statusCode: res.statusCode,
           retryAfter: Array.isArray(retryAfter) ? (retryAfter[0] ?? null) : (retryAfter ?? null),
-          excerpt: Buffer.concat(chunks).subarray(0, excerptBytes).toString("utf8"),
+          excerpt: answer.subarray(0, excerptBytes).toString("utf8"),
           ...(bodyError ? { bodyError } : {}),
         };
       } finally {
