@@ -111,9 +111,10 @@ async function measureIdle(sys, env) {
  * of the system (`ctx.longCalls` set: the peers raise their concurrency to
  * the number of calls): `count` runs whose app answers after `holdMs`,
  * submitted as fast as the system accepts them (closed loop, `concurrency`
- * submits open at once); then the time until every webhook arrived, the peak
- * RSS of the system's own processes over the scenario, and CPU per held call
- * (own processes, Postgres, nats-server).
+ * submits open at once); then the time until every webhook arrived, the RSS
+ * of the system's own processes (its peak over the scenario, and once while
+ * every call is held: midway between the last submit and the first call's
+ * end), and CPU per held call (own processes, Postgres, nats-server).
  */
 export async function measureLongCalls(spec, env) {
   const { loadgen, sinks, cfg, log } = env;
@@ -133,8 +134,12 @@ export async function measureLongCalls(spec, env) {
     const sent = await loadgen.request("burst", { count: lc.count, concurrency: lc.concurrency, timeoutMs: 10 * 60_000 });
     // Every webhook, bounded: the hold, plus what it took to submit them all, plus 2 minutes.
     const until = now() + lc.holdMs + sent.seconds * 1000 + 120_000;
+    // All calls are held from the last submit until the first call ends.
+    const heldAt = sent.seconds * 1000 < lc.holdMs ? sent.startedAt + (sent.seconds * 1000 + lc.holdMs) / 2 : NaN;
+    let heldSum = NaN;
     let hooks = 0;
     while (now() < until) {
+      if (Number.isNaN(heldSum) && now() >= heldAt) heldSum = rss.sum();
       hooks = (await sinks.request("counts")).hooks;
       if (hooks >= sent.accepted) break;
       await sleep(250);
@@ -153,6 +158,8 @@ export async function measureLongCalls(spec, env) {
       allFinishedSeconds: (last - sent.startedAt) / 1000,
       peakRssMiB: mem.peakSum / 2 ** 20,
       rssKiBPerCall: sent.accepted > 0 ? (mem.peakSum - mem.firstSum) / 1024 / sent.accepted : NaN,
+      // NaN when the submits took longer than a hold (no moment holds them all).
+      heldRssKiBPerCall: sent.accepted > 0 ? (heldSum - mem.firstSum) / 1024 / sent.accepted : NaN,
       rssPeakByProcessMiB: Object.fromEntries(Object.entries(mem.peak).map(([k, v]) => [k, v / 2 ** 20])),
       cpuMsPerCall: {
         own: perCallMs(ownCpu),

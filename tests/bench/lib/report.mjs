@@ -153,7 +153,7 @@ export function renderReport(doc) {
     .map((r) => `  ${r.label}: ${r.otlp.requests} export requests, ${(r.otlp.bytes / 1024).toFixed(0)} KiB received over its whole measurement (sampler ${r.settings?.OTEL_TRACES_SAMPLER})`);
   const lc = doc.longCalls ?? [];
   const longRows = [
-    ["system", "runs × hold", "accepted / failed", "submitted in s", "all finished in s", "webhooks", "peak RSS MiB (own)", "RSS KiB per call", "CPU ms per call: box = own + pg + nats"],
+    ["system", "runs × hold", "accepted / failed", "submitted in s", "all finished in s", "webhooks", "peak RSS MiB (own)", "RSS KiB per call: held / peak", "CPU ms per call: box = own + pg + nats"],
     ...lc.map((r) =>
       r.error
         ? [r.label, "error", r.error.split("\n")[0].slice(0, 60), "", "", "", "", "", ""]
@@ -165,7 +165,7 @@ export function renderReport(doc) {
             fmtNum(r.allFinishedSeconds, 1),
             String(r.finished),
             r.peakRssMiB.toFixed(0),
-            fmtNum(r.rssKiBPerCall, 1),
+            `${fmtNum(r.heldRssKiBPerCall, 1)} / ${fmtNum(r.rssKiBPerCall, 1)}`,
             `${fmtNum(r.cpuMsPerCall.box)} = ${fmtNum(r.cpuMsPerCall.own)} + ${fmtNum(r.cpuMsPerCall.postgres)} + ${fmtNum(r.cpuMsPerCall.nats)}`,
           ],
     ),
