@@ -379,6 +379,20 @@ describe("notifier core", () => {
     expect(sent).toHaveLength(2);
   });
 
+  it("attemptBeforeRecord: a look-up while the first attempt is out before its record waits for it, not 'no webhook delivery'", async () => {
+    const { core, mem, sent, input } = setup([http(200)], { attemptBeforeRecord: true });
+    const release = holdWrites(mem.store, "createAttempted");
+    await core.acceptFinished({ runId: input.runId, project: "dev", input });
+    await new Promise((r) => setTimeout(r, 10)); // the POST is sent; nothing is recorded yet
+    expect(sent).toHaveLength(1);
+    expect(mem.rows.has(input.runId)).toBe(false);
+    const listed = core.listDeliveries("dev", input.runId);
+    release();
+    await expect(listed).resolves.toMatchObject({ delivery: { runId: input.runId, state: "delivered" } });
+    await expect(core.listDeliveries("other", input.runId)).rejects.toMatchObject({ code: "not_found" });
+    await core.drain();
+  });
+
   it("a finished run with a webhook whose delivery another notifier has not recorded yet: redelivery is 409 with Retry-After, not 404", async () => {
     const finished = { finishedAt: new Date() };
     const { core, input } = setup([http(200)], { runs: { getDeliveryInput: async (id) => ({ ...inputOf(id), ...finished }) } });

@@ -441,8 +441,22 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       return rotated;
     },
 
-    /** A run's delivery and attempts; not_found when absent or another project's. */
-    listDeliveries,
+    /**
+     * A run's delivery and attempts; not_found when absent or another
+     * project's. A first attempt of this notifier out before its record
+     * (attemptBeforeRecord: a receiver that looks its webhook up as it
+     * arrives comes here before the record is written) is waited for.
+     */
+    async listDeliveries(projectId: string, runId: string) {
+      try {
+        return await listDeliveries(projectId, runId);
+      } catch (err) {
+        const local = attemptsByRun.get(runId);
+        if (!local || !(err instanceof LonghaulError && err.code === "not_found")) throw err;
+        await local.catch(() => undefined);
+        return listDeliveries(projectId, runId);
+      }
+    },
 
     /** Sends a delivery again now, in a new retry series; attempts keep their numbering. */
     async redeliver(projectId: string, runId: string) {
