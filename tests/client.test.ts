@@ -133,8 +133,10 @@ describe("@longhaul/client", () => {
   });
 
   it("verifyWebhook accepts the notifier's signature and refuses a changed body; redeliver", async () => {
-    const { runId } = await client.submit("echo", "/hooked", { body: "payload", webhook: `${hooks.url}/in` });
-    const [received] = await hooks.waitFor(1, "/in");
+    // A path of this try's own: a retry must not read the webhooks of the try before.
+    const path = `/in/${Date.now()}`;
+    const { runId } = await client.submit("echo", "/hooked", { body: "payload", webhook: `${hooks.url}${path}` });
+    const [received] = await hooks.waitFor(1, path);
     const { secret } = await client.webhookSecret();
     const verified = verifyWebhook(received!.body, received!.headers, secret);
     expect(verified.runId).toBe(runId);
@@ -147,7 +149,7 @@ describe("@longhaul/client", () => {
     for (let i = 0; i < 50 && delivery.state !== "delivered"; i++) delivery = await client.deliveries(runId);
     expect(delivery.state).toBe("delivered");
     expect((await client.redeliver(runId)).webhook_id).toBe(delivery.webhook_id);
-    const [, second] = await hooks.waitFor(2, "/in");
+    const [, second] = await hooks.waitFor(2, path);
     expect(verifyWebhook(second!.body, second!.headers, [Buffer.alloc(24).toString("base64"), secret]).webhookId).toBe(delivery.webhook_id);
   });
 
