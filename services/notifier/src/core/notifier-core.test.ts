@@ -365,13 +365,19 @@ describe("notifier core", () => {
     expect(sent).toHaveLength(2);
   });
 
-  it("attemptBeforeRecord: a redelivery while the first attempt is out before its record waits for it, not 'no webhook delivery'", async () => {
-    const { core, mem, sent, input } = setup([http(200)], { attemptBeforeRecord: true });
-    const release = holdWrites(mem.store, "createAttempted");
-    await core.acceptFinished({ runId: input.runId, project: "dev", input });
+  /** A first attempt sent (attemptBeforeRecord) whose record is held until `release`. */
+  async function firstAttemptUnrecorded() {
+    const t = setup([http(200)], { attemptBeforeRecord: true });
+    const release = holdWrites(t.mem.store, "createAttempted");
+    await t.core.acceptFinished({ runId: t.input.runId, project: "dev", input: t.input });
     await new Promise((r) => setTimeout(r, 10)); // the POST is sent; nothing is recorded yet
-    expect(sent).toHaveLength(1);
-    expect(mem.rows.has(input.runId)).toBe(false);
+    expect(t.sent).toHaveLength(1);
+    expect(t.mem.rows.has(t.input.runId)).toBe(false);
+    return { ...t, release };
+  }
+
+  it("attemptBeforeRecord: a redelivery while the first attempt is out before its record waits for it, not 'no webhook delivery'", async () => {
+    const { core, sent, input, release } = await firstAttemptUnrecorded();
     const again = core.redeliver("dev", input.runId);
     release();
     await expect(again).resolves.toMatchObject({ delivery: { runId: input.runId } });
@@ -380,12 +386,7 @@ describe("notifier core", () => {
   });
 
   it("attemptBeforeRecord: a look-up while the first attempt is out before its record waits for it, not 'no webhook delivery'", async () => {
-    const { core, mem, sent, input } = setup([http(200)], { attemptBeforeRecord: true });
-    const release = holdWrites(mem.store, "createAttempted");
-    await core.acceptFinished({ runId: input.runId, project: "dev", input });
-    await new Promise((r) => setTimeout(r, 10)); // the POST is sent; nothing is recorded yet
-    expect(sent).toHaveLength(1);
-    expect(mem.rows.has(input.runId)).toBe(false);
+    const { core, input, release } = await firstAttemptUnrecorded();
     const listed = core.listDeliveries("dev", input.runId);
     release();
     await expect(listed).resolves.toMatchObject({ delivery: { runId: input.runId, state: "delivered" } });

@@ -311,6 +311,22 @@ export function createNotifierCore(options: NotifierCoreOptions) {
     return found;
   }
 
+  /**
+   * listDeliveries, waiting for a first attempt of this notifier that is out
+   * before its record (attemptBeforeRecord: a receiver that looks its webhook
+   * up as it arrives, or redelivers it, comes here before the record).
+   */
+  async function deliveriesOf(projectId: string, runId: string) {
+    try {
+      return await listDeliveries(projectId, runId);
+    } catch (err) {
+      const local = attemptsByRun.get(runId);
+      if (!local || !(err instanceof LonghaulError && err.code === "not_found")) throw err;
+      await local.catch(() => undefined);
+      return listDeliveries(projectId, runId);
+    }
+  }
+
   return {
     /**
      * Records the delivery of a finished run and, when this notifier has
@@ -441,37 +457,20 @@ export function createNotifierCore(options: NotifierCoreOptions) {
       return rotated;
     },
 
-    /**
-     * A run's delivery and attempts; not_found when absent or another
-     * project's. A first attempt of this notifier out before its record
-     * (attemptBeforeRecord: a receiver that looks its webhook up as it
-     * arrives comes here before the record is written) is waited for.
-     */
-    async listDeliveries(projectId: string, runId: string) {
-      try {
-        return await listDeliveries(projectId, runId);
-      } catch (err) {
-        const local = attemptsByRun.get(runId);
-        if (!local || !(err instanceof LonghaulError && err.code === "not_found")) throw err;
-        await local.catch(() => undefined);
-        return listDeliveries(projectId, runId);
-      }
-    },
+    /** A run's delivery and attempts; not_found when absent or another project's. */
+    listDeliveries: deliveriesOf,
 
     /** Sends a delivery again now, in a new retry series; attempts keep their numbering. */
     async redeliver(projectId: string, runId: string) {
-      await listDeliveries(projectId, runId).catch(async (err: unknown) => {
-        if (!(err instanceof LonghaulError && err.code === "not_found")) throw err;
-        // A first attempt may be out before its delivery is recorded
-        // (attemptBeforeRecord): here, wait for it; in another notifier, say
-        // so as for an attempt in flight, rather than "no webhook delivery".
-        const local = attemptsByRun.get(runId);
-        if (local) await local.catch(() => undefined);
-        else {
-          const input = await runs.getDeliveryInput(runId);
-          if (input?.webhookUrl && input.project === projectId && input.finishedAt) {
-            throw new LonghaulError("conflict", "the first attempt of this webhook is not recorded yet; try again shortly", { retryAfterSeconds: 1 });
-          }
+      const sentHere = attemptsByRun.has(runId);
+      await deliveriesOf(projectId, runId).catch(async (err: unknown) => {
+        if (sentHere || !(err instanceof LonghaulError && err.code === "not_found")) throw err;
+        // A first attempt of another notifier may be out before its delivery
+        // is recorded: say so as for an attempt in flight, rather than "no
+        // webhook delivery".
+        const input = await runs.getDeliveryInput(runId);
+        if (input?.webhookUrl && input.project === projectId && input.finishedAt) {
+          throw new LonghaulError("conflict", "the first attempt of this webhook is not recorded yet; try again shortly", { retryAfterSeconds: 1 });
         }
         return listDeliveries(projectId, runId);
       });

@@ -117,13 +117,9 @@ export function createUpstreamClient(o: UpstreamClientOptions): UpstreamPort {
 
 /** Reads the answer's body up to `max` bytes, draining the rest. */
 async function readAnswer(res: Dispatcher.ResponseData, max: number, signal: AbortSignal): Promise<UpstreamResult> {
-  try {
-    const { body, truncated, error } = await readUpTo(res.body, max, "drain");
-    if (error) return failure(error, signal);
-    return { kind: "response", statusCode: res.statusCode, headers: headerPairs(res.headers), body, bodyTruncated: truncated };
-  } catch (err) {
-    return failure(err, signal);
-  }
+  const { body, truncated, error } = await readUpTo(res.body, max, "drain");
+  if (error) return failure(error, signal);
+  return { kind: "response", statusCode: res.statusCode, headers: headerPairs(res.headers), body, bodyTruncated: truncated };
 }
 
 /**

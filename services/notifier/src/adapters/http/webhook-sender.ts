@@ -91,20 +91,13 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
           const refused = egressRefusal(err);
           return refused ? { kind: "refused" as const, message: refused } : describe(err);
         }
-        let answer: Buffer = Buffer.alloc(0);
-        let bodyError: string | undefined;
-        try {
-          if (options.maxResponseBytes > 0) {
-            // Stops at the cap: an endless answer costs at most that.
-            const read = await readUpTo(res.body, options.maxResponseBytes, "stop");
-            answer = read.body;
-            if (read.error) bodyError = `reading the answer: ${describe(read.error).message}`;
-          }
-        } finally {
-          // Drops the connection when the answer was cut at the cap (a receiver
-          // that keeps sending is cut off); a whole answer leaves it for reuse.
-          if (!res.body.readableEnded) res.body.destroy();
-        }
+        // Stops at the cap: an endless answer costs at most that.
+        const read = options.maxResponseBytes > 0 ? await readUpTo(res.body, options.maxResponseBytes, "stop") : undefined;
+        const answer = read?.body ?? Buffer.alloc(0);
+        const bodyError = read?.error ? `reading the answer: ${describe(read.error).message}` : undefined;
+        // Drops the connection when the answer was cut at the cap (a receiver
+        // that keeps sending is cut off); a whole answer leaves it for reuse.
+        if (!res.body.readableEnded) res.body.destroy();
         const retryAfter = res.headers["retry-after"];
         return {
           kind: "response" as const,

@@ -152,12 +152,11 @@ const CLAIM_RUNS = preparedStatement("lh_claim_runs", `
 /**
  * What a success's end reads back: the run as EndedRun has it, less the
  * answer the statement just wrote (the caller has it; the attempt record
- * takes its status code from here). Not the request,
- * the largest columns (bytea and jsonb, parsed for nothing), nor the times.
+ * takes its status code from here). Not the request, the largest columns
+ * (bytea and jsonb, parsed for nothing), nor the times.
  */
-const SUCCEEDED_RETURNING = ["id", "project_id", "app", "status", "attempt", "webhook_url", "labels", "traceparent", "tracestate", "status_code"]
-  .map((c) => `runs.${c}`)
-  .join(", ");
+const SUCCEEDED_COLUMNS = ["id", "project_id", "app", "status", "attempt", "webhook_url", "labels", "traceparent", "tracestate", "status_code"] as const;
+const SUCCEEDED_RETURNING = SUCCEEDED_COLUMNS.map((c) => `runs.${c}`).join(", ");
 
 /** Successful completions (batchedSuccess), the text fixed. */
 const END_SUCCEEDED = preparedStatement("lh_end_succeeded", `
@@ -252,9 +251,7 @@ const SUCCESS_WINDOW_MS = 5;
  * attempt no longer the owner's (late, cancelled, reassigned).
  */
 export function batchedSuccess(db: Kysely<SchedulerDb>) {
-  type Row = Pick<EndedRun, "id" | "project_id" | "app" | "status" | "attempt" | "webhook_url" | "labels" | "traceparent" | "tracestate" | "status_code"> & {
-    app_max_concurrency: number | null;
-  };
+  type Row = Pick<EndedRun, (typeof SUCCEEDED_COLUMNS)[number]> & { app_max_concurrency: number | null };
   return groupCommit<SuccessInput, Succeeded | undefined>(
     async (items) => {
       const bodies = items.map((i) => i.result.body ?? Buffer.alloc(0));
