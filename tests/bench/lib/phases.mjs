@@ -136,10 +136,10 @@ export async function measureLongCalls(spec, env) {
     const until = now() + lc.holdMs + sent.seconds * 1000 + 120_000;
     // All calls are held from the last submit until the first call ends.
     const heldAt = sent.seconds * 1000 < lc.holdMs ? sent.startedAt + (sent.seconds * 1000 + lc.holdMs) / 2 : NaN;
-    let heldSum = NaN;
+    let held;
     let hooks = 0;
     while (now() < until) {
-      if (Number.isNaN(heldSum) && now() >= heldAt) heldSum = rss.sum();
+      if (!held && now() >= heldAt) held = rss.sample();
       hooks = (await sinks.request("counts")).hooks;
       if (hooks >= sent.accepted) break;
       await sleep(250);
@@ -159,7 +159,11 @@ export async function measureLongCalls(spec, env) {
       peakRssMiB: mem.peakSum / 2 ** 20,
       rssKiBPerCall: sent.accepted > 0 ? (mem.peakSum - mem.firstSum) / 1024 / sent.accepted : NaN,
       // NaN when the submits took longer than a hold (no moment holds them all).
-      heldRssKiBPerCall: sent.accepted > 0 ? (heldSum - mem.firstSum) / 1024 / sent.accepted : NaN,
+      heldRssKiBPerCall: sent.accepted > 0 && held ? (held.sum - mem.firstSum) / 1024 / sent.accepted : NaN,
+      // The same by process: what grew in each while every call was held (a burst's heap growth included).
+      heldRssKiBPerCallByProcess: Object.fromEntries(
+        Object.entries(held?.byProcess ?? {}).map(([k, v]) => [k, sent.accepted > 0 ? (v - mem.first[k]) / 1024 / sent.accepted : NaN]),
+      ),
       rssPeakByProcessMiB: Object.fromEntries(Object.entries(mem.peak).map(([k, v]) => [k, v / 2 ** 20])),
       cpuMsPerCall: {
         own: perCallMs(ownCpu),

@@ -135,20 +135,24 @@ export function rssSampler(procs, intervalMs = 500) {
   const peak = {};
   let peakSum = 0;
   let timer;
+  /** Samples every process once: the sum, and each process's RSS by name. */
   const sample = () => {
     let sum = 0;
+    const byProcess = {};
     for (const p of live) {
       const v = rssBytes(p.pid);
       if (!Number.isFinite(v)) continue;
       first[p.name] ??= v;
       peak[p.name] = Math.max(peak[p.name] ?? 0, v);
+      byProcess[p.name] = v;
       sum += v;
     }
     peakSum = Math.max(peakSum, sum);
-    return sum;
+    return { sum, byProcess };
   };
   return {
-    sum: sample,
+    /** The RSS of every process now, summed and by process (bytes). */
+    sample,
     start() {
       sample();
       timer = setInterval(sample, intervalMs);

@@ -196,6 +196,10 @@ export function renderReport(doc) {
       ? [
           "Long calls: runs whose app answers after the hold, submitted as fast as each system accepts them (peers' concurrency raised to the number of runs):",
           table(longRows),
+          "RSS KiB per call while held, by process (growth since the scenario's start, over the runs; a burst's heap growth included):",
+          ...lc
+            .filter((r) => !r.error && r.heldRssKiBPerCallByProcess)
+            .map((r) => `  ${r.label}: ${Object.entries(r.heldRssKiBPerCallByProcess).map(([k, v]) => `${k} ${fmtNum(v, 1)}`).join(", ")}`),
           "",
         ]
       : []),
