@@ -20,19 +20,26 @@ const NEWER = "9999_from_a_newer_release";
 
 let app: Peer;
 let mesh: TestMesh | undefined;
-let logDir: string;
+/** Meshes started by a try of the first test, each stopped at the end (a failed try's too). */
+const started: Promise<TestMesh>[] = [];
+const logDirs: string[] = [];
 
 beforeAll(async () => {
   app = await startPeer();
   app.handle((_req, res) => res.end("done"));
-  logDir = fs.mkdtempSync(path.join(os.tmpdir(), "lh-migrations-"));
 });
 
 afterAll(async () => {
-  await mesh?.cleanup();
+  await Promise.all(started.map((m) => m.then((x) => x.cleanup(), () => {})));
   await app?.close();
-  fs.rmSync(logDir, { recursive: true, force: true });
+  for (const dir of logDirs) fs.rmSync(dir, { recursive: true, force: true });
 });
+
+/** The end of a service's log, for a failure's message. */
+function logTail(logDir: string, file: string): string {
+  const at = path.join(logDir, file);
+  return fs.existsSync(at) ? fs.readFileSync(at, "utf8").split("\n").slice(-15).join("\n") : `(no ${file})`;
+}
 
 function migrateCommand(databaseUrl: string) {
   return run(process.execPath, [MIGRATE], { env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "info" } });
@@ -49,8 +56,12 @@ async function query<T extends pg.QueryResultRow>(url: string, text: string): Pr
 }
 
 describe("migrations as a step", () => {
-  it("services wait for the migrate command, then serve against a schema newer than they know", async () => {
-    // The mesh without its migrate step: the services start and wait.
+  // Services may take up to a minute to start when CI runs test files side by side (helpers/mesh.ts).
+  it("services wait for the migrate command, then serve against a schema newer than they know", { timeout: 150_000 }, async () => {
+    // The mesh without its migrate step: the services start and wait. Each
+    // try has its own logs, so that a retry never reads the try before's.
+    const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "lh-migrations-"));
+    logDirs.push(logDir);
     let databaseUrl = "";
     const starting = startTestMesh({
       migrate: false,
@@ -58,12 +69,15 @@ describe("migrations as a step", () => {
       databaseUrl: (url) => (databaseUrl = url),
       env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true" },
     });
+    started.push(starting);
     starting.catch(() => {});
     await eventually(
       async () => fs.existsSync(path.join(logDir, "scheduler-0.log")) && fs.readFileSync(path.join(logDir, "scheduler-0.log"), "utf8").includes("waiting for the migrate command"),
       60_000,
       "the scheduler to wait for the migrate command",
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; the scheduler's log ends:\n${logTail(logDir, "scheduler-0.log")}`);
+    });
     // A service no longer migrates at start: nothing was created.
     expect(await query(databaseUrl, "select to_regclass('scheduler_migrations') as t")).toEqual([{ t: null }]);
 
