@@ -13,6 +13,7 @@ import { createClient } from "@longhaul/shared/grpc";
 import { runsPb } from "@longhaul/shared/proto";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
+import { readSse } from "../services/client/src/sse.js";
 
 let mesh: TestMesh;
 let app: Peer;
@@ -95,17 +96,10 @@ function openSse(runId: string, kind: "sse" | "feed" = "sse", key = mesh.apiKey)
   const reading = (async () => {
     const res = await fetch(`${mesh.ingressUrl}${path}`, { headers: { authorization: `Bearer ${key}` }, signal: ac.signal });
     expect(res.status).toBe(200);
-    let text = "";
-    for await (const chunk of res.body!) {
-      text += Buffer.from(chunk).toString();
-      for (let end = text.indexOf("\n\n"); end >= 0; end = text.indexOf("\n\n")) {
-        const frame = text.slice(0, end);
-        text = text.slice(end + 2);
-        const data = /^data: (.*)$/m.exec(frame)?.[1];
-        if (/^event: run$/m.test(frame) && data) w.seen.push((JSON.parse(data) as { status: string }).status);
-        if (/^event: error$/m.test(frame) && data) w.seen.push(`error:${(JSON.parse(data) as { error: { code: string } }).error.code}`);
-        if (kind === "feed" && w.seen.at(-1) === "succeeded") ac.abort();
-      }
+    for await (const { event, data } of readSse(res.body!, () => undefined)) {
+      if (event === "run" && data) w.seen.push((JSON.parse(data) as { status: string }).status);
+      if (event === "error" && data) w.seen.push(`error:${(JSON.parse(data) as { error: { code: string } }).error.code}`);
+      if (kind === "feed" && w.seen.at(-1) === "succeeded") ac.abort();
     }
   })();
   // Closed by the test's end (abort) only when something failed earlier.

@@ -9,6 +9,7 @@ import { createClient } from "@longhaul/shared/grpc";
 import { runsPb } from "@longhaul/shared/proto";
 import { startTestMesh, type TestMesh } from "./helpers/mesh.js";
 import { eventually, gateway, startPeer, type Peer } from "./helpers/peers.js";
+import { readSse } from "../services/client/src/sse.js";
 
 const OTHER_KEY = "lh_other_0123456789abcdef0123456789";
 const S = runsPb.RunStatus;
@@ -73,17 +74,9 @@ async function openEvents(query = "") {
   const runs: (RunJson & { at: number })[] = [];
   const others: string[] = [];
   void (async () => {
-    let text = "";
-    for await (const chunk of res.body!) {
-      text += Buffer.from(chunk).toString();
-      for (let end = text.indexOf("\n\n"); end >= 0; end = text.indexOf("\n\n")) {
-        const frame = text.slice(0, end);
-        text = text.slice(end + 2);
-        const event = /^event: (.*)$/m.exec(frame)?.[1];
-        const data = /^data: (.*)$/m.exec(frame)?.[1];
-        if (event === "run" && data) runs.push({ ...(JSON.parse(data) as RunJson), at: Date.now() });
-        else if (event) others.push(event);
-      }
+    for await (const { event, data } of readSse(res.body!, () => undefined)) {
+      if (event === "run" && data) runs.push({ ...(JSON.parse(data) as RunJson), at: Date.now() });
+      else if (event) others.push(event);
     }
   })().catch(() => undefined);
   return { runs, others, of: (id: string) => runs.filter((r) => r.run_id === id), close: () => ac.abort() };
