@@ -91,9 +91,18 @@ interface Started {
 }
 
 const running: Started[] = [];
-afterEach(() => {
-  // A failed test leaves nothing behind.
+afterEach(async () => {
+  // A failed test leaves nothing behind. Ctrl-C twice first: start.mjs then
+  // kills every copy it launched, the ones of a start that never printed its
+  // banner (so no pid here) included; a SIGKILL of start.mjs alone would
+  // leave them running with nobody to stop them.
   for (const s of running.splice(0)) {
+    if (s.proc.exitCode === null && s.proc.signalCode === null) {
+      killQuietly(s.proc.pid!, "SIGINT");
+      await new Promise((r) => setTimeout(r, 200));
+      killQuietly(s.proc.pid!, "SIGINT");
+      await Promise.race([s.exited, new Promise((r) => setTimeout(r, 10_000))]);
+    }
     for (const pid of s.pids.values()) killQuietly(-pid, "SIGKILL");
     killQuietly(s.proc.pid!, "SIGKILL");
   }
