@@ -10,6 +10,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../scripts/lib/mesh.mjs";
@@ -99,9 +100,9 @@ afterEach(async () => {
   for (const s of running.splice(0)) {
     if (s.proc.exitCode === null && s.proc.signalCode === null) {
       killQuietly(s.proc.pid!, "SIGINT");
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       killQuietly(s.proc.pid!, "SIGINT");
-      await Promise.race([s.exited, new Promise((r) => setTimeout(r, 10_000))]);
+      await Promise.race([s.exited, sleep(10_000)]);
     }
     for (const pid of s.pids.values()) killQuietly(-pid, "SIGKILL");
     killQuietly(s.proc.pid!, "SIGKILL");

@@ -150,6 +150,7 @@ export async function measureLongCalls(spec, env) {
     const last = got.hooks.times.length > 0 ? Math.max(...got.hooks.times) : NaN;
     const ownCpu = own.reduce((s, k) => s + (cpu[k] ?? 0), 0);
     const perCallMs = (v) => (sent.accepted > 0 ? (1000 * v) / sent.accepted : NaN);
+    const perCallKiB = (bytes) => (sent.accepted > 0 ? bytes / 1024 / sent.accepted : NaN);
     Object.assign(result, {
       accepted: sent.accepted,
       failed: sent.failed,
@@ -157,13 +158,11 @@ export async function measureLongCalls(spec, env) {
       finished: got.hooks.ids.length,
       allFinishedSeconds: (last - sent.startedAt) / 1000,
       peakRssMiB: mem.peakSum / 2 ** 20,
-      rssKiBPerCall: sent.accepted > 0 ? (mem.peakSum - mem.firstSum) / 1024 / sent.accepted : NaN,
+      rssKiBPerCall: perCallKiB(mem.peakSum - mem.firstSum),
       // NaN when the submits took longer than a hold (no moment holds them all).
-      heldRssKiBPerCall: sent.accepted > 0 && held ? (held.sum - mem.firstSum) / 1024 / sent.accepted : NaN,
+      heldRssKiBPerCall: held ? perCallKiB(held.sum - mem.firstSum) : NaN,
       // The same by process: what grew in each while every call was held (a burst's heap growth included).
-      heldRssKiBPerCallByProcess: Object.fromEntries(
-        Object.entries(held?.byProcess ?? {}).map(([k, v]) => [k, sent.accepted > 0 ? (v - mem.first[k]) / 1024 / sent.accepted : NaN]),
-      ),
+      heldRssKiBPerCallByProcess: Object.fromEntries(Object.entries(held?.byProcess ?? {}).map(([k, v]) => [k, perCallKiB(v - mem.first[k])])),
       rssPeakByProcessMiB: Object.fromEntries(Object.entries(mem.peak).map(([k, v]) => [k, v / 2 ** 20])),
       cpuMsPerCall: {
         own: perCallMs(ownCpu),

@@ -126,7 +126,7 @@ export function rssBytes(pid) {
 /**
  * Samples the RSS of named processes every `intervalMs` between start() and
  * stop(): stop() gives each one's first and peak sample, and the peak of
- * their sum (bytes); sum() samples their sum now.
+ * their sum (bytes); sample() reads them all now.
  * @param {{ name: string, pid: number | undefined }[]} procs
  */
 export function rssSampler(procs, intervalMs = 500) {
