@@ -1,0 +1,21 @@
+// Names every test that passed only on its retry (vitest.config.ts `retry: 1`),
+// at the end of the run, so a flaky test shows in the CI log instead of
+// hiding behind the default reporter's summary.
+import path from "node:path";
+import type { Reporter, TestCase } from "vitest/node";
+
+export default class RetryReporter implements Reporter {
+  private readonly retried: string[] = [];
+
+  onTestCaseResult(testCase: TestCase): void {
+    const retries = testCase.diagnostic()?.retryCount ?? 0;
+    if (retries === 0) return;
+    const file = path.relative(process.cwd(), testCase.module.moduleId);
+    this.retried.push(`${file} > ${testCase.fullName}: ${testCase.result().state} after ${retries} retr${retries === 1 ? "y" : "ies"}`);
+  }
+
+  onTestRunEnd(): void {
+    if (this.retried.length === 0) return;
+    console.log(`\nRetried (a failure the retry hid; each is a flaky test to fix):\n${this.retried.map((r) => `  ${r}`).join("\n")}\n`);
+  }
+}
