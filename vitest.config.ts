@@ -16,9 +16,9 @@ export default defineConfig({
     // invoker-loss's SIGSTOP case (a run is `running` once claimed or handed
     // over, before its call is sent: a pause in between left the app one call,
     // not two; 637f2bb waits for the app to hold it, and 12 tries without
-    // retry, beside a busy test file or two CPU hogs, all passed). A test that fails twice still fails, and one
-    // that passed only on its retry is named at the end of the run
-    // (tests/helpers/retry-reporter.ts). Stopgap.
+    // retry, beside a busy test file or two CPU hogs, all passed). A test that
+    // fails twice still fails, and one that passed only on its retry is named
+    // at the end of the run (tests/helpers/retry-reporter.ts). Stopgap.
     retry: 1,
     globalSetup: ["tests/helpers/global-setup.ts"],
     reporters: ["default", "./tests/helpers/retry-reporter.ts"],
