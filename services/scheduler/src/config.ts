@@ -24,6 +24,14 @@ const schema = commonEnvSchema.extend(schemaEnvSchema.shape).extend({
    * a commit in flight). @default 4
    */
   SCHEDULER_SUBMIT_WINDOW_MS: envInt(4, 0, 50),
+  /**
+   * How long a successful run's end waits for others to share its commit,
+   * when another ended within 100 ms before it (so never on a quiet
+   * system). The app has answered already: only the run's final state, its
+   * webhook and the invoker's acknowledgement wait. 0: each end is written
+   * at once. @default 20
+   */
+  SCHEDULER_END_WINDOW_MS: envInt(20, 0, 200),
   /** An invoker's claim lasts this long unless renewed by heartbeats. @default 15 */
   SCHEDULER_LEASE_SECONDS: envInt(15, 2, 600),
   /** A dispatched run nobody claimed is republished after this. @default 15 */

@@ -80,7 +80,7 @@ await runService({
       announce: notices.announce,
     });
     notices.follow(submitSettings);
-    const store = createPgStore(db, submitSettings, { submitWindowMs: config.SCHEDULER_SUBMIT_WINDOW_MS });
+    const store = createPgStore(db, submitSettings, { submitWindowMs: config.SCHEDULER_SUBMIT_WINDOW_MS, endWindowMs: config.SCHEDULER_END_WINDOW_MS });
     const deps: SchedulerDeps = {
       store,
       bus,

@@ -103,7 +103,7 @@ describe("group commit with a window", () => {
   });
 
   /** A writer that records its batches and answers at once (the window, not the database, is under test). */
-  function windowed(options: { windowMs: number; windowWhenBusy?: boolean; maxBatch?: number }) {
+  function windowed(options: { windowMs: number; windowWhenBusy?: boolean; busyWithinMs?: number; maxBatch?: number }) {
     const written: number[][] = [];
     const write = groupCommit<number, number>(async (items) => {
       written.push(items);
@@ -149,6 +149,32 @@ describe("group commit with a window", () => {
     await vi.advanceTimersByTimeAsync(5);
     expect(await Promise.all([close, closer])).toEqual([3, 4]);
     expect(written).toEqual([[1], [2], [3, 4]]);
+  });
+
+  it("busyWithinMs: callers evenly spaced by more than the window share one when they come within busyWithinMs", async () => {
+    vi.useFakeTimers();
+    const { write, written } = windowed({ windowMs: 20, windowWhenBusy: true, busyWithinMs: 100 });
+    const lone = write(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[1]]); // nobody within 100 ms before it
+    expect(await lone).toBe(1);
+    // 150 callers a second: 7 ms apart, each within 100 ms of the one before.
+    const paced: Promise<number>[] = [];
+    for (const n of [2, 3, 4]) {
+      await vi.advanceTimersByTimeAsync(7);
+      paced.push(write(n));
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[1]]); // the window the first of them opened is still open
+    await vi.advanceTimersByTimeAsync(20);
+    expect(await Promise.all(paced)).toEqual([2, 3, 4]);
+    expect(written).toEqual([[1], [2, 3, 4]]);
+    // A quiet spell longer than busyWithinMs: the next one is written alone, at once.
+    await vi.advanceTimersByTimeAsync(150);
+    const after = write(5);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[1], [2, 3, 4], [5]]);
+    expect(await after).toBe(5);
   });
 
   it("writes the callers that queued behind a write in flight as soon as it ends, without a window of their own", async () => {

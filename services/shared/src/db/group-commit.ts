@@ -30,11 +30,19 @@ export interface GroupCommitOptions {
    */
   windowMs?: number;
   /**
-   * Opens the window only for a caller that came less than `windowMs` after
-   * the one before it: on a quiet system a lone caller is written at once,
-   * and only callers that come close together wait for each other.
+   * Opens the window only for a caller that came less than `busyWithinMs`
+   * after the one before it: on a quiet system a lone caller is written at
+   * once, and only callers that come close together wait for each other.
    */
   windowWhenBusy?: boolean;
+  /**
+   * With windowWhenBusy: the gap to the caller before under which a caller
+   * opens the window. Default `windowMs` (only callers closer than a window
+   * wait). Longer lets callers evenly spaced by more than a window share
+   * one: at 150 callers/s, 6.7 ms apart, a 20-ms window opened for callers
+   * within 100 ms of each other holds three.
+   */
+  busyWithinMs?: number;
 }
 
 interface Waiter<I, O> {
@@ -52,6 +60,7 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
   const queue: Waiter<I, O>[] = [];
   const concurrency = options.concurrency ?? 1;
   const windowMs = options.windowMs ?? 0;
+  const busyWithinMs = options.busyWithinMs ?? windowMs;
   let inFlight = 0;
   let windowTimer: NodeJS.Timeout | undefined;
   let lastArrival = -Infinity;
@@ -80,7 +89,7 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
     }
   }
 
-  /** `busy`: the caller that called came within a window of the one before (windowWhenBusy). */
+  /** `busy`: the caller that called came within busyWithinMs of the one before (windowWhenBusy). */
   function next(busy = true): void {
     if (windowMs > 0 && busy && queue.length > 0 && queue.length < options.maxBatch && windowTimer === undefined) {
       // The first caller of a batch opens its window; the window's end writes it.
@@ -113,7 +122,7 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
     new Promise<O>((resolve, reject) => {
       queue.push({ item, resolve, reject });
       const now = Date.now();
-      next(!options.windowWhenBusy || now - lastArrival < windowMs);
+      next(!options.windowWhenBusy || now - lastArrival < busyWithinMs);
       lastArrival = now;
     });
 }

@@ -17,6 +17,8 @@ import type { SubmitSettingsCache } from "./submit-settings.js";
 export interface PgStoreOptions {
   /** How long a submit close after another waits to share its commit (SCHEDULER_SUBMIT_WINDOW_MS; batchedInsert). @default 0 */
   submitWindowMs?: number;
+  /** How long a successful completion close after another waits to share its commit (SCHEDULER_END_WINDOW_MS; batchedSuccess). @default 0 */
+  endWindowMs?: number;
 }
 
 /**
@@ -30,7 +32,7 @@ export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsC
   // The hot path's writes, each as a group commit (batched.ts).
   const insert = batchedInsert(db, options.submitWindowMs);
   const claim = batchedClaim(db);
-  const succeed = batchedSuccess(db);
+  const succeed = batchedSuccess(db, options.endWindowMs);
   const webhookState = batchedWebhookState(db);
   return {
     projectOfKey: (key) => apps.projectOfKey(db, key),
