@@ -50,6 +50,48 @@ describe("otel-register without an endpoint", () => {
   });
 });
 
+// The contexts the services' context manager hands out keep their methods
+// on a prototype (otel-register.mjs, LeanContext): still immutable values,
+// still the empty context outside any `with`, ROOT_CONTEXT included.
+const contexts = `
+import { createContextKey } from "@opentelemetry/api";
+import { ROOT_CONTEXT, context, trace } from "@longhaul/shared/telemetry";
+const k = createContextKey("k");
+const root = context.active();
+const a = root.setValue(k, 1);
+const b = a.setValue(k, 2);
+const c = b.deleteValue(k);
+const span = trace.wrapSpanContext({ traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", traceFlags: 1 });
+const inWith = context.with(trace.setSpan(root, span), () => trace.getSpanContext(context.active())?.traceId);
+const underRoot = context.with(ROOT_CONTEXT, () => context.active());
+console.log(JSON.stringify({
+  values: [root.getValue(k) ?? null, a.getValue(k), b.getValue(k), c.getValue(k) ?? null],
+  ownClosures: Object.getOwnPropertyNames(a).filter((p) => typeof a[p] === "function"),
+  inWith,
+  afterWith: context.active() === root,
+  underRootIsLean: underRoot === root,
+}));
+`;
+
+describe("otel-register's contexts", () => {
+  it("are immutable values with their methods on a prototype, and the empty one is the same everywhere", async () => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")));
+    const { stdout, stderr } = await run(
+      process.execPath,
+      ["--import", "@longhaul/shared/otel-register", "--input-type=module", "-e", contexts],
+      { cwd: repoRoot, env, timeout: 30_000 },
+    );
+    expect(stderr).toBe("");
+    expect(JSON.parse(stdout.trim())).toEqual({
+      values: [null, 1, 2, null],
+      ownClosures: [],
+      inWith: "0af7651916cd43dd8448eb211c80319c",
+      afterWith: true,
+      underRootIsLean: true,
+    });
+  });
+});
+
 describe("streamedCallSpan", () => {
   it("names a stream message's span as instrumentation-grpc names the call it carries, plus the stream it went by", () => {
     expect(streamedCallSpan("/longhaul.v1.RunService/SubmitRun", "SubmitRuns")).toEqual({
