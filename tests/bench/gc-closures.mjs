@@ -12,6 +12,7 @@
 // Figures are printed, never asserted.
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { scavenges } from "./lib/gc-nvp.mjs";
 
 const MB = 1024 * 1024;
 
@@ -49,18 +50,10 @@ if (process.argv[2] === "child") {
         encoding: "utf8",
         maxBuffer: 64 * MB,
       });
-      let n = 0;
-      let allocated = 0;
-      let survived = 0;
-      let promoted = 0;
-      for (const line of out.split("\n")) {
-        if (!/ gc=s /.test(line)) continue;
-        const field = (k) => Number(new RegExp(`\\b${k}=([0-9.]+)`).exec(line)?.[1] ?? 0);
-        n++;
-        allocated += field("allocated");
-        survived += field("new_space_survived");
-        promoted += field("promoted");
-      }
+      const rows = scavenges(out);
+      const n = rows.length;
+      const sum = (k) => rows.reduce((total, r) => total + r[k], 0);
+      const [allocated, survived, promoted] = [sum("allocated"), sum("survived"), sum("promoted")];
       const kept = ((100 * survived) / (allocated || 1)).toFixed(1);
       const label = variant === "closure" ? "with a closure property" : "plain";
       console.log(`| ${label} | ${name} | ${n} | ${kept} % | ${(promoted / MB / (n || 1)).toFixed(2)} |`);

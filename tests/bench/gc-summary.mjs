@@ -13,23 +13,13 @@
 // Figures are printed, never asserted.
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { scavenges } from "./lib/gc-nvp.mjs";
 
 const MB = 1024 * 1024;
 const pct = (part, whole) => `${((100 * part) / (whole || 1)).toFixed(1).padStart(5)} %`;
 
 function nvp(file, text) {
-  const rows = [];
-  for (const line of text.split("\n")) {
-    if (!/ gc=s /.test(line)) continue;
-    const field = (k) => Number(new RegExp(`\\b${k}=([0-9.]+)`).exec(line)?.[1] ?? 0);
-    rows.push({
-      at: Number(/\s([0-9]+) ms: /.exec(line)?.[1] ?? 0),
-      pause: field("pause"),
-      allocated: field("allocated"),
-      survived: field("new_space_survived"),
-      promoted: field("promoted"),
-    });
-  }
+  const rows = scavenges(text);
   console.log(`\n## ${path.basename(file)}: ${rows.length} scavenges`);
   if (rows.length === 0) return;
   console.log("  at ms     pause ms  allocated MB  survived MB  promoted MB");

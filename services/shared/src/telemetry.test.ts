@@ -7,6 +7,16 @@ import { streamedCallSpan } from "./telemetry.js";
 const run = promisify(execFile);
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 
+/** Runs an ES module script as the services start (node --import otel-register), with no OTEL_* variable; its stdout and stderr. */
+function runUnderOtelRegister(script: string): Promise<{ stdout: string; stderr: string }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")));
+  return run(process.execPath, ["--import", "@longhaul/shared/otel-register", "--input-type=module", "-e", script], {
+    cwd: repoRoot,
+    env,
+    timeout: 30_000,
+  });
+}
+
 // A process started as the services are (node --import otel-register), with no
 // OTEL_* variable at all: nothing is exported and spans are not even recorded
 // (no span work when nobody listens), yet they get real ids, logs
@@ -30,12 +40,7 @@ context.with(runContext(tp), () => log.info({ run_id: "r" }, "about the run"));
 
 describe("otel-register without an endpoint", () => {
   it("installs a tracer provider: real trace ids in spans, logs and message headers", async () => {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")));
-    const { stdout, stderr } = await run(
-      process.execPath,
-      ["--import", "@longhaul/shared/otel-register", "--input-type=module", "-e", script],
-      { cwd: repoRoot, env, timeout: 30_000 },
-    );
+    const { stdout, stderr } = await runUnderOtelRegister(script);
     expect(stderr).toBe("");
     const lines = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
     const inside = lines.find((l) => l.msg === "inside")!;
@@ -75,12 +80,7 @@ console.log(JSON.stringify({
 
 describe("otel-register's contexts", () => {
   it("are immutable values with their methods on a prototype, and the empty one is the same everywhere", async () => {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")));
-    const { stdout, stderr } = await run(
-      process.execPath,
-      ["--import", "@longhaul/shared/otel-register", "--input-type=module", "-e", contexts],
-      { cwd: repoRoot, env, timeout: 30_000 },
-    );
+    const { stdout, stderr } = await runUnderOtelRegister(contexts);
     expect(stderr).toBe("");
     expect(JSON.parse(stdout.trim())).toEqual({
       values: [null, 1, 2, null],
