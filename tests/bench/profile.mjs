@@ -12,7 +12,9 @@
 // (open them in Chrome DevTools or speedscope). Figures are printed, never
 // asserted. `--no-profile` runs the same load without the profiler and
 // prints only the CPU per run, split into user and system time (the
-// profiler's sampling signals inflate system time). Runs under
+// profiler's sampling signals inflate system time). It also prints the runs
+// in flight at each stage once a second: the stage that only grows is the
+// one that limits the rate. Runs under
 // scripts/with-deps.mjs (Postgres and NATS).
 import fs from "node:fs";
 import http from "node:http";
@@ -185,19 +187,32 @@ try {
   const cpuBefore = cpuOf(mesh.processes);
   const pgBefore = await commits();
   const t0 = performance.now();
+  // In flight each second, by stage: accepted and not yet at the app; answered by
+  // the app and not yet ended (no run.finished on the wire); ended and not yet
+  // at the webhook receiver. A stage that only grows is the one that limits.
+  let accepted = 0;
+  const inFlight = [];
+  const sampler = setInterval(() => {
+    const finished = onWire.get("run.finished") ?? 0;
+    inFlight.push([accepted - appCalls, appCalls - finished, finished - hooks]);
+  }, 1000);
   const pending = [];
   for (let i = 0; i < runs; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    pending.push(submit().then((ok) => ok || failed++));
+    pending.push(submit().then((ok) => (ok ? accepted++ : failed++)));
   }
   await Promise.all(pending);
   const expected = runs - failed;
   const until = Date.now() + 60_000;
   const done = () => (args["no-webhook"] ? appCalls : hooks) >= expected;
   while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+  clearInterval(sampler);
+  const drainedMs = performance.now() - t0 - ((runs - 1) * 1000) / rate;
   log(`sent ${runs} (${failed} refused${refusals.size ? `: ${[...refusals].map(([k, n]) => `${k} ×${n}`).join(", ")}` : ""}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
+  log(`last ${args["no-webhook"] ? "app call" : "webhook"} ${drainedMs.toFixed(0)} ms after the last send`);
+  log(`in flight each second (accepted→app / app→run.finished / run.finished→webhook): ${inFlight.map((s) => s.join("/")).join(" ")}`);
   const cpuAfter = cpuOf(mesh.processes);
   cpuWindow.servers = await servers.stop();
   await wire.close();

@@ -44,11 +44,14 @@ export const invokerEnvSchema = commonEnvSchema.extend({
   /**
    * CompleteRun / ReleaseRun calls in flight at once; when many held calls end
    * together (an app answering thousands at once, a drain) the rest wait their
-   * turn instead of racing their deadlines at the scheduler. Below the
-   * scheduler's pool (SCHEDULER_DB_POOL_SIZE, 20), so that heartbeats still
-   * find a connection during such a burst. @default 16
+   * turn instead of racing their deadlines at the scheduler. Successes share
+   * one statement per batch there (up to 200), so this must let batches fill:
+   * at 16, with the scheduler's end window (20 ms), an invoker recorded at most
+   * ~16 outcomes per commit, 400-550 a second. The scheduler bounds its own
+   * per-run writes (pool size − 4), so heartbeats still find a connection.
+   * @default 256
    */
-  INVOKER_MAX_CONCURRENT_REPORTS: envInt(16, 1),
+  INVOKER_MAX_CONCURRENT_REPORTS: envInt(256, 1),
   /**
    * On SIGTERM, how long calls in flight may run on before the rest are handed
    * back (a second SIGTERM ends at once). The longest a run may take, so a

@@ -48,8 +48,13 @@ export const notifierEnvSchema = commonEnvSchema.extend(schemaEnvSchema.shape).e
   NOTIFIER_POLL_MS: envInt(1000, 10, 60_000),
   /** Longest pause between looks while they find nothing due (a retry scheduled here wakes it in time). @default 5000 */
   NOTIFIER_IDLE_POLL_MS: envInt(5000, 10, 600_000),
-  /** Attempts one notifier runs at once; more due deliveries wait for the next poll. @default 64 */
-  NOTIFIER_MAX_CONCURRENCY: envInt(64, 1, 10_000),
+  /**
+   * Attempts one notifier runs at once; more due deliveries wait for the next
+   * poll. A slot is held from the POST until its record commits (a window of
+   * 20 ms): at 64 a notifier sent at most ~600 webhooks a second before
+   * deliveries went the poller's dearer way. @default 256
+   */
+  NOTIFIER_MAX_CONCURRENCY: envInt(256, 1, 10_000),
   /** Seconds the previous secret still signs after a rotation. @default 86400 */
   NOTIFIER_SECRET_OVERLAP_SECONDS: envInt(86_400, 0),
   /** Settled deliveries (and their attempts) are deleted this long after their last change, as runs are. @default 30 */

@@ -80,7 +80,12 @@ await runService({
       announce: notices.announce,
     });
     notices.follow(submitSettings);
-    const store = createPgStore(db, submitSettings, { submitWindowMs: config.SCHEDULER_SUBMIT_WINDOW_MS, endWindowMs: config.SCHEDULER_END_WINDOW_MS });
+    const store = createPgStore(db, submitSettings, {
+      submitWindowMs: config.SCHEDULER_SUBMIT_WINDOW_MS,
+      endWindowMs: config.SCHEDULER_END_WINDOW_MS,
+      // Four connections stay free of per-run writes: heartbeats, submits, the batched ends.
+      perRunWrites: Math.max(1, config.SCHEDULER_DB_POOL_SIZE - 4),
+    });
     const deps: SchedulerDeps = {
       store,
       bus,

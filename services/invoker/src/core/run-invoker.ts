@@ -44,7 +44,7 @@ export interface RunInvokerOptions {
    * CompleteRun / ReleaseRun calls in flight at once (INVOKER_MAX_CONCURRENT_REPORTS).
    * When thousands of held calls end together (the app answers them all, a
    * drain), the rest wait here rather than all racing their deadlines at the
-   * scheduler. @default 16
+   * scheduler. @default 256
    */
   maxConcurrentReports?: number;
 }
@@ -100,7 +100,7 @@ export class RunInvoker {
 
   constructor(private readonly o: RunInvokerOptions) {
     this.backoff = o.completeBackoff ?? { initialMs: 250, maxMs: 10_000 };
-    this.reports = pLimit(o.maxConcurrentReports ?? 16);
+    this.reports = pLimit(o.maxConcurrentReports ?? 256);
     this.deadlines = new Deadlines(o.clock);
   }
 

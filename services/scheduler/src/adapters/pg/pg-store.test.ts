@@ -195,6 +195,40 @@ describe("pg store", () => {
     expect(await a.endSucceeded(runId, 1, "inv-x", ok)).toMatchObject({ limited: false, run: { status: "succeeded" } });
   });
 
+  it("holds writes of one run each to its bound, so that a burst of them leaves connections free", async () => {
+    const app = normaliseApp({ name: "bounded", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
+    await a.upsertApp("p1", app);
+    const failed = { statusCode: 500, headers: [], body: Buffer.from("no"), bodyTruncated: false, errorCode: "", errorMessage: "" };
+    const decideFailed = (run: { attempt: number; max_attempts: number }) =>
+      decide(app, run.attempt, run.max_attempts, { statusCode: 500, errorCode: "", errorMessage: "", retryAfterSeconds: 0 });
+    /** Ends 12 claimed runs as failed at once through a store bounded to `perRunWrites`; the most queries that ran at once. */
+    async function burst(perRunWrites: number): Promise<number> {
+      let running = 0;
+      let most = 0;
+      // Each query's start and end, as Kysely's plugins see them (within transactions too).
+      const counted = dbA.withPlugin({
+        transformQuery: (args) => {
+          most = Math.max(most, ++running);
+          return args.node;
+        },
+        transformResult: async (args) => {
+          running--;
+          return args.result;
+        },
+      });
+      const settings = createSubmitSettingsCache((p, name) => readSubmitSettings(dbA, p, name), { ttlMs: 60_000, announce: () => {} });
+      const store = createPgStore(counted, settings, { perRunWrites });
+      const ids = await Promise.all(Array.from({ length: 12 }, () => a.insertRun(newRun(app)).then((r) => r.runId)));
+      expect((await Promise.all(ids.map((id) => a.claimRun(id, 1, "inv-burst", 30)))).every(Boolean)).toBe(true);
+      const ended = await Promise.all(ids.map((id) => store.endAttempt(id, 1, "inv-burst", failed, decideFailed)));
+      expect(ended.every(Boolean)).toBe(true);
+      return most;
+    }
+    expect(await burst(2)).toBeLessThanOrEqual(2);
+    // Unbounded, the same burst runs more at once: the count above would see it.
+    expect(await burst(12)).toBeGreaterThan(2);
+  });
+
   it("lets a submit that comes close after another wait its window for more, and writes a lone one at once", async () => {
     const app = normaliseApp({ name: "windowed", url: "http://127.0.0.1:1", timeoutSeconds: 60, maxConcurrency: 0, queueTtlSeconds: 0 });
     await a.upsertApp("p1", app);

@@ -1,4 +1,5 @@
 import type { Kysely } from "kysely";
+import pLimit from "p-limit";
 import type { SchedulerStore, TenancyStore } from "../../core/ports.js";
 import * as apps from "./app-store.js";
 import { batchedClaim, batchedInsert, batchedSuccess, batchedWebhookState } from "./batched.js";
@@ -19,6 +20,15 @@ export interface PgStoreOptions {
   submitWindowMs?: number;
   /** How long a successful completion close after another waits to share its commit (SCHEDULER_END_WINDOW_MS; batchedSuccess). @default 0 */
   endWindowMs?: number;
+  /**
+   * Writes of one run each, in a transaction of their own (an attempt that
+   * did not succeed, a release), on pool connections at once; the rest wait
+   * their turn here. Successes share one statement per batch; these do not,
+   * so a burst of them (thousands of held calls failing or handed back
+   * together) would otherwise take every connection and leave heartbeats and
+   * submits waiting. Below SCHEDULER_DB_POOL_SIZE. @default 16
+   */
+  perRunWrites?: number;
 }
 
 /**
@@ -34,6 +44,7 @@ export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsC
   const claim = batchedClaim(db);
   const succeed = batchedSuccess(db, options.endWindowMs);
   const webhookState = batchedWebhookState(db);
+  const perRun = pLimit(options.perRunWrites ?? 16);
   return {
     projectOfKey: (key) => apps.projectOfKey(db, key),
     upsertApp: (project, app) => afterChange(settings, project, apps.upsertApp(db, project, app)),
@@ -45,8 +56,8 @@ export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsC
     appCounts: (project) => maintenance.appCounts(db, project),
     insertRun: (run) => inserts.insertRun(db, run),
     submitRun: (project, app, build, runId, startFor) => inserts.submitRun(db, insert, settings.get, project, app, build, runId, startFor),
-    returnRuns: async (invokerId, returned) => (await claims.returnRuns(db, invokerId, returned)).map(dispatchRef),
-    returnOrphans: async (invokerId, held, ended) => (await claims.returnOrphans(db, invokerId, held, ended)).map(dispatchRef),
+    returnRuns: async (invokerId, returned) => (await perRun(() => claims.returnRuns(db, invokerId, returned))).map(dispatchRef),
+    returnOrphans: async (invokerId, held, ended) => (await perRun(() => claims.returnOrphans(db, invokerId, held, ended))).map(dispatchRef),
     insertSyncRun: (r) => runs.insertSyncRun(db, r),
     findRun: (project, id) => runs.findRun(db, project, id),
     findAttempts: (runId) => runs.findAttempts(db, runId),
@@ -54,7 +65,7 @@ export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsC
     findRuns: (project, ids) => runs.findRuns(db, project, ids),
     claimRun: (runId, attempt, invokerId, leaseSeconds) => claim({ runId, attempt, invokerId, leaseSeconds }),
     renewSession: (invokerId, held, lease) => claims.renewSession(db, invokerId, held, lease),
-    endAttempt: (runId, attempt, owner, result, decideFor) => ends.endAttempt(db, runId, attempt, owner, result, decideFor),
+    endAttempt: (runId, attempt, owner, result, decideFor) => perRun(() => ends.endAttempt(db, runId, attempt, owner, result, decideFor)),
     endSucceeded: (runId, attempt, owner, result) => succeed({ runId, attempt, owner, result }),
     cancelRun: (project, runId) => ends.cancelRun(db, project, runId),
     setWebhookState: (runId, state) => webhookState({ runId, state }),
