@@ -304,6 +304,9 @@ export async function measureSystem(spec, env) {
       cpuSeconds: cpu,
       cpuPer1000: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, per1000(v)])),
       ownCpuPer1000: own.length > 0 ? per1000(own.reduce((s, k) => s + (cpu[k] ?? 0), 0)) : null,
+      // accept→app and →webhook at half the maximum (the latency run below is at a fixed, lower rate).
+      dispatch: steady.got?.dispatch ? summary(arrivalLatencies(steady.run, steady.got.dispatch)) : null,
+      webhook: sys.processed === "hooks" && steady.got ? summary(arrivalLatencies(steady.run, steady.got.processed)) : null,
     };
     // Whole-box CPU per run: the system's own processes, Postgres and nats-server (ms per run = s per 1,000 runs).
     result.steady.boxCpuMsPerRun = per1000(own.reduce((s, k) => s + (cpu[k] ?? 0), 0) + (cpu.postgres ?? 0) + (cpu["nats-server"] ?? 0));
