@@ -64,8 +64,11 @@ const prefix = `prof_${randomBytes(4).toString("hex")}`;
 let hooks = 0;
 let appCalls = 0;
 const answer = JSON.stringify({ ok: true, summary: ["revenue up", "costs flat"] });
+/** When the app received each run's call, by run id (the invoker sends it as x-longhaul-run-id). */
+const appAt = new Map();
 const appServer = http.createServer((req, res) => {
   appCalls++;
+  appAt.set(req.headers["x-longhaul-run-id"], performance.now());
   req.resume();
   req.on("end", () => {
     res.writeHead(200, { "content-type": "application/json" });
@@ -152,13 +155,20 @@ try {
     refusals.set(why, (refusals.get(why) ?? 0) + 1);
     return false;
   };
-  const submit = () =>
+  /** Each accepted submit: its intended send time, its 202's arrival and its run id. */
+  const acceptedRuns = [];
+  const submit = (due) =>
     new Promise((resolve) => {
       const req = http.request(
         { agent, host: url.hostname, port: url.port, path: url.pathname + url.search, method: "POST", headers: { ...auth, "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
         (res) => {
-          res.resume();
-          res.on("end", () => resolve(res.statusCode === 202 || refusal(`HTTP ${res.statusCode}`)));
+          const chunks = [];
+          res.on("data", (c) => chunks.push(c));
+          res.on("end", () => {
+            if (res.statusCode !== 202) return resolve(refusal(`HTTP ${res.statusCode}`));
+            acceptedRuns.push({ due, done: performance.now(), runId: JSON.parse(Buffer.concat(chunks).toString()).run_id });
+            resolve(true);
+          });
         },
       );
       req.on("error", (err) => resolve(refusal(err.code ?? err.message)));
@@ -201,7 +211,7 @@ try {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    pending.push(submit().then((ok) => (ok ? accepted++ : failed++)));
+    pending.push(submit(due).then((ok) => (ok ? accepted++ : failed++)));
   }
   await Promise.all(pending);
   const expected = runs - failed;
@@ -213,6 +223,11 @@ try {
   log(`sent ${runs} (${failed} refused${refusals.size ? `: ${[...refusals].map(([k, n]) => `${k} ×${n}`).join(", ")}` : ""}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
   log(`last ${args["no-webhook"] ? "app call" : "webhook"} ${drainedMs.toFixed(0)} ms after the last send`);
   log(`in flight each second (accepted→app / app→run.finished / run.finished→webhook): ${inFlight.map((s) => s.join("/")).join(" ")}`);
+  // Latencies from each request's intended send time (open loop), as the bench measures them.
+  const pct = (xs, q) => (xs.length ? xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))].toFixed(2) : "—");
+  const acceptMs = acceptedRuns.map((r) => r.done - r.due);
+  const appMs = acceptedRuns.filter((r) => appAt.has(r.runId)).map((r) => appAt.get(r.runId) - r.due);
+  log(`accept p50/p99 ${pct(acceptMs, 0.5)} / ${pct(acceptMs, 0.99)} ms; accept→app p50/p99 ${pct(appMs, 0.5)} / ${pct(appMs, 0.99)} ms (${appMs.length} runs)`);
   const cpuAfter = cpuOf(mesh.processes);
   cpuWindow.servers = await servers.stop();
   await wire.close();
