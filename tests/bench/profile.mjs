@@ -12,7 +12,8 @@
 // (open them in Chrome DevTools or speedscope). Figures are printed, never
 // asserted. `--no-profile` runs the same load without the profiler and
 // prints only the CPU per run, split into user and system time (the
-// profiler's sampling signals inflate system time). It also prints the runs
+// profiler's sampling signals inflate system time). It also prints accept
+// and accept→app p50/p99 from each request's intended send time, and the runs
 // in flight at each stage once a second: the stage that only grows is the
 // one that limits the rate. Runs under
 // scripts/with-deps.mjs (Postgres and NATS).
