@@ -28,6 +28,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startMesh } from "../../scripts/lib/mesh.mjs";
 import { summariseProfile } from "./lib/cpu-profile.mjs";
+import { fmtMs, summary } from "./lib/stats.mjs";
 import { cpuMeter, natsServerPid, postmasterPid } from "./lib/proc-cpu.mjs";
 
 const { values: args } = parseArgs({
@@ -201,18 +202,17 @@ try {
   // In flight each second, by stage: accepted and not yet at the app; answered by
   // the app and not yet ended (no run.finished on the wire); ended and not yet
   // at the webhook receiver. A stage that only grows is the one that limits.
-  let accepted = 0;
   const inFlight = [];
   const sampler = setInterval(() => {
     const finished = onWire.get("run.finished") ?? 0;
-    inFlight.push([accepted - appCalls, appCalls - finished, finished - hooks]);
+    inFlight.push([acceptedRuns.length - appCalls, appCalls - finished, finished - hooks]);
   }, 1000);
   const pending = [];
   for (let i = 0; i < runs; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    pending.push(submit(due).then((ok) => (ok ? accepted++ : failed++)));
+    pending.push(submit(due).then((ok) => ok || failed++));
   }
   await Promise.all(pending);
   const expected = runs - failed;
@@ -225,10 +225,9 @@ try {
   log(`last ${args["no-webhook"] ? "app call" : "webhook"} ${drainedMs.toFixed(0)} ms after the last send`);
   log(`in flight each second (accepted→app / app→run.finished / run.finished→webhook): ${inFlight.map((s) => s.join("/")).join(" ")}`);
   // Latencies from each request's intended send time (open loop), as the bench measures them.
-  const pct = (xs, q) => (xs.length ? xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))].toFixed(2) : "—");
-  const acceptMs = acceptedRuns.map((r) => r.done - r.due);
-  const appMs = acceptedRuns.filter((r) => appAt.has(r.runId)).map((r) => appAt.get(r.runId) - r.due);
-  log(`accept p50/p99 ${pct(acceptMs, 0.5)} / ${pct(acceptMs, 0.99)} ms; accept→app p50/p99 ${pct(appMs, 0.5)} / ${pct(appMs, 0.99)} ms (${appMs.length} runs)`);
+  const acceptMs = summary(acceptedRuns.map((r) => r.done - r.due));
+  const appMs = summary(acceptedRuns.filter((r) => appAt.has(r.runId)).map((r) => appAt.get(r.runId) - r.due));
+  log(`accept p50/p99 ${fmtMs(acceptMs.p50)} / ${fmtMs(acceptMs.p99)} ms; accept→app p50/p99 ${fmtMs(appMs.p50)} / ${fmtMs(appMs.p99)} ms (${appMs.n} runs)`);
   const cpuAfter = cpuOf(mesh.processes);
   cpuWindow.servers = await servers.stop();
   await wire.close();

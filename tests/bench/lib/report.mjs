@@ -58,14 +58,14 @@ export function targets(results) {
   out.push({ target: "accept→app p50 < 10 ms", value: `${fmtMs(d?.p50)} ms`, met: d !== undefined && d.p50 < 10 });
   out.push({ target: "accept→app p99 < 50 ms", value: `${fmtMs(d?.p99)} ms`, met: d !== undefined && d.p99 < 50 });
   // The same at half of each system's own maximum (the steady phase).
-  const hd = lh?.steady?.dispatch ?? undefined;
-  const hg = by.graphile?.steady?.dispatch ?? undefined;
+  const hd = lh?.steady?.dispatch;
+  const hg = by.graphile?.steady?.dispatch;
   out.push({
     target: "at half the maximum: accept→app p50 ≤ graphile-worker's",
     value: `${fmtMs(hd?.p50)} ms @${lh?.steady?.rate ?? "—"}/s vs ${fmtMs(hg?.p50)} ms @${by.graphile?.steady?.rate ?? "—"}/s`,
-    met: hd !== undefined && hg !== undefined && hd.p50 <= hg.p50,
+    met: hd != null && hg != null && hd.p50 <= hg.p50,
   });
-  out.push({ target: "at half the maximum: accept→app p99 < 50 ms", value: `${fmtMs(hd?.p99)} ms`, met: hd !== undefined && hd.p99 < 50 });
+  out.push({ target: "at half the maximum: accept→app p99 < 50 ms", value: `${fmtMs(hd?.p99)} ms`, met: hd != null && hd.p99 < 50 });
   const w = lh?.commits?.withWebhook;
   const n = lh?.commits?.withoutWebhook;
   const parts = (x) => Object.entries(x.parts).map(([k, p]) => `${k} ${fmtNum(p.work)}`).join(" + ");
