@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Usage: npm run bench:profile -- [--runs 2000] [--rate 100] [--no-webhook] [--no-profile] [--out DIR] [--top 25]
 //                                 [--node-args "--a-v8-flag ..."]   (added to every service's node command)
+//                                 [--split 0.1]   (accept→app split by hop, from traces of that share of runs)
 //
 // CPU profile of every Longhaul service under a steady load: starts the mesh
 // as `npm start` does but with `node --cpu-prof`, an app and a webhook
@@ -15,8 +16,11 @@
 // profiler's sampling signals inflate system time). It also prints accept
 // and accept→app p50/p99 from each request's intended send time, and the runs
 // in flight at each stage once a second: the stage that only grows is the
-// one that limits the rate. Runs under
-// scripts/with-deps.mjs (Postgres and NATS).
+// one that limits the rate. `--split <ratio>` exports the traces of that
+// share of the runs (OpenTelemetry OTLP/HTTP JSON, to a receiver in this
+// process) and prints accept→app split by hop (lib/accept-split.mjs); the
+// export costs CPU, so read its CPU figures apart from runs without it. Runs
+// under scripts/with-deps.mjs (Postgres and NATS).
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -27,6 +31,7 @@ import pg from "pg";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startMesh } from "../../scripts/lib/mesh.mjs";
+import { acceptSplit, spanCollector } from "./lib/accept-split.mjs";
 import { summariseProfile } from "./lib/cpu-profile.mjs";
 import { fmtMs, summary } from "./lib/stats.mjs";
 import { cpuMeter, natsServerPid, postmasterPid } from "./lib/proc-cpu.mjs";
@@ -40,6 +45,7 @@ const { values: args } = parseArgs({
     out: { type: "string" },
     top: { type: "string", default: "20" },
     "node-args": { type: "string", default: "" },
+    split: { type: "string" },
   },
 });
 const runs = Math.max(1, Math.min(100_000, Number(args.runs)));
@@ -88,6 +94,17 @@ const hookServer = http.createServer((req, res) => {
 const listen = (s) => new Promise((r) => s.listen(0, "127.0.0.1", () => r(s.address().port)));
 const appPort = await listen(appServer);
 const hookPort = await listen(hookServer);
+// With --split: the services export a sample of the runs' traces here.
+const spans = args.split === undefined ? undefined : spanCollector();
+const splitRatio = Math.max(0, Math.min(1, Number(args.split)));
+const traceEnv = spans
+  ? {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await listen(spans.server)}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+      OTEL_TRACES_SAMPLER_ARG: String(splitRatio),
+    }
+  : {};
 
 const profDir = (name) => path.join(outDir, name);
 const mesh = await startMesh({
@@ -96,7 +113,7 @@ const mesh = await startMesh({
   natsPrefix: prefix,
   logDir: path.join(outDir, "logs"),
   readyTimeoutMs: 120_000,
-  env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", LONGHAUL_APP_ALLOWED_NETWORKS: "127.0.0.0/8,::1/128" },
+  env: { LONGHAUL_WEBHOOK_ALLOW_PRIVATE: "true", LONGHAUL_APP_ALLOWED_NETWORKS: "127.0.0.0/8,::1/128", ...traceEnv },
   nodeArgs: ["--import", "@longhaul/shared/otel-register", ...args["node-args"].split(" ").filter(Boolean)],
   serviceEnv: args["no-profile"]
     ? {}
@@ -228,7 +245,18 @@ try {
   const acceptMs = summary(acceptedRuns.map((r) => r.done - r.due));
   const appMs = summary(acceptedRuns.filter((r) => appAt.has(r.runId)).map((r) => appAt.get(r.runId) - r.due));
   log(`accept p50/p99 ${fmtMs(acceptMs.p50)} / ${fmtMs(acceptMs.p99)} ms; accept→app p50/p99 ${fmtMs(appMs.p50)} / ${fmtMs(appMs.p99)} ms (${appMs.n} runs)`);
+  // Each second's accept→app p50/p99 (by intended send time): a start-up stall shows apart from the steady state.
+  const bySecond = [];
+  for (const r of acceptedRuns) if (appAt.has(r.runId)) (bySecond[Math.floor((r.due - t0) / 1000)] ??= []).push(appAt.get(r.runId) - r.due);
+  log(`accept→app p50/p99 each second: ${bySecond.map((l) => (l ? `${fmtMs(summary(l).p50)}/${fmtMs(summary(l).p99)}` : "-")).join(" ")}`);
   const cpuAfter = cpuOf(mesh.processes);
+  if (spans) {
+    // The batch span processor exports every 5 s: give the last batch time to come.
+    await new Promise((r) => setTimeout(r, 6000));
+    const split = acceptSplit(spans.traces(), appAt, acceptedRuns);
+    log(`accept→app split by hop, ms: mean over the ${split.typical} typical runs (accept→app ≤ its p90) / p99 over all ${split.runs} traced (${(splitRatio * 100).toFixed(0)} % of ${acceptedRuns.length} sampled)`);
+    for (const h of split.hops) log(`  ${h.name.padEnd(48)} ${fmtMs(h.mean)} / ${fmtMs(h.p99)}`);
+  }
   cpuWindow.servers = await servers.stop();
   await wire.close();
   cpuWindow.nats = [...onWire].sort((a, b) => b[1] - a[1]);
@@ -249,6 +277,7 @@ try {
   await mesh.stop();
   appServer.close();
   hookServer.close();
+  spans?.server.close();
   const nc = await connect({ servers: natsUrl.split(",") });
   const jsm = await jetstreamManager(nc);
   for (const s of ["DISPATCH", "EVENTS"]) await jsm.streams.delete(`${prefix.toUpperCase()}_${s}`).catch(() => false);

@@ -103,7 +103,7 @@ describe("group commit with a window", () => {
   });
 
   /** A writer that records its batches and answers at once (the window, not the database, is under test). */
-  function windowed(options: { windowMs: number; windowWhenBusy?: boolean; busyWithinMs?: number; maxBatch?: number }) {
+  function windowed(options: { windowMs: number; windowWhenBusy?: boolean; busyWithinMs?: number; windowCallers?: number; maxBatch?: number }) {
     const written: number[][] = [];
     const write = groupCommit<number, number>(async (items) => {
       written.push(items);
@@ -175,6 +175,33 @@ describe("group commit with a window", () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(written).toEqual([[1], [2, 3, 4], [5]]);
     expect(await after).toBe(5);
+  });
+
+  it("windowCallers: callers too far apart for the window to hold more are written at once; close enough, they share it", async () => {
+    vi.useFakeTimers();
+    const { write, written } = windowed({ windowMs: 4, windowWhenBusy: true, windowCallers: 2 });
+    // 333 callers a second, each within the window of the one before, but a
+    // 4-ms window would hold only 1.3 of them: none waits.
+    const spaced: Promise<number>[] = [];
+    for (let n = 1; n <= 20; n++) {
+      spaced.push(write(n));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(written.at(-1)).toEqual([n]);
+      await vi.advanceTimersByTimeAsync(3);
+    }
+    expect(await Promise.all(spaced)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    // 1000 a second: once the mean gap is down to half the window, windows open and hold several.
+    const close: Promise<number>[] = [];
+    for (let n = 21; n <= 60; n++) {
+      close.push(write(n));
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    await vi.advanceTimersByTimeAsync(5);
+    expect(await Promise.all(close)).toHaveLength(40);
+    const later = written.filter((b) => b[0]! > 20);
+    expect(later.flat()).toEqual(Array.from({ length: 40 }, (_, i) => i + 21));
+    expect(later.at(-1)!.length).toBeGreaterThan(1);
+    expect(later.length).toBeLessThan(20);
   });
 
   it("writes the callers that queued behind a write in flight as soon as it ends, without a window of their own", async () => {

@@ -43,7 +43,19 @@ export interface GroupCommitOptions {
    * within 100 ms of each other holds three.
    */
   busyWithinMs?: number;
+  /**
+   * With windowWhenBusy: opens the window only when the recent callers come
+   * often enough that it will hold at least this many more, on average: when
+   * their mean gap (exponentially weighted over about the last eight) is at
+   * most `windowMs / windowCallers`. Below that rate a window mostly holds
+   * its caller alone and only adds its length to the answer. 0, the default:
+   * the gap to the caller before decides alone.
+   */
+  windowCallers?: number;
 }
+
+/** Weight of the newest gap in the callers' mean gap (windowCallers). */
+const GAP_WEIGHT = 1 / 8;
 
 interface Waiter<I, O> {
   item: I;
@@ -64,6 +76,10 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
   let inFlight = 0;
   let windowTimer: NodeJS.Timeout | undefined;
   let lastArrival = -Infinity;
+  const windowCallers = options.windowCallers ?? 0;
+  // A gap counts at most busyWithinMs in the mean (a longer one is quiet
+  // anyway): after a quiet spell a few close callers bring the mean down.
+  let meanGap = busyWithinMs;
 
   async function flush(batch: Waiter<I, O>[]): Promise<void> {
     try {
@@ -122,8 +138,10 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
     new Promise<O>((resolve, reject) => {
       queue.push({ item, resolve, reject });
       const now = Date.now();
-      next(!options.windowWhenBusy || now - lastArrival < busyWithinMs);
+      const gap = now - lastArrival;
+      meanGap += (Math.min(gap, busyWithinMs) - meanGap) * GAP_WEIGHT;
       lastArrival = now;
+      next(!options.windowWhenBusy || (gap < busyWithinMs && meanGap * windowCallers <= windowMs));
     });
 }
 

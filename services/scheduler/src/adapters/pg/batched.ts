@@ -102,11 +102,20 @@ export async function insertRuns(db: Db, rows: readonly NewRunRow[]): Promise<Se
 }
 
 /**
+ * A submit waits in the window only when it will share it with at least this
+ * many others on average: from 500 submits/s with the 4-ms default. Below
+ * that the window mostly held its submit alone: at 250/s it took accept→app
+ * p50 from ~3 to ~8 ms (tests/bench/README.md, "Fifteenth pass"), while
+ * submits that come during a commit share the next one anyway.
+ */
+const SUBMIT_WINDOW_CALLERS = 2;
+
+/**
  * Inserts runs, concurrent submits in one statement; answers per row whether
  * it was new. `windowMs` (SCHEDULER_SUBMIT_WINDOW_MS): how long a submit waits
  * for others to share its commit, only when another came within as long
- * before it (windowWhenBusy): at 100 evenly paced submits/s none waits; at 374/s a 4-ms
- * window took the scheduler's commits from 1.36 to 1.06 per run. 0: never.
+ * before it and the recent submits come often enough to fill it
+ * (SUBMIT_WINDOW_CALLERS). 0: never.
  */
 export function batchedInsert(db: Kysely<SchedulerDb>, windowMs = 0) {
   return groupCommit<NewRunRow, boolean>(
@@ -114,7 +123,7 @@ export function batchedInsert(db: Kysely<SchedulerDb>, windowMs = 0) {
       const ids = await insertRuns(db, rows);
       return rows.map((r) => ids.has(r.id));
     },
-    { maxBatch: MAX_BATCH, windowMs, windowWhenBusy: true },
+    { maxBatch: MAX_BATCH, windowMs, windowWhenBusy: true, windowCallers: SUBMIT_WINDOW_CALLERS },
   );
 }
 

@@ -242,17 +242,17 @@ describe("pg store", () => {
     };
     await submit(windowed); // the settings read, so that what follows is one insert each
     await new Promise((r) => setTimeout(r, 250));
-    // Three submits 20 ms apart: the first (none came within 200 ms before it) is written at once,
-    // the second opens a window that the third joins.
-    const first = submit(windowed);
-    await new Promise((r) => setTimeout(r, 20));
-    const second = submit(windowed);
-    await new Promise((r) => setTimeout(r, 20));
-    const third = submit(windowed);
-    const ids = [await first, await second, await third];
-    const [t1, t2, t3] = await txOf(ids);
-    expect(t2).toBe(t3);
-    expect(t1).not.toBe(t2);
+    // Sixteen submits 10 ms apart: the first (none came within 200 ms before
+    // it) is written at once; once the recent ones come often enough for
+    // the window to hold two more, one opens and the last ones share it.
+    const paced: Promise<string>[] = [];
+    for (let i = 0; i < 16; i++) {
+      paced.push(submit(windowed));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const tx = await txOf(await Promise.all(paced));
+    expect(tx.slice(1)).not.toContain(tx[0]);
+    expect(new Set(tx.slice(-4)).size).toBe(1);
     // Without a window (the default) the same pace is a commit each.
     await new Promise((r) => setTimeout(r, 250));
     const plain = [submit(a)];
