@@ -134,12 +134,17 @@ function cpuOf(processes) {
       const io = Object.fromEntries(
         fs.readFileSync(`/proc/${p.pid}/io`, "utf8").trim().split("\n").map((l) => l.split(": ")).map(([k, v]) => [k, Number(v)]),
       );
-      const was = out[p.name] ?? { user: 0, system: 0, reads: 0, writes: 0 };
+      // Context switches of the main thread: voluntary ones are its sleeps (each a wakeup after it), the others preemptions.
+      const status = fs.readFileSync(`/proc/${p.pid}/status`, "utf8");
+      const switches = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+)`, "m"))?.[1] ?? 0);
+      const was = out[p.name] ?? { user: 0, system: 0, reads: 0, writes: 0, sleeps: 0, preempted: 0 };
       out[p.name] = {
         user: was.user + Number(fields[11]) * tick,
         system: was.system + Number(fields[12]) * tick,
         reads: was.reads + io.syscr,
         writes: was.writes + io.syscw,
+        sleeps: was.sleeps + switches("voluntary_ctxt_switches"),
+        preempted: was.preempted + switches("nonvoluntary_ctxt_switches"),
       };
     } catch {
       // gone
@@ -263,13 +268,8 @@ try {
   const pgAfter = await commits();
   const done_ = Math.max(1, expected);
   for (const [name, ms] of Object.entries(cpuAfter)) {
-    const was = cpuBefore[name] ?? { user: 0, system: 0, reads: 0, writes: 0 };
-    cpuWindow[name] = {
-      user: (ms.user - was.user) / done_,
-      system: (ms.system - was.system) / done_,
-      reads: (ms.reads - was.reads) / done_,
-      writes: (ms.writes - was.writes) / done_,
-    };
+    const was = cpuBefore[name] ?? { user: 0, system: 0, reads: 0, writes: 0, sleeps: 0, preempted: 0 };
+    cpuWindow[name] = Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, (v - was[k]) / done_]));
   }
   cpuWindow.pgCommits = (pgAfter - pgBefore) / done_;
   agent.destroy();
@@ -307,18 +307,15 @@ for (const name of args["no-profile"] ? [] : ["scheduler", "invoker", "notifier"
   for (const f of summary.frames) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.ms.toFixed(0).padStart(6)} ms  ${f.name}`);
 }
 console.log(
-  `\n## CPU ms per run during the load (from /proc, start-up excluded${args["no-profile"] ? "" : "; profiler overhead included"}): total = user + system; read and write system calls per run`,
+  `\n## CPU ms per run during the load (from /proc, start-up excluded${args["no-profile"] ? "" : "; profiler overhead included"}): total = user + system; per run: read and write system calls, and the main thread's context switches (sleeps: it waited for work; preempted: it had to give up its core)`,
 );
-const sum = { user: 0, system: 0, reads: 0, writes: 0 };
+const sum = { user: 0, system: 0, reads: 0, writes: 0, sleeps: 0, preempted: 0 };
 const row = (label, c) =>
-  `  ${label.padEnd(10)} ${(c.user + c.system).toFixed(2)} = ${c.user.toFixed(2)} + ${c.system.toFixed(2)}   reads ${c.reads.toFixed(1)}, writes ${c.writes.toFixed(1)}`;
+  `  ${label.padEnd(10)} ${(c.user + c.system).toFixed(2)} = ${c.user.toFixed(2)} + ${c.system.toFixed(2)}   reads ${c.reads.toFixed(1)}, writes ${c.writes.toFixed(1)}, sleeps ${c.sleeps.toFixed(1)}, preempted ${c.preempted.toFixed(1)}`;
 for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {
   const c = cpuWindow[name];
   if (c === undefined) continue;
-  sum.user += c.user;
-  sum.system += c.system;
-  sum.reads += c.reads;
-  sum.writes += c.writes;
+  for (const k of Object.keys(sum)) sum[k] += c[k];
   console.log(row(name, c));
 }
 console.log(row("sum", sum));
