@@ -96,7 +96,7 @@ const appPort = await listen(appServer);
 const hookPort = await listen(hookServer);
 // With --split: the services export a sample of the runs' traces here.
 const spans = args.split === undefined ? undefined : spanCollector();
-const splitRatio = Math.max(0, Math.min(1, Number(args.split)));
+const splitRatio = spans ? Math.max(0, Math.min(1, Number(args.split))) : 0;
 const traceEnv = spans
   ? {
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await listen(spans.server)}`,
@@ -122,6 +122,9 @@ const mesh = await startMesh({
       ),
 });
 
+/** What cpuOf counts for a process, none of it yet. */
+const NOTHING = { user: 0, system: 0, reads: 0, writes: 0, sleeps: 0, preempted: 0 };
+
 /** CPU ms (user and system, from /proc) of each service process, by name. */
 function cpuOf(processes) {
   const tick = 10; // USER_HZ is 100 on Linux: a tick is 10 ms
@@ -137,7 +140,7 @@ function cpuOf(processes) {
       // Context switches of the main thread: voluntary ones are its sleeps (each a wakeup after it), the others preemptions.
       const status = fs.readFileSync(`/proc/${p.pid}/status`, "utf8");
       const switches = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+)`, "m"))?.[1] ?? 0);
-      const was = out[p.name] ?? { user: 0, system: 0, reads: 0, writes: 0, sleeps: 0, preempted: 0 };
+      const was = out[p.name] ?? NOTHING;
       out[p.name] = {
         user: was.user + Number(fields[11]) * tick,
         system: was.system + Number(fields[12]) * tick,
@@ -268,7 +271,7 @@ try {
   const pgAfter = await commits();
   const done_ = Math.max(1, expected);
   for (const [name, ms] of Object.entries(cpuAfter)) {
-    const was = cpuBefore[name] ?? { user: 0, system: 0, reads: 0, writes: 0, sleeps: 0, preempted: 0 };
+    const was = cpuBefore[name] ?? NOTHING;
     cpuWindow[name] = Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, (v - was[k]) / done_]));
   }
   cpuWindow.pgCommits = (pgAfter - pgBefore) / done_;
@@ -309,7 +312,7 @@ for (const name of args["no-profile"] ? [] : ["scheduler", "invoker", "notifier"
 console.log(
   `\n## CPU ms per run during the load (from /proc, start-up excluded${args["no-profile"] ? "" : "; profiler overhead included"}): total = user + system; per run: read and write system calls, and the main thread's context switches (sleeps: it waited for work; preempted: it had to give up its core)`,
 );
-const sum = { user: 0, system: 0, reads: 0, writes: 0, sleeps: 0, preempted: 0 };
+const sum = { ...NOTHING };
 const row = (label, c) =>
   `  ${label.padEnd(10)} ${(c.user + c.system).toFixed(2)} = ${c.user.toFixed(2)} + ${c.system.toFixed(2)}   reads ${c.reads.toFixed(1)}, writes ${c.writes.toFixed(1)}, sleeps ${c.sleeps.toFixed(1)}, preempted ${c.preempted.toFixed(1)}`;
 for (const name of ["scheduler", "invoker", "notifier", "ingress"]) {

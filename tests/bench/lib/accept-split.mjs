@@ -56,6 +56,8 @@ export function spanCollector() {
 /** SpanKind numbers as OTLP JSON writes them. */
 const SERVER = 2;
 const CLIENT = 3;
+/** The hop that is the whole of accept→app. */
+const TOTAL = "= accept→app";
 
 /**
  * Per hop, its mean over the typical runs and its p99 over all, in ms. `appAt`: the app's receipt
@@ -65,7 +67,7 @@ const CLIENT = 3;
 export function acceptSplit(traces, appAt, accepted) {
   const toWall = (t) => performance.timeOrigin + t;
   const byRun = new Map(accepted.map((r) => [r.runId, r]));
-  /** Per traced run, its hops in order. */
+  /** Per traced run, its hops in order (ms by hop name). */
   const rows = [];
   for (const spans of traces.values()) {
     const find = (service, test) => spans.find((s) => s.service === service && test(s));
@@ -76,34 +78,33 @@ export function acceptSplit(traces, appAt, accepted) {
     const gateway = find("ingress", (s) => s.kind === SERVER);
     const submit = find("ingress", (s) => s.kind === CLIENT && s.name.endsWith("SubmitRun"));
     const received = find("scheduler", (s) => s.kind === SERVER && s.name.endsWith("SubmitRun"));
-    const insert = find("scheduler", (s) => s.kind === CLIENT && /lh_insert_runs|insert/i.test(`${s.name} ${s.attrs["db.statement"] ?? s.attrs["db.query.text"] ?? ""}`));
+    const insert = find("scheduler", (s) => s.kind === CLIENT && /insert/i.test(`${s.name} ${s.attrs["db.statement"] ?? s.attrs["db.query.text"] ?? ""}`));
     const handoff = find("scheduler", (s) => s.name === "run.handoff");
     const request = find("invoker", (s) => s.kind === CLIENT && s.name !== "run.call");
     if (!sent || at === undefined || !gateway || !submit || !received || !insert || !handoff) continue;
-    const row = [];
-    const add = (name, ms) => row.push([name, ms]);
     const due = toWall(sent.due);
-    add("loadgen's intended send → gateway's request span", gateway.start - due);
-    add("gateway: request → submit sent to the scheduler", submit.start - gateway.start);
-    add("submit on the stream → scheduler's span", received.start - submit.start);
-    add("scheduler: span → insert sent", insert.start - received.start);
-    add("insert (statement and commit, shared)", insert.end - insert.start);
-    add("insert done → run.handoff sent", handoff.start - insert.end);
-    add("run.handoff → invoker's run.call", call.start - handoff.start);
+    const row = new Map([
+      ["loadgen's intended send → gateway's request span", gateway.start - due],
+      ["gateway: request → submit sent to the scheduler", submit.start - gateway.start],
+      ["submit on the stream → scheduler's span", received.start - submit.start],
+      ["scheduler: span → insert sent", insert.start - received.start],
+      ["insert (statement and commit, shared)", insert.end - insert.start],
+      ["insert done → run.handoff sent", handoff.start - insert.end],
+      ["run.handoff → invoker's run.call", call.start - handoff.start],
+    ]);
     if (request) {
-      add("run.call → app request started", request.start - call.start);
-      add("app request started → app received it", toWall(at) - request.start);
-    } else add("run.call → app received it", toWall(at) - call.start);
-    add("= accept→app", toWall(at) - due);
-    add("(202: scheduler's span end → loadgen's answer)", toWall(sent.done) - received.end);
+      row.set("run.call → app request started", request.start - call.start);
+      row.set("app request started → app received it", toWall(at) - request.start);
+    } else row.set("run.call → app received it", toWall(at) - call.start);
+    row.set(TOTAL, toWall(at) - due);
+    row.set("(202: scheduler's span end → loadgen's answer)", toWall(sent.done) - received.end);
     rows.push(row);
   }
-  const total = (row) => row.find(([name]) => name === "= accept→app")[1];
-  const p90 = percentile(rows.map(total), 90);
-  const typical = rows.filter((row) => total(row) <= p90);
-  const names = [...new Set(rows.flatMap((row) => row.map(([name]) => name)))];
+  const p90 = percentile(rows.map((row) => row.get(TOTAL)), 90);
+  const typical = rows.filter((row) => row.get(TOTAL) <= p90);
+  const names = [...new Set(rows.flatMap((row) => [...row.keys()]))];
   const hops = names.map((name) => {
-    const of = (list) => list.flatMap((row) => row.filter(([n]) => n === name).map(([, ms]) => ms));
+    const of = (list) => list.map((row) => row.get(name)).filter((ms) => ms !== undefined);
     const mine = of(typical);
     return { name, mean: mine.reduce((a, b) => a + b, 0) / Math.max(1, mine.length), p99: summary(of(rows)).p99 };
   });
