@@ -5,3 +5,4 @@ export * from "./client.js";
 export * from "./targets.js";
 export * from "./tls.js";
 export * from "./tls-files.js";
+export * from "./coalesce.js";

@@ -1,6 +1,6 @@
 import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { toServiceError } from "@longhaul/shared/grpc";
+import { coalesceWrites, toServiceError } from "@longhaul/shared/grpc";
 import type { Logger } from "@longhaul/shared/logger";
 
 /**
@@ -66,6 +66,8 @@ export function createAnsweredStreams<Req extends { id: number }, Res>(o: Answer
   };
 
   function serve(call: ServerDuplexStream<Req, Res>): void {
+    // The answers of a commit group go out together, not one system call each.
+    coalesceWrites(call);
     const s: Stream<Req, Res> = { call, pending: 0, paused: false, halfClosed: false, open: true };
     streams.add(s);
     // Headers at once: a client may take the stream as open only once they arrive.

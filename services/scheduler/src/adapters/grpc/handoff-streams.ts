@@ -1,7 +1,7 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { UUID } from "@longhaul/shared/domain";
 import { LonghaulError } from "@longhaul/shared/errors";
-import { toServiceError } from "@longhaul/shared/grpc";
+import { coalesceWrites, toServiceError } from "@longhaul/shared/grpc";
 import type { Logger } from "@longhaul/shared/logger";
 import { RunAttr, runContext, SpanKind, trace, traceCarrier, tracer } from "@longhaul/shared/telemetry";
 import type { schedulerPb } from "@longhaul/shared/proto";
@@ -119,6 +119,8 @@ export function createHandoffStreams(log: Logger, leaseSeconds: number) {
    * count once it is done.
    */
   function serve(call: Call, opened: (invokerId: string, held: AttemptRef[], endedStreams: string[]) => Promise<unknown>): void {
+    // The runs of a commit group go down together, not one system call each.
+    coalesceWrites(call);
     let s: Stream | undefined;
     let early = 0;
     let failed = false;
