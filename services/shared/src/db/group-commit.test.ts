@@ -204,6 +204,22 @@ describe("group commit with a window", () => {
     expect(later.length).toBeLessThan(20);
   });
 
+  it("windowCallers: callers that come in bunches below the rate do not open windows", async () => {
+    vi.useFakeTimers();
+    const { write, written } = windowed({ windowMs: 4, windowWhenBusy: true, windowCallers: 2 });
+    // Three at once every 8 ms (375 a second, as submits come off a stream):
+    // two of every three come 0 ms after the one before, but the window would
+    // hold 1.5 callers on average. None waits for one.
+    const all: Promise<number>[] = [];
+    for (let bunch = 0; bunch < 20; bunch++) {
+      for (let k = 1; k <= 3; k++) all.push(write(3 * bunch + k));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(written.flat()).toHaveLength(3 * (bunch + 1));
+      await vi.advanceTimersByTimeAsync(8);
+    }
+    expect(await Promise.all(all)).toHaveLength(60);
+  });
+
   it("writes the callers that queued behind a write in flight as soon as it ends, without a window of their own", async () => {
     vi.useFakeTimers();
     const written: number[][] = [];

@@ -56,6 +56,15 @@ export interface GroupCommitOptions {
 
 /** Weight of the newest gap in the callers' mean gap (windowCallers). */
 const GAP_WEIGHT = 1 / 8;
+/**
+ * A gap counts at most this many windows in the mean gap (windowCallers).
+ * Capped, a quiet spell raises the mean by at most half a window; capped far
+ * above the gap the window needs (a window over windowCallers), callers that
+ * come in bunches below that rate, as they do off a stream, still read their
+ * true mean: capped at one window, bunches of three at 375 a second read as
+ * 1.2-1.5 ms apart and opened 4-ms windows meant for 500 a second and more.
+ */
+const GAP_CAP_WINDOWS = 4;
 
 interface Waiter<I, O> {
   item: I;
@@ -77,8 +86,8 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
   let windowTimer: NodeJS.Timeout | undefined;
   let lastArrival = -Infinity;
   const windowCallers = options.windowCallers ?? 0;
-  // A gap counts at most busyWithinMs in the mean (a longer one is quiet
-  // anyway): after a quiet spell a few close callers bring the mean down.
+  const gapCap = windowMs * GAP_CAP_WINDOWS;
+  // Starts as if callers came a busy gap apart: a few close ones open windows.
   let meanGap = busyWithinMs;
 
   async function flush(batch: Waiter<I, O>[]): Promise<void> {
@@ -139,7 +148,7 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
       queue.push({ item, resolve, reject });
       const now = Date.now();
       const gap = now - lastArrival;
-      meanGap += (Math.min(gap, busyWithinMs) - meanGap) * GAP_WEIGHT;
+      meanGap += (Math.min(gap, gapCap) - meanGap) * GAP_WEIGHT;
       lastArrival = now;
       next(!options.windowWhenBusy || (gap < busyWithinMs && meanGap * windowCallers <= windowMs));
     });
