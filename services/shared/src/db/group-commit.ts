@@ -58,11 +58,14 @@ export interface GroupCommitOptions {
 const GAP_WEIGHT = 1 / 8;
 /**
  * A gap counts at most this many windows in the mean gap (windowCallers).
- * Capped, a quiet spell raises the mean by at most half a window; capped far
- * above the gap the window needs (a window over windowCallers), callers that
- * come in bunches below that rate, as they do off a stream, still read their
- * true mean: capped at one window, bunches of three at 375 a second read as
- * 1.2-1.5 ms apart and opened 4-ms windows meant for 500 a second and more.
+ * So one quiet spell raises the mean by at most half a window, and callers
+ * that come in bunches, as they do off a stream, still read their true rate.
+ * A cap of one window (busyWithinMs, by default) cut the long gaps between
+ * bunches short: bunches of three at 375 a second read as 1.2-1.5 ms apart
+ * and opened 4-ms windows meant for 500 a second and more. The price: after
+ * a long sparse spell the mean sits near four windows, and a sudden burst
+ * opens windows after ~20 callers, not ~9 (those that queue behind a write
+ * in flight share its commit meanwhile).
  */
 const GAP_CAP_WINDOWS = 4;
 
@@ -87,7 +90,8 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
   let lastArrival = -Infinity;
   const windowCallers = options.windowCallers ?? 0;
   const gapCap = windowMs * GAP_CAP_WINDOWS;
-  // Starts as if callers came a busy gap apart: a few close ones open windows.
+  // Starts as if callers came a busy gap apart (the first one's gap then
+  // counts four windows): at most a dozen close callers open windows.
   let meanGap = busyWithinMs;
 
   async function flush(batch: Waiter<I, O>[]): Promise<void> {

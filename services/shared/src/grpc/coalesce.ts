@@ -2,7 +2,7 @@ import type { Writable } from "node:stream";
 
 /**
  * Lets a server stream send the messages written while one is on its way
- * together, in one socket write, where grpc-js would send one per write.
+ * together, where grpc-js would make one socket write per message.
  *
  * grpc-js's server streams are object-mode Writables without `_writev`: the
  * next message goes to HTTP/2 only once the one before it has been written
@@ -14,8 +14,10 @@ import type { Writable } from "node:stream";
  * message still leaves at once: nothing waits for company.
  *
  * Server streams only. A grpc-js server call writes each message straight
- * to its HTTP/2 stream, so taking several at once keeps their order; a
- * client call may still be resolving its channel and keeps only one
+ * to its HTTP/2 stream, so taking several at once keeps their order, as
+ * long as every server interceptor passes messages and metadata on at once
+ * (ours do: createGrpcServer): one that held them back would keep only the
+ * last. A client call may still be resolving its channel and keeps only one
  * message waiting there, so client streams are left as they are.
  */
 export function coalesceWrites<S extends Writable>(stream: S): S {
@@ -29,7 +31,10 @@ export function coalesceWrites<S extends Writable>(stream: S): S {
         callback(err);
       }
     };
-    for (const { chunk, encoding } of chunks) this._write(chunk, encoding, written);
+    for (const { chunk, encoding } of chunks) {
+      if (done) break;
+      this._write(chunk, encoding, written);
+    }
   };
   return stream;
 }

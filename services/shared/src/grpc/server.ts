@@ -196,6 +196,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
           "grpc.max_connection_age_grace_ms": options.maxConnectionAgeGraceMs ?? 86_400_000,
         }
       : {}),
+    // Each passes messages and metadata on at once: coalesceWrites relies on it.
     interceptors: [...(options.registry ? [metricsInterceptor(options.registry)] : []), internalTokenInterceptor(options.internalToken, internalPaths)],
   });
   const health = new HealthImplementation({ "": "NOT_SERVING" });
