@@ -32,6 +32,14 @@ const schema = commonEnvSchema.extend(schemaEnvSchema.shape).extend({
    * at once. @default 20
    */
   SCHEDULER_END_WINDOW_MS: envInt(20, 0, 200),
+  /**
+   * A window of ends that holds fewer than eight when SCHEDULER_END_WINDOW_MS
+   * is over stays open until it holds eight, up to this long in all: ends a
+   * few ms apart (10-400 a second) share commits eight at a time, not two or
+   * three; busier ends fill the window in time and see no change. At most
+   * SCHEDULER_END_WINDOW_MS: no stretch. @default 50
+   */
+  SCHEDULER_END_WINDOW_MAX_MS: envInt(50, 0, 1000),
   /** An invoker's claim lasts this long unless renewed by heartbeats. @default 15 */
   SCHEDULER_LEASE_SECONDS: envInt(15, 2, 600),
   /** A dispatched run nobody claimed is republished after this. @default 15 */

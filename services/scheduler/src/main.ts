@@ -83,6 +83,7 @@ await runService({
     const store = createPgStore(db, submitSettings, {
       submitWindowMs: config.SCHEDULER_SUBMIT_WINDOW_MS,
       endWindowMs: config.SCHEDULER_END_WINDOW_MS,
+      endWindowMaxMs: config.SCHEDULER_END_WINDOW_MAX_MS,
       // Four connections stay free of per-run writes: heartbeats, submits, the batched ends.
       perRunWrites: Math.max(1, config.SCHEDULER_DB_POOL_SIZE - 4),
     });

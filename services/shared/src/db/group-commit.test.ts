@@ -103,7 +103,15 @@ describe("group commit with a window", () => {
   });
 
   /** A writer that records its batches and answers at once (the window, not the database, is under test). */
-  function windowed(options: { windowMs: number; windowWhenBusy?: boolean; busyWithinMs?: number; windowCallers?: number; maxBatch?: number }) {
+  function windowed(options: {
+    windowMs: number;
+    windowWhenBusy?: boolean;
+    busyWithinMs?: number;
+    windowCallers?: number;
+    fillCallers?: number;
+    fillMaxMs?: number;
+    maxBatch?: number;
+  }) {
     const written: number[][] = [];
     const write = groupCommit<number, number>(async (items) => {
       written.push(items);
@@ -218,6 +226,54 @@ describe("group commit with a window", () => {
       await vi.advanceTimersByTimeAsync(8);
     }
     expect(await Promise.all(all)).toHaveLength(60);
+  });
+
+  it("fillCallers: a window that holds too few at its end stays open until it holds fillCallers, up to fillMaxMs", async () => {
+    vi.useFakeTimers();
+    const options = { windowMs: 20, windowWhenBusy: true, busyWithinMs: 100, fillCallers: 4, fillMaxMs: 50 };
+    const { write, written } = windowed(options);
+    expect(await write(0)).toBe(0); // lone: at once
+    // 140 callers a second, 7 ms apart: the window opened at 7 ms holds three
+    // at 27 ms and stays open; the fourth, at 28 ms, fills it and goes with them.
+    const paced: Promise<number>[] = [];
+    for (const n of [1, 2, 3]) {
+      await vi.advanceTimersByTimeAsync(7);
+      paced.push(write(n));
+    }
+    await vi.advanceTimersByTimeAsync(7); // 28 ms: past the window's 20
+    expect(written).toEqual([[0]]);
+    paced.push(write(4));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(written).toEqual([[0], [1, 2, 3, 4]]);
+    expect(await Promise.all(paced)).toEqual([1, 2, 3, 4]);
+    // 33 a second, 30 ms apart: the window holds two when fillMaxMs ends it.
+    const sparse: Promise<number>[] = [];
+    for (const n of [5, 6]) {
+      await vi.advanceTimersByTimeAsync(30);
+      sparse.push(write(n));
+    }
+    await vi.advanceTimersByTimeAsync(19); // 49 ms after 5 opened the window
+    expect(written).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(written).toEqual([[0], [1, 2, 3, 4], [5, 6]]);
+    expect(await Promise.all(sparse)).toEqual([5, 6]);
+  });
+
+  it("fillCallers: a window that holds enough when windowMs ends is written then, as without it", async () => {
+    vi.useFakeTimers();
+    const { write, written } = windowed({ windowMs: 20, windowWhenBusy: true, busyWithinMs: 100, fillCallers: 4, fillMaxMs: 50 });
+    expect(await write(0)).toBe(0);
+    // 500 a second: the window opened at 2 ms holds ten when it ends at 22 ms.
+    const busy: Promise<number>[] = [];
+    for (let n = 1; n <= 10; n++) {
+      await vi.advanceTimersByTimeAsync(2);
+      busy.push(write(n));
+    }
+    await vi.advanceTimersByTimeAsync(1); // 21 ms
+    expect(written).toEqual([[0]]);
+    await vi.advanceTimersByTimeAsync(1); // 22 ms
+    expect(written).toEqual([[0], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]);
+    expect(await Promise.all(busy)).toHaveLength(10);
   });
 
   it("writes the callers that queued behind a write in flight as soon as it ends, without a window of their own", async () => {

@@ -52,6 +52,18 @@ export interface GroupCommitOptions {
    * the gap to the caller before decides alone.
    */
   windowCallers?: number;
+  /**
+   * A window that holds fewer than `fillCallers` callers when its `windowMs`
+   * ends stays open until it holds that many, up to `fillMaxMs` from its
+   * start. Callers that come a few ms apart then share commits in batches of
+   * about `fillCallers` where the fixed window held two or three, and so does
+   * whatever follows each commit (one answer, one publish per batch); callers
+   * that fill the window within `windowMs` see no change. 0, the default: the
+   * window ends at `windowMs`.
+   */
+  fillCallers?: number;
+  /** With fillCallers: the longest a window stays open, in all. Not above windowMs: no stretch. */
+  fillMaxMs?: number;
 }
 
 /** Weight of the newest gap in the callers' mean gap (windowCallers). */
@@ -87,6 +99,10 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
   const busyWithinMs = options.busyWithinMs ?? windowMs;
   let inFlight = 0;
   let windowTimer: NodeJS.Timeout | undefined;
+  /** The open window ran past windowMs, waiting to hold fillCallers (fillMaxMs). */
+  let stretched = false;
+  const fillCallers = options.fillCallers ?? 0;
+  const stretchMs = Math.max(0, (options.fillMaxMs ?? 0) - windowMs);
   let lastArrival = -Infinity;
   const windowCallers = options.windowCallers ?? 0;
   const gapCap = windowMs * GAP_CAP_WINDOWS;
@@ -123,18 +139,25 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
     if (windowMs > 0 && busy && queue.length > 0 && queue.length < options.maxBatch && windowTimer === undefined) {
       // The first caller of a batch opens its window; the window's end writes it.
       windowTimer = setTimeout(() => {
+        if (stretchMs > 0 && queue.length < fillCallers) {
+          // Too few to be worth a commit of their own yet: wait for fillCallers, up to fillMaxMs in all.
+          stretched = true;
+          windowTimer = setTimeout(drain, stretchMs);
+          return;
+        }
         windowTimer = undefined;
         drain();
       }, windowMs);
       return;
     }
-    if (windowTimer !== undefined && queue.length < options.maxBatch) return;
+    if (windowTimer !== undefined && queue.length < options.maxBatch && !(stretched && queue.length >= fillCallers)) return;
     drain();
   }
 
   function drain(): void {
     clearTimeout(windowTimer);
     windowTimer = undefined;
+    stretched = false;
     while (inFlight < concurrency && queue.length > 0) {
       const batch = queue.splice(0, options.maxBatch);
       inFlight++;

@@ -257,14 +257,26 @@ export type Succeeded = { run: EndedRun; limited: boolean };
 const END_BUSY_WITHIN_MS = 100;
 
 /**
+ * A window of ends that holds fewer than this when its length is over stays
+ * open for more, up to `maxWindowMs` (SCHEDULER_END_WINDOW_MAX_MS). Each
+ * commit of ends is followed by the invokers' answers, a `run.finished`
+ * publish and the notifier's wake-up and webhook writes, so the batch's size
+ * sets what all of them cost: at 184 runs/s a fixed 20-ms window holds ~3.7
+ * ends (tests/bench/README.md, "Seventeenth pass").
+ */
+const END_FILL_CALLERS = 8;
+
+/**
  * Ends attempts that succeeded (the app answered 2xx: nothing in the app's
  * policy can change that outcome, so no read and no lock first), run and
  * attempt record in one statement for the whole batch. `windowMs`
  * (SCHEDULER_END_WINDOW_MS): how long a completion waits for others to share
- * its commit, when another came within END_BUSY_WITHIN_MS before it. Undefined for an
- * attempt no longer the owner's (late, cancelled, reassigned).
+ * its commit, when another came within END_BUSY_WITHIN_MS before it;
+ * `maxWindowMs` (SCHEDULER_END_WINDOW_MAX_MS): how long in all while the
+ * window holds fewer than END_FILL_CALLERS. Undefined for an attempt no
+ * longer the owner's (late, cancelled, reassigned).
  */
-export function batchedSuccess(db: Kysely<SchedulerDb>, windowMs = 0) {
+export function batchedSuccess(db: Kysely<SchedulerDb>, windowMs = 0, maxWindowMs = windowMs) {
   type Row = Pick<EndedRun, (typeof SUCCEEDED_COLUMNS)[number]> & { app_max_concurrency: number | null };
   return groupCommit<SuccessInput, Succeeded | undefined>(
     async (items) => {
@@ -300,7 +312,14 @@ export function batchedSuccess(db: Kysely<SchedulerDb>, windowMs = 0) {
         return { run, limited: (app_max_concurrency ?? 0) > 0 };
       });
     },
-    { maxBatch: MAX_BATCH, windowMs, windowWhenBusy: true, busyWithinMs: END_BUSY_WITHIN_MS },
+    {
+      maxBatch: MAX_BATCH,
+      windowMs,
+      windowWhenBusy: true,
+      busyWithinMs: END_BUSY_WITHIN_MS,
+      fillCallers: END_FILL_CALLERS,
+      fillMaxMs: maxWindowMs,
+    },
   );
 }
 

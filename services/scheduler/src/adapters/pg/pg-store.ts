@@ -20,6 +20,8 @@ export interface PgStoreOptions {
   submitWindowMs?: number;
   /** How long a successful completion close after another waits to share its commit (SCHEDULER_END_WINDOW_MS; batchedSuccess). @default 0 */
   endWindowMs?: number;
+  /** How long such a window stays open in all while it holds few ends (SCHEDULER_END_WINDOW_MAX_MS; batchedSuccess). @default endWindowMs */
+  endWindowMaxMs?: number;
   /**
    * Writes of one run each, in a transaction of their own (an attempt that
    * did not succeed, a release), on pool connections at once; the rest wait
@@ -42,7 +44,7 @@ export function createPgStore(db: Kysely<SchedulerDb>, settings: SubmitSettingsC
   // The hot path's writes, each as a group commit (batched.ts).
   const insert = batchedInsert(db, options.submitWindowMs);
   const claim = batchedClaim(db);
-  const succeed = batchedSuccess(db, options.endWindowMs);
+  const succeed = batchedSuccess(db, options.endWindowMs, options.endWindowMaxMs);
   const webhookState = batchedWebhookState(db);
   const perRun = pLimit(options.perRunWrites ?? 16);
   return {
