@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import pg from "pg";
 import { createTestDatabase } from "../../../../tests/helpers/isolation.js";
-import { groupCommit } from "./group-commit.js";
+import { groupCommit, type GroupCommitOptions } from "./group-commit.js";
 
 // Real Postgres: a table with a check constraint stands for a row that is bad
 // on its own; a lock held elsewhere with a lock_timeout for a failure of the
@@ -103,15 +103,7 @@ describe("group commit with a window", () => {
   });
 
   /** A writer that records its batches and answers at once (the window, not the database, is under test). */
-  function windowed(options: {
-    windowMs: number;
-    windowWhenBusy?: boolean;
-    busyWithinMs?: number;
-    windowCallers?: number;
-    fillCallers?: number;
-    fillMaxMs?: number;
-    maxBatch?: number;
-  }) {
+  function windowed(options: Omit<GroupCommitOptions, "maxBatch"> & { windowMs: number; maxBatch?: number }) {
     const written: number[][] = [];
     const write = groupCommit<number, number>(async (items) => {
       written.push(items);

@@ -150,7 +150,9 @@ export function groupCommit<I, O>(write: (items: I[]) => Promise<O[]>, options: 
       }, windowMs);
       return;
     }
-    if (windowTimer !== undefined && queue.length < options.maxBatch && !(stretched && queue.length >= fillCallers)) return;
+    // An open window is written early once full: at maxBatch, or at fillCallers once stretched.
+    const full = stretched ? Math.min(fillCallers, options.maxBatch) : options.maxBatch;
+    if (windowTimer !== undefined && queue.length < full) return;
     drain();
   }
 
