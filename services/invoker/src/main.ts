@@ -41,7 +41,10 @@ await runService({
     const agent = createUpstreamAgent({ egress });
     // TLS (mutual with a CA) for the server and the scheduler client when LONGHAUL_GRPC_TLS_* is set.
     const tls = createGrpcTls(config, log);
-    const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, {}, tls);
+    const scheduler = createSchedulerClient(config.SCHEDULER_ADDR, config.LONGHAUL_INTERNAL_TOKEN, {
+      tls,
+      outcomeWindowMs: config.INVOKER_OUTCOME_WINDOW_MS,
+    });
     const invoker = new RunInvoker({
       invokerId: config.invokerId,
       scheduler,

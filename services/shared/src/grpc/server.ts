@@ -26,6 +26,11 @@ import { fromGrpcError, toServiceError } from "./errors.js";
 import type { GrpcTls } from "./tls.js";
 
 export const INTERNAL_TOKEN_METADATA_KEY = "x-longhaul-internal-token";
+/**
+ * Response header of an Attempts stream (SchedulerInternalService) whose
+ * scheduler takes several requests in one message (AttemptsRequest.more).
+ */
+export const ATTEMPTS_BATCHES_METADATA_KEY = "longhaul-attempts-batches";
 
 /** What a handler learns of its call besides the request. */
 export interface CallContext {

@@ -1,6 +1,13 @@
-import { status as GrpcStatus, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { status as GrpcStatus, type ClientDuplexStream, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import { LonghaulError, isErrorCode } from "@longhaul/shared/errors";
-import { callUnary, createClient, fromGrpcError, internalMetadata, type GrpcTls } from "@longhaul/shared/grpc";
+import {
+  ATTEMPTS_BATCHES_METADATA_KEY,
+  callUnary,
+  createClient,
+  fromGrpcError,
+  internalMetadata,
+  type GrpcTls,
+} from "@longhaul/shared/grpc";
 import { schedulerPb } from "@longhaul/shared/proto";
 import { traceCarrier } from "@longhaul/shared/telemetry";
 import type { ClaimedRun, Dispatch, RunOutcome, SchedulerPort } from "../../core/ports.js";
@@ -72,8 +79,21 @@ const ATTEMPT_STREAMS = 2;
 const STREAM_MAX_REQUESTS = 100;
 const STREAM_MAX_AGE_MS = 30_000;
 
-type AttemptCall = NonNullable<schedulerPb.AttemptsRequest["call"]>;
+/**
+ * Outcomes held in one window go in one message of at most this many
+ * (AttemptsRequest.more); a full window goes at once.
+ */
+const MAX_OUTCOMES_PER_MESSAGE = 16;
+/**
+ * An outcome whose body is larger than this is not held: it goes at once, in
+ * a message of its own. So a message of held outcomes stays under 4 MiB, far
+ * below the 16-MiB limit of a gRPC message.
+ */
+const MAX_HELD_BODY_BYTES = 256 * 1024;
+
 type AttemptResult = NonNullable<schedulerPb.AttemptsResponse["result"]>;
+/** One request as the caller made it: its call and its trace context, without the stream's id. */
+type AttemptMessage = Pick<schedulerPb.AttemptsRequest, "call" | "traceparent" | "tracestate">;
 
 type Duplex = ClientDuplexStream<schedulerPb.AttemptsRequest, schedulerPb.AttemptsResponse>;
 
@@ -93,6 +113,8 @@ interface Waiting {
  */
 class AttemptStream {
   private call: Duplex | undefined;
+  /** The open stream's scheduler takes several requests per message (its response headers said so). */
+  private batches = false;
   private sent = 0;
   private openedAt = 0;
   private readonly waiting = new Map<number, Waiting>();
@@ -104,27 +126,39 @@ class AttemptStream {
     private readonly onUnimplemented: () => void,
   ) {}
 
-  send(call: AttemptCall, timeoutMs: number): Promise<AttemptResult> {
+  /**
+   * Sends each request with an id of its own and a deadline of its own: in
+   * one message when the stream's scheduler takes several, else one message
+   * each. The answers come back in the requests' order.
+   */
+  send(requests: AttemptMessage[], timeoutMs: number): Promise<AttemptResult>[] {
     if (this.call && (this.sent >= STREAM_MAX_REQUESTS || Date.now() - this.openedAt > STREAM_MAX_AGE_MS)) {
       this.call.end(); // half-closed: the scheduler ends it after its last answer
       this.call = undefined;
     }
     if (!this.call) {
       this.call = this.connect();
+      this.batches = false;
       this.sent = 0;
       this.openedAt = Date.now();
     }
     const stream = this.call;
-    this.sent++;
-    const id = this.nextId++;
-    return new Promise<AttemptResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(new LonghaulError("deadline_exceeded", `no answer from the scheduler in ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiting.set(id, { stream, resolve, reject, timer });
-      stream.write({ id, call, ...traceCarrier() });
+    this.sent += requests.length;
+    const messages: schedulerPb.AttemptsRequest[] = [];
+    const answers = requests.map((request) => {
+      const id = this.nextId++;
+      messages.push({ ...request, id, more: [] });
+      return new Promise<AttemptResult>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.waiting.delete(id);
+          reject(new LonghaulError("deadline_exceeded", `no answer from the scheduler in ${timeoutMs} ms`));
+        }, timeoutMs);
+        this.waiting.set(id, { stream, resolve, reject, timer });
+      });
     });
+    if (this.batches && messages.length > 1) stream.write({ ...messages[0]!, more: messages.slice(1) });
+    else for (const message of messages) stream.write(message);
+    return answers;
   }
 
   close(): void {
@@ -135,6 +169,9 @@ class AttemptStream {
 
   private connect() {
     const stream = this.open();
+    stream.on("metadata", (headers: Metadata) => {
+      if (this.call === stream) this.batches = headers.get(ATTEMPTS_BATCHES_METADATA_KEY)[0] === "1";
+    });
     stream.on("data", (res: schedulerPb.AttemptsResponse) => {
       const w = this.waiting.get(res.id);
       if (!w) return; // past its deadline
@@ -168,6 +205,66 @@ class AttemptStream {
   }
 }
 
+interface Held {
+  request: AttemptMessage;
+  resolve: (result: AttemptResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Outcomes sent at most once a window: one that comes when none went out for
+ * `windowMs` goes at once; those that come within the window after it wait
+ * for its end and go together, in one message (a full window goes early).
+ * The scheduler holds successes for a commit window of its own (20 to 50 ms)
+ * that the first outcome opens, so with a window no longer than that, the
+ * held ones mostly still make its commit: one wake-up of the scheduler per
+ * window instead of one per outcome, at little added latency.
+ */
+class OutcomeWindow {
+  private held: Held[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private lastSent = -Infinity;
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly send: (requests: AttemptMessage[]) => Promise<AttemptResult>[],
+  ) {}
+
+  add(request: AttemptMessage, bodyBytes: number): Promise<AttemptResult> {
+    const now = performance.now();
+    if (bodyBytes > MAX_HELD_BODY_BYTES) return this.send([request])[0]!;
+    if (this.timer === undefined && now - this.lastSent >= this.windowMs) {
+      this.lastSent = now;
+      return this.send([request])[0]!;
+    }
+    return new Promise<AttemptResult>((resolve, reject) => {
+      this.held.push({ request, resolve, reject });
+      if (this.held.length >= MAX_OUTCOMES_PER_MESSAGE) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), Math.max(0, this.lastSent + this.windowMs - now));
+    });
+  }
+
+  /** Sends what is held now, in one message. */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const held = this.held;
+    this.held = [];
+    if (held.length === 0) return;
+    this.lastSent = performance.now();
+    const answers = this.send(held.map((h) => h.request));
+    held.forEach((h, i) => void answers[i]!.then(h.resolve, h.reject));
+  }
+
+  /** Fails what is held (the client is closing). */
+  fail(err: LonghaulError): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const h of this.held) h.reject(err);
+    this.held = [];
+  }
+}
+
 /** Upper bound of a run's call when the scheduler names no deadline (DESIGN: 12 h at most). */
 const MAX_CALL_MS = 12 * 3600 * 1000;
 
@@ -190,6 +287,18 @@ export function toClaimedRun(res: schedulerPb.ClaimRunResponse, dispatch?: Dispa
   };
 }
 
+/** Options of {@link createSchedulerClient}. */
+export interface SchedulerClientOptions {
+  deadlines?: Partial<SchedulerDeadlines>;
+  tls?: GrpcTls;
+  /**
+   * Outcomes that come within this many ms of the last one sent wait for
+   * the window's end and go together in one message (OutcomeWindow). 0, the
+   * default: each goes at once.
+   */
+  outcomeWindowMs?: number;
+}
+
 /**
  * Talks to `longhaul.internal.v1.SchedulerInternalService` on every scheduler
  * copy at `addresses` (round-robin), over TLS when `tls` is given. Errors
@@ -198,8 +307,7 @@ export function toClaimedRun(res: schedulerPb.ClaimRunResponse, dispatch?: Dispa
 export function createSchedulerClient(
   addresses: string,
   internalToken: string,
-  deadlines: Partial<SchedulerDeadlines> = {},
-  tls?: GrpcTls,
+  { deadlines = {}, tls, outcomeWindowMs = 0 }: SchedulerClientOptions = {},
 ): SchedulerClient {
   // A heartbeat renews leases (fenced by attempt): sending it again to another
   // copy is harmless. Claims and outcomes have their own retries in the core.
@@ -217,18 +325,21 @@ export function createSchedulerClient(
     () => new AttemptStream(() => client.attempts(md()), () => (streamsServed = false)),
   );
   let turn = 0;
-  const viaStream = (call: AttemptCall, timeoutMs: number) => streams[turn++ % streams.length]!.send(call, timeoutMs);
+  const viaStream = (requests: AttemptMessage[], timeoutMs: number) => streams[turn++ % streams.length]!.send(requests, timeoutMs);
+  const outcomes = new OutcomeWindow(outcomeWindowMs, (requests) => viaStream(requests, d.completeMs));
 
   async function claim(request: schedulerPb.ClaimRunRequest): Promise<schedulerPb.ClaimRunResponse> {
     if (!streamsServed) return callUnary(client.claimRun.bind(client), request, md(), d.claimMs);
-    const result = await viaStream({ $case: "claim", value: request }, d.claimMs);
+    const [answer] = viaStream([{ call: { $case: "claim", value: request }, ...traceCarrier() }], d.claimMs);
+    const result = await answer!;
     if (result.$case !== "claim") throw new LonghaulError("internal", `a ${result.$case} answer to a claim`);
     return result.value;
   }
 
   async function complete(request: schedulerPb.CompleteRunRequest): Promise<schedulerPb.CompleteRunResponse> {
     if (!streamsServed) return callUnary(client.completeRun.bind(client), request, md(), d.completeMs);
-    const result = await viaStream({ $case: "complete", value: request }, d.completeMs);
+    const message = { call: { $case: "complete" as const, value: request }, ...traceCarrier() };
+    const result = await (outcomeWindowMs > 0 ? outcomes.add(message, request.body.byteLength) : viaStream([message], d.completeMs)[0]!);
     if (result.$case !== "complete") throw new LonghaulError("internal", `a ${result.$case} answer to an outcome`);
     return result.value;
   }
@@ -282,6 +393,7 @@ export function createSchedulerClient(
     openHandoff: () => client.handoff(md()),
 
     close: () => {
+      outcomes.fail(new LonghaulError("unavailable", "the invoker is closing its scheduler client"));
       for (const s of streams) s.close();
       client.close();
     },

@@ -20,6 +20,14 @@ export interface AnsweredStreamsOptions<Req extends { id: number }, Res> {
   answer(req: Req): Promise<Res>;
   /** The answer to a message that came after close(): not taken, the client sends it again to another copy. */
   refuse(req: Req, err: LonghaulError): Res;
+  /**
+   * The messages one message carries, itself included, when a message may
+   * carry several (AttemptsRequest.more): each is handled and answered as if
+   * it had come alone. Absent: one each.
+   */
+  unpack?(req: Req): Req[];
+  /** Response headers sent as each stream opens (what this server understands). */
+  headers?: Record<string, string>;
   log: Logger;
 }
 
@@ -71,8 +79,10 @@ export function createAnsweredStreams<Req extends { id: number }, Res>(o: Answer
     const s: Stream<Req, Res> = { call, pending: 0, paused: false, halfClosed: false, open: true };
     streams.add(s);
     // Headers at once: a client may take the stream as open only once they arrive.
-    call.sendMetadata(new Metadata());
-    call.on("data", (req: Req) => {
+    const headers = new Metadata();
+    for (const [key, value] of Object.entries(o.headers ?? {})) headers.set(key, value);
+    call.sendMetadata(headers);
+    const take = (req: Req) => {
       if (!s.open) return;
       if (closing) {
         call.write(o.refuse(req, shuttingDown));
@@ -95,6 +105,10 @@ export function createAnsweredStreams<Req extends { id: number }, Res>(o: Answer
         }
         settle(s);
       });
+    };
+    call.on("data", (message: Req) => {
+      if (!o.unpack) take(message);
+      else for (const req of o.unpack(message)) take(req);
     });
     call.on("end", () => {
       s.halfClosed = true;

@@ -1,5 +1,6 @@
-import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
+import { status as GrpcStatus, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
+import { LonghaulError } from "@longhaul/shared/errors";
 import { createLogger } from "@longhaul/shared/logger";
 import { runsPb, schedulerPb } from "@longhaul/shared/proto";
 import { internalServers } from "../../testing/internal-server.js";
@@ -51,7 +52,7 @@ function collect(call: Duplex) {
 }
 
 const complete = (call: Duplex, id: number, runId: string) =>
-  call.write({ id, call: { $case: "complete", value: schedulerPb.CompleteRunRequest.fromPartial({ runId, attempt: 1, invokerId: "i" }) }, traceparent: "", tracestate: "" });
+  call.write({ id, call: { $case: "complete", value: schedulerPb.CompleteRunRequest.fromPartial({ runId, attempt: 1, invokerId: "i" }) }, traceparent: "", tracestate: "", more: [] });
 
 describe("Attempts streams (scheduler side)", () => {
   it("on close: an outcome taken is answered (recorded once), one sent after is refused as unavailable, then the stream ends UNAVAILABLE", async () => {
@@ -78,5 +79,39 @@ describe("Attempts streams (scheduler side)", () => {
     expect(got.answers.get(1)).toEqual({ $case: "complete", value: { accepted: true, status: runsPb.RunStatus.RUN_STATUS_SUCCEEDED } });
     expect(fake.recorded).toEqual(["run-a"]);
     await closing;
+  });
+});
+
+describe("Attempts streams: several requests in one message", () => {
+  it("says so in its headers, and answers each request of a message with its own id; one that fails answers only itself", async () => {
+    const recorded: string[] = [];
+    const lifecycle = {
+      complete: async (runId: string) => {
+        if (runId === "run-gone") throw new LonghaulError("not_found", "run run-gone not found");
+        recorded.push(runId);
+        return { status: "succeeded" };
+      },
+    } as unknown as RunLifecycle;
+    const { open } = await serve(lifecycle);
+    const call = open();
+    const headers = new Promise<Metadata>((resolve) => call.on("metadata", resolve));
+    const got = collect(call);
+    const request = (id: number, runId: string): schedulerPb.AttemptsRequest => ({
+      id,
+      call: { $case: "complete", value: schedulerPb.CompleteRunRequest.fromPartial({ runId, attempt: 1, invokerId: "i" }) },
+      traceparent: "",
+      tracestate: "",
+      more: [],
+    });
+    call.write({ ...request(1, "run-a"), more: [request(2, "run-gone"), request(3, "run-c")] });
+    expect((await headers).get("longhaul-attempts-batches")).toEqual(["1"]);
+    await expect.poll(() => got.answers.size).toBe(3);
+    const accepted = { $case: "complete", value: { accepted: true, status: runsPb.RunStatus.RUN_STATUS_SUCCEEDED } };
+    expect(got.answers.get(1)).toEqual(accepted);
+    expect(got.answers.get(2)).toEqual({ $case: "error", value: { code: "not_found", message: "run run-gone not found" } });
+    expect(got.answers.get(3)).toEqual(accepted);
+    expect(recorded.sort()).toEqual(["run-a", "run-c"]);
+    call.end();
+    expect(await got.ended).toBeUndefined();
   });
 });

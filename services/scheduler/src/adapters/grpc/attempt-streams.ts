@@ -1,5 +1,6 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { LonghaulError } from "@longhaul/shared/errors";
+import { ATTEMPTS_BATCHES_METADATA_KEY } from "@longhaul/shared/grpc";
 import type { Logger } from "@longhaul/shared/logger";
 import type { schedulerPb } from "@longhaul/shared/proto";
 import { contextFromCarrier, inSpan, SpanKind } from "@longhaul/shared/telemetry";
@@ -64,6 +65,9 @@ export function createAttemptStreams(lifecycle: RunLifecycle, leaseSeconds: numb
     shutdownMessage: "the scheduler is shutting down; send it to another copy",
     answer: async (req) => ({ id: req.id, result: await answer(req) }),
     refuse: (req, err) => ({ id: req.id, result: { $case: "error", value: { code: err.code, message: err.message } } }),
+    // An invoker sends the outcomes of a short window in one message once it sees this header.
+    unpack: (req) => (req.more.length === 0 ? [req] : [req, ...req.more]),
+    headers: { [ATTEMPTS_BATCHES_METADATA_KEY]: "1" },
     log,
   });
 

@@ -129,6 +129,14 @@ export interface AttemptsRequest {
    */
   traceparent: string;
   tracestate: string;
+  /**
+   * More requests sent in the same message: each is handled and answered as
+   * if it had come in a message of its own (its own id, call and trace
+   * context; its own `more` is ignored). An invoker sends them only on a
+   * stream whose response headers carry `longhaul-attempts-batches: 1`:
+   * a scheduler without this field would drop them.
+   */
+  more: AttemptsRequest[];
 }
 
 export interface AttemptsResponse {
@@ -1453,7 +1461,7 @@ export const CompleteRunResponse: MessageFns<CompleteRunResponse> = {
 };
 
 function createBaseAttemptsRequest(): AttemptsRequest {
-  return { id: 0, call: undefined, traceparent: "", tracestate: "" };
+  return { id: 0, call: undefined, traceparent: "", tracestate: "", more: [] };
 }
 
 export const AttemptsRequest: MessageFns<AttemptsRequest> = {
@@ -1474,6 +1482,9 @@ export const AttemptsRequest: MessageFns<AttemptsRequest> = {
     }
     if (message.tracestate !== "") {
       writer.uint32(42).string(message.tracestate);
+    }
+    for (const v of message.more) {
+      AttemptsRequest.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1531,6 +1542,14 @@ export const AttemptsRequest: MessageFns<AttemptsRequest> = {
             message.tracestate = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.more.push(AttemptsRequest.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1553,6 +1572,7 @@ export const AttemptsRequest: MessageFns<AttemptsRequest> = {
         : undefined,
       traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : "",
       tracestate: isSet(object.tracestate) ? globalThis.String(object.tracestate) : "",
+      more: globalThis.Array.isArray(object?.more) ? object.more.map((e: any) => AttemptsRequest.fromJSON(e)) : [],
     };
   },
 
@@ -1571,6 +1591,9 @@ export const AttemptsRequest: MessageFns<AttemptsRequest> = {
     }
     if (message.tracestate !== "") {
       obj.tracestate = message.tracestate;
+    }
+    if (message.more?.length) {
+      obj.more = message.more.map((e) => AttemptsRequest.toJSON(e));
     }
     return obj;
   },
@@ -1597,6 +1620,7 @@ export const AttemptsRequest: MessageFns<AttemptsRequest> = {
     }
     message.traceparent = object.traceparent ?? "";
     message.tracestate = object.tracestate ?? "";
+    message.more = object.more?.map((e) => AttemptsRequest.fromPartial(e)) || [];
     return message;
   },
 };
@@ -4100,7 +4124,10 @@ export const SchedulerInternalServiceService = {
    * (no call set-up per message). Each request is answered with its `id`, in
    * whatever order they finish. When the stream breaks, requests without an
    * answer may or may not have been applied, as with a unary call whose
-   * answer was lost: claims and outcomes are safe to send again.
+   * answer was lost: claims and outcomes are safe to send again. One message
+   * may carry several requests (AttemptsRequest.more): the invoker sends the
+   * outcomes of a short window together, one wake-up of the scheduler for
+   * all of them.
    */
   attempts: {
     path: "/longhaul.internal.v1.SchedulerInternalService/Attempts" as const,
@@ -4252,7 +4279,10 @@ export interface SchedulerInternalServiceServer extends UntypedServiceImplementa
    * (no call set-up per message). Each request is answered with its `id`, in
    * whatever order they finish. When the stream breaks, requests without an
    * answer may or may not have been applied, as with a unary call whose
-   * answer was lost: claims and outcomes are safe to send again.
+   * answer was lost: claims and outcomes are safe to send again. One message
+   * may carry several requests (AttemptsRequest.more): the invoker sends the
+   * outcomes of a short window together, one wake-up of the scheduler for
+   * all of them.
    */
   attempts: handleBidiStreamingCall<AttemptsRequest, AttemptsResponse>;
   /**
@@ -4389,7 +4419,10 @@ export interface SchedulerInternalServiceClient extends Client {
    * (no call set-up per message). Each request is answered with its `id`, in
    * whatever order they finish. When the stream breaks, requests without an
    * answer may or may not have been applied, as with a unary call whose
-   * answer was lost: claims and outcomes are safe to send again.
+   * answer was lost: claims and outcomes are safe to send again. One message
+   * may carry several requests (AttemptsRequest.more): the invoker sends the
+   * outcomes of a short window together, one wake-up of the scheduler for
+   * all of them.
    */
   attempts(): ClientDuplexStream<AttemptsRequest, AttemptsResponse>;
   attempts(options: Partial<CallOptions>): ClientDuplexStream<AttemptsRequest, AttemptsResponse>;
