@@ -64,9 +64,14 @@ describe("stdout", () => {
   const logger = fileURLToPath(new URL("./logger.ts", import.meta.url));
 
   /** Runs `body` in a child with `log` in scope; resolves with its stdout lines as they arrive. */
-  function child(body: string, onLine?: (line: Record<string, unknown>, kill: () => void) => void) {
+  function child(
+    body: string,
+    onLine?: (line: Record<string, unknown>, kill: () => void) => void,
+    onSpawn?: (proc: ReturnType<typeof spawn>) => void,
+  ) {
     const code = `const { createLogger } = await import(${JSON.stringify(logger)}); const log = createLogger("child"); ${body}`;
     const proc = spawn(process.execPath, ["--experimental-strip-types", "--no-warnings", "--input-type=module", "-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+    onSpawn?.(proc);
     const lines: Record<string, unknown>[] = [];
     let rest = "";
     proc.stdout.on("data", (chunk: Buffer) => {
@@ -100,6 +105,30 @@ describe("stdout", () => {
     expect(lines.map((l) => l.msg)).toEqual(["once", "idle"]);
     expect(lines[1]).toMatchObject({ idleWrites: 0 });
   });
+
+  it("writes a line that came while a write was held up, once that write is done", async () => {
+    // The first line's flush (at 100 ms) queues its write behind four slow
+    // jobs on libuv's thread pool (busy for ~1 s), so the second line's
+    // flush, 100 ms after it came, finds that write still in flight. The
+    // second line must still follow once the write is done (it did not: on a
+    // busy CI machine an idle service's last lines, "ready" among them,
+    // stayed in the buffer).
+    let proc: ReturnType<typeof spawn> | undefined;
+    const lines = child(
+      `const { pbkdf2 } = await import("node:crypto");
+       log.info("first");
+       setTimeout(() => { for (let i = 0; i < 4; i++) pbkdf2("p", "s", 2_000_000, 32, "sha256", () => {}); }, 60);
+       setTimeout(() => log.info("second"), 150);
+       setTimeout(() => {}, 20_000);`,
+      (line, kill) => {
+        if (line.msg === "second") kill();
+      },
+      (p) => (proc = p),
+    );
+    const giveUp = setTimeout(() => proc?.kill("SIGKILL"), 8_000);
+    expect((await lines).map((l) => l.msg)).toEqual(["first", "second"]);
+    clearTimeout(giveUp);
+  }, 10_000);
 
   it("writes a line within a moment while the process goes on", async () => {
     // The child logs once and then idles for 20 s; it is killed when its line arrives.

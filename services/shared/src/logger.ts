@@ -56,15 +56,32 @@ function bufferedStdout(): DestinationStream {
   if (stdout) return stdout;
   const boom = pino.destination({ dest: 1, sync: false, minLength: LOG_FLUSH_BYTES });
   let timer: NodeJS.Timeout | undefined;
+  /** Bytes handed to the destination and not written yet. */
+  let unwritten = 0;
   const flush = () => {
     timer = undefined;
     // Ended at exit already (pino's exit hook): nothing left to write.
     if (!(boom as unknown as { destroyed: boolean }).destroyed) boom.flush();
   };
+  const flushLater = () => {
+    timer ??= setTimeout(flush, LOG_FLUSH_MS).unref();
+  };
+  boom.on("write", (bytes: number) => {
+    unwritten -= bytes;
+  });
+  // A flush that finds a write in flight does nothing, and a write that ends
+  // with fewer than LOG_FLUSH_BYTES behind it leaves them waiting: those
+  // lines get a flush of their own. (They waited for the next line before,
+  // for ever in an idle service: on a busy CI machine, whose thread pool held
+  // a write past the flush, a service's "ready" never came.)
+  boom.on("drain", () => {
+    if (unwritten > 0) flushLater();
+  });
   stdout = {
     write(line: string) {
       boom.write(line);
-      timer ??= setTimeout(flush, LOG_FLUSH_MS).unref();
+      unwritten += Buffer.byteLength(line);
+      flushLater();
     },
   };
   return stdout;
