@@ -59,12 +59,14 @@ export const invokerEnvSchema = commonEnvSchema.extend({
    */
   INVOKER_DRAIN_SECONDS: envInt(MAX_RUN_TIMEOUT_SECONDS, 0),
   /**
-   * Outcomes that come within this many ms of the last one sent to the
-   * scheduler wait for the window's end and go together in one message
-   * (SchedulerInternalService/Attempts): one wake-up of the scheduler per
-   * window instead of one per outcome. The first outcome after a quiet window
-   * goes at once and opens the scheduler's own end window (20 to 50 ms), which
-   * the held ones mostly still make. 0: each outcome goes at once.
+   * Outcomes that come while earlier ones are being recorded (their answers
+   * awaited) wait and go to the scheduler together in one message
+   * (SchedulerInternalService/Attempts): once this many ms have passed since
+   * the last send, or as soon as every answer came. One wake-up of the
+   * scheduler per message instead of one per outcome. An outcome that comes
+   * while no answer is awaited goes at once and opens the scheduler's own end
+   * window (20 to 50 ms), which the held ones mostly still make. 0: each
+   * outcome goes at once.
    * @default 20
    */
   INVOKER_OUTCOME_WINDOW_MS: envInt(20, 0, 1000),

@@ -20,9 +20,22 @@ afterEach(async () => {
   server = client = undefined;
 });
 
-/** Requests per message received, in order; `batches`: the server says it takes several per message. */
+/**
+ * Requests per message received, in order; `batches`: the server says it
+ * takes several per message. While `holdAnswers` is set, answers wait for
+ * `answerHeld()`.
+ */
 async function attemptsServer(batches: boolean) {
   const messages: string[][] = [];
+  const waiting: Array<() => void> = [];
+  const control = {
+    address: "",
+    messages,
+    holdAnswers: false,
+    answerHeld: () => {
+      for (const answer of waiting.splice(0)) answer();
+    },
+  };
   server = createGrpcServer({ log, address: "127.0.0.1:0", internalToken: TOKEN });
   server.add(
     schedulerPb.SchedulerInternalServiceService,
@@ -36,13 +49,16 @@ async function attemptsServer(batches: boolean) {
           messages.push(requests.map((r) => (r.call?.$case === "complete" ? r.call.value.runId : "")));
           for (const r of requests) {
             const runId = r.call?.$case === "complete" ? r.call.value.runId : "";
-            call.write({
-              id: r.id,
-              result:
-                runId === "run-gone"
-                  ? { $case: "error", value: { code: "not_found", message: "run run-gone not found" } }
-                  : { $case: "complete", value: { accepted: true, status: 0 } },
-            });
+            const answer = () =>
+              call.write({
+                id: r.id,
+                result:
+                  runId === "run-gone"
+                    ? { $case: "error", value: { code: "not_found", message: "run run-gone not found" } }
+                    : { $case: "complete", value: { accepted: true, status: 0 } },
+              });
+            if (control.holdAnswers) waiting.push(answer);
+            else answer();
           }
         });
         call.on("end", () => call.end());
@@ -50,8 +66,8 @@ async function attemptsServer(batches: boolean) {
     } as never,
     { internal: true },
   );
-  const port = await server.start();
-  return { address: `127.0.0.1:${port}`, messages };
+  control.address = `127.0.0.1:${await server.start()}`;
+  return control;
 }
 
 const outcome = (bodyBytes = 2): RunOutcome => ({
@@ -73,11 +89,10 @@ async function openStreams() {
 }
 
 describe("the scheduler client's outcome window", () => {
-  it("sends the first outcome at once and those within the window after it together, in one message; each is answered as its own", async () => {
+  it("sends an outcome at once while no answer is awaited, and those that come meanwhile together, in one message; each is answered as its own", async () => {
     const s = await attemptsServer(true);
     client = createSchedulerClient(s.address, TOKEN, { outcomeWindowMs: 100 });
     await openStreams();
-    await new Promise((r) => setTimeout(r, 120)); // a quiet window: the next outcome goes at once
     const answers = ["run-a", "run-b", "run-gone", "run-d", "run-e"].map((id) => complete(id));
     const settled = await Promise.allSettled(answers);
     expect(s.messages.slice(2)).toEqual([["run-a"], ["run-b", "run-gone", "run-d", "run-e"]]);
@@ -94,7 +109,6 @@ describe("the scheduler client's outcome window", () => {
     const s = await attemptsServer(true);
     client = createSchedulerClient(s.address, TOKEN, { outcomeWindowMs: 100 });
     await openStreams();
-    await new Promise((r) => setTimeout(r, 120));
     const answers = [complete("run-a"), complete("run-b"), complete("run-big", 300 * 1024), complete("run-c")];
     await Promise.all(answers);
     expect(s.messages.slice(2)).toEqual([["run-a"], ["run-big"], ["run-b", "run-c"]]);
@@ -116,15 +130,34 @@ describe("the scheduler client's outcome window", () => {
     expect(s.messages.slice(2)).toEqual([["run-a"], ["run-b"], ["run-c"]]);
   });
 
+  it("sends what it holds as soon as every outcome sent has its answer, not at the window's end", async () => {
+    const s = await attemptsServer(true);
+    client = createSchedulerClient(s.address, TOKEN, { outcomeWindowMs: 5_000 });
+    await openStreams();
+    s.holdAnswers = true;
+    const first = complete("run-a");
+    const held = complete("run-b");
+    await expect.poll(() => s.messages.length).toBe(3);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(s.messages.slice(2)).toEqual([["run-a"]]); // held while run-a's answer is awaited
+    s.holdAnswers = false;
+    s.answerHeld();
+    await first;
+    await expect.poll(() => s.messages.slice(2)).toEqual([["run-a"], ["run-b"]]);
+    await held;
+  });
+
   it("fails what it holds as unavailable when the client closes", async () => {
     const s = await attemptsServer(true);
-    client = createSchedulerClient(s.address, TOKEN, { outcomeWindowMs: 300 });
+    client = createSchedulerClient(s.address, TOKEN, { outcomeWindowMs: 5_000 });
     await openStreams();
-    await new Promise((r) => setTimeout(r, 320));
-    await complete("run-a");
+    s.holdAnswers = true;
+    const first = complete("run-a").catch(() => undefined);
     const held = complete("run-b");
+    await expect.poll(() => s.messages.length).toBe(3);
     client.close();
     await expect(held).rejects.toMatchObject({ code: "unavailable" });
+    await first;
     expect(s.messages.slice(2)).toEqual([["run-a"]]);
   });
 });

@@ -212,18 +212,22 @@ interface Held {
 }
 
 /**
- * Outcomes sent at most once a window: one that comes when none went out for
- * `windowMs` goes at once; those that come within the window after it wait
- * for its end and go together, in one message (a full window goes early).
- * The scheduler holds successes for a commit window of its own (20 to 50 ms)
- * that the first outcome opens, so with a window no longer than that, the
- * held ones mostly still make its commit: one wake-up of the scheduler per
- * window instead of one per outcome, at little added latency.
+ * Outcomes sent together while the scheduler is recording earlier ones. One
+ * that comes while every outcome sent has its answer goes at once: it opens
+ * the scheduler's commit window for successes (20 to 50 ms). Those that
+ * come while answers are awaited (that window is most likely open) wait
+ * and go together, in one message: at the end of `windowMs` after the last
+ * send, or as soon as the last answer came (the window closed: waiting
+ * longer would only delay them), or once 16 wait. So they mostly still make
+ * the window's commit, and the scheduler wakes once for them, not once for
+ * each.
  */
 class OutcomeWindow {
   private held: Held[] = [];
   private timer: NodeJS.Timeout | undefined;
   private lastSent = -Infinity;
+  /** Outcomes sent whose answers have not come. */
+  private awaited = 0;
 
   constructor(
     private readonly windowMs: number,
@@ -231,16 +235,11 @@ class OutcomeWindow {
   ) {}
 
   add(request: AttemptMessage, bodyBytes: number): Promise<AttemptResult> {
-    const now = performance.now();
-    if (bodyBytes > MAX_HELD_BODY_BYTES) return this.send([request])[0]!;
-    if (this.timer === undefined && now - this.lastSent >= this.windowMs) {
-      this.lastSent = now;
-      return this.send([request])[0]!;
-    }
+    if (bodyBytes > MAX_HELD_BODY_BYTES || (this.awaited === 0 && this.held.length === 0)) return this.sendNow([request])[0]!;
     return new Promise<AttemptResult>((resolve, reject) => {
       this.held.push({ request, resolve, reject });
       if (this.held.length >= MAX_OUTCOMES_PER_MESSAGE) this.flush();
-      else this.timer ??= setTimeout(() => this.flush(), Math.max(0, this.lastSent + this.windowMs - now));
+      else this.timer ??= setTimeout(() => this.flush(), Math.max(0, this.lastSent + this.windowMs - performance.now()));
     });
   }
 
@@ -251,8 +250,7 @@ class OutcomeWindow {
     const held = this.held;
     this.held = [];
     if (held.length === 0) return;
-    this.lastSent = performance.now();
-    const answers = this.send(held.map((h) => h.request));
+    const answers = this.sendNow(held.map((h) => h.request));
     held.forEach((h, i) => void answers[i]!.then(h.resolve, h.reject));
   }
 
@@ -262,6 +260,21 @@ class OutcomeWindow {
     this.timer = undefined;
     for (const h of this.held) h.reject(err);
     this.held = [];
+  }
+
+  private sendNow(requests: AttemptMessage[]): Promise<AttemptResult>[] {
+    this.lastSent = performance.now();
+    this.awaited += requests.length;
+    const answers = this.send(requests);
+    for (const answer of answers) {
+      void answer
+        .catch(() => undefined)
+        .then(() => {
+          // The last answer came: the scheduler's window has closed; what waits goes now.
+          if (--this.awaited === 0) this.flush();
+        });
+    }
+    return answers;
   }
 }
 
@@ -292,9 +305,9 @@ export interface SchedulerClientOptions {
   deadlines?: Partial<SchedulerDeadlines>;
   tls?: GrpcTls;
   /**
-   * Outcomes that come within this many ms of the last one sent wait for
-   * the window's end and go together in one message (OutcomeWindow). 0, the
-   * default: each goes at once.
+   * Outcomes that come while earlier ones await their answers wait, up to
+   * this many ms after the last send, and go together in one message
+   * (OutcomeWindow). 0, the default: each goes at once.
    */
   outcomeWindowMs?: number;
 }
