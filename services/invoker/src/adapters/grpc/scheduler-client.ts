@@ -265,15 +265,12 @@ class OutcomeWindow {
   private sendNow(requests: AttemptMessage[]): Promise<AttemptResult>[] {
     this.lastSent = performance.now();
     this.awaited += requests.length;
+    const answered = () => {
+      // The last answer came: the scheduler's window has closed; what waits goes now.
+      if (--this.awaited === 0) this.flush();
+    };
     const answers = this.send(requests);
-    for (const answer of answers) {
-      void answer
-        .catch(() => undefined)
-        .then(() => {
-          // The last answer came: the scheduler's window has closed; what waits goes now.
-          if (--this.awaited === 0) this.flush();
-        });
-    }
+    for (const answer of answers) void answer.then(answered, answered);
     return answers;
   }
 }
