@@ -234,8 +234,10 @@ class OutcomeWindow {
     private readonly send: (requests: AttemptMessage[]) => Promise<AttemptResult>[],
   ) {}
 
+  /** Sends `request` at once, or holds it (see the class); `windowMs` 0: always at once. */
   add(request: AttemptMessage, bodyBytes: number): Promise<AttemptResult> {
-    if (bodyBytes > MAX_HELD_BODY_BYTES || (this.awaited === 0 && this.held.length === 0)) return this.sendNow([request])[0]!;
+    const now = this.windowMs === 0 || bodyBytes > MAX_HELD_BODY_BYTES || (this.awaited === 0 && this.held.length === 0);
+    if (now) return this.sendNow([request])[0]!;
     return new Promise<AttemptResult>((resolve, reject) => {
       this.held.push({ request, resolve, reject });
       if (this.held.length >= MAX_OUTCOMES_PER_MESSAGE) this.flush();
@@ -245,10 +247,7 @@ class OutcomeWindow {
 
   /** Sends what is held now, in one message. */
   flush(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    const held = this.held;
-    this.held = [];
+    const held = this.takeHeld();
     if (held.length === 0) return;
     const answers = this.sendNow(held.map((h) => h.request));
     held.forEach((h, i) => void answers[i]!.then(h.resolve, h.reject));
@@ -256,10 +255,15 @@ class OutcomeWindow {
 
   /** Fails what is held (the client is closing). */
   fail(err: LonghaulError): void {
+    for (const h of this.takeHeld()) h.reject(err);
+  }
+
+  private takeHeld(): Held[] {
     clearTimeout(this.timer);
     this.timer = undefined;
-    for (const h of this.held) h.reject(err);
+    const held = this.held;
     this.held = [];
+    return held;
   }
 
   private sendNow(requests: AttemptMessage[]): Promise<AttemptResult>[] {
@@ -349,7 +353,7 @@ export function createSchedulerClient(
   async function complete(request: schedulerPb.CompleteRunRequest): Promise<schedulerPb.CompleteRunResponse> {
     if (!streamsServed) return callUnary(client.completeRun.bind(client), request, md(), d.completeMs);
     const message = { call: { $case: "complete" as const, value: request }, ...traceCarrier() };
-    const result = await (outcomeWindowMs > 0 ? outcomes.add(message, request.body.byteLength) : viaStream([message], d.completeMs)[0]!);
+    const result = await outcomes.add(message, request.body.byteLength);
     if (result.$case !== "complete") throw new LonghaulError("internal", `a ${result.$case} answer to an outcome`);
     return result.value;
   }
