@@ -68,7 +68,8 @@ try {
     spent[k] = (spent[k] ?? 0) + cpu() - c;
     client[k] = (client[k] ?? 0) + mine() - m;
   };
-  const body = Buffer.from(JSON.stringify({ p: "x".repeat(requestBytes - 8) }));
+  // `{"p":"…"}` is 8 bytes around its filler; at 2 (the default) the body is `{}`.
+  const body = Buffer.from(requestBytes > 8 ? JSON.stringify({ p: "x".repeat(requestBytes - 8) }) : "{}");
   const headers =
     requestBytes > 2
       ? JSON.stringify([

@@ -2,6 +2,8 @@
 // Usage: npm run bench:profile -- [--runs 2000] [--rate 100] [--no-webhook] [--no-profile] [--out DIR] [--top 25]
 //                                 [--node-args "--a-v8-flag ..."]   (added to every service's node command)
 //                                 [--split 0.1]   (accept→app split by hop, from traces of that share of runs)
+//                                 [--warm-up 10]  (seconds of the same load first, left out of every figure)
+//                                 [--idle 30]     (then that long without traffic: CPU per service, % of a core)
 //
 // CPU profile of every Longhaul service under a steady load: starts the mesh
 // as `npm start` does but with `node --cpu-prof`, an app and a webhook
@@ -20,7 +22,9 @@
 // share of the runs (OpenTelemetry OTLP/HTTP JSON, to a receiver in this
 // process) and prints accept→app split by hop (lib/accept-split.mjs); the
 // export costs CPU, so read its CPU figures apart from runs without it. Runs
-// under scripts/with-deps.mjs (Postgres and NATS).
+// under scripts/with-deps.mjs (Postgres and NATS). `--warm-up <s>` sends
+// the same load for that long first and waits for it to drain: a fresh
+// mesh's first seconds (the JIT warming up) stay out of every figure.
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -46,11 +50,15 @@ const { values: args } = parseArgs({
     top: { type: "string", default: "20" },
     "node-args": { type: "string", default: "" },
     split: { type: "string" },
+    "warm-up": { type: "string", default: "0" },
+    idle: { type: "string", default: "0" },
   },
 });
 const runs = Math.max(1, Math.min(100_000, Number(args.runs)));
 const rate = Math.max(1, Math.min(5_000, Number(args.rate)));
 const top = Number(args.top);
+const warmUpSeconds = Math.max(0, Math.min(120, Number(args["warm-up"])));
+const idleSeconds = Math.max(0, Math.min(600, Number(args.idle)));
 const outDir = path.resolve(args.out ?? fs.mkdtempSync(path.join(os.tmpdir(), "longhaul-profile-")));
 fs.mkdirSync(outDir, { recursive: true });
 const log = (m) => console.error(`[profile] ${m}`);
@@ -202,6 +210,37 @@ try {
       req.end(body);
     });
 
+  /** Sends `count` runs at the rate, open loop; resolves when each was answered. */
+  const send = async (count, onAccepted) => {
+    const start = performance.now();
+    const pending = [];
+    for (let i = 0; i < count; i++) {
+      const due = start + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      pending.push(submit(due).then(onAccepted));
+    }
+    await Promise.all(pending);
+    return start;
+  };
+  /** Waits until `n` app calls (no webhook) or webhooks arrived, at most `ms`. */
+  const drained = async (n, ms) => {
+    const until = Date.now() + ms;
+    while ((args["no-webhook"] ? appCalls : hooks) < n && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+  };
+  if (warmUpSeconds > 0) {
+    const count = Math.round(warmUpSeconds * rate);
+    log(`warming up: ${count} runs at ${rate}/s, left out of every figure`);
+    let warmed = 0;
+    await send(count, (ok) => ok && warmed++);
+    await drained(warmed, 60_000);
+    acceptedRuns.length = 0;
+    refusals.clear();
+    appCalls = 0;
+    hooks = 0;
+    appAt.clear();
+  }
+
   log(`sending ${runs} runs at ${rate}/s${args["no-webhook"] ? " without webhooks" : " with webhooks"}`);
   // Every message the mesh sends under its prefix, by kind (`dispatch`, `run.changed`, ...).
   const wire = await connect({ servers: natsUrl.split(",") });
@@ -223,7 +262,6 @@ try {
   await servers.start();
   const cpuBefore = cpuOf(mesh.processes);
   const pgBefore = await commits();
-  const t0 = performance.now();
   // In flight each second, by stage: accepted and not yet at the app; answered by
   // the app and not yet ended (no run.finished on the wire); ended and not yet
   // at the webhook receiver. A stage that only grows is the one that limits.
@@ -232,18 +270,11 @@ try {
     const finished = onWire.get("run.finished") ?? 0;
     inFlight.push([acceptedRuns.length - appCalls, appCalls - finished, finished - hooks]);
   }, 1000);
-  const pending = [];
-  for (let i = 0; i < runs; i++) {
-    const due = t0 + (i * 1000) / rate;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    pending.push(submit(due).then((ok) => ok || failed++));
-  }
-  await Promise.all(pending);
+  // On CLOCK_MONOTONIC, the clock of lib/stall-log.mjs: its lines can be laid beside each second's figures.
+  log(`measuring from ${(Number(process.hrtime.bigint()) / 1e6).toFixed(0)} ms (monotonic)`);
+  const t0 = await send(runs, (ok) => ok || failed++);
   const expected = runs - failed;
-  const until = Date.now() + 60_000;
-  const done = () => (args["no-webhook"] ? appCalls : hooks) >= expected;
-  while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+  await drained(expected, 60_000);
   clearInterval(sampler);
   const drainedMs = performance.now() - t0 - ((runs - 1) * 1000) / rate;
   log(`sent ${runs} (${failed} refused${refusals.size ? `: ${[...refusals].map(([k, n]) => `${k} ×${n}`).join(", ")}` : ""}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; app calls ${appCalls}, webhooks ${hooks}`);
@@ -276,6 +307,18 @@ try {
   }
   cpuWindow.pgCommits = (pgAfter - pgBefore) / done_;
   agent.destroy();
+  if (idleSeconds > 0) {
+    // As the bench's idle phase: no traffic, each service's CPU as a share of one core.
+    const uptimeMs = Number(fs.readFileSync("/proc/uptime", "utf8").split(" ")[0]) * 1000;
+    log(`idle for ${idleSeconds} s from ${uptimeMs.toFixed(0)} ms after boot (on the clock of /proc/<pid>/stat's start time)`);
+    const idleBefore = cpuOf(mesh.processes);
+    await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+    const idleAfter = cpuOf(mesh.processes);
+    cpuWindow.idle = Object.entries(idleAfter).map(([name, c]) => {
+      const was = idleBefore[name] ?? NOTHING;
+      return [name, (100 * (c.user + c.system - was.user - was.system)) / (idleSeconds * 1000), (c.sleeps - was.sleeps) / idleSeconds];
+    });
+  }
 } finally {
   await mesh.stop();
   appServer.close();
@@ -334,4 +377,8 @@ console.log(
     (cpuWindow.nats ?? []).map(([kind, n]) => `${kind} ${perRun(n)}`).join(", ") || "none"
   }`,
 );
+if (cpuWindow.idle) {
+  console.log(`\n## Idle for ${idleSeconds} s after the load: CPU as % of one core${args["no-profile"] ? "" : " (profiler included)"}, and the main thread's wake-ups per second`);
+  for (const [name, pct, wakeups] of cpuWindow.idle) console.log(`  ${name.padEnd(10)} ${pct.toFixed(2)} %   ${wakeups.toFixed(1)} wake-ups/s`);
+}
 if (!args["no-profile"]) console.log(`\nprofiles in ${outDir}`);
