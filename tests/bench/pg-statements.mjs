@@ -6,8 +6,9 @@
 // scheduler's own statements one after the other (no batching): the insert,
 // the claim, the 2xx completion and the webhook state, plus `select 1` as the
 // floor of a round trip. Prints the backend's CPU per run and per statement,
-// and this process's (the client: pg encoding parameters, parsing rows),
-// read from /proc (Postgres on this machine), with the statements prepared
+// read from /proc (Postgres on this machine), this process's (the client:
+// pg encoding parameters, parsing rows), and the wall time of each
+// statement's round trip, its commit included, with the statements prepared
 // (as the services run them) or, with --unprepared, parsed and planned each
 // time (LONGHAUL_PG_PREPARED_STATEMENTS=false). Figures are printed, never
 // asserted. --request-bytes sets the stored request body's size (2: "{}";
@@ -57,6 +58,8 @@ try {
   };
   const spent = {};
   const client = {};
+  /** Wall ms of each call, by statement: the round trip with its commit. */
+  const wall = {};
   const mine = () => {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1000;
@@ -64,7 +67,9 @@ try {
   const step = async (k, f) => {
     const c = cpu();
     const m = mine();
+    const t = performance.now();
     await f();
+    (wall[k] ??= []).push(performance.now() - t);
     spent[k] = (spent[k] ?? 0) + cpu() - c;
     client[k] = (client[k] ?? 0) + mine() - m;
   };
@@ -98,6 +103,7 @@ try {
   for (let i = 0; i < 50; i++) await one(); // warm: plans cached, pages in memory
   for (const k of Object.keys(spent)) delete spent[k];
   for (const k of Object.keys(client)) delete client[k];
+  for (const k of Object.keys(wall)) delete wall[k];
   const c0 = cpu();
   const m0 = mine();
   for (let i = 0; i < runs; i++) await one();
@@ -107,8 +113,11 @@ try {
     `CPU per run, ${runs} runs, statements ${args.unprepared ? "unprepared" : "prepared"}, request body ${body.length} bytes: ` +
       `Postgres backend ${(total / runs).toFixed(2)} ms, client ${(totalClient / runs).toFixed(2)} ms`,
   );
-  console.log(`  ${"".padEnd(16)} backend   client`);
-  for (const [k, v] of Object.entries(spent)) console.log(`  ${k.padEnd(16)} ${(v / runs).toFixed(3)} ms  ${(client[k] / runs).toFixed(3)} ms`);
+  console.log(`  ${"".padEnd(16)} backend   client    wall p50 / p99 (one after the other, nothing else running)`);
+  const pct = (list, p) => [...list].sort((a, b) => a - b)[Math.min(list.length - 1, Math.floor((p / 100) * list.length))];
+  for (const [k, v] of Object.entries(spent)) {
+    console.log(`  ${k.padEnd(16)} ${(v / runs).toFixed(3)} ms  ${(client[k] / runs).toFixed(3)} ms  ${pct(wall[k], 50).toFixed(3)} / ${pct(wall[k], 99).toFixed(3)} ms`);
+  }
 } finally {
   await db.destroy();
   await admin.query(`drop database if exists ${name} with (force)`);
