@@ -23,6 +23,7 @@ import { sql } from "kysely";
 import { createDb, migrate } from "../../services/shared/dist/db/index.js";
 import { schedulerMigrationSet } from "../../services/scheduler/dist/adapters/pg/migrations.js";
 import { batchedClaim, batchedInsert, batchedSuccess, batchedWebhookState } from "../../services/scheduler/dist/adapters/pg/batched.js";
+import { summary } from "./lib/stats.mjs";
 
 const { values: args } = parseArgs({
   options: { runs: { type: "string", default: "800" }, unprepared: { type: "boolean", default: false }, "request-bytes": { type: "string", default: "2" } },
@@ -114,9 +115,9 @@ try {
       `Postgres backend ${(total / runs).toFixed(2)} ms, client ${(totalClient / runs).toFixed(2)} ms`,
   );
   console.log(`  ${"".padEnd(16)} backend   client    wall p50 / p99 (one after the other, nothing else running)`);
-  const pct = (list, p) => [...list].sort((a, b) => a - b)[Math.min(list.length - 1, Math.floor((p / 100) * list.length))];
   for (const [k, v] of Object.entries(spent)) {
-    console.log(`  ${k.padEnd(16)} ${(v / runs).toFixed(3)} ms  ${(client[k] / runs).toFixed(3)} ms  ${pct(wall[k], 50).toFixed(3)} / ${pct(wall[k], 99).toFixed(3)} ms`);
+    const w = summary(wall[k]);
+    console.log(`  ${k.padEnd(16)} ${(v / runs).toFixed(3)} ms  ${(client[k] / runs).toFixed(3)} ms  ${w.p50.toFixed(3)} / ${w.p99.toFixed(3)} ms`);
   }
 } finally {
   await db.destroy();

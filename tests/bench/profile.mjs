@@ -38,6 +38,7 @@ import { startMesh } from "../../scripts/lib/mesh.mjs";
 import { acceptSplit, spanCollector } from "./lib/accept-split.mjs";
 import { summariseProfile } from "./lib/cpu-profile.mjs";
 import { fmtMs, summary } from "./lib/stats.mjs";
+import * as clock from "./lib/clock.mjs";
 import { cpuMeter, natsServerPid, postmasterPid } from "./lib/proc-cpu.mjs";
 
 const { values: args } = parseArgs({
@@ -270,8 +271,8 @@ try {
     const finished = onWire.get("run.finished") ?? 0;
     inFlight.push([acceptedRuns.length - appCalls, appCalls - finished, finished - hooks]);
   }, 1000);
-  // On CLOCK_MONOTONIC, the clock of lib/stall-log.mjs: its lines can be laid beside each second's figures.
-  log(`measuring from ${(Number(process.hrtime.bigint()) / 1e6).toFixed(0)} ms (monotonic)`);
+  // On the bench's clock (lib/clock.mjs), that of lib/stall-log.mjs: its lines can be laid beside each second's figures.
+  log(`measuring from ${clock.now().toFixed(0)} ms (monotonic)`);
   const t0 = await send(runs, (ok) => ok || failed++);
   const expected = runs - failed;
   await drained(expected, 60_000);
@@ -309,8 +310,7 @@ try {
   agent.destroy();
   if (idleSeconds > 0) {
     // As the bench's idle phase: no traffic, each service's CPU as a share of one core.
-    const uptimeMs = Number(fs.readFileSync("/proc/uptime", "utf8").split(" ")[0]) * 1000;
-    log(`idle for ${idleSeconds} s from ${uptimeMs.toFixed(0)} ms after boot (on the clock of /proc/<pid>/stat's start time)`);
+    log(`idle for ${idleSeconds} s from ${clock.now().toFixed(0)} ms (monotonic)`);
     const idleBefore = cpuOf(mesh.processes);
     await new Promise((r) => setTimeout(r, idleSeconds * 1000));
     const idleAfter = cpuOf(mesh.processes);

@@ -236,8 +236,8 @@ class OutcomeWindow {
 
   /** Sends `request` at once, or holds it (see the class); `windowMs` 0: always at once. */
   add(request: AttemptMessage, bodyBytes: number): Promise<AttemptResult> {
-    const now = this.windowMs === 0 || bodyBytes > MAX_HELD_BODY_BYTES || (this.awaited === 0 && this.held.length === 0);
-    if (now) return this.sendNow([request])[0]!;
+    const atOnce = this.windowMs === 0 || bodyBytes > MAX_HELD_BODY_BYTES || (this.awaited === 0 && this.held.length === 0);
+    if (atOnce) return this.sendNow([request])[0]!;
     return new Promise<AttemptResult>((resolve, reject) => {
       this.held.push({ request, resolve, reject });
       if (this.held.length >= MAX_OUTCOMES_PER_MESSAGE) this.flush();
