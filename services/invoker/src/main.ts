@@ -88,22 +88,8 @@ await runService({
     const grpcPort = await grpc.start();
     const metricsServer = await serveMetrics(registry, config.INVOKER_METRICS_HOST, config.INVOKER_METRICS_PORT);
 
-    heartbeats.start();
-    const cancels = subscribeCancels(nc, names, log, (runId) => invoker.cancel(runId));
-    const consumer = await startDispatchConsumer({
-      nc,
-      names,
-      capacity,
-      log,
-      streams: streamSettings(config),
-      maxConcurrentClaims: config.INVOKER_MAX_CONCURRENT_CLAIMS,
-      claim: async (d) => {
-        const decision = await invoker.claim(d);
-        heartbeats.nudge();
-        return decision;
-      },
-    });
     // Runs handed over at submit on a Handoff stream, beside the dispatches.
+    // Started before the heartbeat loop, which reads its ended streams.
     // At most a quarter of the call slots wait for handoffs: the rest stay free for
     // dispatches (retries, queued runs, runs of copies without a stream).
     const handoffCredits = Math.min(config.INVOKER_HANDOFF_CREDITS, Math.floor(config.INVOKER_MAX_IN_FLIGHT / 4));
@@ -122,6 +108,21 @@ await runService({
             log,
           })
         : undefined;
+    heartbeats.start();
+    const cancels = subscribeCancels(nc, names, log, (runId) => invoker.cancel(runId));
+    const consumer = await startDispatchConsumer({
+      nc,
+      names,
+      capacity,
+      log,
+      streams: streamSettings(config),
+      maxConcurrentClaims: config.INVOKER_MAX_CONCURRENT_CLAIMS,
+      claim: async (d) => {
+        const decision = await invoker.claim(d);
+        heartbeats.nudge();
+        return decision;
+      },
+    });
     // The consumer's backlog is the same for every copy: one copy (the metrics lease's holder) exports it.
     const metricsLease = await startLeaderLease(nc, {
       bucket: names.leaseBucket,
