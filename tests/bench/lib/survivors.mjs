@@ -8,6 +8,7 @@
 // $SURVIVORS_DIR/<service>-<pid>.heapprofile (default /tmp/longhaul-survivors);
 // `node tests/bench/gc-summary.mjs FILE...` sums it by package, frame and stack.
 // These are the bytes each scavenge copies and, the next time, promotes.
+// SURVIVORS_ALL=1 keeps the objects a scavenge freed too: all that was allocated.
 import fs from "node:fs";
 import { Session } from "node:inspector";
 import path from "node:path";
@@ -27,7 +28,7 @@ setTimeout(() => {
       post("HeapProfiler.startSampling", {
         samplingInterval: 4096,
         includeObjectsCollectedByMajorGC: true,
-        includeObjectsCollectedByMinorGC: false,
+        includeObjectsCollectedByMinorGC: process.env.SURVIVORS_ALL === "1",
       }),
     )
     .then(() => {
