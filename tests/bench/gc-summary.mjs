@@ -9,7 +9,8 @@
 //   promoted, then the sums; a service whose scavenges promote nearly all
 //   they copied keeps objects for seconds;
 // - a .heapprofile of lib/survivors.mjs: the sampled bytes that outlived a
-//   scavenge, by package, by frame and by the last frames of their stacks.
+//   scavenge (all that was allocated with SURVIVORS_ALL=1), by package, by
+//   frame and by the last frames of their stacks.
 // Figures are printed, never asserted.
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -64,7 +65,7 @@ function heapProfile(file, profile) {
   };
   walk(profile.head, []);
   const top = (map, n) => [...map].sort((a, b) => b[1] - a[1]).slice(0, n);
-  console.log(`\n## ${path.basename(file)}: ${(total / MB).toFixed(1)} MB sampled that outlived a scavenge`);
+  console.log(`\n## ${path.basename(file)}: ${(total / MB).toFixed(1)} MB sampled`);
   console.log("by package:");
   for (const [k, v] of top(byPackage, 12)) console.log(`  ${pct(v, total)}  ${k}`);
   console.log("by frame (where the object was allocated):");
