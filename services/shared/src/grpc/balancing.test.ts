@@ -9,7 +9,8 @@ import { commonEnvSchema, parseEnv } from "../config.js";
 import { LonghaulError } from "../errors.js";
 import { createLogger } from "../logger.js";
 import { notifierPb } from "../proto/index.js";
-import { callUnary, createClient, internalMetadata, serviceConfig } from "./client.js";
+import { credentials } from "@grpc/grpc-js";
+import { callUnary, channelOptions, createClient, internalMetadata, serviceConfig } from "./client.js";
 import { createGrpcServer, unary, type GrpcServer } from "./server.js";
 import { AddressListError, grpcTarget } from "./targets.js";
 
@@ -59,7 +60,10 @@ async function proxy(target: number): Promise<{ port: number; die(): Promise<voi
   return { port: (server.address() as net.AddressInfo).port, die };
 }
 
-async function startCopy(name: string, extra: { maxConnectionAgeMs?: number; answerAfterMs?: number } = {}): Promise<Copy> {
+async function startCopy(
+  name: string,
+  extra: { maxConnectionAgeMs?: number; keepaliveTimeMs?: number; answerAfterMs?: number } = {},
+): Promise<Copy> {
   const registry = new Registry();
   const server = createGrpcServer({ log, address: "127.0.0.1:0", internalToken: TOKEN, registry, ...extra });
   const copy: Copy = { name, server, registry, address: "", hold: false, held: [], die: async () => {} };
@@ -87,8 +91,13 @@ async function startCopy(name: string, extra: { maxConnectionAgeMs?: number; ans
   return copy;
 }
 
-function client(addresses: string) {
-  const c = createClient(notifierPb.NotifierInternalServiceClient, addresses, { retry: [getWebhookSecret.path] });
+function client(addresses: string, keepaliveTimeMs?: number) {
+  const c = keepaliveTimeMs
+    ? new notifierPb.NotifierInternalServiceClient(grpcTarget(addresses), credentials.createInsecure(), {
+        ...channelOptions,
+        "grpc.keepalive_time_ms": keepaliveTimeMs,
+      })
+    : createClient(notifierPb.NotifierInternalServiceClient, addresses, { retry: [getWebhookSecret.path] });
   cleanups.push(() => c.close());
   const md = () => internalMetadata(TOKEN);
   return {
@@ -196,6 +205,17 @@ describe("a client of several copies", () => {
     const c = client(a.address);
     expect(await c.get()).toBe("a");
     // The connection was sent GOAWAY meanwhile; the next call opens a new one.
+    expect(await c.get()).toBe("a");
+  });
+
+  it("lets a call outlive its connection's max age past the keepalive pings of both ends", async () => {
+    // grpc-js pinged a connection it had closed gracefully after GOAWAY, took
+    // the refused ping for a dead peer and cut every call still on it: a sync
+    // pass-through (up to 12 h) ended 503 within a keepalive period of the
+    // connection's max age (patches/@grpc+grpc-js*.patch).
+    const a = await startCopy("a", { maxConnectionAgeMs: 200, keepaliveTimeMs: 250, answerAfterMs: 2_000 });
+    const c = client(a.address, 250);
+    expect(await c.get()).toBe("a");
     expect(await c.get()).toBe("a");
   });
 });

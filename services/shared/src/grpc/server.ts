@@ -89,6 +89,8 @@ export interface GrpcServerOptions {
   maxConnectionAgeMs?: number;
   /** How long calls in flight on such a connection may still run before it is cut. @default 86_400_000 */
   maxConnectionAgeGraceMs?: number;
+  /** How often the server pings each client connection (keepalive). @default 30_000 */
+  keepaliveTimeMs?: number;
   /** Where `grpc_server_started_total` / `grpc_server_handled_total` go; absent: not counted. */
   registry?: Registry;
   /** Serve TLS (mutual when it has a CA) with these credentials; absent: plaintext. */
@@ -193,7 +195,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
     // The server pings too: a stream whose client vanished (a long-lived
     // Handoff stream, a watch) is found dead within ~40 s, not 2 h.
-    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_time_ms": options.keepaliveTimeMs ?? 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
     ...(options.maxConnectionAgeMs
       ? {
