@@ -180,8 +180,13 @@ async function soak() {
 /** A progress line: runs by status, calls open at the app, leases renewed since the last line, webhooks. */
 async function progress(db, leases, app, hooks, invokerPid) {
   const byStatus = await db.query("select status, count(*)::int as n from runs where app = 'soak' group by status order by status");
+  // A running run's lease is the later of its own (stamped at the claim) and
+  // its invoker's session lease, which heartbeats renew (docs/ARCHITECTURE.md, "Leases").
   const running = await db.query(
-    "select id, lease_expires_at, extract(epoch from lease_expires_at - now())::float as left from runs where status = 'running'",
+    `select r.id, greatest(r.lease_expires_at, s.lease_expires_at) as lease_expires_at,
+            extract(epoch from greatest(r.lease_expires_at, s.lease_expires_at) - now())::float as left
+       from runs r left join invoker_sessions s on s.invoker_id = r.owner
+      where r.status = 'running'`,
   );
   let renewed = 0;
   let seen = 0;
