@@ -6,6 +6,7 @@ const DEFAULT_TIMEOUTS = [
   ["scheduler lease (renewed by heartbeats)", 15_000],
   ["undici headersTimeout / bodyTimeout", 300_000],
   ["Node http.Server requestTimeout", 300_000],
+  ["gRPC max connection age and a keepalive period (sync calls)", 330_000 + 30_000],
 ];
 /** The longest silence that proves no idle timeout cut a call (undici's 300 s). */
 const IDLE_PROOF_MS = 300_000;
@@ -55,8 +56,18 @@ export function checkRun({ runId, mode, body, holdMs, run, result, call, deliver
   };
 }
 
+/** A sync pass-through call: answered 200 with the app's answer, after the whole hold. */
+export function checkSync({ mode, status, text, ms, error, holdMs }) {
+  const problems = [];
+  if (error) problems.push(error);
+  else if (status !== 200) problems.push(`status ${status}: ${text.slice(0, 200)}`);
+  else if (!text.includes(`"mode":"${mode}"`)) problems.push("not the app's answer");
+  if (!error && ms < holdMs - HOLD_TOLERANCE_MS) problems.push(`answered after ${clock(ms)}, before the hold`);
+  return { mode, status, ms, ok: problems.length === 0, problems };
+}
+
 /** Prints the table and the checks; true when the soak passed. */
-export function printReport({ checked, holdMs, leases, warnings, crashes, elapsedMs, log }) {
+export function printReport({ checked, sync, holdMs, leases, warnings, crashes, elapsedMs, log }) {
   const rows = [];
   const groups = [...new Set(checked.map((c) => c.mode)), "all"];
   for (const mode of groups) {
@@ -83,6 +94,9 @@ export function printReport({ checked, holdMs, leases, warnings, crashes, elapse
   for (const [what, ms] of DEFAULT_TIMEOUTS) {
     console.log(`  ${holdMs > ms ? "crossed" : "NOT crossed"}: ${what} (${clock(ms)})`);
   }
+  for (const c of sync) {
+    console.log(`sync pass-through (${c.mode}): ${c.ok ? `${c.status} after ${clock(c.ms)}` : `FAIL ${c.problems.join("; ")}`}`);
+  }
   for (const [service, msgs] of Object.entries(warnings)) {
     const list = Object.entries(msgs).map(([m, n]) => `${n}× ${m}`);
     console.log(`warnings in ${service}'s log: ${list.length ? list.join("; ") : "none"}`);
@@ -102,8 +116,12 @@ export function printReport({ checked, holdMs, leases, warnings, crashes, elapse
   } else {
     console.log(`note: holds of ${clock(holdMs)} do not cross the 300 s timeouts; run with --minutes 6 or more for the proof`);
   }
-  const ok = failures.length === 0 && crashes.length === 0 && idleProved;
-  log(ok ? `PASS: ${checked.length} runs held ${clock(holdMs)}, all succeeded and delivered` : "FAIL");
+  const ok = failures.length === 0 && crashes.length === 0 && idleProved && sync.every((c) => c.ok);
+  log(
+    ok
+      ? `PASS: ${checked.length} runs held ${clock(holdMs)}, all succeeded and delivered; ${sync.length} sync calls answered`
+      : "FAIL",
+  );
   return ok;
 }
 

@@ -17,11 +17,12 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
+import { Agent } from "undici";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ensureDeps } from "../../scripts/lib/deps.mjs";
 import { startMesh } from "../../scripts/lib/mesh.mjs";
-import { checkRun, clock, printReport } from "./report.mjs";
+import { checkRun, checkSync, clock, printReport } from "./report.mjs";
 import { startWebhookReceiver } from "./webhook-receiver.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -134,8 +135,17 @@ async function soak() {
     if (r.status !== 202) throw new Error(`submit ${i}: ${r.status} ${r.text}`);
     runs.push({ i, runId: r.json.run_id, mode, body });
   }
+  // Sync pass-through calls (no ?async), one per mode: the gateway holds each
+  // HTTP request on one gRPC stream to the invoker for the whole hold, past the
+  // gRPC servers' max connection age (GRPC_MAX_CONNECTION_AGE_SECONDS, 300 s)
+  // and a keepalive period after it (patches/README.md).
+  const syncAgent = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+  cleanups.push(() => syncAgent.close());
+  const syncCalls = interrupted
+    ? []
+    : MODES.map((mode) => callSync(mesh.ingressUrl, mesh.apiKey, mode, holdMs, holdMs + graceMs + 60_000, syncAgent));
   const submittedAt = Date.now();
-  log(`submitted ${runs.length} runs; the app answers each ${clock(holdMs)} after it arrives`);
+  log(`submitted ${runs.length} runs and ${syncCalls.length} sync calls; the app answers each ${clock(holdMs)} after it arrives`);
 
   const db = new pg.Client({ connectionString: dbUrl.toString() });
   db.on("error", () => {});
@@ -150,7 +160,8 @@ async function soak() {
     const s = await db.query(
       `select count(*) filter (where status in ('succeeded','failed','timed_out','cancelled','expired'))::int as finished,
               count(*) filter (where webhook_state = 'pending')::int as hooks_pending
-         from runs where app = 'soak'`,
+         from runs where id = any($1::uuid[])`,
+      [runs.map((r) => r.runId)],
     );
     done = s.rows[0].finished === runs.length && s.rows[0].hooks_pending === 0;
     if (done || crashes.length > 0) break;
@@ -172,7 +183,8 @@ async function soak() {
   const warnings = Object.fromEntries(
     ["scheduler", "invoker", "notifier", "ingress"].map((n) => [n, countWarnings(mesh.logs(n))]),
   );
-  const ok = printReport({ checked, holdMs, leases, warnings, crashes, elapsedMs: Date.now() - t0, log });
+  const sync = (await Promise.all(syncCalls)).map((c) => checkSync({ ...c, holdMs }));
+  const ok = printReport({ checked, sync, holdMs, leases, warnings, crashes, elapsedMs: Date.now() - t0, log });
   if (!ok) keepLogs = true;
   return ok && !interrupted;
 }
@@ -252,6 +264,24 @@ function gateway(base, key) {
     }
     return { status: res.status, text, json };
   };
+}
+
+/** One sync call through the gateway, held by the app for `holdMs`: its status, body and duration, or why it failed. */
+async function callSync(base, key, mode, holdMs, giveUpMs, dispatcher) {
+  const started = Date.now();
+  try {
+    const res = await fetch(`${base}/dev/soak/sync/${mode}?mode=${mode}&hold_ms=${holdMs}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}` },
+      body: `sync ${mode}`,
+      dispatcher,
+      signal: AbortSignal.timeout(giveUpMs),
+    });
+    const text = await res.text();
+    return { mode, status: res.status, text, ms: Date.now() - started };
+  } catch (err) {
+    return { mode, status: 0, text: "", ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) };
+  }
 }
 
 async function deleteStreams(natsUrl, prefix) {
