@@ -6,7 +6,8 @@ const DEFAULT_TIMEOUTS = [
   ["scheduler lease (renewed by heartbeats)", 15_000],
   ["undici headersTimeout / bodyTimeout", 300_000],
   ["Node http.Server requestTimeout", 300_000],
-  ["gRPC max connection age and a keepalive period (sync calls)", 330_000 + 30_000],
+  // GRPC_MAX_CONNECTION_AGE_SECONDS with grpc-js's +10 % jitter, then one 30-s keepalive period.
+  ["gRPC max connection age and a keepalive period (sync calls)", 300_000 * 1.1 + 30_000],
 ];
 /** The longest silence that proves no idle timeout cut a call (undici's 300 s). */
 const IDLE_PROOF_MS = 300_000;

@@ -143,7 +143,7 @@ async function soak() {
   cleanups.push(() => syncAgent.close());
   const syncCalls = interrupted
     ? []
-    : MODES.map((mode) => callSync(mesh.ingressUrl, mesh.apiKey, mode, holdMs, holdMs + graceMs + 60_000, syncAgent));
+    : MODES.map((mode) => callSync(api, mode, holdMs, holdMs + graceMs + 60_000, syncAgent));
   const submittedAt = Date.now();
   log(`submitted ${runs.length} runs and ${syncCalls.length} sync calls; the app answers each ${clock(holdMs)} after it arrives`);
 
@@ -248,9 +248,11 @@ async function startApp() {
   };
 }
 
+/** Calls the gateway with the soak's key; `init` adds to fetch's options (a dispatcher, a signal). */
 function gateway(base, key) {
-  return async (method, p, body) => {
+  return async (method, p, body, init = {}) => {
     const res = await fetch(`${base}${p}`, {
+      ...init,
       method,
       headers: { authorization: `Bearer ${key}`, ...(typeof body === "object" ? { "content-type": "application/json" } : {}) },
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
@@ -267,18 +269,14 @@ function gateway(base, key) {
 }
 
 /** One sync call through the gateway, held by the app for `holdMs`: its status, body and duration, or why it failed. */
-async function callSync(base, key, mode, holdMs, giveUpMs, dispatcher) {
+async function callSync(api, mode, holdMs, giveUpMs, dispatcher) {
   const started = Date.now();
   try {
-    const res = await fetch(`${base}/dev/soak/sync/${mode}?mode=${mode}&hold_ms=${holdMs}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${key}` },
-      body: `sync ${mode}`,
+    const { status, text } = await api("POST", `/dev/soak/sync/${mode}?mode=${mode}&hold_ms=${holdMs}`, `sync ${mode}`, {
       dispatcher,
       signal: AbortSignal.timeout(giveUpMs),
     });
-    const text = await res.text();
-    return { mode, status: res.status, text, ms: Date.now() - started };
+    return { mode, status, text, ms: Date.now() - started };
   } catch (err) {
     return { mode, status: 0, text: "", ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) };
   }
